@@ -1,0 +1,26 @@
+/* cg_error.c — names and messages for the codes of cg_error.h. */
+#include "cg_error.h"
+
+#include <string.h>
+
+const char *cg_errname(int err)
+{
+    switch (err) {
+    case 0: return "OK";
+#define CG_E_NAME(name, code, msg) case code: return "CG_E_" #name;
+    CG_ERRNO_MAP(CG_E_NAME)
+#undef CG_E_NAME
+    default: return err < 0 && err > -1000 ? "ERRNO" : "UNKNOWN";
+    }
+}
+
+const char *cg_strerror(int err)
+{
+    switch (err) {
+    case 0: return "success";
+#define CG_E_MSG(name, code, msg) case code: return msg;
+    CG_ERRNO_MAP(CG_E_MSG)
+#undef CG_E_MSG
+    default: return err < 0 && err > -1000 ? strerror(-err) : "unknown error";
+    }
+}

@@ -1,0 +1,2 @@
+/* acl.c — placeholder until its module lands. */
+typedef int cg_placeholder_acl;

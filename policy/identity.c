@@ -1,0 +1,2 @@
+/* identity.c — placeholder until its module lands. */
+typedef int cg_placeholder_identity;

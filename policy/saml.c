@@ -1,0 +1,2 @@
+/* saml.c — placeholder until its module lands. */
+typedef int cg_placeholder_saml;

@@ -1,0 +1,2 @@
+/* config.c — placeholder until its module lands. */
+typedef int cg_placeholder_config;

@@ -1,0 +1,2 @@
+/* conn.c — placeholder until its module lands. */
+typedef int cg_placeholder_conn;

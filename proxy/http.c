@@ -1,0 +1,3 @@
+/* http.c — placeholder until its module lands. */
+#include "conn.h"
+const cg_proto_ops cg_http_proto = { .name = "http" };

@@ -1,0 +1,2 @@
+/* imap_parser.c — placeholder until its module lands. */
+typedef int cg_placeholder_imap_parser;

@@ -1,0 +1,2 @@
+/* tls.c — placeholder until its module lands. */
+typedef int cg_placeholder_tls;

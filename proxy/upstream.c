@@ -1,0 +1,2 @@
+/* upstream.c — placeholder until its module lands. */
+typedef int cg_placeholder_upstream;

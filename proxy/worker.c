@@ -1,0 +1,2 @@
+/* worker.c — placeholder until its module lands. */
+typedef int cg_placeholder_worker;

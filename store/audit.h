@@ -1,0 +1,76 @@
+/* audit.h — the non-repudiation log (SPEC section 5): workers submit
+ * records to a bounded queue; one writer thread owns the audit database,
+ * hash-chains records, commits them in batches and signs checkpoints.
+ * cg_audit_submit never blocks on disk. */
+#ifndef CG_AUDIT_H
+#define CG_AUDIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* One record as a caller fills it. Strings may be NULL (null in canon);
+ * numbers use -1 for null. The record is copied on submit. */
+typedef struct cg_audit_rec {
+    const char *txid;        /* SID.n for IMAP, request id for HTTP */
+    const char *request_id;  /* client's X-Request-Id */
+    uint64_t conn_id;        /* 0: null */
+    const char *listener;
+    const char *client;      /* "addr:port" */
+    const char *principal;
+    const char *method;      /* cert | psk | address | login | digest | saml */
+    const char *tls_version;
+    const char *tls_cipher;
+    const char *service;     /* imap | http | tls | policy | gateway */
+    const char *operation;   /* SELECT, GET, handshake, auth, refused, ... */
+    const char *resource;
+    const char *decision;    /* allow | deny */
+    int64_t rule_id;         /* -1: null */
+    const char *result;      /* OK/NO/BAD, "200", "refused" ... */
+    int64_t bytes_in;        /* -1: null */
+    int64_t bytes_out;       /* -1: null */
+    const char *content_sha256;
+    const char *key_id;
+    const char *validation;
+    const char *reason;
+} cg_audit_rec;
+
+/* Initialises every field to null. */
+void cg_audit_rec_init(cg_audit_rec *r);
+
+typedef struct cg_audit_config {
+    const char *db_path;
+    const char *key_path;            /* Ed25519 or ECDSA P-256 PEM */
+    bool fail_closed;
+    unsigned checkpoint_records;     /* default 1000 */
+    unsigned checkpoint_seconds;     /* default 5 */
+    size_t queue_capacity;           /* records; default 65536 */
+} cg_audit_config;
+
+/* Starts the writer thread (opens/creates the database, resumes the
+ * chain). */
+int cg_audit_start(const cg_audit_config *cfg, const char **error_r);
+/* Commits everything queued, writes a final checkpoint, joins. */
+void cg_audit_stop(void);
+
+/* Queues a copy of r. Returns 0, or CG_E_AUDIT when the log is failing
+ * and fail_closed is set (the caller refuses the operation). */
+int cg_audit_submit(const cg_audit_rec *r);
+
+/* False while records cannot be committed and fail_closed is set: new
+ * operations are refused until writing works again. Cheap (atomic). */
+bool cg_audit_available(void);
+
+/* Rotation (SIGUSR1 in the gateway): seal the current file with a final
+ * checkpoint and continue in a new one chained to it. Asynchronous. */
+void cg_audit_request_rotate(void);
+
+/* Statistics for /metrics. */
+typedef struct cg_audit_stats {
+    uint64_t queued, committed, dropped, failures, checkpoints;
+    uint64_t queue_depth;
+    uint64_t last_commit_usec; /* duration of the last batch commit */
+} cg_audit_stats;
+void cg_audit_get_stats(cg_audit_stats *out);
+
+#endif

@@ -1,0 +1,2 @@
+/* db.c — placeholder until its module lands. */
+typedef int cg_placeholder_db;

@@ -1,0 +1,37 @@
+/* db.h — the one SQLite helper: open with the project's pragmas, migrate
+ * by PRAGMA user_version, transactions, one-line errors. One connection per
+ * thread; statements are prepared once by their owners and reused. */
+#ifndef CG_DB_H
+#define CG_DB_H
+
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct cg_db cg_db;
+
+enum cg_db_flags {
+    CG_DB_READONLY = 1, /* open read-only (watchers, verify) */
+    CG_DB_CREATE = 2,   /* create if missing, mode 0600 */
+};
+
+/* WAL, foreign_keys=ON, busy_timeout 5 s. error_r: one sentence, static
+ * per thread, valid until the next call on this thread. */
+int cg_db_open(const char *path, int flags, cg_db **out, const char **error_r);
+void cg_db_close(cg_db *db);
+sqlite3 *cg_db_handle(cg_db *db);
+
+/* Applies migrations[user_version..n-1], each in its own transaction. */
+int cg_db_migrate(cg_db *db, const char *const *migrations, size_t n,
+                  const char **error_r);
+
+int cg_db_exec(cg_db *db, const char *sql, const char **error_r);
+int cg_db_begin(cg_db *db, const char **error_r);     /* BEGIN IMMEDIATE */
+int cg_db_begin_read(cg_db *db, const char **error_r); /* BEGIN (deferred) */
+int cg_db_commit(cg_db *db, const char **error_r);
+void cg_db_rollback(cg_db *db);
+
+/* The last SQLite error of db as one sentence. */
+const char *cg_db_errmsg(cg_db *db);
+
+#endif
