@@ -53,6 +53,9 @@ typedef struct cg_proto_ops {
 /* What the connection knows about itself; valid for its life. */
 typedef struct cg_conn_info {
     uint64_t id;                      /* process-unique connection id */
+    char session_id[17];              /* 16 lowercase hex, random: the
+                                       * IMAP session id; HTTP request n of
+                                       * this connection has txid SID.n */
     const cg_config *config;          /* the configuration it started under */
     const cg_listener_cfg *listener;
     struct sockaddr_storage peer;
