@@ -1063,3 +1063,13 @@ const char *cg_auth_method_name(unsigned bit)
             return e->name;
     return "none";
 }
+
+bool cg_config_key(size_t i, const char **section, const char **name)
+{
+    static const char *const sect_names[] = { "gateway", "listener", "upstream", "saml" };
+    if (i >= NKEYS)
+        return false;
+    *section = sect_names[keys[i].sect];
+    *name = keys[i].name;
+    return true;
+}

@@ -98,4 +98,9 @@ const cg_listener_cfg *cg_config_listener(const cg_config *cfg,
                                           const char *name);
 const char *cg_auth_method_name(unsigned method_bit);
 
+/* The key table, for documentation checks: section ("gateway",
+ * "listener", "upstream", "saml") and key name of entry i, false past the
+ * end. */
+bool cg_config_key(size_t i, const char **section, const char **name);
+
 #endif

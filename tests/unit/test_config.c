@@ -275,6 +275,60 @@ static void test_missing_file(void **state)
     assert_non_null(strstr(err, "/nonexistent/x.conf:0: cannot open"));
 }
 
+/* The key table drives the parser; the man page and the sample
+ * configuration must name every key it holds, so they cannot drift. */
+static char *slurp(const char *rel)
+{
+    const char *root = getenv("CG_SOURCE_ROOT");
+    if (!root)
+        root = ".";
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", root, rel);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    static char buf[1 << 17];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static void test_man_page_names_every_key(void **state)
+{
+    char *text = slurp("doc/cpmgate.conf.5.scd");
+    assert_non_null(text);
+    const char *sect, *name;
+    int missing = 0;
+    for (size_t i = 0; cg_config_key(i, &sect, &name); i++) {
+        char want[80];
+        snprintf(want, sizeof want, "*%s*", name);
+        if (!strstr(text, want)) {
+            print_error("cpmgate.conf.5 does not describe [%s] %s\n", sect, name);
+            missing++;
+        }
+    }
+    assert_int_equal(missing, 0);
+}
+
+static void test_sample_config_names_every_key(void **state)
+{
+    char *text = slurp("deploy/cpmgate.conf");
+    if (!text)
+        skip(); /* the sample lands with deploy/demo */
+    const char *sect, *name;
+    int missing = 0;
+    for (size_t i = 0; cg_config_key(i, &sect, &name); i++) {
+        char want[80];
+        snprintf(want, sizeof want, "%s =", name);
+        if (!strstr(text, want)) {
+            print_error("deploy/cpmgate.conf does not name [%s] %s\n", sect, name);
+            missing++;
+        }
+    }
+    assert_int_equal(missing, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -283,6 +337,8 @@ int main(void)
         cmocka_unit_test(test_bad_files_name_their_line),
         cmocka_unit_test(test_line_over_4096_is_refused),
         cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_man_page_names_every_key),
+        cmocka_unit_test(test_sample_config_names_every_key),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
