@@ -1,0 +1,86 @@
+"""conftest.py — the shared fixtures of cpmgate's integration tests (helpers
+in cg.py): a session tmp root, the test PKI, real Dovecot and nginx, and
+gateway_factory for a cpmgate per test."""
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cg  # noqa: E402
+
+
+@pytest.fixture(scope='session')
+def cg_root():
+    """A session-wide temporary directory that unprivileged backend users
+    can traverse. Kept when CG_KEEP_TMP is set (for post-mortems)."""
+    root = cg.make_root()
+    yield root
+    if not os.environ.get('CG_KEEP_TMP'):
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope='session')
+def pki(cg_root):
+    """The test PKI (tests/pki/mkpki.sh), made once per session."""
+    return cg.PKI.create(cg_root / 'pki')
+
+
+@pytest.fixture(scope='session')
+def dovecot(cg_root):
+    """A real Dovecot on 127.0.0.1:<free> with users alice, bob, carol and
+    the master user gw (password in .master_password_file)."""
+    d = cg.Dovecot(cg_root / 'dovecot').start()
+    yield d
+    d.stop()
+
+
+@pytest.fixture(scope='session')
+def nginx(cg_root):
+    """A real nginx WebDAV server on 127.0.0.1:<free>, with
+    /content/index.html (cg.Nginx.INDEX, 1 KiB)."""
+    n = cg.Nginx(cg_root / 'nginx').start()
+    yield n
+    n.stop()
+
+
+@pytest.fixture
+def gateway_factory(cg_root, request):
+    """gateway_factory(sections, env=None) -> cg.Gateway (not started).
+    Each gateway gets a fresh directory; at teardown it is stopped with
+    SIGTERM, and the test fails unless it exited 0 with no sanitizer
+    report in its log."""
+    made = []
+    safe = ''.join(c if c.isalnum() else '_' for c in request.node.name)[:60]
+
+    def make(sections, env=None):
+        d = cg_root / 'gw' / f'{safe}-{len(made)}'
+        gw = cg.Gateway(d, sections, env=env)
+        made.append(gw)
+        return gw
+
+    yield make
+    errors = []
+    for gw in made:
+        try:
+            gw.finish()
+        except AssertionError as e:
+            errors.append(str(e))
+    if errors:
+        pytest.fail('\n\n'.join(errors), pytrace=False)
+
+
+@pytest.fixture
+def standard_gateway(gateway_factory, pki, dovecot, nginx):
+    """standard_gateway(overrides=None, env=None) -> cg.Gateway (not
+    started) with SPEC section 10's example topology in front of the
+    session's Dovecot and nginx. overrides are merged per section
+    (None drops a key or a whole section)."""
+    def make(overrides=None, env=None):
+        secs = cg.merge_sections(cg.standard_sections(pki, dovecot, nginx),
+                                 overrides)
+        return gateway_factory(secs, env=env)
+    return make
