@@ -1,0 +1,409 @@
+#!/usr/bin/python3
+"""bench_tls.py — cpmgate side by side with its peers, in one run, as ratios.
+
+  relay suite (issue: foundation): TLS termination in front of nginx, each
+      peer doing the same job with the same certificate, cipher and worker
+      count: cpmgate, HAProxy 2.6 (mode tcp, ssl), stunnel.
+  http suite (issue: HTTP gateway): cpmgate's HTTP gateway (ACL checked per
+      request) vs nginx as TLS reverse proxy vs HAProxy in http mode.
+
+Measured per peer: keep-alive requests/s of a 1 KiB (and 64 KiB) file with
+wrk, p99 latency, CPU microseconds per request (utime+stime of the peer's
+process tree over the run), bulk MB/s of a 256 MiB download, new-connection
+handshakes/s (openssl s_time -new, two in parallel; with --client-cert the
+certificate-verifying handshake), and resident memory per idle TLS
+connection (N idle connections held open).
+
+wrk sends no client certificate: keep-alive runs authenticate by source
+address on cpmgate (the ACL still runs per request) and verify nothing on
+the peers; the handshake run with a client certificate compares the
+certificate-verifying handshake of every peer.
+
+Not part of ./tests/run: run it by hand on a quiet machine, e.g.
+    tests/bench/bench_tls.py --suite relay --duration 10
+"""
+import argparse
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=15.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not open")
+
+
+def proc_tree(pid):
+    """pid and all its descendants."""
+    kids = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        ppid = int(st.rsplit(")", 1)[1].split()[1])
+        kids.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def cpu_seconds(pid):
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in proc_tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / tick
+
+
+def rss_kib(pid):
+    total = 0
+    for p in proc_tree(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+class Peer:
+    def __init__(self, name, argv, port, cwd, env=None):
+        self.name, self.port = name, port
+        self.log = open(os.path.join(cwd, f"{name}.log"), "w")
+        self.proc = subprocess.Popen(argv, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=env)
+        try:
+            wait_port(port)
+        except RuntimeError:
+            self.stop()
+            sys.stderr.write(open(self.log.name).read()[-2000:])
+            raise
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def start_backend(d, files):
+    port = free_port()
+    root = os.path.join(d, "www")
+    os.makedirs(root, exist_ok=True)
+    for name, size in files.items():
+        with open(os.path.join(root, name), "wb") as f:
+            chunk = os.urandom(1 << 20)
+            left = size
+            while left > 0:
+                f.write(chunk[:min(left, len(chunk))])
+                left -= len(chunk)
+    conf = write(os.path.join(d, "backend.conf"), f"""
+daemon off; worker_processes 2; pid {d}/backend.pid; error_log {d}/backend.err;
+events {{ worker_connections 20000; }}
+http {{ access_log off; sendfile on; keepalive_requests 1000000;
+  client_body_temp_path {d}/cbt; proxy_temp_path {d}/pt; fastcgi_temp_path {d}/ft;
+  uwsgi_temp_path {d}/ut; scgi_temp_path {d}/st;
+  server {{ listen 127.0.0.1:{port}; root {root}; }} }}
+""")
+    return Peer("backend-nginx", ["nginx", "-c", conf, "-p", d], port, d)
+
+
+def start_cpmgate(d, build, pki, backend, workers, http_gateway):
+    port = free_port()
+    ctl = os.path.join(build, "cpmgatectl")
+    db = os.path.join(d, "policy.db")
+    env = dict(os.environ, CPMGATE_DB=db)
+    run = lambda *a: subprocess.run([ctl, *a], env=env, check=True, capture_output=True)
+    run("init")
+    run("principal", "add", "bench")
+    run("cred", "add", "bench", "address", "127.0.0.1/32")
+    run("principal", "add", "alice")
+    run("cred", "add", "alice", "cert-name", "email:alice@example.com")
+    if http_gateway:
+        run("acl", "allow", "*", "http", "/*", "all")
+    run("audit", "keygen", "--out", os.path.join(d, "audit.key"))
+    conf = write(os.path.join(d, "cpmgate.conf"), f"""
+[gateway]
+workers = {workers}
+policy_db = policy.db
+audit_db = audit.db
+audit_key = audit.key
+
+[listener bench]
+protocol = http
+listen = 127.0.0.1:{port}
+certificate = {pki}/server.pem
+private_key = {pki}/server.key
+client_ca = {pki}/clients-ca.pem
+auth = address, cert
+max_conn_per_addr = 100000
+upstream = backend
+
+[upstream backend]
+address = 127.0.0.1:{backend.port}
+principal_header = none
+""")
+    return Peer("cpmgate", [os.path.join(build, "cpmgate"), "-c", conf], port, d)
+
+
+def start_haproxy(d, pki, backend, workers, http_mode):
+    port = free_port()
+    combined = os.path.join(d, "server-combined.pem")
+    with open(combined, "w") as f:
+        f.write(open(f"{pki}/server.pem").read() + open(f"{pki}/server.key").read())
+    mode = "http" if http_mode else "tcp"
+    extra = "option http-keep-alive\n  http-reuse always\n" if http_mode else ""
+    conf = write(os.path.join(d, "haproxy.cfg"), f"""
+global
+  nbthread {workers}
+  maxconn 9000
+  tune.ssl.default-dh-param 2048
+defaults
+  mode {mode}
+  timeout connect 5s
+  timeout client 120s
+  timeout server 120s
+  {extra}
+frontend f
+  bind 127.0.0.1:{port} ssl crt {combined} ca-file {pki}/clients-ca.pem verify optional
+  default_backend b
+backend b
+  server s1 127.0.0.1:{backend.port}
+""")
+    return Peer("haproxy", ["haproxy", "-f", conf, "-db"], port, d)
+
+
+def start_stunnel(d, pki, backend, workers):
+    port = free_port()
+    conf = write(os.path.join(d, "stunnel.conf"), f"""
+foreground = yes
+pid =
+debug = 3
+[https]
+accept = 127.0.0.1:{port}
+connect = 127.0.0.1:{backend.port}
+cert = {pki}/server.pem
+key = {pki}/server.key
+CAfile = {pki}/clients-ca.pem
+verifyChain = no
+socket = l:TCP_NODELAY=1
+socket = r:TCP_NODELAY=1
+""")
+    return Peer("stunnel", ["stunnel4", conf], port, d)
+
+
+def start_nginx_proxy(d, pki, backend, workers):
+    port = free_port()
+    conf = write(os.path.join(d, "nginx-proxy.conf"), f"""
+daemon off; worker_processes {workers}; pid {d}/proxy.pid; error_log {d}/proxy.err;
+worker_rlimit_nofile 50000;
+events {{ worker_connections 20000; }}
+http {{ access_log off; keepalive_requests 1000000;
+  client_body_temp_path {d}/pcbt; proxy_temp_path {d}/ppt; fastcgi_temp_path {d}/pft;
+  uwsgi_temp_path {d}/put; scgi_temp_path {d}/pst;
+  upstream b {{ server 127.0.0.1:{backend.port}; keepalive 32; }}
+  server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {pki}/server.pem;
+    ssl_certificate_key {pki}/server.key; ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_client_certificate {pki}/clients-ca.pem; ssl_verify_client optional;
+    location / {{ proxy_pass http://b; proxy_http_version 1.1;
+      proxy_set_header Connection ""; proxy_buffering off; }} }} }}
+""")
+    return Peer("nginx-proxy", ["nginx", "-c", conf, "-p", d], port, d)
+
+
+def wrk(port, path, duration, conns, threads=2):
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--latency",
+                          f"https://127.0.0.1:{port}{path}"],
+                         capture_output=True, text=True, timeout=duration + 60).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    m = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+    p99 = float(m.group(1)) * scale
+    errs = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return rps, p99, int(errs.group(1)) if errs else 0, out
+
+
+def bulk(port, path, size):
+    t0 = time.time()
+    out = subprocess.run(["curl", "-sk", "-o", "/dev/null", "-w", "%{size_download}",
+                          f"https://127.0.0.1:{port}{path}"], capture_output=True, text=True,
+                         timeout=300).stdout
+    dt = time.time() - t0
+    got = int(float(out or 0))
+    if got != size:
+        raise RuntimeError(f"bulk download got {got} of {size} bytes")
+    return size / dt / 1e6
+
+
+def handshakes(port, seconds, cert=None, key=None):
+    argv = ["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new", "-time", str(seconds)]
+    if cert:
+        argv += ["-cert", cert, "-key", key]
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+             for _ in range(2)]
+    total = 0.0
+    for p in procs:
+        out = p.communicate(timeout=seconds + 60)[0]
+        m = re.search(r"(\d+) connections in (\d+) real seconds", out)
+        if m:
+            total += int(m.group(1)) / max(1, int(m.group(2)))
+    return total
+
+
+def idle_memory(peer, n):
+    """KiB resident per idle TLS connection held open."""
+    before = rss_kib(peer.pid)
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", peer.port))
+        socks.append(ctx.wrap_socket(s))
+    time.sleep(1.0)
+    after = rss_kib(peer.pid)
+    for s in socks:
+        s.close()
+    return (after - before) / n
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--suite", choices=["relay", "http"], default="relay")
+    ap.add_argument("--build", default=os.environ.get("CPMGATE_BUILD", os.path.join(REPO, "build-release")))
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--conns", type=int, default=50)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--idle", type=int, default=5000)
+    ap.add_argument("--bulk-mib", type=int, default=256)
+    ap.add_argument("--peers", default=None, help="comma list to run a subset")
+    args = ap.parse_args()
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 65536
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    except (ValueError, OSError):
+        pass
+
+    d = tempfile.mkdtemp(prefix="cpmgate-bench-")
+    os.chmod(d, 0o755)
+    pki = os.path.join(d, "pki")
+    subprocess.run([os.path.join(REPO, "tests/pki/mkpki.sh"), pki], check=True,
+                   stderr=subprocess.DEVNULL)
+    bulk_size = args.bulk_mib << 20
+    files = {"1k": 1024, "64k": 65536, "bulk": bulk_size}
+    backend = start_backend(d, files)
+    if args.suite == "relay":
+        starters = {
+            "cpmgate": lambda: start_cpmgate(d, args.build, pki, backend, args.workers, False),
+            "haproxy": lambda: start_haproxy(d, pki, backend, args.workers, False),
+            "stunnel": lambda: start_stunnel(d, pki, backend, args.workers),
+        }
+        sizes = ["1k"]
+    else:
+        starters = {
+            "cpmgate": lambda: start_cpmgate(d, args.build, pki, backend, args.workers, True),
+            "nginx": lambda: start_nginx_proxy(d, pki, backend, args.workers),
+            "haproxy": lambda: start_haproxy(d, pki, backend, args.workers, True),
+        }
+        sizes = ["1k", "64k"]
+    if args.peers:
+        starters = {k: v for k, v in starters.items() if k in args.peers.split(",")}
+    results = {}
+    try:
+        for name, start in starters.items():
+            peer = start()
+            r = results[name] = {}
+            try:
+                for size in sizes:
+                    wrk(peer.port, "/" + size, 2, args.conns)  # warm-up
+                    c0 = cpu_seconds(peer.pid)
+                    rps, p99, errs, _ = wrk(peer.port, "/" + size, args.duration, args.conns)
+                    c1 = cpu_seconds(peer.pid)
+                    r[f"rps_{size}"] = rps
+                    r[f"p99_ms_{size}"] = p99
+                    r[f"cpu_us_{size}"] = (c1 - c0) * 1e6 / max(1.0, rps * args.duration)
+                    r[f"errors_{size}"] = errs
+                r["bulk_mbs"] = bulk(peer.port, "/bulk", bulk_size)
+                r["handshakes"] = handshakes(peer.port, args.duration)
+                r["handshakes_cert"] = handshakes(peer.port, args.duration,
+                                                  f"{pki}/alice.pem", f"{pki}/alice.key")
+                r["idle_kib"] = idle_memory(peer, args.idle)
+            finally:
+                peer.stop()
+    finally:
+        backend.stop()
+        if not results or len(results) < len(starters):
+            shutil.rmtree(d, ignore_errors=True)
+
+    base = "cpmgate" if "cpmgate" in results else next(iter(results))
+    keys = [k for k in next(iter(results.values()))]
+    print(f"\nsuite {args.suite}: {args.workers} workers, {args.conns} connections, "
+          f"{args.duration}s per run, {args.idle} idle connections")
+    print(f"{'metric':<18}" + "".join(f"{n:>14}" for n in results) +
+          "".join(f"{'vs ' + n:>14}" for n in results if n != base))
+    for k in keys:
+        row = f"{k:<18}" + "".join(f"{results[n][k]:>14.2f}" for n in results)
+        for n in results:
+            if n == base:
+                continue
+            other = results[n][k]
+            row += f"{(results[base][k] / other if other else float('nan')):>13.2f}x"
+        print(row)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
