@@ -84,3 +84,24 @@ def standard_gateway(gateway_factory, pki, dovecot, nginx):
                                  overrides)
         return gateway_factory(secs, env=env)
     return make
+
+
+# No test may hang the suite: each test (setup, call and teardown) gets
+# CG_TEST_TIMEOUT seconds (default 120), then fails with a traceback of
+# where it was stuck. SIGALRM is delivered to the main thread, where pytest
+# runs the test.
+def _alarm(signum, frame):
+    raise TimeoutError(f'test exceeded CG_TEST_TIMEOUT '
+                       f'({os.environ.get("CG_TEST_TIMEOUT", "120")} s)')
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    import signal
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(int(os.environ.get('CG_TEST_TIMEOUT', '120')))
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
