@@ -89,6 +89,9 @@ int cg_conn_upstream_connect(cg_conn *c);
  * keep-alive, response complete), else closed. */
 void cg_conn_upstream_release(cg_conn *c, bool reusable);
 bool cg_conn_upstream_attached(const cg_conn *c);
+/* Half-close toward the upstream once its queue is sent (relay: the
+ * client sent EOF, the answer may still come back). */
+void cg_conn_upstream_shutdown(cg_conn *c);
 /* Mark that a response is expected: arms response_timeout until the next
  * upstream bytes arrive. */
 void cg_conn_upstream_expect(cg_conn *c, bool expecting);

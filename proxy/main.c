@@ -1,2 +1,360 @@
-/* main.c — placeholder until its module lands. */
-int main(void) { return 1; }
+/* main.c — the cpmgate daemon: loads the configuration, starts the audit
+ * writer, the first policy snapshot and the worker threads, then runs the
+ * main loop for signals (HUP reload, TERM/INT drain, USR1 audit rotation),
+ * the policy watcher and the admin listener. */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <libxml/parser.h>
+#include <uv.h>
+
+#include "admin.h"
+#include "audit.h"
+#include "cg_error.h"
+#include "cg_log.h"
+#include "config.h"
+#include "metrics.h"
+#include "policy_store.h"
+#include "snapshot.h"
+#include "tls.h"
+#include "worker.h"
+
+#define POLICY_POLL_MS 200
+#define DRAIN_POLL_MS 100
+#define EXIT_GRACE_MS 3000
+
+static struct {
+    const char *path;
+    uv_loop_t *loop;
+    uv_signal_t sighup, sigterm, sigint, sigusr1;
+    uv_timer_t policy_timer, drain_timer;
+    cg_pstore *pstore;
+    uint64_t drain_start;
+    bool draining, forced;
+    unsigned drain_timeout;
+    char *pid_file;
+} g;
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: cpmgate -c FILE [-t]\n"
+               "  -c FILE  configuration file (SPEC section 10)\n"
+               "  -t       check the configuration and exit (0, or 1 with file:line: message)\n"
+               "  -h       this help\n");
+}
+
+/* ---- policy ----------------------------------------------------------------- */
+
+static int load_policy(const char **error_r)
+{
+    cg_snapshot *s = NULL;
+    int r = cg_snapshot_build(g.pstore, &s, error_r);
+    if (r < 0)
+        return r;
+    cg_snapshot_publish(s);
+    cg_metric_inc(CG_M_POLICY_RELOADS);
+    return 0;
+}
+
+/* The policy database is read-only here; cpmgatectl commits, and
+ * PRAGMA data_version tells us (every 200 ms keeps the 1 s promise). */
+static void policy_tick(uv_timer_t *t)
+{
+    (void)t;
+    int ch = cg_pstore_poll_changed(g.pstore);
+    if (ch < 0) {
+        cg_warn("policy: cannot poll the policy database: %s", cg_strerror(ch));
+        return;
+    }
+    if (ch == 0)
+        return;
+    const char *err = NULL;
+    if (load_policy(&err) < 0) {
+        /* keep the current snapshot: a broken edit must not open anything */
+        cg_error("policy: reload failed, keeping the current policy: %s", err ? err : "?");
+        return;
+    }
+    cg_info("policy: reloaded");
+    /* CALL SITE: copy policy_log rows into the audit chain once
+     * cg_audit_import_policy_log (store/audit.h) exists:
+     *   cg_audit_import_policy_log(g.pstore); */
+}
+
+/* ---- configuration reload ------------------------------------------------------ */
+
+static void reload_config(void)
+{
+    char err[512];
+    cg_config *cfg = NULL;
+    const char *why = NULL;
+    cg_runtime *rt = NULL;
+    if (cg_config_load(g.path, &cfg, err, sizeof err) < 0) {
+        cg_error("reload failed, keeping the old configuration: %s", err);
+        cg_metric_inc(CG_M_CONFIG_RELOAD_FAILURES);
+        return;
+    }
+    if (cg_runtime_new(cfg, &rt, &why) < 0) {
+        cg_error("reload failed, keeping the old configuration: %s", why ? why : "TLS setup");
+        cg_config_free(cfg);
+        cg_metric_inc(CG_M_CONFIG_RELOAD_FAILURES);
+        return;
+    }
+    g.drain_timeout = cfg->drain_timeout;
+    cg_runtime_publish(rt);
+    cg_workers_reload();
+    cg_metric_inc(CG_M_CONFIG_RELOADS);
+    cg_info("configuration reloaded: new connections use it");
+}
+
+/* ---- shutdown ------------------------------------------------------------------- */
+
+static void finish(void)
+{
+    uv_timer_stop(&g.policy_timer);
+    uv_timer_stop(&g.drain_timer);
+    uv_stop(g.loop);
+}
+
+static void drain_tick(uv_timer_t *t)
+{
+    (void)t;
+    uint64_t elapsed = uv_now(g.loop) - g.drain_start;
+    uint64_t active = cg_workers_active();
+    if (active == 0) {
+        finish();
+        return;
+    }
+    if (!g.forced && elapsed >= (uint64_t)g.drain_timeout * 1000) {
+        cg_info("drain timeout: closing %llu connection(s)", (unsigned long long)active);
+        g.forced = true;
+        cg_workers_force_close();
+    } else if (g.forced && elapsed >= (uint64_t)g.drain_timeout * 1000 + EXIT_GRACE_MS) {
+        finish();
+    }
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    (void)s;
+    if (signum == SIGHUP) {
+        if (!g.draining)
+            reload_config();
+    } else if (signum == SIGUSR1) {
+        cg_info("audit: rotation requested");
+        cg_audit_request_rotate();
+    } else if (!g.draining) {
+        g.draining = true;
+        cg_info("%s: stop accepting, draining", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+        cg_workers_stop_accepting();
+        g.drain_start = uv_now(g.loop);
+        uv_timer_start(&g.drain_timer, drain_tick, 0, DRAIN_POLL_MS);
+    }
+}
+
+/* ---- process setup ----------------------------------------------------------------- */
+
+static int drop_privileges(const cg_config *cfg)
+{
+    if (geteuid() != 0 || !cfg->user)
+        return 0;
+    struct passwd *pw = getpwnam(cfg->user);
+    if (!pw) {
+        cg_error("user %s: no such user", cfg->user);
+        return -1;
+    }
+    gid_t gid = pw->pw_gid;
+    if (cfg->group) {
+        struct group *gr = getgrnam(cfg->group);
+        if (!gr) {
+            cg_error("group %s: no such group", cfg->group);
+            return -1;
+        }
+        gid = gr->gr_gid;
+    }
+    if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(pw->pw_uid) < 0) {
+        cg_error("cannot drop privileges to %s: %s", cfg->user, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int write_pid_file(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+    ssize_t w = write(fd, buf, (size_t)n);
+    close(fd);
+    return w == n ? 0 : -1;
+}
+
+/* systemd readiness without libsystemd: one datagram to $NOTIFY_SOCKET. */
+static void notify_ready(void)
+{
+    const char *p = getenv("NOTIFY_SOCKET");
+    if (!p || (p[0] != '/' && p[0] != '@'))
+        return;
+    struct sockaddr_un sun;
+    memset(&sun, 0, sizeof sun);
+    sun.sun_family = AF_UNIX;
+    size_t len = strlen(p);
+    if (len >= sizeof sun.sun_path)
+        return;
+    memcpy(sun.sun_path, p, len);
+    if (p[0] == '@')
+        sun.sun_path[0] = '\0';
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    static const char msg[] = "READY=1";
+    sendto(fd, msg, sizeof msg - 1, 0, (struct sockaddr *)&sun,
+           (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len));
+    close(fd);
+}
+
+static void log_ready(const cg_config *cfg)
+{
+    char line[1024];
+    size_t off = 0;
+    line[0] = '\0';
+    for (size_t i = 0; i < cfg->nlisteners && off < sizeof line; i++) {
+        int n = snprintf(line + off, sizeof line - off, " %s=%s", cfg->listeners[i].name,
+                         cfg->listeners[i].listen);
+        if (n > 0)
+            off += (size_t)n;
+    }
+    cg_info("cpmgate ready: workers=%u listeners:%s", cfg->workers, line);
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = NULL;
+    bool check = false;
+    int opt;
+    while ((opt = getopt(argc, argv, "c:th")) != -1) {
+        switch (opt) {
+        case 'c': path = optarg; break;
+        case 't': check = true; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 1;
+        }
+    }
+    if (!path || optind != argc) {
+        usage(stderr);
+        return 1;
+    }
+    g.path = path;
+
+    char err[512];
+    cg_config *cfg = NULL;
+    if (cg_config_load(path, &cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    const char *why = NULL;
+    if (cg_tls_global_init(&why) < 0) {
+        fprintf(stderr, "%s: %s\n", path, why);
+        return 1;
+    }
+    cg_runtime *rt = NULL;
+    if (cg_runtime_new(cfg, &rt, &why) < 0) {
+        /* certificates and keys are part of what -t checks */
+        fprintf(stderr, "%s:0: %s\n", path, why ? why : "TLS setup failed");
+        cg_config_free(cfg);
+        return 1;
+    }
+    if (check) {
+        printf("%s: configuration ok\n", path);
+        cg_runtime_release(rt);
+        return 0;
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    xmlInitParser();
+    g.loop = uv_default_loop();
+    g.drain_timeout = cfg->drain_timeout;
+
+    cg_audit_config ac = {
+        .db_path = cfg->audit_db,
+        .key_path = cfg->audit_key,
+        .fail_closed = cfg->audit_fail_closed,
+        .checkpoint_records = cfg->audit_checkpoint_records,
+        .checkpoint_seconds = cfg->audit_checkpoint_seconds,
+    };
+    if (cg_audit_start(&ac, &why) < 0) {
+        cg_error("audit log %s: %s", cfg->audit_db, why ? why : "cannot start");
+        return 1;
+    }
+    if (cg_pstore_open(cfg->policy_db, CG_PSTORE_READONLY, &g.pstore, &why) < 0 ||
+        load_policy(&why) < 0) {
+        /* no policy, no gateway: refusing everything would look like an
+         * outage, allowing anything would fail open */
+        cg_error("policy database %s: %s", cfg->policy_db, why ? why : "cannot read");
+        cg_audit_stop();
+        return 1;
+    }
+    if (cg_workers_create(rt, cfg->workers, &why) < 0) {
+        cg_error("%s", why ? why : "cannot create workers");
+        cg_audit_stop();
+        return 1;
+    }
+    if (cfg->admin_listen && cg_admin_start(g.loop, cfg, &why) < 0) {
+        cg_error("admin_listen %s: %s", cfg->admin_listen, why ? why : "cannot listen");
+        cg_audit_stop();
+        return 1;
+    }
+    if (drop_privileges(cfg) < 0) {
+        cg_audit_stop();
+        return 1;
+    }
+    if (cfg->pid_file) {
+        if (write_pid_file(cfg->pid_file) < 0)
+            cg_warn("pid_file %s: %s", cfg->pid_file, strerror(errno));
+        else
+            g.pid_file = strdup(cfg->pid_file);
+    }
+    log_ready(cfg);
+    cg_runtime_release(rt); /* the published reference stays */
+    if (cg_workers_start() < 0) {
+        cg_error("cannot start worker threads");
+        cg_audit_stop();
+        return 1;
+    }
+
+    uv_signal_init(g.loop, &g.sighup);
+    uv_signal_init(g.loop, &g.sigterm);
+    uv_signal_init(g.loop, &g.sigint);
+    uv_signal_init(g.loop, &g.sigusr1);
+    uv_signal_start(&g.sighup, on_signal, SIGHUP);
+    uv_signal_start(&g.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&g.sigint, on_signal, SIGINT);
+    uv_signal_start(&g.sigusr1, on_signal, SIGUSR1);
+    uv_timer_init(g.loop, &g.policy_timer);
+    uv_timer_init(g.loop, &g.drain_timer);
+    uv_timer_start(&g.policy_timer, policy_tick, POLICY_POLL_MS, POLICY_POLL_MS);
+    notify_ready();
+
+    uv_run(g.loop, UV_RUN_DEFAULT);
+
+    cg_admin_stop();
+    cg_workers_join();
+    cg_audit_stop();
+    cg_pstore_close(g.pstore);
+    if (g.pid_file) {
+        unlink(g.pid_file);
+        free(g.pid_file);
+    }
+    cg_info("cpmgate stopped");
+    return 0;
+}
