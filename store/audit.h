@@ -45,24 +45,51 @@ typedef struct cg_audit_config {
     unsigned checkpoint_records;     /* default 1000 */
     unsigned checkpoint_seconds;     /* default 5 */
     size_t queue_capacity;           /* records; default 65536 */
+    unsigned queue_full_ms;          /* fail_closed: a queue full this long
+                                        makes the log unavailable; default 1000 */
 } cg_audit_config;
 
 /* Starts the writer thread (opens/creates the database, resumes the
- * chain). */
+ * chain). Takes an exclusive lock on "<db_path>.lock" (flock, holding the
+ * pid) for as long as it runs: only the running gateway writes the file. */
 int cg_audit_start(const cg_audit_config *cfg, const char **error_r);
 /* Commits everything queued, writes a final checkpoint, joins. */
 void cg_audit_stop(void);
 
-/* Queues a copy of r. Returns 0, or CG_E_AUDIT when the log is failing
- * and fail_closed is set (the caller refuses the operation). */
+/* Queues a copy of r (strings cut to fixed caps with a "...[truncated]"
+ * marker). Never waits on disk. Returns 0, or CG_E_AUDIT when fail_closed
+ * is set and either the queue is full (the record is dropped) or the log
+ * is unavailable (the record is kept, committed once writing works): the
+ * caller refuses the operation. With audit_fail = open a full queue drops
+ * and counts. Also CG_E_AUDIT when the writer is not running. */
 int cg_audit_submit(const cg_audit_rec *r);
+
+/* For refused connections and failed handshakes: at most one record per
+ * client address (r->client without its port) per second; refusals in
+ * between are counted and the next record says so in its reason, e.g.
+ * "tls handshake failed (x37)". A fixed table (no growth); beyond 1000
+ * distinct addresses a second, one summary record a second. Same return
+ * as cg_audit_submit. */
+int cg_audit_refused(const cg_audit_rec *r);
+
+struct cg_pstore;
+/* Copies policy_log rows not yet in the chain (SPEC 5): one record per
+ * row (service "policy", operation = the row's operation, resource =
+ * detail, principal = actor, txid "policy.<seq>", reason "policy_log seq
+ * N at TIME"). The position is kept in the audit database's meta, updated
+ * in the transaction that commits the records, so a row is copied exactly
+ * once across restarts. Call from a thread that may block briefly (the
+ * policy watcher), not a worker loop. Returns 0 or a negative code. */
+int cg_audit_import_policy_log(struct cg_pstore *ps, const char **error_r);
 
 /* False while records cannot be committed and fail_closed is set: new
  * operations are refused until writing works again. Cheap (atomic). */
 bool cg_audit_available(void);
 
 /* Rotation (SIGUSR1 in the gateway): seal the current file with a final
- * checkpoint and continue in a new one chained to it. Asynchronous. */
+ * checkpoint, rename it "<db>.<first_seq>-<last_seq>" and continue in a new
+ * "<db>" whose first record chains to it (see audit_file.h). Asynchronous;
+ * only sets a flag, so a signal handler may call it. */
 void cg_audit_request_rotate(void);
 
 /* Statistics for /metrics. */
@@ -72,5 +99,10 @@ typedef struct cg_audit_stats {
     uint64_t last_commit_usec; /* duration of the last batch commit */
 } cg_audit_stats;
 void cg_audit_get_stats(cg_audit_stats *out);
+
+/* Internal, for audit_import.c: submit carrying the policy_log seq, and
+ * the highest seq submitted (or committed at start). */
+int cg_audit__submit_policy(const cg_audit_rec *r, int64_t policy_seq);
+int64_t cg_audit__policy_seq(void);
 
 #endif

@@ -1,3 +1,406 @@
-/* ctl_audit.c — placeholder until its module lands. */
+/* ctl_audit.c — `cpmgatectl audit`: keygen, verify, show, export, rotate
+ * (SPEC sections 5 and 9). The audit database is read here (verify, show,
+ * export) and only written by `rotate` when no gateway holds it. */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <sqlite3.h>
+
 #include "ctl.h"
-int ctl_audit(ctl_ctx *ctx, int argc, char **argv) { return ctl_fail("%s: not available yet", argv[0]); }
+#include "../../store/audit_canon.h"
+#include "../../store/audit_file.h"
+#include "cg_error.h"
+#include "cg_util.h"
+
+static const char synopsis[] =
+    "audit keygen --out FILE\n"
+    "       cpmgatectl audit verify --audit-db FILE [--key PUB.pem]\n"
+    "       cpmgatectl audit show --audit-db FILE [--txid T] [--principal P] [--since TIME]\n"
+    "                             [--until TIME] [--decision allow|deny] [--limit N] [--json]\n"
+    "       cpmgatectl audit export --audit-db FILE --format jsonl [filters as for show]\n"
+    "       cpmgatectl audit rotate --audit-db FILE [--audit-key PRIV.pem]";
+
+/* ---- keygen ----------------------------------------------------------------- */
+
+static int cmd_keygen(int argc, char **argv)
+{
+    static const char *const opts[] = { "--out", NULL };
+    bool bad = false;
+    const char *out = ctl_opt(argc, argv, "--out", &bad);
+    if (!ctl_opts_known(argc, argv, opts, NULL) || bad || !out ||
+        ctl_pos(argc, argv, 0, opts, NULL))
+        return ctl_usage(synopsis);
+    EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    if (!k)
+        return ctl_fail("cannot generate an Ed25519 key");
+    /* O_EXCL: an existing key is never overwritten (old checkpoints were
+     * signed with it); 0600 from the start, not chmod after. */
+    int fd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        EVP_PKEY_free(k);
+        return ctl_fail("%s: %s", out, errno == EEXIST ? "exists already (not overwritten)"
+                                                      : strerror(errno));
+    }
+    FILE *f = fdopen(fd, "w");
+    bool ok = f && PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL) == 1;
+    if (f)
+        ok = fclose(f) == 0 && ok;
+    else
+        close(fd);
+    char *pub = ok ? cg_audit_key_public_pem(k) : NULL;
+    EVP_PKEY_free(k);
+    if (!ok || !pub) {
+        unlink(out);
+        free(pub);
+        return ctl_fail("%s: cannot write the key", out);
+    }
+    fputs(pub, stdout);
+    free(pub);
+    return CTL_OK;
+}
+
+/* ---- verify ----------------------------------------------------------------- */
+
+static int cmd_verify(ctl_ctx *ctx, int argc, char **argv)
+{
+    static const char *const opts[] = { "--audit-db", "--key", NULL };
+    bool bad = false;
+    const char *db = ctl_opt(argc, argv, "--audit-db", &bad);
+    const char *keyf = ctl_opt(argc, argv, "--key", &bad);
+    if (!ctl_opts_known(argc, argv, opts, NULL) || bad || !db ||
+        ctl_pos(argc, argv, 0, opts, NULL))
+        return ctl_usage(synopsis);
+    EVP_PKEY *key = NULL;
+    const char *err = NULL;
+    if (keyf && cg_audit_key_load_public(keyf, &key, &err) < 0)
+        return ctl_fail("%s: %s", keyf, err);
+    cg_audit_verify_result res;
+    int rc = cg_audit_verify_db(db, key, &res, &err);
+    EVP_PKEY_free(key);
+    if (rc < 0)
+        return ctl_fail("%s: %s", db, err);
+    if (ctx->json) {
+        printf("{\"intact\":%s,\"records\":%llu,\"checkpoints\":%llu,\"first_seq\":%llu,"
+               "\"last_seq\":%llu,\"last_checkpoint_seq\":%llu,\"broken_seq\":",
+               res.intact ? "true" : "false", (unsigned long long)res.records,
+               (unsigned long long)res.checkpoints, (unsigned long long)res.first_seq,
+               (unsigned long long)res.last_seq, (unsigned long long)res.last_checkpoint_seq);
+        if (res.intact)
+            fputs("null", stdout);
+        else
+            printf("%llu", (unsigned long long)res.broken_seq);
+        fputs(",\"what\":", stdout);
+        ctl_json_str(stdout, res.intact ? NULL : res.what);
+        fputs(",\"notes\":", stdout);
+        ctl_json_str(stdout, res.notes[0] ? res.notes : NULL);
+        fputs("}\n", stdout);
+    } else if (res.intact) {
+        printf("audit chain intact: %llu records, %llu checkpoints, last seq %llu\n",
+               (unsigned long long)res.records, (unsigned long long)res.checkpoints,
+               (unsigned long long)res.last_seq);
+        if (res.notes[0])
+            printf("note: %s\n", res.notes);
+    } else {
+        printf("audit chain broken at seq %llu: %s\n", (unsigned long long)res.broken_seq,
+               res.what);
+    }
+    if (!res.intact)
+        return ctl_fail("%s: audit chain broken at seq %llu", db,
+                        (unsigned long long)res.broken_seq);
+    return CTL_OK;
+}
+
+/* ---- show / export ---------------------------------------------------------- */
+
+static int two(const char *s) { return (s[0] - '0') * 10 + (s[1] - '0'); }
+
+static bool digits(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isdigit((unsigned char)s[i]))
+            return false;
+    return true;
+}
+
+/* RFC 3339 ("2026-12-02T10:00:00Z", fraction and +hh:mm allowed, space for
+ * T) or a date alone, into the stored form (UTC, microseconds), so that a
+ * text comparison is a time comparison. A date alone as --until means the
+ * end of that day. */
+static bool norm_time(const char *s, bool until, char out[CG_TIME_LEN])
+{
+    size_t n = strlen(s);
+    if (n < 10 || !digits(s, 4) || s[4] != '-' || !digits(s + 5, 2) || s[7] != '-' ||
+        !digits(s + 8, 2))
+        return false;
+    struct tm tm = { 0 };
+    tm.tm_year = two(s) * 100 + two(s + 2) - 1900;
+    tm.tm_mon = two(s + 5) - 1;
+    tm.tm_mday = two(s + 8);
+    long usec = 0, off = 0;
+    const char *p = s + 10;
+    bool date_only = *p == '\0';
+    if (!date_only) {
+        if ((*p != 'T' && *p != 't' && *p != ' ') || strlen(p) < 9 || !digits(p + 1, 2) ||
+            p[3] != ':' || !digits(p + 4, 2) || p[6] != ':' || !digits(p + 7, 2))
+            return false;
+        tm.tm_hour = two(p + 1);
+        tm.tm_min = two(p + 4);
+        tm.tm_sec = two(p + 7);
+        p += 9;
+        if (*p == '.') {
+            p++;
+            int k = 0;
+            while (isdigit((unsigned char)*p)) {
+                if (k < 6) {
+                    usec = usec * 10 + (*p - '0');
+                    k++;
+                }
+                p++;
+            }
+            if (k == 0)
+                return false;
+            while (k++ < 6)
+                usec *= 10;
+        }
+        if (*p == 'Z' || *p == 'z') {
+            p++;
+        } else if ((*p == '+' || *p == '-') && strlen(p) == 6 && digits(p + 1, 2) &&
+                   p[3] == ':' && digits(p + 4, 2)) {
+            off = (two(p + 1) * 60 + two(p + 4)) * 60L * (*p == '+' ? 1 : -1);
+            p += 6;
+        }
+        if (*p)
+            return false;
+    }
+    if (tm.tm_mon > 11 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
+        tm.tm_min > 59 || tm.tm_sec > 60)
+        return false;
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1)
+        return false;
+    int64_t us = ((int64_t)t - off) * 1000000 + usec;
+    if (until && date_only)
+        us += 86400LL * 1000000 - 1;
+    cg_time_rfc3339(us, out);
+    return true;
+}
+
+static const char *const show_opts[] = { "--audit-db", "--txid", "--principal", "--since",
+                                         "--until", "--decision", "--limit", "--format",
+                                         NULL };
+
+static void print_field(const char *name, const char *v, bool *first)
+{
+    if (!v)
+        return;
+    printf("%s%s=", *first ? "" : " ", name);
+    *first = false;
+    /* Quote values with spaces or controls, so a line stays one record. */
+    bool plain = *v != '\0';
+    for (const char *p = v; *p; p++)
+        if ((unsigned char)*p <= ' ' || *p == '"' || *p == '\\')
+            plain = false;
+    if (plain)
+        fputs(v, stdout);
+    else
+        ctl_json_str(stdout, v);
+}
+
+static void print_num(const char *name, int64_t v, bool *first)
+{
+    if (v < 0)
+        return;
+    printf("%s%s=%lld", *first ? "" : " ", name, (long long)v);
+    *first = false;
+}
+
+static void show_line(const cg_audit_parsed *p)
+{
+    const cg_audit_rec *r = &p->rec;
+    printf("%llu %s", (unsigned long long)p->seq, p->time);
+    bool first = false;
+    print_field("txid", r->txid, &first);
+    print_field("request_id", r->request_id, &first);
+    print_num("conn", r->conn_id ? (int64_t)r->conn_id : -1, &first);
+    print_field("listener", r->listener, &first);
+    print_field("client", r->client, &first);
+    print_field("principal", r->principal, &first);
+    print_field("method", r->method, &first);
+    print_field("tls", r->tls_version, &first);
+    print_field("cipher", r->tls_cipher, &first);
+    print_field("service", r->service, &first);
+    print_field("op", r->operation, &first);
+    print_field("resource", r->resource, &first);
+    print_field("decision", r->decision, &first);
+    print_num("rule", r->rule_id, &first);
+    print_field("result", r->result, &first);
+    print_num("in", r->bytes_in, &first);
+    print_num("out", r->bytes_out, &first);
+    print_field("sha256", r->content_sha256, &first);
+    print_field("key_id", r->key_id, &first);
+    print_field("validation", r->validation, &first);
+    print_field("reason", r->reason, &first);
+    putchar('\n');
+}
+
+enum out_mode { OUT_TEXT, OUT_JSON, OUT_JSONL };
+
+static int cmd_show(ctl_ctx *ctx, int argc, char **argv, bool export)
+{
+    bool bad = false;
+    const char *db = ctl_opt(argc, argv, "--audit-db", &bad);
+    const char *txid = ctl_opt(argc, argv, "--txid", &bad);
+    const char *principal = ctl_opt(argc, argv, "--principal", &bad);
+    const char *since = ctl_opt(argc, argv, "--since", &bad);
+    const char *until = ctl_opt(argc, argv, "--until", &bad);
+    const char *decision = ctl_opt(argc, argv, "--decision", &bad);
+    const char *limit = ctl_opt(argc, argv, "--limit", &bad);
+    const char *format = ctl_opt(argc, argv, "--format", &bad);
+    if (!ctl_opts_known(argc, argv, show_opts, NULL) || bad || !db ||
+        ctl_pos(argc, argv, 0, show_opts, NULL))
+        return ctl_usage(synopsis);
+    if (export ? (!format || strcmp(format, "jsonl") != 0) : format != NULL) {
+        if (export && format)
+            fprintf(stderr, "cpmgatectl: unknown export format '%s' (jsonl)\n", format);
+        return ctl_usage(synopsis);
+    }
+    char since_n[CG_TIME_LEN], until_n[CG_TIME_LEN];
+    if (since && !norm_time(since, false, since_n))
+        return ctl_fail("--since: '%s' is not an RFC 3339 time or a date", since);
+    if (until && !norm_time(until, true, until_n))
+        return ctl_fail("--until: '%s' is not an RFC 3339 time or a date", until);
+    if (decision && strcmp(decision, "allow") != 0 && strcmp(decision, "deny") != 0)
+        return ctl_fail("--decision: '%s' is not allow or deny", decision);
+    uint64_t lim = 0;
+    if (limit && cg_parse_u64(limit, 1, INT64_MAX, &lim) < 0)
+        return ctl_fail("--limit: '%s' is not a positive number", limit);
+    if (access(db, F_OK) < 0)
+        return ctl_fail("%s: no such audit database", db);
+    sqlite3 *h = NULL;
+    if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        sqlite3_close(h);
+        return ctl_fail("%s: cannot open the audit database", db);
+    }
+    sqlite3_busy_timeout(h, 5000);
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(h,
+            "SELECT canon, hash FROM records WHERE (?1 IS NULL OR txid = ?1)"
+            " AND (?2 IS NULL OR principal = ?2) AND (?3 IS NULL OR time >= ?3)"
+            " AND (?4 IS NULL OR time <= ?4) AND (?5 IS NULL OR decision = ?5)"
+            " ORDER BY seq LIMIT ?6", -1, &st, NULL) != SQLITE_OK) {
+        int rc = ctl_fail("%s: not a cpmgate audit database (%s)", db, sqlite3_errmsg(h));
+        sqlite3_close(h);
+        return rc;
+    }
+    if (txid) sqlite3_bind_text(st, 1, txid, -1, SQLITE_STATIC);
+    if (principal) sqlite3_bind_text(st, 2, principal, -1, SQLITE_STATIC);
+    if (since) sqlite3_bind_text(st, 3, since_n, -1, SQLITE_STATIC);
+    if (until) sqlite3_bind_text(st, 4, until_n, -1, SQLITE_STATIC);
+    if (decision) sqlite3_bind_text(st, 5, decision, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, lim ? (sqlite3_int64)lim : -1);
+    enum out_mode mode = export ? OUT_JSONL : ctx->json ? OUT_JSON : OUT_TEXT;
+    cg_audit_parsed *p = malloc(sizeof *p);
+    if (!p) {
+        sqlite3_finalize(st);
+        sqlite3_close(h);
+        return ctl_fail("out of memory");
+    }
+    unsigned long long n = 0;
+    int step;
+    if (mode == OUT_JSON)
+        fputs("[", stdout);
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *canon = (const char *)sqlite3_column_text(st, 0);
+        size_t len = (size_t)sqlite3_column_bytes(st, 0);
+        if (!canon || len < 2)
+            continue;
+        if (mode == OUT_JSONL) {
+            /* canon plus its hash: drop the key "hash" to get the hashed text. */
+            char hex[2 * CG_AUDIT_HASH_LEN + 1] = "";
+            if (sqlite3_column_bytes(st, 1) == CG_AUDIT_HASH_LEN)
+                cg_hex_encode(sqlite3_column_blob(st, 1), CG_AUDIT_HASH_LEN, hex);
+            fwrite(canon, 1, len - 1, stdout);
+            printf(",\"hash\":\"%s\"}\n", hex);
+        } else if (mode == OUT_JSON) {
+            printf("%s\n", n ? "," : "");
+            fwrite(canon, 1, len, stdout);
+        } else if (cg_audit_canon_parse(canon, len, p) == 0) {
+            show_line(p);
+        } else {
+            printf("(unreadable record: run audit verify)\n");
+        }
+        n++;
+    }
+    if (mode == OUT_JSON)
+        fputs(n ? "\n]\n" : "]\n", stdout);
+    free(p);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    if (step != SQLITE_DONE)
+        return ctl_fail("%s: read error", db);
+    return CTL_OK;
+}
+
+/* ---- rotate ----------------------------------------------------------------- */
+
+static int cmd_rotate(int argc, char **argv)
+{
+    static const char *const opts[] = { "--audit-db", "--audit-key", NULL };
+    bool bad = false;
+    const char *db = ctl_opt(argc, argv, "--audit-db", &bad);
+    const char *keyf = ctl_opt(argc, argv, "--audit-key", &bad);
+    if (!ctl_opts_known(argc, argv, opts, NULL) || bad || !db ||
+        ctl_pos(argc, argv, 0, opts, NULL))
+        return ctl_usage(synopsis);
+    if (access(db, F_OK) < 0)
+        return ctl_fail("%s: no such audit database", db);
+    const char *err = NULL;
+    int fd = -1;
+    long pid = 0;
+    int rc = cg_afile_lock(db, &fd, &pid, &err);
+    if (rc == CG_E_BUSY)
+        return ctl_fail("%s is held by the running gateway (pid %ld), which alone writes "
+                        "it: ask it to rotate with kill -USR1 %ld", db, pid, pid);
+    if (rc < 0)
+        return ctl_fail("%s: %s", db, err);
+    EVP_PKEY *key = NULL;
+    if (keyf && cg_audit_key_load_private(keyf, &key, &err) < 0) {
+        cg_afile_unlock(fd);
+        return ctl_fail("%s: %s", keyf, err);
+    }
+    char sealed[4200];
+    rc = cg_afile_rotate(db, key, sealed, sizeof sealed, &err);
+    EVP_PKEY_free(key);
+    cg_afile_unlock(fd);
+    if (rc < 0)
+        return ctl_fail("%s: %s", db, err ? err : "rotation failed");
+    printf("sealed %s; %s continues the chain\n", sealed, db);
+    return CTL_OK;
+}
+
+int ctl_audit(ctl_ctx *ctx, int argc, char **argv)
+{
+    if (argc < 2)
+        return ctl_usage(synopsis);
+    const char *sub = argv[1];
+    if (strcmp(sub, "keygen") == 0)
+        return cmd_keygen(argc - 1, argv + 1);
+    if (strcmp(sub, "verify") == 0)
+        return cmd_verify(ctx, argc - 1, argv + 1);
+    if (strcmp(sub, "show") == 0)
+        return cmd_show(ctx, argc - 1, argv + 1, false);
+    if (strcmp(sub, "export") == 0)
+        return cmd_show(ctx, argc - 1, argv + 1, true);
+    if (strcmp(sub, "rotate") == 0)
+        return cmd_rotate(argc - 1, argv + 1);
+    fprintf(stderr, "cpmgatectl: unknown audit command '%s'\n", sub);
+    return ctl_usage(synopsis);
+}

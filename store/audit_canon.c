@@ -1,0 +1,492 @@
+/* audit_canon.c — canonical JSON of an audit record, its strict parser,
+ * the SHA-256 chain step and checkpoint signatures (SPEC section 5).
+ * Pure functions: no I/O except loading key files. */
+#include "audit_canon.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "cg_error.h"
+#include "cg_util.h"
+
+/* ---- encoding ----------------------------------------------------------- */
+
+typedef struct wbuf {
+    char *p;
+    size_t len, cap;
+    bool over;
+} wbuf;
+
+static void put(wbuf *b, const char *s, size_t n)
+{
+    if (b->over || b->len + n >= b->cap) {
+        b->over = true;
+        return;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+static void puts_(wbuf *b, const char *s) { put(b, s, strlen(s)); }
+
+/* Length of the valid UTF-8 sequence at s (RFC 3629: no overlongs, no
+ * surrogates, at most U+10FFFF), 0 when invalid. */
+static size_t utf8_seq(const unsigned char *s)
+{
+    unsigned c = s[0];
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        return (s[1] & 0xc0) == 0x80 ? 2 : 0;
+    if (c >= 0xe0 && c <= 0xef) {
+        if ((s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80)
+            return 0;
+        if (c == 0xe0 && s[1] < 0xa0)
+            return 0; /* overlong */
+        if (c == 0xed && s[1] >= 0xa0)
+            return 0; /* surrogate */
+        return 3;
+    }
+    if (c >= 0xf0 && c <= 0xf4) {
+        if ((s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 || (s[3] & 0xc0) != 0x80)
+            return 0;
+        if (c == 0xf0 && s[1] < 0x90)
+            return 0;
+        if (c == 0xf4 && s[1] >= 0x90)
+            return 0;
+        return 4;
+    }
+    return 0;
+}
+
+static void put_str(wbuf *b, const char *s)
+{
+    if (!s) {
+        puts_(b, "null");
+        return;
+    }
+    put(b, "\"", 1);
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        unsigned c = *p;
+        const char *esc = NULL;
+        switch (c) {
+        case '"': esc = "\\\""; break;
+        case '\\': esc = "\\\\"; break;
+        case '\b': esc = "\\b"; break;
+        case '\f': esc = "\\f"; break;
+        case '\n': esc = "\\n"; break;
+        case '\r': esc = "\\r"; break;
+        case '\t': esc = "\\t"; break;
+        default: break;
+        }
+        if (esc) {
+            puts_(b, esc);
+            p++;
+        } else if (c < 0x20) {
+            char u[8];
+            snprintf(u, sizeof u, "\\u%04x", c);
+            put(b, u, 6);
+            p++;
+        } else {
+            size_t n = utf8_seq(p);
+            if (n == 0) {
+                put(b, "\xef\xbf\xbd", 3); /* U+FFFD for each bad byte */
+                p++;
+            } else {
+                put(b, (const char *)p, n);
+                p += n;
+            }
+        }
+    }
+    put(b, "\"", 1);
+}
+
+static void put_i64(wbuf *b, int64_t v, bool null)
+{
+    if (null) {
+        puts_(b, "null");
+        return;
+    }
+    char n[24];
+    int k = snprintf(n, sizeof n, "%lld", (long long)v);
+    put(b, n, (size_t)k);
+}
+
+static void put_u64(wbuf *b, uint64_t v, bool null)
+{
+    if (null) {
+        puts_(b, "null");
+        return;
+    }
+    char n[24];
+    int k = snprintf(n, sizeof n, "%llu", (unsigned long long)v);
+    put(b, n, (size_t)k);
+}
+
+int cg_audit_canon(char *out, size_t cap, uint64_t seq, const char *time,
+                   const cg_audit_rec *r)
+{
+    wbuf b = { out, 0, cap, false };
+    puts_(&b, "{\"seq\":");
+    put_u64(&b, seq, false);
+    puts_(&b, ",\"time\":");
+    put_str(&b, time);
+#define S(name) puts_(&b, ",\"" #name "\":"); put_str(&b, r->name)
+#define N(name) puts_(&b, ",\"" #name "\":"); put_i64(&b, r->name, r->name < 0)
+    S(txid);
+    S(request_id);
+    puts_(&b, ",\"conn_id\":");
+    put_u64(&b, r->conn_id, r->conn_id == 0);
+    S(listener);
+    S(client);
+    S(principal);
+    S(method);
+    S(tls_version);
+    S(tls_cipher);
+    S(service);
+    S(operation);
+    S(resource);
+    S(decision);
+    N(rule_id);
+    S(result);
+    N(bytes_in);
+    N(bytes_out);
+    S(content_sha256);
+    S(key_id);
+    S(validation);
+    S(reason);
+#undef S
+#undef N
+    put(&b, "}", 1);
+    if (b.over)
+        return CG_E_LIMIT;
+    out[b.len] = '\0';
+    return (int)b.len;
+}
+
+/* ---- strict parser ------------------------------------------------------ */
+
+typedef struct rbuf {
+    const char *p, *end;
+    char *o, *oend;
+} rbuf;
+
+static bool lit(rbuf *r, const char *s)
+{
+    size_t n = strlen(s);
+    if ((size_t)(r->end - r->p) < n || memcmp(r->p, s, n) != 0)
+        return false;
+    r->p += n;
+    return true;
+}
+
+static int hexv(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* A JSON string (or null) into the output arena; *out NULL for null. */
+static bool get_str(rbuf *r, const char **out)
+{
+    if (lit(r, "null")) {
+        *out = NULL;
+        return true;
+    }
+    if (!lit(r, "\""))
+        return false;
+    char *start = r->o;
+    while (r->p < r->end && *r->p != '"') {
+        if (r->o + 4 >= r->oend)
+            return false;
+        unsigned char c = (unsigned char)*r->p;
+        if (c < 0x20)
+            return false;
+        if (c != '\\') {
+            *r->o++ = (char)c;
+            r->p++;
+            continue;
+        }
+        if (r->end - r->p < 2)
+            return false;
+        char e = r->p[1];
+        r->p += 2;
+        switch (e) {
+        case '"': *r->o++ = '"'; break;
+        case '\\': *r->o++ = '\\'; break;
+        case '/': *r->o++ = '/'; break;
+        case 'b': *r->o++ = '\b'; break;
+        case 'f': *r->o++ = '\f'; break;
+        case 'n': *r->o++ = '\n'; break;
+        case 'r': *r->o++ = '\r'; break;
+        case 't': *r->o++ = '\t'; break;
+        case 'u': {
+            if (r->end - r->p < 4)
+                return false;
+            int v = 0;
+            for (int i = 0; i < 4; i++) {
+                int h = hexv(r->p[i]);
+                if (h < 0)
+                    return false;
+                v = v << 4 | h;
+            }
+            r->p += 4;
+            /* Only what the encoder writes: control characters. Anything
+             * else is not canonical and fails the re-encode comparison. */
+            if (v == 0 || v >= 0x80)
+                return false;
+            *r->o++ = (char)v;
+            break;
+        }
+        default:
+            return false;
+        }
+    }
+    if (!lit(r, "\""))
+        return false;
+    *r->o++ = '\0';
+    *out = start;
+    return true;
+}
+
+static bool get_num(rbuf *r, int64_t *out, bool *null)
+{
+    *null = false;
+    if (lit(r, "null")) {
+        *null = true;
+        return true;
+    }
+    bool neg = lit(r, "-");
+    uint64_t v = 0;
+    int digits = 0;
+    while (r->p < r->end && *r->p >= '0' && *r->p <= '9') {
+        if (v > (UINT64_MAX - 9) / 10)
+            return false;
+        v = v * 10 + (uint64_t)(*r->p++ - '0');
+        digits++;
+    }
+    if (digits == 0)
+        return false;
+    if (neg)
+        *out = -(int64_t)v;
+    else
+        *out = (int64_t)v;
+    return true;
+}
+
+int cg_audit_canon_parse(const char *canon, size_t len, cg_audit_parsed *out)
+{
+    rbuf r = { canon, canon + len, out->buf, out->buf + sizeof out->buf };
+    cg_audit_rec *rec = &out->rec;
+    cg_audit_rec_init(rec);
+    int64_t v;
+    bool null;
+    if (!lit(&r, "{\"seq\":") || !get_num(&r, &v, &null) || null || v < 1)
+        return CG_E_PARSE;
+    out->seq = (uint64_t)v;
+    if (!lit(&r, ",\"time\":") || !get_str(&r, &out->time) || !out->time)
+        return CG_E_PARSE;
+#define S(name) if (!lit(&r, ",\"" #name "\":") || !get_str(&r, &rec->name)) return CG_E_PARSE
+#define N(name) if (!lit(&r, ",\"" #name "\":") || !get_num(&r, &v, &null)) return CG_E_PARSE; \
+                rec->name = null ? -1 : v
+    S(txid);
+    S(request_id);
+    if (!lit(&r, ",\"conn_id\":") || !get_num(&r, &v, &null))
+        return CG_E_PARSE;
+    rec->conn_id = null ? 0 : (uint64_t)v;
+    S(listener);
+    S(client);
+    S(principal);
+    S(method);
+    S(tls_version);
+    S(tls_cipher);
+    S(service);
+    S(operation);
+    S(resource);
+    S(decision);
+    N(rule_id);
+    S(result);
+    N(bytes_in);
+    N(bytes_out);
+    S(content_sha256);
+    S(key_id);
+    S(validation);
+    S(reason);
+#undef S
+#undef N
+    if (!lit(&r, "}") || r.p != r.end)
+        return CG_E_PARSE;
+    return 0;
+}
+
+/* ---- chain and signatures ----------------------------------------------- */
+
+void cg_audit_chain_hash(const uint8_t prev[CG_AUDIT_HASH_LEN],
+                         const char *canon, size_t len,
+                         uint8_t out[CG_AUDIT_HASH_LEN])
+{
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    unsigned n = 0;
+    if (!c || !EVP_DigestInit_ex(c, EVP_sha256(), NULL) ||
+        !EVP_DigestUpdate(c, prev, CG_AUDIT_HASH_LEN) ||
+        !EVP_DigestUpdate(c, canon, len) || !EVP_DigestFinal_ex(c, out, &n))
+        memset(out, 0, CG_AUDIT_HASH_LEN); /* never matches a real chain */
+    EVP_MD_CTX_free(c);
+}
+
+size_t cg_audit_checkpoint_msg(uint64_t seq, const uint8_t hash[CG_AUDIT_HASH_LEN],
+                               char out[128])
+{
+    char hex[2 * CG_AUDIT_HASH_LEN + 1];
+    cg_hex_encode(hash, CG_AUDIT_HASH_LEN, hex);
+    int n = snprintf(out, 128, "cpmgate-audit-checkpoint-v1\n%llu\n%s",
+                     (unsigned long long)seq, hex);
+    return (size_t)n;
+}
+
+static bool key_ok(EVP_PKEY *k, const char **error_r)
+{
+    if (EVP_PKEY_is_a(k, "ED25519"))
+        return true;
+    if (EVP_PKEY_is_a(k, "EC")) {
+        char curve[64] = "";
+        size_t n = 0;
+        if (EVP_PKEY_get_utf8_string_param(k, "group", curve, sizeof curve, &n) &&
+            (strcmp(curve, "prime256v1") == 0 || strcmp(curve, "P-256") == 0))
+            return true;
+    }
+    *error_r = "the audit key must be Ed25519 or ECDSA P-256";
+    return false;
+}
+
+int cg_audit_key_load_private(const char *path, EVP_PKEY **out, const char **error_r)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        *error_r = "cannot open the audit key file";
+        return CG_E_IO;
+    }
+    EVP_PKEY *k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    fclose(f);
+    if (!k) {
+        *error_r = "the audit key file holds no PEM private key";
+        return CG_E_CRYPTO;
+    }
+    if (!key_ok(k, error_r)) {
+        EVP_PKEY_free(k);
+        return CG_E_CRYPTO;
+    }
+    *out = k;
+    return 0;
+}
+
+int cg_audit_key_load_public(const char *path, EVP_PKEY **out, const char **error_r)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        *error_r = "cannot open the key file";
+        return CG_E_IO;
+    }
+    EVP_PKEY *k = PEM_read_PUBKEY(f, NULL, NULL, NULL);
+    if (!k) {
+        rewind(f);
+        k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    }
+    fclose(f);
+    if (!k) {
+        *error_r = "the key file holds no PEM public key";
+        return CG_E_CRYPTO;
+    }
+    if (!key_ok(k, error_r)) {
+        EVP_PKEY_free(k);
+        return CG_E_CRYPTO;
+    }
+    *out = k;
+    return 0;
+}
+
+int cg_audit_key_from_pem(const char *pem, EVP_PKEY **out)
+{
+    BIO *b = BIO_new_mem_buf(pem, -1);
+    if (!b)
+        return CG_E_NOMEM;
+    EVP_PKEY *k = PEM_read_bio_PUBKEY(b, NULL, NULL, NULL);
+    BIO_free(b);
+    const char *err;
+    if (!k || !key_ok(k, &err)) {
+        EVP_PKEY_free(k);
+        return CG_E_CRYPTO;
+    }
+    *out = k;
+    return 0;
+}
+
+int cg_audit_key_fingerprint(EVP_PKEY *key, char out[65])
+{
+    unsigned char *der = NULL;
+    int n = i2d_PUBKEY(key, &der);
+    if (n <= 0)
+        return CG_E_CRYPTO;
+    uint8_t md[32];
+    unsigned mdlen = 0;
+    int ok = EVP_Digest(der, (size_t)n, md, &mdlen, EVP_sha256(), NULL);
+    OPENSSL_free(der);
+    if (!ok)
+        return CG_E_CRYPTO;
+    cg_hex_encode(md, 32, out);
+    return 0;
+}
+
+char *cg_audit_key_public_pem(EVP_PKEY *key)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    if (!b || !PEM_write_bio_PUBKEY(b, key)) {
+        BIO_free(b);
+        return NULL;
+    }
+    char *data;
+    long n = BIO_get_mem_data(b, &data);
+    char *s = malloc((size_t)n + 1);
+    if (s) {
+        memcpy(s, data, (size_t)n);
+        s[n] = '\0';
+    }
+    BIO_free(b);
+    return s;
+}
+
+/* Ed25519 is PureEdDSA (no digest); ECDSA P-256 signs SHA-256. */
+static const EVP_MD *sig_md(EVP_PKEY *key)
+{
+    return EVP_PKEY_is_a(key, "ED25519") ? NULL : EVP_sha256();
+}
+
+int cg_audit_sign(EVP_PKEY *key, const char *msg, size_t len, uint8_t *sig,
+                  size_t *siglen)
+{
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    int rc = CG_E_CRYPTO;
+    if (c && EVP_DigestSignInit(c, NULL, sig_md(key), NULL, key) == 1 &&
+        EVP_DigestSign(c, sig, siglen, (const unsigned char *)msg, len) == 1)
+        rc = 0;
+    EVP_MD_CTX_free(c);
+    return rc;
+}
+
+bool cg_audit_sig_ok(EVP_PKEY *key, const char *msg, size_t len,
+                     const uint8_t *sig, size_t siglen)
+{
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    bool ok = c && EVP_DigestVerifyInit(c, NULL, sig_md(key), NULL, key) == 1 &&
+              EVP_DigestVerify(c, sig, siglen, (const unsigned char *)msg, len) == 1;
+    EVP_MD_CTX_free(c);
+    return ok;
+}

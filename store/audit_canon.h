@@ -1,0 +1,84 @@
+/* audit_canon.h — the pure parts of the audit log (SPEC section 5): the
+ * canonical JSON of a record, the hash chain step, checkpoint signatures,
+ * and the verifier that proves an audit database intact or names the first
+ * record that breaks it. Used by the writer, cpmgatectl and the tests. */
+#ifndef CG_AUDIT_CANON_H
+#define CG_AUDIT_CANON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "audit.h"
+
+typedef struct evp_pkey_st EVP_PKEY;
+
+#define CG_AUDIT_HASH_LEN 32
+/* Longest canon: every string field at its slot cap, each byte escaped. */
+#define CG_AUDIT_CANON_MAX 16384
+
+/* Canon JSON of r with the writer's seq and time: compact, the keys of
+ * SPEC 5 in that order, absent values null, strings JSON-escaped UTF-8
+ * (invalid UTF-8 becomes U+FFFD so the text is always valid). Returns the
+ * length (out is NUL-terminated) or CG_E_LIMIT when cap is too small. */
+int cg_audit_canon(char *out, size_t cap, uint64_t seq, const char *time,
+                   const cg_audit_rec *r);
+
+/* A canon parsed back into fields; strings point into buf. */
+typedef struct cg_audit_parsed {
+    uint64_t seq;
+    const char *time;
+    cg_audit_rec rec;
+    char buf[CG_AUDIT_CANON_MAX];
+} cg_audit_parsed;
+
+/* Strict parse of a canon (keys in order, no whitespace). 0 or
+ * CG_E_PARSE. Callers that need "is canonical" re-encode and compare. */
+int cg_audit_canon_parse(const char *canon, size_t len, cg_audit_parsed *out);
+
+/* hash = SHA-256(prev || canon). */
+void cg_audit_chain_hash(const uint8_t prev[CG_AUDIT_HASH_LEN],
+                         const char *canon, size_t len,
+                         uint8_t out[CG_AUDIT_HASH_LEN]);
+
+/* The signed checkpoint text:
+ * "cpmgate-audit-checkpoint-v1\n" seq "\n" hex(hash). Returns length. */
+size_t cg_audit_checkpoint_msg(uint64_t seq, const uint8_t hash[CG_AUDIT_HASH_LEN],
+                               char out[128]);
+
+/* Keys: Ed25519 (PureEdDSA) or ECDSA P-256 with SHA-256. */
+int cg_audit_key_load_private(const char *path, EVP_PKEY **out, const char **error_r);
+/* Accepts a public key PEM, or a private key PEM (its public half). */
+int cg_audit_key_load_public(const char *path, EVP_PKEY **out, const char **error_r);
+int cg_audit_key_from_pem(const char *pem, EVP_PKEY **out);
+/* Lowercase hex SHA-256 of the DER SubjectPublicKeyInfo (65 bytes). */
+int cg_audit_key_fingerprint(EVP_PKEY *key, char out[65]);
+/* The public key as PEM, malloc'd. */
+char *cg_audit_key_public_pem(EVP_PKEY *key);
+
+int cg_audit_sign(EVP_PKEY *key, const char *msg, size_t len, uint8_t *sig,
+                  size_t *siglen /* in: cap, out: length */);
+bool cg_audit_sig_ok(EVP_PKEY *key, const char *msg, size_t len,
+                     const uint8_t *sig, size_t siglen);
+
+/* ---- verification of a whole audit database ---------------------------- */
+
+typedef struct cg_audit_verify_result {
+    bool intact;
+    uint64_t records, checkpoints, first_seq, last_seq;
+    uint64_t last_checkpoint_seq;  /* 0: none */
+    uint64_t broken_seq;           /* when !intact */
+    char what[512];                /* when !intact: how it broke */
+    char notes[768];               /* what the verdict cannot say */
+} cg_audit_verify_result;
+
+/* Recomputes the chain from the file's genesis (meta prev_hash / first_seq)
+ * and checks every checkpoint against it. With key, every checkpoint must
+ * carry a valid signature by that key; without, signatures are checked
+ * against the keys stored in the file (self-consistency only). Returns 0
+ * when the verdict is in res (intact or not), negative when the file could
+ * not be read at all. */
+int cg_audit_verify_db(const char *path, EVP_PKEY *key,
+                       cg_audit_verify_result *res, const char **error_r);
+
+#endif

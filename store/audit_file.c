@@ -1,0 +1,554 @@
+/* audit_file.c — one audit database file (see audit_file.h): schema,
+ * chain state, appends, checkpoints, the gateway's lock and rotation. */
+#include "audit_file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cg_error.h"
+#include "cg_log.h"
+#include "cg_util.h"
+
+/* Version 1 of the audit schema. records.canon is what is hashed; the
+ * other columns are copies for filtering, checked against canon by
+ * verify. checkpoints sign (seq, hash). keys lets a file be checked on
+ * its own (trust comes only from --key). */
+static const char schema_v1[] =
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE records ("
+    "  seq INTEGER PRIMARY KEY, time TEXT NOT NULL, txid TEXT,"
+    "  principal TEXT, decision TEXT, canon TEXT NOT NULL, hash BLOB NOT NULL);"
+    "CREATE TABLE checkpoints ("
+    "  seq INTEGER PRIMARY KEY, hash BLOB NOT NULL, signature BLOB NOT NULL,"
+    "  key_fpr TEXT NOT NULL, time TEXT NOT NULL, final INTEGER NOT NULL);"
+    "CREATE TABLE keys (fpr TEXT PRIMARY KEY, pem TEXT NOT NULL);"
+    "INSERT INTO meta VALUES ('format', 'cpmgate-audit-v1');"
+    "INSERT INTO meta VALUES ('first_seq', '1');"
+    "INSERT INTO meta VALUES ('prev_hash', "
+    "  '0000000000000000000000000000000000000000000000000000000000000000');"
+    "INSERT INTO meta VALUES ('policy_log_seq', '0');"
+    "INSERT INTO meta VALUES ('sealed', '0');"
+    "PRAGMA user_version = 1;";
+
+static const char *sqlerr(sqlite3 *db)
+{
+    static __thread char msg[256];
+    snprintf(msg, sizeof msg, "audit database: %s", db ? sqlite3_errmsg(db) : "cannot open");
+    return msg;
+}
+
+int cg_afile_meta_get(sqlite3 *db, const char *key, char *out, size_t cap)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = ?", -1, &st, NULL) != SQLITE_OK)
+        return CG_E_DB;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    int rc = CG_E_NOTFOUND;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        const char *v = (const char *)sqlite3_column_text(st, 0);
+        rc = cg_strlcpy(out, v ? v : "", cap) ? 0 : CG_E_LIMIT;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int meta_set(sqlite3 *db, const char *key, const char *value)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO meta VALUES (?, ?)", -1, &st, NULL) != SQLITE_OK)
+        return CG_E_DB;
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : CG_E_DB;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int exec(sqlite3 *db, const char *sql)
+{
+    return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : CG_E_DB;
+}
+
+static bool exists(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+/* Opens the SQLite handle; creates the schema on an empty file. */
+static int open_db(const char *path, bool create, bool wal, sqlite3 **out,
+                   const char **error_r)
+{
+    if (!create && !exists(path)) {
+        *error_r = "no such audit database";
+        return CG_E_NOTFOUND;
+    }
+    if (create && !exists(path)) {
+        /* 0600 before SQLite writes anything: the log names principals. */
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd >= 0)
+            close(fd);
+    }
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        *error_r = sqlerr(db);
+        sqlite3_close(db);
+        return CG_E_DB;
+    }
+    sqlite3_busy_timeout(db, 1000);
+    sqlite3_stmt *st;
+    int ver = -1;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            ver = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+    }
+    if (ver == 0 && create) {
+        if (exec(db, "BEGIN IMMEDIATE") < 0 || exec(db, schema_v1) < 0 ||
+            exec(db, "COMMIT") < 0) {
+            *error_r = sqlerr(db);
+            sqlite3_close(db);
+            return CG_E_DB;
+        }
+        ver = 1;
+    }
+    if (ver != 1) {
+        *error_r = ver < 0 ? sqlerr(db) : "not an audit database of this version";
+        sqlite3_close(db);
+        return CG_E_DB;
+    }
+    char fmt[64];
+    if (cg_afile_meta_get(db, "format", fmt, sizeof fmt) < 0 ||
+        strcmp(fmt, "cpmgate-audit-v1") != 0) {
+        *error_r = "not a cpmgate audit database";
+        sqlite3_close(db);
+        return CG_E_DB;
+    }
+    /* WAL: readers (cpmgatectl) never block the writer. NORMAL: a commit
+     * survives a crash of the process (kill -9); only power loss may lose
+     * the last transactions, never corrupt the file. */
+    if (wal && (exec(db, "PRAGMA journal_mode = WAL") < 0 ||
+                exec(db, "PRAGMA synchronous = NORMAL") < 0)) {
+        *error_r = sqlerr(db);
+        sqlite3_close(db);
+        return CG_E_DB;
+    }
+    *out = db;
+    return 0;
+}
+
+int cg_afile_load_state(cg_afile *f, const char **error_r)
+{
+    char v[128];
+    uint64_t first;
+    if (cg_afile_meta_get(f->db, "first_seq", v, sizeof v) < 0 ||
+        cg_parse_u64(v, 1, INT64_MAX, &first) < 0 ||
+        cg_afile_meta_get(f->db, "prev_hash", v, sizeof v) < 0 ||
+        cg_hex_decode(v, f->genesis, sizeof f->genesis) != CG_AUDIT_HASH_LEN) {
+        *error_r = "audit database: bad meta (first_seq, prev_hash)";
+        return CG_E_DB;
+    }
+    f->first_seq = first;
+    uint64_t ps = 0;
+    if (cg_afile_meta_get(f->db, "policy_log_seq", v, sizeof v) == 0)
+        cg_parse_u64(v, 0, INT64_MAX, &ps);
+    f->policy_seq = (int64_t)ps;
+    f->sealed = cg_afile_meta_get(f->db, "sealed", v, sizeof v) == 0 && strcmp(v, "1") == 0;
+    f->last_seq = first - 1;
+    memcpy(f->last_hash, f->genesis, CG_AUDIT_HASH_LEN);
+    f->last_ckpt_seq = 0;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(f->db, "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1",
+                           -1, &st, NULL) != SQLITE_OK) {
+        *error_r = sqlerr(f->db);
+        return CG_E_DB;
+    }
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        f->last_seq = (uint64_t)sqlite3_column_int64(st, 0);
+        if (sqlite3_column_bytes(st, 1) == CG_AUDIT_HASH_LEN)
+            memcpy(f->last_hash, sqlite3_column_blob(st, 1), CG_AUDIT_HASH_LEN);
+    }
+    sqlite3_finalize(st);
+    if (sqlite3_prepare_v2(f->db, "SELECT max(seq) FROM checkpoints", -1, &st, NULL) != SQLITE_OK) {
+        *error_r = sqlerr(f->db);
+        return CG_E_DB;
+    }
+    if (sqlite3_step(st) == SQLITE_ROW)
+        f->last_ckpt_seq = (uint64_t)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return 0;
+}
+
+static int prepare(cg_afile *f, const char **error_r)
+{
+    if (sqlite3_prepare_v2(f->db,
+            "INSERT INTO records (seq, time, txid, principal, decision, canon, hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)", -1, &f->ins_rec, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(f->db,
+            "INSERT INTO checkpoints (seq, hash, signature, key_fpr, time, final)"
+            " VALUES (?, ?, ?, ?, ?, ?)", -1, &f->ins_ckpt, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(f->db, "INSERT OR REPLACE INTO meta VALUES (?, ?)", -1,
+                           &f->set_meta, NULL) != SQLITE_OK) {
+        *error_r = sqlerr(f->db);
+        return CG_E_DB;
+    }
+    return 0;
+}
+
+static int finish_rotation(const char *path, const char **error_r);
+
+int cg_afile_open(cg_afile *f, const char *path, bool create, const char **error_r)
+{
+    memset(f, 0, offsetof(cg_afile, canon));
+    if (!cg_strlcpy(f->path, path, sizeof f->path)) {
+        *error_r = "audit database path too long";
+        return CG_E_INVAL;
+    }
+    char newp[4200];
+    snprintf(newp, sizeof newp, "%s.new", path);
+    /* A crash between the two renames of a rotation left only "<db>.new". */
+    if (!exists(path) && exists(newp) && rename(newp, path) < 0) {
+        *error_r = "cannot finish an interrupted rotation (rename)";
+        return CG_E_IO;
+    }
+    int rc = open_db(path, create, true, &f->db, error_r);
+    if (rc < 0)
+        return rc;
+    rc = cg_afile_load_state(f, error_r);
+    if (rc == 0 && f->sealed) {
+        /* A sealed file is never written again: finish its rotation. */
+        sqlite3_close(f->db);
+        f->db = NULL;
+        rc = finish_rotation(path, error_r);
+        if (rc == 0)
+            rc = open_db(path, false, true, &f->db, error_r);
+        if (rc == 0)
+            rc = cg_afile_load_state(f, error_r);
+    }
+    if (rc == 0)
+        rc = prepare(f, error_r);
+    if (rc < 0)
+        cg_afile_close(f);
+    return rc;
+}
+
+void cg_afile_close(cg_afile *f)
+{
+    sqlite3_finalize(f->ins_rec);
+    sqlite3_finalize(f->ins_ckpt);
+    sqlite3_finalize(f->set_meta);
+    f->ins_rec = f->ins_ckpt = f->set_meta = NULL;
+    if (f->db)
+        sqlite3_close(f->db);
+    f->db = NULL;
+}
+
+int cg_afile_begin(cg_afile *f) { return exec(f->db, "BEGIN IMMEDIATE"); }
+int cg_afile_commit(cg_afile *f) { return exec(f->db, "COMMIT"); }
+
+void cg_afile_rollback(cg_afile *f)
+{
+    if (f->db && !sqlite3_get_autocommit(f->db))
+        exec(f->db, "ROLLBACK");
+}
+
+static int step_reset(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? 0 : CG_E_DB;
+}
+
+static void bind_opt(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s)
+        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+int cg_afile_append(cg_afile *f, const char *time, const cg_audit_rec *r)
+{
+    uint64_t seq = f->last_seq + 1;
+    int n = cg_audit_canon(f->canon, sizeof f->canon, seq, time, r);
+    if (n < 0)
+        return n;
+    uint8_t h[CG_AUDIT_HASH_LEN];
+    cg_audit_chain_hash(f->last_hash, f->canon, (size_t)n, h);
+    sqlite3_stmt *st = f->ins_rec;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
+    sqlite3_bind_text(st, 2, time, -1, SQLITE_STATIC);
+    bind_opt(st, 3, r->txid);
+    bind_opt(st, 4, r->principal);
+    bind_opt(st, 5, r->decision);
+    sqlite3_bind_text(st, 6, f->canon, n, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 7, h, CG_AUDIT_HASH_LEN, SQLITE_STATIC);
+    int rc = step_reset(st);
+    if (rc < 0)
+        return rc;
+    f->last_seq = seq;
+    memcpy(f->last_hash, h, CG_AUDIT_HASH_LEN);
+    return 0;
+}
+
+int cg_afile_checkpoint(cg_afile *f, EVP_PKEY *key, bool final, const char *time)
+{
+    if (!key || f->last_seq < f->first_seq || f->last_ckpt_seq >= f->last_seq)
+        return 0;
+    char msg[128], fpr[65];
+    size_t mlen = cg_audit_checkpoint_msg(f->last_seq, f->last_hash, msg);
+    uint8_t sig[256];
+    size_t siglen = sizeof sig;
+    if (cg_audit_sign(key, msg, mlen, sig, &siglen) < 0 ||
+        cg_audit_key_fingerprint(key, fpr) < 0)
+        return CG_E_CRYPTO;
+    sqlite3_stmt *st = f->ins_ckpt;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)f->last_seq);
+    sqlite3_bind_blob(st, 2, f->last_hash, CG_AUDIT_HASH_LEN, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 3, sig, (int)siglen, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, fpr, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, time, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 6, final ? 1 : 0);
+    int rc = step_reset(st);
+    if (rc == 0)
+        f->last_ckpt_seq = f->last_seq;
+    return rc;
+}
+
+int cg_afile_set_policy_seq(cg_afile *f, int64_t seq)
+{
+    char v[24];
+    snprintf(v, sizeof v, "%lld", (long long)seq);
+    sqlite3_bind_text(f->set_meta, 1, "policy_log_seq", -1, SQLITE_STATIC);
+    sqlite3_bind_text(f->set_meta, 2, v, -1, SQLITE_TRANSIENT);
+    int rc = step_reset(f->set_meta);
+    if (rc == 0)
+        f->policy_seq = seq;
+    return rc;
+}
+
+int cg_afile_register_key(cg_afile *f, EVP_PKEY *key)
+{
+    char fpr[65];
+    char *pem = cg_audit_key_public_pem(key);
+    if (!pem || cg_audit_key_fingerprint(key, fpr) < 0) {
+        free(pem);
+        return CG_E_CRYPTO;
+    }
+    sqlite3_stmt *st;
+    int rc = CG_E_DB;
+    if (sqlite3_prepare_v2(f->db, "INSERT OR IGNORE INTO keys VALUES (?, ?)", -1, &st,
+                           NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, fpr, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, pem, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st) == SQLITE_DONE ? 0 : CG_E_DB;
+        sqlite3_finalize(st);
+    }
+    free(pem);
+    return rc;
+}
+
+/* ---- rotation ----------------------------------------------------------- */
+
+static void fsync_path(const char *p, bool dir)
+{
+    int fd = open(p, (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+static void fsync_dir_of(const char *path)
+{
+    char tmp[4096];
+    cg_strlcpy(tmp, path, sizeof tmp);
+    fsync_path(dirname(tmp), true);
+}
+
+/* path is sealed and closed: switch it to a rollback journal (so no -wal
+ * file is left to pair with its successor), build "<path>.new", then
+ * rename both into place. */
+static int finish_rotation(const char *path, const char **error_r)
+{
+    *error_r = NULL;
+    sqlite3 *db;
+    int rc = open_db(path, false, false, &db, error_r);
+    if (rc < 0)
+        return rc;
+    cg_afile old;
+    memset(&old, 0, offsetof(cg_afile, canon));
+    old.db = db;
+    rc = cg_afile_load_state(&old, error_r);
+    if (rc == 0 && exec(db, "PRAGMA journal_mode = DELETE") < 0) {
+        *error_r = "cannot seal the audit database while another process reads it; retry";
+        rc = CG_E_BUSY;
+    }
+    sqlite3_close(db);
+    if (rc < 0)
+        return rc;
+
+    char sealed[4200], newp[4200];
+    snprintf(sealed, sizeof sealed, "%s.%llu-%llu", path,
+             (unsigned long long)old.first_seq, (unsigned long long)old.last_seq);
+    snprintf(newp, sizeof newp, "%s.new", path);
+    if (exists(sealed)) {
+        *error_r = "the sealed file's name is taken already";
+        return CG_E_EXISTS;
+    }
+    unlink(newp); /* a partial one from a crash is rebuilt */
+    cg_afile nf;
+    memset(&nf, 0, offsetof(cg_afile, canon));
+    rc = open_db(newp, true, false, &nf.db, error_r);
+    if (rc < 0)
+        return rc;
+    char sealed_copy[4200], v[128];
+    cg_strlcpy(sealed_copy, sealed, sizeof sealed_copy);
+    const char *base = basename(sealed_copy);
+    char hex[2 * CG_AUDIT_HASH_LEN + 1];
+    cg_hex_encode(old.last_hash, CG_AUDIT_HASH_LEN, hex);
+    rc = exec(nf.db, "BEGIN IMMEDIATE");
+    snprintf(v, sizeof v, "%llu", (unsigned long long)(old.last_seq + 1));
+    if (rc == 0) rc = meta_set(nf.db, "first_seq", v);
+    if (rc == 0) rc = meta_set(nf.db, "prev_hash", hex);
+    if (rc == 0) rc = meta_set(nf.db, "prev_file", base);
+    snprintf(v, sizeof v, "%lld", (long long)old.policy_seq);
+    if (rc == 0) rc = meta_set(nf.db, "policy_log_seq", v);
+    if (rc == 0) rc = cg_afile_load_state(&nf, error_r);
+    if (rc == 0) rc = prepare(&nf, error_r);
+    if (rc == 0) {
+        /* The first record names the sealed file; it chains to that file's
+         * last hash through prev_hash, so the link is itself hashed. */
+        char reason[256], t[CG_TIME_LEN];
+        snprintf(reason, sizeof reason, "continues %s after seq %llu, hash %s", base,
+                 (unsigned long long)old.last_seq, hex);
+        cg_time_rfc3339(cg_time_now_usec(), t);
+        cg_audit_rec r;
+        cg_audit_rec_init(&r);
+        r.service = "gateway";
+        r.operation = "rotate";
+        r.resource = base;
+        r.result = "OK";
+        r.reason = reason;
+        rc = cg_afile_append(&nf, t, &r);
+    }
+    if (rc == 0)
+        rc = exec(nf.db, "COMMIT");
+    if (rc < 0 && !*error_r)
+        *error_r = sqlerr(nf.db);
+    cg_afile_close(&nf);
+    if (rc < 0) {
+        unlink(newp);
+        return rc;
+    }
+    fsync_path(newp, false);
+    if (rename(path, sealed) < 0 || rename(newp, path) < 0) {
+        *error_r = "cannot rename the audit database during rotation";
+        return CG_E_IO;
+    }
+    fsync_dir_of(path);
+    cg_info("audit: sealed %s (seq %llu-%llu), continuing in %s", sealed,
+            (unsigned long long)old.first_seq, (unsigned long long)old.last_seq, path);
+    return 0;
+}
+
+int cg_afile_rotate(const char *path, EVP_PKEY *key, char *sealed_r, size_t cap,
+                    const char **error_r)
+{
+    cg_afile f;
+    memset(&f, 0, offsetof(cg_afile, canon));
+    sqlite3 *db;
+    int rc = open_db(path, false, true, &db, error_r);
+    if (rc < 0)
+        return rc;
+    f.db = db;
+    rc = cg_afile_load_state(&f, error_r);
+    uint64_t first = f.first_seq, last = f.last_seq;
+    if (rc == 0 && !f.sealed) {
+        if (f.last_seq < f.first_seq) {
+            *error_r = "the audit database has no records: nothing to rotate";
+            rc = CG_E_INVAL;
+        } else if (f.last_ckpt_seq < f.last_seq && !key) {
+            *error_r = "the last records are not covered by a checkpoint: "
+                       "give the audit key to sign the seal";
+            rc = CG_E_INVAL;
+        }
+        if (rc == 0)
+            rc = prepare(&f, error_r);
+        if (rc == 0 && (rc = cg_afile_begin(&f)) == 0) {
+            char t[CG_TIME_LEN];
+            cg_time_rfc3339(cg_time_now_usec(), t);
+            if (key)
+                rc = cg_afile_register_key(&f, key);
+            if (rc == 0)
+                rc = cg_afile_checkpoint(&f, key, true, t);
+            if (rc == 0)
+                rc = meta_set(f.db, "sealed", "1");
+            if (rc == 0)
+                rc = cg_afile_commit(&f);
+            if (rc < 0) {
+                *error_r = sqlerr(f.db);
+                cg_afile_rollback(&f);
+            }
+        }
+    }
+    cg_afile_close(&f);
+    if (rc == 0)
+        rc = finish_rotation(path, error_r);
+    if (rc == 0 && sealed_r)
+        snprintf(sealed_r, cap, "%s.%llu-%llu", path, (unsigned long long)first,
+                 (unsigned long long)last);
+    return rc;
+}
+
+/* ---- the gateway's lock --------------------------------------------------- */
+
+int cg_afile_lock(const char *path, int *fd_r, long *holder_r, const char **error_r)
+{
+    char lp[4200];
+    snprintf(lp, sizeof lp, "%s.lock", path);
+    int fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        *error_r = "cannot open the audit lock file";
+        return CG_E_IO;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno;
+        char buf[32] = "";
+        ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+        buf[n > 0 ? n : 0] = '\0';
+        close(fd);
+        uint64_t pid = 0;
+        buf[strcspn(buf, "\n")] = '\0';
+        cg_parse_u64(buf, 0, INT32_MAX, &pid);
+        if (holder_r)
+            *holder_r = (long)pid;
+        *error_r = e == EWOULDBLOCK ? "the audit database is held by a running gateway"
+                                    : "cannot lock the audit database";
+        return e == EWOULDBLOCK ? CG_E_BUSY : CG_E_IO;
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
+        close(fd);
+        *error_r = "cannot write the audit lock file";
+        return CG_E_IO;
+    }
+    *fd_r = fd;
+    return 0;
+}
+
+void cg_afile_unlock(int fd)
+{
+    if (fd >= 0)
+        close(fd); /* the flock goes with the descriptor */
+}

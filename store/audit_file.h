@@ -1,0 +1,73 @@
+/* audit_file.h — one audit database file: schema, chain state, appending
+ * records and checkpoints, the gateway's lock, and rotation (sealing a file
+ * and starting the next one chained to it). Used by the writer thread and
+ * by `cpmgatectl audit rotate` on a file no gateway holds.
+ *
+ * Rotation: "<db>" is sealed (final checkpoint, meta sealed=1, rollback
+ * journal) and renamed to "<db>.<first_seq>-<last_seq>"; a new "<db>" is
+ * built as "<db>.new" whose meta holds first_seq = last_seq + 1, prev_hash
+ * = the sealed file's last hash and prev_file = the sealed file's name, and
+ * whose first record (service gateway, operation rotate) chains to it. A
+ * crash at any step is finished on the next open. */
+#ifndef CG_AUDIT_FILE_H
+#define CG_AUDIT_FILE_H
+
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "audit.h"
+#include "audit_canon.h"
+
+typedef struct cg_afile {
+    sqlite3 *db;
+    char path[4096];
+    sqlite3_stmt *ins_rec, *ins_ckpt, *set_meta;
+    uint64_t first_seq, last_seq, last_ckpt_seq;
+    uint8_t genesis[CG_AUDIT_HASH_LEN];   /* prev_hash of first_seq */
+    uint8_t last_hash[CG_AUDIT_HASH_LEN];
+    int64_t policy_seq;                   /* last policy_log row copied */
+    bool sealed;
+    char canon[CG_AUDIT_CANON_MAX];       /* scratch for append */
+} cg_afile;
+
+/* Opens path read-write (create: make it if missing, mode 0600), finishing
+ * an interrupted rotation first, and loads the chain state. */
+int cg_afile_open(cg_afile *f, const char *path, bool create, const char **error_r);
+void cg_afile_close(cg_afile *f);
+
+/* Re-reads the chain state (after a rollback). */
+int cg_afile_load_state(cg_afile *f, const char **error_r);
+
+int cg_afile_begin(cg_afile *f);
+int cg_afile_commit(cg_afile *f);
+void cg_afile_rollback(cg_afile *f);
+
+/* Inside a transaction: appends r as seq last_seq+1 with time, chaining
+ * to last_hash; updates the in-memory state (reload it on rollback). */
+int cg_afile_append(cg_afile *f, const char *time, const cg_audit_rec *r);
+/* Inside a transaction: signs a checkpoint over last_seq unless one
+ * already covers it. */
+int cg_afile_checkpoint(cg_afile *f, EVP_PKEY *key, bool final, const char *time);
+/* Inside a transaction: remembers the policy_log position. */
+int cg_afile_set_policy_seq(cg_afile *f, int64_t seq);
+/* Stores the public key (by fingerprint) for self-contained verification. */
+int cg_afile_register_key(cg_afile *f, EVP_PKEY *key);
+
+/* The meta table: value into out; CG_E_NOTFOUND when absent. */
+int cg_afile_meta_get(sqlite3 *db, const char *key, char *out, size_t cap);
+
+/* Seals the (closed) file at path and starts its successor; key signs the
+ * final checkpoint (NULL allowed when a checkpoint already covers the last
+ * record). sealed_r: the sealed file's path. */
+int cg_afile_rotate(const char *path, EVP_PKEY *key, char *sealed_r, size_t cap,
+                    const char **error_r);
+
+/* The gateway's exclusive hold on "<path>.lock" (flock, holding the pid).
+ * 0 and *fd_r on success; CG_E_BUSY and *holder_r when another process
+ * holds it. */
+int cg_afile_lock(const char *path, int *fd_r, long *holder_r, const char **error_r);
+void cg_afile_unlock(int fd);
+
+#endif

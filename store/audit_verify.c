@@ -1,0 +1,432 @@
+/* audit_verify.c — proves an audit database intact, or names the first
+ * record that was changed, removed, inserted or reordered and the first
+ * checkpoint that was forged (SPEC section 5). Reads one snapshot of the
+ * file (a read transaction), so it can run beside the writing gateway.
+ *
+ * What a verdict can and cannot say: every record up to the last signed
+ * checkpoint is pinned by that signature. Records after it are only
+ * chained: a tail cut after the last checkpoint is indistinguishable from a
+ * crash before the next one, and the output says so. A sealed file must end
+ * with its final checkpoint. */
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <openssl/evp.h>
+#include <sqlite3.h>
+
+#include "audit_canon.h"
+#include "audit_file.h"
+#include "cg_error.h"
+#include "cg_util.h"
+
+typedef struct ckpt {
+    uint64_t seq;
+    uint8_t hash[CG_AUDIT_HASH_LEN];
+    bool hash_ok;
+    uint8_t sig[256];
+    size_t siglen;
+    char fpr[65];
+} ckpt;
+
+typedef struct vkey {
+    char fpr[65];
+    EVP_PKEY *key;
+} vkey;
+
+typedef struct vctx {
+    sqlite3 *db;
+    EVP_PKEY *key;      /* trusted, from --key */
+    char key_fpr[65];
+    vkey *keys;         /* from the file, when no --key */
+    size_t nkeys;
+    ckpt *ck;
+    size_t nck, ci;
+    cg_audit_verify_result *res;
+    cg_audit_parsed *parsed;
+    char *canon2;
+    bool unchecked_key;
+} vctx;
+
+static void broken(vctx *v, uint64_t seq, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void broken(vctx *v, uint64_t seq, const char *fmt, ...)
+{
+    if (!v->res->intact)
+        return; /* only the first break counts */
+    v->res->intact = false;
+    v->res->broken_seq = seq;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(v->res->what, sizeof v->res->what, fmt, ap);
+    va_end(ap);
+}
+
+static void note(vctx *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(vctx *v, const char *fmt, ...)
+{
+    char *n = v->res->notes;
+    size_t len = strlen(n);
+    if (len + 4 >= sizeof v->res->notes)
+        return;
+    if (len)
+        len += (size_t)snprintf(n + len, sizeof v->res->notes - len, "; ");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(n + len, sizeof v->res->notes - len, fmt, ap);
+    va_end(ap);
+}
+
+static int load_checkpoints(vctx *v)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(v->db, "SELECT seq, hash, signature, key_fpr FROM checkpoints "
+                           "ORDER BY seq", -1, &st, NULL) != SQLITE_OK)
+        return CG_E_DB;
+    size_t cap = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if (v->nck == cap) {
+            cap = cap ? cap * 2 : 64;
+            ckpt *n = realloc(v->ck, cap * sizeof *n);
+            if (!n) {
+                sqlite3_finalize(st);
+                return CG_E_NOMEM;
+            }
+            v->ck = n;
+        }
+        ckpt *c = &v->ck[v->nck++];
+        memset(c, 0, sizeof *c);
+        c->seq = (uint64_t)sqlite3_column_int64(st, 0);
+        c->hash_ok = sqlite3_column_bytes(st, 1) == CG_AUDIT_HASH_LEN;
+        if (c->hash_ok)
+            memcpy(c->hash, sqlite3_column_blob(st, 1), CG_AUDIT_HASH_LEN);
+        int sl = sqlite3_column_bytes(st, 2);
+        if (sl > 0 && (size_t)sl <= sizeof c->sig) {
+            memcpy(c->sig, sqlite3_column_blob(st, 2), (size_t)sl);
+            c->siglen = (size_t)sl;
+        }
+        const char *f = (const char *)sqlite3_column_text(st, 3);
+        cg_strlcpy(c->fpr, f ? f : "", sizeof c->fpr);
+    }
+    sqlite3_finalize(st);
+    return 0;
+}
+
+static void load_keys(vctx *v)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(v->db, "SELECT fpr, pem FROM keys", -1, &st, NULL) != SQLITE_OK)
+        return;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *pem = (const char *)sqlite3_column_text(st, 1);
+        EVP_PKEY *k = NULL;
+        if (!pem || cg_audit_key_from_pem(pem, &k) < 0)
+            continue;
+        vkey *n = realloc(v->keys, (v->nkeys + 1) * sizeof *n);
+        if (!n) {
+            EVP_PKEY_free(k);
+            break;
+        }
+        v->keys = n;
+        /* The fingerprint is recomputed: the column is not trusted. */
+        if (cg_audit_key_fingerprint(k, n[v->nkeys].fpr) < 0) {
+            EVP_PKEY_free(k);
+            continue;
+        }
+        n[v->nkeys++].key = k;
+    }
+    sqlite3_finalize(st);
+}
+
+/* One checkpoint against the chain hash of its record. */
+static void check_ckpt(vctx *v, const ckpt *c, const uint8_t chain[CG_AUDIT_HASH_LEN])
+{
+    if (!c->hash_ok || memcmp(c->hash, chain, CG_AUDIT_HASH_LEN) != 0) {
+        broken(v, c->seq, "checkpoint at seq %llu does not match the chain "
+               "(the checkpoint was forged, or a record up to it was changed and rehashed)",
+               (unsigned long long)c->seq);
+        return;
+    }
+    char msg[128];
+    size_t mlen = cg_audit_checkpoint_msg(c->seq, chain, msg);
+    EVP_PKEY *k = NULL;
+    if (v->key) {
+        if (strcmp(c->fpr, v->key_fpr) != 0) {
+            broken(v, c->seq, "checkpoint at seq %llu is not signed by the given key "
+                   "(it names key %.16s...)", (unsigned long long)c->seq, c->fpr);
+            return;
+        }
+        k = v->key;
+    } else {
+        for (size_t i = 0; i < v->nkeys; i++)
+            if (strcmp(v->keys[i].fpr, c->fpr) == 0)
+                k = v->keys[i].key;
+        if (!k) {
+            v->unchecked_key = true;
+            return;
+        }
+    }
+    if (!cg_audit_sig_ok(k, msg, mlen, c->sig, c->siglen))
+        broken(v, c->seq, "checkpoint at seq %llu: the signature does not verify%s "
+               "(forged checkpoint)", (unsigned long long)c->seq,
+               v->key ? " with the given key" : "");
+}
+
+/* The canon seq of the first row after seq, 0 if none or unreadable. */
+static uint64_t next_canon_seq(vctx *v, uint64_t seq)
+{
+    sqlite3_stmt *st;
+    uint64_t out = 0;
+    if (sqlite3_prepare_v2(v->db, "SELECT canon FROM records WHERE seq > ? ORDER BY seq LIMIT 1",
+                           -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        const char *c = (const char *)sqlite3_column_text(st, 0);
+        unsigned long long s;
+        if (c && sscanf(c, "{\"seq\":%llu,", &s) == 1)
+            out = s;
+    }
+    sqlite3_finalize(st);
+    return out;
+}
+
+static bool col_eq(sqlite3_stmt *st, int i, const char *want)
+{
+    const char *got = (const char *)sqlite3_column_text(st, i);
+    if (!got || !want)
+        return got == want;
+    return strcmp(got, want) == 0;
+}
+
+static void walk(vctx *v, uint64_t first, const uint8_t genesis[CG_AUDIT_HASH_LEN])
+{
+    cg_audit_verify_result *res = v->res;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(v->db, "SELECT seq, time, txid, principal, decision, canon, hash "
+                           "FROM records ORDER BY seq", -1, &st, NULL) != SQLITE_OK) {
+        broken(v, first, "the records table cannot be read");
+        return;
+    }
+    uint8_t prev[CG_AUDIT_HASH_LEN];
+    memcpy(prev, genesis, sizeof prev);
+    uint64_t expect = first;
+    while (res->intact && sqlite3_step(st) == SQLITE_ROW) {
+        uint64_t seq = (uint64_t)sqlite3_column_int64(st, 0);
+        const char *canon = (const char *)sqlite3_column_text(st, 5);
+        size_t clen = (size_t)sqlite3_column_bytes(st, 5);
+        res->records++;
+        if (seq < expect) {
+            broken(v, seq, "record %llu precedes the file's first seq %llu (inserted)",
+                   (unsigned long long)seq, (unsigned long long)first);
+            break;
+        }
+        /* Checkpoints at seqs that no row holds any more. */
+        while (v->ci < v->nck && v->ck[v->ci].seq < seq) {
+            broken(v, v->ck[v->ci].seq, "checkpoint at seq %llu names a record that is "
+                   "missing (removed)", (unsigned long long)v->ck[v->ci].seq);
+            v->ci++;
+        }
+        if (!canon || cg_audit_canon_parse(canon, clen, v->parsed) < 0) {
+            broken(v, seq, "record %llu changed: its content is not a valid record",
+                   (unsigned long long)seq);
+            break;
+        }
+        cg_audit_parsed *p = v->parsed;
+        if (p->seq != seq) {
+            uint64_t nxt = next_canon_seq(v, seq);
+            if (p->seq > seq && nxt == seq)
+                broken(v, seq, "records %llu and %llu reordered (this row holds record %llu)",
+                       (unsigned long long)seq, (unsigned long long)p->seq,
+                       (unsigned long long)p->seq);
+            else if (p->seq > seq)
+                broken(v, seq, "record %llu removed (this row holds record %llu; the "
+                       "rows after it were renumbered)", (unsigned long long)seq,
+                       (unsigned long long)p->seq);
+            else
+                broken(v, seq, "record inserted at or before seq %llu (this row holds "
+                       "record %llu)", (unsigned long long)seq, (unsigned long long)p->seq);
+            break;
+        }
+        if (seq != expect) {
+            if (seq - expect == 1)
+                broken(v, expect, "record %llu removed (seq goes from %llu to %llu)",
+                       (unsigned long long)expect, (unsigned long long)(expect - 1),
+                       (unsigned long long)seq);
+            else
+                broken(v, expect, "records %llu-%llu removed (seq goes from %llu to %llu)",
+                       (unsigned long long)expect, (unsigned long long)(seq - 1),
+                       (unsigned long long)(expect - 1), (unsigned long long)seq);
+            break;
+        }
+        int n = cg_audit_canon(v->canon2, CG_AUDIT_CANON_MAX, p->seq, p->time, &p->rec);
+        if (n < 0 || (size_t)n != clen || memcmp(v->canon2, canon, clen) != 0) {
+            broken(v, seq, "record %llu changed: its content is not in canonical form",
+                   (unsigned long long)seq);
+            break;
+        }
+        if (!col_eq(st, 1, p->time) || !col_eq(st, 2, p->rec.txid) ||
+            !col_eq(st, 3, p->rec.principal) || !col_eq(st, 4, p->rec.decision)) {
+            broken(v, seq, "record %llu changed: a search column (time, txid, principal, "
+                   "decision) differs from its hashed content", (unsigned long long)seq);
+            break;
+        }
+        uint8_t h[CG_AUDIT_HASH_LEN];
+        cg_audit_chain_hash(prev, canon, clen, h);
+        if (sqlite3_column_bytes(st, 6) != CG_AUDIT_HASH_LEN ||
+            memcmp(sqlite3_column_blob(st, 6), h, CG_AUDIT_HASH_LEN) != 0) {
+            broken(v, seq, "record %llu changed: its hash does not follow from its content "
+                   "and the previous record's hash", (unsigned long long)seq);
+            break;
+        }
+        while (v->ci < v->nck && v->ck[v->ci].seq == seq) {
+            check_ckpt(v, &v->ck[v->ci], h);
+            res->last_checkpoint_seq = seq;
+            v->ci++;
+        }
+        memcpy(prev, h, sizeof prev);
+        res->last_seq = seq;
+        expect = seq + 1;
+    }
+    sqlite3_finalize(st);
+    if (res->intact && v->ci < v->nck)
+        broken(v, res->last_seq + 1, "tail truncated: checkpoint at seq %llu covers records "
+               "beyond the last record (seq %llu)", (unsigned long long)v->ck[v->ci].seq,
+               (unsigned long long)res->last_seq);
+}
+
+/* The sealed predecessor named in meta must end where this file begins. */
+static void check_link(vctx *v, const char *path, const char *prev_file, uint64_t first,
+                       const uint8_t genesis[CG_AUDIT_HASH_LEN])
+{
+    char dir[4096], pp[4400];
+    cg_strlcpy(dir, path, sizeof dir);
+    snprintf(pp, sizeof pp, "%s/%s", dirname(dir), prev_file);
+    struct stat sb;
+    if (strchr(prev_file, '/') || stat(pp, &sb) < 0) {
+        note(v, "continues sealed file %s, not found beside it: link not checked", prev_file);
+        return;
+    }
+    sqlite3 *db = NULL;
+    bool ok = false;
+    uint64_t last = 0;
+    if (sqlite3_open_v2(pp, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+        sqlite3_stmt *st;
+        if (sqlite3_prepare_v2(db, "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1",
+                               -1, &st, NULL) == SQLITE_OK) {
+            if (sqlite3_step(st) == SQLITE_ROW) {
+                last = (uint64_t)sqlite3_column_int64(st, 0);
+                ok = last + 1 == first && sqlite3_column_bytes(st, 1) == CG_AUDIT_HASH_LEN &&
+                     memcmp(sqlite3_column_blob(st, 1), genesis, CG_AUDIT_HASH_LEN) == 0;
+            }
+            sqlite3_finalize(st);
+        }
+    }
+    sqlite3_close(db);
+    if (ok)
+        note(v, "continues sealed file %s (last seq %llu): link verified", prev_file,
+             (unsigned long long)last);
+    else
+        broken(v, first, "record %llu does not chain to the sealed file %s (its last record "
+               "is not seq %llu with this file's prev_hash)", (unsigned long long)first,
+               prev_file, (unsigned long long)(first - 1));
+}
+
+int cg_audit_verify_db(const char *path, EVP_PKEY *key, cg_audit_verify_result *res,
+                       const char **error_r)
+{
+    memset(res, 0, sizeof *res);
+    res->intact = true;
+    struct stat sb;
+    if (stat(path, &sb) < 0) {
+        *error_r = "no such audit database";
+        return CG_E_NOTFOUND;
+    }
+    vctx v = { .key = key, .res = res };
+    if (key && cg_audit_key_fingerprint(key, v.key_fpr) < 0) {
+        *error_r = "cannot fingerprint the key";
+        return CG_E_CRYPTO;
+    }
+    if (sqlite3_open_v2(path, &v.db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        *error_r = "cannot open the audit database";
+        sqlite3_close(v.db);
+        return CG_E_DB;
+    }
+    sqlite3_busy_timeout(v.db, 5000);
+    int rc = 0;
+    char m[128], prev_file[256] = "";
+    uint64_t first = 0;
+    uint8_t genesis[CG_AUDIT_HASH_LEN];
+    bool sealed = false;
+    if (sqlite3_exec(v.db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK ||
+        cg_afile_meta_get(v.db, "format", m, sizeof m) < 0 ||
+        strcmp(m, "cpmgate-audit-v1") != 0) {
+        *error_r = "not a cpmgate audit database";
+        rc = CG_E_DB;
+        goto out;
+    }
+    if (cg_afile_meta_get(v.db, "first_seq", m, sizeof m) < 0 ||
+        cg_parse_u64(m, 1, INT64_MAX, &first) < 0 ||
+        cg_afile_meta_get(v.db, "prev_hash", m, sizeof m) < 0 ||
+        cg_hex_decode(m, genesis, sizeof genesis) != CG_AUDIT_HASH_LEN) {
+        broken(&v, first ? first : 1, "the file's meta (first_seq, prev_hash) was changed");
+        goto out;
+    }
+    sealed = cg_afile_meta_get(v.db, "sealed", m, sizeof m) == 0 && strcmp(m, "1") == 0;
+    cg_afile_meta_get(v.db, "prev_file", prev_file, sizeof prev_file);
+    res->first_seq = first;
+    res->last_seq = first - 1;
+    if ((rc = load_checkpoints(&v)) < 0) {
+        *error_r = "cannot read the checkpoints";
+        goto out;
+    }
+    res->checkpoints = v.nck;
+    if (!key)
+        load_keys(&v);
+    v.parsed = malloc(sizeof *v.parsed);
+    v.canon2 = malloc(CG_AUDIT_CANON_MAX);
+    if (!v.parsed || !v.canon2) {
+        rc = CG_E_NOMEM;
+        *error_r = "out of memory";
+        goto out;
+    }
+    if (prev_file[0])
+        check_link(&v, path, prev_file, first, genesis);
+    walk(&v, first, genesis);
+    if (res->intact && sealed && res->last_checkpoint_seq != res->last_seq)
+        broken(&v, res->last_seq + 1, "tail truncated: the file is sealed but its last record "
+               "(seq %llu) is not covered by its final checkpoint",
+               (unsigned long long)res->last_seq);
+    if (res->intact) {
+        if (v.nck == 0 && res->records > 0)
+            note(&v, "no checkpoint: nothing is signed, a rewritten chain cannot be told apart");
+        else if (res->last_checkpoint_seq < res->last_seq && res->records > 0)
+            note(&v, "records %llu-%llu follow the last checkpoint (seq %llu) and are not "
+                 "signed yet: a tail cut after seq %llu could not be detected",
+                 (unsigned long long)(res->last_checkpoint_seq ? res->last_checkpoint_seq + 1
+                                                               : first),
+                 (unsigned long long)res->last_seq,
+                 (unsigned long long)res->last_checkpoint_seq,
+                 (unsigned long long)res->last_checkpoint_seq);
+        if (!key && v.nck > 0)
+            note(&v, "signatures checked against the keys stored in the file only: "
+                 "give --key to prove who signed");
+        if (v.unchecked_key)
+            note(&v, "some checkpoints name a key the file does not hold: not checked");
+        if (sealed)
+            note(&v, "sealed file");
+    }
+out:
+    sqlite3_exec(v.db, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close(v.db);
+    for (size_t i = 0; i < v.nkeys; i++)
+        EVP_PKEY_free(v.keys[i].key);
+    free(v.keys);
+    free(v.ck);
+    free(v.parsed);
+    free(v.canon2);
+    return rc;
+}
