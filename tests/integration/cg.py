@@ -149,7 +149,7 @@ def tail(path, n=40):
 class PKI:
     """The test PKI made by tests/pki/mkpki.sh. Every path is absolute."""
 
-    CLIENTS = ('alice', 'bob', 'carol', 'revoked', 'expired', 'foreign')
+    CLIENTS = ('alice', 'bob', 'carol', 'dave', 'revoked', 'expired', 'foreign')
 
     def __init__(self, directory):
         self.dir = Path(directory)
@@ -179,7 +179,8 @@ class PKI:
         return str(self.dir / name)
 
     def client(self, name):
-        """(cert, key) of a client: alice, bob, carol (good), revoked,
+        """(cert, key) of a client: alice, bob, carol, dave (good; SAN
+        email:NAME@example.com, CN NAME), revoked (listed in pki.crl),
         expired, foreign (alice's e-mail SAN, signed by an untrusted CA)."""
         cert, key = self.path(name + '.pem'), self.path(name + '.key')
         if not os.path.exists(cert):
@@ -952,3 +953,139 @@ def refused_tls(addr, ctx, timeout=10, probe=None, source=None):
 def python():
     """The Python with Debian's modules (tests call helpers with it)."""
     return '/usr/bin/python3' if os.path.exists('/usr/bin/python3') else sys.executable
+
+
+# ------------------------------------------------ IMAP / HTTP probes --
+
+def connect(addr, ctx=None, source=None, timeout=10, server_hostname='localhost'):
+    """A socket to addr: TLS (handshake done) when ctx is given, else TCP."""
+    if ctx is not None:
+        return tls_connect(addr, ctx, server_hostname=server_hostname,
+                           timeout=timeout, source=source)
+    return socket.create_connection(addr, timeout=timeout,
+                                    source_address=(source, 0) if source else None)
+
+
+def imap_greeting(addr, ctx=None, source=None, timeout=10):
+    """The first line an IMAP server sends (bytes, with CRLF), or None when
+    the connection is refused: TLS handshake fails, or it closes before a
+    whole line."""
+    try:
+        s = connect(addr, ctx, source, timeout)
+    except (ssl.SSLError, OSError):
+        return None
+    try:
+        data = recv_until(s, b'\r\n', timeout=timeout)
+    except (ssl.SSLError, OSError):
+        return None
+    finally:
+        s.close()
+    return data if data.endswith(b'\r\n') else None
+
+
+def imap_refused(addr, ctx=None, source=None, timeout=10):
+    """True if the gateway refuses an IMAP client: no greeting at all, or a
+    `* BYE` instead of `* OK` (RFC 3501 7.1.5 allows BYE as a greeting)."""
+    g = imap_greeting(addr, ctx, source, timeout)
+    return g is None or g.startswith(b'* BYE')
+
+
+class IMAPSession:
+    """A minimal line-based IMAP client over an existing socket, for tests
+    that need the raw wire (imaplib hides BYE greetings and tags)."""
+
+    def __init__(self, sock, timeout=10):
+        self.sock = sock
+        self.sock.settimeout(timeout)
+        self.buf = b''
+        self.n = 0
+        self.greeting = self.readline()
+
+    @classmethod
+    def open(cls, addr, ctx=None, source=None, timeout=10):
+        return cls(connect(addr, ctx, source, timeout), timeout)
+
+    def readline(self):
+        while b'\r\n' not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                line, self.buf = self.buf, b''
+                return line
+            self.buf += chunk
+        line, self.buf = self.buf.split(b'\r\n', 1)
+        return line + b'\r\n'
+
+    def command(self, text):
+        """Send `TAG text`; return (tagged line, [untagged lines])."""
+        self.n += 1
+        tag = f'a{self.n}'
+        self.sock.sendall(f'{tag} {text}\r\n'.encode())
+        lines = []
+        while True:
+            line = self.readline()
+            if not line:
+                raise ConnectionError(f'closed during {text!r}: {lines}')
+            if line.startswith(tag.encode() + b' '):
+                return line, lines
+            lines.append(line)
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def http_request(addr, method, path, ctx=None, source=None, body=None,
+                 headers=None, timeout=10):
+    """One HTTP/1.1 request (TLS when ctx is given), Connection: close.
+    Returns (status, headers dict lowercased, body) or None when the
+    connection is refused (handshake fails, or closed with no response)."""
+    try:
+        s = connect(addr, ctx, source, timeout)
+    except (ssl.SSLError, OSError):
+        return None
+    try:
+        h = {'Host': 'localhost', 'Connection': 'close'}
+        h.update(headers or {})
+        if body is not None:
+            h['Content-Length'] = str(len(body))
+        head = f'{method} {path} HTTP/1.1\r\n' + ''.join(
+            f'{k}: {v}\r\n' for k, v in h.items()) + '\r\n'
+        try:
+            s.sendall(head.encode() + (body or b''))
+        except (ssl.SSLError, OSError):
+            return None
+        data = recv_all(s, timeout=timeout)
+    finally:
+        s.close()
+    if not data.startswith(b'HTTP/1.'):
+        return None
+    head, _, rest = data.partition(b'\r\n\r\n')
+    lines = head.decode('latin-1').split('\r\n')
+    status = int(lines[0].split()[1])
+    hdrs = {}
+    for l in lines[1:]:
+        k, _, v = l.partition(':')
+        hdrs[k.strip().lower()] = v.strip()
+    if 'chunked' in hdrs.get('transfer-encoding', ''):
+        rest = _dechunk(rest)
+    return status, hdrs, rest
+
+
+def _dechunk(data):
+    out = b''
+    while data:
+        size_line, _, data = data.partition(b'\r\n')
+        size = int(size_line.split(b';')[0] or b'0', 16)
+        if size == 0:
+            break
+        out += data[:size]
+        data = data[size + 2:]
+    return out
+
+
+def http_refused(resp):
+    """True if an http_request result is a refusal: no response at all, or
+    401 / 403 (the gateway may answer on the wire where HTTP allows it)."""
+    return resp is None or resp[0] in (401, 403)

@@ -47,14 +47,9 @@ def nginx(cg_root):
     n.stop()
 
 
-@pytest.fixture
-def gateway_factory(cg_root, request):
-    """gateway_factory(sections, env=None) -> cg.Gateway (not started).
-    Each gateway gets a fresh directory; at teardown it is stopped with
-    SIGTERM, and the test fails unless it exited 0 with no sanitizer
-    report in its log."""
+def _gateway_factory(cg_root, name):
     made = []
-    safe = ''.join(c if c.isalnum() else '_' for c in request.node.name)[:60]
+    safe = ''.join(c if c.isalnum() else '_' for c in name)[:60]
 
     def make(sections, env=None):
         d = cg_root / 'gw' / f'{safe}-{len(made)}'
@@ -71,6 +66,22 @@ def gateway_factory(cg_root, request):
             errors.append(str(e))
     if errors:
         pytest.fail('\n\n'.join(errors), pytrace=False)
+
+
+@pytest.fixture
+def gateway_factory(cg_root, request):
+    """gateway_factory(sections, env=None) -> cg.Gateway (not started).
+    Each gateway gets a fresh directory; at teardown it is stopped with
+    SIGTERM, and the test fails unless it exited 0 with no sanitizer
+    report in its log."""
+    yield from _gateway_factory(cg_root, request.node.name)
+
+
+@pytest.fixture(scope='module')
+def module_gateway_factory(cg_root, request):
+    """As gateway_factory, but the gateways live for the whole test module
+    (for modules whose tests share one configuration)."""
+    yield from _gateway_factory(cg_root, request.module.__name__)
 
 
 @pytest.fixture
