@@ -16,7 +16,9 @@
 #include "digest.h"
 #include "identity.h"
 
-#define NONCE_RAW 40          /* 8-byte time + 32-byte HMAC */
+/* 8-byte time, 8 random bytes (clients challenged in the same second get
+ * different nonces, so their nonce-counts never collide), 32-byte HMAC */
+#define NONCE_RAW 48
 #define MAX_PARAMS 24
 #define MAX_VALUE 1024
 
@@ -83,26 +85,29 @@ int cg_digest_response(int alg, const char *ha1_hex, const char *nonce,
 
 /* ---- nonces ------------------------------------------------------------- */
 
-static void nonce_mac(const cg_digest_ctx *ctx, const uint8_t ts[8], uint8_t mac[32])
+/* HMAC-SHA256(secret, time || random || realm) */
+static void nonce_mac(const cg_digest_ctx *ctx, const uint8_t head[16], uint8_t mac[32])
 {
-    uint8_t msg[8 + 256];
+    uint8_t msg[16 + 256];
     size_t rl = strlen(ctx->realm);
     if (rl > 256)
         rl = 256;
-    memcpy(msg, ts, 8);
-    memcpy(msg + 8, ctx->realm, rl);
+    memcpy(msg, head, 16);
+    memcpy(msg + 16, ctx->realm, rl);
     unsigned ml = 32;
-    HMAC(EVP_sha256(), ctx->secret, sizeof ctx->secret, msg, 8 + rl, mac, &ml);
+    HMAC(EVP_sha256(), ctx->secret, sizeof ctx->secret, msg, 16 + rl, mac, &ml);
 }
 
-void cg_digest_nonce(const cg_digest_ctx *ctx, int64_t now, char out[64])
+void cg_digest_nonce(const cg_digest_ctx *ctx, int64_t now, char out[CG_DIGEST_NONCE_LEN])
 {
     uint8_t raw[NONCE_RAW];
     uint64_t t = (uint64_t)now;
     for (int i = 0; i < 8; i++)
         raw[i] = (uint8_t)(t >> (56 - 8 * i));
-    nonce_mac(ctx, raw, raw + 8);
-    cg_b64url_encode(raw, sizeof raw, out, 64);
+    if (cg_random(raw + 8, 8) < 0)
+        memset(raw + 8, 0, 8); /* still authentic; only less distinct */
+    nonce_mac(ctx, raw, raw + 16);
+    cg_b64url_encode(raw, sizeof raw, out, CG_DIGEST_NONCE_LEN);
 }
 
 /* 0 and *ts for one of our nonces, CG_E_AUTH for anything else. */
@@ -113,13 +118,13 @@ static int nonce_check(const cg_digest_ctx *ctx, const char *nonce, int64_t *ts,
     if (cg_b64url_decode(nonce, strlen(nonce), raw, sizeof raw) != NONCE_RAW)
         return CG_E_AUTH;
     nonce_mac(ctx, raw, mac);
-    if (!cg_ct_equal(mac, raw + 8, 32))
+    if (!cg_ct_equal(mac, raw + 16, 32))
         return CG_E_AUTH;
     uint64_t t = 0;
     for (int i = 0; i < 8; i++)
         t = t << 8 | raw[i];
     *ts = (int64_t)t;
-    memcpy(key, raw + 8, 16);
+    memcpy(key, raw + 16, 16);
     return 0;
 }
 
@@ -133,7 +138,7 @@ static unsigned lifetime(const cg_digest_ctx *ctx)
 size_t cg_digest_challenge(const cg_digest_ctx *ctx, int alg, bool stale,
                            int64_t now, char *out, size_t cap)
 {
-    char nonce[64];
+    char nonce[CG_DIGEST_NONCE_LEN];
     cg_digest_nonce(ctx, now, nonce);
     char op[160] = "";
     if (ctx->opaque)

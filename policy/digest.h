@@ -71,9 +71,12 @@ int cg_digest_verify_at(const cg_digest_ctx *ctx, const char *header,
                         cg_digest_ha1_fn lookup, void *lctx,
                         const char **error_r);
 
-/* A fresh nonce for time now (base64url of 8-byte big-endian time and
- * HMAC-SHA256(secret, time || realm)); out must hold 64 bytes. */
-void cg_digest_nonce(const cg_digest_ctx *ctx, int64_t now, char out[64]);
+/* A fresh nonce for time now: base64url of 8-byte big-endian time, 8
+ * random bytes and HMAC-SHA256(secret, time || random || realm), 64
+ * characters. */
+#define CG_DIGEST_NONCE_LEN 72
+void cg_digest_nonce(const cg_digest_ctx *ctx, int64_t now,
+                     char out[CG_DIGEST_NONCE_LEN]);
 
 /* RFC 7616 3.4.1 response for qop=auth, lowercase hex into out (65 bytes).
  * ha1_hex is H(username:realm:password). Returns 0 or CG_E_INVAL. */
