@@ -313,8 +313,14 @@ int cg_tls_server_ctx_new(const cg_listener_cfg *l, SSL_CTX **out, const char **
                  (l->auth & CG_AUTH_PSK) ? PSK_CIPHERS : "");
     if (!SSL_CTX_set_cipher_list(ctx, ciphers))
         FAIL("[listener %s]: ciphers: no usable cipher in \"%s\"", l->name, ciphers);
-    if (l->ciphersuites && !SSL_CTX_set_ciphersuites(ctx, l->ciphersuites))
-        FAIL("[listener %s]: ciphersuites: not usable: \"%s\"", l->name, l->ciphersuites);
+    /* An external PSK without a provisioned hash is bound to SHA-256 (RFC
+     * 8446 section 4.2.11): with server preference, a SHA-384 suite first
+     * would skip every PSK and fall back to a certificate handshake. */
+    const char *suites = l->ciphersuites;
+    if (!suites && (l->auth & CG_AUTH_PSK))
+        suites = "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384";
+    if (suites && !SSL_CTX_set_ciphersuites(ctx, suites))
+        FAIL("[listener %s]: ciphersuites: not usable: \"%s\"", l->name, suites);
 
     if (SSL_CTX_use_certificate_chain_file(ctx, l->certificate) != 1)
         FAIL("[listener %s]: cannot load certificate %s", l->name, l->certificate);
