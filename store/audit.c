@@ -350,10 +350,11 @@ int cg_audit_refused(const cg_audit_rec *r)
     return submit(r, 0);
 }
 
-/* Writer, about once a second: records what the table still holds. */
-static void refused_flush(slot *tmp)
+/* Writer, about once a second and at stop (all): records what the
+ * table still holds back. */
+static void refused_flush(slot *tmp, bool all)
 {
-    int64_t sec = cg_time_now_usec() / 1000000;
+    int64_t sec = cg_time_now_usec() / 1000000 + (all ? 1 : 0);
     for (size_t i = 0; i < REF_TABLE; i++) {
         pthread_mutex_lock(&R.mu);
         ref_entry *e = &R.tab[i];
@@ -533,6 +534,7 @@ static void *writer_main(void *arg)
 {
     slot *tmp = malloc(sizeof *tmp);
     uint64_t last_flush = cg_mono_ms(), stop_since = 0;
+    bool flushed_at_stop = false;
     pthread_mutex_lock(&A.mu);
     for (;;) {
         while (A.tail == A.head && !A.stop && !atomic_load(&rotate_flag) &&
@@ -548,15 +550,20 @@ static void *writer_main(void *arg)
         }
         uint64_t depth = A.tail - A.head;
         bool stopping = A.stop;
-        if (stopping && depth == 0)
+        if (stopping && depth == 0 && flushed_at_stop)
             break;
         uint64_t n = depth < BATCH_MAX ? depth : BATCH_MAX;
         uint64_t head = A.head;
         pthread_mutex_unlock(&A.mu);
 
-        if (tmp && cg_mono_ms() - last_flush >= 1000) {
-            refused_flush(tmp);
+        if (tmp && (cg_mono_ms() - last_flush >= 1000 || (stopping && !flushed_at_stop))) {
+            refused_flush(tmp, stopping);
             last_flush = cg_mono_ms();
+            if (stopping) {
+                flushed_at_stop = true;
+                pthread_mutex_lock(&A.mu);
+                continue; /* take what the flush queued */
+            }
         }
         /* Nothing queued and no checkpoint due: no transaction at all. */
         bool work = n > 0 || ckpt_time_due();

@@ -211,8 +211,9 @@ static void walk(vctx *v, uint64_t first, const uint8_t genesis[CG_AUDIT_HASH_LE
         broken(v, first, "the records table cannot be read");
         return;
     }
-    uint8_t prev[CG_AUDIT_HASH_LEN];
+    uint8_t prev[CG_AUDIT_HASH_LEN], prev2[CG_AUDIT_HASH_LEN];
     memcpy(prev, genesis, sizeof prev);
+    memcpy(prev2, genesis, sizeof prev2);
     uint64_t expect = first;
     while (res->intact && sqlite3_step(st) == SQLITE_ROW) {
         uint64_t seq = (uint64_t)sqlite3_column_int64(st, 0);
@@ -246,9 +247,20 @@ static void walk(vctx *v, uint64_t first, const uint8_t genesis[CG_AUDIT_HASH_LE
                 broken(v, seq, "record %llu removed (this row holds record %llu; the "
                        "rows after it were renumbered)", (unsigned long long)seq,
                        (unsigned long long)p->seq);
-            else
-                broken(v, seq, "record inserted at or before seq %llu (this row holds "
-                       "record %llu)", (unsigned long long)seq, (unsigned long long)p->seq);
+            else {
+                /* Does this row continue the chain from two rows back? Then
+                 * the row before it is the inserted one. */
+                uint8_t h2[CG_AUDIT_HASH_LEN];
+                cg_audit_chain_hash(prev2, canon, clen, h2);
+                if (seq > first && sqlite3_column_bytes(st, 6) == CG_AUDIT_HASH_LEN &&
+                    memcmp(sqlite3_column_blob(st, 6), h2, CG_AUDIT_HASH_LEN) == 0)
+                    broken(v, seq - 1, "record %llu inserted (the next row continues the "
+                           "chain from record %llu)", (unsigned long long)(seq - 1),
+                           (unsigned long long)(seq - 2));
+                else
+                    broken(v, seq, "record inserted at or before seq %llu (this row holds "
+                           "record %llu)", (unsigned long long)seq, (unsigned long long)p->seq);
+            }
             break;
         }
         if (seq != expect) {
@@ -287,6 +299,7 @@ static void walk(vctx *v, uint64_t first, const uint8_t genesis[CG_AUDIT_HASH_LE
             res->last_checkpoint_seq = seq;
             v->ci++;
         }
+        memcpy(prev2, prev, sizeof prev2);
         memcpy(prev, h, sizeof prev);
         res->last_seq = seq;
         expect = seq + 1;
