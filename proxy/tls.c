@@ -51,10 +51,10 @@ static __thread char t_err[256];
 static void set_err(const char *what)
 {
     unsigned long e = ERR_peek_last_error();
-    char detail[160] = "";
-    if (e)
-        ERR_error_string_n(e, detail, sizeof detail);
-    snprintf(t_err, sizeof t_err, "%s%s%s", what, e ? ": " : "", detail);
+    const char *detail = e ? ERR_reason_error_string(e) : NULL;
+    if (!detail)
+        detail = "";
+    snprintf(t_err, sizeof t_err, "%s%s%s", what, detail[0] ? ": " : "", detail);
     ERR_clear_error();
 }
 
