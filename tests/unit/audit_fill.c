@@ -1,8 +1,8 @@
 /* audit_fill.c — a small driver of the real audit writer for the CLI tests
  * (tests/integration/test_audit_cli.py): starts the writer, submits N
  * varied records, and stops; or crashes (kill -9 of itself) once they are
- * committed; or holds the file, rotating on SIGUSR1, until SIGTERM; or runs
- * the disk-full cycle against a file system that a filler file has filled.
+ * committed; or holds the file, rotating on SIGUSR1, until SIGTERM; or fills
+ * the file system with a filler file and runs the disk-full cycle.
  * Not a test by itself. */
 #include <signal.h>
 #include <stdio.h>
@@ -122,8 +122,18 @@ int main(int argc, char **argv)
         return 1;
     }
     if (filler) {
-        /* The file system is full: records fail to commit, the log turns
-         * unavailable and submit refuses; then space returns. */
+        /* The file system fills up under the running writer: records fail
+         * to commit, the log turns unavailable and submit refuses; then
+         * space returns. */
+        FILE *f = fopen(filler, "wb");
+        if (!f) {
+            cg_audit_stop();
+            return 1;
+        }
+        static char zeros[4096];
+        while (fwrite(zeros, 1, sizeof zeros, f) == sizeof zeros && fflush(f) == 0)
+            ;
+        fclose(f);
         uint64_t k = 0;
         for (int i = 0; i < 20000 && cg_audit_available(); i++) {
             fill(k, 20);
