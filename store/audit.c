@@ -667,6 +667,13 @@ int cg_audit_start(const cg_audit_config *cfg, const char **error_r)
     A.last_ckpt_ms = cg_mono_ms();
     A.tcache_prefix[0] = '\0';
     atomic_store(&policy_submitted, A.file.policy_seq);
+    /* Counters are per run of the writer (the gateway runs one). */
+    atomic_store(&st_queued, 0);
+    atomic_store(&st_committed, 0);
+    atomic_store(&st_dropped, 0);
+    atomic_store(&st_failures, 0);
+    atomic_store(&st_checkpoints, 0);
+    atomic_store(&st_depth, 0);
     atomic_store(&failing_flag, false);
     atomic_store(&rotate_flag, false);
     atomic_store(&available_flag, true);
