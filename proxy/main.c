@@ -65,6 +65,15 @@ static int load_policy(const char **error_r)
     return 0;
 }
 
+/* Every committed policy change is also a record in the audit chain
+ * (SPEC section 5); the audit layer remembers how far it got. */
+static void import_policy_log(void)
+{
+    const char *err = NULL;
+    if (cg_audit_import_policy_log(g.pstore, &err) < 0)
+        cg_warn("policy: copying policy_log into the audit log failed: %s", err ? err : "?");
+}
+
 /* The policy database is read-only here; cpmgatectl commits, and
  * PRAGMA data_version tells us (every 200 ms keeps the 1 s promise). */
 static void policy_tick(uv_timer_t *t)
@@ -84,9 +93,7 @@ static void policy_tick(uv_timer_t *t)
         return;
     }
     cg_info("policy: reloaded");
-    /* CALL SITE: copy policy_log rows into the audit chain once
-     * cg_audit_import_policy_log (store/audit.h) exists:
-     *   cg_audit_import_policy_log(g.pstore); */
+    import_policy_log();
 }
 
 /* ---- configuration reload ------------------------------------------------------ */
@@ -304,6 +311,7 @@ int main(int argc, char **argv)
         cg_audit_stop();
         return 1;
     }
+    import_policy_log();
     if (cg_workers_create(rt, cfg->workers, &why) < 0) {
         cg_error("%s", why ? why : "cannot create workers");
         cg_audit_stop();
