@@ -149,7 +149,7 @@ def tail(path, n=40):
 class PKI:
     """The test PKI made by tests/pki/mkpki.sh. Every path is absolute."""
 
-    CLIENTS = ('alice', 'bob', 'carol', 'dave', 'revoked', 'expired', 'foreign')
+    CLIENTS = ('alice', 'bob', 'carol', 'dave', 'erin', 'revoked', 'expired', 'foreign')
 
     def __init__(self, directory):
         self.dir = Path(directory)
@@ -179,7 +179,7 @@ class PKI:
         return str(self.dir / name)
 
     def client(self, name):
-        """(cert, key) of a client: alice, bob, carol, dave (good; SAN
+        """(cert, key) of a client: alice, bob, carol, dave, erin (good; SAN
         email:NAME@example.com, CN NAME), revoked (listed in pki.crl),
         expired, foreign (alice's e-mail SAN, signed by an untrusted CA)."""
         cert, key = self.path(name + '.pem'), self.path(name + '.key')
@@ -200,9 +200,11 @@ class PKI:
 
 class Dovecot:
     """A private Dovecot (IMAP, plaintext on loopback) with a master user and
-    a passwd-file of users: alice/alicepw, bob/bobpw, carol/carolpw."""
+    a passwd-file of users: alice/alicepw, bob/bobpw, carol/carolpw (and
+    dave, erin likewise, to match the test PKI's clients)."""
 
-    USERS = {'alice': 'alicepw', 'bob': 'bobpw', 'carol': 'carolpw'}
+    USERS = {'alice': 'alicepw', 'bob': 'bobpw', 'carol': 'carolpw',
+             'dave': 'davepw', 'erin': 'erinpw'}
 
     def __init__(self, root, host='127.0.0.1', port=None, users=None):
         self.root = Path(root)

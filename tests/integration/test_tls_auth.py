@@ -36,18 +36,18 @@ def gw(module_gateway_factory, pki, dovecot, nginx):
     g.ctl_ok('cred', 'add', 'alice', 'cert', '--file', pki.client('alice')[0])
     g.ctl_ok('cred', 'add', 'alice', 'cert-name', 'email:alice@example.com')
     g.ctl_ok('cred', 'add', 'bob', 'cert', '--fingerprint', pki.fingerprint('bob'))
-    g.ctl_ok('cred', 'add', 'carol', 'cert-name', 'email:carol@example.com')
+    g.ctl_ok('cred', 'add', 'carol', 'cert-name', 'cn:carol')
+    g.ctl_ok('cred', 'add', 'erin', 'cert-name', 'email:erin@example.com')
     # Registered, so only the CRL and the validity period can refuse them.
     g.ctl_ok('cred', 'add', 'revoked', 'cert', '--file', pki.client('revoked')[0])
     g.ctl_ok('cred', 'add', 'expired', 'cert', '--file', pki.client('expired')[0])
-    # erin is registered by CN; dave is never registered.
-    g.ctl_ok('cred', 'add', 'erin', 'cert-name', 'cn:dave-not-this-one')
+    # dave's certificate is valid but registered for no one.
     g.ctl_ok('acl', 'allow', '*', '*', '*', 'all')
     return g.start()
 
 
 REGISTERED = [('alice', 'fingerprint from file'), ('bob', '--fingerprint'),
-              ('carol', 'cert-name email:')]
+              ('carol', 'cert-name cn:'), ('erin', 'cert-name email:')]
 REFUSED = ['dave', 'revoked', 'expired', 'foreign']
 
 

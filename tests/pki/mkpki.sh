@@ -93,7 +93,7 @@ issue ca upstream v3_server "DNS:localhost,DNS:backend.test,IP:127.0.0.1,IP:::1"
 issue ca gateway v3_server "DNS:gw.example.com,DNS:localhost"
 
 # dave: valid and trusted, but registered for no principal in the tests.
-for user in alice bob carol dave; do
+for user in alice bob carol dave erin; do
     issue clients-ca "$user" v3_client "email:$user@example.com"
 done
 issue clients-ca revoked v3_client "email:revoked@example.com"
@@ -113,7 +113,7 @@ openssl req -new -x509 -key idp.key -out idp.pem -days $DAYS -sha256 \
 # A CA file that trusts both client CAs is handy for negative tests.
 cat ca.pem clients-ca.pem > all-ca.pem
 
-for f in ca clients-ca foreign-ca server upstream gateway alice bob carol dave \
+for f in ca clients-ca foreign-ca server upstream gateway alice bob carol dave erin \
          revoked expired foreign idp; do
     install -m 0644 "$f.pem" "$out/$f.pem"
     install -m 0600 "$f.key" "$out/$f.key"
