@@ -398,6 +398,10 @@ int cg_digest_verify_at(const cg_digest_ctx *ctx, const char *header,
     if (!error_r)
         error_r = &dummy;
     *error_r = NULL;
+    if (!ctx || !ctx->realm || !method) {
+        *error_r = "Digest is not configured (no realm)";
+        return CG_E_AUTH;
+    }
     dparams d;
     memset(&d, 0, offsetof(dparams, buf));
     if (!header || parse_params(header, &d, error_r) < 0)
