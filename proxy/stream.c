@@ -35,8 +35,6 @@ struct cg_stream {
     size_t inflight_bytes;
     uv_connect_t *creq;
     uv_shutdown_t *sreq;
-    uint8_t *prefix;
-    size_t prefixlen;
     uint64_t bytes_in, bytes_out;
     bool connected, reading, closing, eof_sent, want_shutdown, tls_client;
 };
@@ -265,27 +263,27 @@ static int tls_on_handshake(void *ctx)
 {
     cg_stream *s = ctx;
     if (s->closing)
-        return 1;
+        return CG_TLS_STOP;
     if (s->tls_client) {
         flush_plain(s);
         if (s->cbs && s->cbs->on_connect)
             s->cbs->on_connect(s->owner, 0);
-        return s->closing ? 1 : 0;
+        return s->closing ? CG_TLS_STOP : 0;
     }
     int rc = s->cbs && s->cbs->on_handshake ? s->cbs->on_handshake(s->owner) : 0;
     if (!s->closing)
         flush_plain(s);
-    return rc || s->closing ? 1 : 0;
+    return rc || s->closing ? CG_TLS_STOP : 0;
 }
 
 static int tls_on_data(void *ctx, const uint8_t *buf, size_t len)
 {
     cg_stream *s = ctx;
     if (s->closing || s->eof_sent)
-        return 1;
+        return CG_TLS_STOP;
     if (s->cbs && s->cbs->on_data)
         s->cbs->on_data(s->owner, buf, len);
-    return s->closing || s->eof_sent ? 1 : 0;
+    return s->closing || s->eof_sent ? CG_TLS_STOP : 0;
 }
 
 static const cg_tls_cbs stream_tls_cbs = { tls_on_handshake, tls_on_data };
@@ -373,12 +371,6 @@ static void connect_cb(uv_connect_t *req, int status)
     }
     s->connected = true;
     uv_tcp_nodelay(&s->tcp, 1);
-    if (s->prefix) {
-        /* PROXY header: always plaintext, always first */
-        raw_send(s, s->prefix, s->prefixlen);
-        free(s->prefix);
-        s->prefix = NULL;
-    }
     if (s->tls) {
         cg_stream_read(s, true);
         int rc = cg_tls_start(s->tls);
@@ -405,11 +397,11 @@ int cg_stream_connect(cg_stream *s, const struct sockaddr *addr, SSL_CTX *ctx,
         s->tls_client = true;
     }
     if (prefix && prefixlen) {
-        s->prefix = malloc(prefixlen);
-        if (!s->prefix)
-            return CG_E_NOMEM;
-        memcpy(s->prefix, prefix, prefixlen);
-        s->prefixlen = prefixlen;
+        /* PROXY header: plaintext, ahead of anything written later */
+        int r = list_append(&s->q, prefix, prefixlen);
+        if (r < 0)
+            return r;
+        s->queued += prefixlen;
     }
     s->creq = malloc(sizeof *s->creq);
     if (!s->creq)
@@ -462,7 +454,6 @@ static void close_cb(uv_handle_t *h)
     list_free(&s->inflight);
     list_free(&s->plain);
     cg_tls_free(s->tls);
-    free(s->prefix);
     free(s);
 }
 

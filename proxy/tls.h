@@ -53,6 +53,8 @@ void cg_tls_free(cg_tls *t);
  * wants more. Returns 0, CG_TLS_EOF (close_notify received), CG_E_TLS
  * (fatal: an alert may be waiting in the output), or a callback's code. */
 #define CG_TLS_EOF 1
+/* What a callback returns to stop processing (not an error, not EOF). */
+#define CG_TLS_STOP 2
 int cg_tls_feed(cg_tls *t, const uint8_t *in, size_t len);
 /* Starts the handshake (client: sends ClientHello). */
 int cg_tls_start(cg_tls *t);
