@@ -432,6 +432,45 @@ static void test_rotation_chains_files(void **state)
     EVP_PKEY_free(k);
 }
 
+static void test_interrupted_rotation_is_finished_on_open(void **state)
+{
+    char db[512], kp[512], sealed[600], newp[600];
+    path_in(db, sizeof db, "ir.db");
+    path_in(kp, sizeof kp, "ir.key");
+    EVP_PKEY *k = make_key("ir.key", false);
+    start(db, kp, 1000, true, 256, 1000);
+    submit_n(0, 30);
+    cg_audit_stop();
+    /* crash right after the seal was committed, before any rename */
+    sql(db, "UPDATE meta SET value = '1' WHERE key = 'sealed'");
+    start(db, kp, 1000, true, 256, 1000);
+    submit_n(30, 5);
+    cg_audit_stop();
+    snprintf(sealed, sizeof sealed, "%s.1-30", db);
+    cg_audit_verify_result res = verify(sealed, k);
+    assert_true(res.intact);
+    assert_int_equal(res.last_seq, 30);
+    res = verify(db, k);
+    assert_true(res.intact);
+    assert_int_equal(res.first_seq, 31);
+    assert_int_equal(res.last_seq, 36); /* rotate record + 5 */
+    /* crash between the two renames: only "<db>.new" is there */
+    const char *err = NULL;
+    char sealed2[600];
+    assert_int_equal(cg_afile_rotate(db, NULL, sealed2, sizeof sealed2, &err), 0);
+    snprintf(newp, sizeof newp, "%s.new", db);
+    assert_int_equal(rename(db, newp), 0);
+    start(db, kp, 1000, true, 256, 1000);
+    submit_n(40, 3);
+    cg_audit_stop();
+    res = verify(db, k);
+    assert_true(res.intact);
+    assert_int_equal(res.first_seq, 37);
+    assert_int_equal(res.last_seq, 40);
+    assert_non_null(strstr(res.notes, "link verified"));
+    EVP_PKEY_free(k);
+}
+
 /* Reasons of all records, summed "(xN)" counts (1 without a count). */
 static unsigned count_refusals(const char *db, unsigned *records)
 {
@@ -788,6 +827,7 @@ int main(void)
         cmocka_unit_test(test_submit_truncates_long_strings),
         cmocka_unit_test(test_lock_names_the_holder),
         cmocka_unit_test(test_rotation_chains_files),
+        cmocka_unit_test(test_interrupted_rotation_is_finished_on_open),
         cmocka_unit_test(test_refused_connections_are_coalesced),
         cmocka_unit_test(test_fail_closed_on_full_file_then_recovers),
         cmocka_unit_test(test_fail_open_keeps_serving_and_counts_drops),
