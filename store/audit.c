@@ -555,7 +555,7 @@ static void *writer_main(void *arg)
 {
     slot *tmp = malloc(sizeof *tmp);
     uint64_t last_flush = cg_mono_ms(), stop_since = 0;
-    bool flushed_at_stop = false;
+    bool flushed_at_stop = tmp == NULL; /* no scratch slot: nothing to flush */
     pthread_mutex_lock(&A.mu);
     for (;;) {
         while (A.tail == A.head && !A.stop && !atomic_load(&rotate_flag) &&
