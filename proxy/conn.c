@@ -467,6 +467,8 @@ static void up_on_data(void *owner, const uint8_t *buf, size_t len)
     if (c->state != ST_OPEN)
         return;
     enter(c);
+    /* a long answer streaming to the client is not an idle connection */
+    cg_conn_touch(c);
     if (c->expecting) {
         c->expecting = false;
         c->t_response = 0;

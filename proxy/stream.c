@@ -24,7 +24,7 @@ typedef struct clist {
 
 struct cg_stream {
     uv_tcp_t tcp;
-    uv_write_t wreq;
+    uv_write_t *wreq; /* only while a write is queued: most writes finish in uv_try_write */
     void *owner;
     const cg_stream_cbs *cbs;
     cg_tls *tls;
@@ -121,6 +121,8 @@ static void kick(cg_stream *s);
 static void write_cb(uv_write_t *req, int status)
 {
     cg_stream *s = req->data;
+    free(req);
+    s->wreq = NULL;
     list_free(&s->inflight);
     s->queued -= s->inflight_bytes;
     s->bytes_out += s->inflight_bytes;
@@ -161,8 +163,16 @@ static void kick(cg_stream *s)
         s->q.tail = NULL;
     last->next = NULL;
     s->inflight_bytes = bytes;
-    s->wreq.data = s;
-    int r = uv_write(&s->wreq, (uv_stream_t *)&s->tcp, bufs, n, write_cb);
+    s->wreq = malloc(sizeof *s->wreq);
+    int r = s->wreq ? 0 : UV_ENOMEM;
+    if (s->wreq) {
+        s->wreq->data = s;
+        r = uv_write(s->wreq, (uv_stream_t *)&s->tcp, bufs, n, write_cb);
+        if (r < 0) {
+            free(s->wreq);
+            s->wreq = NULL;
+        }
+    }
     if (r < 0) {
         /* treat like a failed write: the handle is unusable */
         list_free(&s->inflight);

@@ -40,7 +40,7 @@ struct cg_tls {
     bool failed;
     bool has_pin;
     uint8_t pin[32];
-    char psk_id[PSK_ID_MAX + 1];
+    char *psk_id; /* the identity found, while the handshake may use it */
 };
 
 static uint8_t g_secret[32];
@@ -157,7 +157,8 @@ static size_t psk_key_for(cg_tls *t, const uint8_t *id, size_t idlen,
                           uint8_t *key, size_t cap)
 {
     size_t out = 0;
-    t->psk_id[0] = '\0';
+    free(t->psk_id);
+    t->psk_id = NULL;
     cg_snapshot *s = cg_snapshot_acquire();
     if (s && idlen <= PSK_ID_MAX && !memchr(id, 0, idlen)) {
         const uint8_t *k;
@@ -165,9 +166,8 @@ static size_t psk_key_for(cg_tls *t, const uint8_t *id, size_t idlen,
         if (cg_identity_by_psk(s, (const char *)id, idlen, &k, &klen) &&
             klen > 0 && klen <= cap) {
             memcpy(key, k, klen);
-            memcpy(t->psk_id, id, idlen);
-            t->psk_id[idlen] = '\0';
-            out = klen;
+            t->psk_id = strndup((const char *)id, idlen);
+            out = t->psk_id ? klen : 0;
         }
     }
     if (s)
@@ -218,7 +218,7 @@ const char *cg_tls_psk_identity(const cg_tls *t)
      * off); TLS 1.2: the suite's key exchange is a PSK one. A PSK looked up
      * but not selected (e.g. a hash mismatch, certificate handshake
      * instead) does not count. */
-    if (!t->established || !t->psk_id[0])
+    if (!t->established || !t->psk_id)
         return "";
     if (SSL_version(t->ssl) == TLS1_3_VERSION)
         return SSL_session_reused(t->ssl) ? t->psk_id : "";
@@ -447,6 +447,7 @@ void cg_tls_free(cg_tls *t)
     if (!t)
         return;
     SSL_free(t->ssl);
+    free(t->psk_id);
     free(t->stash);
     free(t->out);
     free(t);
