@@ -2,7 +2,8 @@
 the real writer (tests/unit/audit_fill.c): keygen, verify (intact, and each
 kind of tampering located), show filters, export checked by an independent
 re-computation of the chain, rotation (by the holding process on SIGUSR1,
-and offline), kill -9 recovery, and fail closed on a full file system.
+and offline), kill -9 recovery, SIGTERM under load, and fail closed on a
+full file system.
 Binaries come from $CPMGATE_BUILD (default: <repo>/build)."""
 
 import hashlib
@@ -229,6 +230,29 @@ def test_rotate_is_refused_on_a_held_file_and_done_on_sigusr1(tmp_path, keys):
     first = json.loads(ctl('audit', 'export', '--audit-db', db, '--format', 'jsonl',
                            check=0).stdout.splitlines()[0])
     assert first['operation'] == 'rotate' and first['resource'] == 'audit.db.41-41'
+
+
+def test_sigterm_under_load_commits_everything_acknowledged(tmp_path, keys):
+    db = tmp_path / 'audit.db'
+    proc = subprocess.Popen([str(FILL), '--db', str(db), '--key', str(keys[0]), '--load'],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().startswith('ready ')
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+    words = out.split()
+    acked, committed = int(words[1]), int(words[3])
+    assert acked > 1000 and committed == acked
+    v = json.loads(ctl('audit', 'verify', '--audit-db', db, '--key', keys[1], '--json',
+                       check=0).stdout)
+    assert v['intact'] and v['records'] == acked
+    assert v['last_checkpoint_seq'] == v['last_seq']  # the final checkpoint of a clean stop
 
 
 def test_full_filesystem_fails_closed_and_recovers(tmp_path, keys):

@@ -1,10 +1,13 @@
 /* audit_fill.c — a small driver of the real audit writer for the CLI tests
  * (tests/integration/test_audit_cli.py): starts the writer, submits N
  * varied records, and stops; or crashes (kill -9 of itself) once they are
- * committed; or holds the file, rotating on SIGUSR1, until SIGTERM; or fills
+ * committed; or holds the file, rotating on SIGUSR1, until SIGTERM; or
+ * submits from three threads until SIGTERM (--load); or fills
  * the file system with a filler file and runs the disk-full cycle.
  * Not a test by itself. */
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,10 +84,33 @@ static void wait_committed(uint64_t n)
     }
 }
 
+/* --load: submitters until SIGTERM; counts what the log acknowledged. */
+static _Atomic uint64_t acked;
+
+static void *load_thread(void *arg)
+{
+    uint64_t base = (uint64_t)(uintptr_t)arg * 100000000ull;
+    for (uint64_t k = 0; !got_term; k++) {
+        cg_audit_rec r;
+        char txid[48];
+        cg_audit_rec_init(&r);
+        snprintf(txid, sizeof txid, "L%llu", (unsigned long long)(base + k));
+        r.txid = txid;
+        r.service = "imap";
+        r.operation = "NOOP";
+        r.result = "OK";
+        if (cg_audit_submit(&r) == 0)
+            atomic_fetch_add(&acked, 1);
+        else
+            sleep_ms(1);
+    }
+    return NULL;
+}
+
 static int usage(void)
 {
     fprintf(stderr, "usage: audit_fill --db F [--key K] [-n N] [--checkpoint-records C]\n"
-                    "       [--checkpoint-seconds S] [--crash | --hold | --diskfull FILLER]\n");
+                    "       [--checkpoint-seconds S] [--crash | --hold | --load | --diskfull FILLER]\n");
     return 2;
 }
 
@@ -93,13 +119,14 @@ int main(int argc, char **argv)
     cg_audit_config cfg = { .fail_closed = true, .checkpoint_records = 100,
                             .checkpoint_seconds = 5, .queue_capacity = 4096 };
     uint64_t n = 10;
-    bool crash = false, hold = false;
+    bool crash = false, hold = false, load = false;
     const char *filler = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         uint64_t u;
         if (strcmp(a, "--crash") == 0) { crash = true; continue; }
         if (strcmp(a, "--hold") == 0) { hold = true; continue; }
+        if (strcmp(a, "--load") == 0) { load = true; continue; }
         if (!v)
             return usage();
         i++;
@@ -162,6 +189,21 @@ int main(int argc, char **argv)
         cg_audit_get_stats(&st);
         printf("committed %llu failures %llu\n", (unsigned long long)st.committed,
                (unsigned long long)st.failures);
+        return 0;
+    }
+    if (load) {
+        pthread_t th[3];
+        for (uintptr_t i = 0; i < 3; i++)
+            pthread_create(&th[i], NULL, load_thread, (void *)i);
+        printf("ready %ld\n", (long)getpid());
+        fflush(stdout);
+        for (int i = 0; i < 3; i++)
+            pthread_join(th[i], NULL);
+        cg_audit_stop(); /* what SIGTERM does in the gateway: commit all */
+        cg_audit_stats st;
+        cg_audit_get_stats(&st);
+        printf("acked %llu committed %llu\n", (unsigned long long)atomic_load(&acked),
+               (unsigned long long)st.committed);
         return 0;
     }
     if (fill(0, n) < 0) {
