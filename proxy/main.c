@@ -244,6 +244,17 @@ static void log_ready(const cg_config *cfg)
     cg_info("cpmgate ready: workers=%u listeners:%s", cfg->workers, line);
 }
 
+/* A start that failed after the audit writer started: stop it (its final
+ * checkpoint), give everything back so the sanitizers see no leak. */
+static int start_failed(cg_runtime *rt)
+{
+    cg_runtime_release(rt);
+    cg_audit_stop();
+    if (g.pstore)
+        cg_pstore_close(g.pstore);
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     const char *path = NULL;
@@ -272,6 +283,7 @@ int main(int argc, char **argv)
     const char *why = NULL;
     if (cg_tls_global_init(&why) < 0) {
         fprintf(stderr, "%s: %s\n", path, why);
+        cg_config_free(cfg);
         return 1;
     }
     cg_runtime *rt = NULL;
@@ -301,6 +313,7 @@ int main(int argc, char **argv)
     };
     if (cg_audit_start(&ac, &why) < 0) {
         cg_error("audit log %s: %s", cfg->audit_db, why ? why : "cannot start");
+        cg_runtime_release(rt);
         return 1;
     }
     if (cg_pstore_open(cfg->policy_db, CG_PSTORE_READONLY, &g.pstore, &why) < 0 ||
@@ -308,24 +321,19 @@ int main(int argc, char **argv)
         /* no policy, no gateway: refusing everything would look like an
          * outage, allowing anything would fail open */
         cg_error("policy database %s: %s", cfg->policy_db, why ? why : "cannot read");
-        cg_audit_stop();
-        return 1;
+        return start_failed(rt);
     }
     import_policy_log();
     if (cg_workers_create(rt, cfg->workers, &why) < 0) {
         cg_error("%s", why ? why : "cannot create workers");
-        cg_audit_stop();
-        return 1;
+        return start_failed(rt);
     }
     if (cfg->admin_listen && cg_admin_start(g.loop, cfg, &why) < 0) {
         cg_error("admin_listen %s: %s", cfg->admin_listen, why ? why : "cannot listen");
-        cg_audit_stop();
-        return 1;
+        return start_failed(rt);
     }
-    if (drop_privileges(cfg) < 0) {
-        cg_audit_stop();
-        return 1;
-    }
+    if (drop_privileges(cfg) < 0)
+        return start_failed(rt);
     if (cfg->pid_file) {
         if (write_pid_file(cfg->pid_file) < 0)
             cg_warn("pid_file %s: %s", cfg->pid_file, strerror(errno));
@@ -336,8 +344,7 @@ int main(int argc, char **argv)
     cg_runtime_release(rt); /* the published reference stays */
     if (cg_workers_start() < 0) {
         cg_error("cannot start worker threads");
-        cg_audit_stop();
-        return 1;
+        return start_failed(NULL);
     }
 
     uv_signal_init(g.loop, &g.sighup);
