@@ -60,6 +60,7 @@ void *cg_conn_session(cg_conn *c) { return c->session; }
 static void teardown(cg_conn *c);
 static void do_close(cg_conn *c);
 static void schedule(cg_conn *c);
+static void update_reads(cg_conn *c);
 
 /* ---- callback nesting: closes requested inside run when it unwinds ------ */
 
@@ -219,6 +220,7 @@ static void timer_cb(uv_timer_t *t)
             cg_conn_close(c, "idle timeout");
         }
     }
+    update_reads(c);
     schedule(c);
     leave(c);
 }
@@ -409,8 +411,10 @@ static void cli_on_eof(void *owner, int status)
     } else if (c->state == ST_OPEN) {
         if (status == 0 && c->proto->on_client_eof)
             c->proto->on_client_eof(c);
+        else if (status == 0)
+            cg_conn_close(c, "client closed");
         else
-            cg_conn_abort(c, status ? cg_strerror(status) : "client closed");
+            cg_conn_abort(c, cg_strerror(status));
     } else {
         c->abort_pending = true; /* closing and the client is gone */
     }
@@ -457,6 +461,7 @@ static void up_on_connect(void *owner, int status)
         update_reads(c);
         fire_upstream_connected(c, 0);
     }
+    update_reads(c);
     schedule(c);
     leave(c);
 }
