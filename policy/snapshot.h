@@ -39,6 +39,12 @@ void cg_snapshot_release(cg_snapshot *s);
 void cg_snapshot_publish(cg_snapshot *s);
 cg_snapshot *cg_snapshot_acquire(void);
 
+/* For the gateway's 200 ms timer, on its read-only store: when another
+ * connection committed (PRAGMA data_version), builds and publishes a new
+ * snapshot. 1 published, 0 unchanged, negative on error (the old snapshot
+ * stays in force; a build that met a busy database is retried next call). */
+int cg_snapshot_reload_if_changed(struct cg_pstore *ro_store, const char **error_r);
+
 /* Monotonic generation number of this snapshot (1, 2, ...). */
 uint64_t cg_snapshot_generation(const cg_snapshot *s);
 

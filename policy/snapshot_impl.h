@@ -1,0 +1,80 @@
+/* snapshot_impl.h — the inside of a policy snapshot, shared by the builder
+ * (snapshot.c) and the lookups (identity.c) only. Every index is a sorted
+ * array searched with bsearch-style loops: no allocation, no locks. */
+#ifndef CG_SNAPSHOT_IMPL_H
+#define CG_SNAPSHOT_IMPL_H
+
+#include <stdatomic.h>
+
+#include "identity.h"
+#include "snapshot.h"
+
+typedef struct cg_snap_cert {
+    uint8_t fpr[32];
+    uint32_t pidx;
+} cg_snap_cert;
+
+typedef struct cg_snap_name {
+    const char *name; /* "email:..", "dns:..", "uri:..", "cn:.." */
+    uint32_t pidx;
+} cg_snap_name;
+
+typedef struct cg_snap_psk {
+    const char *identity;
+    size_t idlen;
+    const uint8_t *key;
+    size_t keylen;
+    uint32_t pidx;
+} cg_snap_psk;
+
+typedef struct cg_snap_addr {
+    cg_cidr cidr;
+    uint32_t pidx;
+} cg_snap_addr;
+
+typedef struct cg_snap_digest {
+    uint32_t pidx;
+    const char *realm, *ha1_md5, *ha1_sha256;
+} cg_snap_digest;
+
+typedef struct cg_snap_block cg_snap_block; /* string arena */
+
+struct cg_snapshot {
+    atomic_uint refs;
+    uint64_t generation;
+    cg_snap_block *arena;
+
+    cg_principal *principals; /* by id; principals[i].idx == i */
+    size_t nprincipals;
+    uint32_t *by_name, *by_mailbox; /* principal indexes, sorted */
+
+    const char **group_names; /* by id; group index = position */
+    int64_t *group_ids;
+    size_t ngroups;
+
+    cg_snap_cert *certs;
+    size_t ncerts;
+    cg_snap_name *names; /* sorted with cg_snap_name_cmp */
+    size_t nnames;
+    cg_snap_psk *psks;
+    size_t npsks;
+    cg_snap_addr *addrs; /* longest prefix first */
+    size_t naddrs;
+    cg_snap_digest *digests; /* by (pidx, realm) */
+    size_t ndigests;
+
+    cg_pubkey *pubkeys; /* by key_id */
+    size_t npubkeys;
+    const char **require_signed;
+    size_t nrequire_signed;
+    cg_peer *peers; /* by domain, case-insensitive */
+    size_t npeers;
+
+    struct cg_acl *acl;
+};
+
+/* Certificate names compare exactly, except that the host name of a dns:
+ * name is case-insensitive (RFC 4343). */
+int cg_snap_name_cmp(const char *a, const char *b);
+
+#endif
