@@ -1,6 +1,8 @@
 /* relay.c — the plain relay: the decrypted client stream goes to the
  * upstream unchanged and back. The upstream is opened on the first client
- * bytes, so TLS handshakes (and port scans) cost no backend connection.
+ * bytes, so TLS handshakes (and port scans) cost no backend connection;
+ * IMAP is server-speaks-first (RFC 3501 section 7.1: the greeting), so
+ * there it is opened as soon as the connection is open.
  * Client EOF half-closes toward the backend; the answer still comes back. */
 #include "conn.h"
 
@@ -11,21 +13,29 @@ typedef struct relay {
     bool connecting, client_eof;
 } relay;
 
+static bool ensure_upstream(cg_conn *c)
+{
+    relay *r = cg_conn_session(c);
+    if (cg_conn_upstream_attached(c) || r->connecting)
+        return true;
+    if (cg_conn_upstream_connect(c) < 0) {
+        cg_conn_close(c, "no upstream");
+        return false;
+    }
+    r->connecting = true;
+    return true;
+}
+
 static void relay_open(cg_conn *c)
 {
-    (void)c;
+    if (cg_conn_info_of(c)->listener->protocol == CG_PROTO_IMAP)
+        ensure_upstream(c);
 }
 
 static void relay_client_data(cg_conn *c, const uint8_t *buf, size_t len)
 {
-    relay *r = cg_conn_session(c);
-    if (!cg_conn_upstream_attached(c) && !r->connecting) {
-        if (cg_conn_upstream_connect(c) < 0) {
-            cg_conn_close(c, "no upstream");
-            return;
-        }
-        r->connecting = true;
-    }
+    if (!ensure_upstream(c))
+        return;
     /* bytes written before the connect completes are queued by the core */
     if (cg_conn_write_upstream(c, buf, len) < 0)
         cg_conn_close(c, "upstream write failed");
