@@ -74,29 +74,49 @@ static void import_policy_log(void)
         cg_warn("policy: copying policy_log into the audit log failed: %s", err ? err : "?");
 }
 
-/* The policy database is read-only here; cpmgatectl commits, and
- * PRAGMA data_version tells us (every 200 ms keeps the 1 s promise). */
+/* The policy database is read-only here; cpmgatectl commits, and the
+ * snapshot layer notices (PRAGMA data_version; every 200 ms keeps the 1 s
+ * promise of SPEC section 8). */
 static void policy_tick(uv_timer_t *t)
 {
     (void)t;
-    int ch = cg_pstore_poll_changed(g.pstore);
-    if (ch < 0) {
-        cg_warn("policy: cannot poll the policy database: %s", cg_strerror(ch));
-        return;
-    }
-    if (ch == 0)
-        return;
     const char *err = NULL;
-    if (load_policy(&err) < 0) {
-        /* keep the current snapshot: a broken edit must not open anything */
+    int r = cg_snapshot_reload_if_changed(g.pstore, &err);
+    if (r < 0) {
+        /* the current snapshot stays: a broken edit must not open anything */
         cg_error("policy: reload failed, keeping the current policy: %s", err ? err : "?");
         return;
     }
+    if (r == 0)
+        return;
+    cg_metric_inc(CG_M_POLICY_RELOADS);
     cg_info("policy: reloaded");
     import_policy_log();
 }
 
 /* ---- configuration reload ------------------------------------------------------ */
+
+static bool str_differs(const char *a, const char *b)
+{
+    return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
+}
+
+/* Process-level settings are fixed at start: say so instead of pretending. */
+static void warn_restart_only(const cg_config *n)
+{
+    cg_runtime *cur = cg_runtime_acquire();
+    if (!cur)
+        return;
+    const cg_config *o = cur->cfg;
+    if (n->workers != o->workers || str_differs(n->policy_db, o->policy_db) ||
+        str_differs(n->audit_db, o->audit_db) || str_differs(n->audit_key, o->audit_key) ||
+        n->audit_fail_closed != o->audit_fail_closed ||
+        str_differs(n->admin_listen, o->admin_listen) || str_differs(n->user, o->user) ||
+        str_differs(n->group, o->group) || str_differs(n->pid_file, o->pid_file))
+        cg_warn("reload: workers, policy_db, audit_*, admin_listen, user, group and "
+                "pid_file take effect only after a restart");
+    cg_runtime_release(cur);
+}
 
 static void reload_config(void)
 {
@@ -116,6 +136,7 @@ static void reload_config(void)
         return;
     }
     g.drain_timeout = cfg->drain_timeout;
+    warn_restart_only(cfg);
     cg_runtime_publish(rt);
     cg_workers_reload();
     cg_metric_inc(CG_M_CONFIG_RELOADS);
