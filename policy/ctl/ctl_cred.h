@@ -1,0 +1,11 @@
+/* ctl_cred.h — credential output shared by `cred list` and `principal
+ * show`: the id, type, value and creation time, never a key or an HA1. */
+#ifndef CG_CTL_CRED_H
+#define CG_CTL_CRED_H
+
+#include "../../store/policy_store.h"
+
+void ctl_json_cred(const cg_pstore_cred *c); /* one JSON object, no newline */
+void ctl_text_cred(const cg_pstore_cred *c); /* one tab-separated line */
+
+#endif
