@@ -1,3 +1,1507 @@
-/* http.c — placeholder until its module lands. */
+/* http.c — the HTTP gateway (cg_http_proto): one request at a time per
+ * connection (keep-alive and pipelining from clients, pipelined requests
+ * held until the answer before them is complete), each parsed strictly,
+ * authenticated, judged by the ACL on its normalised path, rewritten and
+ * streamed to a pooled backend connection; the answer is streamed back
+ * with X-Transaction-Id. Every refusal goes through http_error(). */
+#include "http.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "acl.h"
+#include "audit.h"
+#include "cg_error.h"
+#include "cg_log.h"
+#include "cg_util.h"
 #include "conn.h"
-const cg_proto_ops cg_http_proto = { .name = "http" };
+#include "digest.h"
+#include "http_dav.h"
+#include "http_parse.h"
+#include "http_path.h"
+#include "saml.h"
+
+enum { S_HEAD, S_CONNECTING, S_BODY, S_WAIT_RESP, S_CLOSING };
+
+/* Pipelined bytes held while a request is in flight (reading is paused,
+ * so at most one read beyond the head limit arrives). */
+#define PENDING_MAX (256u * 1024)
+#define OUT_HEAD_MAX (64u * 1024)
+
+typedef struct http_req {
+    char txid[40];
+    char request_id[129];
+    char method[24];
+    char principal[128];
+    const char *auth_method;
+    char *path;           /* decoded (what the ACL judged) */
+    char *canon;          /* canonical form forwarded */
+    char *dest;           /* decoded Destination, or NULL */
+    const char *query;
+    size_t query_len;
+    int64_t rule_id;
+    const char *decision;
+    bool head_method, keep_alive, expect_continue, filter_multistatus;
+    bool has_body, body_done, close_after;
+    uint64_t bytes_in, bytes_out;
+    int status;
+    const cg_http_body_filter *filter;
+    void *fctx;
+    cg_http_body_verdict verdict;
+    bool hold_last;       /* CL body with a filter: last byte held */
+    uint8_t held;
+    uint64_t body_left;   /* CL bodies: bytes still to come */
+} http_req;
+
+typedef struct http_sess {
+    bool ready;
+    cg_conn *c;
+    int state;
+    cg_http_parser req, resp;
+    uint64_t nreq;
+    http_req r;
+    uint8_t *pend;
+    size_t plen, pcap;
+    char *out;            /* the rewritten request head (kept for a retry) */
+    size_t out_len;
+    bool retried, up_bytes, resp_started, resp_chunked, resp_close;
+    bool in_process;      /* process() is walking a buffer: no re-entry */
+    char *xml;            /* buffered multistatus */
+    size_t xml_len;
+    bool xml_over;
+    char *pathbuf;        /* decoded + canon + dest buffers */
+} http_sess;
+
+static cg_http_filter_select_fn g_filter_select;
+
+void cg_http_set_body_filter(cg_http_filter_select_fn fn)
+{
+    g_filter_select = fn;
+}
+
+/* ---- process-wide authentication state ----------------------------------- */
+
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static uint8_t g_digest_secret[32];
+static pthread_mutex_t g_saml_mu = PTHREAD_MUTEX_INITIALIZER;
+/* One verifier per loaded configuration (SIGHUP makes a new one; the old
+ * ones stay until exit, a handful at most, because connections started
+ * under them may still use them). */
+static struct saml_slot {
+    const cg_config *cfg;
+    cg_saml_verifier *v;
+} g_saml[16];
+
+static void auth_init(void)
+{
+    cg_random(g_digest_secret, sizeof g_digest_secret);
+}
+
+static void digest_ctx(const cg_conn *c, cg_digest_ctx *d)
+{
+    const cg_listener_cfg *l = cg_conn_info_of(c)->listener;
+    pthread_once(&g_once, auth_init);
+    memset(d, 0, sizeof *d);
+    d->realm = l->digest_realm ? l->digest_realm : l->name;
+    memcpy(d->secret, g_digest_secret, sizeof d->secret);
+}
+
+static const cg_saml_verifier *saml_verifier(const cg_config *cfg, const char **why)
+{
+    if (!cfg->saml.present) {
+        *why = "no [saml] configuration";
+        return NULL;
+    }
+    cg_saml_verifier *v = NULL;
+    pthread_mutex_lock(&g_saml_mu);
+    for (size_t i = 0; i < CG_ARRAY_LEN(g_saml); i++) {
+        if (g_saml[i].cfg == cfg) {
+            v = g_saml[i].v;
+            break;
+        }
+    }
+    if (!v && cg_saml_global_init(why) == 0) {
+        cg_saml_params p = {
+            .idp_cert_path = cfg->saml.idp_certificate,
+            .issuer = cfg->saml.issuer,
+            .audience = cfg->saml.audience,
+            .clock_skew = cfg->saml.clock_skew,
+        };
+        if (cg_saml_verifier_new(&p, &v, why) == 0) {
+            size_t i = 0;
+            while (i < CG_ARRAY_LEN(g_saml) && g_saml[i].cfg)
+                i++;
+            if (i == CG_ARRAY_LEN(g_saml))
+                i = 0; /* oldest reused; its verifier is leaked, never freed under a reader */
+            g_saml[i].cfg = cfg;
+            g_saml[i].v = v;
+        }
+    }
+    pthread_mutex_unlock(&g_saml_mu);
+    return v;
+}
+
+/* ---- small helpers -------------------------------------------------------- */
+
+static const char *reason_of(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 207: return "Multi-Status";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 417: return "Expectation Failed";
+    case 422: return "Unprocessable Content";
+    case 426: return "Upgrade Required";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Error";
+    }
+}
+
+static const char ALLOW[] = "OPTIONS, GET, HEAD, PUT, POST, PATCH, DELETE, MKCOL, "
+                            "COPY, MOVE, PROPFIND, PROPPATCH, LOCK, UNLOCK";
+
+/* Rights per method (SPEC section 4); src for the request path, dst for a
+ * COPY/MOVE Destination. Returns false for methods outside the table. */
+static bool method_rights(const char *m, unsigned *src, unsigned *dst, bool *subtree)
+{
+    static const struct {
+        const char *name;
+        unsigned src, dst;
+        bool subtree;
+    } t[] = {
+        {"GET", CG_RIGHT_READ, 0, false},
+        {"HEAD", CG_RIGHT_READ, 0, false},
+        {"PUT", CG_RIGHT_WRITE, 0, false},
+        {"POST", CG_RIGHT_WRITE, 0, false},
+        {"PATCH", CG_RIGHT_WRITE, 0, false},
+        {"PROPPATCH", CG_RIGHT_WRITE, 0, false},
+        {"LOCK", CG_RIGHT_WRITE, 0, false},
+        {"UNLOCK", CG_RIGHT_WRITE, 0, false},
+        {"MKCOL", CG_RIGHT_CREATE, 0, false},
+        {"DELETE", CG_RIGHT_DELETE, 0, true},
+        {"PROPFIND", CG_RIGHT_LIST, 0, false},
+        {"COPY", CG_RIGHT_READ, CG_RIGHT_WRITE, true},
+        {"MOVE", CG_RIGHT_READ | CG_RIGHT_DELETE, CG_RIGHT_WRITE, true},
+        {"OPTIONS", 0, 0, false},
+    };
+    for (size_t i = 0; i < CG_ARRAY_LEN(t); i++) {
+        if (strcmp(m, t[i].name) == 0) {
+            *src = t[i].src;
+            *dst = t[i].dst;
+            *subtree = t[i].subtree;
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool pend_append(http_sess *s, const uint8_t *buf, size_t len)
+{
+    if (len == 0)
+        return true;
+    if (s->plen + len > PENDING_MAX)
+        return false;
+    if (s->plen + len > s->pcap) {
+        size_t cap = s->pcap ? s->pcap : 16384;
+        while (cap < s->plen + len)
+            cap *= 2;
+        uint8_t *n = realloc(s->pend, cap);
+        if (!n)
+            return false;
+        s->pend = n;
+        s->pcap = cap;
+    }
+    memcpy(s->pend + s->plen, buf, len);
+    s->plen += len;
+    return true;
+}
+
+static void pend_consume(http_sess *s, size_t n)
+{
+    memmove(s->pend, s->pend + n, s->plen - n);
+    s->plen -= n;
+}
+
+/* ---- audit and the one error path ----------------------------------------- */
+
+static void audit_request(http_sess *s, const char *reason)
+{
+    const cg_conn_info *ci = cg_conn_info_of(s->c);
+    http_req *r = &s->r;
+    char result[8];
+    snprintf(result, sizeof result, "%d", r->status);
+    cg_audit_rec a;
+    cg_audit_rec_init(&a);
+    a.txid = r->txid;
+    a.request_id = r->request_id[0] ? r->request_id : NULL;
+    a.conn_id = ci->id;
+    a.listener = ci->listener->name;
+    a.client = ci->client;
+    a.principal = r->principal[0] ? r->principal : NULL;
+    a.method = r->auth_method;
+    a.tls_version = ci->tls ? ci->tls_version : NULL;
+    a.tls_cipher = ci->tls ? ci->tls_cipher : NULL;
+    a.service = "http";
+    a.operation = r->method[0] ? r->method : NULL;
+    a.resource = r->path && r->path[0] ? r->path : NULL;
+    a.decision = r->decision;
+    a.rule_id = r->rule_id > 0 ? r->rule_id : -1;
+    a.result = result;
+    a.bytes_in = (int64_t)r->bytes_in;
+    a.bytes_out = (int64_t)r->bytes_out;
+    a.content_sha256 = r->verdict.content_sha256[0] ? r->verdict.content_sha256 : NULL;
+    a.key_id = r->verdict.key_id;
+    a.validation = r->verdict.validation;
+    a.reason = reason;
+    if (cg_audit_submit(&a) < 0)
+        cg_warn("conn=%llu txid=%s audit record not stored", (unsigned long long)ci->id,
+                r->txid);
+}
+
+static void req_free(http_sess *s)
+{
+    http_req *r = &s->r;
+    if (r->filter && r->filter->free)
+        r->filter->free(r->fctx);
+    r->filter = NULL;
+    free(s->xml);
+    s->xml = NULL;
+    s->xml_len = 0;
+    s->xml_over = false;
+}
+
+static void next_request(http_sess *s);
+
+/* Status, reason, detail -> "STATUS REASON: DETAIL (txid ID)", with the
+ * log line and the audit record. extra: more header lines (CRLF-ended).
+ * xml_body: an RFC 4918 precondition body instead of the text line.
+ * After the answer the connection closes when close_after is set, or when
+ * unread request bytes would otherwise be taken for the next request. */
+static void http_error(http_sess *s, int status, const char *detail, const char *extra,
+                       const char *xml_body, bool close_after)
+{
+    cg_conn *c = s->c;
+    const cg_conn_info *ci = cg_conn_info_of(c);
+    http_req *r = &s->r;
+    if (!r->decision)
+        r->decision = status >= 500 ? "allow" : "deny";
+    r->status = status;
+    cg_warn("conn=%llu client=%s txid=%s %s %s -> %d: %s", (unsigned long long)ci->id,
+            ci->client, r->txid, r->method[0] ? r->method : "-",
+            r->path && r->path[0] ? r->path : "-", status, detail);
+    if (s->resp_started) {
+        /* part of an answer is out: nothing honest can follow it */
+        audit_request(s, detail);
+        req_free(s);
+        s->state = S_CLOSING;
+        cg_conn_upstream_release(c, false);
+        cg_conn_abort(c, detail);
+        return;
+    }
+    if (r->has_body && !r->body_done)
+        close_after = true;
+    if (!r->keep_alive)
+        close_after = true;
+    char body[600];
+    int bl;
+    const char *ctype = "text/plain; charset=utf-8";
+    if (xml_body) {
+        bl = snprintf(body, sizeof body, "%s", xml_body);
+        ctype = "application/xml; charset=utf-8";
+    } else {
+        bl = snprintf(body, sizeof body, "%d %s: %s (txid %s)\n", status, reason_of(status),
+                      detail, r->txid);
+    }
+    if (bl < 0 || (size_t)bl >= sizeof body)
+        bl = (int)strlen(body);
+    char head[2048];
+    int hl = snprintf(head, sizeof head,
+                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
+                      "X-Transaction-Id: %s\r\n%s%s\r\n",
+                      status, reason_of(status), ctype, bl, r->txid, extra ? extra : "",
+                      close_after ? "Connection: close\r\n" : "");
+    if (hl < 0 || (size_t)hl >= sizeof head)
+        hl = snprintf(head, sizeof head,
+                      "HTTP/1.1 %d %s\r\nContent-Length: 0\r\nX-Transaction-Id: %s\r\n"
+                      "Connection: close\r\n\r\n", status, reason_of(status), r->txid),
+        bl = 0, close_after = true;
+    cg_conn_write_client(c, head, (size_t)hl);
+    if (!r->head_method && bl > 0) {
+        cg_conn_write_client(c, body, (size_t)bl);
+        r->bytes_out += (uint64_t)bl;
+    }
+    audit_request(s, detail);
+    req_free(s);
+    if (cg_conn_upstream_attached(c))
+        cg_conn_upstream_release(c, false);
+    if (close_after) {
+        s->state = S_CLOSING;
+        cg_conn_set_timer(c, 0);
+        cg_conn_close(c, detail);
+        return;
+    }
+    next_request(s);
+}
+
+/* ---- request head: authentication, decision, rewriting --------------------- */
+
+static const char *hdr_lookup(const void *hctx, const char *name, size_t *len)
+{
+    const cg_http_parser *p = hctx;
+    const cg_http_header *h = cg_http_header_get(p, name, NULL);
+    if (!h)
+        return NULL;
+    *len = h->value.len;
+    return cg_http_str(p, h->value);
+}
+
+/* 401 with one challenge per enabled request-level method (SPEC 4). */
+static void challenge(http_sess *s, bool stale, const char *detail)
+{
+    const cg_listener_cfg *l = cg_conn_info_of(s->c)->listener;
+    char extra[CG_DIGEST_CHALLENGE_MAX * 2 + 128];
+    size_t n = 0;
+    extra[0] = '\0';
+    if (l->auth & CG_AUTH_DIGEST) {
+        cg_digest_ctx d;
+        digest_ctx(s->c, &d);
+        n = cg_digest_challenges(&d, stale, (int64_t)time(NULL), extra, sizeof extra);
+        extra[n] = '\0';
+    }
+    if (l->auth & CG_AUTH_SAML)
+        snprintf(extra + n, sizeof extra - n, "WWW-Authenticate: SAML\r\n");
+    http_error(s, 401, detail, extra, NULL, false);
+}
+
+/* Who sent this request: the connection's identity (cert, psk, address),
+ * else Digest or SAML in Authorization. 0, or the error was answered. */
+static int authenticate(http_sess *s, const cg_snapshot *snap, const cg_principal **who)
+{
+    const cg_conn_info *ci = cg_conn_info_of(s->c);
+    const cg_listener_cfg *l = ci->listener;
+    http_req *r = &s->r;
+    *who = NULL;
+    if (ci->principal[0]) {
+        cg_strlcpy(r->principal, ci->principal, sizeof r->principal);
+        r->auth_method = cg_auth_method_name(ci->auth_method);
+        *who = cg_snapshot_principal_by_name(snap, ci->principal);
+        return 0;
+    }
+    size_t na;
+    const cg_http_header *h = cg_http_header_get(&s->req, "authorization", &na);
+    if (!h) {
+        challenge(s, false, "authentication required");
+        return -1;
+    }
+    if (na > 1) {
+        http_error(s, 400, "more than one Authorization header", NULL, NULL, false);
+        return -1;
+    }
+    const char *v = cg_http_str(&s->req, h->value);
+    size_t vl = h->value.len;
+    const char *why = "authentication failed";
+    if ((l->auth & CG_AUTH_DIGEST) && vl > 7 && strncasecmp(v, "Digest ", 7) == 0) {
+        r->auth_method = "digest";
+        if (vl > CG_DIGEST_MAX_HEADER) {
+            challenge(s, false, "Digest header too long");
+            return -1;
+        }
+        char val[CG_DIGEST_MAX_HEADER + 1];
+        memcpy(val, v, vl);
+        val[vl] = '\0';
+        char target[CG_HTTP_PATH_MAX * 3 + 1];
+        size_t tl = s->req.head.target.len;
+        if (tl >= sizeof target) {
+            challenge(s, false, "target too long");
+            return -1;
+        }
+        memcpy(target, cg_http_str(&s->req, s->req.head.target), tl);
+        target[tl] = '\0';
+        cg_digest_ctx d;
+        digest_ctx(s->c, &d);
+        int rc = cg_digest_verify(&d, val, r->method, target, snap, who, &why);
+        if (*who)
+            cg_strlcpy(r->principal, (*who)->name, sizeof r->principal);
+        if (rc == CG_E_AGAIN) {
+            challenge(s, true, "stale nonce");
+            return -1;
+        }
+        if (rc < 0 && !(*who && !(*who)->enabled)) {
+            challenge(s, false, why);
+            return -1;
+        }
+        return 0;
+    }
+    if ((l->auth & CG_AUTH_SAML) && vl > 5 && strncasecmp(v, "SAML ", 5) == 0) {
+        r->auth_method = "saml";
+        const cg_saml_verifier *sv = saml_verifier(ci->config, &why);
+        int rc = sv ? cg_saml_authenticate(sv, v + 5, vl - 5, snap, who, &why) : CG_E_AUTH;
+        if (*who)
+            cg_strlcpy(r->principal, (*who)->name, sizeof r->principal);
+        if (rc < 0 && !(*who && !(*who)->enabled)) {
+            challenge(s, false, why);
+            return -1;
+        }
+        return 0;
+    }
+    challenge(s, false, "unsupported authorization scheme");
+    return -1;
+}
+
+/* Decides every right in rights on path (and, for subtree operations,
+ * below it). 0, or the 403 was answered. */
+static int judge(http_sess *s, const cg_snapshot *snap, const cg_principal *p,
+                 unsigned rights, const char *path, bool subtree)
+{
+    http_req *r = &s->r;
+    const struct cg_acl *acl = cg_snapshot_acl(snap);
+    for (unsigned bit = 1; bit <= CG_RIGHT_DELETE; bit <<= 1) {
+        if (!(rights & bit))
+            continue;
+        cg_decision d = cg_acl_decide(acl, p, CG_SVC_HTTP, bit, path, strlen(path), '/');
+        r->rule_id = d.rule_id;
+        char detail[CG_HTTP_PATH_MAX + 64];
+        if (!d.allow) {
+            r->decision = "deny";
+            snprintf(detail, sizeof detail, "%s denied on \"%s\"", cg_right_name(bit), path);
+            http_error(s, 403, detail, NULL, NULL, false);
+            return -1;
+        }
+        if (subtree) {
+            /* SPEC 4: MOVE /a/ must not carry /a/secret/ out from under a
+             * deny; any target may be a collection, so always check */
+            char prefix[CG_HTTP_PATH_MAX + 2];
+            size_t pl = strlen(path);
+            memcpy(prefix, path, pl);
+            if (pl == 0 || prefix[pl - 1] != '/')
+                prefix[pl++] = '/';
+            prefix[pl] = '\0';
+            int64_t rid = 0;
+            if (!cg_acl_subtree_clear(acl, p, CG_SVC_HTTP, bit, prefix, pl, '/', &rid)) {
+                r->decision = "deny";
+                r->rule_id = rid;
+                snprintf(detail, sizeof detail, "%s denied below \"%s\"", cg_right_name(bit),
+                         path);
+                http_error(s, 403, detail, NULL, NULL, false);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static bool is_hop_or_identity(const cg_http_parser *p, cg_http_span name,
+                               const char *principal_header, bool request)
+{
+    static const char *const drop[] = {
+        "connection", "keep-alive", "proxy-connection", "te", "trailer",
+        "transfer-encoding", "upgrade", "content-length", "proxy-authorization",
+        "proxy-authenticate",
+    };
+    static const char *const drop_req[] = {
+        "authorization", "expect", "forwarded", "x-real-ip", "x-authenticated-principal",
+        "destination", "if", "x-transaction-id",
+    };
+    static const char *const drop_resp[] = {"x-transaction-id"};
+    for (size_t i = 0; i < CG_ARRAY_LEN(drop); i++)
+        if (cg_http_span_eq(p, name, drop[i]))
+            return true;
+    if (request) {
+        for (size_t i = 0; i < CG_ARRAY_LEN(drop_req); i++)
+            if (cg_http_span_eq(p, name, drop_req[i]))
+                return true;
+        if (name.len >= 12 && strncasecmp(cg_http_str(p, name), "x-forwarded-", 12) == 0)
+            return true;
+        if (principal_header && cg_http_span_eq(p, name, principal_header))
+            return true;
+    } else {
+        for (size_t i = 0; i < CG_ARRAY_LEN(drop_resp); i++)
+            if (cg_http_span_eq(p, name, drop_resp[i]))
+                return true;
+    }
+    /* RFC 9110 7.6.1: fields named in Connection are hop-by-hop too */
+    const cg_http_header *conn = cg_http_header_get(p, "connection", NULL);
+    for (size_t i = 0; conn && i < p->head.nheaders; i++) {
+        const cg_http_header *h = &p->head.headers[i];
+        if (!cg_http_span_eq(p, h->name, "connection"))
+            continue;
+        char nm[64];
+        if (name.len >= sizeof nm)
+            continue;
+        memcpy(nm, cg_http_str(p, name), name.len);
+        nm[name.len] = '\0';
+        if (cg_http_list_has(cg_http_str(p, h->value), h->value.len, nm))
+            return true;
+    }
+    return false;
+}
+
+typedef struct obuf {
+    char *b;
+    size_t len, cap;
+    bool over;
+} obuf;
+
+static void ob_add(obuf *o, const void *d, size_t n)
+{
+    if (o->over || o->len + n > o->cap) {
+        o->over = true;
+        return;
+    }
+    memcpy(o->b + o->len, d, n);
+    o->len += n;
+}
+
+static void ob_str(obuf *o, const char *s)
+{
+    ob_add(o, s, strlen(s));
+}
+
+/* The request head as the backend gets it: canonical target, the
+ * client's end-to-end fields minus hop-by-hop and identity fields,
+ * rewritten Destination/If, the gateway's own X-Forwarded-* and principal
+ * header, and our framing. 0 or an error was answered. */
+static int build_request_head(http_sess *s, const char *dest_canon, const char *if_rewritten)
+{
+    const cg_conn_info *ci = cg_conn_info_of(s->c);
+    const cg_upstream_cfg *u = ci->listener->upstream;
+    http_req *r = &s->r;
+    cg_http_parser *p = &s->req;
+    if (!s->out)
+        s->out = malloc(OUT_HEAD_MAX);
+    if (!s->out) {
+        http_error(s, 503, "out of memory", NULL, NULL, true);
+        return -1;
+    }
+    obuf o = {s->out, 0, OUT_HEAD_MAX, false};
+    ob_str(&o, r->method);
+    ob_str(&o, " ");
+    ob_str(&o, r->canon);
+    if (r->query) {
+        ob_str(&o, "?");
+        ob_add(&o, r->query, r->query_len);
+    }
+    ob_str(&o, " HTTP/1.1\r\n");
+    const char *ph = u ? u->principal_header : NULL;
+    for (size_t i = 0; i < p->head.nheaders; i++) {
+        const cg_http_header *h = &p->head.headers[i];
+        if (is_hop_or_identity(p, h->name, ph, true))
+            continue;
+        ob_add(&o, cg_http_str(p, h->name), h->name.len);
+        ob_str(&o, ": ");
+        ob_add(&o, cg_http_str(p, h->value), h->value.len);
+        ob_str(&o, "\r\n");
+    }
+    if (!p->head.host.len)
+        ob_str(&o, "Host: localhost\r\n"); /* HTTP/1.0 client: the backend speaks 1.1 */
+    if (dest_canon) {
+        ob_str(&o, "Destination: ");
+        ob_str(&o, dest_canon);
+        ob_str(&o, "\r\n");
+    }
+    if (if_rewritten) {
+        ob_str(&o, "If: ");
+        ob_str(&o, if_rewritten);
+        ob_str(&o, "\r\n");
+    }
+    ob_str(&o, "X-Forwarded-For: ");
+    ob_str(&o, ci->client_addr);
+    ob_str(&o, ci->tls ? "\r\nX-Forwarded-Proto: https\r\n" : "\r\nX-Forwarded-Proto: http\r\n");
+    if (ph && r->principal[0]) {
+        ob_str(&o, ph);
+        ob_str(&o, ": ");
+        ob_str(&o, r->principal);
+        ob_str(&o, "\r\n");
+    }
+    if (p->head.framing == CG_HTTP_BODY_LENGTH) {
+        char cl[48];
+        snprintf(cl, sizeof cl, "Content-Length: %" PRIu64 "\r\n", p->head.content_length);
+        ob_str(&o, cl);
+    } else if (p->head.framing == CG_HTTP_BODY_CHUNKED) {
+        ob_str(&o, "Transfer-Encoding: chunked\r\n");
+    } else if (strcmp(r->method, "PUT") == 0 || strcmp(r->method, "POST") == 0 ||
+               strcmp(r->method, "PATCH") == 0) {
+        ob_str(&o, "Content-Length: 0\r\n");
+    }
+    ob_str(&o, "\r\n");
+    if (o.over) {
+        http_error(s, 431, "request head too large after rewriting", NULL, NULL, false);
+        return -1;
+    }
+    s->out_len = o.len;
+    return 0;
+}
+
+static void sanitize_request_id(http_sess *s)
+{
+    const cg_http_header *h = cg_http_header_get(&s->req, "x-request-id", NULL);
+    size_t o = 0;
+    if (h) {
+        const char *v = cg_http_str(&s->req, h->value);
+        for (size_t i = 0; i < h->value.len && o + 1 < sizeof s->r.request_id; i++)
+            if (v[i] > 0x20 && v[i] < 0x7F)
+                s->r.request_id[o++] = v[i];
+    }
+    s->r.request_id[o] = '\0';
+}
+
+static void start_forwarding(http_sess *s);
+
+static void handle_request(http_sess *s)
+{
+    cg_conn *c = s->c;
+    const cg_conn_info *ci = cg_conn_info_of(c);
+    const cg_listener_cfg *l = ci->listener;
+    http_req *r = &s->r;
+    cg_http_head *h = &s->req.head;
+
+    size_t ml = h->method_name.len < sizeof r->method - 1 ? h->method_name.len
+                                                          : sizeof r->method - 1;
+    memcpy(r->method, cg_http_str(&s->req, h->method_name), ml);
+    r->method[ml] = '\0';
+    r->head_method = h->method == HTTP_HEAD;
+    r->keep_alive = h->keep_alive;
+    r->has_body = h->framing != CG_HTTP_BODY_NONE;
+    r->body_done = !r->has_body;
+    r->body_left = h->framing == CG_HTTP_BODY_LENGTH ? h->content_length : 0;
+    sanitize_request_id(s);
+
+    /* the path first: every later answer names the resource */
+    char *dec = s->pathbuf, *can = s->pathbuf + CG_HTTP_PATH_MAX + 1;
+    r->path = dec;
+    r->canon = can;
+    dec[0] = can[0] = '\0';
+    const char *target = cg_http_str(&s->req, h->path);
+    size_t pl = 0;
+    if (h->form == CG_HTTP_ASTERISK) {
+        strcpy(dec, "*");
+        strcpy(can, "*");
+    } else {
+        const char *why = "malformed request target";
+        size_t dl, cl;
+        if (cg_http_target_split(target, h->path.len, &pl, &r->query, &r->query_len) < 0 ||
+            cg_http_path_normalize(target, pl, dec, CG_HTTP_PATH_MAX + 1, &dl, can,
+                                   3 * CG_HTTP_PATH_MAX + 1, &cl, &why) < 0) {
+            dec[0] = '\0';
+            http_error(s, pl > CG_HTTP_PATH_MAX ? 414 : 400, why, NULL, NULL, false);
+            return;
+        }
+    }
+
+    /* SPEC 3: a plaintext listener serves nothing */
+    if (l->tls == CG_TLS_NONE) {
+        if (l->insecure == CG_INSECURE_REDIRECT && l->redirect_to) {
+            char loc[CG_HTTP_PATH_MAX * 4];
+            size_t rl = strlen(l->redirect_to);
+            while (rl > 0 && l->redirect_to[rl - 1] == '/')
+                rl--;
+            snprintf(loc, sizeof loc, "Location: %.*s%s%s%.*s\r\n", (int)rl, l->redirect_to,
+                     h->form == CG_HTTP_ASTERISK ? "/" : can, r->query ? "?" : "",
+                     (int)r->query_len, r->query ? r->query : "");
+            http_error(s, 308, "TLS required", loc, NULL, false);
+        } else {
+            http_error(s, 426, "TLS required", "Upgrade: TLS/1.2, HTTP/1.1\r\n", NULL, true);
+        }
+        return;
+    }
+    if (!cg_audit_available()) {
+        /* SPEC 5, audit_fail = closed: nothing unrecorded happens */
+        http_error(s, 503, "audit log unavailable", NULL, NULL, true);
+        return;
+    }
+    if (!l->upstream) {
+        http_error(s, 502, "no upstream configured", NULL, NULL, false);
+        return;
+    }
+
+    cg_snapshot *snap = cg_snapshot_acquire();
+    if (!snap) {
+        http_error(s, 503, "policy not loaded", NULL, NULL, true);
+        return;
+    }
+    const cg_principal *p = NULL;
+    char *if_out = NULL;
+    if (authenticate(s, snap, &p) < 0)
+        goto out;
+    if (!p || !p->enabled) {
+        http_error(s, 403, p ? "principal disabled" : "principal unknown", NULL, NULL, false);
+        goto out;
+    }
+    cg_strlcpy(r->principal, p->name, sizeof r->principal);
+
+    unsigned src, dst;
+    bool subtree;
+    if (!method_rights(r->method, &src, &dst, &subtree)) {
+        char allow[sizeof ALLOW + 16];
+        snprintf(allow, sizeof allow, "Allow: %s\r\n", ALLOW);
+        http_error(s, 405, "method not allowed", allow, NULL, false);
+        goto out;
+    }
+    if (h->form == CG_HTTP_ASTERISK && h->method != HTTP_OPTIONS) {
+        http_error(s, 400, "asterisk-form target", NULL, NULL, false);
+        goto out;
+    }
+
+    /* Expect (RFC 9110 10.1.1): 100-continue is answered by the gateway
+     * once the request is authorised; other expectations cannot be met */
+    const cg_http_header *ex = cg_http_header_get(&s->req, "expect", NULL);
+    if (ex) {
+        if (!cg_http_span_eq(&s->req, ex->value, "100-continue")) {
+            http_error(s, 417, "unsupported expectation", NULL, NULL, true);
+            goto out;
+        }
+        r->expect_continue = r->has_body;
+    }
+
+    if (h->method == HTTP_PROPFIND) {
+        const cg_http_header *dh = cg_http_header_get(&s->req, "depth", NULL);
+        bool d0 = dh && cg_http_span_eq(&s->req, dh->value, "0");
+        bool d1 = dh && cg_http_span_eq(&s->req, dh->value, "1");
+        if (!d0 && !d1) {
+            /* RFC 4918 9.1: no Depth means infinity */
+            r->decision = "deny";
+            http_error(s, 403, "PROPFIND with Depth: infinity", NULL,
+                       "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n"
+                       "<D:error xmlns:D=\"DAV:\"><D:propfind-finite-depth/></D:error>\n",
+                       false);
+            goto out;
+        }
+        r->filter_multistatus = d1;
+    }
+
+    if (src && h->form != CG_HTTP_ASTERISK && judge(s, snap, p, src, dec, subtree) < 0)
+        goto out;
+
+    const char *https_host = h->host.len ? cg_http_str(&s->req, h->host) : "";
+    size_t hostlen = h->host.len;
+    char *dest_canon = NULL;
+    if (dst) {
+        const cg_http_header *dh = cg_http_header_get(&s->req, "destination", NULL);
+        if (!dh) {
+            http_error(s, 400, "Destination header missing", NULL, NULL, false);
+            goto out;
+        }
+        size_t vl = dh->value.len, cl;
+        char *ddec = s->pathbuf + 4 * CG_HTTP_PATH_MAX + 2;
+        dest_canon = ddec + CG_HTTP_PATH_MAX + 1;
+        if (vl > CG_HTTP_PATH_MAX) {
+            http_error(s, 400, "Destination too long", NULL, NULL, false);
+            goto out;
+        }
+        int rc = cg_http_dav_url_canon(cg_http_str(&s->req, dh->value), vl, https_host, hostlen,
+                                       ci->tls, ddec, CG_HTTP_PATH_MAX + 1, dest_canon,
+                                       3 * CG_HTTP_PATH_MAX + 1, &cl);
+        if (rc == 1) {
+            http_error(s, 502, "Destination names another server", NULL, NULL, false);
+            goto out;
+        }
+        if (rc < 0) {
+            http_error(s, 400, "malformed Destination", NULL, NULL, false);
+            goto out;
+        }
+        r->dest = ddec;
+        if (judge(s, snap, p, dst, ddec, true) < 0)
+            goto out;
+    }
+    const cg_http_header *ih = cg_http_header_get(&s->req, "if", NULL);
+    if (ih) {
+        size_t cap = 3 * (size_t)ih->value.len + 64, ol;
+        if_out = malloc(cap);
+        int rc = if_out ? cg_http_dav_rewrite_if(cg_http_str(&s->req, ih->value), ih->value.len,
+                                                 https_host, hostlen, ci->tls, if_out, cap, &ol)
+                        : CG_E_NOMEM;
+        if (rc == 1) {
+            http_error(s, 502, "If header names another server", NULL, NULL, false);
+            goto out;
+        }
+        if (rc < 0) {
+            http_error(s, 400, "malformed If header", NULL, NULL, false);
+            goto out;
+        }
+    }
+
+    if (l->max_body && h->framing == CG_HTTP_BODY_LENGTH && h->content_length > l->max_body) {
+        http_error(s, 413, "request body too large", NULL, NULL, true);
+        goto out;
+    }
+    r->decision = "allow";
+
+    if (r->has_body && g_filter_select) {
+        cg_http_request_view v = {
+            .method = r->method, .path = dec, .principal = r->principal, .txid = r->txid,
+            .content_length = h->framing == CG_HTTP_BODY_LENGTH ? h->content_length : UINT64_MAX,
+            .snap = snap, .header = hdr_lookup, .hctx = &s->req,
+        };
+        r->filter = g_filter_select(&v, &r->fctx);
+        r->hold_last = r->filter && h->framing == CG_HTTP_BODY_LENGTH;
+    }
+    if (build_request_head(s, dest_canon, if_out) < 0)
+        goto out;
+    start_forwarding(s);
+out:
+    free(if_out);
+    cg_snapshot_release(snap);
+}
+
+/* ---- forwarding ----------------------------------------------------------- */
+
+static void start_forwarding(http_sess *s)
+{
+    s->state = S_CONNECTING;
+    s->retried = false;
+    s->up_bytes = false;
+    cg_conn_read_client(s->c, false);
+    if (cg_conn_upstream_connect(s->c) < 0)
+        http_error(s, 502, "backend unavailable", NULL, NULL, true);
+}
+
+static void body_fail(http_sess *s, int status, const char *detail)
+{
+    /* the backend got part of a body: drop that connection before the
+     * end, so nothing half-sent is ever committed */
+    cg_conn_upstream_release(s->c, false);
+    http_error(s, status, detail, NULL, NULL, true);
+}
+
+/* Decoded request body bytes (from the request parser). */
+static void req_body(void *ctx, const uint8_t *buf, size_t len)
+{
+    http_sess *s = ctx;
+    http_req *r = &s->r;
+    cg_conn *c = s->c;
+    if (s->state != S_BODY || len == 0)
+        return;
+    const cg_listener_cfg *l = cg_conn_info_of(c)->listener;
+    r->bytes_in += len;
+    if (l->max_body && r->bytes_in > l->max_body) {
+        body_fail(s, 413, "request body too large");
+        return;
+    }
+    if (r->filter && r->filter->on_data) {
+        int st = r->filter->on_data(r->fctx, buf, len, &r->verdict);
+        if (st) {
+            body_fail(s, st, r->verdict.detail ? r->verdict.detail : "content refused");
+            return;
+        }
+    }
+    if (s->req.head.framing == CG_HTTP_BODY_CHUNKED) {
+        char sz[24];
+        int n = snprintf(sz, sizeof sz, "%zx\r\n", len);
+        cg_conn_write_upstream(c, sz, (size_t)n);
+        cg_conn_write_upstream(c, buf, len);
+        cg_conn_write_upstream(c, "\r\n", 2);
+        return;
+    }
+    r->body_left -= len;
+    if (r->hold_last && r->body_left == 0) {
+        /* keep the last byte until the filter approves (http.h) */
+        r->held = buf[len - 1];
+        len--;
+    }
+    if (len)
+        cg_conn_write_upstream(c, buf, len);
+}
+
+static void req_body_done(http_sess *s)
+{
+    http_req *r = &s->r;
+    cg_conn *c = s->c;
+    if (r->filter && r->filter->on_end) {
+        int st = r->filter->on_end(r->fctx, &r->verdict);
+        if (st) {
+            r->body_done = true;
+            body_fail(s, st, r->verdict.detail ? r->verdict.detail : "content refused");
+            return;
+        }
+    }
+    if (s->req.head.framing == CG_HTTP_BODY_CHUNKED)
+        cg_conn_write_upstream(c, "0\r\n\r\n", 5);
+    else if (r->hold_last)
+        cg_conn_write_upstream(c, &r->held, 1);
+    r->body_done = true;
+    cg_conn_set_timer(c, 0);
+    if (s->state == S_BODY) {
+        s->state = S_WAIT_RESP;
+        if (!s->up_bytes)
+            cg_conn_upstream_expect(c, true);
+    }
+}
+
+static void process(http_sess *s, const uint8_t *buf, size_t len, size_t *consumed);
+
+static void run_pending(http_sess *s)
+{
+    while (s->plen && (s->state == S_HEAD || s->state == S_BODY)) {
+        size_t used = 0;
+        int before = s->state;
+        process(s, s->pend, s->plen, &used);
+        if (s->state == S_CLOSING)
+            return;
+        pend_consume(s, used);
+        if (used == 0 && s->state == before)
+            break;
+    }
+    if (s->state == S_HEAD || s->state == S_BODY)
+        cg_conn_read_client(s->c, true);
+}
+
+static void next_request(http_sess *s)
+{
+    cg_http_parser_reset(&s->req);
+    cg_http_parser_reset(&s->resp);
+    s->req.on_body = req_body;
+    s->req.ctx = s;
+    memset(&s->r, 0, sizeof s->r);
+    s->resp_started = s->resp_chunked = s->resp_close = false;
+    s->state = S_HEAD;
+    cg_conn_set_timer(s->c, 0);
+    if (!s->in_process)
+        run_pending(s);
+}
+
+static void process_inner(http_sess *s, const uint8_t *buf, size_t len, size_t *consumed);
+
+/* Walks buf through the request parser; pipelined requests answered
+ * without the backend (errors) are taken in the same walk. */
+static void process(http_sess *s, const uint8_t *buf, size_t len, size_t *consumed)
+{
+    bool outer = !s->in_process;
+    s->in_process = true;
+    process_inner(s, buf, len, consumed);
+    if (outer)
+        s->in_process = false;
+    if (s->state == S_HEAD || s->state == S_BODY)
+        cg_conn_read_client(s->c, true);
+}
+
+static void process_inner(http_sess *s, const uint8_t *buf, size_t len, size_t *consumed)
+{
+    size_t off = 0;
+    const cg_conn_info *ci = cg_conn_info_of(s->c);
+    while (off < len) {
+        size_t used = 0;
+        const char *why = NULL;
+        if (s->state == S_HEAD) {
+            if (!s->r.txid[0]) {
+                /* client_timeout: a deadline for the whole head, not
+                 * reset by each byte (slowloris) */
+                cg_conn_set_timer(s->c, (uint64_t)ci->listener->client_timeout * 1000);
+                s->nreq++;
+                snprintf(s->r.txid, sizeof s->r.txid, "%s.%" PRIu64, ci->session_id, s->nreq);
+            }
+            int r = cg_http_feed_head(&s->req, buf + off, len - off, &used, &why);
+            off += used;
+            if (r == 0)
+                continue;
+            cg_conn_set_timer(s->c, 0);
+            if (r != 1) {
+                http_error(s, r, why ? why : "malformed request", NULL, NULL, true);
+                *consumed = len;
+                return;
+            }
+            handle_request(s);
+            if (s->state == S_CLOSING) {
+                *consumed = len;
+                return;
+            }
+        } else if (s->state == S_BODY) {
+            cg_conn_set_timer(s->c, (uint64_t)ci->listener->client_timeout * 1000);
+            int r = cg_http_feed_body(&s->req, buf + off, len - off, &used, &why);
+            off += used;
+            if (s->state == S_CLOSING) {
+                *consumed = len;
+                return;
+            }
+            if (r > 1) {
+                body_fail(s, r, why ? why : "malformed body");
+                *consumed = len;
+                return;
+            }
+            if (r == 1)
+                req_body_done(s);
+            if (s->state == S_CLOSING) {
+                *consumed = len;
+                return;
+            }
+        } else {
+            break;
+        }
+    }
+    *consumed = off;
+}
+
+/* ---- response ------------------------------------------------------------- */
+
+static void write_client(http_sess *s, const void *buf, size_t len)
+{
+    if (len == 0)
+        return;
+    cg_conn_write_client(s->c, buf, len);
+}
+
+/* The answer's head toward the client: backend status and end-to-end
+ * fields, our framing, X-Transaction-Id. */
+static void send_response_head(http_sess *s, bool have_length, uint64_t length)
+{
+    cg_http_parser *p = &s->resp;
+    http_req *r = &s->r;
+    char *buf = malloc(OUT_HEAD_MAX);
+    if (!buf) {
+        cg_conn_abort(s->c, "out of memory");
+        return;
+    }
+    obuf o = {buf, 0, OUT_HEAD_MAX, false};
+    char line[64];
+    snprintf(line, sizeof line, "HTTP/1.1 %d ", p->head.status);
+    ob_str(&o, line);
+    ob_add(&o, cg_http_str(p, p->head.reason), p->head.reason.len);
+    ob_str(&o, "\r\n");
+    int st = p->head.status;
+    bool no_body = r->head_method || st == 204 || st == 304;
+    for (size_t i = 0; i < p->head.nheaders; i++) {
+        const cg_http_header *h = &p->head.headers[i];
+        bool is_cl = cg_http_span_eq(p, h->name, "content-length");
+        /* HEAD and 304 keep the backend's Content-Length (it describes
+         * the representation); a rewritten body gets its own */
+        if (is_cl && no_body && st != 204 && !have_length) {
+            /* kept below */
+        } else if (is_hop_or_identity(p, h->name, NULL, false)) {
+            continue;
+        }
+        ob_add(&o, cg_http_str(p, h->name), h->name.len);
+        ob_str(&o, ": ");
+        ob_add(&o, cg_http_str(p, h->value), h->value.len);
+        ob_str(&o, "\r\n");
+    }
+    s->resp_chunked = false;
+    if (!no_body) {
+        if (have_length) {
+            snprintf(line, sizeof line, "Content-Length: %" PRIu64 "\r\n", length);
+            ob_str(&o, line);
+        } else if (s->req.head.minor >= 1) {
+            ob_str(&o, "Transfer-Encoding: chunked\r\n");
+            s->resp_chunked = true;
+        } else {
+            s->resp_close = true; /* HTTP/1.0 client: delimited by close */
+        }
+    }
+    if (!r->keep_alive || (r->has_body && !r->body_done))
+        s->resp_close = true;
+    if (s->resp_close)
+        ob_str(&o, "Connection: close\r\n");
+    ob_str(&o, "X-Transaction-Id: ");
+    ob_str(&o, r->txid);
+    ob_str(&o, "\r\n\r\n");
+    if (o.over) {
+        free(buf);
+        http_error(s, 502, "backend response head too large", NULL, NULL, true);
+        return;
+    }
+    s->resp_started = true;
+    r->status = st;
+    write_client(s, buf, o.len);
+    free(buf);
+}
+
+typedef struct keep_ctx {
+    const cg_snapshot *snap;
+    const cg_principal *p;
+} keep_ctx;
+
+static bool keep_href(void *ctx, const char *path, size_t len)
+{
+    keep_ctx *k = ctx;
+    cg_decision d = cg_acl_decide(cg_snapshot_acl(k->snap), k->p, CG_SVC_HTTP, CG_RIGHT_LIST,
+                                  path, len, '/');
+    return d.allow;
+}
+
+static void resp_body(void *ctx, const uint8_t *buf, size_t len)
+{
+    http_sess *s = ctx;
+    if (len == 0 || s->state == S_CLOSING)
+        return;
+    if (s->r.filter_multistatus && !s->resp_started) {
+        if (s->xml_over || s->xml_len + len > CG_HTTP_MULTISTATUS_MAX) {
+            s->xml_over = true;
+            return;
+        }
+        char *n = realloc(s->xml, s->xml_len + len + 1);
+        if (!n) {
+            s->xml_over = true;
+            return;
+        }
+        s->xml = n;
+        memcpy(s->xml + s->xml_len, buf, len);
+        s->xml_len += len;
+        return;
+    }
+    s->r.bytes_out += len;
+    if (s->resp_chunked) {
+        char sz[24];
+        int n = snprintf(sz, sizeof sz, "%zx\r\n", len);
+        write_client(s, sz, (size_t)n);
+        write_client(s, buf, len);
+        write_client(s, "\r\n", 2);
+    } else {
+        write_client(s, buf, len);
+    }
+}
+
+static void filtered_multistatus(http_sess *s)
+{
+    if (s->xml_over) {
+        http_error(s, 502, "multistatus answer too large to filter", NULL, NULL, false);
+        return;
+    }
+    cg_snapshot *snap = cg_snapshot_acquire();
+    const cg_principal *p = snap ? cg_snapshot_principal_by_name(snap, s->r.principal) : NULL;
+    char *out = NULL;
+    size_t ol = 0, removed = 0;
+    keep_ctx k = {snap, p};
+    const cg_http_head *h = &s->req.head;
+    int rc = p ? cg_http_dav_filter(s->xml ? s->xml : "", s->xml_len,
+                                    cg_http_str(&s->req, h->host), h->host.len,
+                                    cg_conn_info_of(s->c)->tls, keep_href, &k, &out, &ol, &removed)
+               : CG_E_AUTH;
+    if (snap)
+        cg_snapshot_release(snap);
+    if (rc < 0) {
+        http_error(s, 502, "unreadable multistatus answer", NULL, NULL, false);
+        return;
+    }
+    send_response_head(s, true, ol);
+    if (s->state != S_CLOSING) {
+        write_client(s, out, ol);
+        s->r.bytes_out += ol;
+    }
+    free(out);
+}
+
+static void response_done(http_sess *s, bool upstream_reusable)
+{
+    cg_conn *c = s->c;
+    http_req *r = &s->r;
+    if (r->filter_multistatus && !s->resp_started) {
+        filtered_multistatus(s);
+        if (s->state == S_CLOSING)
+            return;
+    }
+    if (s->resp_chunked)
+        write_client(s, "0\r\n\r\n", 5);
+    bool reusable = upstream_reusable && s->resp.head.keep_alive && r->body_done;
+    if (cg_conn_upstream_attached(c))
+        cg_conn_upstream_release(c, reusable);
+    cg_info("conn=%llu txid=%s %s %s -> %d principal=%s", (unsigned long long)cg_conn_info_of(c)->id,
+            r->txid, r->method, r->path ? r->path : "-", r->status,
+            r->principal[0] ? r->principal : "-");
+    audit_request(s, NULL);
+    req_free(s);
+    if (s->resp_close || !r->body_done) {
+        s->state = S_CLOSING;
+        cg_conn_close(c, "response complete");
+        return;
+    }
+    next_request(s);
+}
+
+static void on_response_head(http_sess *s)
+{
+    cg_http_parser *p = &s->resp;
+    if (p->head.status >= 100 && p->head.status < 200) {
+        /* interim answers (100, 102, 103) are not relayed: the gateway
+         * answered Expect itself */
+        bool nb = p->no_body;
+        cg_http_parser_reset(p);
+        p->no_body = nb;
+        p->on_body = resp_body;
+        p->ctx = s;
+        return;
+    }
+    if (s->r.filter_multistatus && p->head.status != 207)
+        s->r.filter_multistatus = false;
+    if (!s->r.filter_multistatus) {
+        bool have = p->head.framing == CG_HTTP_BODY_LENGTH ||
+                    (p->head.framing == CG_HTTP_BODY_NONE && !s->r.head_method &&
+                     p->head.status != 204 && p->head.status != 304);
+        send_response_head(s, have, p->head.framing == CG_HTTP_BODY_LENGTH
+                                        ? p->head.content_length : 0);
+    } else {
+        s->r.status = p->head.status;
+    }
+}
+
+/* ---- connection callbacks ------------------------------------------------- */
+
+static void http_open(cg_conn *c)
+{
+    http_sess *s = cg_conn_session(c);
+    const cg_listener_cfg *l = cg_conn_info_of(c)->listener;
+    s->c = c;
+    if (cg_http_parser_init(&s->req, true, l->max_header_bytes, l->max_headers, l->max_line) < 0 ||
+        cg_http_parser_init(&s->resp, false, 65536, 200, 65536) < 0 ||
+        !(s->pathbuf = malloc(6 * CG_HTTP_PATH_MAX + 8))) {
+        cg_conn_abort(c, "out of memory");
+        return;
+    }
+    s->ready = true;
+    s->req.on_body = req_body;
+    s->req.ctx = s;
+    s->resp.on_body = resp_body;
+    s->resp.ctx = s;
+    s->state = S_HEAD;
+}
+
+static void http_client_data(cg_conn *c, const uint8_t *buf, size_t len)
+{
+    http_sess *s = cg_conn_session(c);
+    if (!s->ready || s->state == S_CLOSING)
+        return;
+    if (s->plen || (s->state != S_HEAD && s->state != S_BODY)) {
+        if (!pend_append(s, buf, len)) {
+            s->state = S_CLOSING;
+            cg_conn_close(c, "too many pipelined bytes");
+            return;
+        }
+        if (s->state != S_HEAD && s->state != S_BODY) {
+            cg_conn_read_client(c, false);
+            return;
+        }
+        run_pending(s);
+        return;
+    }
+    size_t used = 0;
+    process(s, buf, len, &used);
+    if (s->state != S_CLOSING && used < len) {
+        if (!pend_append(s, buf + used, len - used)) {
+            s->state = S_CLOSING;
+            cg_conn_close(c, "too many pipelined bytes");
+            return;
+        }
+        cg_conn_read_client(c, false);
+    }
+}
+
+static void http_client_eof(cg_conn *c)
+{
+    http_sess *s = cg_conn_session(c);
+    if (!s->ready || s->state == S_CLOSING)
+        return;
+    if (s->state == S_WAIT_RESP && s->r.body_done) {
+        /* a client may half-close after its request: answer still goes out */
+        s->r.keep_alive = false;
+        s->resp_close = true;
+        return;
+    }
+    if (s->state == S_BODY || s->state == S_CONNECTING) {
+        s->state = S_CLOSING;
+        cg_conn_upstream_release(c, false);
+        s->r.status = 400;
+        s->r.decision = s->r.decision ? s->r.decision : "deny";
+        audit_request(s, "client closed before the end of the request");
+        req_free(s);
+    }
+    s->state = S_CLOSING;
+    cg_conn_close(c, "client closed");
+}
+
+static void http_connected(cg_conn *c, int status)
+{
+    http_sess *s = cg_conn_session(c);
+    if (s->state != S_CONNECTING)
+        return;
+    if (status < 0) {
+        http_error(s, status == CG_E_TIMEOUT ? 502 : 502,
+                   status == CG_E_TIMEOUT ? "backend connect timeout" : "backend unavailable",
+                   NULL, NULL, s->r.has_body);
+        return;
+    }
+    cg_http_parser_reset(&s->resp);
+    s->resp.on_body = resp_body;
+    s->resp.ctx = s;
+    s->resp.no_body = s->r.head_method;
+    cg_conn_write_upstream(c, s->out, s->out_len);
+    if (s->r.expect_continue && !s->retried)
+        write_client(s, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    if (s->r.has_body && !s->r.body_done) {
+        s->state = S_BODY;
+        cg_conn_set_timer(c, (uint64_t)cg_conn_info_of(c)->listener->client_timeout * 1000);
+        run_pending(s);
+    } else {
+        s->state = S_WAIT_RESP;
+        cg_conn_upstream_expect(c, true);
+    }
+}
+
+static void http_upstream_data(cg_conn *c, const uint8_t *buf, size_t len)
+{
+    http_sess *s = cg_conn_session(c);
+    if (s->state != S_WAIT_RESP && s->state != S_BODY) {
+        /* bytes with no request waiting: the connection is not reusable */
+        cg_conn_upstream_release(c, false);
+        return;
+    }
+    s->up_bytes = true;
+    size_t off = 0;
+    while (off < len && s->state != S_CLOSING) {
+        size_t used = 0;
+        const char *why = NULL;
+        if (!s->resp.head_done) {
+            int r = cg_http_feed_head(&s->resp, buf + off, len - off, &used, &why);
+            off += used;
+            if (r == 0)
+                return;
+            if (r != 1) {
+                cg_conn_upstream_release(c, false);
+                http_error(s, 502, why ? why : "malformed backend response", NULL, NULL, true);
+                return;
+            }
+            on_response_head(s);
+            if (s->state == S_CLOSING)
+                return;
+            if (!s->resp.head_done)
+                continue; /* an interim answer was dropped */
+            if (s->resp.complete) {
+                response_done(s, off == len);
+                return;
+            }
+            continue;
+        }
+        int r = cg_http_feed_body(&s->resp, buf + off, len - off, &used, &why);
+        off += used;
+        if (s->state == S_CLOSING)
+            return;
+        if (r > 1) {
+            cg_conn_upstream_release(c, false);
+            http_error(s, 502, why ? why : "malformed backend body", NULL, NULL, true);
+            return;
+        }
+        if (r == 1) {
+            response_done(s, off == len);
+            return;
+        }
+    }
+}
+
+static void http_upstream_eof(cg_conn *c, int status)
+{
+    http_sess *s = cg_conn_session(c);
+    if (s->state != S_WAIT_RESP && s->state != S_BODY)
+        return;
+    if (status == CG_E_TIMEOUT) {
+        cg_conn_upstream_release(c, false);
+        http_error(s, 504, "backend response timeout", NULL, NULL, !s->r.body_done);
+        return;
+    }
+    if (s->resp.head_done) {
+        const char *why;
+        if (cg_http_finish(&s->resp, &why) == 1) {
+            response_done(s, false);
+            return;
+        }
+        http_error(s, 502, "backend closed during the answer", NULL, NULL, true);
+        return;
+    }
+    /* A pooled connection the backend had already closed: send the
+     * request once more on a fresh one, when no body byte is lost. */
+    if (!s->up_bytes && !s->retried && !s->r.has_body && s->out_len) {
+        s->retried = true;
+        s->state = S_CONNECTING;
+        if (cg_conn_upstream_connect(c) == 0) {
+            s->retried = true;
+            return;
+        }
+    }
+    http_error(s, 502, "backend closed the connection", NULL, NULL, !s->r.body_done);
+}
+
+static void http_timer(cg_conn *c)
+{
+    http_sess *s = cg_conn_session(c);
+    if (s->state == S_HEAD && s->req.len > 0) {
+        http_error(s, 408, "request head not received in time", NULL, NULL, true);
+    } else if (s->state == S_BODY) {
+        if (cg_conn_upstream_queued(c) > 0) {
+            /* the backend, not the client, is slow: wait on */
+            cg_conn_set_timer(c, (uint64_t)cg_conn_info_of(c)->listener->client_timeout * 1000);
+            return;
+        }
+        body_fail(s, 408, "request body stalled");
+    }
+}
+
+static void http_refuse(cg_conn *c, int err, const char *reason)
+{
+    http_sess *s = cg_conn_session(c);
+    if (!s->ready || s->resp_started || s->state == S_CLOSING)
+        return;
+    /* between requests (idle, shutting down) nothing is owed; during one,
+     * a 503 tells the client it may retry elsewhere */
+    if (s->state == S_HEAD && s->req.len == 0)
+        return;
+    (void)err;
+    /* the core closes the connection after this: the one error path
+     * answers, logs and audits this request */
+    s->r.keep_alive = false;
+    http_error(s, 503, reason, NULL, NULL, true);
+}
+
+static void http_drain(cg_conn *c)
+{
+    (void)c;
+}
+
+static void http_close(cg_conn *c)
+{
+    http_sess *s = cg_conn_session(c);
+    if (s->state == S_BODY || s->state == S_WAIT_RESP || s->state == S_CONNECTING) {
+        if (s->r.status == 0)
+            s->r.status = 499;
+        audit_request(s, "connection closed before the answer");
+    }
+    req_free(s);
+    cg_http_parser_free(&s->req);
+    cg_http_parser_free(&s->resp);
+    free(s->pend);
+    free(s->out);
+    free(s->pathbuf);
+    s->pend = NULL;
+    s->out = NULL;
+    s->pathbuf = NULL;
+    s->ready = false;
+}
+
+const cg_proto_ops cg_http_proto = {
+    .name = "http",
+    .session_size = sizeof(http_sess),
+    .on_open = http_open,
+    .on_client_data = http_client_data,
+    .on_client_eof = http_client_eof,
+    .on_upstream_connected = http_connected,
+    .on_upstream_data = http_upstream_data,
+    .on_upstream_eof = http_upstream_eof,
+    .on_drain = http_drain,
+    .on_timer = http_timer,
+    .on_refuse = http_refuse,
+    .on_close = http_close,
+};
