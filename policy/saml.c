@@ -557,6 +557,12 @@ typedef struct cache_entry {
 
 static _Thread_local cache_entry cache[CG_SAML_CACHE_SLOTS];
 static _Thread_local unsigned cache_next;
+static _Thread_local uint64_t cache_hits;
+
+uint64_t cg_saml_cache_hits(void)
+{
+    return cache_hits;
+}
 
 void cg_saml_cache_clear(void)
 {
@@ -583,8 +589,10 @@ int cg_saml_authenticate(const cg_saml_verifier *v, const char *b64,
     for (size_t i = 0; i < CG_SAML_CACHE_SLOTS; i++) {
         cache_entry *e = &cache[i];
         if (e->used && e->serial == v->serial && memcmp(e->hash, h, 32) == 0) {
-            if (now - (int64_t)v->skew < e->expires)
+            if (now - (int64_t)v->skew < e->expires) {
                 name = e->name;
+                cache_hits++;
+            }
             else
                 e->used = false; /* expired: verify again, which refuses it */
             break;

@@ -266,3 +266,48 @@ def test_signature_not_enveloped_in_the_assertion_is_refused(idp):
 def test_hostile_xml_is_refused(idp, hostile, why):
     rc, out = check(idp, hostile)
     assert rc == 1 and why in out, out
+
+
+# ---- what the gateway runs: cache and principal lookup in the snapshot --
+
+@pytest.fixture(scope='module')
+def policy_db(idp):
+    db = idp / 'policy.db'
+    for args in (['init'], ['principal', 'add', 'alice'], ['principal', 'add', 'bob'],
+                 ['principal', 'disable', 'bob']):
+        p = subprocess.run([str(cg.CPMGATECTL), '-d', str(db)] + args, capture_output=True,
+                           text=True, env=cg.sanitizer_env())
+        assert p.returncode == 0, p.stderr
+    return db
+
+
+def authenticate(idp, db, xml):
+    f = idp / 'auth.b64'
+    f.write_bytes(base64.b64encode(xml.encode()))
+    p = subprocess.run([str(SAML_CHECK), '--cert', str(idp / 'idp.pem'), '--issuer', ISSUER,
+                        '--audience', AUDIENCE, '--db', str(db), str(f)],
+                       capture_output=True, text=True, env=cg.sanitizer_env(), timeout=30)
+    for pat in cg.SANITIZER_PATTERNS:
+        assert pat not in p.stderr, p.stderr
+    return p.returncode, p.stdout.splitlines()
+
+
+def test_verified_assertion_is_cached_for_the_next_request(idp, policy_db):
+    rc, lines = authenticate(idp, policy_db, sign(idp, assertion(name='alice')))
+    assert rc == 0 and lines == ['ok alice', 'ok alice cached'], lines
+
+
+def test_nameid_of_no_known_principal_is_refused(idp, policy_db):
+    rc, lines = authenticate(idp, policy_db, sign(idp, assertion(name='mallory')))
+    assert rc == 1 and 'no known principal' in lines[0], lines
+
+
+def test_nameid_of_a_disabled_principal_is_refused(idp, policy_db):
+    rc, lines = authenticate(idp, policy_db, sign(idp, assertion(name='bob')))
+    assert rc == 1 and 'disabled' in lines[0], lines
+
+
+def test_refused_assertion_is_not_cached(idp, policy_db):
+    xml = sign(idp, assertion(name='alice')).replace('>alice<', '>bob<')
+    rc, lines = authenticate(idp, policy_db, xml)
+    assert rc == 1 and lines == ['refused: SAML signature is invalid'], lines

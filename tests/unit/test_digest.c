@@ -6,11 +6,17 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
+#include <stdlib.h>
+#include <unistd.h>
+
 #include "cg_error.h"
 #include "digest.h"
+#include "policy_store.h"
+#include "snapshot.h"
 
 #define REALM "http-auth@example.org"
 #define NOW 1800000000
@@ -301,6 +307,66 @@ static void test_challenges(void **state)
     assert_int_equal(verify(&c, h, "GET", "/a", NOW), 0);
 }
 
+/* cg_digest_verify against a real snapshot: the HA1 stored by the policy
+ * store for the principal, a disabled principal refused. */
+static void test_with_snapshot(void **state)
+{
+    char dir[512];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/cg-digest-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    assert_non_null(mkdtemp(dir));
+    char db[600];
+    snprintf(db, sizeof db, "%s/policy.db", dir);
+    cg_pstore *ps;
+    const char *err = NULL;
+    assert_int_equal(cg_pstore_open(db, CG_PSTORE_CREATE, &ps, &err), 0);
+    char md5[65], sha[65];
+    const char *users[] = { "Mufasa", "Scar" };
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(cg_pstore_principal_add(ps, users[i], "user", NULL, &err), 0);
+        cg_digest_ha1(CG_DIGEST_MD5, users[i], REALM, "Circle of Life", md5);
+        cg_digest_ha1(CG_DIGEST_SHA256, users[i], REALM, "Circle of Life", sha);
+        int64_t id;
+        assert_int_equal(cg_pstore_cred_add(ps, users[i], "digest", REALM, NULL, 0, md5, sha,
+                                            &id, &err), 0);
+    }
+    assert_int_equal(cg_pstore_principal_set_enabled(ps, "Scar", false, &err), 0);
+    cg_snapshot *snap;
+    assert_int_equal(cg_snapshot_build(ps, &snap, &err), 0);
+    cg_digest_replay_reset();
+    cg_digest_ctx c = ctx();
+    int64_t now = (int64_t)time(NULL);
+    int algs[] = { CG_DIGEST_SHA256, CG_DIGEST_MD5 };
+    for (int i = 0; i < 2; i++) {
+        char nonce[CG_DIGEST_NONCE_LEN], h[1024];
+        const cg_principal *who = NULL;
+        cg_digest_nonce(&c, now, nonce);
+        client(h, sizeof h, algs[i], "Mufasa", "Circle of Life", nonce, "00000001", "GET", "/a");
+        assert_int_equal(cg_digest_verify(&c, h, "GET", "/a", snap, &who, &err), 0);
+        assert_non_null(who);
+        assert_string_equal(who->name, "Mufasa");
+        /* replayed */
+        assert_int_equal(cg_digest_verify(&c, h, "GET", "/a", snap, &who, &err), CG_E_AUTH);
+        client(h, sizeof h, algs[i], "Mufasa", "wrong", nonce, "00000002", "GET", "/a");
+        assert_int_equal(cg_digest_verify(&c, h, "GET", "/a", snap, &who, &err), CG_E_AUTH);
+        /* a disabled principal: right password, refused, named */
+        client(h, sizeof h, algs[i], "Scar", "Circle of Life", nonce, "00000003", "GET", "/a");
+        assert_int_equal(cg_digest_verify(&c, h, "GET", "/a", snap, &who, &err), CG_E_AUTH);
+        assert_non_null(who);
+        assert_string_equal(who->name, "Scar");
+        assert_non_null(strstr(err, "disabled"));
+    }
+    cg_snapshot_release(snap);
+    cg_pstore_close(ps);
+    char p[700];
+    const char *sfx[] = { "", "-wal", "-shm" };
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s%s", db, sfx[i]);
+        unlink(p);
+    }
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -313,6 +379,7 @@ int main(void)
         cmocka_unit_test(test_evicted_nonce_is_stale_never_fresh),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_challenges),
+        cmocka_unit_test(test_with_snapshot),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
