@@ -190,7 +190,13 @@ void cg_upstream_put(cg_worker *w, const cg_upstream_cfg *u, cg_stream *s, bool 
 
 void cg_upstream_pool_clear(cg_worker *w)
 {
-    for (pool *p = w->pools; p; p = p->next)
+    pool *p = w->pools;
+    w->pools = NULL;
+    while (p) {
+        pool *next = p->next;
         while (p->head)
             idle_drop(p->head);
+        free(p);
+        p = next;
+    }
 }

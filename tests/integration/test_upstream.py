@@ -196,7 +196,7 @@ def test_handshake_alone_opens_no_backend_connection(gw, pki, backend):
         time.sleep(0.3)
         assert backend_connections(backend['pp']) == before
         socks[0].sendall(b'GET / HTTP/1.1\r\nHost: x\r\n\r\n')
-        assert b'pp=' in cg.recv_until(socks[0], b'\n')
+        assert b'pp=' in cg.recv_until(socks[0], b'pp=')
         assert backend_connections(backend['pp']) == before + 1
     finally:
         for s in socks:
