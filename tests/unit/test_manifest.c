@@ -12,12 +12,16 @@
 #include <cmocka.h>
 #include <libxml/parser.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/rsa.h>
+#include <unistd.h>
 
 #include "cg_base64.h"
 #include "cg_error.h"
 #include "manifest.h"
 #include "policy_keys.h"
+#include "policy_store.h"
+#include "snapshot.h"
 
 static const uint8_t HASH[32] = { 0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14,
                                   0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
@@ -339,6 +343,84 @@ static void test_schema_is_the_shipped_file(void **state)
     assert_string_equal(buf, cg_manifest_schema());
 }
 
+static char *pub_pem(EVP_PKEY *k)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    PEM_write_bio_PUBKEY(b, k);
+    char *data;
+    long n = BIO_get_mem_data(b, &data);
+    char *out = strndup(data, (size_t)n);
+    BIO_free(b);
+    return out;
+}
+
+/* The gateway's path: keys registered with cg_pkeys_key_add, loaded into
+ * a snapshot, cg_manifest_check_item with the uploading principal. */
+static void test_with_snapshot(void **state)
+{
+    char dir[512], db[600];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/cg-manifest-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    assert_non_null(mkdtemp(dir));
+    snprintf(db, sizeof db, "%s/policy.db", dir);
+    cg_pstore *ps;
+    const char *err = NULL, *alg = NULL;
+    assert_int_equal(cg_pstore_open(db, CG_PSTORE_CREATE, &ps, &err), 0);
+    assert_int_equal(cg_pstore_principal_add(ps, "alice", "user", NULL, &err), 0);
+    assert_int_equal(cg_pstore_principal_add(ps, "bob", "user", NULL, &err), 0);
+    static const char *ids[] = { NULL, "alice-ec", "alice-ed", "alice-rsa" };
+    for (int a = 1; a <= 3; a++) {
+        char *pem = pub_pem(keys[a]);
+        assert_int_equal(cg_pkeys_key_add(ps, "alice", ids[a], pem, &alg, &err), 0);
+        assert_string_equal(alg, cg_manifest_alg_name(a));
+        free(pem);
+    }
+    char *pem = pub_pem(other[2]);
+    assert_int_equal(cg_pkeys_key_add(ps, "bob", "bob-ed", pem, &alg, &err), 0);
+    free(pem);
+    cg_snapshot *snap;
+    assert_int_equal(cg_snapshot_build(ps, &snap, &err), 0);
+    const cg_principal *alice = cg_snapshot_principal_by_name(snap, "alice");
+    const cg_principal *bob = cg_snapshot_principal_by_name(snap, "bob");
+    assert_non_null(alice);
+    assert_non_null(bob);
+    for (int a = 1; a <= 3; a++) {
+        char *xml = NULL;
+        assert_int_equal(cg_manifest_sign(keys[a], ids[a], "/c/x", 9, HASH, &xml, &err), 0);
+        cg_manifest *m;
+        assert_int_equal(cg_manifest_parse(xml, strlen(xml), &m, &err), 0);
+        const cg_manifest_item *it = cg_manifest_find_item(m, "/c/x");
+        assert_int_equal(cg_manifest_check_item(it, snap, alice, &err), 0);
+        /* bob uploading content signed with alice's key */
+        assert_int_equal(cg_manifest_check_item(it, snap, bob, &err), CG_E_AUTH);
+        assert_non_null(strstr(err, "another principal"));
+        cg_manifest_free(m);
+        free(xml);
+    }
+    /* bob's key, alice's key id claimed: the signature does not verify */
+    char *xml = NULL;
+    assert_int_equal(cg_manifest_sign(other[2], "alice-ed", "/c/x", 9, HASH, &xml, &err), 0);
+    assert_int_equal(check(xml, "/c/x", keys[2], 7, &err), CG_E_AUTH);
+    free(xml);
+    /* an unknown key id */
+    assert_int_equal(cg_manifest_sign(keys[2], "nobody", "/c/x", 9, HASH, &xml, &err), 0);
+    cg_manifest *m;
+    assert_int_equal(cg_manifest_parse(xml, strlen(xml), &m, &err), 0);
+    assert_int_equal(cg_manifest_check_item(cg_manifest_item_at(m, 0), snap, alice, &err), CG_E_AUTH);
+    assert_non_null(strstr(err, "unknown key"));
+    cg_manifest_free(m);
+    free(xml);
+    cg_snapshot_release(snap);
+    cg_pstore_close(ps);
+    char p[700];
+    const char *sfx[] = { "", "-wal", "-shm" };
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s%s", db, sfx[i]);
+        unlink(p);
+    }
+    rmdir(dir);
+}
+
 int main(void)
 {
     xmlInitParser();
@@ -352,6 +434,7 @@ int main(void)
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_sign_refuses_bad_input),
         cmocka_unit_test(test_schema_is_the_shipped_file),
+        cmocka_unit_test(test_with_snapshot),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     xmlCleanupParser();
