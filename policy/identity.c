@@ -14,6 +14,13 @@
 
 /* ---- certificates ------------------------------------------------------------- */
 
+int cg_snap_name_cmp(const char *a, const char *b)
+{
+    if (strncmp(a, "dns:", 4) == 0 && strncmp(b, "dns:", 4) == 0)
+        return strcasecmp(a + 4, b + 4);
+    return strcmp(a, b);
+}
+
 static const cg_principal *cert_fpr(const cg_snapshot *s, const uint8_t fpr[32])
 {
     size_t lo = 0, hi = s->ncerts;

@@ -362,13 +362,6 @@ static void sort(void *base, size_t n, size_t size, int (*cmp)(const void *, con
         qsort(base, n, size, cmp);
 }
 
-int cg_snap_name_cmp(const char *a, const char *b)
-{
-    if (strncmp(a, "dns:", 4) == 0 && strncmp(b, "dns:", 4) == 0)
-        return strcasecmp(a + 4, b + 4);
-    return strcmp(a, b);
-}
-
 static const cg_snapshot *sort_snap; /* qsort has no context; build is serialised */
 static pthread_mutex_t sort_lock = PTHREAD_MUTEX_INITIALIZER;
 
