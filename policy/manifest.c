@@ -476,6 +476,31 @@ int cg_manifest_check_item(const cg_manifest_item *item, const cg_snapshot *snap
                                       uploader->idx, error_r);
 }
 
+int cg_manifest_accept(const char *b64, size_t len, const char *path,
+                       const cg_snapshot *snap, const cg_principal *uploader,
+                       cg_manifest_claim *out, const char **error_r)
+{
+    const char *dummy;
+    if (!error_r)
+        error_r = &dummy;
+    memset(out, 0, sizeof *out);
+    cg_manifest *m = NULL;
+    int rc = cg_manifest_parse_b64(b64, len, &m, error_r);
+    if (rc < 0)
+        return rc;
+    const cg_manifest_item *it = cg_manifest_find_item(m, path);
+    if (!it) {
+        *error_r = "manifest has no item for the request path";
+        rc = CG_E_NOTFOUND;
+    } else if ((rc = cg_manifest_check_item(it, snap, uploader, error_r)) == 0) {
+        out->size = it->size;
+        memcpy(out->sha256, it->sha256, 32);
+        cg_strlcpy(out->key_id, it->key_id, sizeof out->key_id);
+    }
+    cg_manifest_free(m);
+    return rc;
+}
+
 /* XML attribute escaping into out; false when it does not fit. */
 static bool xml_escape(const char *s, char *out, size_t cap)
 {

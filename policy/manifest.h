@@ -84,6 +84,24 @@ int cg_manifest_check_item(const cg_manifest_item *item, const cg_snapshot *snap
 int cg_manifest_check_with_key(const cg_manifest_item *item, const cg_pubkey *key,
                                uint32_t uploader_idx, const char **error_r);
 
+/* What the HTTP gateway needs in one call, before the body arrives:
+ * parses the base64 manifest (Content-Manifest header, or a decoupled
+ * manifest's body), takes the one item for path (the normalised request
+ * path) and checks its signature by a key of the uploader. On 0, *out
+ * holds the signed size, hash and key id: the gateway then compares them
+ * with the body it hashed (self-contained upload), or hands them to
+ * cg_content_mark_validated (decoupled). Errors, each with a sentence for
+ * the 422 answer: CG_E_PARSE / CG_E_LIMIT (manifest refused),
+ * CG_E_NOTFOUND (no item names path), CG_E_AUTH (key or signature). */
+typedef struct cg_manifest_claim {
+    uint64_t size;
+    uint8_t sha256[32];
+    char key_id[129];
+} cg_manifest_claim;
+int cg_manifest_accept(const char *b64, size_t len, const char *path,
+                       const cg_snapshot *snap, const cg_principal *uploader,
+                       cg_manifest_claim *out, const char **error_r);
+
 /* Signs one item with a private key (EVP_PKEY *) and writes the whole
  * manifest XML, NUL-terminated, into a malloc'd *xml_out. The algorithm
  * follows from the key (EC P-256, Ed25519, RSA). */

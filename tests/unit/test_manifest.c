@@ -397,6 +397,25 @@ static void test_with_snapshot(void **state)
         cg_manifest_free(m);
         free(xml);
     }
+    /* the one-call form the gateway uses, from the base64 header value */
+    {
+        char *x = NULL;
+        assert_int_equal(cg_manifest_sign(keys[1], ids[1], "/c/y", 77, HASH, &x, &err), 0);
+        char b64[4096];
+        size_t bl = cg_b64_encode((const uint8_t *)x, strlen(x), b64, sizeof b64);
+        cg_manifest_claim claim;
+        assert_int_equal(cg_manifest_accept(b64, bl, "/c/y", snap, alice, &claim, &err), 0);
+        assert_int_equal(claim.size, 77);
+        assert_memory_equal(claim.sha256, HASH, 32);
+        assert_string_equal(claim.key_id, "alice-ec");
+        assert_int_equal(cg_manifest_accept(b64, bl, "/c/z", snap, alice, &claim, &err),
+                         CG_E_NOTFOUND);
+        assert_int_equal(cg_manifest_accept(b64, bl, "/c/y", snap, bob, &claim, &err), CG_E_AUTH);
+        assert_int_equal(claim.size, 0);
+        assert_int_equal(cg_manifest_accept(b64, bl - 1, "/c/y", snap, alice, &claim, &err),
+                         CG_E_PARSE);
+        free(x);
+    }
     /* bob's key, alice's key id claimed: the signature does not verify */
     char *xml = NULL;
     assert_int_equal(cg_manifest_sign(other[2], "alice-ed", "/c/x", 9, HASH, &xml, &err), 0);
