@@ -33,7 +33,7 @@ def iso(t):
 SIG_TEMPLATE = (
     '<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo>'
     '<ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/>'
-    '<ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/>'
+    '<ds:SignatureMethod Algorithm="{sigalg}"/>'
     '<ds:Reference URI="#{id}"><ds:Transforms>'
     '<ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/>'
     '<ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/>'
@@ -42,17 +42,19 @@ SIG_TEMPLATE = (
     '</ds:Signature>')
 SHA256 = 'http://www.w3.org/2001/04/xmlenc#sha256'
 SHA1 = 'http://www.w3.org/2000/09/xmldsig#sha1'
+RSA_SHA256 = 'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256'
+RSA_SHA1 = 'http://www.w3.org/2000/09/xmldsig#rsa-sha1'
 
 
 def assertion(id_='_a1', name='alice', issuer=ISSUER, audience=AUDIENCE,
               not_before=None, not_after=None, scd_not_after=None,
               method='urn:oasis:names:tc:SAML:2.0:cm:bearer', signature=True,
-              digest=SHA256, keyinfo='', advice=''):
+              digest=SHA256, keyinfo='', advice='', sigalg=RSA_SHA256):
     now = int(time.time())
     nb = iso(now - 60) if not_before is None else iso(not_before)
     na = iso(now + 600) if not_after is None else iso(not_after)
     sna = iso(now + 600) if scd_not_after is None else iso(scd_not_after)
-    sig = SIG_TEMPLATE.format(id=id_, digest=digest, keyinfo=keyinfo) if signature else ''
+    sig = SIG_TEMPLATE.format(id=id_, digest=digest, keyinfo=keyinfo, sigalg=sigalg) if signature else ''
     return (
         '<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" '
         f'ID="{id_}" Version="2.0" IssueInstant="{iso(now)}">'
@@ -193,6 +195,11 @@ def test_signature_by_another_key_in_keyinfo_is_refused(idp):
 
 def test_sha1_digest_is_refused(idp):
     rc, out = check(idp, sign(idp, assertion(digest=SHA1)))
+    assert rc == 1 and 'disallowed' in out, out
+
+
+def test_rsa_sha1_signature_is_refused(idp):
+    rc, out = check(idp, sign(idp, assertion(sigalg=RSA_SHA1)))
     assert rc == 1 and 'disallowed' in out, out
 
 
