@@ -1015,7 +1015,10 @@ static void process_inner(http_sess *s, const uint8_t *buf, size_t len, size_t *
                 continue;
             cg_conn_set_timer(s->c, 0);
             if (r != 1) {
-                http_error(s, r, why ? why : "malformed request", NULL, NULL, true);
+                char allow[sizeof ALLOW + 16];
+                snprintf(allow, sizeof allow, "Allow: %s\r\n", ALLOW);
+                http_error(s, r, why ? why : "malformed request", r == 405 ? allow : NULL,
+                           NULL, true);
                 *consumed = len;
                 return;
             }

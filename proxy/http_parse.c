@@ -524,6 +524,12 @@ int cg_http_feed_head(cg_http_parser *p, const uint8_t *buf, size_t len,
         *reason = p->cb_reason;
         return p->cb_error;
     }
+    if (e == HPE_INVALID_METHOD && p->request) {
+        /* a well-formed token llhttp does not know: the method is not
+         * served (405 with Allow), rather than a malformed request */
+        *reason = "method not allowed";
+        return 405;
+    }
     if ((e != HPE_OK && e != HPE_PAUSED) || !p->head_done) {
         *reason = llhttp_get_error_reason(&p->ll);
         if (!*reason)

@@ -90,7 +90,7 @@ void cg_http_parser_reset(cg_http_parser *p);
 /* Feeds head bytes. *used: bytes taken from buf (the rest belongs to the
  * body or the next message). Returns 1 when the head is complete and
  * valid (p->head filled), 0 when more is needed (all of buf used), or the
- * HTTP status to answer (400, 414, 431, 505 for requests; 502 for a
+ * HTTP status to answer (400, 405, 414, 431, 505 for requests; 502 for a
  * response) with *reason one sentence. */
 int cg_http_feed_head(cg_http_parser *p, const uint8_t *buf, size_t len,
                       size_t *used, const char **reason);
