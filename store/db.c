@@ -103,13 +103,11 @@ int cg_db_open(const char *path, int flags, cg_db **out, const char **error_r)
          * connection cannot switch modes and follows the file's. */
         rc = cg_db_exec(db, "PRAGMA journal_mode = WAL", error_r);
     }
-    if (rc == 0) {
-        /* a file that is not a database is refused here, not at first use */
+    /* a file that is not a database is refused here, not at first use */
+    if (rc == 0)
         rc = cg_db_exec(db, "SELECT count(*) FROM sqlite_schema", error_r);
-        if (rc < 0)
-            *error_r = say("%s: not a usable database: %s", path, sqlite3_errmsg(db->h));
-    }
     if (rc < 0) {
+        *error_r = say("%s: not a usable database: %s", path, sqlite3_errmsg(db->h));
         cg_db_close(db);
         return rc;
     }

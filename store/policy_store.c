@@ -685,6 +685,15 @@ int cg_pstore_cred_add(cg_pstore *s, const char *principal, const char *type,
     if (rc < 0)
         return rc;
     bool psk = strcmp(type, "psk") == 0, digest = strcmp(type, "digest") == 0;
+    /* host names compare case-insensitively (RFC 4343): one stored form,
+     * so the unique index also refuses "dns:A.example" beside "dns:a.example" */
+    char lowered[1100];
+    if (strcmp(type, "cert-name") == 0 && strncmp(value, "dns:", 4) == 0) {
+        cg_strlcpy(lowered, value, sizeof lowered);
+        for (char *p = lowered + 4; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+        value = lowered;
+    }
     rc = cg_pstore_begin(s, error_r);
     if (rc < 0)
         return rc;
@@ -706,7 +715,7 @@ int cg_pstore_cred_add(cg_pstore *s, const char *principal, const char *type,
                        : say("%s credential '%.200s' is already registered", type, value);
     int64_t id = rc == 0 ? sqlite3_last_insert_rowid(H(s)) : 0;
     /* the log names the credential, never its secret */
-    char detail[600];
+    char detail[1500];
     snprintf(detail, sizeof detail, "%s %s %s (id %lld)", principal, type, value, (long long)id);
     rc = finish(s, rc, "cred add", detail, error_r);
     if (rc == 0 && id_out)
