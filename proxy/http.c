@@ -667,6 +667,23 @@ static void sanitize_request_id(http_sess *s)
 
 static void start_forwarding(http_sess *s);
 
+static void resp_body(void *ctx, const uint8_t *buf, size_t len);
+
+/* The buffers a request needs beyond its head, made at the first
+ * request: an idle or never-used connection holds only its head buffer. */
+static bool request_buffers(http_sess *s)
+{
+    if (!s->pathbuf && !(s->pathbuf = malloc(6 * CG_HTTP_PATH_MAX + 8)))
+        return false;
+    if (!s->resp.buf) {
+        if (cg_http_parser_init(&s->resp, false, 32768, 200, 32768) < 0)
+            return false;
+        s->resp.on_body = resp_body;
+        s->resp.ctx = s;
+    }
+    return true;
+}
+
 static void handle_request(http_sess *s)
 {
     cg_conn *c = s->c;
@@ -674,6 +691,11 @@ static void handle_request(http_sess *s)
     const cg_listener_cfg *l = ci->listener;
     http_req *r = &s->r;
     cg_http_head *h = &s->req.head;
+
+    if (!request_buffers(s)) {
+        http_error(s, 503, "out of memory", NULL, NULL, true);
+        return;
+    }
 
     size_t ml = h->method_name.len < sizeof r->method - 1 ? h->method_name.len
                                                           : sizeof r->method - 1;
@@ -968,7 +990,8 @@ static void run_pending(http_sess *s)
 static void next_request(http_sess *s)
 {
     cg_http_parser_reset(&s->req);
-    cg_http_parser_reset(&s->resp);
+    if (s->resp.buf)
+        cg_http_parser_reset(&s->resp);
     s->req.on_body = req_body;
     s->req.ctx = s;
     memset(&s->r, 0, sizeof s->r);
@@ -1261,17 +1284,13 @@ static void http_open(cg_conn *c)
     http_sess *s = cg_conn_session(c);
     const cg_listener_cfg *l = cg_conn_info_of(c)->listener;
     s->c = c;
-    if (cg_http_parser_init(&s->req, true, l->max_header_bytes, l->max_headers, l->max_line) < 0 ||
-        cg_http_parser_init(&s->resp, false, 65536, 200, 65536) < 0 ||
-        !(s->pathbuf = malloc(6 * CG_HTTP_PATH_MAX + 8))) {
+    if (cg_http_parser_init(&s->req, true, l->max_header_bytes, l->max_headers, l->max_line) < 0) {
         cg_conn_abort(c, "out of memory");
         return;
     }
     s->ready = true;
     s->req.on_body = req_body;
     s->req.ctx = s;
-    s->resp.on_body = resp_body;
-    s->resp.ctx = s;
     s->state = S_HEAD;
 }
 
@@ -1365,6 +1384,8 @@ static void http_upstream_data(cg_conn *c, const uint8_t *buf, size_t len)
         return;
     }
     s->up_bytes = true;
+    /* a long answer is activity: the idle timer is for idle connections */
+    cg_conn_touch(c);
     size_t off = 0;
     while (off < len && s->state != S_CLOSING) {
         size_t used = 0;
@@ -1471,7 +1492,7 @@ static void http_refuse(cg_conn *c, int err, const char *reason)
 
 static void http_drain(cg_conn *c)
 {
-    (void)c;
+    cg_conn_touch(c);
 }
 
 static void http_close(cg_conn *c)
