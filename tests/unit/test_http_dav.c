@@ -1,0 +1,127 @@
+/* test_http_dav.c — WebDAV URL handling (SPEC section 4): Destination and
+ * If URLs for this host reduced to canonical paths, other hosts told
+ * apart (502), lock tokens left alone; the multistatus filter removes
+ * exactly the responses keep() refuses and refuses a DOCTYPE. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "http_dav.h"
+
+#define HOST "gw.example:8443"
+
+static void test_url_canon(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *url;
+        bool https;
+        int rc;
+        const char *canon;
+    } t[] = {
+        {"https://gw.example:8443/a/b%20c", true, 0, "/a/b%20c"},
+        {"https://GW.example:8443/a/./x/../b", true, 0, "/a/b"},
+        {"/a/%2e%2e/b", true, 0, "/b"},
+        {"https://gw.example:8443", true, 0, "/"},
+        {"https://evil.example/a", true, 1, NULL},
+        {"https://gw.example:9999/a", true, 1, NULL},
+        {"http://gw.example:8443/a", true, 1, NULL},
+        {"https://gw.example:8443/a%2fb", true, -1, NULL},
+        {"https://gw.example:8443/../a", true, -1, NULL},
+        {"https://gw.example:8443/a?q", true, -1, NULL},
+        {"ftp://gw.example:8443/a", true, -1, NULL},
+        {"a/b", true, -1, NULL},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        char dec[256], out[768];
+        size_t ol = 0;
+        int rc = cg_http_dav_url_canon(t[i].url, strlen(t[i].url), HOST, strlen(HOST),
+                                       t[i].https, dec, sizeof dec, out, sizeof out, &ol);
+        if ((t[i].rc < 0 && rc >= 0) || (t[i].rc >= 0 && rc != t[i].rc))
+            fail_msg("%s: rc %d", t[i].url, rc);
+        if (t[i].canon) {
+            assert_int_equal(ol, strlen(t[i].canon));
+            assert_string_equal(out, t[i].canon);
+        }
+    }
+}
+
+static void test_if_rewrite(void **state)
+{
+    (void)state;
+    const char *in = "<https://gw.example:8443/a/%2e/b> (<opaquelocktoken:1234> [\"etag\"]) "
+                     "(Not <DAV:no-lock>)";
+    char out[1024];
+    size_t ol;
+    assert_int_equal(cg_http_dav_rewrite_if(in, strlen(in), HOST, strlen(HOST), true, out,
+                                            sizeof out, &ol), 0);
+    assert_string_equal(out, "</a/b> (<opaquelocktoken:1234> [\"etag\"]) (Not <DAV:no-lock>)");
+    in = "<https://evil.example/a> (<opaquelocktoken:1>)";
+    assert_int_equal(cg_http_dav_rewrite_if(in, strlen(in), HOST, strlen(HOST), true, out,
+                                            sizeof out, &ol), 1);
+    in = "(<opaquelocktoken:1>";
+    assert_true(cg_http_dav_rewrite_if(in, strlen(in), HOST, strlen(HOST), true, out,
+                                       sizeof out, &ol) < 0);
+    in = "<https://gw.example:8443/a";
+    assert_true(cg_http_dav_rewrite_if(in, strlen(in), HOST, strlen(HOST), true, out,
+                                       sizeof out, &ol) < 0);
+}
+
+static bool keep_public(void *ctx, const char *path, size_t len)
+{
+    (*(int *)ctx)++;
+    return len >= 3 && strncmp(path, "/d/", 3) == 0 && strstr(path, "secret") == NULL;
+}
+
+#define MS_HEAD "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n"
+#define RESP(h) "<D:response><D:href>" h "</D:href><D:propstat><D:status>HTTP/1.1 200 OK" \
+                "</D:status></D:propstat></D:response>"
+
+static void test_filter(void **state)
+{
+    (void)state;
+    const char *xml = MS_HEAD "<D:multistatus xmlns:D=\"DAV:\">" RESP("/d/") RESP("/d/pub/")
+        RESP("/d/secret/") RESP("https://gw.example:8443/d/%73ecret.txt") RESP("/d/%2e%2e/x")
+        RESP("https://other.example/d/a") "</D:multistatus>";
+    char *out = NULL;
+    size_t ol = 0, removed = 0;
+    int calls = 0;
+    assert_int_equal(cg_http_dav_filter(xml, strlen(xml), HOST, strlen(HOST), true,
+                                        keep_public, &calls, &out, &ol, &removed), 0);
+    assert_int_equal(removed, 4);
+    assert_non_null(strstr(out, "<D:href>/d/</D:href>"));
+    assert_non_null(strstr(out, "<D:href>/d/pub/</D:href>"));
+    assert_null(strstr(out, "secret"));
+    assert_null(strstr(out, "other.example"));
+    assert_null(strstr(out, "/x<"));
+    free(out);
+
+    /* a DOCTYPE (entities, external DTD) is refused outright */
+    const char *evil = "<?xml version=\"1.0\"?><!DOCTYPE m [<!ENTITY e \"x\">]>"
+                       "<D:multistatus xmlns:D=\"DAV:\">" RESP("/d/&e;") "</D:multistatus>";
+    out = NULL;
+    assert_true(cg_http_dav_filter(evil, strlen(evil), HOST, strlen(HOST), true, keep_public,
+                                   &calls, &out, &ol, &removed) < 0);
+    assert_null(out);
+    /* not a multistatus, or not XML */
+    const char *other = "<x/>";
+    assert_true(cg_http_dav_filter(other, strlen(other), HOST, strlen(HOST), true, keep_public,
+                                   &calls, &out, &ol, &removed) < 0);
+    assert_true(cg_http_dav_filter("<<", 2, HOST, strlen(HOST), true, keep_public, &calls,
+                                   &out, &ol, &removed) < 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_url_canon),
+        cmocka_unit_test(test_if_rewrite),
+        cmocka_unit_test(test_filter),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
