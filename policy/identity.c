@@ -23,34 +23,17 @@ int cg_snap_name_cmp(const char *a, const char *b)
 
 static const cg_principal *cert_fpr(const cg_snapshot *s, const uint8_t fpr[32])
 {
-    size_t lo = 0, hi = s->ncerts;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = memcmp(fpr, s->certs[mid].fpr, 32);
-        if (c == 0)
-            return &s->principals[s->certs[mid].pidx];
-        if (c < 0)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return NULL;
+    cg_snap_cert key;
+    memcpy(key.fpr, fpr, 32);
+    const cg_snap_cert *c = cg_snap_find(&key, s->certs, s->ncerts, sizeof key, cg_snap_cmp_cert);
+    return c ? &s->principals[c->pidx] : NULL;
 }
 
 static const cg_principal *cert_name(const cg_snapshot *s, const char *name)
 {
-    size_t lo = 0, hi = s->nnames;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = cg_snap_name_cmp(name, s->names[mid].name);
-        if (c == 0)
-            return &s->principals[s->names[mid].pidx];
-        if (c < 0)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return NULL;
+    cg_snap_name key = { .name = name };
+    const cg_snap_name *n = cg_snap_find(&key, s->names, s->nnames, sizeof key, cg_snap_cmp_name);
+    return n ? &s->principals[n->pidx] : NULL;
 }
 
 const cg_principal *cg_identity_by_cert(const cg_snapshot *s, const uint8_t fpr[32],
@@ -76,27 +59,15 @@ const cg_principal *cg_identity_by_psk(const cg_snapshot *s, const char *identit
         *keylen = 0;
     if (!s || !identity)
         return NULL;
-    size_t lo = 0, hi = s->npsks;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        const cg_snap_psk *k = &s->psks[mid];
-        size_t n = idlen < k->idlen ? idlen : k->idlen;
-        int c = memcmp(identity, k->identity, n);
-        if (c == 0)
-            c = (idlen > k->idlen) - (idlen < k->idlen);
-        if (c == 0) {
-            if (key)
-                *key = k->key;
-            if (keylen)
-                *keylen = k->keylen;
-            return &s->principals[k->pidx];
-        }
-        if (c < 0)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return NULL;
+    cg_snap_psk k = { .identity = identity, .idlen = idlen };
+    const cg_snap_psk *found = cg_snap_find(&k, s->psks, s->npsks, sizeof k, cg_snap_cmp_psk);
+    if (!found)
+        return NULL;
+    if (key)
+        *key = found->key;
+    if (keylen)
+        *keylen = found->keylen;
+    return &s->principals[found->pidx];
 }
 
 /* ---- addresses ---------------------------------------------------------------- */
@@ -122,19 +93,10 @@ const char *cg_identity_digest_ha1(const cg_snapshot *s, const cg_principal *p,
     bool sha256 = alg && strcasecmp(alg, "SHA-256") == 0;
     if (!sha256 && (!alg || strcasecmp(alg, "MD5") != 0))
         return NULL;
-    size_t lo = 0, hi = s->ndigests;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        const cg_snap_digest *d = &s->digests[mid];
-        int c = p->idx != d->pidx ? (p->idx < d->pidx ? -1 : 1) : strcmp(realm, d->realm);
-        if (c == 0)
-            return sha256 ? d->ha1_sha256 : d->ha1_md5;
-        if (c < 0)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return NULL;
+    cg_snap_digest key = { .pidx = p->idx, .realm = realm };
+    const cg_snap_digest *d = cg_snap_find(&key, s->digests, s->ndigests, sizeof key,
+                                           cg_snap_cmp_digest);
+    return !d ? NULL : sha256 ? d->ha1_sha256 : d->ha1_md5;
 }
 
 /* ---- CIDR --------------------------------------------------------------------- */

@@ -121,39 +121,34 @@ static int nomem(build_ctx *b)
     return CG_E_NOMEM;
 }
 
-/* principals arrive ORDER BY id: binary search gives id -> idx */
+static int cmp_pid(const void *a, const void *b)
+{
+    int64_t x = ((const cg_principal *)a)->id, y = ((const cg_principal *)b)->id;
+    return (x > y) - (x < y);
+}
+
+static int cmp_gid(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* principals and groups arrive ORDER BY id: id -> index by binary search */
 static bool pidx_of(const cg_snapshot *s, int64_t id, uint32_t *out)
 {
-    size_t lo = 0, hi = s->nprincipals;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (s->principals[mid].id == id) {
-            *out = (uint32_t)mid;
-            return true;
-        }
-        if (s->principals[mid].id < id)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return false;
+    cg_principal key = { .id = id };
+    const cg_principal *p = cg_snap_find(&key, s->principals, s->nprincipals, sizeof key, cmp_pid);
+    if (p)
+        *out = (uint32_t)(p - s->principals);
+    return p != NULL;
 }
 
 static bool gidx_of(const cg_snapshot *s, int64_t id, uint32_t *out)
 {
-    size_t lo = 0, hi = s->ngroups;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (s->group_ids[mid] == id) {
-            *out = (uint32_t)mid;
-            return true;
-        }
-        if (s->group_ids[mid] < id)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return false;
+    const int64_t *g = cg_snap_find(&id, s->group_ids, s->ngroups, sizeof id, cmp_gid);
+    if (g)
+        *out = (uint32_t)(g - s->group_ids);
+    return g != NULL;
 }
 
 /* ---- visitor ------------------------------------------------------------------ */
@@ -362,6 +357,12 @@ static void sort(void *base, size_t n, size_t size, int (*cmp)(const void *, con
         qsort(base, n, size, cmp);
 }
 
+void *cg_snap_find(const void *key, const void *base, size_t n, size_t size,
+                   int (*cmp)(const void *, const void *))
+{
+    return n ? bsearch(key, base, n, size, cmp) : NULL;
+}
+
 static const cg_snapshot *sort_snap; /* qsort has no context; build is serialised */
 static pthread_mutex_t sort_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -377,17 +378,17 @@ static int cmp_by_mailbox(const void *a, const void *b)
                   sort_snap->principals[*(const uint32_t *)b].mailbox);
 }
 
-static int cmp_cert(const void *a, const void *b)
+int cg_snap_cmp_cert(const void *a, const void *b)
 {
     return memcmp(((const cg_snap_cert *)a)->fpr, ((const cg_snap_cert *)b)->fpr, 32);
 }
 
-static int cmp_name(const void *a, const void *b)
+int cg_snap_cmp_name(const void *a, const void *b)
 {
     return cg_snap_name_cmp(((const cg_snap_name *)a)->name, ((const cg_snap_name *)b)->name);
 }
 
-static int cmp_psk(const void *a, const void *b)
+int cg_snap_cmp_psk(const void *a, const void *b)
 {
     const cg_snap_psk *x = a, *y = b;
     size_t n = x->idlen < y->idlen ? x->idlen : y->idlen;
@@ -404,7 +405,7 @@ static int cmp_addr(const void *a, const void *b)
     return x->pidx < y->pidx ? -1 : x->pidx > y->pidx;
 }
 
-static int cmp_digest(const void *a, const void *b)
+int cg_snap_cmp_digest(const void *a, const void *b)
 {
     const cg_snap_digest *x = a, *y = b;
     if (x->pidx != y->pidx)
@@ -496,11 +497,11 @@ static int index_principals(cg_snapshot *s, build_ctx *b)
 
 static void sort_indexes(cg_snapshot *s)
 {
-    sort(s->certs, s->ncerts, sizeof *s->certs, cmp_cert);
-    sort(s->names, s->nnames, sizeof *s->names, cmp_name);
-    sort(s->psks, s->npsks, sizeof *s->psks, cmp_psk);
+    sort(s->certs, s->ncerts, sizeof *s->certs, cg_snap_cmp_cert);
+    sort(s->names, s->nnames, sizeof *s->names, cg_snap_cmp_name);
+    sort(s->psks, s->npsks, sizeof *s->psks, cg_snap_cmp_psk);
     sort(s->addrs, s->naddrs, sizeof *s->addrs, cmp_addr);
-    sort(s->digests, s->ndigests, sizeof *s->digests, cmp_digest);
+    sort(s->digests, s->ndigests, sizeof *s->digests, cg_snap_cmp_digest);
     sort(s->pubkeys, s->npubkeys, sizeof *s->pubkeys, cmp_pubkey);
     sort(s->peers, s->npeers, sizeof *s->peers, cmp_peer);
 }
@@ -755,18 +756,8 @@ const cg_pubkey *cg_snapshot_pubkey(const cg_snapshot *s, const char *key_id)
 {
     if (!s || !key_id)
         return NULL;
-    size_t lo = 0, hi = s->npubkeys;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(key_id, s->pubkeys[mid].key_id);
-        if (c == 0)
-            return &s->pubkeys[mid];
-        if (c < 0)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return NULL;
+    cg_pubkey key = { .key_id = key_id };
+    return cg_snap_find(&key, s->pubkeys, s->npubkeys, sizeof key, cmp_pubkey);
 }
 
 size_t cg_snapshot_nrequire_signed(const cg_snapshot *s)
@@ -783,16 +774,6 @@ const cg_peer *cg_snapshot_peer(const cg_snapshot *s, const char *domain)
 {
     if (!s || !domain)
         return NULL;
-    size_t lo = 0, hi = s->npeers;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcasecmp(domain, s->peers[mid].domain);
-        if (c == 0)
-            return &s->peers[mid];
-        if (c < 0)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return NULL;
+    cg_peer key = { .domain = domain };
+    return cg_snap_find(&key, s->peers, s->npeers, sizeof key, cmp_peer);
 }

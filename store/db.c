@@ -166,16 +166,21 @@ void cg_db_rollback(cg_db *db)
         sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
 }
 
-static int user_version(cg_db *db, int *v, const char **error_r)
+int cg_db_pragma_int(cg_db *db, const char *name, int64_t *out, const char **error_r)
 {
+    const char *dummy;
+    if (!error_r)
+        error_r = &dummy;
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA %s", name);
     sqlite3_stmt *st = NULL;
     int rc = CG_E_DB;
-    if (sqlite3_prepare_v2(db->h, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+    if (sqlite3_prepare_v2(db->h, sql, -1, &st, NULL) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW) {
-        *v = sqlite3_column_int(st, 0);
+        *out = sqlite3_column_int64(st, 0);
         rc = 0;
     } else {
-        *error_r = say("%s%s", "database: cannot read user_version: ", sqlite3_errmsg(db->h));
+        *error_r = say("database: cannot read %s: %s", name, sqlite3_errmsg(db->h));
     }
     sqlite3_finalize(st);
     return rc;
@@ -191,14 +196,14 @@ int cg_db_migrate(cg_db *db, const char *const *migrations, size_t n,
         *error_r = "database is open read-only: cannot migrate";
         return CG_E_INVAL;
     }
-    int v = 0;
+    int64_t v = 0;
     /* read inside the write transaction: two cpmgatectl init at once must
      * not both apply migration 1 */
     for (;;) {
         int rc = cg_db_begin(db, error_r);
         if (rc < 0)
             return rc;
-        rc = user_version(db, &v, error_r);
+        rc = cg_db_pragma_int(db, "user_version", &v, error_r);
         if (rc < 0) {
             cg_db_rollback(db);
             return rc;
@@ -206,7 +211,8 @@ int cg_db_migrate(cg_db *db, const char *const *migrations, size_t n,
         if (v < 0 || (size_t)v > n) {
             cg_db_rollback(db);
             snprintf(msg, sizeof msg,
-                     "database schema version %d is newer than this program knows (%zu)", v, n);
+                     "database schema version %lld is newer than this program knows (%zu)",
+                     (long long)v, n);
             *error_r = msg;
             return CG_E_INVAL;
         }
@@ -217,7 +223,7 @@ int cg_db_migrate(cg_db *db, const char *const *migrations, size_t n,
         rc = cg_db_exec(db, migrations[v], error_r);
         if (rc == 0) {
             char set[64];
-            snprintf(set, sizeof set, "PRAGMA user_version = %d", v + 1);
+            snprintf(set, sizeof set, "PRAGMA user_version = %lld", (long long)v + 1);
             rc = cg_db_exec(db, set, error_r);
         }
         if (rc == 0)

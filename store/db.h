@@ -7,6 +7,7 @@
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct cg_db cg_db;
 
@@ -30,6 +31,9 @@ int cg_db_begin(cg_db *db, const char **error_r);     /* BEGIN IMMEDIATE */
 int cg_db_begin_read(cg_db *db, const char **error_r); /* BEGIN (deferred) */
 int cg_db_commit(cg_db *db, const char **error_r);
 void cg_db_rollback(cg_db *db);
+
+/* The integer a "PRAGMA name" answers (user_version, data_version). */
+int cg_db_pragma_int(cg_db *db, const char *name, int64_t *out, const char **error_r);
 
 /* The last SQLite error of db as one sentence. */
 const char *cg_db_errmsg(cg_db *db);

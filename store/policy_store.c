@@ -131,19 +131,6 @@ static const char *now_text(char buf[CG_TIME_LEN])
 
 /* ---- open, watch ------------------------------------------------------------ */
 
-static int data_version(cg_pstore *s, int64_t *v)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = CG_E_DB;
-    if (sqlite3_prepare_v2(H(s), "PRAGMA data_version", -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW) {
-        *v = sqlite3_column_int64(st, 0);
-        rc = 0;
-    }
-    sqlite3_finalize(st);
-    return rc;
-}
-
 int cg_pstore_open(const char *path, int flags, cg_pstore **out, const char **error_r)
 {
     const char *dummy;
@@ -164,8 +151,7 @@ int cg_pstore_open(const char *path, int flags, cg_pstore **out, const char **er
     if (rc == 0 && s->readonly) {
         /* the gateway must not start on a file cpmgatectl never set up */
         int64_t v = 0;
-        bool found = false;
-        rc = one_int(s, prep(s, error_r, "PRAGMA user_version", ""), &v, &found, error_r);
+        rc = cg_db_pragma_int(s->db, "user_version", &v, error_r);
         if (rc == 0 && v != (int64_t)CG_ARRAY_LEN(cg_policy_migrations)) {
             *error_r = v == 0 ? say("%s is not an initialised policy database (cpmgatectl init)", path)
                               : say("%s has policy schema version %lld, this program needs %zu",
@@ -173,10 +159,8 @@ int cg_pstore_open(const char *path, int flags, cg_pstore **out, const char **er
             rc = CG_E_INVAL;
         }
     }
-    if (rc == 0 && data_version(s, &s->data_version) < 0) {
-        *error_r = dberr(s);
-        rc = CG_E_DB;
-    }
+    if (rc == 0)
+        rc = cg_db_pragma_int(s->db, "data_version", &s->data_version, error_r);
     if (rc < 0) {
         cg_pstore_close(s);
         return rc;
@@ -198,7 +182,7 @@ void cg_pstore_close(cg_pstore *s)
 int cg_pstore_poll_changed(cg_pstore *s)
 {
     int64_t v;
-    if (data_version(s, &v) < 0)
+    if (cg_db_pragma_int(s->db, "data_version", &v, NULL) < 0)
         return CG_E_DB;
     if (v == s->data_version)
         return 0;
