@@ -387,6 +387,21 @@ def test_pipelined_requests_are_answered_in_order(gw, pki, site):
     assert r[0][2] == PUBLIC and r[2][2] == PUBLIC and SECRET not in r[1][2]
 
 
+def test_pipelined_uploads_and_reads_keep_their_bodies_apart(gw, pki, site, nginx):
+    p = f'{site}/public/pipe-{uuid.uuid4().hex[:6]}.txt'
+    data = (f'PUT {p} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 19\r\n\r\n'
+            'GET /x HTTP/1.1\r\n\r\n'   # 19 bytes of body that look like a request
+            f'GET {p} HTTP/1.1\r\nHost: localhost\r\n\r\n'
+            f'PUT {p} HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n'
+            '3\r\nnew\r\n0\r\n\r\n'
+            f'GET {p} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n').encode()
+    r = parse_responses(raw(gw, pki, data))
+    assert [x[0] for x in r][1::2] == [200, 200], r
+    assert r[0][0] in (201, 204) and r[2][0] in (201, 204)
+    assert r[1][2] == b'GET /x HTTP/1.1\r\n\r\n'
+    assert r[3][2] == b'new'
+
+
 def test_keep_alive_with_http_client(gw, pki, site):
     import http.client
     conn = http.client.HTTPSConnection('localhost', gw.port('content'), context=ctx_for(pki))
