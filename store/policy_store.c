@@ -424,29 +424,31 @@ static int bad_name(const char *what, const char *name, const char **error_r)
     return CG_E_INVAL;
 }
 
-/* Looks up a principal's id: CG_E_NOTFOUND with a sentence when unknown. */
-static int principal_id(cg_pstore *s, const char *name, int64_t *id, const char **error_r)
+
+/* The id of a named principal or group: CG_E_NOTFOUND with a sentence
+ * naming what is unknown. */
+static int id_of(cg_pstore *s, bool group, const char *name, int64_t *id, const char **error_r)
 {
     bool found = false;
-    int rc = one_int(s, prep(s, error_r, "SELECT id FROM principal WHERE name = ?1", "t", name),
+    int rc = one_int(s, prep(s, error_r, group ? "SELECT id FROM grp WHERE name = ?1"
+                                               : "SELECT id FROM principal WHERE name = ?1",
+                             "t", name),
                      id, &found, error_r);
     if (rc == 0 && !found) {
-        *error_r = say("unknown principal '%.200s'", name);
+        *error_r = say("unknown %s '%.200s'", group ? "group" : "principal", name);
         rc = CG_E_NOTFOUND;
     }
     return rc;
 }
 
+static int principal_id(cg_pstore *s, const char *name, int64_t *id, const char **error_r)
+{
+    return id_of(s, false, name, id, error_r);
+}
+
 static int group_id(cg_pstore *s, const char *name, int64_t *id, const char **error_r)
 {
-    bool found = false;
-    int rc = one_int(s, prep(s, error_r, "SELECT id FROM grp WHERE name = ?1", "t", name),
-                     id, &found, error_r);
-    if (rc == 0 && !found) {
-        *error_r = say("unknown group '%.200s'", name);
-        rc = CG_E_NOTFOUND;
-    }
-    return rc;
+    return id_of(s, true, name, id, error_r);
 }
 
 /* ---- principals --------------------------------------------------------------- */
