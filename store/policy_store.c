@@ -424,7 +424,6 @@ static int bad_name(const char *what, const char *name, const char **error_r)
     return CG_E_INVAL;
 }
 
-
 /* The id of a named principal or group: CG_E_NOTFOUND with a sentence
  * naming what is unknown. */
 static int id_of(cg_pstore *s, bool group, const char *name, int64_t *id, const char **error_r)
