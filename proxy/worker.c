@@ -366,8 +366,10 @@ static void async_cb(uv_async_t *a)
     if (req & (REQ_FORCE_CLOSE | REQ_EXIT)) {
         cg_conn_shutdown_all(w, (req & REQ_EXIT) != 0);
     }
-    if (req & REQ_EXIT)
+    if (req & REQ_EXIT) {
         uv_close((uv_handle_t *)&w->async, NULL);
+        uv_close((uv_handle_t *)&w->heap_timer, NULL);
+    }
 }
 
 static void worker_main(void *arg)
@@ -403,6 +405,8 @@ int cg_workers_create(cg_runtime *rt, unsigned n, const char **error_r)
             return CG_E_NOMEM;
         uv_async_init(&w->loop, &w->async, async_cb);
         w->async.data = w;
+        uv_timer_init(&w->loop, &w->heap_timer);
+        w->heap_timer.data = w;
         for (size_t j = 0; j < rt->cfg->nlisteners; j++) {
             int r = listen_on(w, &rt->cfg->listeners[j], error_r);
             if (r < 0)
@@ -452,6 +456,7 @@ void cg_workers_join(void)
         uv_thread_join(&g_workers[i].thread);
         free(g_workers[i].lc.rbuf);
         free(g_workers[i].lc.pbuf);
+        free(g_workers[i].heap);
     }
     free(g_workers);
     g_workers = NULL;

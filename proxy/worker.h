@@ -68,6 +68,11 @@ struct cg_worker {
     size_t nlisteners;
     atomic_uint pending;   /* async request bits */
     bool stopping;
+    /* connection deadlines (conn.c): a min-heap and one timer */
+    struct cg_conn **heap;
+    size_t heap_n, heap_cap;
+    uv_timer_t heap_timer;
+    uint64_t heap_armed;
 };
 
 /* Per-address connection limit shared by all workers. */
