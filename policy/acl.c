@@ -2,8 +2,9 @@
  *
  * Rules are compiled once per snapshot into buckets by subject (each
  * principal, each group, everyone) and service, each bucket split into deny
- * and allow lists sorted by rule id. A decision scans only the buckets that
- * apply to the principal, rejects most rules on their literal prefix, and
+ * and allow lists sorted by rule id, and indexed by literal prefix. A
+ * decision looks only into the buckets that apply to the principal, finds
+ * the rules whose literal prefix the name starts with by hash, and
  * matches the rest with a bit-set NFA over the pattern's elements, so that
  * no pattern/name pair can take more than O(len(name) * len(pattern)/64)
  * steps whatever the wildcards. Deny wins; no match is deny. The decision
@@ -27,8 +28,8 @@ enum { E_STAR = 256, E_PCT = 257, E_USER = 258 };
 #define WORDS ((MAX_STATES + 1 + 63) / 64)
 
 enum match_kind {
-    M_EXACT,       /* literal only */
-    M_PREFIX_STAR, /* literal then a single '*' */
+    M_EXACT,     /* literal (and ${user}) only */
+    M_HEAD_STAR, /* literal (and ${user}) then a single '*' */
     M_GENERAL,
 };
 
@@ -37,6 +38,7 @@ typedef struct rule {
     uint16_t *elems;
     uint32_t nelems;
     uint32_t prefix;   /* leading literal elements */
+    uint32_t head;     /* leading literal and ${user} elements */
     uint8_t kind;
     bool has_user;
     uint8_t subject_kind; /* 0 principal, 1 group, 2 everyone */
@@ -46,7 +48,22 @@ typedef struct rule {
 typedef struct bucket {
     uint32_t *deny, *allow; /* rule indexes, by id */
     uint32_t ndeny, nallow;
+    uint16_t *lens;         /* distinct literal-prefix lengths, ascending */
+    uint32_t nlens;
 } bucket;
+
+/* The prefix index: (bucket, prefix length, prefix hash) -> the rules of
+ * that bucket with exactly that literal prefix, by id. A decision probes it
+ * once per prefix length its buckets hold, instead of scanning rules. The
+ * bucket and length are compared exactly and the prefix bytes again by
+ * prefix_ok, so a hash collision can never apply another subject's rule. */
+typedef struct pentry {
+    uint64_t hash;
+    uint32_t bucket;
+    uint32_t len;
+    uint32_t first, count; /* into index_pool */
+    bool used;
+} pentry;
 
 struct cg_acl {
     rule *rules;   /* sorted by id */
@@ -56,6 +73,11 @@ struct cg_acl {
     bucket *buckets;
     size_t nprincipals, ngroups;
     uint32_t *pool; /* storage of every bucket's index lists */
+    pentry *index;
+    size_t index_mask;
+    uint32_t *index_pool;
+    uint16_t *lens_pool;
+    uint32_t max_prefix;
 };
 
 struct cg_acl_builder {
@@ -321,14 +343,37 @@ static bool prefix_ok(const rule *r, const subject_ctx *m, const char *s, size_t
     return true;
 }
 
+/* Matches the literal-and-${user} head after the prefix; returns the
+ * position in s after it, or -1. */
+static long head_ok(const rule *r, const subject_ctx *m, const char *s, size_t len)
+{
+    size_t pos = r->prefix;
+    for (uint32_t i = r->prefix; i < r->head; i++) {
+        uint16_t e = r->elems[i];
+        if (e == E_USER) {
+            if (!m->user_ok || m->ulen == 0 || len - pos < m->ulen)
+                return -1;
+            /* compared as the NFA would: literal bytes against the name */
+            for (size_t k = 0; k < m->ulen; k++, pos++)
+                if (res_at(m, s, pos) != (unsigned char)m->user[k])
+                    return -1;
+        } else {
+            if (pos >= len || res_at(m, s, pos) != e)
+                return -1;
+            pos++;
+        }
+    }
+    return (long)pos;
+}
+
 static bool match(const rule *r, const subject_ctx *m, const char *s, size_t len)
 {
     if (!prefix_ok(r, m, s, len))
         return false;
-    if (r->kind == M_EXACT)
-        return len == r->prefix;
-    if (r->kind == M_PREFIX_STAR)
-        return true;
+    if (r->kind != M_GENERAL) {
+        long pos = r->head == r->prefix ? (long)r->prefix : head_ok(r, m, s, len);
+        return pos >= 0 && (r->kind == M_HEAD_STAR || (size_t)pos == len);
+    }
     uint16_t buf[MAX_STATES];
     const uint16_t *el = r->elems;
     uint32_t n = r->nelems;
@@ -338,7 +383,8 @@ static bool match(const rule *r, const subject_ctx *m, const char *s, size_t len
             return false;
         el = buf;
     }
-    uint64_t st[WORDS] = { 0 };
+    uint64_t st[WORDS];
+    memset(st, 0, ((n + 1 + 63) / 64) * sizeof *st);
     st[r->prefix >> 6] = UINT64_C(1) << (r->prefix & 63);
     closure(st, el, n);
     if (!run(st, el, n, m, s, r->prefix, len))
@@ -380,6 +426,109 @@ static void match_below(const rule *r, const subject_ctx *m, const char *s, size
         if (k < n && only_wild && star)
             *all = true;
     }
+}
+
+/* ---- the prefix index ----------------------------------------------- */
+
+#define FNV_BASIS UINT64_C(0xcbf29ce484222325)
+#define FNV_PRIME UINT64_C(0x100000001b3)
+
+static inline size_t slot_of(uint64_t h, uint32_t bk_id, uint32_t len, size_t mask)
+{
+    uint64_t x = h ^ ((uint64_t)bk_id << 20) ^ len;
+    x ^= x >> 29;
+    x *= UINT64_C(0xbf58476d1ce4e5b9);
+    x ^= x >> 32;
+    return (size_t)x & mask;
+}
+
+static const pentry *probe(const cg_acl *acl, uint32_t bk_id, uint32_t len, uint64_t h)
+{
+    for (size_t i = slot_of(h, bk_id, len, acl->index_mask);; i = (i + 1) & acl->index_mask) {
+        const pentry *e = &acl->index[i];
+        if (!e->used)
+            return NULL;
+        if (e->hash == h && e->bucket == bk_id && e->len == len)
+            return e;
+    }
+}
+
+typedef struct ikey {
+    uint32_t bucket, len;
+    uint64_t hash;
+    uint32_t rule;
+} ikey;
+
+static int cmp_ikey(const void *a, const void *b)
+{
+    const ikey *x = a, *y = b;
+    if (x->bucket != y->bucket)
+        return x->bucket < y->bucket ? -1 : 1;
+    if (x->len != y->len)
+        return x->len < y->len ? -1 : 1;
+    if (x->hash != y->hash)
+        return x->hash < y->hash ? -1 : 1;
+    return x->rule < y->rule ? -1 : x->rule > y->rule;
+}
+
+static size_t bucket_index(const cg_acl *acl, const rule *r)
+{
+    size_t subj = r->subject_kind == 0   ? r->subject_idx
+                  : r->subject_kind == 1 ? acl->nprincipals + r->subject_idx
+                                         : acl->nprincipals + acl->ngroups;
+    return subj * 3 + (size_t)r->info.service;
+}
+
+static int build_index(cg_acl *acl)
+{
+    size_t n = acl->nrules;
+    ikey *keys = calloc(n ? n : 1, sizeof *keys);
+    acl->index_pool = calloc(n ? n : 1, sizeof *acl->index_pool);
+    acl->lens_pool = calloc(n ? n : 1, sizeof *acl->lens_pool);
+    size_t cap = 16;
+    while (cap < 2 * n + 2)
+        cap *= 2;
+    acl->index = calloc(cap, sizeof *acl->index);
+    acl->index_mask = cap - 1;
+    if (!keys || !acl->index_pool || !acl->lens_pool || !acl->index) {
+        free(keys);
+        return CG_E_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const rule *r = &acl->rules[i];
+        uint64_t h = FNV_BASIS;
+        for (uint32_t k = 0; k < r->prefix; k++)
+            h = (h ^ r->elems[k]) * FNV_PRIME;
+        keys[i] = (ikey){ (uint32_t)bucket_index(acl, r), r->prefix, h, (uint32_t)i };
+        if (r->prefix > acl->max_prefix)
+            acl->max_prefix = r->prefix;
+    }
+    qsort(keys, n, sizeof *keys, cmp_ikey);
+    size_t nlens = 0;
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j < n && keys[j].bucket == keys[i].bucket && keys[j].len == keys[i].len &&
+               keys[j].hash == keys[i].hash) {
+            acl->index_pool[j] = keys[j].rule;
+            j++;
+        }
+        size_t slot = slot_of(keys[i].hash, keys[i].bucket, keys[i].len, acl->index_mask);
+        while (acl->index[slot].used)
+            slot = (slot + 1) & acl->index_mask;
+        acl->index[slot] = (pentry){ keys[i].hash, keys[i].bucket, keys[i].len, (uint32_t)i,
+                                     (uint32_t)(j - i), true };
+        /* distinct lengths per bucket, ascending (keys are sorted) */
+        bucket *bk = &acl->buckets[keys[i].bucket];
+        if (bk->nlens == 0 || bk->lens[bk->nlens - 1] != keys[i].len) {
+            if (bk->nlens == 0)
+                bk->lens = &acl->lens_pool[nlens];
+            acl->lens_pool[nlens++] = (uint16_t)keys[i].len;
+            bk->nlens++;
+        }
+        i = j;
+    }
+    free(keys);
+    return 0;
 }
 
 /* ---- building --------------------------------------------------------- */
@@ -438,12 +587,15 @@ int cg_acl_builder_add(cg_acl_builder *b, int64_t id, bool deny, const char *sub
     r->info.rights = rights;
     while (r->prefix < r->nelems && r->elems[r->prefix] < E_STAR)
         r->prefix++;
+    r->head = r->prefix;
+    while (r->head < r->nelems && (r->elems[r->head] < E_STAR || r->elems[r->head] == E_USER))
+        r->head++;
     for (uint32_t i = 0; i < r->nelems; i++)
         r->has_user |= r->elems[i] == E_USER;
-    if (r->prefix == r->nelems)
+    if (r->head == r->nelems)
         r->kind = M_EXACT;
-    else if (r->prefix + 1 == r->nelems && r->elems[r->prefix] == E_STAR)
-        r->kind = M_PREFIX_STAR;
+    else if (r->head + 1 == r->nelems && r->elems[r->head] == E_STAR)
+        r->kind = M_HEAD_STAR;
     else
         r->kind = M_GENERAL;
     b->n++;
@@ -557,6 +709,11 @@ cg_acl *cg_acl_build(cg_acl_builder *b, const cg_principal *principals, size_t n
         else
             bk->allow[bk->nallow++] = (uint32_t)i;
     }
+    if (build_index(acl) < 0) {
+        cg_acl_free(acl);
+        *error_r = "out of memory";
+        return NULL;
+    }
     return acl;
 }
 
@@ -569,6 +726,9 @@ void cg_acl_free(cg_acl *acl)
     free(acl->rules);
     free(acl->buckets);
     free(acl->pool);
+    free(acl->index);
+    free(acl->index_pool);
+    free(acl->lens_pool);
     free(acl);
 }
 
@@ -631,27 +791,31 @@ cg_decision cg_acl_decide(const cg_acl *acl, const cg_principal *p, int service,
     subject_ctx m;
     init_ctx(&m, p, service, resource, len, delim);
     int64_t deny_id = 0, allow_id = 0;
+    /* hashes of the name's prefixes, as far as any rule's prefix reaches */
+    uint64_t ph[MAX_PATTERN + 1];
+    size_t reach = len < acl->max_prefix ? len : acl->max_prefix;
+    ph[0] = FNV_BASIS;
+    for (size_t i = 0; i < reach; i++)
+        ph[i + 1] = (ph[i] ^ res_at(&m, resource, i)) * FNV_PRIME;
     size_t subj[MAX_SUBJECTS];
     size_t nb = 2 * subjects_of(acl, p, subj);
     for (size_t b = 0; b < nb; b++) {
-        const bucket *bk = bucket_of(acl, subj, b, service);
-        for (uint32_t i = 0; i < bk->ndeny; i++) {
-            const rule *r = &acl->rules[bk->deny[i]];
-            if (deny_id && r->info.id > deny_id)
-                break;
-            if ((r->info.rights & right) && match(r, &m, resource, len)) {
-                deny_id = r->info.id;
-                break; /* the list is in id order: the first match is its lowest */
-            }
-        }
-        if (deny_id == 0) {
-            for (uint32_t i = 0; i < bk->nallow; i++) {
-                const rule *r = &acl->rules[bk->allow[i]];
-                if (allow_id && r->info.id > allow_id)
-                    break;
-                if ((r->info.rights & right) && match(r, &m, resource, len)) {
+        uint32_t bi = (uint32_t)(subj[b / 2] * 3 + (b % 2 ? (size_t)service : 0));
+        const bucket *bk = &acl->buckets[bi];
+        for (uint32_t l = 0; l < bk->nlens && bk->lens[l] <= reach; l++) {
+            const pentry *e = probe(acl, bi, bk->lens[l], ph[bk->lens[l]]);
+            if (!e)
+                continue;
+            for (uint32_t k = 0; k < e->count; k++) {
+                const rule *r = &acl->rules[acl->index_pool[e->first + k]];
+                if (!(r->info.rights & right))
+                    continue;
+                if (r->info.deny) {
+                    if ((deny_id == 0 || r->info.id < deny_id) && match(r, &m, resource, len))
+                        deny_id = r->info.id;
+                } else if (deny_id == 0 && (allow_id == 0 || r->info.id < allow_id) &&
+                           match(r, &m, resource, len)) {
                     allow_id = r->info.id;
-                    break;
                 }
             }
         }

@@ -119,32 +119,36 @@ int main(int argc, char **argv)
     static const cg_principal *who[NREQ];
     static int svc[NREQ];
     uint64_t seed = 1;
+    /* requests drawn from the rules themselves (so that most match one),
+     * plus names that match nothing */
     for (int i = 0; i < NREQ; i++) {
         seed = seed * 6364136223846793005u + 1442695040888963407u;
-        int u = (int)((seed >> 33) % NPRINCIPALS), r = (int)((seed >> 13) % NRULES);
+        int r = (int)((seed >> 33) % NRULES);
+        int u = r % NPRINCIPALS;
+        svc[i] = r % 2 ? CG_SVC_HTTP : CG_SVC_IMAP;
+        if (r % 5 == 0) {
+            /* a member of group g(r % 50): principals i with i % 50 == g */
+            u = (int)((seed >> 13) % (NPRINCIPALS / NGROUPS)) * NGROUPS + r % NGROUPS;
+            snprintf(res[i], sizeof res[i], r % 2 ? "/projects/p%d/doc.odt" : "Projects/p%d/x", r);
+        } else if (r % 97 == 0) {
+            u = (int)((seed >> 13) % NPRINCIPALS);
+            snprintf(res[i], sizeof res[i], r % 2 ? "/public/r%d/a" : "Public/r%d", r);
+        } else if ((seed >> 7) % 5 == 0) {
+            snprintf(res[i], sizeof res[i], r % 2 ? "/nowhere/%d" : "INBOX/%d", r);
+        } else if (r % 2) {
+            snprintf(res[i], sizeof res[i], "/home/u%d/d%d/file.txt", u, r);
+        } else {
+            snprintf(res[i], sizeof res[i], "Folder%d/sub", r);
+        }
         snprintf(name, sizeof name, "u%d", u);
         who[i] = cg_snapshot_principal_by_name(snap, name);
-        svc[i] = (seed >> 7) & 1 ? CG_SVC_HTTP : CG_SVC_IMAP;
-        switch ((seed >> 3) % 4) {
-        case 0:
-            snprintf(res[i], sizeof res[i], svc[i] == CG_SVC_HTTP ? "/home/u%d/d%d/file.txt" : "Folder%d/sub", svc[i] == CG_SVC_HTTP ? u : r, r);
-            break;
-        case 1:
-            snprintf(res[i], sizeof res[i], svc[i] == CG_SVC_HTTP ? "/projects/p%d/doc.odt" : "Projects/p%d/x", r);
-            break;
-        case 2:
-            snprintf(res[i], sizeof res[i], svc[i] == CG_SVC_HTTP ? "/public/r%d/a" : "Public/r%d", r);
-            break;
-        default:
-            snprintf(res[i], sizeof res[i], svc[i] == CG_SVC_HTTP ? "/nowhere/%d" : "INBOX/%d", r);
-        }
         rlen[i] = strlen(res[i]);
     }
     long n = 0, allowed = 0;
     double a = now(), dt;
     do {
         for (int i = 0; i < NREQ; i++) {
-            cg_decision d = cg_acl_decide(acl, who[i], svc[i], i % 3 ? CG_RIGHT_READ : CG_RIGHT_WRITE,
+            cg_decision d = cg_acl_decide(acl, who[i], svc[i], i % 4 ? CG_RIGHT_READ : CG_RIGHT_WRITE,
                                           res[i], rlen[i], '/');
             allowed += d.allow;
         }
