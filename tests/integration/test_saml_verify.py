@@ -281,7 +281,8 @@ def test_hostile_xml_is_refused(idp, hostile, why):
 def policy_db(idp):
     db = idp / 'policy.db'
     for args in (['init'], ['principal', 'add', 'alice'], ['principal', 'add', 'bob'],
-                 ['principal', 'disable', 'bob']):
+                 ['principal', 'disable', 'bob'],
+                 ['acl', 'allow', '*', 'http', '/content/*', 'read']):
         p = subprocess.run([str(cg.CPMGATECTL), '-d', str(db)] + args, capture_output=True,
                            text=True, env=cg.sanitizer_env())
         assert p.returncode == 0, p.stderr
