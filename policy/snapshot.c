@@ -363,19 +363,20 @@ void *cg_snap_find(const void *key, const void *base, size_t n, size_t size,
     return n ? bsearch(key, base, n, size, cmp) : NULL;
 }
 
-static const cg_snapshot *sort_snap; /* qsort has no context; build is serialised */
-static pthread_mutex_t sort_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static int cmp_by_name(const void *a, const void *b)
+/* by_name and by_mailbox hold principal indexes: compared through the
+ * snapshot (qsort_r's context) */
+static int cmp_by_name(const void *a, const void *b, void *ctx)
 {
-    return strcmp(sort_snap->principals[*(const uint32_t *)a].name,
-                  sort_snap->principals[*(const uint32_t *)b].name);
+    const cg_snapshot *s = ctx;
+    return strcmp(s->principals[*(const uint32_t *)a].name,
+                  s->principals[*(const uint32_t *)b].name);
 }
 
-static int cmp_by_mailbox(const void *a, const void *b)
+static int cmp_by_mailbox(const void *a, const void *b, void *ctx)
 {
-    return strcmp(sort_snap->principals[*(const uint32_t *)a].mailbox,
-                  sort_snap->principals[*(const uint32_t *)b].mailbox);
+    const cg_snapshot *s = ctx;
+    return strcmp(s->principals[*(const uint32_t *)a].mailbox,
+                  s->principals[*(const uint32_t *)b].mailbox);
 }
 
 int cg_snap_cmp_cert(const void *a, const void *b)
@@ -486,12 +487,10 @@ static int index_principals(cg_snapshot *s, build_ctx *b)
     }
     if (n == 0)
         free(all);
-    pthread_mutex_lock(&sort_lock);
-    sort_snap = s;
-    sort(s->by_name, n, sizeof *s->by_name, cmp_by_name);
-    sort(s->by_mailbox, n, sizeof *s->by_mailbox, cmp_by_mailbox);
-    sort_snap = NULL;
-    pthread_mutex_unlock(&sort_lock);
+    if (n > 1) {
+        qsort_r(s->by_name, n, sizeof *s->by_name, cmp_by_name, s);
+        qsort_r(s->by_mailbox, n, sizeof *s->by_mailbox, cmp_by_mailbox, s);
+    }
     return 0;
 }
 
