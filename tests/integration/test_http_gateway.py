@@ -145,6 +145,34 @@ def test_get_denied_is_403_with_the_exact_error_body(gw, pki, site):
     assert SECRET not in body
 
 
+def test_refusal_is_audited_with_its_rule(gw, pki, site):
+    st, h, _ = req(gw, pki, 'GET', f'{site}/secret/a.txt')
+    assert st == 403
+    txid = h['x-transaction-id']
+    deadline = time.time() + 10
+    lines = []
+    while not lines and time.time() < deadline:
+        out = gw.audit('export', '--format', 'jsonl').stdout
+        lines = [ln for ln in out.splitlines() if f'"txid":"{txid}"' in ln]
+        time.sleep(0.2)
+    assert len(lines) == 1
+    rec = lines[0]
+    assert '"decision":"deny"' in rec and '"result":"403"' in rec
+    assert f'"resource":"{site}/secret/a.txt"' in rec and '"operation":"GET"' in rec
+    assert re.search(r'"rule_id":\d+', rec), rec
+
+
+def test_304_is_framed_without_a_body(gw, pki, site):
+    etag = req(gw, pki, 'GET', f'{site}/public/a.txt')[1]['etag']
+    data = raw(gw, pki, f'GET {site}/public/a.txt HTTP/1.1\r\nHost: localhost\r\n'
+                        f'If-None-Match: {etag}\r\n\r\n'
+                        f'GET {site}/public/a.txt HTTP/1.1\r\nHost: localhost\r\n'
+                        'Connection: close\r\n\r\n'.encode())
+    first, _, rest = data.partition(b'\r\n\r\n')
+    assert first.startswith(b'HTTP/1.1 304'), first
+    assert rest.startswith(b'HTTP/1.1 200') and rest.endswith(PUBLIC), rest[:100]
+
+
 def test_backend_404_is_passed_through(gw, pki, site):
     st, h, _ = req(gw, pki, 'GET', f'{site}/public/none.txt')
     assert st == 404 and TXID.match(h['x-transaction-id'])
