@@ -15,6 +15,7 @@
 
 #include "cg_error.h"
 #include "digest.h"
+#include "policy_rules.h"
 #include "policy_store.h"
 #include "snapshot.h"
 
@@ -331,6 +332,9 @@ static void test_with_snapshot(void **state)
                                             &id, &err), 0);
     }
     assert_int_equal(cg_pstore_principal_set_enabled(ps, "Scar", false, &err), 0);
+    /* a policy as a gateway has one: with a rule */
+    int64_t rid;
+    assert_int_equal(cg_pstore_rule_add(ps, false, "*", "http", "/*", 2, NULL, &rid, &err), 0);
     cg_snapshot *snap;
     assert_int_equal(cg_snapshot_build(ps, &snap, &err), 0);
     cg_digest_replay_reset();

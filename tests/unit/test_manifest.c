@@ -20,6 +20,7 @@
 #include "cg_error.h"
 #include "manifest.h"
 #include "policy_keys.h"
+#include "policy_rules.h"
 #include "policy_store.h"
 #include "snapshot.h"
 
@@ -368,6 +369,9 @@ static void test_with_snapshot(void **state)
     assert_int_equal(cg_pstore_open(db, CG_PSTORE_CREATE, &ps, &err), 0);
     assert_int_equal(cg_pstore_principal_add(ps, "alice", "user", NULL, &err), 0);
     assert_int_equal(cg_pstore_principal_add(ps, "bob", "user", NULL, &err), 0);
+    /* a policy as a gateway has one: with a rule */
+    int64_t rid;
+    assert_int_equal(cg_pstore_rule_add(ps, false, "*", "http", "/*", 2, NULL, &rid, &err), 0);
     static const char *ids[] = { NULL, "alice-ec", "alice-ed", "alice-rsa" };
     for (int a = 1; a <= 3; a++) {
         char *pem = pub_pem(keys[a]);
