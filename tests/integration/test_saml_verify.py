@@ -44,6 +44,7 @@ SHA256 = 'http://www.w3.org/2001/04/xmlenc#sha256'
 SHA1 = 'http://www.w3.org/2000/09/xmldsig#sha1'
 RSA_SHA256 = 'http://www.w3.org/2001/04/xmldsig-more#rsa-sha256'
 RSA_SHA1 = 'http://www.w3.org/2000/09/xmldsig#rsa-sha1'
+ECDSA_SHA256 = 'http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256'
 
 
 def assertion(id_='_a1', name='alice', issuer=ISSUER, audience=AUDIENCE,
@@ -77,6 +78,10 @@ def idp(tmp_path_factory):
                         '-keyout', str(d / f'{name}.key'), '-out', str(d / f'{name}.pem'),
                         '-days', '2', '-subj', f'/CN={name}'],
                        check=True, capture_output=True)
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt',
+                    'ec_paramgen_curve:P-256', '-nodes', '-keyout', str(d / 'ecidp.key'),
+                    '-out', str(d / 'ecidp.pem'), '-days', '2', '-subj', '/CN=ecidp'],
+                   check=True, capture_output=True)
     return d
 
 
@@ -196,6 +201,15 @@ def test_signature_by_another_key_in_keyinfo_is_refused(idp):
 def test_sha1_digest_is_refused(idp):
     rc, out = check(idp, sign(idp, assertion(digest=SHA1)))
     assert rc == 1 and 'disallowed' in out, out
+
+
+def test_ecdsa_signed_assertion_from_an_ec_idp(idp):
+    xml = sign(idp, assertion(sigalg=ECDSA_SHA256), key='ecidp')
+    rc, out = check(idp, xml, cert='ecidp')
+    assert rc == 0 and out.startswith('ok alice '), out
+    # and the RSA IdP's certificate does not accept it
+    rc, out = check(idp, xml, cert='idp')
+    assert rc == 1, out
 
 
 def test_rsa_sha1_signature_is_refused(idp):
