@@ -716,6 +716,14 @@ static const cg_principal *by_index(const cg_snapshot *s, const uint32_t *index,
         size_t mid = lo + (hi - lo) / 2;
         const cg_principal *p = &s->principals[index[mid]];
         int c = strcmp(key, mailbox ? p->mailbox : p->name);
+        if (c == 0 && mailbox) {
+            /* the store keeps logins unique; should a hand-edited database
+             * hold one twice, it identifies no one rather than either */
+            if ((mid > 0 && strcmp(key, s->principals[index[mid - 1]].mailbox) == 0) ||
+                (mid + 1 < s->nprincipals &&
+                 strcmp(key, s->principals[index[mid + 1]].mailbox) == 0))
+                return NULL;
+        }
         if (c == 0)
             return p;
         if (c < 0)

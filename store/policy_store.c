@@ -478,6 +478,19 @@ int cg_pstore_principal_add(cg_pstore *s, const char *name, const char *kind,
               NULL, error_r);
     if (rc == CG_E_EXISTS)
         *error_r = say("principal '%.200s' already exists", name);
+    /* one principal per IMAP login: a mailbox that is another principal's
+     * login would make LOGIN (and the master login made for it) ambiguous */
+    int64_t n = 0;
+    bool found;
+    const char *login = mailbox ? mailbox : name;
+    if (rc == 0)
+        rc = one_int(s, prep(s, error_r, "SELECT count(*) FROM principal "
+                                         "WHERE coalesce(mailbox, name) = ?1", "t", login),
+                     &n, &found, error_r);
+    if (rc == 0 && n > 1) {
+        *error_r = say("IMAP login '%.200s' already belongs to another principal", login);
+        rc = CG_E_EXISTS;
+    }
     snprintf(detail, sizeof detail, "%s kind=%s%s%s", name, kind, mailbox ? " mailbox=" : "",
              mailbox ? mailbox : "");
     return finish(s, rc, "principal add", detail, error_r);

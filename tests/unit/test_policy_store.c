@@ -213,6 +213,26 @@ static void test_name_validation(void **state)
     cg_pstore_close(s);
 }
 
+static void test_imap_logins_are_unique(void **state)
+{
+    cg_pstore *s = create();
+    const char *err = NULL;
+    assert_int_equal(cg_pstore_principal_add(s, "alice", "user", NULL, &err), 0);
+    assert_int_equal(cg_pstore_principal_add(s, "bob", "user", "robert", &err), 0);
+    /* a mailbox that is another principal's login, either way round */
+    assert_int_equal(cg_pstore_principal_add(s, "mallory", "user", "alice", &err), CG_E_EXISTS);
+    assert_non_null(strstr(err, "IMAP login 'alice'"));
+    assert_int_equal(cg_pstore_principal_add(s, "robert", "user", NULL, &err), CG_E_EXISTS);
+    assert_int_equal(cg_pstore_principal_add(s, "eve", "user", "robert", &err), CG_E_EXISTS);
+    assert_int_equal(count(s, "principal"), 2);
+    assert_int_equal(count(s, "policy_log"), 2);
+    /* a login equal to the principal's own name is no conflict */
+    assert_int_equal(cg_pstore_principal_add(s, "carol", "user", "carol", &err), 0);
+    /* nor is a name that is only another principal's name... */
+    assert_int_equal(cg_pstore_principal_add(s, "dave", "user", "bob", &err), 0);
+    cg_pstore_close(s);
+}
+
 static void test_credential_validation(void **state)
 {
     cg_pstore *s = create();
@@ -444,6 +464,7 @@ int main(void)
         T(test_migrations_are_idempotent),
         T(test_refused_edits_leave_no_trace),
         T(test_name_validation),
+        T(test_imap_logins_are_unique),
         T(test_credential_validation),
         T(test_lists),
         T(test_remove_with_rules_needs_force),

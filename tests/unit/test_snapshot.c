@@ -269,6 +269,27 @@ static void test_reload_after_commit_by_another_connection(void **state)
     assert_int_equal(cg_pstore_poll_changed(ro), 0);
 }
 
+static void test_ambiguous_login_identifies_no_one(void **state)
+{
+    const char *err = NULL;
+    ok(cg_pstore_principal_add(rw, "dan", "user", "dan.m", &err), "dan", err);
+    cg_snapshot *s = build(ro);
+    assert_string_equal(cg_snapshot_principal_by_mailbox(s, "dan.m")->name, "dan");
+    cg_snapshot_release(s);
+    /* the store refuses this; a hand edit of the file does not */
+    assert_int_equal(cg_db_exec(cg_pstore_db(rw),
+                                "UPDATE principal SET mailbox = 'dan.m' WHERE name = 'carol'",
+                                &err), 0);
+    s = build(ro);
+    assert_null(cg_snapshot_principal_by_mailbox(s, "dan.m"));
+    assert_non_null(cg_snapshot_principal_by_mailbox(s, "alice"));
+    cg_snapshot_release(s);
+    assert_int_equal(cg_db_exec(cg_pstore_db(rw),
+                                "UPDATE principal SET mailbox = NULL WHERE name = 'carol'", &err),
+                     0);
+    ok(cg_pstore_principal_remove(rw, "dan", false, &err), "remove dan", err);
+}
+
 /* ---- concurrency ------------------------------------------------------------ */
 
 enum { READERS = 4, PUBLISHES = 150 };
@@ -347,6 +368,7 @@ int main(void)
         cmocka_unit_test(test_contents),
         cmocka_unit_test(test_rule_that_does_not_compile),
         cmocka_unit_test(test_reload_after_commit_by_another_connection),
+        cmocka_unit_test(test_ambiguous_login_identifies_no_one),
         cmocka_unit_test(test_concurrent_acquire_and_publish),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
