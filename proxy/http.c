@@ -7,12 +7,10 @@
 #include "http.h"
 
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "acl.h"
 #include "audit.h"
@@ -20,11 +18,10 @@
 #include "cg_log.h"
 #include "cg_util.h"
 #include "conn.h"
-#include "digest.h"
 #include "http_dav.h"
+#include "http_int.h"
 #include "http_parse.h"
 #include "http_path.h"
-#include "saml.h"
 
 enum { S_HEAD, S_CONNECTING, S_BODY, S_WAIT_RESP, S_CLOSING };
 
@@ -84,136 +81,7 @@ void cg_http_set_body_filter(cg_http_filter_select_fn fn)
     g_filter_select = fn;
 }
 
-/* ---- process-wide authentication state ----------------------------------- */
-
-static pthread_once_t g_once = PTHREAD_ONCE_INIT;
-static uint8_t g_digest_secret[32];
-static pthread_mutex_t g_saml_mu = PTHREAD_MUTEX_INITIALIZER;
-/* One verifier per loaded configuration (SIGHUP makes a new one; the old
- * ones stay until exit, a handful at most, because connections started
- * under them may still use them). */
-static struct saml_slot {
-    const cg_config *cfg;
-    cg_saml_verifier *v;
-} g_saml[16];
-
-static void auth_init(void)
-{
-    cg_random(g_digest_secret, sizeof g_digest_secret);
-}
-
-static void digest_ctx(const cg_conn *c, cg_digest_ctx *d)
-{
-    const cg_listener_cfg *l = cg_conn_info_of(c)->listener;
-    pthread_once(&g_once, auth_init);
-    memset(d, 0, sizeof *d);
-    d->realm = l->digest_realm ? l->digest_realm : l->name;
-    memcpy(d->secret, g_digest_secret, sizeof d->secret);
-}
-
-static const cg_saml_verifier *saml_verifier(const cg_config *cfg, const char **why)
-{
-    if (!cfg->saml.present) {
-        *why = "no [saml] configuration";
-        return NULL;
-    }
-    cg_saml_verifier *v = NULL;
-    pthread_mutex_lock(&g_saml_mu);
-    for (size_t i = 0; i < CG_ARRAY_LEN(g_saml); i++) {
-        if (g_saml[i].cfg == cfg) {
-            v = g_saml[i].v;
-            break;
-        }
-    }
-    if (!v && cg_saml_global_init(why) == 0) {
-        cg_saml_params p = {
-            .idp_cert_path = cfg->saml.idp_certificate,
-            .issuer = cfg->saml.issuer,
-            .audience = cfg->saml.audience,
-            .clock_skew = cfg->saml.clock_skew,
-        };
-        if (cg_saml_verifier_new(&p, &v, why) == 0) {
-            size_t i = 0;
-            while (i < CG_ARRAY_LEN(g_saml) && g_saml[i].cfg)
-                i++;
-            if (i == CG_ARRAY_LEN(g_saml))
-                i = 0; /* oldest reused; its verifier is leaked, never freed under a reader */
-            g_saml[i].cfg = cfg;
-            g_saml[i].v = v;
-        }
-    }
-    pthread_mutex_unlock(&g_saml_mu);
-    return v;
-}
-
 /* ---- small helpers -------------------------------------------------------- */
-
-static const char *reason_of(int status)
-{
-    switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 207: return "Multi-Status";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 417: return "Expectation Failed";
-    case 422: return "Unprocessable Content";
-    case 426: return "Upgrade Required";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Error";
-    }
-}
-
-static const char ALLOW[] = "OPTIONS, GET, HEAD, PUT, POST, PATCH, DELETE, MKCOL, "
-                            "COPY, MOVE, PROPFIND, PROPPATCH, LOCK, UNLOCK";
-
-/* Rights per method (SPEC section 4); src for the request path, dst for a
- * COPY/MOVE Destination. Returns false for methods outside the table. */
-static bool method_rights(const char *m, unsigned *src, unsigned *dst, bool *subtree)
-{
-    static const struct {
-        const char *name;
-        unsigned src, dst;
-        bool subtree;
-    } t[] = {
-        {"GET", CG_RIGHT_READ, 0, false},
-        {"HEAD", CG_RIGHT_READ, 0, false},
-        {"PUT", CG_RIGHT_WRITE, 0, false},
-        {"POST", CG_RIGHT_WRITE, 0, false},
-        {"PATCH", CG_RIGHT_WRITE, 0, false},
-        {"PROPPATCH", CG_RIGHT_WRITE, 0, false},
-        {"LOCK", CG_RIGHT_WRITE, 0, false},
-        {"UNLOCK", CG_RIGHT_WRITE, 0, false},
-        {"MKCOL", CG_RIGHT_CREATE, 0, false},
-        {"DELETE", CG_RIGHT_DELETE, 0, true},
-        {"PROPFIND", CG_RIGHT_LIST, 0, false},
-        {"COPY", CG_RIGHT_READ, CG_RIGHT_WRITE, true},
-        {"MOVE", CG_RIGHT_READ | CG_RIGHT_DELETE, CG_RIGHT_WRITE, true},
-        {"OPTIONS", 0, 0, false},
-    };
-    for (size_t i = 0; i < CG_ARRAY_LEN(t); i++) {
-        if (strcmp(m, t[i].name) == 0) {
-            *src = t[i].src;
-            *dst = t[i].dst;
-            *subtree = t[i].subtree;
-            return true;
-        }
-    }
-    return false;
-}
 
 static bool pend_append(http_sess *s, const uint8_t *buf, size_t len)
 {
@@ -329,7 +197,7 @@ static void http_error(http_sess *s, int status, const char *detail, const char 
         bl = snprintf(body, sizeof body, "%s", xml_body);
         ctype = "application/xml; charset=utf-8";
     } else {
-        bl = snprintf(body, sizeof body, "%d %s: %s (txid %s)\n", status, reason_of(status),
+        bl = snprintf(body, sizeof body, "%d %s: %s (txid %s)\n", status, cg_http_reason(status),
                       detail, r->txid);
     }
     if (bl < 0 || (size_t)bl >= sizeof body)
@@ -338,12 +206,12 @@ static void http_error(http_sess *s, int status, const char *detail, const char 
     int hl = snprintf(head, sizeof head,
                       "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
                       "X-Transaction-Id: %s\r\n%s%s\r\n",
-                      status, reason_of(status), ctype, bl, r->txid, extra ? extra : "",
+                      status, cg_http_reason(status), ctype, bl, r->txid, extra ? extra : "",
                       close_after ? "Connection: close\r\n" : "");
     if (hl < 0 || (size_t)hl >= sizeof head)
         hl = snprintf(head, sizeof head,
                       "HTTP/1.1 %d %s\r\nContent-Length: 0\r\nX-Transaction-Id: %s\r\n"
-                      "Connection: close\r\n\r\n", status, reason_of(status), r->txid),
+                      "Connection: close\r\n\r\n", status, cg_http_reason(status), r->txid),
         bl = 0, close_after = true;
     cg_conn_write_client(c, head, (size_t)hl);
     if (!r->head_method && bl > 0) {
@@ -373,99 +241,6 @@ static const char *hdr_lookup(const void *hctx, const char *name, size_t *len)
         return NULL;
     *len = h->value.len;
     return cg_http_str(p, h->value);
-}
-
-/* 401 with one challenge per enabled request-level method (SPEC 4). */
-static void challenge(http_sess *s, bool stale, const char *detail)
-{
-    const cg_listener_cfg *l = cg_conn_info_of(s->c)->listener;
-    char extra[CG_DIGEST_CHALLENGE_MAX * 2 + 128];
-    size_t n = 0;
-    extra[0] = '\0';
-    if (l->auth & CG_AUTH_DIGEST) {
-        cg_digest_ctx d;
-        digest_ctx(s->c, &d);
-        n = cg_digest_challenges(&d, stale, (int64_t)time(NULL), extra, sizeof extra);
-        extra[n] = '\0';
-    }
-    if (l->auth & CG_AUTH_SAML)
-        snprintf(extra + n, sizeof extra - n, "WWW-Authenticate: SAML\r\n");
-    http_error(s, 401, detail, extra, NULL, false);
-}
-
-/* Who sent this request: the connection's identity (cert, psk, address),
- * else Digest or SAML in Authorization. 0, or the error was answered. */
-static int authenticate(http_sess *s, const cg_snapshot *snap, const cg_principal **who)
-{
-    const cg_conn_info *ci = cg_conn_info_of(s->c);
-    const cg_listener_cfg *l = ci->listener;
-    http_req *r = &s->r;
-    *who = NULL;
-    if (ci->principal[0]) {
-        cg_strlcpy(r->principal, ci->principal, sizeof r->principal);
-        r->auth_method = cg_auth_method_name(ci->auth_method);
-        *who = cg_snapshot_principal_by_name(snap, ci->principal);
-        return 0;
-    }
-    size_t na;
-    const cg_http_header *h = cg_http_header_get(&s->req, "authorization", &na);
-    if (!h) {
-        challenge(s, false, "authentication required");
-        return -1;
-    }
-    if (na > 1) {
-        http_error(s, 400, "more than one Authorization header", NULL, NULL, false);
-        return -1;
-    }
-    const char *v = cg_http_str(&s->req, h->value);
-    size_t vl = h->value.len;
-    const char *why = "authentication failed";
-    if ((l->auth & CG_AUTH_DIGEST) && vl > 7 && strncasecmp(v, "Digest ", 7) == 0) {
-        r->auth_method = "digest";
-        if (vl > CG_DIGEST_MAX_HEADER) {
-            challenge(s, false, "Digest header too long");
-            return -1;
-        }
-        char val[CG_DIGEST_MAX_HEADER + 1];
-        memcpy(val, v, vl);
-        val[vl] = '\0';
-        char target[CG_HTTP_PATH_MAX * 3 + 1];
-        size_t tl = s->req.head.target.len;
-        if (tl >= sizeof target) {
-            challenge(s, false, "target too long");
-            return -1;
-        }
-        memcpy(target, cg_http_str(&s->req, s->req.head.target), tl);
-        target[tl] = '\0';
-        cg_digest_ctx d;
-        digest_ctx(s->c, &d);
-        int rc = cg_digest_verify(&d, val, r->method, target, snap, who, &why);
-        if (*who)
-            cg_strlcpy(r->principal, (*who)->name, sizeof r->principal);
-        if (rc == CG_E_AGAIN) {
-            challenge(s, true, "stale nonce");
-            return -1;
-        }
-        if (rc < 0 && !(*who && !(*who)->enabled)) {
-            challenge(s, false, why);
-            return -1;
-        }
-        return 0;
-    }
-    if ((l->auth & CG_AUTH_SAML) && vl > 5 && strncasecmp(v, "SAML ", 5) == 0) {
-        r->auth_method = "saml";
-        const cg_saml_verifier *sv = saml_verifier(ci->config, &why);
-        int rc = sv ? cg_saml_authenticate(sv, v + 5, vl - 5, snap, who, &why) : CG_E_AUTH;
-        if (*who)
-            cg_strlcpy(r->principal, (*who)->name, sizeof r->principal);
-        if (rc < 0 && !(*who && !(*who)->enabled)) {
-            challenge(s, false, why);
-            return -1;
-        }
-        return 0;
-    }
-    challenge(s, false, "unsupported authorization scheme");
-    return -1;
 }
 
 /* Decides every right in rights on path (and, for subtree operations,
@@ -510,145 +285,29 @@ static int judge(http_sess *s, const cg_snapshot *snap, const cg_principal *p,
     return 0;
 }
 
-static bool is_hop_or_identity(const cg_http_parser *p, cg_http_span name,
-                               const char *principal_header, bool request)
-{
-    static const char *const drop[] = {
-        "connection", "keep-alive", "proxy-connection", "te", "trailer",
-        "transfer-encoding", "upgrade", "content-length", "proxy-authorization",
-        "proxy-authenticate",
-    };
-    static const char *const drop_req[] = {
-        "authorization", "expect", "forwarded", "x-real-ip", "x-authenticated-principal",
-        "destination", "if", "x-transaction-id",
-    };
-    static const char *const drop_resp[] = {"x-transaction-id"};
-    for (size_t i = 0; i < CG_ARRAY_LEN(drop); i++)
-        if (cg_http_span_eq(p, name, drop[i]))
-            return true;
-    if (request) {
-        for (size_t i = 0; i < CG_ARRAY_LEN(drop_req); i++)
-            if (cg_http_span_eq(p, name, drop_req[i]))
-                return true;
-        if (name.len >= 12 && strncasecmp(cg_http_str(p, name), "x-forwarded-", 12) == 0)
-            return true;
-        if (principal_header && cg_http_span_eq(p, name, principal_header))
-            return true;
-    } else {
-        for (size_t i = 0; i < CG_ARRAY_LEN(drop_resp); i++)
-            if (cg_http_span_eq(p, name, drop_resp[i]))
-                return true;
-    }
-    /* RFC 9110 7.6.1: fields named in Connection are hop-by-hop too */
-    const cg_http_header *conn = cg_http_header_get(p, "connection", NULL);
-    for (size_t i = 0; conn && i < p->head.nheaders; i++) {
-        const cg_http_header *h = &p->head.headers[i];
-        if (!cg_http_span_eq(p, h->name, "connection"))
-            continue;
-        char nm[64];
-        if (name.len >= sizeof nm)
-            continue;
-        memcpy(nm, cg_http_str(p, name), name.len);
-        nm[name.len] = '\0';
-        if (cg_http_list_has(cg_http_str(p, h->value), h->value.len, nm))
-            return true;
-    }
-    return false;
-}
-
-typedef struct obuf {
-    char *b;
-    size_t len, cap;
-    bool over;
-} obuf;
-
-static void ob_add(obuf *o, const void *d, size_t n)
-{
-    if (o->over || o->len + n > o->cap) {
-        o->over = true;
-        return;
-    }
-    memcpy(o->b + o->len, d, n);
-    o->len += n;
-}
-
-static void ob_str(obuf *o, const char *s)
-{
-    ob_add(o, s, strlen(s));
-}
-
-/* The request head as the backend gets it: canonical target, the
- * client's end-to-end fields minus hop-by-hop and identity fields,
- * rewritten Destination/If, the gateway's own X-Forwarded-* and principal
- * header, and our framing. 0 or an error was answered. */
+/* The request head for the backend, kept in s->out (for one retry on a
+ * fresh connection). 0 or an error was answered. */
 static int build_request_head(http_sess *s, const char *dest_canon, const char *if_rewritten)
 {
     const cg_conn_info *ci = cg_conn_info_of(s->c);
     const cg_upstream_cfg *u = ci->listener->upstream;
     http_req *r = &s->r;
-    cg_http_parser *p = &s->req;
     if (!s->out)
         s->out = malloc(OUT_HEAD_MAX);
     if (!s->out) {
         http_error(s, 503, "out of memory", NULL, NULL, true);
         return -1;
     }
-    obuf o = {s->out, 0, OUT_HEAD_MAX, false};
-    ob_str(&o, r->method);
-    ob_str(&o, " ");
-    ob_str(&o, r->canon);
-    if (r->query) {
-        ob_str(&o, "?");
-        ob_add(&o, r->query, r->query_len);
-    }
-    ob_str(&o, " HTTP/1.1\r\n");
-    const char *ph = u ? u->principal_header : NULL;
-    for (size_t i = 0; i < p->head.nheaders; i++) {
-        const cg_http_header *h = &p->head.headers[i];
-        if (is_hop_or_identity(p, h->name, ph, true))
-            continue;
-        ob_add(&o, cg_http_str(p, h->name), h->name.len);
-        ob_str(&o, ": ");
-        ob_add(&o, cg_http_str(p, h->value), h->value.len);
-        ob_str(&o, "\r\n");
-    }
-    if (!p->head.host.len)
-        ob_str(&o, "Host: localhost\r\n"); /* HTTP/1.0 client: the backend speaks 1.1 */
-    if (dest_canon) {
-        ob_str(&o, "Destination: ");
-        ob_str(&o, dest_canon);
-        ob_str(&o, "\r\n");
-    }
-    if (if_rewritten) {
-        ob_str(&o, "If: ");
-        ob_str(&o, if_rewritten);
-        ob_str(&o, "\r\n");
-    }
-    ob_str(&o, "X-Forwarded-For: ");
-    ob_str(&o, ci->client_addr);
-    ob_str(&o, ci->tls ? "\r\nX-Forwarded-Proto: https\r\n" : "\r\nX-Forwarded-Proto: http\r\n");
-    if (ph && r->principal[0]) {
-        ob_str(&o, ph);
-        ob_str(&o, ": ");
-        ob_str(&o, r->principal);
-        ob_str(&o, "\r\n");
-    }
-    if (p->head.framing == CG_HTTP_BODY_LENGTH) {
-        char cl[48];
-        snprintf(cl, sizeof cl, "Content-Length: %" PRIu64 "\r\n", p->head.content_length);
-        ob_str(&o, cl);
-    } else if (p->head.framing == CG_HTTP_BODY_CHUNKED) {
-        ob_str(&o, "Transfer-Encoding: chunked\r\n");
-    } else if (strcmp(r->method, "PUT") == 0 || strcmp(r->method, "POST") == 0 ||
-               strcmp(r->method, "PATCH") == 0) {
-        ob_str(&o, "Content-Length: 0\r\n");
-    }
-    ob_str(&o, "\r\n");
-    if (o.over) {
+    cg_http_fwd f = {
+        .method = r->method, .canon = r->canon, .query = r->query, .query_len = r->query_len,
+        .destination = dest_canon, .if_value = if_rewritten, .client_addr = ci->client_addr,
+        .tls = ci->tls, .principal_header = u ? u->principal_header : NULL,
+        .principal = r->principal,
+    };
+    if (cg_http_build_request(&s->req, &f, s->out, OUT_HEAD_MAX, &s->out_len) < 0) {
         http_error(s, 431, "request head too large after rewriting", NULL, NULL, false);
         return -1;
     }
-    s->out_len = o.len;
     return 0;
 }
 
@@ -716,8 +375,8 @@ static void handle_request(http_sess *s)
     const char *target = cg_http_str(&s->req, h->path);
     size_t pl = 0;
     if (h->form == CG_HTTP_ASTERISK) {
-        strcpy(dec, "*");
-        strcpy(can, "*");
+        memcpy(dec, "*", 2);
+        memcpy(can, "*", 2);
     } else {
         const char *why = "malformed request target";
         size_t dl, cl;
@@ -761,10 +420,22 @@ static void handle_request(http_sess *s)
         http_error(s, 503, "policy not loaded", NULL, NULL, true);
         return;
     }
-    const cg_principal *p = NULL;
     char *if_out = NULL;
-    if (authenticate(s, snap, &p) < 0)
+    cg_http_auth au;
+    cg_http_authenticate(ci, &s->req, r->method, snap, &au);
+    cg_strlcpy(r->principal, au.principal, sizeof r->principal);
+    r->auth_method = au.method;
+    if (au.status == 401) {
+        char extra[1200];
+        cg_http_challenges(l, au.stale, extra, sizeof extra);
+        http_error(s, 401, au.detail, extra, NULL, false);
         goto out;
+    }
+    if (au.status) {
+        http_error(s, au.status, au.detail, NULL, NULL, false);
+        goto out;
+    }
+    const cg_principal *p = au.who;
     if (!p || !p->enabled) {
         http_error(s, 403, p ? "principal disabled" : "principal unknown", NULL, NULL, false);
         goto out;
@@ -773,9 +444,9 @@ static void handle_request(http_sess *s)
 
     unsigned src, dst;
     bool subtree;
-    if (!method_rights(r->method, &src, &dst, &subtree)) {
-        char allow[sizeof ALLOW + 16];
-        snprintf(allow, sizeof allow, "Allow: %s\r\n", ALLOW);
+    if (!cg_http_method_rights(r->method, &src, &dst, &subtree)) {
+        char allow[256];
+        snprintf(allow, sizeof allow, "Allow: %s\r\n", cg_http_allow);
         http_error(s, 405, "method not allowed", allow, NULL, false);
         goto out;
     }
@@ -1038,8 +709,8 @@ static void process_inner(http_sess *s, const uint8_t *buf, size_t len, size_t *
                 continue;
             cg_conn_set_timer(s->c, 0);
             if (r != 1) {
-                char allow[sizeof ALLOW + 16];
-                snprintf(allow, sizeof allow, "Allow: %s\r\n", ALLOW);
+                char allow[256];
+                snprintf(allow, sizeof allow, "Allow: %s\r\n", cg_http_allow);
                 http_error(s, r, why ? why : "malformed request", r == 405 ? allow : NULL,
                            NULL, true);
                 *consumed = len;
@@ -1096,12 +767,12 @@ static void send_response_head(http_sess *s, bool have_length, uint64_t length)
         cg_conn_abort(s->c, "out of memory");
         return;
     }
-    obuf o = {buf, 0, OUT_HEAD_MAX, false};
+    cg_obuf o = {buf, 0, OUT_HEAD_MAX, false};
     char line[64];
     snprintf(line, sizeof line, "HTTP/1.1 %d ", p->head.status);
-    ob_str(&o, line);
-    ob_add(&o, cg_http_str(p, p->head.reason), p->head.reason.len);
-    ob_str(&o, "\r\n");
+    cg_ob_str(&o, line);
+    cg_ob_add(&o, cg_http_str(p, p->head.reason), p->head.reason.len);
+    cg_ob_str(&o, "\r\n");
     int st = p->head.status;
     bool no_body = r->head_method || st == 204 || st == 304;
     for (size_t i = 0; i < p->head.nheaders; i++) {
@@ -1111,21 +782,21 @@ static void send_response_head(http_sess *s, bool have_length, uint64_t length)
          * the representation); a rewritten body gets its own */
         if (is_cl && no_body && st != 204 && !have_length) {
             /* kept below */
-        } else if (is_hop_or_identity(p, h->name, NULL, false)) {
+        } else if (cg_http_drop_field(p, h->name, NULL, false)) {
             continue;
         }
-        ob_add(&o, cg_http_str(p, h->name), h->name.len);
-        ob_str(&o, ": ");
-        ob_add(&o, cg_http_str(p, h->value), h->value.len);
-        ob_str(&o, "\r\n");
+        cg_ob_add(&o, cg_http_str(p, h->name), h->name.len);
+        cg_ob_str(&o, ": ");
+        cg_ob_add(&o, cg_http_str(p, h->value), h->value.len);
+        cg_ob_str(&o, "\r\n");
     }
     s->resp_chunked = false;
     if (!no_body) {
         if (have_length) {
             snprintf(line, sizeof line, "Content-Length: %" PRIu64 "\r\n", length);
-            ob_str(&o, line);
+            cg_ob_str(&o, line);
         } else if (s->req.head.minor >= 1) {
-            ob_str(&o, "Transfer-Encoding: chunked\r\n");
+            cg_ob_str(&o, "Transfer-Encoding: chunked\r\n");
             s->resp_chunked = true;
         } else {
             s->resp_close = true; /* HTTP/1.0 client: delimited by close */
@@ -1134,10 +805,10 @@ static void send_response_head(http_sess *s, bool have_length, uint64_t length)
     if (!r->keep_alive || (r->has_body && !r->body_done))
         s->resp_close = true;
     if (s->resp_close)
-        ob_str(&o, "Connection: close\r\n");
-    ob_str(&o, "X-Transaction-Id: ");
-    ob_str(&o, r->txid);
-    ob_str(&o, "\r\n\r\n");
+        cg_ob_str(&o, "Connection: close\r\n");
+    cg_ob_str(&o, "X-Transaction-Id: ");
+    cg_ob_str(&o, r->txid);
+    cg_ob_str(&o, "\r\n\r\n");
     if (o.over) {
         free(buf);
         http_error(s, 502, "backend response head too large", NULL, NULL, true);
