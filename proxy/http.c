@@ -258,7 +258,7 @@ static int judge(http_sess *s, const cg_snapshot *snap, const cg_principal *p,
         char detail[CG_HTTP_PATH_MAX + 64];
         if (!d.allow) {
             r->decision = "deny";
-            snprintf(detail, sizeof detail, "%s denied on \"%s\"", cg_right_name(bit), path);
+            snprintf(detail, sizeof detail, "%s denied on \"%.256s\"", cg_right_name(bit), path);
             http_error(s, 403, detail, NULL, NULL, false);
             return -1;
         }
@@ -275,7 +275,7 @@ static int judge(http_sess *s, const cg_snapshot *snap, const cg_principal *p,
             if (!cg_acl_subtree_clear(acl, p, CG_SVC_HTTP, bit, prefix, pl, '/', &rid)) {
                 r->decision = "deny";
                 r->rule_id = rid;
-                snprintf(detail, sizeof detail, "%s denied below \"%s\"", cg_right_name(bit),
+                snprintf(detail, sizeof detail, "%s denied below \"%.256s\"", cg_right_name(bit),
                          path);
                 http_error(s, 403, detail, NULL, NULL, false);
                 return -1;
@@ -756,6 +756,53 @@ static void write_client(http_sess *s, const void *buf, size_t len)
     cg_conn_write_client(s->c, buf, len);
 }
 
+/* A redirect the backend builds names itself: nginx writes the request's
+ * host name with its own port and scheme ("http://localhost:20080/d/").
+ * Point it back at the gateway the client talks to (scheme and Host of
+ * the request), so following it never bypasses the gateway. true when a
+ * rewritten Location was written. */
+static bool location_rewrite(http_sess *s, cg_obuf *o, const char *v, size_t n)
+{
+    const cg_http_head *rq = &s->req.head;
+    if (!rq->host.len)
+        return false;
+    size_t skip = n > 7 && strncasecmp(v, "http://", 7) == 0    ? 7
+                  : n > 8 && strncasecmp(v, "https://", 8) == 0 ? 8
+                                                                 : 0;
+    if (!skip)
+        return false;
+    size_t e = skip;
+    while (e < n && v[e] != '/' && v[e] != '?' && v[e] != '#')
+        e++;
+    /* the host name without its port ("[::1]:80" -> "[::1]") */
+    size_t he = e;
+    for (size_t k = e; k > skip; k--) {
+        if (v[k - 1] == ']')
+            break;
+        if (v[k - 1] == ':') {
+            he = k - 1;
+            break;
+        }
+    }
+    const char *host = cg_http_str(&s->req, rq->host);
+    size_t hl = rq->host.len, hn = hl;
+    for (size_t k = hl; k > 0; k--) {
+        if (host[k - 1] == ']')
+            break;
+        if (host[k - 1] == ':') {
+            hn = k - 1;
+            break;
+        }
+    }
+    if (he - skip != hn || strncasecmp(v + skip, host, hn) != 0)
+        return false;
+    cg_ob_str(o, cg_conn_info_of(s->c)->tls ? "Location: https://" : "Location: http://");
+    cg_ob_add(o, host, hl);
+    cg_ob_add(o, v + e, n - e);
+    cg_ob_str(o, "\r\n");
+    return true;
+}
+
 /* The answer's head toward the client: backend status and end-to-end
  * fields, our framing, X-Transaction-Id. */
 static void send_response_head(http_sess *s, bool have_length, uint64_t length)
@@ -785,6 +832,9 @@ static void send_response_head(http_sess *s, bool have_length, uint64_t length)
         } else if (cg_http_drop_field(p, h->name, NULL, false)) {
             continue;
         }
+        if (cg_http_span_eq(p, h->name, "location") &&
+            location_rewrite(s, &o, cg_http_str(p, h->value), h->value.len))
+            continue;
         cg_ob_add(&o, cg_http_str(p, h->name), h->name.len);
         cg_ob_str(&o, ": ");
         cg_ob_add(&o, cg_http_str(p, h->value), h->value.len);

@@ -173,6 +173,14 @@ def test_304_is_framed_without_a_body(gw, pki, site):
     assert rest.startswith(b'HTTP/1.1 200') and rest.endswith(PUBLIC), rest[:100]
 
 
+def test_backend_redirect_points_back_at_the_gateway(gw, pki, site):
+    # nginx redirects a collection without its slash to itself (its port)
+    port = gw.port('content')
+    st, h, _ = req(gw, pki, 'GET', f'{site}/public', headers={'Host': f'localhost:{port}'})
+    assert st == 301
+    assert h['location'] == f'https://localhost:{port}{site}/public/'
+
+
 def test_backend_404_is_passed_through(gw, pki, site):
     st, h, _ = req(gw, pki, 'GET', f'{site}/public/none.txt')
     assert st == 404 and TXID.match(h['x-transaction-id'])
