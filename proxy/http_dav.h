@@ -9,10 +9,11 @@
 #include <stddef.h>
 
 /* A URL from a Destination header or an If resource tag, for this
- * gateway's host (the request's Host value) and scheme: reduced to its
- * path. A bare absolute path is taken as is. Returns 0 with
- * (*path, *plen), 1 when the URL names another host or scheme (the
- * caller answers 502, RFC 4918 9.8.5), CG_E_INVAL when malformed. */
+ * gateway's authority (the request's Host value; http or https alike):
+ * reduced to its path. A bare absolute path is taken as is. Returns 0
+ * with (*path, *plen), 1 when the URL names another host (the caller
+ * answers 502, RFC 4918 9.8.5), CG_E_INVAL when malformed. `https` is
+ * the listener's scheme (kept for callers; the authority decides). */
 int cg_http_dav_url_path(const char *url, size_t len, const char *host,
                          size_t hostlen, bool https, const char **path,
                          size_t *plen);
