@@ -32,7 +32,11 @@ static char *make_cert(void)
         char *data;
         if (b && PEM_write_bio_X509(b, x)) {
             long n = BIO_get_mem_data(b, &data);
-            out = strndup(data, (size_t)n);
+            out = malloc((size_t)n + 1); /* the BIO's data is not NUL-terminated */
+            if (out) {
+                memcpy(out, data, (size_t)n);
+                out[n] = '\0';
+            }
         }
         BIO_free(b);
     }

@@ -350,7 +350,10 @@ static char *pub_pem(EVP_PKEY *k)
     PEM_write_bio_PUBKEY(b, k);
     char *data;
     long n = BIO_get_mem_data(b, &data);
-    char *out = strndup(data, (size_t)n);
+    /* memcpy, not strndup: the BIO's data is not NUL-terminated */
+    char *out = malloc((size_t)n + 1);
+    memcpy(out, data, (size_t)n);
+    out[n] = '\0';
     BIO_free(b);
     return out;
 }
