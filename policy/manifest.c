@@ -62,6 +62,11 @@ static void capture_error(void *ctx, xmlErrorPtr e)
     size_t n = strlen(xml_err);
     while (n && (xml_err[n - 1] == '\n' || xml_err[n - 1] == ' '))
         xml_err[--n] = '\0';
+    /* the reason goes into one-line answers and logs: no control bytes
+     * (libxml2 quotes the offending value, which may hold any) */
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)xml_err[i] < 0x20 || xml_err[i] == 0x7f)
+            xml_err[i] = ' ';
 }
 
 /* error_r must outlive the call: a per-thread sentence buffer. */

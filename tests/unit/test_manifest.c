@@ -253,6 +253,9 @@ static void test_hostile_and_invalid(void **state)
             fail_msg("case %zu: rc %d, want %d (%s)", i, rc, cases[i].rc, err ? err : "");
         if (cases[i].why && (!err || !strstr(err, cases[i].why)))
             fail_msg("case %zu: reason '%s' lacks '%s'", i, err ? err : "", cases[i].why);
+        for (const char *q = err; q && *q; q++)
+            if ((unsigned char)*q < 0x20)
+                fail_msg("case %zu: reason has a control character", i);
         if (rc == 0)
             assert_non_null(m);
         else
