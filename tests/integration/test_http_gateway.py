@@ -181,6 +181,14 @@ def test_backend_redirect_points_back_at_the_gateway(gw, pki, site):
     assert h['location'] == f'https://localhost:{port}{site}/public/'
 
 
+def test_http_1_0_client_is_served_and_closed(gw, pki, site):
+    data = raw(gw, pki, f'GET {site}/public/a.txt HTTP/1.0\r\n\r\n'.encode())
+    head, _, body = data.partition(b'\r\n\r\n')
+    assert head.startswith(b'HTTP/1.1 200'), head
+    assert body == PUBLIC
+    assert b'Transfer-Encoding' not in head
+
+
 def test_backend_404_is_passed_through(gw, pki, site):
     st, h, _ = req(gw, pki, 'GET', f'{site}/public/none.txt')
     assert st == 404 and TXID.match(h['x-transaction-id'])
