@@ -12,6 +12,9 @@
 #include "identity.h"
 #include "snapshot_impl.h"
 
+/* IPv4-mapped IPv6 addresses (RFC 4291 2.5.5.2) */
+static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
 /* ---- certificates ------------------------------------------------------------- */
 
 int cg_snap_name_cmp(const char *a, const char *b)
@@ -76,10 +79,40 @@ const cg_principal *cg_identity_by_address(const cg_snapshot *s, const struct so
 {
     if (!s || !sa)
         return NULL;
-    /* sorted longest prefix first: the first match is the most specific */
-    for (size_t i = 0; i < s->naddrs; i++)
-        if (cg_cidr_match(&s->addrs[i].cidr, sa))
-            return &s->principals[s->addrs[i].pidx];
+    cg_snap_addr key = { .cidr = { 0 } };
+    const uint8_t *a;
+    if (sa->sa_family == AF_INET) {
+        key.cidr.family = 4;
+        a = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
+    } else if (sa->sa_family == AF_INET6) {
+        a = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+        /* a dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d */
+        key.cidr.family = memcmp(a, v4mapped, 12) == 0 ? 4 : 6;
+        if (key.cidr.family == 4)
+            a += 12;
+    } else {
+        return NULL;
+    }
+    size_t len = key.cidr.family == 4 ? 4 : 16;
+    /* runs are ordered longest prefix first: the first hit is the most
+     * specific network; each run is searched with the address masked to
+     * its prefix */
+    for (size_t r = 0; r < s->naddr_runs; r++) {
+        const cg_snap_addr_run *run = &s->addr_runs[r];
+        const cg_cidr *c = &s->addrs[run->start].cidr;
+        if (c->family != key.cidr.family)
+            continue;
+        key.cidr.prefix = c->prefix;
+        memset(key.cidr.addr, 0, sizeof key.cidr.addr);
+        unsigned full = c->prefix / 8, rest = c->prefix % 8;
+        memcpy(key.cidr.addr, a, full < len ? full : len);
+        if (rest && full < len)
+            key.cidr.addr[full] = (uint8_t)(a[full] & (0xff << (8 - rest)));
+        const cg_snap_addr *hit = cg_snap_find(&key, s->addrs + run->start, run->count,
+                                               sizeof key, cg_snap_cmp_addr);
+        if (hit)
+            return &s->principals[hit->pidx];
+    }
     return NULL;
 }
 
@@ -100,8 +133,6 @@ const char *cg_identity_digest_ha1(const cg_snapshot *s, const cg_principal *p,
 }
 
 /* ---- CIDR --------------------------------------------------------------------- */
-
-static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
 
 /* Strict: inet_pton forms only (no "10.1", no octal "010.0.0.1"), a decimal
  * prefix without sign or leading zeros, no host bits set — an entry that

@@ -106,7 +106,7 @@ typedef struct pending_rule {
 
 typedef struct build_ctx {
     cg_snapshot *s;
-    size_t cap_p, cap_g, cap_gid, cap_c, cap_n, cap_k, cap_a, cap_d, cap_pub, cap_rs, cap_peer, cap_m,
+    size_t cap_p, cap_g, cap_gid, cap_c, cap_n, cap_k, cap_a, cap_d, cap_pub, cap_rs, cap_peer, cap_m, cap_runs,
         cap_r;
     uint32_t (*members)[2]; /* (pidx, gidx) */
     size_t nmembers;
@@ -397,13 +397,16 @@ int cg_snap_cmp_psk(const void *a, const void *b)
     return c ? c : (x->idlen > y->idlen) - (x->idlen < y->idlen);
 }
 
-/* longest prefix first, so the first match is the most specific */
-static int cmp_addr(const void *a, const void *b)
+/* longest prefix first, so the first match is the most specific; within
+ * one prefix length, by family and network address (for binary search) */
+int cg_snap_cmp_addr(const void *a, const void *b)
 {
-    const cg_snap_addr *x = a, *y = b;
-    if (x->cidr.prefix != y->cidr.prefix)
-        return x->cidr.prefix > y->cidr.prefix ? -1 : 1;
-    return x->pidx < y->pidx ? -1 : x->pidx > y->pidx;
+    const cg_cidr *x = &((const cg_snap_addr *)a)->cidr, *y = &((const cg_snap_addr *)b)->cidr;
+    if (x->prefix != y->prefix)
+        return x->prefix > y->prefix ? -1 : 1;
+    if (x->family != y->family)
+        return x->family < y->family ? -1 : 1;
+    return memcmp(x->addr, y->addr, sizeof x->addr);
 }
 
 int cg_snap_cmp_digest(const void *a, const void *b)
@@ -453,6 +456,7 @@ static void snapshot_free(cg_snapshot *s)
     free(s->names);
     free(s->psks);
     free(s->addrs);
+    free(s->addr_runs);
     free(s->digests);
     free(s->pubkeys);
     free(s->require_signed);
@@ -499,10 +503,42 @@ static void sort_indexes(cg_snapshot *s)
     sort(s->certs, s->ncerts, sizeof *s->certs, cg_snap_cmp_cert);
     sort(s->names, s->nnames, sizeof *s->names, cg_snap_cmp_name);
     sort(s->psks, s->npsks, sizeof *s->psks, cg_snap_cmp_psk);
-    sort(s->addrs, s->naddrs, sizeof *s->addrs, cmp_addr);
+    sort(s->addrs, s->naddrs, sizeof *s->addrs, cg_snap_cmp_addr);
     sort(s->digests, s->ndigests, sizeof *s->digests, cg_snap_cmp_digest);
     sort(s->pubkeys, s->npubkeys, sizeof *s->pubkeys, cmp_pubkey);
     sort(s->peers, s->npeers, sizeof *s->peers, cmp_peer);
+}
+
+/* Splits the sorted addresses into runs of one (family, prefix). The
+ * store keeps networks unique; the same network twice (a hand edit) would
+ * make the answer depend on the sort, so neither entry is kept. */
+static int index_addresses(cg_snapshot *s, build_ctx *b)
+{
+    size_t w = 0;
+    for (size_t i = 0; i < s->naddrs;) {
+        size_t j = i + 1;
+        while (j < s->naddrs && cg_snap_cmp_addr(&s->addrs[i], &s->addrs[j]) == 0)
+            j++;
+        if (j - i == 1) {
+            s->addrs[w++] = s->addrs[i];
+        } else {
+            char text[64];
+            cg_cidr_format(&s->addrs[i].cidr, text);
+            cg_warn("policy: address %s is registered %zu times, ignored", text, j - i);
+        }
+        i = j;
+    }
+    s->naddrs = w;
+    for (size_t i = 0; i < s->naddrs; i++) {
+        const cg_cidr *c = &s->addrs[i].cidr, *prev = i ? &s->addrs[i - 1].cidr : NULL;
+        if (!prev || prev->prefix != c->prefix || prev->family != c->family) {
+            if (PUSH(s->addr_runs, s->naddr_runs, b->cap_runs) < 0)
+                return nomem(b);
+            s->addr_runs[s->naddr_runs++] = (cg_snap_addr_run){ i, 0 };
+        }
+        s->addr_runs[s->naddr_runs - 1].count++;
+    }
+    return 0;
 }
 
 /* Compiles the rules. An allow rule that does not compile grants nothing
@@ -584,8 +620,10 @@ int cg_snapshot_build(struct cg_pstore *store, cg_snapshot **out, const char **e
         rc = index_principals(s, &b);
     if (rc == 0) {
         sort_indexes(s);
-        rc = compile_acl(s, &b, error_r);
+        rc = index_addresses(s, &b);
     }
+    if (rc == 0)
+        rc = compile_acl(s, &b, error_r);
     if (rc < 0 && b.error)
         *error_r = b.error;
     free(b.members);

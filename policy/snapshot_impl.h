@@ -32,6 +32,12 @@ typedef struct cg_snap_addr {
     uint32_t pidx;
 } cg_snap_addr;
 
+/* A run of addrs with one (family, prefix), sorted by network address:
+ * a lookup masks the client address once per run and searches it. */
+typedef struct cg_snap_addr_run {
+    size_t start, count;
+} cg_snap_addr_run;
+
 typedef struct cg_snap_digest {
     uint32_t pidx;
     const char *realm, *ha1_md5, *ha1_sha256;
@@ -58,8 +64,10 @@ struct cg_snapshot {
     size_t nnames;
     cg_snap_psk *psks;
     size_t npsks;
-    cg_snap_addr *addrs; /* longest prefix first */
+    cg_snap_addr *addrs; /* longest prefix first, then by address */
     size_t naddrs;
+    cg_snap_addr_run *addr_runs;
+    size_t naddr_runs;
     cg_snap_digest *digests; /* by (pidx, realm) */
     size_t ndigests;
 
@@ -83,6 +91,7 @@ int cg_snap_cmp_cert(const void *a, const void *b);
 int cg_snap_cmp_name(const void *a, const void *b);
 int cg_snap_cmp_psk(const void *a, const void *b);
 int cg_snap_cmp_digest(const void *a, const void *b);
+int cg_snap_cmp_addr(const void *a, const void *b);
 /* bsearch that accepts an empty (NULL) array */
 void *cg_snap_find(const void *key, const void *base, size_t n, size_t size,
                    int (*cmp)(const void *, const void *));

@@ -74,6 +74,11 @@ static int setup(void **state)
     cred(ps, "carol", "address", "10.1.2.3/32", NULL, 0, NULL, NULL);
     cred(ps, "carol", "address", "2001:db8::/32", NULL, 0, NULL, NULL);
     cred(ps, "mallory", "address", "192.0.2.0/24", NULL, 0, NULL, NULL);
+    cred(ps, "carol", "address", "172.16.0.0/12", NULL, 0, NULL, NULL);
+    cred(ps, "bob", "address", "172.20.0.0/14", NULL, 0, NULL, NULL);
+    cred(ps, "alice", "address", "172.20.128.0/17", NULL, 0, NULL, NULL);
+    cred(ps, "bob", "address", "2001:db8:aa::/48", NULL, 0, NULL, NULL);
+    cred(ps, "alice", "address", "2001:db8:aa:1::7", NULL, 0, NULL, NULL);
     cred(ps, "alice", "digest", "realm-a", NULL, 0, "0123456789abcdef0123456789abcdef",
          "00000000000000000000000000000000000000000000000000000000000000aa");
     cred(ps, "alice", "digest", "realm-b", NULL, 0, "fedcba9876543210fedcba9876543210",
@@ -194,6 +199,18 @@ static void test_address_longest_prefix(void **state)
         { "2001:db8:1::5", "carol" },
         { "2001:db9::5", NULL },
         { "11.0.0.1", NULL },
+        { "172.16.0.1", "carol" },      /* /12 */
+        { "172.31.255.255", "carol" },
+        { "172.32.0.0", NULL },
+        { "172.20.0.1", "bob" },        /* /14 inside the /12 */
+        { "172.23.255.255", "bob" },
+        { "172.24.0.0", "carol" },
+        { "172.20.128.5", "alice" },    /* /17 inside the /14 */
+        { "172.20.127.255", "bob" },
+        { "2001:db8:aa:ffff::1", "bob" },
+        { "2001:db8:aa:1::7", "alice" },/* /128 inside the /48 inside the /32 */
+        { "2001:db8:aa:1::8", "bob" },
+        { "2001:db8:ab::1", "carol" },
         { "::1", NULL },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

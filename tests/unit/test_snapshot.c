@@ -290,6 +290,25 @@ static void test_ambiguous_login_identifies_no_one(void **state)
     ok(cg_pstore_principal_remove(rw, "dan", false, &err), "remove dan", err);
 }
 
+static void test_one_network_twice_identifies_no_one(void **state)
+{
+    const char *err = NULL;
+    /* two spellings of 10.5.0.0/16 (cpmgatectl would store one form) */
+    ok(cg_pstore_cred_add(rw, "alice", "address", "10.5.0.0/16", NULL, 0, NULL, NULL, NULL, &err),
+       "address", err);
+    ok(cg_pstore_cred_add(rw, "carol", "address", "::ffff:10.5.0.0/112", NULL, 0, NULL, NULL,
+                          NULL, &err), "address", err);
+    ok(cg_pstore_cred_add(rw, "carol", "address", "10.5.7.0/24", NULL, 0, NULL, NULL, NULL, &err),
+       "address", err);
+    cg_snapshot *s = build(ro);
+    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x0a050101) };
+    assert_null(cg_identity_by_address(s, (struct sockaddr *)&sin));
+    /* a longer prefix that is unambiguous still decides */
+    sin.sin_addr.s_addr = htonl(0x0a050701);
+    assert_string_equal(cg_identity_by_address(s, (struct sockaddr *)&sin)->name, "carol");
+    cg_snapshot_release(s);
+}
+
 /* ---- concurrency ------------------------------------------------------------ */
 
 enum { READERS = 4, PUBLISHES = 150 };
@@ -369,6 +388,7 @@ int main(void)
         cmocka_unit_test(test_rule_that_does_not_compile),
         cmocka_unit_test(test_reload_after_commit_by_another_connection),
         cmocka_unit_test(test_ambiguous_login_identifies_no_one),
+        cmocka_unit_test(test_one_network_twice_identifies_no_one),
         cmocka_unit_test(test_concurrent_acquire_and_publish),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
