@@ -135,16 +135,38 @@ static unsigned lifetime(const cg_digest_ctx *ctx)
 
 /* ---- challenges --------------------------------------------------------- */
 
+/* RFC 7230 quoted-string body: '"' and '\\' escaped; false if it does
+ * not fit or holds a byte a quoted-string cannot carry. */
+static bool quote(const char *s, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c < 0x20 && c != '\t') || c == 0x7f || n + 3 > cap)
+            return false;
+        if (c == '"' || c == '\\')
+            out[n++] = '\\';
+        out[n++] = (char)c;
+    }
+    out[n] = '\0';
+    return true;
+}
+
 size_t cg_digest_challenge(const cg_digest_ctx *ctx, int alg, bool stale,
                            int64_t now, char *out, size_t cap)
 {
-    char nonce[CG_DIGEST_NONCE_LEN];
+    char nonce[CG_DIGEST_NONCE_LEN], realm[256], opq[128], op[160] = "";
     cg_digest_nonce(ctx, now, nonce);
-    char op[160] = "";
+    if (!ctx->realm || !quote(ctx->realm, realm, sizeof realm) ||
+        (ctx->opaque && !quote(ctx->opaque, opq, sizeof opq))) {
+        if (cap)
+            out[0] = '\0';
+        return 0;
+    }
     if (ctx->opaque)
-        snprintf(op, sizeof op, ", opaque=\"%s\"", ctx->opaque);
+        snprintf(op, sizeof op, ", opaque=\"%s\"", opq);
     int n = snprintf(out, cap, "Digest realm=\"%s\", qop=\"auth\", algorithm=%s, nonce=\"%s\"%s%s",
-                     ctx->realm, alg_name(alg), nonce, op, stale ? ", stale=true" : "");
+                     realm, alg_name(alg), nonce, op, stale ? ", stale=true" : "");
     if (n < 0 || (size_t)n >= cap) {
         if (cap)
             out[0] = '\0';

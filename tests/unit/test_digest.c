@@ -294,6 +294,13 @@ static void test_challenges(void **state)
     n = cg_digest_challenges(&c, true, NOW, out, sizeof out);
     assert_non_null(strstr(out, "stale=true"));
     assert_int_equal(cg_digest_challenges(&c, false, NOW, out, 100), 0);
+    /* a realm with a quote is written as a quoted-string */
+    cg_digest_ctx qc = ctx();
+    qc.realm = "a \"b\" \\c";
+    assert_true(cg_digest_challenge(&qc, CG_DIGEST_MD5, false, NOW, out, sizeof out) > 0);
+    assert_non_null(strstr(out, "realm=\"a \\\"b\\\" \\\\c\", qop"));
+    qc.realm = "bad\r\nX-Injected: 1";
+    assert_int_equal(cg_digest_challenge(&qc, CG_DIGEST_MD5, false, NOW, out, sizeof out), 0);
     /* the nonce from a challenge verifies (opaque echoed) */
     char one[CG_DIGEST_CHALLENGE_MAX];
     assert_true(cg_digest_challenge(&c, CG_DIGEST_SHA256, false, NOW, one, sizeof one) > 0);
