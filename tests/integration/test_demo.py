@@ -120,6 +120,22 @@ def test_demo_serves_the_printed_get_and_stops_on_ctrl_c(demo):
         assert pat not in log, log
 
 
+def test_demo_deny_rule_refuses_the_same_get(demo):
+    text = read_instructions(demo)
+    lines = text.splitlines()
+    i = next(i for i, l in enumerate(lines) if l.startswith('# Black-list'))
+    deny, get = lines[i + 1], lines[i + 2]
+    assert ' acl deny alice http ' in deny
+    before = subprocess.run(['bash', '-c', get.replace('sleep 1; ', '')],
+                            capture_output=True, timeout=60).stdout
+    assert before.startswith(b'HTTP/1.1 200'), before
+    r = subprocess.run(['bash', '-c', deny], capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(['bash', '-c', get], capture_output=True, timeout=60)
+    assert r.stdout.startswith(b'HTTP/1.1 403'), r.stdout + r.stderr
+    assert b'Hello from the content store' not in r.stdout
+
+
 def test_demo_prints_a_psk_command(demo):
     text = read_instructions(demo)
     cmd = command_after(text, 'TLS-PSK')
