@@ -68,6 +68,7 @@ typedef struct http_sess {
     size_t out_len;
     bool retried, up_bytes, resp_started, resp_chunked, resp_close;
     bool in_process;      /* process() is walking a buffer: no re-entry */
+    bool client_eof;      /* the client half-closed: answer what it sent */
     char *xml;            /* buffered multistatus */
     size_t xml_len;
     bool xml_over;
@@ -642,6 +643,15 @@ static void req_body_done(http_sess *s)
 
 static void process(http_sess *s, const uint8_t *buf, size_t len, size_t *consumed);
 
+/* After a half-close, once every complete request sent was answered. */
+static void finish_if_eof(http_sess *s)
+{
+    if (s->client_eof && s->state == S_HEAD && !s->in_process) {
+        s->state = S_CLOSING;
+        cg_conn_close(s->c, "client closed");
+    }
+}
+
 static void run_pending(http_sess *s)
 {
     while (s->plen && (s->state == S_HEAD || s->state == S_BODY)) {
@@ -656,6 +666,7 @@ static void run_pending(http_sess *s)
     }
     if (s->state == S_HEAD || s->state == S_BODY)
         cg_conn_read_client(s->c, true);
+    finish_if_eof(s);
 }
 
 static void next_request(http_sess *s)
@@ -686,6 +697,8 @@ static void process(http_sess *s, const uint8_t *buf, size_t len, size_t *consum
         s->in_process = false;
     if (s->state == S_HEAD || s->state == S_BODY)
         cg_conn_read_client(s->c, true);
+    if (outer)
+        finish_if_eof(s);
 }
 
 static void process_inner(http_sess *s, const uint8_t *buf, size_t len, size_t *consumed)
@@ -1050,10 +1063,10 @@ static void http_client_eof(cg_conn *c)
     http_sess *s = cg_conn_session(c);
     if (!s->ready || s->state == S_CLOSING)
         return;
-    if (s->state == S_WAIT_RESP && s->r.body_done) {
-        /* a client may half-close after its request: answer still goes out */
-        s->r.keep_alive = false;
-        s->resp_close = true;
+    s->client_eof = true;
+    if ((s->state == S_WAIT_RESP || s->state == S_CONNECTING) && s->r.body_done) {
+        /* a client may half-close after its requests: the answers (also
+         * to those still pending) go out, then the connection closes */
         return;
     }
     if (s->state == S_BODY || s->state == S_CONNECTING) {
