@@ -22,6 +22,7 @@ REALM = 'content@example.com'
 ISSUER = 'https://idp.example.com/'
 AUDIENCE = 'https://gw.example.com/'
 BODY = b'digest and saml content\n'
+PSK_KEY = '00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff'
 
 
 @pytest.fixture(scope='module')
@@ -38,7 +39,7 @@ def gw(module_gateway_factory, pki, nginx, site, tmp_path_factory):
         'listener content': {
             'protocol': 'http', 'tls': 'implicit',
             'certificate': pki.server_cert, 'private_key': pki.server_key,
-            'client_ca': pki.client_ca, 'auth': 'cert, digest, saml',
+            'client_ca': pki.client_ca, 'auth': 'cert, psk, digest, saml',
             'digest_realm': REALM, 'upstream': 'nginx'},
         'upstream nginx': nginx.upstream(),
         'saml': {'idp_certificate': pki.idp_cert, 'issuer': ISSUER,
@@ -50,6 +51,8 @@ def gw(module_gateway_factory, pki, nginx, site, tmp_path_factory):
         g.ctl_ok('principal', 'add', name)
     g.ctl_ok('cred', 'add', 'bob', 'digest', '--realm', REALM, '--password-file', str(pw))
     g.ctl_ok('cred', 'add', 'carol', 'cert-name', 'email:carol@example.com')
+    g.ctl_ok('principal', 'add', 'dave')
+    g.ctl_ok('cred', 'add', 'dave', 'psk', '--identity', 'dave-psk', '--key', PSK_KEY)
     g.ctl_ok('acl', 'allow', '*', 'http', f'{site}/*', 'read')
     return g.start()
 
@@ -289,3 +292,19 @@ def test_disabled_principal_is_refused_on_the_next_request(gw, pki, site):
     finally:
         conn.close()
         gw.ctl_ok('principal', 'enable', 'carol')
+
+
+@pytest.mark.parametrize('tls13', [False, True])
+def test_psk_identity_authenticates_http(gw, site, tls13):
+    rc, out = cg.s_client_psk(gw.addr('content'), 'dave-psk', PSK_KEY, tls13=tls13,
+                              input=f'GET {site}/f.txt HTTP/1.1\r\nHost: localhost\r\n'
+                                    'Connection: close\r\n\r\n')
+    assert 'HTTP/1.1 200 OK' in out, out[-1500:]
+    assert BODY.decode() in out
+
+
+def test_wrong_psk_gets_nothing(gw, site):
+    rc, out = cg.s_client_psk(gw.addr('content'), 'dave-psk', 'ff' * 32,
+                              input=f'GET {site}/f.txt HTTP/1.1\r\nHost: localhost\r\n'
+                                    'Connection: close\r\n\r\n')
+    assert 'HTTP/1.1' not in out and BODY.decode() not in out

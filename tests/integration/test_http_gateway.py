@@ -8,6 +8,7 @@ plaintext listeners, limits (413, 431, 408)."""
 import re
 import socket
 import ssl
+import subprocess
 import time
 import uuid
 
@@ -350,6 +351,20 @@ def test_path_bypass_never_reaches_the_denied_file(gw, pki, site, suffix):
         assert data.startswith(b'HTTP/1.1 '), data[:100]
         status = int(data.split()[1])
         assert status in (400, 403, 404), (target, data[:200])
+
+
+@pytest.mark.parametrize('suffix', [b for b in BYPASS if '\\' not in b][:12])
+def test_path_bypass_with_curl_path_as_is(gw, pki, site, suffix):
+    cert, key = pki.client('alice')
+    port = gw.port('content')
+    p = subprocess.run(['curl', '-sS', '--path-as-is', '--cacert', pki.ca, '--cert', cert,
+                        '--key', key, '--resolve', f'localhost:{port}:127.0.0.1',
+                        '-o', '-', '-w', '\n%{http_code}',
+                        f'https://localhost:{port}{site}{suffix}'],
+                       capture_output=True, timeout=30)
+    body, _, code = p.stdout.rpartition(b'\n')
+    assert SECRET not in body
+    assert int(code) in (400, 403, 404), (suffix, code, body[:200])
 
 
 def test_encoded_space_path_is_judged_decoded_and_forwarded_canonical(gw, pki, site, nginx):
