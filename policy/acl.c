@@ -503,7 +503,8 @@ static int build_index(cg_acl *acl)
         if (r->prefix > acl->max_prefix)
             acl->max_prefix = r->prefix;
     }
-    qsort(keys, n, sizeof *keys, cmp_ikey);
+    if (n)
+        qsort(keys, n, sizeof *keys, cmp_ikey);
     size_t nlens = 0;
     for (size_t i = 0; i < n;) {
         size_t j = i;
@@ -629,7 +630,8 @@ cg_acl *cg_acl_build(cg_acl_builder *b, const cg_principal *principals, size_t n
         *error_r = "out of memory";
         return NULL;
     }
-    qsort(b->rules, b->n, sizeof *b->rules, cmp_rule);
+    if (b->n)
+        qsort(b->rules, b->n, sizeof *b->rules, cmp_rule);
     /* resolve subjects; rules naming nobody that exists grant nothing */
     size_t kept = 0;
     for (size_t i = 0; i < b->n; i++) {
@@ -868,4 +870,22 @@ bool cg_acl_subtree_clear(const cg_acl *acl, const cg_principal *p, int service,
         }
     }
     return clear;
+}
+
+int cg_acl_glob(const char *pattern, const char *user, const char *name, size_t len, char delim)
+{
+    rule r;
+    memset(&r, 0, sizeof r);
+    uint16_t elems[MAX_PATTERN];
+    const char *err;
+    int rc = compile(pattern, elems, &r.nelems, &err);
+    if (rc < 0)
+        return rc;
+    r.elems = elems;
+    for (uint32_t i = 0; i < r.nelems; i++)
+        r.has_user |= elems[i] == E_USER;
+    r.kind = M_GENERAL;
+    subject_ctx m = { .user = user ? user : "", .ulen = user ? strlen(user) : 0, .delim = delim };
+    m.user_ok = user && m.ulen <= MAX_USER;
+    return match(&r, &m, name, len) ? 1 : 0;
 }

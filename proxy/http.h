@@ -30,6 +30,7 @@ typedef struct cg_http_request_view {
     const char *txid;
     uint64_t content_length;  /* UINT64_MAX when chunked */
     const cg_snapshot *snap;  /* the snapshot the request was judged under */
+    const char *dest;         /* COPY/MOVE: the decoded Destination path, else NULL */
     /* A request header by name (case-insensitive), or NULL; *len set. */
     const char *(*header)(const void *hctx, const char *name, size_t *len);
     const void *hctx;
@@ -50,6 +51,10 @@ typedef struct cg_http_body_filter {
                    cg_http_body_verdict *v);
     /* The client's body is complete: 0 sends the held end, else a status. */
     int (*on_end)(void *fctx, cg_http_body_verdict *v);
+    /* The backend's final status for the request (optional): what the
+     * filter saw is now stored (2xx) or not. Not called when the request
+     * failed before an answer. */
+    void (*on_response)(void *fctx, int status);
     void (*free)(void *fctx);
 } cg_http_body_filter;
 
@@ -61,6 +66,19 @@ typedef struct cg_http_body_filter {
 typedef const cg_http_body_filter *(*cg_http_filter_select_fn)(
     const cg_http_request_view *req, void **fctx);
 void cg_http_set_body_filter(cg_http_filter_select_fn fn);
+
+/* The request gate (SPEC section 6): called for every authorised request
+ * after the ACL, before anything is forwarded and before the body filter
+ * is selected. Returns 0 to go on; an HTTP status to refuse with *detail;
+ * or CG_HTTP_GATE_LOCAL: the gateway answers the request itself, the
+ * backend never sees it: every body byte goes to *local's on_data, and
+ * on_end's return (0 for 200, else a status) with the verdict's detail is
+ * the answer. Set once at start, before the workers run. */
+#define CG_HTTP_GATE_LOCAL 1
+typedef int (*cg_http_gate_fn)(const cg_http_request_view *req,
+                               const cg_http_body_filter **local, void **fctx,
+                               const char **detail);
+void cg_http_set_gate(cg_http_gate_fn fn);
 
 /* Bound on a buffered PROPFIND Depth: 1 multistatus answer (502 beyond). */
 #define CG_HTTP_MULTISTATUS_MAX (4u << 20)

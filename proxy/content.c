@@ -1,0 +1,442 @@
+/* content.c — content validation on the HTTP gateway (SPEC section 6,
+ * CMI 6.4), through the gate and body-filter hooks of http.h:
+ *  - every PUT is hashed as it streams and, once the backend stored it,
+ *    recorded in content_db (path, size, SHA-256, uploader, txid);
+ *  - a PUT with Content-Manifest is checked before any byte is forwarded
+ *    (manifest, item for the path, signature by the uploader's own key,
+ *    declared size), and its end is held until the streamed size and hash
+ *    match; on mismatch the backend never commits and the client gets 422;
+ *  - a POST of application/vnd.cpmgate.manifest+xml is answered here
+ *    (decoupled upload): 200 when it matches what was recorded, else 422;
+ *  - GET/HEAD under a signed-only pattern is served only when validated;
+ *  - DELETE and MOVE forget, COPY and MOVE targets lose validated state. */
+#include "content.h"
+
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "acl.h"
+#include "cg_error.h"
+#include "cg_log.h"
+#include "cg_util.h"
+#include "content_store.h"
+#include "http.h"
+#include "manifest.h"
+
+#define MANIFEST_TYPE "application/vnd.cpmgate.manifest+xml"
+
+static char *g_db_path;
+static pthread_key_t g_store_key;
+static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
+
+static void close_store(void *p)
+{
+    cg_content_close(p);
+}
+
+static void make_key(void)
+{
+    pthread_key_create(&g_store_key, close_store);
+}
+
+/* One content_db connection per worker thread, opened on first use and
+ * closed when the thread ends. */
+static cg_content_store *store(void)
+{
+    cg_content_store *cs = pthread_getspecific(g_store_key);
+    if (cs || !g_db_path)
+        return cs;
+    const char *err = NULL;
+    if (cg_content_open(g_db_path, false, &cs, &err) < 0) {
+        cg_error("content_db %s: %s", g_db_path, err ? err : "cannot open");
+        return NULL;
+    }
+    pthread_setspecific(g_store_key, cs);
+    return cs;
+}
+
+/* ---- the upload filter (every PUT) ------------------------------------ */
+
+typedef struct upload {
+    EVP_MD_CTX *md;
+    uint64_t size;
+    bool have_item;
+    uint64_t want_size;
+    uint8_t want_sha[32];
+    uint8_t sha[32];
+    bool hashed;
+    char key_id[129];
+    char path[CG_CONTENT_MAX_PATH + 1];
+    char uploader[256];
+    char txid[64];
+    char detail[300];
+} upload;
+
+static int up_data(void *fctx, const uint8_t *buf, size_t len, cg_http_body_verdict *v)
+{
+    upload *u = fctx;
+    u->size += len;
+    if (u->have_item && u->size > u->want_size) {
+        snprintf(u->detail, sizeof u->detail,
+                 "body longer than the manifest's size %llu", (unsigned long long)u->want_size);
+        v->validation = "size-mismatch";
+        v->detail = u->detail;
+        return 422;
+    }
+    if (EVP_DigestUpdate(u->md, buf, len) != 1) {
+        v->detail = "hashing failed";
+        return 500;
+    }
+    return 0;
+}
+
+static int up_end(void *fctx, cg_http_body_verdict *v)
+{
+    upload *u = fctx;
+    unsigned int n = 0;
+    if (EVP_DigestFinal_ex(u->md, u->sha, &n) != 1 || n != 32) {
+        v->detail = "hashing failed";
+        return 500;
+    }
+    u->hashed = true;
+    cg_hex_encode(u->sha, 32, v->content_sha256);
+    if (!u->have_item)
+        return 0;
+    v->key_id = u->key_id;
+    if (u->size != u->want_size) {
+        snprintf(u->detail, sizeof u->detail, "size %llu differs from the manifest's %llu",
+                 (unsigned long long)u->size, (unsigned long long)u->want_size);
+        v->validation = "size-mismatch";
+        v->detail = u->detail;
+        return 422;
+    }
+    if (!cg_ct_equal(u->sha, u->want_sha, 32)) {
+        v->validation = "hash-mismatch";
+        v->detail = "SHA-256 of the body differs from the manifest's";
+        return 422;
+    }
+    v->validation = "valid";
+    return 0;
+}
+
+static void up_response(void *fctx, int status)
+{
+    upload *u = fctx;
+    if (status < 200 || status > 299 || !u->hashed)
+        return;
+    cg_content_store *cs = store();
+    const char *err = NULL;
+    if (!cs || cg_content_record(cs, u->path, u->size, u->sha, u->uploader, u->txid,
+                                 u->have_item ? u->key_id : NULL, &err) < 0)
+        cg_error("content_db: cannot record %s (txid %s): %s", u->path, u->txid,
+                 err ? err : "unavailable");
+}
+
+static void up_free(void *fctx)
+{
+    upload *u = fctx;
+    EVP_MD_CTX_free(u->md);
+    free(u);
+}
+
+static const cg_http_body_filter upload_filter = {
+    .on_data = up_data, .on_end = up_end, .on_response = up_response, .free = up_free,
+};
+
+/* ---- the decoupled manifest (POST answered here) ------------------------ */
+
+typedef struct decoupled {
+    char buf[CG_MANIFEST_MAX_BYTES];
+    size_t len;
+    bool too_long;
+    const cg_snapshot *snap;
+    const cg_principal *who;
+    char path[CG_CONTENT_MAX_PATH + 1];
+    char key_id[129];
+    char sha_hex[65];
+    char detail[400];
+} decoupled;
+
+static int dc_data(void *fctx, const uint8_t *buf, size_t len, cg_http_body_verdict *v)
+{
+    decoupled *d = fctx;
+    if (len > sizeof d->buf - d->len) {
+        v->detail = "manifest larger than 64 KiB";
+        v->validation = "invalid";
+        return 413;
+    }
+    memcpy(d->buf + d->len, buf, len);
+    d->len += len;
+    return 0;
+}
+
+static int refuse(decoupled *d, cg_http_body_verdict *v, const char *what, const char *why)
+{
+    snprintf(d->detail, sizeof d->detail, "%s%s%s", what, why ? ": " : "", why ? why : "");
+    v->detail = d->detail;
+    v->validation = "invalid";
+    return 422;
+}
+
+static int dc_end(void *fctx, cg_http_body_verdict *v)
+{
+    decoupled *d = fctx;
+    cg_manifest *m = NULL;
+    const char *err = NULL;
+    if (cg_manifest_parse(d->buf, d->len, &m, &err) < 0)
+        return refuse(d, v, "manifest refused", err);
+    const cg_manifest_item *it = cg_manifest_find_item(m, d->path);
+    int status = 0;
+    if (!it) {
+        status = refuse(d, v, "the manifest has no item for this path", NULL);
+        goto out;
+    }
+    cg_strlcpy(d->key_id, it->key_id, sizeof d->key_id);
+    v->key_id = d->key_id;
+    cg_strlcpy(d->sha_hex, it->sha256_hex, sizeof d->sha_hex);
+    memcpy(v->content_sha256, d->sha_hex, sizeof d->sha_hex);
+    if (cg_manifest_check_item(it, d->snap, d->who, &err) < 0) {
+        status = refuse(d, v, "signature refused", err);
+        goto out;
+    }
+    cg_content_store *cs = store();
+    if (!cs) {
+        v->detail = "content store unavailable";
+        status = 503;
+        goto out;
+    }
+    int rc = cg_content_mark_validated(cs, d->path, it->size, it->sha256, it->key_id, &err);
+    if (rc == CG_E_NOTFOUND)
+        status = refuse(d, v, "no upload recorded for this path", NULL);
+    else if (rc < 0)
+        status = refuse(d, v, "recorded upload differs", err);
+    else {
+        v->validation = "valid";
+        snprintf(d->detail, sizeof d->detail, "manifest valid for %.300s", d->path);
+        v->detail = d->detail;
+    }
+out:
+    cg_manifest_free(m);
+    return status;
+}
+
+static void dc_free(void *fctx)
+{
+    free(fctx);
+}
+
+static const cg_http_body_filter decoupled_filter = {
+    .on_data = dc_data, .on_end = dc_end, .free = dc_free,
+};
+
+/* ---- the gate ------------------------------------------------------------ */
+
+static const char *header(const cg_http_request_view *req, const char *name, size_t *len)
+{
+    return req->header ? req->header(req->hctx, name, len) : NULL;
+}
+
+static bool signed_only(const cg_snapshot *snap, const char *path, const char *user)
+{
+    size_t n = cg_snapshot_nrequire_signed(snap), len = strlen(path);
+    for (size_t i = 0; i < n; i++)
+        if (cg_acl_glob(cg_snapshot_require_signed(snap, i), user, path, len, '/') == 1)
+            return true;
+    return false;
+}
+
+static bool is_collection(const char *path)
+{
+    size_t n = strlen(path);
+    return n > 0 && path[n - 1] == '/';
+}
+
+/* The path as content_db keys it: a collection without its trailing '/'. */
+static void key_of(const char *path, char *out, size_t cap)
+{
+    cg_strlcpy(out, path, cap);
+    size_t n = strlen(out);
+    if (n > 1 && out[n - 1] == '/')
+        out[n - 1] = '\0';
+}
+
+static int put_gate(const cg_http_request_view *req, void **fctx, const char **detail,
+                    const cg_principal *who)
+{
+    static _Thread_local char why[400];
+    upload *u = calloc(1, sizeof *u);
+    if (!u || !(u->md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(u->md, EVP_sha256(), NULL) != 1) {
+        if (u)
+            EVP_MD_CTX_free(u->md);
+        free(u);
+        *detail = "out of memory";
+        return 503;
+    }
+    key_of(req->path, u->path, sizeof u->path);
+    cg_strlcpy(u->uploader, req->principal, sizeof u->uploader);
+    cg_strlcpy(u->txid, req->txid ? req->txid : "", sizeof u->txid);
+    size_t hl = 0;
+    const char *b64 = header(req, "content-manifest", &hl);
+    if (b64) {
+        cg_manifest *m = NULL;
+        const char *err = NULL;
+        int status = 0;
+        /* the signature is checked before a byte goes to the backend */
+        if (cg_manifest_parse_b64(b64, hl, &m, &err) < 0) {
+            snprintf(why, sizeof why, "manifest refused: %s", err ? err : "invalid");
+            status = 422;
+        } else {
+            const cg_manifest_item *it = cg_manifest_find_item(m, u->path);
+            if (!it) {
+                snprintf(why, sizeof why, "the manifest has no item for %.300s", u->path);
+                status = 422;
+            } else if (cg_manifest_check_item(it, req->snap, who, &err) < 0) {
+                snprintf(why, sizeof why, "signature refused: %s", err ? err : "invalid");
+                status = 422;
+            } else if (req->content_length != UINT64_MAX && req->content_length != it->size) {
+                snprintf(why, sizeof why, "Content-Length %llu differs from the manifest's size %llu",
+                         (unsigned long long)req->content_length, (unsigned long long)it->size);
+                status = 422;
+            } else {
+                u->have_item = true;
+                u->want_size = it->size;
+                memcpy(u->want_sha, it->sha256, 32);
+                cg_strlcpy(u->key_id, it->key_id, sizeof u->key_id);
+            }
+        }
+        cg_manifest_free(m);
+        if (status) {
+            up_free(u);
+            *detail = why;
+            return status;
+        }
+    }
+    *fctx = u;
+    return 0;
+}
+
+static int gate(const cg_http_request_view *req, const cg_http_body_filter **local, void **fctx,
+                const char **detail)
+{
+    static _Thread_local char why[400];
+    const char *m = req->method;
+    const cg_principal *who = cg_snapshot_principal_by_name(req->snap, req->principal);
+    if (!who) {
+        *detail = "principal unknown";
+        return 403;
+    }
+    char key[CG_CONTENT_MAX_PATH + 1];
+    key_of(req->path, key, sizeof key);
+    cg_content_store *cs = NULL;
+    const char *err = NULL;
+
+    if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0) {
+        if (!signed_only(req->snap, req->path, req->principal))
+            return 0;
+        cg_content_rec rec;
+        cs = store();
+        if (cs && cg_content_lookup(cs, key, &rec, &err) == 0 && rec.validated)
+            return 0;
+        snprintf(why, sizeof why, "content under a signed-only path is not validated: %.300s", key);
+        *detail = why;
+        return 403;
+    }
+    if (strcmp(m, "POST") == 0) {
+        size_t tl = 0;
+        const char *ct = header(req, "content-type", &tl);
+        size_t ml = sizeof MANIFEST_TYPE - 1;
+        if (!ct || tl < ml || strncasecmp(ct, MANIFEST_TYPE, ml) != 0 ||
+            (tl > ml && ct[ml] != ';' && ct[ml] != ' '))
+            return 0;
+        decoupled *d = calloc(1, sizeof *d);
+        if (!d) {
+            *detail = "out of memory";
+            return 503;
+        }
+        d->snap = req->snap;
+        d->who = who;
+        cg_strlcpy(d->path, key, sizeof d->path);
+        *local = &decoupled_filter;
+        *fctx = d;
+        return CG_HTTP_GATE_LOCAL;
+    }
+    /* what changes content changes its validated state (SPEC 6) */
+    cs = store();
+    if (strcmp(m, "DELETE") == 0 || strcmp(m, "MOVE") == 0) {
+        if (cs && cg_content_forget(cs, key, is_collection(req->path) || strcmp(m, "MOVE") == 0,
+                                    &err) < 0)
+            cg_error("content_db: forget %s: %s", key, err ? err : "error");
+    }
+    if ((strcmp(m, "COPY") == 0 || strcmp(m, "MOVE") == 0) && req->dest) {
+        char dkey[CG_CONTENT_MAX_PATH + 1];
+        key_of(req->dest, dkey, sizeof dkey);
+        if (cs && cg_content_forget(cs, dkey, true, &err) < 0)
+            cg_error("content_db: forget %s: %s", dkey, err ? err : "error");
+    }
+    if (strcmp(m, "PUT") == 0) {
+        if (cs && cg_content_clear(cs, key, false, &err) < 0)
+            cg_error("content_db: clear %s: %s", key, err ? err : "error");
+        void *u = NULL;
+        int st = put_gate(req, &u, detail, who);
+        if (st)
+            return st;
+        /* handed to the body filter selection below, through the slot */
+        *fctx = u;
+        *local = NULL;
+        return 0;
+    }
+    return 0;
+}
+
+/* The gate leaves a PUT's upload context here for the filter selection
+ * that follows it on the same thread for the same request. */
+static _Thread_local upload *pending_upload;
+
+static int gate_hook(const cg_http_request_view *req, const cg_http_body_filter **local,
+                     void **fctx, const char **detail)
+{
+    void *ctx = NULL;
+    const cg_http_body_filter *lf = NULL;
+    if (pending_upload) {
+        up_free(pending_upload);
+        pending_upload = NULL;
+    }
+    int rc = gate(req, &lf, &ctx, detail);
+    if (rc == CG_HTTP_GATE_LOCAL) {
+        *local = lf;
+        *fctx = ctx;
+    } else if (rc == 0 && ctx) {
+        pending_upload = ctx;
+    }
+    return rc;
+}
+
+static const cg_http_body_filter *select_filter(const cg_http_request_view *req, void **fctx)
+{
+    if (!pending_upload || strcmp(req->method, "PUT") != 0)
+        return NULL;
+    *fctx = pending_upload;
+    pending_upload = NULL;
+    return &upload_filter;
+}
+
+void cg_content_hooks_install(const char *content_db)
+{
+    pthread_once(&g_key_once, make_key);
+    free(g_db_path);
+    g_db_path = content_db ? strdup(content_db) : NULL;
+    cg_http_set_gate(gate_hook);
+    cg_http_set_body_filter(select_filter);
+}
+
+void cg_content_hooks_thread_end(void)
+{
+    if (pending_upload) {
+        up_free(pending_upload);
+        pending_upload = NULL;
+    }
+}
