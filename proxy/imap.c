@@ -1555,6 +1555,11 @@ static void held_response(cg_conn *c, imap_sess *s, const uint8_t *d, size_t n)
         send_client(c, s, "* CAPABILITY %s", caps);
         return;
     }
+    if (!strcmp(h->word, "BYE") && !s->logout) {
+        /* the backend is going away: the client gets our BYE
+         * [UNAVAILABLE] when the connection drops */
+        return;
+    }
     if (!strcmp(h->word, "ENABLED")) {
         /* RFC 6855: names are UTF-8 from now on */
         for (size_t i = 0; i + 11 <= n; i++)
@@ -1716,7 +1721,8 @@ static void imap_client_eof(cg_conn *c)
 {
     imap_sess *s = cg_conn_session(c);
     s->state = S_CLOSED;
-    cg_conn_close(c, "client closed");
+    /* an IMAP client never half-closes: nothing queued can still be read */
+    cg_conn_abort(c, "client closed");
 }
 
 static void imap_tls_ready(cg_conn *c)

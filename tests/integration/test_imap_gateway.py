@@ -55,6 +55,9 @@ def gw(module_gateway_factory, pki, dovecot):
     for f in ('INBOX', 'ReadOnly', 'Secret', 'Work'):
         d.append(f, None, None, MSG)
     d.logout()
+    d = dovecot.imap('bob')
+    d.append('INBOX', None, None, MSG)
+    d.logout()
     return g.start()
 
 
@@ -197,3 +200,456 @@ def test_imaplib_login_over_implicit_tls(gw, pki):
     typ, data = m.select('INBOX')
     assert typ == 'OK'
     m.logout()
+
+
+def test_login_failures_are_rate_limited(gateway_factory, pki, dovecot):
+    g = gateway_factory({
+        'listener imap': {
+            'protocol': 'imap', 'tls': 'implicit',
+            'certificate': pki.server_cert, 'private_key': pki.server_key,
+            'auth': 'login', 'upstream': 'dovecot',
+            'login_failures_per_minute': '2'},
+        'upstream dovecot': dovecot.upstream(),
+    })
+    g.ctl_ok('principal', 'add', 'carol')
+    g.ctl_ok('acl', 'allow', '*', 'imap', '*', 'all')
+    g.start()
+    ctx = cg.client_context(pki)
+    for _ in range(2):
+        s = Raw.open(g.addr('imap'), ctx)
+        tagged, _ = s.command('LOGIN carol wrong')
+        assert b'NO [AUTHENTICATIONFAILED]' in tagged
+        s.close()
+    # the right password no longer helps from this address this minute
+    s = Raw.open(g.addr('imap'), ctx)
+    tagged, _ = s.command('LOGIN carol carolpw')
+    assert b'NO [AUTHENTICATIONFAILED]' in tagged, tagged
+    s.close()
+
+
+# -------------------------------------------------------------- folder ACL --
+
+OK, NOPERM = 'OK', 'NOPERM'
+
+# (setup commands, command, expected) — as alice, see the fixture's rules
+ACL_CASES = [
+    ([], 'SELECT Work', OK),
+    ([], 'SELECT Secret', NOPERM),
+    ([], 'EXAMINE Secret/Deep', NOPERM),
+    ([], 'EXAMINE ReadOnly', OK),
+    ([], 'STATUS Work (MESSAGES)', OK),
+    ([], 'STATUS Secret (MESSAGES)', NOPERM),
+    ([], 'CREATE Work/New1', OK),
+    ([], 'CREATE Secret/New', NOPERM),
+    ([], 'CREATE ReadOnly/Child', OK),        # create judged on the new name
+    (['CREATE Work/Gone'], 'DELETE Work/Gone', OK),
+    ([], 'DELETE ReadOnly', NOPERM),
+    ([], 'DELETE Secret', NOPERM),
+    (['CREATE Work/R1'], 'RENAME Work/R1 Work/R2', OK),
+    ([], 'RENAME ReadOnly Work/Stolen', NOPERM),       # source lacks delete
+    (['CREATE Work/R3'], 'RENAME Work/R3 Secret/R3', NOPERM),  # target denied
+    ([], 'SUBSCRIBE Work', OK),
+    ([], 'SUBSCRIBE Secret', NOPERM),
+    ([], 'UNSUBSCRIBE Secret/Deep', NOPERM),
+    (['SELECT Work'], 'FETCH 1 (FLAGS)', OK),
+    (['SELECT Work'], 'UID SEARCH ALL', OK),
+    (['SELECT Work'], 'COPY 1 Trash', OK),
+    (['SELECT Work'], 'COPY 1 Secret', NOPERM),
+    (['SELECT Work'], 'UID COPY 1:* ReadOnly', NOPERM),   # target needs write
+    (['SELECT ReadOnly'], 'COPY 1 Work', OK),               # source needs read
+    (['SELECT ReadOnly'], 'MOVE 1 Work', NOPERM),           # source needs delete
+    (['SELECT ReadOnly'], 'UID MOVE 1:* Work', NOPERM),
+    (['SELECT ReadOnly'], 'STORE 1 +FLAGS (\\Flagged)', NOPERM),
+    (['SELECT ReadOnly'], 'UID STORE 1 +FLAGS (\\Flagged)', NOPERM),
+    (['SELECT ReadOnly'], 'EXPUNGE', NOPERM),
+    (['SELECT ReadOnly'], 'UID EXPUNGE 1', NOPERM),
+    (['SELECT ReadOnly'], 'FETCH 1 (FLAGS)', OK),
+    (['SELECT Work'], 'STORE 1 +FLAGS (\\Seen)', OK),
+    (['SELECT Work'], 'EXPUNGE', OK),
+    (['SELECT Work'], 'CLOSE', OK),
+    ([], 'STATUS Entw&APw-rfe (MESSAGES)', NOPERM),   # the UTF-8 rule
+    ([], 'SUBSCRIBE Entw&APw-rfe', OK),
+    ([], 'GETACL INBOX', 'BAD'),                       # not offered: refused
+    ([], 'GETMETADATA INBOX (/private/comment)', 'BAD'),
+]
+
+
+@pytest.mark.parametrize('setup,cmd,want', ACL_CASES,
+                         ids=[c[1] for c in ACL_CASES])
+def test_folder_acl_per_command(gw, pki, setup, cmd, want):
+    s = external(gw, pki)
+    for pre in setup:
+        tagged, _ = s.command(pre)
+        assert tagged.split()[1] == b'OK', (pre, tagged)
+    tagged, _ = s.command(cmd)
+    if want == NOPERM:
+        m = re.match(rb'^a\d+ NO \[NOPERM\] (list|read|write|create|delete) '
+                     rb'denied on "[^"]*" \(txid ([0-9a-f]{16})\.(\d+)\)\r\n$',
+                     tagged)
+        assert m, (cmd, tagged)
+        # the transaction id is SID.n with n this command's number
+        assert int(m.group(3)) == s.n, (s.n, tagged)
+    elif want == OK:
+        assert tagged.split()[1] == b'OK', (cmd, tagged)
+    else:
+        assert tagged.split()[1] == want.encode(), (cmd, tagged)
+    s.close()
+
+
+def test_refusal_names_session_and_command_number(gw, pki):
+    s = Raw.open(gw.addr('imaps'), tls_ctx(pki))
+    sid = re.search(rb'session ([0-9a-f]{16})', s.greeting).group(1)
+    s.command('AUTHENTICATE EXTERNAL =')       # command 1
+    s.command('NOOP')                          # command 2
+    tagged, _ = s.command('SELECT Secret')     # command 3
+    assert tagged == (b'a3 NO [NOPERM] read denied on "Secret" (txid ' + sid +
+                      b'.3)\r\n'), tagged
+    s.close()
+
+
+def test_close_without_delete_is_sent_as_unselect(gw, pki, dovecot):
+    s = external(gw, pki)
+    s.command('SELECT ReadOnly')
+    # \Deleted cannot be set (write denied) — flag it directly on Dovecot
+    d = dovecot.imap('alice')
+    d.select('ReadOnly')
+    d.store('1', '+FLAGS', '\\Deleted')
+    d.logout()
+    tagged, _ = s.command('CLOSE')
+    assert tagged.split()[1] == b'OK'
+    d = dovecot.imap('alice')
+    typ, data = d.select('ReadOnly')
+    assert int(data[0]) >= 1, 'CLOSE expunged without the delete right'
+    d.store('1', '-FLAGS', '\\Deleted')
+    d.logout()
+
+
+def test_list_filtering_nested_wildcards_and_utf8(gw, pki):
+    s = external(gw, pki)
+    tagged, lines = s.command('LIST "" "*"')
+    names = [re.search(rb'"/" (.*)\r\n$', l).group(1).strip(b'"') for l in lines
+             if l.startswith(b'* LIST')]
+    assert b'Work' in names and b'Work/Sub' in names and b'INBOX' in names
+    assert b'Entw&APw-rfe' in names          # list allowed, read denied
+    assert b'Secret' not in names and b'Secret/Deep' not in names
+    tagged, lines = s.command('LIST "" "%"')
+    top = lines_text(lines)
+    assert '"Work"' in top or ' Work\r' in top
+    assert 'Secret' not in top and 'Work/Sub' not in top
+    tagged, lines = s.command('LIST "Secret/" "*"')
+    assert tagged.split()[1] == b'OK' and not any(b'* LIST' in l for l in lines)
+    tagged, lines = s.command('LSUB "" "*"')
+    text = lines_text(lines)
+    assert 'Work' in text and 'Secret' not in text
+    # LIST-EXTENDED with LIST-STATUS: STATUS answers filtered too
+    tagged, lines = s.command('LIST (SUBSCRIBED) "" "*" RETURN (STATUS (MESSAGES))')
+    text = lines_text(lines)
+    assert tagged.split()[1] == b'OK', tagged
+    assert '* STATUS' in text and 'Secret' not in text
+    assert not re.search(r'\* STATUS "?Entw&APw-rfe', text)
+    s.close()
+
+
+@pytest.mark.parametrize('wire', [
+    b'SELECT {6}\r\nSecret\r\n',
+    b'SELECT {6+}\r\nSecret\r\n',
+    b'SELECT "Secret"\r\n',
+    b'SELECT "Secret/Deep"\r\n',
+    b'SELECT {11+}\r\nSecret/Deep\r\n',
+    b'SELECT &AFM-ecret\r\n',            # "S" encoded: not canonical, BAD
+])
+def test_names_as_literals_and_quoted_are_judged_decoded(gw, pki, wire):
+    s = external(gw, pki)
+    s.send(b'x1 ' + wire.split(b'\r\n', 1)[0] + b'\r\n')
+    rest = wire.split(b'\r\n', 1)[1]
+    if b'{6}' in wire:
+        cont = s.readline()
+        assert cont.startswith(b'+ '), cont
+    if rest:
+        s.send(rest)
+    tagged, _ = s.tagged('x1')
+    if b'&AFM-' in wire:
+        assert tagged.startswith(b'x1 BAD'), tagged
+    else:
+        assert tagged.startswith(b'x1 NO [NOPERM]'), tagged
+    s.close()
+
+
+def test_inbox_in_any_case_is_inbox(gw, pki):
+    s = external(gw, pki)
+    for name in ('inbox', 'InBoX', '"iNBOX"'):
+        tagged, lines = s.command(f'SELECT {name}')
+        assert tagged.split()[1] == b'OK', (name, tagged)
+    tagged, lines = s.command('STATUS inbox (MESSAGES)')
+    assert b'"INBOX"' in lines_text(lines).encode() or b'INBOX' in b''.join(lines)
+    s.close()
+
+
+def test_utf8_folder_by_modified_utf7(gw, pki):
+    s = external(gw, pki)
+    tagged, _ = s.command('SELECT "Entw&APw-rfe"')
+    assert b'NO [NOPERM] read denied on "Entw\xc3\xbcrfe"' in tagged, tagged
+    s.close()
+
+
+# ---------------------------------------------------------------- STARTTLS --
+
+def test_before_starttls_only_the_basics(gw):
+    s = Raw.open(gw.addr('imap'))
+    assert s.greeting.startswith(b'* OK [CAPABILITY ')
+    caps = s.greeting.split(b'[CAPABILITY ', 1)[1].split(b']', 1)[0].split()
+    assert b'STARTTLS' in caps and b'LOGINDISABLED' in caps
+    assert not any(c.startswith(b'AUTH=') for c in caps)
+    for cmd in ('LOGIN carol carolpw', 'AUTHENTICATE PLAIN', 'SELECT INBOX',
+                'ID NIL'):
+        tagged, _ = s.command(cmd)
+        assert b' NO [PRIVACYREQUIRED]' in tagged, (cmd, tagged)
+    # a synchronising literal is not invited before TLS
+    s.send(b'z1 LOGIN {5}\r\n')
+    line = s.readline()
+    assert line.startswith(b'z1 NO [PRIVACYREQUIRED]'), line
+    for cmd in ('CAPABILITY', 'NOOP'):
+        tagged, _ = s.command(cmd)
+        assert tagged.split()[1] == b'OK'
+    tagged, _ = s.command('LOGOUT')
+    assert tagged.split()[1] == b'OK'
+    s.close()
+
+
+def test_starttls_injection_is_discarded(gw, pki):
+    """CVE-2011-0411: commands pipelined after STARTTLS in the same
+    plaintext packet must not run inside the TLS session."""
+    s = Raw.open(gw.addr('imap'))
+    s.send(b'a1 STARTTLS\r\na2 LOGIN carol carolpw\r\na3 SELECT INBOX\r\n')
+    line = s.readline()
+    assert line.startswith(b'a1 OK'), line
+    tls = cg.client_context(pki).wrap_socket(s.sock, server_hostname='localhost')
+    tls.settimeout(10)
+    tls.sendall(b'b1 NOOP\r\n')
+    data = b''
+    while not data.endswith(b'\r\n') or b'b1 ' not in data:
+        chunk = tls.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    # the first answer inside TLS is to b1: a2/a3 were never executed
+    assert data.startswith(b'b1 OK'), data
+    tls.sendall(b'b2 SELECT INBOX\r\n')
+    data = tls.recv(4096)
+    assert b'b2 NO' in data or b'b2 BAD' in data, data   # not logged in
+    # and after TLS the capabilities change: AUTH=PLAIN, no LOGINDISABLED
+    tls.sendall(b'b3 CAPABILITY\r\n')
+    data = b''
+    while b'b3 OK' not in data:
+        data += tls.recv(4096)
+    assert b'AUTH=PLAIN' in data and b'LOGINDISABLED' not in data
+    tls.close()
+
+
+def test_plaintext_listener_says_bye(gateway_factory, dovecot):
+    g = gateway_factory({
+        'listener plain': {'protocol': 'imap', 'tls': 'none', 'auth': 'login',
+                           'upstream': 'dovecot'},
+        'upstream dovecot': dovecot.upstream(),
+    })
+    g.ctl_ok('acl', 'allow', '*', 'imap', '*', 'all')
+    g.start()
+    line = cg.imap_greeting(g.addr('plain'))
+    assert line is not None and line.startswith(b'* BYE [PRIVACYREQUIRED]'), line
+
+
+def test_plaintext_allowed_for_address_principal(gateway_factory, dovecot):
+    g = gateway_factory({
+        'listener plain': {'protocol': 'imap', 'tls': 'none', 'auth': 'address',
+                           'allow_plaintext': 'yes', 'upstream': 'dovecot'},
+        'upstream dovecot': dovecot.upstream(),
+    })
+    g.ctl_ok('principal', 'add', 'bob')
+    g.ctl_ok('cred', 'add', 'bob', 'address', '127.0.0.1/32')
+    g.ctl_ok('acl', 'allow', 'bob', 'imap', '*', 'all')
+    g.start()
+    m = imaplib.IMAP4(*g.addr('plain'))
+    typ, _ = m.login('bob', 'ignored')   # its own mailbox, master login
+    assert typ == 'OK'
+    assert m.select('INBOX')[0] == 'OK'
+    m.logout()
+
+
+# ------------------------------------------------------- live policy change --
+
+def test_policy_change_reaches_running_session(gw, pki):
+    s = external(gw, pki, 'bob')
+    tagged, _ = s.command('SELECT INBOX')
+    assert tagged.split()[1] == b'OK'
+    tagged, _ = s.command('FETCH 1:* (FLAGS)')
+    assert tagged.split()[1] == b'OK'
+    rule = gw.ctl_ok('acl', 'deny', 'bob', 'imap', 'INBOX', 'read').stdout.strip()
+    try:
+        def refused():
+            t, _ = s.command('FETCH 1:* (FLAGS)')
+            return b'NO [NOPERM] read denied on "INBOX"' in t
+        cg.wait_until(refused, timeout=10, interval=0.2,
+                      what='FETCH in the selected mailbox refused')
+    finally:
+        gw.ctl_ok('acl', 'remove', rule.split()[-1])
+    cg.wait_until(lambda: s.command('FETCH 1:* (FLAGS)')[0].split()[1] == b'OK',
+                  timeout=10, interval=0.2, what='FETCH allowed again')
+    s.close()
+
+
+def test_disabled_principal_is_cut_at_next_command(gw, pki):
+    s = external(gw, pki, 'bob')
+    gw.ctl_ok('principal', 'disable', 'bob')
+    try:
+        def cut():
+            s.sock.sendall(b'n1 NOOP\r\n')
+            line = s.readline()
+            while line.startswith(b'* ') and b'BYE' not in line:
+                line = s.readline()
+            if line.startswith(b'* BYE'):
+                return line
+            return None
+        line = cg.wait_until(cut, timeout=10, interval=0.2, what='BYE')
+        assert b'principal disabled' in line
+    finally:
+        gw.ctl_ok('principal', 'enable', 'bob')
+    s.close()
+
+
+# ----------------------------------------------------- streaming and IDLE --
+
+def test_append_large_message_streams_and_fetches_back(gw, pki):
+    body = (b'From: big@example.com\r\nSubject: big\r\n\r\n' +
+            b''.join(b'%07d abcdefghijklmnopqrstuvwxyz0123456789\r\n' % i
+                     for i in range(60000)))
+    m = imaplib.IMAP4_SSL(*gw.addr('imaps'), ssl_context=tls_ctx(pki))
+    m.authenticate('EXTERNAL', lambda _: b'')
+    typ, data = m.append('Work', None, None, body)
+    assert typ == 'OK', data
+    uid = re.search(rb'APPENDUID \d+ (\d+)', data[0]).group(1)
+    m.select('Work')
+    typ, data = m.uid('FETCH', uid, '(BODY.PEEK[])')
+    assert typ == 'OK'
+    assert data[0][1] == body
+    typ, data = m.append('ReadOnly', None, None, b'Subject: no\r\n\r\nx\r\n')
+    assert typ == 'NO' if typ != 'OK' else False
+    m.logout()
+
+
+def test_append_refused_with_literal_plus_keeps_session(gw, pki):
+    s = external(gw, pki)
+    msg = b'Subject: x\r\n\r\nnot stored\r\n'
+    s.send(b'p1 APPEND ReadOnly {%d+}\r\n' % len(msg) + msg + b'\r\n')
+    tagged, _ = s.tagged('p1')
+    assert tagged.startswith(b'p1 NO [NOPERM] write denied on "ReadOnly"'), tagged
+    # the literal was not taken for a command
+    tagged, _ = s.command('NOOP')
+    assert tagged.split()[1] == b'OK'
+    # MULTIAPPEND to an allowed mailbox
+    s.send(b'p2 APPEND Work {%d+}\r\n' % len(msg) + msg +
+           b' (\\Seen) {%d+}\r\n' % len(msg) + msg + b'\r\n')
+    tagged, _ = s.tagged('p2')
+    assert tagged.startswith(b'p2 OK'), tagged
+    s.close()
+
+
+def test_pipelined_commands_answer_in_order(gw, pki):
+    s = external(gw, pki)
+    s.send(b'q1 SELECT Work\r\nq2 FETCH 1 (FLAGS)\r\nq3 SELECT Secret\r\n'
+           b'q4 FETCH 1 (FLAGS)\r\nq5 NOOP\r\n')
+    tags = []
+    while len(tags) < 5:
+        line = s.readline()
+        assert line, tags
+        if line[:1] == b'q':
+            tags.append(line.split()[0:2])
+    assert [t[0] for t in tags] == [b'q1', b'q2', b'q3', b'q4', b'q5']
+    assert tags[2][1] == b'NO'         # Secret refused
+    assert tags[3][1] in (b'OK', b'BAD')  # Work still selected (refused SELECT never ran)
+    s.close()
+
+
+def test_idle_passes_updates(gw, pki, dovecot):
+    s = external(gw, pki)
+    s.command('SELECT Trash')
+    s.send(b'i1 IDLE\r\n')
+    line = s.readline()
+    assert line.startswith(b'+'), line
+    d = dovecot.imap('alice')
+    d.append('Trash', None, None, MSG)
+    d.logout()
+    line = s.readline()
+    while b'EXISTS' not in line:
+        line = s.readline()
+        assert line
+    s.send(b'DONE\r\n')
+    tagged, _ = s.tagged('i1')
+    assert tagged.startswith(b'i1 OK'), tagged
+    s.close()
+
+
+def test_bad_syntax_gets_bad_and_session_survives(gw, pki):
+    s = external(gw, pki)
+    for junk in (b'x1 SELECT "unterminated\r\n', b'x2 FETCH 1 (FLAGS\r\n',
+                 b'x3 SELECT {99999999999}\r\n', b'x4 NOOP)\r\n',
+                 b'x5 ' + b'A' * 20000 + b'\r\n'):
+        s.send(junk)
+        line = s.readline()
+        while line.startswith(b'* '):
+            line = s.readline()
+        assert b' BAD ' in line, (junk[:30], line)
+    tagged, _ = s.command('NOOP')
+    assert tagged.split()[1] == b'OK'
+    s.close()
+
+
+# ------------------------------------------------------------------- curl --
+
+def test_curl_with_client_certificate_lists_allowed_folders(gw, pki):
+    cert, key = pki.client('alice')
+    host, port = gw.addr('imaps')
+    r = subprocess.run(
+        ['curl', '-sS', '--cacert', pki.ca, '--cert', cert, '--key', key,
+         '--login-options', 'AUTH=EXTERNAL', '-u', 'alice:',
+         f'imaps://localhost:{port}/'],
+        capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert 'Work' in r.stdout and 'INBOX' in r.stdout
+    assert 'Secret' not in r.stdout
+    r = subprocess.run(
+        ['curl', '-sS', '--cacert', pki.ca, '--cert', cert, '--key', key,
+         '--login-options', 'AUTH=EXTERNAL', '-u', 'alice:',
+         f'imaps://localhost:{port}/Secret;UID=1'],
+        capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0   # SELECT Secret refused
+
+
+# ------------------------------------------------------- backend failures --
+
+def test_backend_disconnect_mid_session_gives_bye_unavailable(
+        gateway_factory, pki, cg_root):
+    own = cg.Dovecot(cg_root / 'dovecot-bye').start()
+    try:
+        g = gateway_factory({
+            'listener imaps': {
+                'protocol': 'imap', 'tls': 'implicit',
+                'certificate': pki.server_cert, 'private_key': pki.server_key,
+                'client_ca': pki.client_ca, 'auth': 'cert',
+                'upstream': 'dovecot'},
+            'upstream dovecot': own.upstream(),
+        })
+        g.ctl_ok('principal', 'add', 'alice')
+        g.ctl_ok('cred', 'add', 'alice', 'cert', '--file', pki.client('alice')[0])
+        g.ctl_ok('acl', 'allow', '*', 'imap', '*', 'all')
+        g.start()
+        s = external(g, pki)
+        tagged, _ = s.command('SELECT INBOX')
+        assert tagged.split()[1] == b'OK'
+        own.stop()
+        line = s.readline()
+        while line and not line.startswith(b'* BYE'):
+            line = s.readline()
+        assert line.startswith(b'* BYE [UNAVAILABLE]'), line
+        s.close()
+    finally:
+        own.stop()
