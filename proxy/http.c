@@ -822,11 +822,9 @@ static void send_response_head(http_sess *s, bool have_length, uint64_t length)
 {
     cg_http_parser *p = &s->resp;
     http_req *r = &s->r;
-    char *buf = malloc(OUT_HEAD_MAX);
-    if (!buf) {
-        cg_conn_abort(s->c, "out of memory");
-        return;
-    }
+    /* the request head in s->out is no longer needed (an answer came, so
+     * no retry): the buffer is reused, no allocation per response */
+    char *buf = s->out;
     cg_obuf o = {buf, 0, OUT_HEAD_MAX, false};
     char line[64];
     snprintf(line, sizeof line, "HTTP/1.1 %d ", p->head.status);
@@ -872,15 +870,14 @@ static void send_response_head(http_sess *s, bool have_length, uint64_t length)
     cg_ob_str(&o, "X-Transaction-Id: ");
     cg_ob_str(&o, r->txid);
     cg_ob_str(&o, "\r\n\r\n");
+    s->out_len = 0;
     if (o.over) {
-        free(buf);
         http_error(s, 502, "backend response head too large", NULL, NULL, true);
         return;
     }
     s->resp_started = true;
     r->status = st;
     write_client(s, buf, o.len);
-    free(buf);
 }
 
 typedef struct keep_ctx {
