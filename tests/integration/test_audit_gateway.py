@@ -2,10 +2,14 @@
 5): HTTP requests and refused connections land in a chain that verifies
 with the gateway's public key after SIGTERM; policy changes made with
 cpmgatectl are copied in while it runs; `audit rotate` on the held file
-names the gateway's pid, and SIGUSR1 rotates it."""
+names the gateway's pid, and SIGUSR1 rotates it; with audit_fail = closed a
+full file system makes the gateway answer 503 until space returns."""
 
+import glob
 import json
+import os
 import signal
+import subprocess
 
 import pytest
 
@@ -78,7 +82,6 @@ def test_rotate_names_the_gateway_and_sigusr1_rotates(gw, pki):
     assert r.returncode == 1
     assert f'pid {gw.pid}' in r.stderr and f'kill -USR1 {gw.pid}' in r.stderr
     gw.send_signal(signal.SIGUSR1)
-    import glob
     cg.wait_until(lambda: glob.glob(gw.audit_db + '.1-*'), timeout=5,
                   what='the sealed audit file')
     sealed = glob.glob(gw.audit_db + '.1-*')[0]
@@ -90,3 +93,53 @@ def test_rotate_names_the_gateway_and_sigusr1_rotates(gw, pki):
     v = gw.ctl('audit', 'verify', '--audit-db', gw.audit_db, '--key', gw.audit_pub, db=False)
     assert v.returncode == 0, v.stdout + v.stderr
     assert 'link verified' in v.stdout
+
+
+def test_full_filesystem_makes_the_gateway_refuse_until_space_returns(
+        gateway_factory, pki, dovecot, nginx, tmp_path):
+    mnt = tmp_path / 'small'
+    mnt.mkdir()
+    r = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip('cannot mount a small tmpfs here: ' + r.stderr.strip())
+    try:
+        secs = _sections(pki, dovecot, nginx)
+        secs['gateway'] = {'audit_db': str(mnt / 'audit.db'), 'audit_fail': 'closed'}
+        g = gateway_factory(secs)
+        g.ctl_ok('principal', 'add', 'alice')
+        g.ctl_ok('cred', 'add', 'alice', 'address', '127.0.0.1/32')
+        g.ctl_ok('acl', 'allow', '*', '*', '*', 'all')
+        g.start()
+
+        def get():
+            return cg.http_request(g.addr('content'), 'GET', '/content/index.html',
+                                   ctx=cg.client_context(pki), source='127.0.0.1')
+        assert get()[0] == 200
+        filler = mnt / 'filler'
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while os.write(fd, b'\0' * 65536) > 0:
+                pass
+        except OSError:
+            pass  # ENOSPC
+        finally:
+            os.close(fd)
+        # the next records cannot be committed: new requests are refused
+        cg.wait_until(lambda: (get() or (0,))[0] == 503, timeout=10,
+                      what='503 while the audit log cannot be written')
+        # nothing is served while the log cannot be written: a 503, or a
+        # connection refused at accept (no HTTP answer possible before TLS)
+        for _ in range(3):
+            r = get()
+            assert r is None or r[0] == 503, r
+        os.unlink(filler)
+        cg.wait_until(lambda: (get() or (0,))[0] == 200, timeout=10,
+                      what='service again once space returned')
+        g.stop()
+        v = g.ctl('audit', 'verify', '--audit-db', g.audit_db, '--key', g.audit_pub, db=False)
+        assert v.returncode == 0, v.stdout + v.stderr
+        assert 'not signed yet' not in v.stdout
+        assert 'records cannot be committed' in g.log()
+    finally:
+        subprocess.run(['umount', '-l', str(mnt)], capture_output=True)
