@@ -653,3 +653,40 @@ def test_backend_disconnect_mid_session_gives_bye_unavailable(
         s.close()
     finally:
         own.stop()
+
+
+# ------------------------------------------------------------------ audit --
+
+def test_each_command_is_audited_with_txid_and_decision(gw, pki):
+    import json
+    s = Raw.open(gw.addr('imaps'), tls_ctx(pki))
+    sid = re.search(rb'session ([0-9a-f]{16})', s.greeting).group(1).decode()
+    s.command('AUTHENTICATE EXTERNAL =')   # 1
+    s.command('SELECT Secret')             # 2
+    s.command('SELECT inbox')              # 3
+    s.command('LOGOUT')                    # 4
+    s.close()
+
+    def records():
+        r = gw.audit('export', '--format', 'jsonl')
+        if r.returncode != 0:
+            return None
+        recs = {}
+        for line in r.stdout.splitlines():
+            rec = json.loads(line)
+            if (rec.get('txid') or '').startswith(sid + '.'):
+                recs[rec['txid']] = rec
+        return recs if len(recs) >= 4 else None
+    recs = cg.wait_until(records, timeout=20, interval=0.3,
+                         what='audit records of the session')
+    auth = recs[f'{sid}.1']
+    assert auth['operation'] == 'AUTHENTICATE' and auth['result'] == 'OK'
+    assert auth['principal'] == 'alice' and auth['method'] == 'cert'
+    deny = recs[f'{sid}.2']
+    assert deny['operation'] == 'SELECT' and deny['resource'] == 'Secret'
+    assert deny['decision'] == 'deny' and deny['result'] == 'NO'
+    assert deny['rule_id'] is not None
+    ok = recs[f'{sid}.3']
+    assert ok['resource'] == 'INBOX' and ok['decision'] == 'allow'
+    assert ok['result'] == 'OK' and ok['service'] == 'imap'
+    assert ok['bytes_out'] > 0 and ok['tls_version'].startswith('TLSv1.')
