@@ -45,6 +45,7 @@ typedef struct http_req {
     const char *decision;
     bool head_method, keep_alive, expect_continue, filter_multistatus;
     bool has_body, body_done, close_after;
+    bool local;           /* answered by the gateway (http.h gate), no backend */
     uint64_t bytes_in, bytes_out;
     int status;
     const cg_http_body_filter *filter;
@@ -76,10 +77,16 @@ typedef struct http_sess {
 } http_sess;
 
 static cg_http_filter_select_fn g_filter_select;
+static cg_http_gate_fn g_gate;
 
 void cg_http_set_body_filter(cg_http_filter_select_fn fn)
 {
     g_filter_select = fn;
+}
+
+void cg_http_set_gate(cg_http_gate_fn fn)
+{
+    g_gate = fn;
 }
 
 /* ---- small helpers -------------------------------------------------------- */
@@ -175,7 +182,8 @@ static void http_error(http_sess *s, int status, const char *detail, const char 
     if (!r->decision)
         r->decision = status >= 500 ? "allow" : "deny";
     r->status = status;
-    cg_warn("conn=%llu client=%s txid=%s %s %s -> %d: %s", (unsigned long long)ci->id,
+    cg_log(status >= 400 ? CG_LOG_WARN : CG_LOG_INFO,
+           "conn=%llu client=%s txid=%s %s %s -> %d: %s", (unsigned long long)ci->id,
             ci->client, r->txid, r->method[0] ? r->method : "-",
             r->path && r->path[0] ? r->path : "-", status, detail);
     if (s->resp_started) {
@@ -326,6 +334,8 @@ static void sanitize_request_id(http_sess *s)
 }
 
 static void start_forwarding(http_sess *s);
+static void start_local(http_sess *s);
+static void write_client(http_sess *s, const void *buf, size_t len);
 
 static void resp_body(void *ctx, const uint8_t *buf, size_t len);
 
@@ -540,14 +550,34 @@ static void handle_request(http_sess *s)
     }
     r->decision = "allow";
 
-    if (r->has_body && g_filter_select) {
-        cg_http_request_view v = {
-            .method = r->method, .path = dec, .principal = r->principal, .txid = r->txid,
-            .content_length = h->framing == CG_HTTP_BODY_LENGTH ? h->content_length : UINT64_MAX,
-            .snap = snap, .header = hdr_lookup, .hctx = &s->req,
-        };
+    cg_http_request_view v = {
+        .method = r->method, .path = dec, .principal = r->principal, .txid = r->txid,
+        .content_length = h->framing == CG_HTTP_BODY_LENGTH ? h->content_length
+                          : h->framing == CG_HTTP_BODY_NONE ? 0 : UINT64_MAX,
+        .snap = snap, .dest = r->dest, .header = hdr_lookup, .hctx = &s->req,
+    };
+    if (g_gate) {
+        /* content validation (SPEC 6): may refuse, or answer itself */
+        const cg_http_body_filter *lf = NULL;
+        void *lctx = NULL;
+        const char *gd = NULL;
+        int g = g_gate(&v, &lf, &lctx, &gd);
+        if (g == CG_HTTP_GATE_LOCAL) {
+            r->filter = lf;
+            r->fctx = lctx;
+            start_local(s);
+            goto out;
+        }
+        if (g) {
+            if (g >= 400)
+                r->decision = "deny";
+            http_error(s, g, gd ? gd : "refused", NULL, NULL, false);
+            goto out;
+        }
+    }
+    if (g_filter_select) {
         r->filter = g_filter_select(&v, &r->fctx);
-        r->hold_last = r->filter && h->framing == CG_HTTP_BODY_LENGTH;
+        r->hold_last = r->filter && r->has_body && h->framing == CG_HTTP_BODY_LENGTH;
     }
     if (build_request_head(s, dest_canon, if_out) < 0)
         goto out;
@@ -598,6 +628,8 @@ static void req_body(void *ctx, const uint8_t *buf, size_t len)
             return;
         }
     }
+    if (r->local)
+        return;
     if (s->req.head.framing == CG_HTTP_BODY_CHUNKED) {
         char sz[24];
         int n = snprintf(sz, sizeof sz, "%zx\r\n", len);
@@ -616,11 +648,45 @@ static void req_body(void *ctx, const uint8_t *buf, size_t len)
         cg_conn_write_upstream(c, buf, len);
 }
 
+/* A request the gate answers itself: its whole body goes to the local
+ * filter, on_end's status (0: 200) with the verdict's detail is the
+ * answer. The backend never sees it. */
+static void local_end(http_sess *s)
+{
+    http_req *r = &s->r;
+    r->body_done = true;
+    int st = r->filter && r->filter->on_end ? r->filter->on_end(r->fctx, &r->verdict) : 0;
+    if (st == 0)
+        st = 200;
+    if (st >= 400)
+        r->decision = "deny";
+    http_error(s, st, r->verdict.detail ? r->verdict.detail : st == 200 ? "accepted" : "refused",
+               NULL, NULL, false);
+}
+
+static void start_local(http_sess *s)
+{
+    http_req *r = &s->r;
+    r->local = true;
+    if (!r->has_body) {
+        local_end(s);
+        return;
+    }
+    if (r->expect_continue)
+        write_client(s, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    s->state = S_BODY;
+    cg_conn_set_timer(s->c, (uint64_t)cg_conn_info_of(s->c)->listener->client_timeout * 1000);
+}
+
 static void req_body_done(http_sess *s)
 {
     http_req *r = &s->r;
     cg_conn *c = s->c;
-    if (r->filter && r->filter->on_end) {
+    if (r->local) {
+        local_end(s);
+        return;
+    }
+    if (r->filter && r->filter->on_end && r->has_body) {
         int st = r->filter->on_end(r->fctx, &r->verdict);
         if (st) {
             r->body_done = true;
@@ -966,6 +1032,8 @@ static void response_done(http_sess *s, bool upstream_reusable)
     }
     if (s->resp_chunked)
         write_client(s, "0\r\n\r\n", 5);
+    if (r->filter && r->filter->on_response)
+        r->filter->on_response(r->fctx, r->status);
     bool reusable = upstream_reusable && s->resp.head.keep_alive && r->body_done;
     if (cg_conn_upstream_attached(c))
         cg_conn_upstream_release(c, reusable);
