@@ -8,6 +8,8 @@ with the transaction id, resource, decision and status."""
 import hashlib
 import os
 import socket
+import ssl
+import subprocess
 import threading
 import time
 import uuid
@@ -226,3 +228,55 @@ def test_large_upload_and_download_stream_with_flat_memory(gw, pki, site, nginx)
     # a buffered 1 GiB would show; queues and TLS records are a few MiB
     # (ASan's allocator quarantine adds its share)
     assert growth_mib < min(96, mib / 4 + 16), f'gateway RSS grew {growth_mib:.0f} MiB'
+
+
+def test_audit_unavailable_fails_closed_with_503_then_recovers(gateway_factory, pki, nginx,
+                                                               site, tmp_path):
+    mnt = tmp_path / 'small'
+    mnt.mkdir()
+    r = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=512k', 'tmpfs', str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip('cannot mount a small tmpfs here: ' + r.stderr.strip())
+    try:
+        g = gateway_factory({
+            'gateway': {'audit_db': str(mnt / 'audit.db'), 'audit_fail': 'closed'},
+            'listener content': {
+                'protocol': 'http', 'tls': 'implicit',
+                'certificate': pki.server_cert, 'private_key': pki.server_key,
+                'client_ca': pki.client_ca, 'auth': 'cert', 'upstream': 'nginx'},
+            'upstream nginx': nginx.upstream(),
+        })
+        g.ctl_ok('principal', 'add', 'alice')
+        g.ctl_ok('cred', 'add', 'alice', 'cert-name', 'email:alice@example.com')
+        g.ctl_ok('acl', 'allow', 'alice', 'http', f'{site}/*', 'all')
+        g.start()
+        ctx = cg.client_context(pki, 'alice')
+        assert cg.https(g.addr('content'), ctx, 'GET', f'{site}/f.txt')[0] == 200
+        filler = mnt / 'filler'
+        with open(filler, 'wb') as f:
+            try:
+                while True:
+                    f.write(b'\0' * 65536)
+                    f.flush()
+            except OSError:
+                pass
+
+        def refused():
+            try:
+                r = cg.https(g.addr('content'), ctx, 'GET', f'{site}/f.txt')
+            except (OSError, ssl.SSLError):
+                return True   # the core may refuse the connection itself
+            return r[0] == 503
+        cg.wait_until(refused, timeout=20, interval=0.2, what='503 while the audit log is full')
+        filler.unlink()
+
+        def served():
+            try:
+                return cg.https(g.addr('content'), ctx, 'GET', f'{site}/f.txt')[0] == 200
+            except (OSError, ssl.SSLError):
+                return False
+        cg.wait_until(served, timeout=30, interval=0.3, what='service after the disk frees up')
+        g.stop()
+    finally:
+        subprocess.run(['umount', '-l', str(mnt)], capture_output=True)
