@@ -262,13 +262,25 @@ def test_audit_unavailable_fails_closed_with_503_then_recovers(gateway_factory, 
             except OSError:
                 pass
 
-        def refused():
-            try:
-                r = cg.https(g.addr('content'), ctx, 'GET', f'{site}/f.txt')
-            except (OSError, ssl.SSLError):
-                return True   # the core may refuse the connection itself
-            return r[0] == 503
-        cg.wait_until(refused, timeout=20, interval=0.2, what='503 while the audit log is full')
+        # on a kept-alive connection the answer must be the gateway's 503
+        # (new connections are refused by the core before any request)
+        import http.client
+        conn = http.client.HTTPSConnection('localhost', g.port('content'), context=ctx)
+        conn.sock = cg.tls_connect(g.addr('content'), ctx)
+        statuses = []
+        deadline = time.time() + 20
+        while time.time() < deadline and 503 not in statuses:
+            conn.request('GET', f'{site}/f.txt')
+            resp = conn.getresponse()
+            body = resp.read()
+            statuses.append(resp.status)
+            if resp.status == 503:
+                assert body.startswith(b'503 Service Unavailable: audit log unavailable')
+                break
+            time.sleep(0.2)
+        conn.close()
+        assert statuses[-1] == 503, statuses
+        assert set(statuses) <= {200, 503}
         filler.unlink()
 
         def served():
