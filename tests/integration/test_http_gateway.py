@@ -563,6 +563,12 @@ def test_header_block_over_max_header_bytes_is_431(gw, pki, site):
     assert data.startswith(b'HTTP/1.1 431'), data[:100]
 
 
+def test_request_line_over_max_line_is_414(gw, pki, site):
+    data = raw(gw, pki, f'GET {site}/{"a" * 9000} HTTP/1.1\r\nHost: localhost\r\n\r\n'
+               .encode())
+    assert data.startswith(b'HTTP/1.1 414'), data[:100]
+
+
 def test_slow_client_dripping_its_head_gets_408(gw, pki, site):
     s = cg.tls_connect(gw.addr('limited'), ctx_for(pki), timeout=20)
     head = f'GET {site}/public/a.txt HTTP/1.1\r\nHost: localhost\r\n'.encode()
