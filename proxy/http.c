@@ -1246,14 +1246,16 @@ static void http_upstream_eof(cg_conn *c, int status)
         return;
     }
     /* A pooled connection the backend had already closed: send the
-     * request once more on a fresh one, when no body byte is lost. */
-    if (!s->up_bytes && !s->retried && !s->r.has_body && s->out_len) {
+     * request once more on a fresh one, when no body byte is lost and the
+     * method is idempotent (RFC 9110 9.2.2, RFC 9112 9.3.1). */
+    const char *m = s->r.method;
+    bool idempotent = !strcmp(m, "GET") || !strcmp(m, "HEAD") || !strcmp(m, "OPTIONS") ||
+                      !strcmp(m, "DELETE") || !strcmp(m, "PROPFIND");
+    if (!s->up_bytes && !s->retried && !s->r.has_body && s->out_len && idempotent) {
         s->retried = true;
         s->state = S_CONNECTING;
-        if (cg_conn_upstream_connect(c) == 0) {
-            s->retried = true;
+        if (cg_conn_upstream_connect(c) == 0)
             return;
-        }
     }
     http_error(s, 502, "backend closed the connection", NULL, NULL, !s->r.body_done);
 }
