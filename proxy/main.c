@@ -22,6 +22,8 @@
 #include "cg_error.h"
 #include "cg_log.h"
 #include "config.h"
+#include "content.h"
+#include "content_store.h"
 #include "metrics.h"
 #include "policy_store.h"
 #include "snapshot.h"
@@ -276,6 +278,24 @@ static int start_failed(cg_runtime *rt)
     return 1;
 }
 
+/* content_db is created (and its schema migrated) here, before privileges
+ * are dropped and before a worker needs it: a gateway that cannot record
+ * uploads does not start (SPEC section 6). */
+static int open_content_db(const cg_config *cfg, const char **why)
+{
+    cg_content_store *cs = NULL;
+    if (cg_content_open(cfg->content_db, false, &cs, why) < 0)
+        return -1;
+    cg_content_close(cs);
+    /* the workers open it again after privileges are dropped */
+    struct passwd *pw = geteuid() == 0 && cfg->user ? getpwnam(cfg->user) : NULL;
+    if (pw && chown(cfg->content_db, pw->pw_uid, (gid_t)-1) < 0) {
+        *why = strerror(errno);
+        return -1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *path = NULL;
@@ -345,6 +365,11 @@ int main(int argc, char **argv)
         return start_failed(rt);
     }
     import_policy_log();
+    if (open_content_db(cfg, &why) < 0) {
+        cg_error("content_db %s: %s", cfg->content_db, why ? why : "cannot open");
+        return start_failed(rt);
+    }
+    cg_content_hooks_install(cfg->content_db);
     if (cg_workers_create(rt, cfg->workers, &why) < 0) {
         cg_error("%s", why ? why : "cannot create workers");
         return start_failed(rt);

@@ -16,6 +16,7 @@
 
 #include "cg_error.h"
 #include "cg_log.h"
+#include "content.h"
 #include "metrics.h"
 #include "tls.h"
 #include "upstream.h"
@@ -380,6 +381,7 @@ static void worker_main(void *arg)
     uv_run(&w->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&w->loop) != 0)
         cg_debug("worker %u: loop closed with handles left", w->index);
+    cg_content_hooks_thread_end();
 }
 
 int cg_workers_create(cg_runtime *rt, unsigned n, const char **error_r)
