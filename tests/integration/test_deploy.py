@@ -23,6 +23,14 @@ def compose_config():
     return yaml.safe_load(out.stdout)
 
 
+def published_target(port):
+    """The container port of a ports entry: compose v2 prints the long
+    syntax (a mapping), compose v1 keeps the short one ("[ip:]host:target")."""
+    if isinstance(port, dict):
+        return int(port['target'])
+    return int(str(port).split('/')[0].rsplit(':', 1)[-1])
+
+
 @pytest.mark.skipif(not shutil.which('docker-compose'), reason='docker-compose not installed')
 def test_compose_file_validates():
     out = subprocess.run(['docker-compose', '-f', str(COMPOSE), 'config', '-q'],
@@ -41,7 +49,7 @@ def test_compose_backends_are_internal_and_gateway_ports_published():
         assert list(services[backend]['networks']) == ['backend']
         assert services[backend]['depends_on']['init']['condition'] == \
             'service_completed_successfully'
-    published = {int(p['target']) for p in services['cpmgate']['ports']}
+    published = {published_target(p) for p in services['cpmgate']['ports']}
     assert published == {10993, 10143, 10443, 10080, 9464}
     assert set(services['cpmgate']['networks']) == {'backend', 'frontend'}
     for name in ('init', 'dovecot', 'nginx'):
@@ -108,7 +116,8 @@ def man_pages(tmp_path):
 def test_man_pages_build(tmp_path):
     root = man_pages(tmp_path)
     text = (root / 'man5' / 'cpmgate.conf.5').read_text()
-    assert '.TH "CPMGATE.CONF" "5"' in text
+    assert '.th "cpmgate.conf" "5"' in text.lower()
+    assert '.SH NAME' in text and 'content_db' in text
 
 
 @pytest.mark.skipif(not shutil.which('systemd-analyze') or not shutil.which('scdoc'),

@@ -253,6 +253,16 @@ def test_audit_unavailable_fails_closed_with_503_then_recovers(gateway_factory, 
         g.start()
         ctx = cg.client_context(pki, 'alice')
         assert cg.https(g.addr('content'), ctx, 'GET', f'{site}/f.txt')[0] == 200
+        # the connection is opened while records can still be written: once
+        # they cannot, new connections are refused by the core before any
+        # request, and only a kept-alive one shows the gateway's own answer
+        import http.client
+        conn = http.client.HTTPSConnection('localhost', g.port('content'), context=ctx)
+        conn.sock = cg.tls_connect(g.addr('content'), ctx)
+        conn.request('GET', f'{site}/f.txt')
+        first = conn.getresponse()
+        first.read()
+        assert first.status == 200
         filler = mnt / 'filler'
         with open(filler, 'wb') as f:
             try:
@@ -263,10 +273,6 @@ def test_audit_unavailable_fails_closed_with_503_then_recovers(gateway_factory, 
                 pass
 
         # on a kept-alive connection the answer must be the gateway's 503
-        # (new connections are refused by the core before any request)
-        import http.client
-        conn = http.client.HTTPSConnection('localhost', g.port('content'), context=ctx)
-        conn.sock = cg.tls_connect(g.addr('content'), ctx)
         statuses = []
         deadline = time.time() + 20
         while time.time() < deadline and 503 not in statuses:
