@@ -16,6 +16,7 @@
 #include "audit.h"
 #include "cg_error.h"
 #include "cg_log.h"
+#include "metrics.h"
 #include "cg_util.h"
 #include "conn.h"
 #include "http_dav.h"
@@ -149,6 +150,8 @@ static void audit_request(http_sess *s, const char *reason)
     a.key_id = r->verdict.key_id;
     a.validation = r->verdict.validation;
     a.reason = reason;
+    if (r->decision)
+        cg_metrics_operation("http", r->decision);
     if (cg_audit_submit(&a) < 0)
         cg_warn("conn=%llu txid=%s audit record not stored", (unsigned long long)ci->id,
                 r->txid);

@@ -21,6 +21,7 @@
 #include "cg_base64.h"
 #include "cg_error.h"
 #include "cg_log.h"
+#include "metrics.h"
 #include "cg_util.h"
 #include "imap_mutf7.h"
 #include "imap_parser.h"
@@ -222,6 +223,8 @@ static void audit(cg_conn *c, imap_sess *s, const char *operation,
     r.bytes_in = s->bytes_in;
     r.bytes_out = s->bytes_out;
     r.reason = reason;
+    if (decision)
+        cg_metrics_operation("imap", decision);
     if (cg_audit_submit(&r) < 0)
         cg_warn("conn=%llu imap: audit record for %s not stored",
                 (unsigned long long)ci->id, id);

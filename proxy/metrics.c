@@ -99,5 +99,8 @@ size_t cg_metrics_render(char *buf, size_t cap)
     put(&o, "# HELP cpmgate_audit_queue_depth Audit records waiting.\n"
             "# TYPE cpmgate_audit_queue_depth gauge\ncpmgate_audit_queue_depth %llu\n",
         (unsigned long long)st.queue_depth);
+    put(&o, "# HELP cpmgate_audit_commit_seconds Duration of the last audit batch commit.\n"
+            "# TYPE cpmgate_audit_commit_seconds gauge\ncpmgate_audit_commit_seconds %.6f\n",
+        (double)st.last_commit_usec / 1e6);
     return o.len;
 }
