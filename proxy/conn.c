@@ -911,8 +911,13 @@ static void do_close(cg_conn *c)
     c->t_linger = now_ms(c) + LINGER_MS;
     cg_debug("conn=%llu closing: %s", (unsigned long long)c->info.id,
              c->close_reason ? c->close_reason : "-");
+    /* the shutdown may report the client's EOF (or an error) at once: its
+     * callback must find c still on the stack, not tear it down under us */
+    c->depth++;
     cg_stream_shutdown(c->cli);
-    if (cg_stream_at_eof(c->cli) && cg_stream_queued(c->cli) == 0) {
+    c->depth--;
+    if (c->abort_pending || (cg_stream_at_eof(c->cli) && cg_stream_queued(c->cli) == 0)) {
+        c->abort_pending = false;
         teardown(c);
         return;
     }
