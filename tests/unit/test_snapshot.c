@@ -73,7 +73,11 @@ static char *ed25519_pem(void)
     assert_int_equal(PEM_write_bio_PUBKEY(b, k), 1);
     char *data = NULL;
     long n = BIO_get_mem_data(b, &data);
-    char *pem = strndup(data, (size_t)n);
+    /* the BIO's data is not NUL-terminated: copy exactly n bytes */
+    char *pem = malloc((size_t)n + 1);
+    assert_non_null(pem);
+    memcpy(pem, data, (size_t)n);
+    pem[n] = '\0';
     BIO_free(b);
     EVP_PKEY_free(k);
     return pem;
