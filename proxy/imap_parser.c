@@ -30,10 +30,11 @@ enum st {
 struct cg_imapp {
     cg_imapp_limits lim;
     int st;
-    uint8_t *buf;          /* token data, NUL after each token */
-    size_t used, cap;
+    uint8_t *buf;          /* token data, NUL after each token; grows
+                            * on demand up to max_line + 1 bytes */
+    size_t used, cap, maxcap;
     cg_imapp_tok *tok;
-    size_t ntok;
+    size_t ntok, tokcap;
     unsigned depth;
     bool sp;               /* a space since the last token */
     size_t rawline;        /* bytes of the current line (not literal data) */
@@ -58,9 +59,12 @@ cg_imapp *cg_imapp_new(const cg_imapp_limits *lim)
         p->lim.max_depth = 16;
     if (p->lim.max_depth > 200)
         p->lim.max_depth = 200;
-    p->cap = p->lim.max_line + 1;
+    /* small at first: an idle session costs little */
+    p->maxcap = p->lim.max_line + 1;
+    p->cap = p->maxcap < 512 ? p->maxcap : 512;
+    p->tokcap = p->lim.max_tokens < 32 ? p->lim.max_tokens : 32;
     p->buf = malloc(p->cap);
-    p->tok = calloc(p->lim.max_tokens, sizeof *p->tok);
+    p->tok = calloc(p->tokcap, sizeof *p->tok);
     if (!p->buf || !p->tok) {
         cg_imapp_free(p);
         return NULL;
@@ -152,11 +156,41 @@ static int fatal(cg_imapp *p, cg_imapp_event *ev, const char *msg)
     return 1;
 }
 
+/* Room for need more bytes of token data, growing the buffer up to its
+ * limit; false past the limit (or without memory). */
+static bool room(cg_imapp *p, size_t need)
+{
+    if (p->used + need <= p->cap)
+        return true;
+    if (p->used + need > p->maxcap)
+        return false;
+    size_t nc = p->cap * 2;
+    while (nc < p->used + need)
+        nc *= 2;
+    if (nc > p->maxcap)
+        nc = p->maxcap;
+    uint8_t *nb = realloc(p->buf, nc);
+    if (!nb)
+        return false;
+    p->buf = nb;
+    p->cap = nc;
+    return true;
+}
+
 /* Starts a token; false when a limit is hit. */
 static bool tok_begin(cg_imapp *p, int type)
 {
-    if (p->ntok >= p->lim.max_tokens || p->used + 1 > p->cap - 1)
+    if (p->ntok >= p->lim.max_tokens || !room(p, 2))
         return false;
+    if (p->ntok == p->tokcap) {
+        size_t nc = p->tokcap * 2 > p->lim.max_tokens ? p->lim.max_tokens
+                                                      : p->tokcap * 2;
+        cg_imapp_tok *nt = realloc(p->tok, nc * sizeof *nt);
+        if (!nt)
+            return false;
+        p->tok = nt;
+        p->tokcap = nc;
+    }
     cg_imapp_tok *t = &p->tok[p->ntok++];
     memset(t, 0, sizeof *t);
     t->type = (uint8_t)type;
@@ -169,7 +203,7 @@ static bool tok_begin(cg_imapp *p, int type)
 
 static bool tok_put(cg_imapp *p, uint8_t c)
 {
-    if (p->used + 2 > p->cap)
+    if (!room(p, 2))
         return false;
     p->buf[p->used++] = c;
     p->tok[p->ntok - 1].len++;
@@ -262,7 +296,8 @@ static int literal_begin(cg_imapp *p, cg_imapp_event *ev)
     if (p->lit8)
         return sync ? fail(p, ev, "literal8 outside APPEND", ST_START)
                     : fatal(p, ev, "literal8 outside APPEND");
-    if (n + 2 > p->cap - p->used || !tok_begin(p, CG_IMAPP_LITERAL)) {
+    if (n + 2 > p->maxcap - p->used || !room(p, (size_t)n + 2) ||
+        !tok_begin(p, CG_IMAPP_LITERAL)) {
         if (sync)
             return fail(p, ev, "literal too large", ST_START);
         if (n > nonsync_max || n > p->lim.max_literal)

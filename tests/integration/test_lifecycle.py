@@ -331,3 +331,16 @@ def test_sigterm_exits_zero_and_stops_listening(gateway_factory, pki, dovecot,
     s.close()
     with pytest.raises(OSError):
         socket.create_connection((host, port), timeout=2).close()
+
+
+def test_starts_with_an_empty_policy_and_refuses_everyone(gateway_factory, pki,
+                                                          dovecot, nginx):
+    # A freshly initialised policy database (no principal, no rule) is a
+    # valid state: the gateway runs, and nobody gets in.
+    g = gateway_factory(sections(pki, dovecot, nginx))
+    g.start()
+    assert cg.imap_refused(g.addr('imaps'), cg.client_context(pki, 'alice'))
+    r = cg.http_request(g.addr('content'), 'GET', '/content/index.html',
+                        ctx=cg.client_context(pki, 'alice'))
+    assert cg.http_refused(r), r
+    assert g.alive()
