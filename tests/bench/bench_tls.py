@@ -159,9 +159,11 @@ http {{ access_log off; sendfile on; keepalive_requests 1000000;
     return Peer("backend-nginx", ["nginx", "-c", conf, "-p", d], port, d)
 
 
-def start_cpmgate(d, build, pki, backend, workers, http_gateway):
+def start_cpmgate(d, build, pki, backend, workers, http_gateway, name="cpmgate"):
     port = free_port()
     ctl = os.path.join(build, "cpmgatectl")
+    d = os.path.join(d, name)
+    os.makedirs(d, exist_ok=True)
     db = os.path.join(d, "policy.db")
     env = dict(os.environ, CPMGATE_DB=db)
     run = lambda *a: subprocess.run([ctl, *a], env=env, check=True, capture_output=True)
@@ -194,7 +196,7 @@ upstream = backend
 address = 127.0.0.1:{backend.port}
 principal_header = none
 """)
-    return Peer("cpmgate", [os.path.join(build, "cpmgate"), "-c", conf], port, d)
+    return Peer(name, [os.path.join(build, "cpmgate"), "-c", conf], port, d)
 
 
 def start_haproxy(d, pki, backend, workers, http_mode):
@@ -328,6 +330,9 @@ def main():
     ap.add_argument("--idle", type=int, default=5000)
     ap.add_argument("--bulk-mib", type=int, default=256)
     ap.add_argument("--peers", default=None, help="comma list to run a subset")
+    ap.add_argument("--noaudit-build", default=None,
+                    help="http suite: also run a build made with -Dbench_audit_discard=true "
+                         "(peer cpmgate-noaudit: audit on vs off)")
     args = ap.parse_args()
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -358,6 +363,9 @@ def main():
             "nginx": lambda: start_nginx_proxy(d, pki, backend, args.workers),
             "haproxy": lambda: start_haproxy(d, pki, backend, args.workers, True),
         }
+        if args.noaudit_build:
+            starters["cpmgate-noaudit"] = lambda: start_cpmgate(
+                d, args.noaudit_build, pki, backend, args.workers, True, "cpmgate-noaudit")
         sizes = ["1k", "64k"]
     if args.peers:
         starters = {k: v for k, v in starters.items() if k in args.peers.split(",")}
