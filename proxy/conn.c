@@ -36,8 +36,9 @@ struct cg_conn {
     bool close_pending, abort_pending, opened, counted, starttls;
     bool cli_want, up_want; /* the protocol's wish */
     bool cli_bp, up_bp;     /* stopped by backpressure */
-    bool up_connecting, up_pending, expecting, refused;
+    bool up_connecting, up_pending, expecting, refused, have_local;
     int up_pending_status;
+    struct sockaddr_storage local; /* the listener's address, for PROXY v2 */
     const char *close_reason;
     cg_worker *w;
     cg_runtime *rt;
@@ -492,8 +493,11 @@ static void cli_on_data(void *owner, const uint8_t *buf, size_t len)
         return; /* closing: discard what still arrives */
     enter(c);
     c->t_idle = now_ms(c) + (uint64_t)c->info.listener->idle_timeout * 1000;
+    cg_stream *cli = c->cli;
+    cg_stream_cork(cli);
     if (c->proto->on_client_data)
         c->proto->on_client_data(c, buf, len);
+    cg_stream_uncork(cli); /* c->cli lives until leave tears c down */
     update_reads(c);
     leave(c);
 }
@@ -583,8 +587,11 @@ static void up_on_data(void *owner, const uint8_t *buf, size_t len)
         c->expecting = false;
         c->t_response = 0;
     }
+    cg_stream *cli = c->cli;
+    cg_stream_cork(cli);
     if (c->proto->on_upstream_data)
         c->proto->on_upstream_data(c, buf, len);
+    cg_stream_uncork(cli);
     update_reads(c);
     leave(c);
 }
@@ -774,14 +781,16 @@ int cg_conn_upstream_connect(cg_conn *c)
         }
         return 0;
     }
-    struct sockaddr_storage local;
-    int len = sizeof local;
-    memset(&local, 0, sizeof local);
-    uv_tcp_getsockname(cg_stream_tcp(c->cli), (struct sockaddr *)&local, &len);
+    if (!c->have_local) {
+        /* once per connection, not per request */
+        int len = sizeof c->local;
+        uv_tcp_getsockname(cg_stream_tcp(c->cli), (struct sockaddr *)&c->local, &len);
+        c->have_local = true;
+    }
     bool pooled = false;
     SSL_CTX *ctx = c->rt->uctx[cg_runtime_upstream_index(c->rt, u)];
     int r = cg_upstream_open(c->w, u, ctx, (const struct sockaddr *)&c->info.peer,
-                             (const struct sockaddr *)&local, &up_cbs, c, &c->up, &pooled);
+                             (const struct sockaddr *)&c->local, &up_cbs, c, &c->up, &pooled);
     if (r < 0) {
         c->up = NULL;
         c->up_pending = true;

@@ -29,6 +29,9 @@ enum { S_HEAD, S_CONNECTING, S_BODY, S_WAIT_RESP, S_CLOSING };
 /* Pipelined bytes held while a request is in flight (reading is paused,
  * so at most one read beyond the head limit arrives). */
 #define PENDING_MAX (256u * 1024)
+/* pipelined bytes kept while a request is forwarded before reading stops
+ * (PENDING_MAX leaves room for what one socket read still delivers) */
+#define PEND_PAUSE (16u * 1024)
 #define OUT_HEAD_MAX (64u * 1024)
 
 typedef struct http_req {
@@ -597,7 +600,9 @@ static void start_forwarding(http_sess *s)
     s->state = S_CONNECTING;
     s->retried = false;
     s->up_bytes = false;
-    cg_conn_read_client(s->c, false);
+    /* the client stays readable: what it pipelines meanwhile is kept (up
+     * to PEND_PAUSE, then reading stops), which spares two epoll_ctl
+     * calls per request on a keep-alive connection */
     if (cg_conn_upstream_connect(s->c) < 0)
         http_error(s, 502, "backend unavailable", NULL, NULL, true);
 }
@@ -1040,7 +1045,7 @@ static void response_done(http_sess *s, bool upstream_reusable)
     bool reusable = upstream_reusable && s->resp.head.keep_alive && r->body_done;
     if (cg_conn_upstream_attached(c))
         cg_conn_upstream_release(c, reusable);
-    cg_info("conn=%llu txid=%s %s %s -> %d principal=%s", (unsigned long long)cg_conn_info_of(c)->id,
+    cg_debug("conn=%llu txid=%s %s %s -> %d principal=%s", (unsigned long long)cg_conn_info_of(c)->id,
             r->txid, r->method, r->path ? r->path : "-", r->status,
             r->principal[0] ? r->principal : "-");
     audit_request(s, NULL);
@@ -1108,7 +1113,8 @@ static void http_client_data(cg_conn *c, const uint8_t *buf, size_t len)
             return;
         }
         if (s->state != S_HEAD && s->state != S_BODY) {
-            cg_conn_read_client(c, false);
+            if (s->plen >= PEND_PAUSE)
+                cg_conn_read_client(c, false);
             return;
         }
         run_pending(s);
@@ -1122,7 +1128,8 @@ static void http_client_data(cg_conn *c, const uint8_t *buf, size_t len)
             cg_conn_close(c, "too many pipelined bytes");
             return;
         }
-        cg_conn_read_client(c, false);
+        if (s->plen >= PEND_PAUSE || s->state == S_HEAD || s->state == S_BODY)
+            cg_conn_read_client(c, false);
     }
 }
 

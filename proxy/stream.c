@@ -36,6 +36,7 @@ struct cg_stream {
     uv_connect_t *creq;
     uv_shutdown_t *sreq;
     uint64_t bytes_in, bytes_out;
+    unsigned corked;  /* TLS records wait for cg_stream_uncork */
     bool connected, reading, closing, eof_sent, want_shutdown, tls_client;
 };
 
@@ -92,6 +93,19 @@ struct cg_tls *cg_stream_tls(cg_stream *s) { return s->tls; }
 bool cg_stream_is_tls(const cg_stream *s) { return s->tls != NULL; }
 bool cg_stream_at_eof(const cg_stream *s) { return s->eof_sent; }
 bool cg_stream_established(const cg_stream *s) { return !s->tls || cg_tls_established(s->tls); }
+static void flush_tls(cg_stream *s);
+
+void cg_stream_cork(cg_stream *s)
+{
+    s->corked++;
+}
+
+void cg_stream_uncork(cg_stream *s)
+{
+    if (s->corked && --s->corked == 0 && s->tls && !s->closing)
+        flush_tls(s);
+}
+
 size_t cg_stream_queued(const cg_stream *s) { return s->queued; }
 uint64_t cg_stream_bytes_in(const cg_stream *s) { return s->bytes_in; }
 uint64_t cg_stream_bytes_out(const cg_stream *s) { return s->bytes_out; }
@@ -256,7 +270,8 @@ int cg_stream_write(cg_stream *s, const void *buf, size_t len)
             report_eof(s, CG_E_TLS);
             return CG_E_TLS;
         }
-        flush_tls(s);
+        if (!s->corked)
+            flush_tls(s);
         return 0;
     }
     return raw_send(s, buf, len);

@@ -63,6 +63,11 @@ int cg_stream_connect(cg_stream *s, const struct sockaddr *addr, SSL_CTX *ctx,
 
 /* Queue plaintext (encrypted for TLS; held until the handshake is done). */
 int cg_stream_write(cg_stream *s, const void *buf, size_t len);
+/* While corked, TLS records written are kept and leave in one send at the
+ * matching uncork (a response head and its body: one write(2), not two).
+ * Only for the span of one callback: the records are held in memory. */
+void cg_stream_cork(cg_stream *s);
+void cg_stream_uncork(cg_stream *s);
 size_t cg_stream_queued(const cg_stream *s);
 void cg_stream_read(cg_stream *s, bool on);
 /* Half-close after the queue drains (TLS: close_notify first). */

@@ -269,7 +269,7 @@ fail:;
 
 static int listen_on(cg_worker *w, const cg_listener_cfg *l, const char **error_r)
 {
-    int fd;
+    int fd = -1;
     int r = bind_socket(l, &fd, error_r);
     if (r < 0)
         return r;
