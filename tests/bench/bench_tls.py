@@ -172,8 +172,10 @@ def start_cpmgate(d, build, pki, backend, workers, http_gateway, name="cpmgate")
     run("cred", "add", "bench", "address", "127.0.0.1/32")
     run("principal", "add", "alice")
     run("cred", "add", "alice", "cert-name", "email:alice@example.com")
-    if http_gateway:
-        run("acl", "allow", "*", "http", "/*", "all")
+    # cpmgate has no blind relay: both suites run its HTTP gateway (parsing,
+    # ACL per request, audit record per request), against peers that relay
+    # bytes (relay suite) or proxy HTTP (http suite)
+    run("acl", "allow", "*", "http", "/*", "all")
     run("audit", "keygen", "--out", os.path.join(d, "audit.key"))
     conf = write(os.path.join(d, "cpmgate.conf"), f"""
 [gateway]
@@ -334,6 +336,9 @@ def main():
                     help="http suite: also run a build made with -Dbench_audit_discard=true "
                          "(peer cpmgate-noaudit: audit on vs off)")
     args = ap.parse_args()
+    args.build = os.path.abspath(args.build)
+    if args.noaudit_build:
+        args.noaudit_build = os.path.abspath(args.noaudit_build)
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = hard if hard != resource.RLIM_INFINITY else 65536
