@@ -351,7 +351,7 @@ static bool request_buffers(http_sess *s)
 {
     if (!s->pathbuf && !(s->pathbuf = malloc(6 * CG_HTTP_PATH_MAX + 8)))
         return false;
-    if (!s->resp.buf) {
+    if (!s->resp.initialized) {
         if (cg_http_parser_init(&s->resp, false, 32768, 200, 32768) < 0)
             return false;
         s->resp.on_body = resp_body;
@@ -746,7 +746,7 @@ static void run_pending(http_sess *s)
 static void next_request(http_sess *s)
 {
     cg_http_parser_reset(&s->req);
-    if (s->resp.buf)
+    if (s->resp.initialized)
         cg_http_parser_reset(&s->resp);
     s->req.on_body = req_body;
     s->req.ctx = s;

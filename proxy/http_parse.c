@@ -144,12 +144,7 @@ int cg_http_parser_init(cg_http_parser *p, bool request,
     p->max_header_bytes = max_header_bytes ? max_header_bytes : 16384;
     p->max_headers = max_headers ? max_headers : 100;
     p->max_line = max_line ? max_line : 8192;
-    p->buf = malloc(p->max_header_bytes + 1);
-    p->hdrs = calloc(p->max_headers, sizeof *p->hdrs);
-    if (!p->buf || !p->hdrs) {
-        cg_http_parser_free(p);
-        return CG_E_NOMEM;
-    }
+    p->initialized = true;
     llhttp_settings_init(&p->settings);
     p->settings.on_method = on_method;
     p->settings.on_url = on_url;
@@ -475,10 +470,26 @@ static int head_semantics(cg_http_parser *p, const char **reason)
     return framing_check(p, reason);
 }
 
+static bool make_buffers(cg_http_parser *p)
+{
+    p->buf = malloc(p->max_header_bytes + 1);
+    p->hdrs = calloc(p->max_headers, sizeof *p->hdrs);
+    if (!p->buf || !p->hdrs) {
+        cg_http_parser_free(p);
+        return false;
+    }
+    p->head.headers = p->hdrs;
+    return true;
+}
+
 int cg_http_feed_head(cg_http_parser *p, const uint8_t *buf, size_t len,
                       size_t *used, const char **reason)
 {
     *used = 0;
+    if (!p->buf && !make_buffers(p)) {
+        *reason = "out of memory";
+        return 503;
+    }
     size_t i = 0;
     /* RFC 9112 2.2: ignore empty lines before a request line */
     if (p->request) {

@@ -63,7 +63,10 @@ typedef struct cg_http_parser {
     llhttp_settings_t settings;
     bool request;
     size_t max_header_bytes, max_headers, max_line;
-    uint8_t *buf;              /* the head, max_header_bytes + 1 */
+    bool initialized;          /* cg_http_parser_init ran */
+    uint8_t *buf;              /* the head, max_header_bytes + 1; made at
+                                * the first byte (an idle connection
+                                * holds none) */
     size_t len;                /* bytes of the head buffered */
     size_t scanned;            /* how far the terminator search got */
     cg_http_header *hdrs;      /* max_headers entries */
@@ -78,7 +81,8 @@ typedef struct cg_http_parser {
 
 /* Request parser (request = true) or response parser. max_line bounds
  * the request line (414), max_header_bytes the whole head and
- * max_headers the header count (431). Returns 0 or CG_E_NOMEM. */
+ * max_headers the header count (431). Returns 0; the buffers are made
+ * by the first cg_http_feed_head (503 there without memory). */
 int cg_http_parser_init(cg_http_parser *p, bool request,
                         size_t max_header_bytes, size_t max_headers,
                         size_t max_line);
