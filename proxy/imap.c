@@ -30,6 +30,8 @@
 
 #define IN_MAX (256 * 1024)     /* pipelined client bytes held at most */
 #define HOLD_MAX (64 * 1024)    /* a held (filtered) response */
+#define HOLD_KEEP 4096          /* hold buffer kept between responses */
+#define IN_KEEP 2048            /* client input buffer kept while idle */
 #define NAME_MAX_ 1024          /* a decoded mailbox name */
 #define FAIL_DELAY_MS 2000      /* failed logins answer after this, whether
                                  * the user exists or not */
@@ -49,7 +51,7 @@ typedef struct imap_sess {
     uint8_t *in;
     size_t inlen, inoff, incap;
     uint8_t *hold;
-    size_t holdlen;
+    size_t holdlen, holdcap;
     bool holding, hold_overflow;
     /* the command being handled */
     bool busy;
@@ -837,7 +839,7 @@ static void preauth_command(cg_conn *c, imap_sess *s)
         if (cg_conn_start_tls(c) < 0)
             cg_conn_close(c, "starttls failed");
     } else if (op_is(s, "LOGIN")) {
-        size_t ul, pl;
+        size_t ul = 0, pl = 0;
         const char *u = tok_str(s, 2, &ul), *pw = tok_str(s, 3, &pl);
         if (!u || !pw || cg_imapp_ntok(s->parser) != 4) {
             refuse(c, s, "BAD", NULL, NULL, 0, "LOGIN needs a user and a password");
@@ -1290,6 +1292,12 @@ static void process_input(cg_conn *c, imap_sess *s)
     }
     if (s->inoff == s->inlen) {
         s->inoff = s->inlen = 0;
+        if (s->incap > IN_KEEP) {
+            /* a big literal passed: an idle session keeps little */
+            free(s->in);
+            s->in = NULL;
+            s->incap = 0;
+        }
     } else if (s->inoff > 0 && s->inoff > s->incap / 2) {
         memmove(s->in, s->in + s->inoff, s->inlen - s->inoff);
         s->inlen -= s->inoff;
@@ -1315,7 +1323,7 @@ static void imap_client_data(cg_conn *c, const uint8_t *buf, size_t len)
     if (s->state == S_CLOSED)
         return;
     if (s->inlen + len > s->incap) {
-        size_t nc = s->incap ? s->incap : 16384;
+        size_t nc = s->incap ? s->incap : IN_KEEP;
         while (nc < s->inlen + len)
             nc *= 2;
         if (nc > IN_MAX + 65536 + cg_conn_info_of(c)->listener->max_line) {
@@ -1577,6 +1585,22 @@ static void held_response(cg_conn *c, imap_sess *s, const uint8_t *d, size_t n)
     free(o.p);
 }
 
+/* Room for need bytes of held response (need <= HOLD_MAX). */
+static bool hold_grow(imap_sess *s, size_t need)
+{
+    size_t nc = s->holdcap ? s->holdcap : HOLD_KEEP;
+    while (nc < need)
+        nc *= 2;
+    if (nc > HOLD_MAX)
+        nc = HOLD_MAX;
+    uint8_t *n = realloc(s->hold, nc);
+    if (!n)
+        return false;
+    s->hold = n;
+    s->holdcap = nc;
+    return true;
+}
+
 static bool must_hold(const imap_sess *s, const cg_imaps_head *h)
 {
     if (s->state == S_CONNECTING || s->istage != I_NONE)
@@ -1621,9 +1645,7 @@ static void imap_upstream_data(cg_conn *c, const uint8_t *buf, size_t len)
             if (!s->holding) {
                 to_client(c, s, ev.data, ev.len);
             } else if (s->holdlen + ev.len <= HOLD_MAX) {
-                if (!s->hold)
-                    s->hold = malloc(HOLD_MAX);
-                if (!s->hold) {
+                if (s->holdlen + ev.len > s->holdcap && !hold_grow(s, s->holdlen + ev.len)) {
                     cg_conn_abort(c, "out of memory");
                     return;
                 }
@@ -1642,6 +1664,11 @@ static void imap_upstream_data(cg_conn *c, const uint8_t *buf, size_t len)
                     break;
                 }
                 held_response(c, s, s->hold, s->holdlen);
+                if (s->holdcap > HOLD_KEEP) {
+                    free(s->hold);
+                    s->hold = NULL;
+                    s->holdcap = 0;
+                }
             }
             break;
         }
