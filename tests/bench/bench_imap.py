@@ -51,7 +51,7 @@ def dovecot_with_tls(root, pki):
                             f'    port = {dv.tls_port}\n    ssl = yes\n  }}\n'
                             f'  service_count = 0\n  process_min_avail = 2\n'
                             f'  client_limit = 20000\n  vsz_limit = 1G')
-        text += ('\nservice imap {\n  process_limit = 200\n  client_limit = 100\n}\n'
+        text += ('\nservice imap {\n  process_limit = 200\n  client_limit = 100\n  service_count = 0\n}\n'
                  'default_client_limit = 20000\ndefault_process_limit = 1000\n'
                  'service anvil {\n  client_limit = 25000\n}\n'
                  'service auth {\n  client_limit = 25000\n}\n')
@@ -143,6 +143,7 @@ def main():
     ap.add_argument('--workers', type=int, default=2)
     ap.add_argument('--peers', default='direct,cpmgate,nginx-mail')
     args = ap.parse_args()
+    args.build = os.path.abspath(args.build)
     LOAD = Path(args.build) / 'tests' / 'bench' / 'imap_load'
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

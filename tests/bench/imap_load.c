@@ -266,9 +266,15 @@ int main(int argc, char **argv)
     if (idle_mode) {
         sess *all = calloc((size_t)sessions, sizeof *all);
         for (int i = 0; i < sessions; i++) {
-            if (s_open(&all[i], i) < 0 || s_cmd(&all[i], "SELECT INBOX") < 0 ||
-                s_idle_start(&all[i]) < 0)
-                die("idle session");
+            const char *step = s_open(&all[i], i) < 0                   ? "connect/login"
+                               : s_cmd(&all[i], "SELECT INBOX") < 0 ? "SELECT"
+                               : s_idle_start(&all[i]) < 0          ? "IDLE"
+                                                                    : NULL;
+            if (step) {
+                char what[96];
+                snprintf(what, sizeof what, "idle session %d of %d: %s", i + 1, sessions, step);
+                die(what);
+            }
             /* the read buffer is the client's, not the server's: keep it
              * small in memory by not touching it again */
         }
