@@ -99,18 +99,8 @@ static bool pend_append(http_sess *s, const uint8_t *buf, size_t len)
 {
     if (len == 0)
         return true;
-    if (s->plen + len > PENDING_MAX)
+    if (!cg_buf_grow((void **)&s->pend, &s->pcap, s->plen + len, 16384, PENDING_MAX))
         return false;
-    if (s->plen + len > s->pcap) {
-        size_t cap = s->pcap ? s->pcap : 16384;
-        while (cap < s->plen + len)
-            cap *= 2;
-        uint8_t *n = realloc(s->pend, cap);
-        if (!n)
-            return false;
-        s->pend = n;
-        s->pcap = cap;
-    }
     memcpy(s->pend + s->plen, buf, len);
     s->plen += len;
     return true;

@@ -1585,22 +1585,6 @@ static void held_response(cg_conn *c, imap_sess *s, const uint8_t *d, size_t n)
     free(o.p);
 }
 
-/* Room for need bytes of held response (need <= HOLD_MAX). */
-static bool hold_grow(imap_sess *s, size_t need)
-{
-    size_t nc = s->holdcap ? s->holdcap : HOLD_KEEP;
-    while (nc < need)
-        nc *= 2;
-    if (nc > HOLD_MAX)
-        nc = HOLD_MAX;
-    uint8_t *n = realloc(s->hold, nc);
-    if (!n)
-        return false;
-    s->hold = n;
-    s->holdcap = nc;
-    return true;
-}
-
 static bool must_hold(const imap_sess *s, const cg_imaps_head *h)
 {
     if (s->state == S_CONNECTING || s->istage != I_NONE)
@@ -1645,7 +1629,8 @@ static void imap_upstream_data(cg_conn *c, const uint8_t *buf, size_t len)
             if (!s->holding) {
                 to_client(c, s, ev.data, ev.len);
             } else if (s->holdlen + ev.len <= HOLD_MAX) {
-                if (s->holdlen + ev.len > s->holdcap && !hold_grow(s, s->holdlen + ev.len)) {
+                if (!cg_buf_grow((void **)&s->hold, &s->holdcap, s->holdlen + ev.len, HOLD_KEEP,
+                                 HOLD_MAX)) {
                     cg_conn_abort(c, "out of memory");
                     return;
                 }

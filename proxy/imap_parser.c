@@ -4,6 +4,8 @@
  * streamed APPEND literal is never held. */
 #include "imap_parser.h"
 
+#include "cg_util.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -160,21 +162,7 @@ static int fatal(cg_imapp *p, cg_imapp_event *ev, const char *msg)
  * limit; false past the limit (or without memory). */
 static bool room(cg_imapp *p, size_t need)
 {
-    if (p->used + need <= p->cap)
-        return true;
-    if (p->used + need > p->maxcap)
-        return false;
-    size_t nc = p->cap * 2;
-    while (nc < p->used + need)
-        nc *= 2;
-    if (nc > p->maxcap)
-        nc = p->maxcap;
-    uint8_t *nb = realloc(p->buf, nc);
-    if (!nb)
-        return false;
-    p->buf = nb;
-    p->cap = nc;
-    return true;
+    return cg_buf_grow((void **)&p->buf, &p->cap, p->used + need, p->cap, p->maxcap);
 }
 
 /* Starts a token; false when a limit is hit. */
