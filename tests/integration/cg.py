@@ -708,6 +708,16 @@ class Gateway:
         return self.ctl('audit', sub, '--audit-db', self.audit_db, *rest)
 
 
+def tls_listener(pki, protocol, upstream, auth='cert', **extra):
+    """A listener section: implicit TLS with the test server certificate,
+    client certificates from the test client CA, `auth` and `upstream`."""
+    sec = {'protocol': protocol, 'tls': 'implicit',
+           'certificate': pki.server_cert, 'private_key': pki.server_key,
+           'client_ca': pki.client_ca, 'auth': auth, 'upstream': upstream}
+    sec.update(extra)
+    return sec
+
+
 def standard_sections(pki, dovecot, nginx, admin=True):
     """SPEC section 10's example topology, on free ports, in front of the
     given Dovecot and nginx: imaps (implicit; cert, psk, login), imap

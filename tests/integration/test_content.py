@@ -56,10 +56,7 @@ def site():
 @pytest.fixture(scope='module')
 def gw(module_gateway_factory, pki, nginx, site, keys):
     g = module_gateway_factory({
-        'listener content': {
-            'protocol': 'http', 'tls': 'implicit',
-            'certificate': pki.server_cert, 'private_key': pki.server_key,
-            'client_ca': pki.client_ca, 'auth': 'cert', 'upstream': 'nginx'},
+        'listener content': cg.tls_listener(pki, 'http', 'nginx'),
         'upstream nginx': nginx.upstream(),
     })
     for who in ('alice', 'bob'):

@@ -70,18 +70,9 @@ def silent():
 @pytest.fixture(scope='module')
 def gw(module_gateway_factory, pki, nginx, site, silent):
     g = module_gateway_factory({
-        'listener content': {
-            'protocol': 'http', 'tls': 'implicit',
-            'certificate': pki.server_cert, 'private_key': pki.server_key,
-            'client_ca': pki.client_ca, 'auth': 'cert', 'upstream': 'nginx'},
-        'listener down': {
-            'protocol': 'http', 'tls': 'implicit',
-            'certificate': pki.server_cert, 'private_key': pki.server_key,
-            'client_ca': pki.client_ca, 'auth': 'cert', 'upstream': 'down'},
-        'listener slow': {
-            'protocol': 'http', 'tls': 'implicit',
-            'certificate': pki.server_cert, 'private_key': pki.server_key,
-            'client_ca': pki.client_ca, 'auth': 'cert', 'upstream': 'slow'},
+        'listener content': cg.tls_listener(pki, 'http', 'nginx'),
+        'listener down': cg.tls_listener(pki, 'http', 'down'),
+        'listener slow': cg.tls_listener(pki, 'http', 'slow'),
         'upstream nginx': nginx.upstream(),
         'upstream down': {'address': f'127.0.0.1:{cg.free_port()}', 'connect_timeout': '2'},
         'upstream slow': {'address': f'127.0.0.1:{silent.port}', 'response_timeout': '1'},
@@ -241,10 +232,7 @@ def test_audit_unavailable_fails_closed_with_503_then_recovers(gateway_factory, 
     try:
         g = gateway_factory({
             'gateway': {'audit_db': str(mnt / 'audit.db'), 'audit_fail': 'closed'},
-            'listener content': {
-                'protocol': 'http', 'tls': 'implicit',
-                'certificate': pki.server_cert, 'private_key': pki.server_key,
-                'client_ca': pki.client_ca, 'auth': 'cert', 'upstream': 'nginx'},
+            'listener content': cg.tls_listener(pki, 'http', 'nginx'),
             'upstream nginx': nginx.upstream(),
         })
         g.ctl_ok('principal', 'add', 'alice')

@@ -47,18 +47,9 @@ def gw(module_gateway_factory, pki, dovecot, nginx):
     port = cg.free_port()
     g = module_gateway_factory({
         'gateway': {'workers': '2', 'admin_listen': f'127.0.0.1:{port}'},
-        'listener imaps': {
-            'protocol': 'imap', 'tls': 'implicit',
-            'certificate': pki.server_cert, 'private_key': pki.server_key,
-            'client_ca': pki.client_ca, 'auth': 'cert', 'upstream': 'dovecot'},
-        'listener content': {
-            'protocol': 'http', 'tls': 'implicit',
-            'certificate': pki.server_cert, 'private_key': pki.server_key,
-            'client_ca': pki.client_ca, 'auth': 'cert, psk', 'upstream': 'nginx'},
-        'listener down': {
-            'protocol': 'http', 'tls': 'implicit',
-            'certificate': pki.server_cert, 'private_key': pki.server_key,
-            'client_ca': pki.client_ca, 'auth': 'cert', 'upstream': 'down'},
+        'listener imaps': cg.tls_listener(pki, 'imap', 'dovecot'),
+        'listener content': cg.tls_listener(pki, 'http', 'nginx', auth='cert, psk'),
+        'listener down': cg.tls_listener(pki, 'http', 'down'),
         'upstream dovecot': dovecot.upstream(),
         'upstream nginx': nginx.upstream(),
         'upstream down': {'address': f'127.0.0.1:{cg.free_port()}'},
