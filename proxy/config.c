@@ -103,6 +103,7 @@ static const key_def keys[] = {
     { S_LISTENER, "crl", K_RFILE, L(crl), NULL, 0, 0, NULL },
     { S_LISTENER, "auth", K_AUTH, L(auth), NULL, 0, 0, e_auth },
     { S_LISTENER, "digest_realm", K_STR, L(digest_realm), NULL, 0, 0, NULL },
+    { S_LISTENER, "digest_nonce_lifetime", K_UINT, L(digest_nonce_lifetime), "300", 1, 86400, NULL },
     { S_LISTENER, "upstream", K_STR, L(upstream_name), NULL, 0, 0, NULL },
     { S_LISTENER, "insecure", K_ENUM, L(insecure), "reject", 0, 0, e_insecure },
     { S_LISTENER, "redirect_to", K_STR, L(redirect_to), NULL, 0, 0, NULL },

@@ -51,6 +51,7 @@ typedef struct cg_listener_cfg {
     char *certificate, *private_key, *client_ca, *crl;
     unsigned auth;                /* enum cg_auth_method bits */
     char *digest_realm;
+    unsigned digest_nonce_lifetime; /* seconds; older nonces are stale */
     char *upstream_name;
     cg_upstream_cfg *upstream;    /* resolved */
     int insecure;                 /* enum cg_insecure */

@@ -37,6 +37,7 @@ static void digest_ctx(const cg_listener_cfg *l, cg_digest_ctx *d)
     pthread_once(&g_once, auth_init);
     memset(d, 0, sizeof *d);
     d->realm = l->digest_realm ? l->digest_realm : l->name;
+    d->nonce_lifetime = l->digest_nonce_lifetime;
     memcpy(d->secret, g_digest_secret, sizeof d->secret);
 }
 

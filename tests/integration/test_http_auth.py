@@ -157,18 +157,50 @@ def test_digest_with_forged_nonce_is_refused(gw, pki, site):
     assert st == 401
 
 
-def test_fresh_challenge_is_not_stale(gw, pki, site):
-    """(An expired nonce with a valid HMAC cannot be made outside the
-    gateway; stale=true for one is covered by tests/unit/test_digest.c.)"""
-    path = f'{site}/f.txt'
+def raw_get(gw, pki, path, headers=''):
     s = cg.tls_connect(gw.addr('content'), cg.client_context(pki))
     try:
-        s.sendall(f'GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'
-                  .encode())
-        data = cg.recv_all(s)
+        s.sendall(f'GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n'
+                  f'{headers}\r\n'.encode())
+        return cg.recv_all(s)
     finally:
         s.close()
-    assert b'stale=true' not in data
+
+
+def test_fresh_challenge_is_not_stale(gw, pki, site):
+    assert b'stale=true' not in raw_get(gw, pki, f'{site}/f.txt')
+
+
+def test_expired_nonce_is_answered_stale_and_curl_retries(gateway_factory, pki, nginx,
+                                                          site, tmp_path):
+    g = gateway_factory({
+        'listener content': cg.tls_listener(pki, 'http', 'nginx', auth='digest',
+                                            digest_realm=REALM, digest_nonce_lifetime='1'),
+        'upstream nginx': nginx.upstream(),
+    })
+    pw = tmp_path / 'bob.pw'
+    pw.write_text('bob-secret\n')
+    g.ctl_ok('principal', 'add', 'bob')
+    g.ctl_ok('cred', 'add', 'bob', 'digest', '--realm', REALM, '--password-file', str(pw))
+    g.ctl_ok('acl', 'allow', '*', 'http', f'{site}/*', 'read')
+    g.start()
+    path = f'{site}/f.txt'
+    nonce = nonce_of(g, pki, path)
+    auth = digest_header(nonce, path, '00000001')
+    time.sleep(2.2)
+    # the right answer with a nonce past digest_nonce_lifetime: a new
+    # challenge with stale=true, and nothing served
+    data = raw_get(g, pki, path, f'Authorization: {auth}\r\n')
+    assert data.startswith(b'HTTP/1.1 401'), data[:200]
+    assert re.search(rb'^WWW-Authenticate: Digest [^\r]*stale=true', data, re.M), data[:800]
+    assert BODY not in data
+    # a wrong password with the same old nonce is not stale: just refused
+    bad = digest_header(nonce, path, '00000002', password='wrong')
+    data = raw_get(g, pki, path, f'Authorization: {bad}\r\n')
+    assert data.startswith(b'HTTP/1.1 401') and b'stale=true' not in data
+    # curl answers a fresh challenge at once
+    code, body = curl(pki, url(g, path), '--digest', '-u', 'bob:bob-secret')
+    assert (code, body) == (200, BODY)
 
 
 # --------------------------------------------------------------- SAML --
