@@ -135,6 +135,21 @@ static int on_message_complete(llhttp_t *ll)
     return HPE_PAUSED;
 }
 
+/* One set of callbacks for every parser (llhttp keeps a pointer to it):
+ * request and response parsers each use the ones that apply. */
+static const llhttp_settings_t g_settings = {
+    .on_method = on_method,
+    .on_url = on_url,
+    .on_status = on_status,
+    .on_header_field = on_field,
+    .on_header_value = on_value,
+    .on_header_field_complete = on_field_complete,
+    .on_header_value_complete = on_value_complete,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
 int cg_http_parser_init(cg_http_parser *p, bool request,
                         size_t max_header_bytes, size_t max_headers,
                         size_t max_line)
@@ -145,17 +160,6 @@ int cg_http_parser_init(cg_http_parser *p, bool request,
     p->max_headers = max_headers ? max_headers : 100;
     p->max_line = max_line ? max_line : 8192;
     p->initialized = true;
-    llhttp_settings_init(&p->settings);
-    p->settings.on_method = on_method;
-    p->settings.on_url = on_url;
-    p->settings.on_status = on_status;
-    p->settings.on_header_field = on_field;
-    p->settings.on_header_value = on_value;
-    p->settings.on_header_field_complete = on_field_complete;
-    p->settings.on_header_value_complete = on_value_complete;
-    p->settings.on_headers_complete = on_headers_complete;
-    p->settings.on_body = on_body;
-    p->settings.on_message_complete = on_message_complete;
     cg_http_parser_reset(p);
     return 0;
 }
@@ -170,7 +174,8 @@ void cg_http_parser_free(cg_http_parser *p)
 
 void cg_http_parser_reset(cg_http_parser *p)
 {
-    llhttp_init(&p->ll, p->request ? HTTP_REQUEST : HTTP_RESPONSE, &p->settings);
+    llhttp_init(&p->ll, p->request ? HTTP_REQUEST : HTTP_RESPONSE,
+                &g_settings);
     p->ll.data = p;
     p->len = p->scanned = 0;
     memset(&p->head, 0, sizeof p->head);

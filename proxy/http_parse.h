@@ -60,7 +60,6 @@ typedef void (*cg_http_body_fn)(void *ctx, const uint8_t *buf, size_t len);
 
 typedef struct cg_http_parser {
     llhttp_t ll;
-    llhttp_settings_t settings;
     bool request;
     size_t max_header_bytes, max_headers, max_line;
     bool initialized;          /* cg_http_parser_init ran */
