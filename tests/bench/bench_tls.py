@@ -19,6 +19,11 @@ address on cpmgate (the ACL still runs per request) and verify nothing on
 the peers; the handshake run with a client certificate compares the
 certificate-verifying handshake of every peer.
 
+Audit on vs off (issue: audit): --noaudit-build DIR adds the peer
+cpmgate-noaudit to the http suite, a build made with
+    meson setup DIR --buildtype=release -Dbench_audit_discard=true
+whose gateway drops audit records at submit (for this comparison only).
+
 Not part of ./tests/run: run it by hand on a quiet machine, e.g.
     tests/bench/bench_tls.py --suite relay --duration 10
 """
