@@ -171,13 +171,11 @@ static bool tok_begin(cg_imapp *p, int type)
     if (p->ntok >= p->lim.max_tokens || !room(p, 2))
         return false;
     if (p->ntok == p->tokcap) {
-        size_t nc = p->tokcap * 2 > p->lim.max_tokens ? p->lim.max_tokens
-                                                      : p->tokcap * 2;
-        cg_imapp_tok *nt = realloc(p->tok, nc * sizeof *nt);
-        if (!nt)
+        size_t bytes = p->tokcap * sizeof *p->tok;
+        if (!cg_buf_grow((void **)&p->tok, &bytes, (p->ntok + 1) * sizeof *p->tok, bytes,
+                         p->lim.max_tokens * sizeof *p->tok))
             return false;
-        p->tok = nt;
-        p->tokcap = nc;
+        p->tokcap = bytes / sizeof *p->tok;
     }
     cg_imapp_tok *t = &p->tok[p->ntok++];
     memset(t, 0, sizeof *t);
