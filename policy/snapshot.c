@@ -777,6 +777,12 @@ const cg_principal *cg_snapshot_principal_by_name(const cg_snapshot *s, const ch
     return s ? by_index(s, s->by_name, false, name) : NULL;
 }
 
+const cg_principal *cg_snapshot_principal_by_id(const cg_snapshot *s, int64_t id)
+{
+    uint32_t idx;
+    return s && id > 0 && pidx_of(s, id, &idx) ? &s->principals[idx] : NULL;
+}
+
 const cg_principal *cg_snapshot_principal_by_mailbox(const cg_snapshot *s, const char *login)
 {
     return s ? by_index(s, s->by_mailbox, true, login) : NULL;

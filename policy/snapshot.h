@@ -55,6 +55,10 @@ const cg_principal *cg_snapshot_principal_by_name(const cg_snapshot *s,
                                                   const char *name);
 const cg_principal *cg_snapshot_principal_by_mailbox(const cg_snapshot *s,
                                                      const char *login);
+/* By the store's id, the identity a connection carries across snapshots
+ * (a name is for display: ids are never reused, names may be). NULL when
+ * no principal of this snapshot has it. */
+const cg_principal *cg_snapshot_principal_by_id(const cg_snapshot *s, int64_t id);
 size_t cg_snapshot_ngroups(const cg_snapshot *s);
 const char *cg_snapshot_group_name(const cg_snapshot *s, uint32_t gidx);
 const struct cg_acl *cg_snapshot_acl(const cg_snapshot *s);

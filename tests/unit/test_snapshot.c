@@ -164,6 +164,13 @@ static void test_contents(void **state)
     assert_int_equal(carol->ngroups, 0);
     assert_null(cg_snapshot_group_name(s, 2));
 
+    /* by id: the same entries, and no entry for an id nobody has */
+    assert_ptr_equal(cg_snapshot_principal_by_id(s, alice->id), alice);
+    assert_ptr_equal(cg_snapshot_principal_by_id(s, bob->id), bob);
+    assert_ptr_equal(cg_snapshot_principal_by_id(s, carol->id), carol);
+    assert_null(cg_snapshot_principal_by_id(s, 0));
+    assert_null(cg_snapshot_principal_by_id(s, carol->id + 1000));
+
     const cg_pubkey *k = cg_snapshot_pubkey(s, "alice-k1");
     assert_non_null(k);
     assert_string_equal(k->alg, "ed25519");
