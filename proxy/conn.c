@@ -707,6 +707,7 @@ void cg_conn_accept(cg_worker *w, cg_runtime *rt, size_t li, cg_stream *s)
     cg_random(sid, sizeof sid);
     cg_hex_encode(sid, sizeof sid, c->info.session_id);
     c->info.config = rt->cfg;
+    c->info.saml = rt->saml;
     c->info.listener = l;
     int len = sizeof c->info.peer;
     uv_tcp_getpeername(cg_stream_tcp(s), (struct sockaddr *)&c->info.peer, &len);
