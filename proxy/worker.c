@@ -340,6 +340,8 @@ static void sync_listeners(cg_worker *w)
     cg_runtime *rt = cg_runtime_acquire();
     if (!rt)
         return;
+    /* idle backend connections made under an older configuration go now */
+    cg_upstream_pool_retire(w, rt->generation);
     lsock **pp = (lsock **)&w->listeners;
     while (*pp) {
         lsock *ls = *pp;

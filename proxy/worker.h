@@ -72,6 +72,7 @@ struct cg_worker {
     struct cg_conn *conns; /* doubly linked list */
     uint64_t nconns;
     void *pools;           /* upstream.c */
+    uint64_t pool_generation; /* upstream.c: newest runtime generation seen */
     void *listeners;       /* worker.c */
     size_t nlisteners;
     atomic_uint pending;   /* async request bits */
