@@ -88,6 +88,8 @@ static const key_def keys[] = {
     { S_GATEWAY, "audit_key", K_RFILE, G(audit_key), NULL, 0, 0, NULL },
     { S_GATEWAY, "audit_fail", K_ENUM, G(audit_fail_closed), "closed", 0, 0, e_fail },
     { S_GATEWAY, "admin_listen", K_STR, G(admin_listen), NULL, 0, 0, NULL },
+    { S_GATEWAY, "admin_timeout", K_UINT, G(admin_timeout), "10", 1, 3600, NULL },
+    { S_GATEWAY, "admin_max_connections", K_UINT, G(admin_max_connections), "16", 1, 10000, NULL },
     { S_GATEWAY, "user", K_STR, G(user), NULL, 0, 0, NULL },
     { S_GATEWAY, "group", K_STR, G(group), NULL, 0, 0, NULL },
     { S_GATEWAY, "pid_file", K_PATH, G(pid_file), NULL, 0, 0, NULL },
