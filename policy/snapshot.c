@@ -712,6 +712,13 @@ uint64_t cg_snapshot_generation(const cg_snapshot *s)
 
 int cg_snapshot_reload_if_changed(struct cg_pstore *ro_store, const char **error_r)
 {
+    return cg_snapshot_reload_if_changed_cb(ro_store, NULL, NULL, error_r);
+}
+
+int cg_snapshot_reload_if_changed_cb(struct cg_pstore *ro_store,
+                                     void (*building)(void *arg, bool on), void *arg,
+                                     const char **error_r)
+{
     static _Thread_local bool retry; /* a build that failed on a busy database */
     const char *dummy;
     if (!error_r)
@@ -724,7 +731,11 @@ int cg_snapshot_reload_if_changed(struct cg_pstore *ro_store, const char **error
     if (ch == 0 && !retry)
         return 0;
     cg_snapshot *s = NULL;
+    if (building)
+        building(arg, true);
     int rc = cg_snapshot_build(ro_store, &s, error_r);
+    if (building)
+        building(arg, false);
     retry = rc == CG_E_BUSY || rc == CG_E_DB;
     if (rc < 0)
         return rc;

@@ -44,6 +44,12 @@ cg_snapshot *cg_snapshot_acquire(void);
  * snapshot. 1 published, 0 unchanged, negative on error (the old snapshot
  * stays in force; a build that met a busy database is retried next call). */
 int cg_snapshot_reload_if_changed(struct cg_pstore *ro_store, const char **error_r);
+/* The same, with building(arg, true) before a build and building(arg,
+ * false) after it (not around the mere poll): the gateway shows a rebuild
+ * in progress in its metrics. */
+int cg_snapshot_reload_if_changed_cb(struct cg_pstore *ro_store,
+                                     void (*building)(void *arg, bool on), void *arg,
+                                     const char **error_r);
 
 /* Monotonic generation number of this snapshot (1, 2, ...). */
 uint64_t cg_snapshot_generation(const cg_snapshot *s);

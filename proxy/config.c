@@ -1,8 +1,10 @@
 /* config.c — the configuration file (SPEC section 10), driven by one table
  * of keys. libinih does the INI syntax; a line reader in front of it counts
  * lines (Debian's inih passes no line numbers), refuses over-long and
- * indented continuation lines, and carries values longer than inih's fixed
- * 200-byte line through a side table so nothing is cut silently. */
+ * indented continuation lines and bytes a configuration cannot hold, and
+ * carries a value longer than inih's fixed 200-byte line beside the text it
+ * hands inih, never inside it, so nothing is cut silently and nothing in the
+ * file can pose as a reference. */
 #include "config.h"
 
 #include <errno.h>
@@ -20,9 +22,9 @@
 
 #include "cg_error.h"
 #include "cg_util.h"
+#include "imap_mutf7.h"
 
 #define MAX_LINE 4096
-#define MAX_LONG_VALUES 64
 
 enum sect_kind { S_GATEWAY, S_LISTENER, S_UPSTREAM, S_SAML };
 
@@ -86,6 +88,8 @@ static const key_def keys[] = {
     { S_GATEWAY, "audit_key", K_RFILE, G(audit_key), NULL, 0, 0, NULL },
     { S_GATEWAY, "audit_fail", K_ENUM, G(audit_fail_closed), "closed", 0, 0, e_fail },
     { S_GATEWAY, "admin_listen", K_STR, G(admin_listen), NULL, 0, 0, NULL },
+    { S_GATEWAY, "admin_timeout", K_UINT, G(admin_timeout), "10", 1, 3600, NULL },
+    { S_GATEWAY, "admin_max_connections", K_UINT, G(admin_max_connections), "16", 1, 10000, NULL },
     { S_GATEWAY, "user", K_STR, G(user), NULL, 0, 0, NULL },
     { S_GATEWAY, "group", K_STR, G(group), NULL, 0, 0, NULL },
     { S_GATEWAY, "pid_file", K_PATH, G(pid_file), NULL, 0, 0, NULL },
@@ -164,8 +168,12 @@ typedef struct parser {
     sect *sects;
     size_t nsects;
     sect *cur;
-    char *long_values[MAX_LONG_VALUES];
-    size_t nlong;
+    /* The value of line long_line, which was too long to pass through
+     * inih: inih calls the handler for a line before it asks the reader for
+     * the next one, so the handler takes the value from here when the line
+     * it is called for is long_line (0: none yet). */
+    char *long_value;
+    unsigned long_line;
 } parser;
 
 static void fail_at(parser *p, unsigned line, const char *fmt, ...)
@@ -311,6 +319,46 @@ static char *long_value(char *v)
     return (char *)trim(v);
 }
 
+/* Reads one physical line into line[0..cap) with its true length (a NUL
+ * byte does not end it, as it would for fgets). Returns the length without
+ * the newline, -1 at the end of the file, -2 when the line does not fit. */
+static long read_line(FILE *f, char *line, size_t cap)
+{
+    size_t len = 0;
+    int c;
+    while ((c = getc(f)) != EOF && c != '\n') {
+        if (len + 1 >= cap)
+            return -2;
+        line[len++] = (char)c;
+    }
+    if (c == EOF && len == 0)
+        return -1;
+    line[len] = '\0';
+    return (long)len;
+}
+
+/* A configuration file is UTF-8 text: no NUL, no control byte other than
+ * tab (a trailing CR of a CRLF line is removed before this check). */
+static bool line_bytes_ok(parser *p, const char *line, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)line[i];
+        if (c == '\0') {
+            fail_at(p, p->lineno, "NUL byte in line");
+            return false;
+        }
+        if ((c < 0x20 && c != '\t') || c == 0x7f) {
+            fail_at(p, p->lineno, "control byte 0x%02x in line", c);
+            return false;
+        }
+    }
+    if (!cg_utf8_valid(line, len)) {
+        fail_at(p, p->lineno, "invalid UTF-8 in line");
+        return false;
+    }
+    return true;
+}
+
 /* ini_reader: one physical line per call. */
 static char *reader(char *str, int num, void *stream)
 {
@@ -318,28 +366,29 @@ static char *reader(char *str, int num, void *stream)
     if (p->failed)
         return NULL;
     char line[MAX_LINE + 2];
-    if (!fgets(line, sizeof line, p->f))
+    long got = read_line(p->f, line, sizeof line);
+    if (got == -1)
         return NULL;
     p->lineno++;
-    size_t len = strlen(line);
-    if (len == sizeof line - 1 && line[len - 1] != '\n') {
+    if (got == -2) {
         fail_at(p, p->lineno, "line longer than %d bytes", MAX_LINE);
         return NULL;
     }
-    if (len && line[len - 1] == '\n')
-        line[--len] = '\0';
+    size_t len = (size_t)got;
     if (len && line[len - 1] == '\r')
         line[--len] = '\0';
-    if (memchr(line, '\0', len) != NULL || strlen(line) != len) {
-        fail_at(p, p->lineno, "NUL byte in line");
+    if (!line_bytes_ok(p, line, len))
         return NULL;
-    }
     char *t = line;
+    /* a UTF-8 byte order mark may open the file (inih would skip it too) */
+    if (p->lineno == 1 && strncmp(t, "\xEF\xBB\xBF", 3) == 0)
+        t += 3;
+    char *start = t;
     while (*t == ' ' || *t == '\t')
         t++;
     bool blank = *t == '\0', comment = *t == ';' || *t == '#';
     /* inih would join an indented line to the previous key. */
-    if (t != line && !blank && !comment) {
+    if (t != start && !blank && !comment) {
         fail_at(p, p->lineno, "indented line (continuation lines are not allowed)");
         return NULL;
     }
@@ -374,29 +423,28 @@ static char *reader(char *str, int num, void *stream)
         snprintf(str, (size_t)num, "\n");
         return str;
     }
-    if ((int)len + 2 <= num) {
-        memcpy(str, line, len);
-        str[len] = '\n';
-        str[len + 1] = '\0';
+    size_t tlen = len - (size_t)(t - line);
+    if ((int)tlen + 2 <= num) {
+        memcpy(str, t, tlen);
+        str[tlen] = '\n';
+        str[tlen + 1] = '\0';
         return str;
     }
-    /* Too long for inih: hand it the key and a reference to the value. */
-    char *eq = strpbrk(line, "=:");
+    /* Too long for inih: it gets the key with an empty value, the handler
+     * the whole value from p->long_value. */
+    char *eq = strpbrk(t, "=:");
     if (!eq) {
         fail_at(p, p->lineno, "expected 'key = value'");
         return NULL;
     }
-    if (p->nlong == MAX_LONG_VALUES) {
-        fail_at(p, p->lineno, "too many long values");
-        return NULL;
-    }
     *eq = '\0';
-    size_t idx = p->nlong;
-    p->long_values[p->nlong++] = xstrdup(long_value(eq + 1));
-    if (snprintf(str, (size_t)num, "%s=\x01%zu\n", trim(line), idx) >= num) {
+    if (snprintf(str, (size_t)num, "%s=\n", trim(t)) >= num) {
         fail_at(p, p->lineno, "key name too long");
         return NULL;
     }
+    free(p->long_value);
+    p->long_value = xstrdup(long_value(eq + 1));
+    p->long_line = p->lineno;
     return str;
 }
 
@@ -608,20 +656,10 @@ static int handler(void *user, const char *section, const char *name, const char
         fail_at(p, p->lineno, "key '%s' outside any section", name);
         return 0;
     }
-    if (value[0] == '\x01') {
-        uint64_t idx;
-        if (cg_parse_u64(value + 1, 0, p->nlong - 1, &idx) < 0) {
-            fail_at(p, p->lineno, "control character in value");
-            return 0;
-        }
-        value = p->long_values[idx];
-    }
-    for (const char *c = value; *c; c++) {
-        if ((unsigned char)*c < 0x20 && *c != '\t') {
-            fail_at(p, p->lineno, "control character in value of '%s'", name);
-            return 0;
-        }
-    }
+    /* the reader refused control bytes in every line, so value needs no
+     * check of its own here */
+    if (p->long_line == p->lineno)
+        value = p->long_value;
     for (size_t i = 0; i < NKEYS; i++) {
         const key_def *k = &keys[i];
         if (k->sect != p->cur->kind || strcmp(k->name, name) != 0)
@@ -993,8 +1031,7 @@ int cg_config_load(const char *path, cg_config **out, char *err, size_t errlen)
     adopt_sections(&p);
     if (!p.failed)
         finish(&p);
-    for (size_t i = 0; i < p.nlong; i++)
-        free(p.long_values[i]);
+    free(p.long_value);
     free(p.sects);
     if (p.failed) {
         cg_strlcpy(err, p.err, errlen);

@@ -80,6 +80,8 @@ typedef struct cg_config {
     char *admin_listen;           /* NULL: off */
     struct sockaddr_storage admin_addr;
     socklen_t admin_addrlen;
+    unsigned admin_timeout;       /* seconds for a whole request and answer */
+    unsigned admin_max_connections;
     char *user, *group, *pid_file;
     unsigned drain_timeout;
     unsigned audit_checkpoint_records, audit_checkpoint_seconds;

@@ -707,6 +707,7 @@ void cg_conn_accept(cg_worker *w, cg_runtime *rt, size_t li, cg_stream *s)
     cg_random(sid, sizeof sid);
     cg_hex_encode(sid, sizeof sid, c->info.session_id);
     c->info.config = rt->cfg;
+    c->info.saml = rt->saml;
     c->info.listener = l;
     int len = sizeof c->info.peer;
     uv_tcp_getpeername(cg_stream_tcp(s), (struct sockaddr *)&c->info.peer, &len);
@@ -789,7 +790,8 @@ int cg_conn_upstream_connect(cg_conn *c)
     }
     bool pooled = false;
     SSL_CTX *ctx = c->rt->uctx[cg_runtime_upstream_index(c->rt, u)];
-    int r = cg_upstream_open(c->w, u, ctx, (const struct sockaddr *)&c->info.peer,
+    int r = cg_upstream_open(c->w, u, c->rt->generation, ctx,
+                             (const struct sockaddr *)&c->info.peer,
                              (const struct sockaddr *)&c->local, &up_cbs, c, &c->up, &pooled);
     if (r < 0) {
         c->up = NULL;
@@ -821,7 +823,7 @@ void cg_conn_upstream_release(cg_conn *c, bool reusable)
     if (c->up_connecting)
         reusable = false;
     c->up_connecting = false;
-    cg_upstream_put(c->w, c->info.listener->upstream, s, reusable);
+    cg_upstream_put(c->w, c->info.listener->upstream, c->rt->generation, s, reusable);
     update_reads(c);
 }
 

@@ -57,6 +57,8 @@ typedef struct cg_conn_info {
                                        * IMAP session id; HTTP request n of
                                        * this connection has txid SID.n */
     const cg_config *config;          /* the configuration it started under */
+    const struct cg_saml_verifier *saml; /* that configuration's, NULL
+                                       * without [saml] */
     const cg_listener_cfg *listener;
     struct sockaddr_storage peer;
     char client[64];                  /* "addr:port" ("[v6]:port") */

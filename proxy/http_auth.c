@@ -18,15 +18,6 @@
  * are not authentic; clients retry on the fresh challenge). */
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static uint8_t g_digest_secret[32];
-static pthread_mutex_t g_saml_mu = PTHREAD_MUTEX_INITIALIZER;
-/* One verifier per loaded configuration (SIGHUP makes a new one; the old
- * ones stay until exit, a handful at most, because connections started
- * under them may still use them). */
-static struct saml_slot {
-    const cg_config *cfg;
-    cg_saml_verifier *v;
-} g_saml[16];
-
 static void auth_init(void)
 {
     cg_random(g_digest_secret, sizeof g_digest_secret);
@@ -39,42 +30,6 @@ static void digest_ctx(const cg_listener_cfg *l, cg_digest_ctx *d)
     d->realm = l->digest_realm ? l->digest_realm : l->name;
     d->nonce_lifetime = l->digest_nonce_lifetime;
     memcpy(d->secret, g_digest_secret, sizeof d->secret);
-}
-
-static const cg_saml_verifier *saml_verifier(const cg_config *cfg, const char **why)
-{
-    if (!cfg->saml.present) {
-        *why = "no [saml] configuration";
-        return NULL;
-    }
-    cg_saml_verifier *v = NULL;
-    pthread_mutex_lock(&g_saml_mu);
-    for (size_t i = 0; i < CG_ARRAY_LEN(g_saml); i++) {
-        if (g_saml[i].cfg == cfg) {
-            v = g_saml[i].v;
-            break;
-        }
-    }
-    /* cg_saml_global_init is idempotent; main may have called it */
-    if (!v && cg_saml_global_init(why) == 0) {
-        cg_saml_params p = {
-            .idp_cert_path = cfg->saml.idp_certificate,
-            .issuer = cfg->saml.issuer,
-            .audience = cfg->saml.audience,
-            .clock_skew = cfg->saml.clock_skew,
-        };
-        if (cg_saml_verifier_new(&p, &v, why) == 0) {
-            size_t i = 0;
-            while (i < CG_ARRAY_LEN(g_saml) && g_saml[i].cfg)
-                i++;
-            if (i == CG_ARRAY_LEN(g_saml))
-                i = 0; /* reused slot: its verifier is leaked, never freed under a reader */
-            g_saml[i].cfg = cfg;
-            g_saml[i].v = v;
-        }
-    }
-    pthread_mutex_unlock(&g_saml_mu);
-    return v;
 }
 
 size_t cg_http_challenges(const cg_listener_cfg *l, bool stale, char *out, size_t cap)
@@ -139,8 +94,9 @@ static void saml(const cg_conn_info *ci, const char *v, size_t vl, const cg_snap
                  cg_http_auth *a)
 {
     a->method = "saml";
-    const char *why = "authentication failed";
-    const cg_saml_verifier *sv = saml_verifier(ci->config, &why);
+    const char *why = "no [saml] configuration";
+    /* the verifier of the runtime this connection started under */
+    const cg_saml_verifier *sv = ci->saml;
     int rc = sv ? cg_saml_authenticate(sv, v, vl, snap, &a->who, &why) : CG_E_AUTH;
     if (a->who)
         cg_strlcpy(a->principal, a->who->name, sizeof a->principal);

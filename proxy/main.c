@@ -1,7 +1,8 @@
 /* main.c — the cpmgate daemon: loads the configuration, starts the audit
  * writer, the first policy snapshot and the worker threads, then runs the
- * main loop for signals (HUP reload, TERM/INT drain, USR1 audit rotation),
- * the policy watcher and the admin listener. */
+ * main loop for signals (HUP reload, TERM/INT drain, USR1 audit rotation)
+ * and the admin listener. The policy watcher has a thread of its own: a
+ * large snapshot build must not stall /healthz. */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -38,7 +39,11 @@ static struct {
     const char *path;
     uv_loop_t *loop;
     uv_signal_t sighup, sigterm, sigint, sigusr1;
-    uv_timer_t policy_timer, drain_timer;
+    uv_timer_t drain_timer;
+    uv_thread_t policy_thread;
+    uv_mutex_t policy_mu;
+    uv_cond_t policy_cv;
+    bool policy_stop, policy_running;
     cg_pstore *pstore;
     uint64_t drain_start;
     bool draining, forced;
@@ -76,14 +81,20 @@ static void import_policy_log(void)
         cg_warn("policy: copying policy_log into the audit log failed: %s", err ? err : "?");
 }
 
+static void policy_building(void *arg, bool on)
+{
+    (void)arg;
+    cg_metric_add(CG_M_POLICY_BUILDING, on ? 1 : -1);
+}
+
 /* The policy database is read-only here; cpmgatectl commits, and the
  * snapshot layer notices (PRAGMA data_version; every 200 ms keeps the 1 s
- * promise of SPEC section 8). */
-static void policy_tick(uv_timer_t *t)
+ * promise of SPEC section 8). Runs on the policy thread, the only user of
+ * g.pstore once it started; the snapshot is published by atomic swap. */
+static void policy_tick(void)
 {
-    (void)t;
     const char *err = NULL;
-    int r = cg_snapshot_reload_if_changed(g.pstore, &err);
+    int r = cg_snapshot_reload_if_changed_cb(g.pstore, policy_building, NULL, &err);
     if (r < 0) {
         /* the current snapshot stays: a broken edit must not open anything */
         cg_error("policy: reload failed, keeping the current policy: %s", err ? err : "?");
@@ -94,6 +105,49 @@ static void policy_tick(uv_timer_t *t)
     cg_metric_inc(CG_M_POLICY_RELOADS);
     cg_info("policy: reloaded");
     import_policy_log();
+}
+
+static void policy_thread_main(void *arg)
+{
+    (void)arg;
+    uv_mutex_lock(&g.policy_mu);
+    while (!g.policy_stop) {
+        uv_mutex_unlock(&g.policy_mu);
+        policy_tick();
+        uv_mutex_lock(&g.policy_mu);
+        if (!g.policy_stop)
+            (void)uv_cond_timedwait(&g.policy_cv, &g.policy_mu,
+                                    (uint64_t)POLICY_POLL_MS * 1000000u);
+    }
+    uv_mutex_unlock(&g.policy_mu);
+}
+
+static int policy_thread_start(void)
+{
+    if (uv_mutex_init(&g.policy_mu) < 0)
+        return -1;
+    if (uv_cond_init(&g.policy_cv) < 0 ||
+        uv_thread_create(&g.policy_thread, policy_thread_main, NULL) < 0) {
+        uv_mutex_destroy(&g.policy_mu);
+        return -1;
+    }
+    g.policy_running = true;
+    return 0;
+}
+
+/* Waits for a build in progress to finish: g.pstore is closed next. */
+static void policy_thread_stop(void)
+{
+    if (!g.policy_running)
+        return;
+    uv_mutex_lock(&g.policy_mu);
+    g.policy_stop = true;
+    uv_cond_signal(&g.policy_cv);
+    uv_mutex_unlock(&g.policy_mu);
+    uv_thread_join(&g.policy_thread);
+    uv_cond_destroy(&g.policy_cv);
+    uv_mutex_destroy(&g.policy_mu);
+    g.policy_running = false;
 }
 
 /* ---- configuration reload ------------------------------------------------------ */
@@ -113,9 +167,10 @@ static void warn_restart_only(const cg_config *n)
     if (n->workers != o->workers || str_differs(n->policy_db, o->policy_db) ||
         str_differs(n->audit_db, o->audit_db) || str_differs(n->audit_key, o->audit_key) ||
         n->audit_fail_closed != o->audit_fail_closed ||
-        str_differs(n->admin_listen, o->admin_listen) || str_differs(n->user, o->user) ||
+        str_differs(n->admin_listen, o->admin_listen) || n->admin_timeout != o->admin_timeout ||
+        n->admin_max_connections != o->admin_max_connections || str_differs(n->user, o->user) ||
         str_differs(n->group, o->group) || str_differs(n->pid_file, o->pid_file))
-        cg_warn("reload: workers, policy_db, audit_*, admin_listen, user, group and "
+        cg_warn("reload: workers, policy_db, audit_*, admin_*, user, group and "
                 "pid_file take effect only after a restart");
     cg_runtime_release(cur);
 }
@@ -149,7 +204,6 @@ static void reload_config(void)
 
 static void finish(void)
 {
-    uv_timer_stop(&g.policy_timer);
     uv_timer_stop(&g.drain_timer);
     uv_stop(g.loop);
 }
@@ -401,14 +455,15 @@ int main(int argc, char **argv)
     uv_signal_start(&g.sigterm, on_signal, SIGTERM);
     uv_signal_start(&g.sigint, on_signal, SIGINT);
     uv_signal_start(&g.sigusr1, on_signal, SIGUSR1);
-    uv_timer_init(g.loop, &g.policy_timer);
     uv_timer_init(g.loop, &g.drain_timer);
-    uv_timer_start(&g.policy_timer, policy_tick, POLICY_POLL_MS, POLICY_POLL_MS);
+    if (policy_thread_start() < 0)
+        cg_error("policy: cannot start the watcher thread; changes need a restart");
     notify_ready();
 
     uv_run(g.loop, UV_RUN_DEFAULT);
 
     cg_admin_stop();
+    policy_thread_stop();
     cg_workers_join();
     cg_audit_stop();
     cg_pstore_close(g.pstore);

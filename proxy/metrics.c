@@ -87,6 +87,9 @@ size_t cg_metrics_render(char *buf, size_t cap)
             get(CG_M_BACKEND_ERRORS));
     counter(&o, "cpmgate_policy_reloads_total", "Policy snapshots published.",
             get(CG_M_POLICY_RELOADS));
+    put(&o, "# HELP cpmgate_policy_building 1 while a policy snapshot is being built.\n"
+            "# TYPE cpmgate_policy_building gauge\ncpmgate_policy_building %llu\n",
+        (unsigned long long)get(CG_M_POLICY_BUILDING));
     counter(&o, "cpmgate_config_reloads_total", "Configuration reloads applied.",
             get(CG_M_CONFIG_RELOADS));
     counter(&o, "cpmgate_config_reload_failures_total", "Configuration reloads refused.",

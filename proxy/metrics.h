@@ -18,6 +18,7 @@ enum cg_metric {
     CG_M_AUTH_ADDRESS,
     CG_M_BACKEND_ERRORS,
     CG_M_POLICY_RELOADS,
+    CG_M_POLICY_BUILDING, /* gauge: 1 while a policy snapshot is being built */
     CG_M_CONFIG_RELOADS,
     CG_M_CONFIG_RELOAD_FAILURES,
     CG_M_COUNT

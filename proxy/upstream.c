@@ -19,6 +19,7 @@ typedef struct idle {
 
 typedef struct pool {
     struct pool *next;
+    uint64_t generation; /* of the runtime whose configuration made them */
     char name[64];
     struct sockaddr_storage addr;
     bool tls;
@@ -26,10 +27,11 @@ typedef struct pool {
     idle *head;
 } pool;
 
-static pool *pool_find(cg_worker *w, const cg_upstream_cfg *u, bool create)
+static pool *pool_find(cg_worker *w, const cg_upstream_cfg *u, uint64_t generation,
+                       bool create)
 {
     for (pool *p = w->pools; p; p = p->next)
-        if (strcmp(p->name, u->name) == 0 && p->tls == u->tls &&
+        if (p->generation == generation && strcmp(p->name, u->name) == 0 && p->tls == u->tls &&
             memcmp(&p->addr, &u->addr, sizeof p->addr) == 0)
             return p;
     if (!create)
@@ -37,6 +39,7 @@ static pool *pool_find(cg_worker *w, const cg_upstream_cfg *u, bool create)
     pool *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
+    p->generation = generation;
     snprintf(p->name, sizeof p->name, "%s", u->name);
     memcpy(&p->addr, &u->addr, sizeof p->addr);
     p->tls = u->tls;
@@ -122,13 +125,14 @@ size_t cg_proxy_v2_header(const struct sockaddr *client, const struct sockaddr *
     return 16;
 }
 
-int cg_upstream_open(cg_worker *w, const cg_upstream_cfg *u, SSL_CTX *ctx,
-                     const struct sockaddr *client, const struct sockaddr *local,
+int cg_upstream_open(cg_worker *w, const cg_upstream_cfg *u, uint64_t generation,
+                     SSL_CTX *ctx, const struct sockaddr *client, const struct sockaddr *local,
                      const cg_stream_cbs *cbs, void *owner, cg_stream **out, bool *pooled)
 {
     *out = NULL;
     *pooled = false;
-    pool *p = u->proxy_protocol ? NULL : pool_find(w, u, false);
+    cg_upstream_pool_retire(w, generation);
+    pool *p = u->proxy_protocol ? NULL : pool_find(w, u, generation, false);
     if (p && p->head) {
         idle *e = p->head;
         idle_unlink(e);
@@ -162,16 +166,18 @@ int cg_upstream_open(cg_worker *w, const cg_upstream_cfg *u, SSL_CTX *ctx,
     return 0;
 }
 
-void cg_upstream_put(cg_worker *w, const cg_upstream_cfg *u, cg_stream *s, bool reusable)
+void cg_upstream_put(cg_worker *w, const cg_upstream_cfg *u, uint64_t generation,
+                     cg_stream *s, bool reusable)
 {
     if (!s)
         return;
+    cg_upstream_pool_retire(w, generation);
     if (!reusable || u->proxy_protocol || u->pool_size == 0 || w->stopping ||
-        cg_stream_queued(s) != 0) {
+        generation < w->pool_generation || cg_stream_queued(s) != 0) {
         cg_stream_close(s);
         return;
     }
-    pool *p = pool_find(w, u, true);
+    pool *p = pool_find(w, u, generation, true);
     idle *e = p && p->n < u->pool_size ? calloc(1, sizeof *e) : NULL;
     if (!e) {
         cg_stream_close(s);
@@ -188,15 +194,37 @@ void cg_upstream_put(cg_worker *w, const cg_upstream_cfg *u, cg_stream *s, bool 
     cg_stream_read(s, true); /* notice the backend closing it */
 }
 
+static void pool_free(pool *p)
+{
+    while (p->head)
+        idle_drop(p->head);
+    free(p);
+}
+
+void cg_upstream_pool_retire(cg_worker *w, uint64_t generation)
+{
+    if (generation <= w->pool_generation)
+        return;
+    w->pool_generation = generation;
+    pool **pp = (pool **)&w->pools;
+    while (*pp) {
+        pool *p = *pp;
+        if (p->generation < generation) {
+            *pp = p->next;
+            pool_free(p);
+        } else {
+            pp = &p->next;
+        }
+    }
+}
+
 void cg_upstream_pool_clear(cg_worker *w)
 {
     pool *p = w->pools;
     w->pools = NULL;
     while (p) {
         pool *next = p->next;
-        while (p->head)
-            idle_drop(p->head);
-        free(p);
+        pool_free(p);
         p = next;
     }
 }

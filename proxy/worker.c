@@ -18,6 +18,7 @@
 #include "cg_log.h"
 #include "content.h"
 #include "metrics.h"
+#include "saml.h"
 #include "tls.h"
 #include "upstream.h"
 
@@ -67,6 +68,22 @@ int cg_runtime_new(cg_config *cfg, cg_runtime **out, const char **error_r)
             return r;
         }
     }
+    if (cfg->saml.present) {
+        cg_saml_params p = {
+            .idp_cert_path = cfg->saml.idp_certificate,
+            .issuer = cfg->saml.issuer,
+            .audience = cfg->saml.audience,
+            .clock_skew = cfg->saml.clock_skew,
+        };
+        int r = cg_saml_global_init(error_r);
+        if (r == 0)
+            r = cg_saml_verifier_new(&p, &rt->saml, error_r);
+        if (r < 0) {
+            rt->cfg = NULL;
+            cg_runtime_release(rt);
+            return r;
+        }
+    }
     *out = rt;
     return 0;
 }
@@ -88,6 +105,7 @@ void cg_runtime_release(cg_runtime *rt)
         SSL_CTX_free(rt->uctx[i]);
     free(rt->lctx);
     free(rt->uctx);
+    cg_saml_verifier_free(rt->saml);
     if (rt->cfg)
         cg_config_free(rt->cfg);
     free(rt);
@@ -322,6 +340,8 @@ static void sync_listeners(cg_worker *w)
     cg_runtime *rt = cg_runtime_acquire();
     if (!rt)
         return;
+    /* idle backend connections made under an older configuration go now */
+    cg_upstream_pool_retire(w, rt->generation);
     lsock **pp = (lsock **)&w->listeners;
     while (*pp) {
         lsock *ls = *pp;

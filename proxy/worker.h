@@ -16,15 +16,23 @@
 #include "config.h"
 #include "stream.h"
 
+struct cg_saml_verifier;
+
 typedef struct cg_runtime {
     atomic_int refs;
     cg_config *cfg;
     SSL_CTX **lctx; /* per listener (NULL for tls = none) */
     SSL_CTX **uctx; /* per upstream (NULL for plain) */
+    /* [saml]'s verifier (NULL without [saml]): made and freed with this
+     * runtime, so a connection always checks assertions against the IdP
+     * certificate, issuer and audience of the configuration it started
+     * under, and a reload that drops a configuration drops its verifier. */
+    struct cg_saml_verifier *saml;
     uint64_t generation;
 } cg_runtime;
 
-/* Builds the TLS contexts for cfg (taking ownership of cfg on success). */
+/* Builds the TLS contexts and the SAML verifier for cfg (taking ownership
+ * of cfg on success). */
 int cg_runtime_new(cg_config *cfg, cg_runtime **out, const char **error_r);
 cg_runtime *cg_runtime_ref(cg_runtime *rt);
 void cg_runtime_release(cg_runtime *rt);
@@ -64,6 +72,7 @@ struct cg_worker {
     struct cg_conn *conns; /* doubly linked list */
     uint64_t nconns;
     void *pools;           /* upstream.c */
+    uint64_t pool_generation; /* upstream.c: newest runtime generation seen */
     void *listeners;       /* worker.c */
     size_t nlisteners;
     atomic_uint pending;   /* async request bits */

@@ -144,3 +144,25 @@ def test_the_deploy_sample_configuration_passes(gw, pki, dovecot):
         shutil.copy(src, d / dst)
     r = gw.check_config(str(d / 'cpmgate.conf'))
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+# Bytes a configuration file cannot hold: each is refused with file:line and
+# a reason, never a crash. The first is the exact reproducer of a segfault
+# (0x01 and digits were once taken for a reference to a long value).
+BAD_BYTES = [
+    (b'[gateway]\npolicy_db = \x0199\n', 2, 'control byte 0x01'),
+    (b'[gateway]\nworkers = 2\npolicy_db = a\x00b\n', 3, 'NUL byte'),
+    (b'[gateway]\nworkers = 2\nuser = caf\xe9\n', 3, 'invalid UTF-8'),
+]
+
+
+@pytest.mark.parametrize('text,line,reason', BAD_BYTES,
+                         ids=['control_0x01_digits', 'nul', 'latin1'])
+def test_byte_the_file_cannot_hold_is_refused_with_file_and_line(gw, text, line, reason):
+    path = gw.dir / 'bad.conf'
+    path.write_bytes(text)
+    r = gw.check_config(str(path))
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, f'exit {r.returncode}:\n{out}'
+    assert names_line(out, line, 'bad.conf'), f'expected bad.conf:{line}: in\n{out}'
+    assert reason in out, out

@@ -293,6 +293,60 @@ def test_saml_for_unknown_principal_is_refused(gw, pki, site, sign):
     assert st in (401, 403)
 
 
+def saml_gateway(gateway_factory, pki, nginx, site, env=None):
+    g = gateway_factory({
+        'listener content': {
+            'protocol': 'http', 'tls': 'implicit',
+            'certificate': pki.server_cert, 'private_key': pki.server_key,
+            'auth': 'saml', 'upstream': 'nginx'},
+        'upstream nginx': nginx.upstream(),
+        'saml': {'idp_certificate': pki.idp_cert, 'issuer': ISSUER,
+                 'audience': AUDIENCE, 'clock_skew': '60'},
+    }, env=env)
+    g.ctl_ok('principal', 'add', 'alice')
+    g.ctl_ok('acl', 'allow', '*', 'http', f'{site}/*', 'read')
+    return g.start()
+
+
+def saml_reload(g, **saml):
+    g.sections['saml'].update(saml)
+    g.write_config()
+    start = g.log_size()
+    g.reload()
+    g.wait_log('configuration reloaded', start=start)
+
+
+def test_saml_after_reload_checks_the_new_audience(gateway_factory, pki, nginx, site, sign):
+    # A release build's allocator hands a freed configuration's address to
+    # the next one at once; ASan's quarantine would hide that, so this
+    # gateway runs without it. Verifiers were once looked up by that
+    # address: the third configuration got the first one's verifier.
+    env = {'ASAN_OPTIONS': 'detect_leaks=1:abort_on_error=1:strict_string_checks=1:'
+                           'quarantine_size_mb=0:thread_local_quarantine_size_kb=0'}
+    g = saml_gateway(gateway_factory, pki, nginx, site, env=env)
+    old = sign(assertion(audience=AUDIENCE))
+    assert saml_get(g, pki, site, old)[0] == 200
+    saml_reload(g, audience='https://second.example/')
+    saml_reload(g, audience='https://third.example/')
+    st, _, body = saml_get(g, pki, site, old)
+    assert st == 401 and BODY not in body, 'assertion for the old audience accepted'
+    st, _, body = saml_get(g, pki, site, sign(assertion(audience='https://third.example/')))
+    assert (st, body) == (200, BODY)
+
+
+def test_many_saml_reloads_free_every_old_verifier(gateway_factory, pki, nginx, site, sign):
+    # Each configuration used for SAML once had a verifier in a table of
+    # 16; the 17th overwrote a slot and leaked it. The teardown's leak
+    # check at exit (LeakSanitizer) is the assertion.
+    g = saml_gateway(gateway_factory, pki, nginx, site)
+    for i in range(20):
+        audience = f'https://gw{i}.example/'
+        saml_reload(g, audience=audience)
+        st, _, _ = saml_get(g, pki, site, sign(assertion(id_=f'_r{i}', audience=audience)))
+        assert st == 200, f'reload {i}'
+    g.finish()
+
+
 # -------------------------------------------------- connection identity --
 
 def test_certificate_identity_needs_no_header(gw, pki, site):

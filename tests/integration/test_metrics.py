@@ -183,3 +183,108 @@ def test_healthz_is_503_while_draining(gw, pki):
     cg.wait_until(unhealthy, timeout=10, what='/healthz 503 while draining')
     s.close()
     gw.stop()
+
+
+# ------------------------------------------------ admin connection limits --
+
+def admin_gateway(gateway_factory, pki, nginx, **gateway):
+    gateway['admin_listen'] = f'127.0.0.1:{cg.free_port()}'
+    g = gateway_factory({
+        'gateway': gateway,
+        'listener content': cg.tls_listener(pki, 'http', 'nginx'),
+        'upstream nginx': nginx.upstream(),
+    })
+    return g
+
+
+def read_to_eof(s, what, timeout=30):
+    """Everything the server sends until it closes; the test fails (saying
+    what was left open) if it does not close within timeout, a generous
+    bound rather than the behaviour measured."""
+    s.settimeout(timeout)
+    data = b''
+    try:
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                return data
+            data += chunk
+    except socket.timeout:
+        pytest.fail(f'{what} still open')
+
+
+def test_idle_admin_connection_is_answered_408_and_closed(gateway_factory, pki, nginx):
+    g = admin_gateway(gateway_factory, pki, nginx, admin_timeout='1').start()
+    with socket.create_connection(g.admin_addr()) as s:
+        out = read_to_eof(s, 'idle admin connection')
+    assert out.startswith(b'HTTP/1.1 408 '), out
+    # the listener still serves
+    assert cg.http_plain(g.admin_addr(), 'GET', '/healthz')[0] == 200
+
+
+def test_admin_connections_past_the_cap_are_refused(gateway_factory, pki, nginx):
+    g = admin_gateway(gateway_factory, pki, nginx, admin_max_connections='2').start()
+    # accepted in the order they connect: two held open, the third refused
+    held = [socket.create_connection(g.admin_addr()) for _ in range(2)]
+    try:
+        with socket.create_connection(g.admin_addr()) as s:
+            out = read_to_eof(s, 'connection past admin_max_connections')
+        assert out.startswith(b'HTTP/1.1 503 '), out
+        assert b'Retry-After:' in out
+        g.wait_log('admin: 2 connections open')
+        # a held connection still gets its answer
+        held[0].sendall(b'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n')
+        assert read_to_eof(held[0], 'answered admin connection').startswith(b'HTTP/1.1 200 ')
+    finally:
+        for s in held:
+            s.close()
+
+    # closed ones free their places
+    def served():
+        try:
+            return cg.http_plain(g.admin_addr(), 'GET', '/healthz', timeout=5)[0] == 200
+        except OSError:
+            return False
+    cg.wait_until(served, timeout=10, what='/healthz once the held connections closed')
+
+
+def bulk_policy(db, n):
+    """n principals, each with an address credential and an ACL rule,
+    written straight into the policy database in one transaction (cpmgatectl
+    would take one process per row)."""
+    import sqlite3
+    con = sqlite3.connect(db)
+    now = '2026-01-01T00:00:00Z'
+    with con:
+        con.executemany("INSERT INTO principal (name, kind, created) VALUES (?, 'user', ?)",
+                        ((f'bulk{i}', now) for i in range(n)))
+        con.execute("INSERT INTO credential (principal_id, type, value, created) "
+                    "SELECT id, 'address', '10.' || (id / 65536 % 256) || '.' || "
+                    "(id / 256 % 256) || '.' || (id % 256) || '/32', ? "
+                    "FROM principal WHERE name LIKE 'bulk%'", (now,))
+        con.execute("INSERT INTO acl_rule (effect, subject, service, pattern, rights, created) "
+                    "SELECT 'allow', name, 'http', '/bulk/' || name || '/*', 1, ? "
+                    "FROM principal WHERE name LIKE 'bulk%'", (now,))
+    con.close()
+
+
+def test_healthz_answers_while_a_large_policy_is_built(gateway_factory, pki, nginx):
+    g = admin_gateway(gateway_factory, pki, nginx)
+    bulk_policy(g.policy_db, 6000)
+    g.start(timeout=60)
+    before = scrape(g)
+    assert before['cpmgate_policy_building'] == 0
+    start = g.log_size()
+    g.ctl_ok('principal', 'add', 'newcomer')   # a commit: the whole policy is rebuilt
+
+    # /metrics itself answers during the build and says one is running ...
+    def building():
+        return scrape(g)['cpmgate_policy_building'] == 1
+    cg.wait_until(building, timeout=60, what='/metrics showing a policy build in progress')
+    # ... and so does /healthz
+    st, _, body = cg.http_plain(g.admin_addr(), 'GET', '/healthz', timeout=30)
+    assert (st, body) == (200, b'ok\n')
+    g.wait_log('policy: reloaded', timeout=120, start=start)
+    after = scrape(g)
+    assert after['cpmgate_policy_building'] == 0
+    assert delta(before, after, 'cpmgate_policy_reloads_total') >= 1

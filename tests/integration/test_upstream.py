@@ -200,3 +200,51 @@ def test_handshake_alone_opens_no_backend_connection(gw, pki, backend):
     finally:
         for s in socks:
             s.close()
+
+
+def gateway_connections(pid, port):
+    """Established TCP connections of process pid to 127.0.0.1:port."""
+    out = subprocess.run(['ss', '-Htnp', 'state', 'established', 'dst', f'127.0.0.1:{port}'],
+                         check=True, capture_output=True, text=True).stdout
+    return len([line for line in out.splitlines() if f'pid={pid},' in line])
+
+
+def get_localhost(gw, pki, name):
+    with cg.tls_connect(gw.addr(name), cg.client_context(pki)) as s:
+        s.sendall(b'GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n')
+        return cg.recv_all(s, timeout=10)
+
+
+def test_reload_with_a_wrong_pin_retires_pooled_backend_connections(gateway_factory, pki,
+                                                                     backend):
+    # One worker, so the request after the reload meets the pool of the
+    # request before it.
+    pin = spki_pin(pki.upstream_cert)
+    g = gateway_factory({
+        'gateway': {'workers': '1'},
+        'listener p': listener(pki, 'p'),
+        'upstream p': {'address': f'127.0.0.1:{backend["tls"]}', 'tls': 'yes',
+                       'pin_sha256': pin},
+    })
+    g.ctl_ok('principal', 'add', 'local')
+    g.ctl_ok('cred', 'add', 'local', 'address', '127.0.0.0/8')
+    g.ctl_ok('acl', 'allow', '*', '*', '*', 'all')
+    g.start()
+    assert b'tls-backend' in get_localhost(g, pki, 'p')
+    cg.wait_until(lambda: gateway_connections(g.pid, backend['tls']) == 1, timeout=10,
+                  what='the backend connection kept in the pool')
+
+    wrong = ('0' if pin[0] != '0' else '1') + pin[1:]
+    g.sections['upstream p']['pin_sha256'] = wrong
+    g.write_config()
+    start = g.log_size()
+    g.reload()
+    g.wait_log('configuration reloaded', start=start)
+    # the reload closes the idle connection that was checked against the
+    # old pin ...
+    cg.wait_until(lambda: gateway_connections(g.pid, backend['tls']) == 0, timeout=10,
+                  what='the pooled backend connection closed by the reload')
+    # ... and the next request makes a new one, which the new pin refuses
+    out = get_localhost(g, pki, 'p')
+    assert b'tls-backend' not in out, out
+    g.wait_log('upstream p: .*pin_sha256', start=start)

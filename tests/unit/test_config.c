@@ -170,21 +170,29 @@ static void test_spec_example_loads(void **state)
 
 static void test_long_value_is_not_cut(void **state)
 {
-    /* Debian's inih cuts values at 200 bytes; ours must carry them whole */
-    char text[4096], realm[600];
+    /* Debian's inih cuts values at 200 bytes; ours must carry them whole.
+     * Long values travel beside inih's text, one line at a time: a later
+     * line's own value is never taken for the long value before it. */
+    static char text[8192];
+    char realm[600], ciphers[300];
     memset(realm, 'r', sizeof realm - 1);
     realm[sizeof realm - 1] = '\0';
+    memset(ciphers, 'c', sizeof ciphers - 1);
+    ciphers[sizeof ciphers - 1] = '\0';
     snprintf(text, sizeof text,
              GATEWAY "[listener c]\nprotocol = http\nlisten = 127.0.0.1:1\n"
                      "certificate = server.pem\nprivate_key = server.key\n"
-                     "auth = digest\ndigest_realm = %s ; comment\nupstream = n\n"
+                     "auth = digest\ndigest_realm = %s ; comment\nciphers = %s\n"
+                     "ciphersuites = TLS_AES_128_GCM_SHA256\nupstream = n\n"
                      "[upstream n]\naddress = 127.0.0.1:2\n",
-             realm);
+             realm, ciphers);
     char err[600] = "";
     int rc;
     cg_config *cfg = load_text(text, err, sizeof err, &rc);
     assert_int_equal(rc, 0);
     assert_string_equal(cfg->listeners[0].digest_realm, realm);
+    assert_string_equal(cfg->listeners[0].ciphers, ciphers);
+    assert_string_equal(cfg->listeners[0].ciphersuites, "TLS_AES_128_GCM_SHA256");
     cg_config_free(cfg);
 }
 
@@ -230,6 +238,15 @@ static const struct bad_case bad[] = {
                                "certificate = server.pem\nprivate_key = server.key\nauth = login\nupstream = dovecot\n",
       ":18: listen: 127.0.0.1:10993 is also [listener imaps]'s address" },
     { "key = 1\n", ":1: key 'key' outside any section" },
+    /* bytes a configuration cannot hold; 0x01 and digits once read as a
+     * reference to a long value and crashed the loader */
+    { "[gateway]\npolicy_db = \x01" "99\n", ":2: control byte 0x01 in line" },
+    { "[gateway]\npolicy_db = \x01" "0\n", ":2: control byte 0x01 in line" },
+    { GATEWAY "user = a\rb\n", ":4: control byte 0x0d in line" },
+    { GATEWAY "user = a\x7f\n", ":4: control byte 0x7f in line" },
+    { GATEWAY "; comment \x1b[0m\n", ":4: control byte 0x1b in line" },
+    { GATEWAY "user = caf\xe9\n", ":4: invalid UTF-8 in line" },
+    { GATEWAY "user = \xc0\xaf\n", ":4: invalid UTF-8 in line" },
     { GATEWAY "[saml]\nissuer = x\n", ":4: [saml]: idp_certificate, issuer and audience are required" },
     { GATEWAY, ":0: no [listener NAME] section" },
     { "[listener a]\nprotocol = imap\n", ":0: no [gateway] section" },
@@ -265,6 +282,41 @@ static void test_line_over_4096_is_refused(void **state)
     assert_true(rc < 0);
     assert_null(cfg);
     assert_non_null(strstr(err, ":2: line longer than 4096 bytes"));
+}
+
+static void test_nul_byte_is_refused_not_cut(void **state)
+{
+    /* fgets-style reading would end the line at the NUL and load "a" */
+    static const char text[] = "[gateway]\nworkers = 2\npolicy_db = a\0b\naudit_key = audit.key\n";
+    char path[512];
+    snprintf(path, sizeof path, "%s/nul.conf", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, sizeof text - 1, f), sizeof text - 1);
+    fclose(f);
+    cg_config *cfg = NULL;
+    char err[600] = "";
+    assert_true(cg_config_load(path, &cfg, err, sizeof err) < 0);
+    assert_null(cfg);
+    assert_non_null(strstr(err, "nul.conf:3: NUL byte in line"));
+}
+
+static void test_utf8_and_crlf_are_accepted(void **state)
+{
+    static const char text[] =
+        "\xEF\xBB\xBF[gateway]\r\nworkers = 2\r\naudit_key = audit.key\r\n"
+        "; caf\xc3\xa9 \xe2\x80\x94 a comment in UTF-8\r\n"
+        "[listener c]\nprotocol = http\nlisten = 127.0.0.1:1\ncertificate = server.pem\n"
+        "private_key = server.key\nauth = digest\ndigest_realm = caf\xc3\xa9\nupstream = n\n"
+        "[upstream n]\naddress = 127.0.0.1:2\n";
+    char err[600] = "";
+    int rc;
+    cg_config *cfg = load_text(text, err, sizeof err, &rc);
+    if (rc != 0)
+        print_error("%s\n", err);
+    assert_int_equal(rc, 0);
+    assert_string_equal(cfg->listeners[0].digest_realm, "caf\xc3\xa9");
+    cg_config_free(cfg);
 }
 
 static void test_missing_file(void **state)
@@ -336,6 +388,8 @@ int main(void)
         cmocka_unit_test(test_long_value_is_not_cut),
         cmocka_unit_test(test_bad_files_name_their_line),
         cmocka_unit_test(test_line_over_4096_is_refused),
+        cmocka_unit_test(test_nul_byte_is_refused_not_cut),
+        cmocka_unit_test(test_utf8_and_crlf_are_accepted),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_man_page_names_every_key),
         cmocka_unit_test(test_sample_config_names_every_key),
