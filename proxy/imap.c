@@ -467,19 +467,55 @@ static bool need(cg_conn *c, imap_sess *s, const judge *j, unsigned right,
 
 /* ---- forwarding ---------------------------------------------------------- */
 
+/* The mailbox tokens of a command that go out in their normalised wire
+ * form: (token index, wire name) pairs with their own count. A command
+ * names at most two mailboxes (RENAME, COPY's one, APPEND's one), so the
+ * set is small and fixed; it is looked up by token index and never indexed
+ * by one, whatever the number of tokens the client sent. */
+typedef struct tok_repl {
+    struct {
+        size_t tok;
+        const char *wire;
+    } at[2];
+    size_t n;
+} tok_repl;
+
+/* Replaces token tok by wire. The callers name at most CG_ARRAY_LEN(at)
+ * mailboxes: a third is a bug here, and forwarding the raw token instead
+ * of the judged name is not an option, so it stops the process. */
+static void repl_set(tok_repl *r, size_t tok, const char *wire)
+{
+    if (r->n >= CG_ARRAY_LEN(r->at)) {
+        cg_error("imap: more mailbox replacements than a command has");
+        abort();
+    }
+    r->at[r->n].tok = tok;
+    r->at[r->n].wire = wire;
+    r->n++;
+}
+
+static const char *repl_for(const tok_repl *r, size_t tok)
+{
+    for (size_t k = 0; r && k < r->n; k++)
+        if (r->at[k].tok == tok)
+            return r->at[k].wire;
+    return NULL;
+}
+
 /* Re-serialises tokens [from, to) of the current command, with mailbox
- * tokens replaced by their normalised wire form (repl[i] non-NULL). */
+ * tokens replaced by their normalised wire form (repl may be NULL). */
 static void serialise(const imap_sess *s, size_t from, size_t to,
-                      const char *const *repl, obuf *o)
+                      const tok_repl *repl, obuf *o)
 {
     const cg_imapp *p = s->parser;
     for (size_t i = from; i < to; i++) {
         const cg_imapp_tok *t = cg_imapp_tok_at(p, i);
         const char *d = cg_imapp_data(p, t);
+        const char *w = repl_for(repl, i);
         if (i > 0 && t->sp_before)
             ob_put(o, " ", 1);
-        if (repl && repl[i]) {
-            ob_astring(o, repl[i], strlen(repl[i]));
+        if (w) {
+            ob_astring(o, w, strlen(w));
             continue;
         }
         switch (t->type) {
@@ -505,8 +541,7 @@ static void serialise(const imap_sess *s, size_t from, size_t to,
     }
 }
 
-static void forward(cg_conn *c, imap_sess *s, const char *const *repl,
-                    int kind)
+static void forward(cg_conn *c, imap_sess *s, const tok_repl *repl, int kind)
 {
     obuf o = { 0 };
     serialise(s, s->fwd_tok, cg_imapp_ntok(s->parser), repl, &o);
@@ -912,15 +947,11 @@ static bool need_selected(cg_conn *c, imap_sess *s, const judge *j,
 static void auth_command(cg_conn *c, imap_sess *s, const judge *j)
 {
     size_t nt = cg_imapp_ntok(s->parser);
-    const char **repl = calloc(nt + 1, sizeof *repl);
+    tok_repl repl = { 0 };
     char name[NAME_MAX_], wire[NAME_MAX_], name2[NAME_MAX_], wire2[NAME_MAX_];
     bool uid = strncmp(s->op, "UID ", 4) == 0;
     const char *op = uid ? s->op + 4 : s->op;
     size_t a = uid ? 3 : 2; /* first argument */
-    if (!repl) {
-        refuse(c, s, "NO", "SERVERBUG", NULL, 0, "out of memory");
-        return;
-    }
     if (op_is(s, "CAPABILITY") || op_is(s, "NOOP") || op_is(s, "CHECK") ||
         op_is(s, "NAMESPACE") || op_is(s, "ID") || op_is(s, "LIST") ||
         op_is(s, "LSUB")) {
@@ -933,7 +964,7 @@ static void auth_command(cg_conn *c, imap_sess *s, const judge *j)
         forward(c, s, NULL, K_LOGOUT);
     } else if (op_is(s, "IDLE")) {
         if (!need_selected(c, s, j, CG_RIGHT_READ))
-            goto out;
+            return;
         s->idle = true;
         forward(c, s, NULL, K_IDLE);
     } else if (op_is(s, "SELECT") || op_is(s, "EXAMINE") || op_is(s, "STATUS") ||
@@ -946,28 +977,28 @@ static void auth_command(cg_conn *c, imap_sess *s, const judge *j)
                        : (op_is(s, "SUBSCRIBE") || op_is(s, "UNSUBSCRIBE"))
                            ? CG_RIGHT_LIST : CG_RIGHT_READ;
         if (!arg_mailbox(c, s, 2, name, wire))
-            goto out;
+            return;
         snprintf(s->resource, sizeof s->resource, "%s", name);
         if (!need(c, s, j, right, name, op_is(s, "DELETE")))
-            goto out;
-        repl[2] = wire;
+            return;
+        repl_set(&repl, 2, wire);
         if (op_is(s, "SELECT") || op_is(s, "EXAMINE")) {
             snprintf(s->pending_select, sizeof s->pending_select, "%s", name);
-            forward(c, s, repl, K_SELECT);
+            forward(c, s, &repl, K_SELECT);
         } else {
-            forward(c, s, repl, K_PLAIN);
+            forward(c, s, &repl, K_PLAIN);
         }
     } else if (op_is(s, "RENAME")) {
         if (!arg_mailbox(c, s, 2, name, wire) || !arg_mailbox(c, s, 3, name2, wire2))
-            goto out;
+            return;
         snprintf(s->resource, sizeof s->resource, "%s", name);
         /* the subtree moves with it (SPEC 4): judged below both names */
         if (!need(c, s, j, CG_RIGHT_DELETE, name, true) ||
             !need(c, s, j, CG_RIGHT_CREATE, name2, true))
-            goto out;
-        repl[2] = wire;
-        repl[3] = wire2;
-        forward(c, s, repl, K_PLAIN);
+            return;
+        repl_set(&repl, 2, wire);
+        repl_set(&repl, 3, wire2);
+        forward(c, s, &repl, K_PLAIN);
     } else if (!strcmp(op, "FETCH") || !strcmp(op, "SEARCH") ||
                !strcmp(op, "SORT") || !strcmp(op, "THREAD")) {
         if (need_selected(c, s, j, CG_RIGHT_READ))
@@ -981,15 +1012,15 @@ static void auth_command(cg_conn *c, imap_sess *s, const judge *j)
     } else if (!strcmp(op, "COPY") || !strcmp(op, "MOVE")) {
         bool move = !strcmp(op, "MOVE");
         if (!arg_mailbox(c, s, a + 1, name, wire))
-            goto out;
+            return;
         if (!need_selected(c, s, j, move ? CG_RIGHT_READ | CG_RIGHT_DELETE
                                          : CG_RIGHT_READ))
-            goto out;
+            return;
         snprintf(s->resource, sizeof s->resource, "%s", name);
         if (!need(c, s, j, CG_RIGHT_WRITE, name, false))
-            goto out;
-        repl[a + 1] = wire;
-        forward(c, s, repl, K_PLAIN);
+            return;
+        repl_set(&repl, a + 1, wire);
+        forward(c, s, &repl, K_PLAIN);
     } else if (op_is(s, "CLOSE")) {
         if (s->has_selected) {
             snprintf(s->resource, sizeof s->resource, "%s", s->selected);
@@ -1004,7 +1035,7 @@ static void auth_command(cg_conn *c, imap_sess *s, const judge *j)
                 send_upstream_line(c, &o);
                 s->kind = K_DESELECT;
                 s->busy = true;
-                goto out;
+                return;
             }
         }
         forward(c, s, NULL, K_DESELECT);
@@ -1030,7 +1061,7 @@ static void auth_command(cg_conn *c, imap_sess *s, const judge *j)
             send_client(c, s, "* ENABLED");
             send_client(c, s, "%s OK Enabled", s->tag);
             command_done(c, s, "OK");
-            goto out;
+            return;
         }
         send_upstream_line(c, &o);
         s->kind = K_PLAIN;
@@ -1043,8 +1074,6 @@ static void auth_command(cg_conn *c, imap_sess *s, const judge *j)
          * backend (COMPRESS, NOTIFY, URLAUTH, METADATA, ACL, ...) */
         refuse(c, s, "BAD", NULL, NULL, 0, "Unknown or unsupported command");
     }
-out:
-    free(repl);
 }
 
 /* The principal as the current snapshot sees it, at every command (SPEC
@@ -1095,7 +1124,7 @@ static void stream_start(cg_conn *c, imap_sess *s, const cg_imapp_event *ev)
 {
     size_t nt = cg_imapp_ntok(s->parser);
     char name[NAME_MAX_], wire[NAME_MAX_];
-    const char *repl[4] = { 0 };
+    tok_repl repl = { 0 };
     if (s->discarding) {
         if (ev->lit_sync) { /* the client stops after our NO */
             cg_imapp_reset(s->parser);
@@ -1130,12 +1159,12 @@ static void stream_start(cg_conn *c, imap_sess *s, const cg_imapp_event *ev)
                 s->discarding = true;
             return;
         }
-        repl[2] = wire;
+        repl_set(&repl, 2, wire);
         s->streaming = true;
         s->fwd_tok = 0;
     }
     obuf o = { 0 };
-    serialise(s, s->fwd_tok, nt - 1, s->fwd_tok == 0 ? repl : NULL, &o);
+    serialise(s, s->fwd_tok, nt - 1, s->fwd_tok == 0 ? &repl : NULL, &o);
     const cg_imapp_tok *lt = cg_imapp_tok_at(s->parser, nt - 1);
     ob_fmt(&o, "%s%s{%llu+}\r\n", lt->sp_before ? " " : "",
            ev->lit8 ? "~" : "", (unsigned long long)ev->lit_size);

@@ -71,6 +71,12 @@ class Raw(cg.IMAPSession):
     def send(self, data):
         self.sock.sendall(data)
 
+    def expect(self, text, result=b'OK'):
+        """Send `TAG text`, assert the tagged result; (tagged, lines)."""
+        tagged, lines = self.command(text)
+        assert tagged.split()[1] == result, (text, tagged)
+        return tagged, lines
+
     def tagged(self, tag):
         lines = []
         while True:
@@ -551,6 +557,61 @@ def test_append_refused_with_literal_plus_keeps_session(gw, pki):
     tagged, _ = s.tagged('p2')
     assert tagged.startswith(b'p2 OK'), tagged
     s.close()
+
+
+def _messages_with_subject(dovecot, mailbox, subject):
+    """[(flags, internaldate)] of alice's messages with that subject,
+    read from Dovecot directly."""
+    d = dovecot.imap('alice')
+    try:
+        d.select(mailbox, readonly=True)
+        typ, data = d.search(None, 'HEADER', 'Subject', subject)
+        assert typ == 'OK', data
+        out = []
+        for num in data[0].split():
+            typ, fd = d.fetch(num, '(FLAGS INTERNALDATE)')
+            assert typ == 'OK', fd
+            flags = set(re.search(rb'FLAGS \(([^)]*)\)', fd[0]).group(1).split())
+            flags.discard(b'\\Recent')
+            date = re.search(rb'INTERNALDATE "([^"]+)"', fd[0]).group(1)
+            out.append((flags, date))
+        return out
+    finally:
+        d.logout()
+
+
+def test_append_with_flags_and_date_is_forwarded(gw, pki, dovecot):
+    # flags and a date before the message literal: the command has more
+    # tokens than the one mailbox name the gateway replaces
+    subject = f'flags-date-{time.time_ns()}'
+    msg = f'From: a@example.com\r\nSubject: {subject}\r\n\r\nbody\r\n'.encode()
+    m = imaplib.IMAP4_SSL(*gw.addr('imaps'), ssl_context=tls_ctx(pki))
+    m.authenticate('EXTERNAL', lambda _: b'')
+    # imaplib: a synchronising literal
+    typ, data = m.append('Work', r'(\Seen \Flagged)', '"01-Jan-2024 00:00:00 +0000"',
+                         msg)
+    assert typ == 'OK', data
+    m.logout()
+    # LITERAL+ (RFC 7888), and MULTIAPPEND with flags and a date on the
+    # second message too
+    s = external(gw, pki)
+    s.send(b'n1 APPEND Work (\\Answered \\Draft) "02-Feb-2024 10:20:30 +0000" '
+           b'{%d+}\r\n' % len(msg) + msg +
+           b' (\\Deleted) "03-Mar-2024 00:00:00 +0000" {%d+}\r\n' % len(msg) +
+           msg + b'\r\n')
+    tagged, _ = s.tagged('n1')
+    assert tagged.startswith(b'n1 OK'), tagged
+    tagged, _ = s.command('NOOP')
+    assert tagged.split()[1] == b'OK'
+    s.close()
+    got = sorted(_messages_with_subject(dovecot, 'Work', subject),
+                 key=lambda x: x[1])
+    assert got == sorted([
+        ({b'\\Seen', b'\\Flagged'}, b'01-Jan-2024 00:00:00 +0000'),
+        ({b'\\Answered', b'\\Draft'}, b'02-Feb-2024 10:20:30 +0000'),
+        ({b'\\Deleted'}, b'03-Mar-2024 00:00:00 +0000'),
+    ], key=lambda x: x[1]), got
+    assert gw.alive()
 
 
 def test_pipelined_commands_answer_in_order(gw, pki):
