@@ -66,6 +66,8 @@ typedef struct imap_sess {
     char pending_select[NAME_MAX_];
     bool pending_readonly;
     bool streaming, discarding;
+    bool answered;              /* the backend answered the APPEND being
+                                 * streamed before all of it was sent */
     size_t fwd_tok;
     bool idle;
     bool timer_cmd;             /* the client_timeout deadline is armed */
@@ -1186,6 +1188,19 @@ static void handle_event(cg_conn *c, imap_sess *s, const cg_imapp_event *ev)
             s->discarding = false;
             return;
         }
+        if (s->streaming && s->answered) {
+            /* the rest of a command already answered: sent, not awaited */
+            obuf o = { 0 };
+            serialise(s, s->fwd_tok, cg_imapp_ntok(s->parser), NULL, &o);
+            ob_put(&o, "\r\n", 2);
+            if (o.oom || cg_conn_write_upstream(c, o.p, o.len) < 0)
+                cg_conn_close(c, "upstream write failed");
+            free(o.p);
+            s->streaming = false;
+            s->answered = false;
+            s->fwd_tok = 0;
+            return;
+        }
         if (s->streaming) {
             forward(c, s, NULL, K_PLAIN);
             return;
@@ -1538,6 +1553,17 @@ static void tagged_response(cg_conn *c, imap_sess *s, const uint8_t *d,
         free(o.p);
     } else {
         to_client(c, s, d, n);
+    }
+    if (s->streaming && strcmp(h->tag, s->tag) == 0) {
+        /* An answer to the APPEND still streaming: Dovecot refuses a
+         * missing mailbox at once, then skips the literals and the rest
+         * of the line it was promised. They still go to it; their end is
+         * not a command of its own (no second answer will come). */
+        cg_conn_upstream_expect(c, false);
+        command_done(c, s, h->word[0] ? h->word : "BAD");
+        s->streaming = true;
+        s->answered = true;
+        return;
     }
     if (!s->busy || strcmp(h->tag, s->tag) != 0)
         return; /* not ours: passed through */

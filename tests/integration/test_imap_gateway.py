@@ -614,6 +614,22 @@ def test_append_with_flags_and_date_is_forwarded(gw, pki, dovecot):
     assert gw.alive()
 
 
+def test_append_answered_before_its_literal_keeps_session(gw, pki):
+    # Dovecot refuses an APPEND to a missing mailbox as soon as it has the
+    # command's head, then skips the literal it was promised: the rest must
+    # still reach it and must not be awaited as a command of its own
+    s = external(gw, pki)
+    msg = b'Subject: nowhere\r\n\r\nx\r\n'
+    s.send(b'm1 APPEND Missing/Box (\\Seen) {%d+}\r\n' % len(msg))
+    tagged, _ = s.tagged('m1')
+    assert tagged.startswith(b'm1 NO [TRYCREATE]'), tagged
+    s.send(msg + b' {%d+}\r\n' % len(msg) + msg + b'\r\n')
+    s.sock.settimeout(10)
+    s.expect('NOOP')
+    s.expect('SELECT Work')
+    s.close()
+
+
 def test_pipelined_commands_answer_in_order(gw, pki):
     s = external(gw, pki)
     s.send(b'q1 SELECT Work\r\nq2 FETCH 1 (FLAGS)\r\nq3 SELECT Secret\r\n'
