@@ -928,7 +928,10 @@ static bool arg_mailbox(cg_conn *c, imap_sess *s, size_t i, char *name,
         return false;
     }
     if (!mailbox_decode(s, raw, len, name, NAME_MAX_, wire, NAME_MAX_)) {
-        refuse(c, s, "BAD", NULL, NULL, 0, "invalid mailbox name");
+        /* well-formed syntax naming no possible mailbox (invalid modified
+         * UTF-7, a control character): NO, as Dovecot answers it; BAD
+         * would tell the client its command was malformed */
+        refuse(c, s, "NO", NULL, NULL, 0, "invalid mailbox name");
         return false;
     }
     return true;

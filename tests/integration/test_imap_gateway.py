@@ -362,7 +362,7 @@ def test_list_filtering_nested_wildcards_and_utf8(gw, pki):
     b'SELECT "Secret"\r\n',
     b'SELECT "Secret/Deep"\r\n',
     b'SELECT {11+}\r\nSecret/Deep\r\n',
-    b'SELECT &AFM-ecret\r\n',            # "S" encoded: not canonical, BAD
+    b'SELECT &AFM-ecret\r\n',            # "S" encoded: not canonical, NO
 ])
 def test_names_as_literals_and_quoted_are_judged_decoded(gw, pki, wire):
     s = external(gw, pki)
@@ -375,7 +375,7 @@ def test_names_as_literals_and_quoted_are_judged_decoded(gw, pki, wire):
         s.send(rest)
     tagged, _ = s.tagged('x1')
     if b'&AFM-' in wire:
-        assert tagged.startswith(b'x1 BAD'), tagged
+        assert tagged.startswith(b'x1 NO invalid mailbox name'), tagged
     else:
         assert tagged.startswith(b'x1 NO [NOPERM]'), tagged
     s.close()
@@ -677,6 +677,28 @@ def test_bad_syntax_gets_bad_and_session_survives(gw, pki):
         assert b' BAD ' in line, (junk[:30], line)
     tagged, _ = s.command('NOOP')
     assert tagged.split()[1] == b'OK'
+    s.close()
+
+
+def test_tilde_atom_is_not_a_literal8(gw, pki):
+    # "~" begins a literal8 only before "{" (RFC 3516; imaptest "atoms")
+    s = external(gw, pki)
+    s.expect('LIST "" ~foo')
+    s.expect('SELECT ~foo', b'NO')
+    s.expect('NOOP')
+    s.close()
+
+
+def test_mailbox_name_that_is_not_modified_utf7_gets_no(gw, pki):
+    # well-formed atoms that name no possible mailbox: NO (as Dovecot
+    # answers), not BAD, which clients take for a broken command
+    s = external(gw, pki)
+    for cmd in ("SELECT !#$&'+,-.0123456789:;<=>?@^_`|[}", 'SELECT &Jjo',
+                'STATUS &Jjo (MESSAGES)'):
+        tagged, _ = s.command(cmd)
+        assert tagged.split()[1] == b'NO', (cmd, tagged)
+        assert b'invalid mailbox name' in tagged, tagged
+    s.expect('LIST "" "!#$&\'+,-.0123456789:;<=>?@^_`|[}%*"')
     s.close()
 
 
