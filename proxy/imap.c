@@ -276,8 +276,8 @@ static const char *const cap_allow[] = {
     "IMAP4rev1", "LITERAL+", "LITERAL-", "SASL-IR", "ID", "ENABLE", "IDLE",
     "NAMESPACE", "UNSELECT", "UIDPLUS", "CHILDREN", "LIST-EXTENDED",
     "LIST-STATUS", "SPECIAL-USE", "MOVE", "MULTIAPPEND", "CONDSTORE",
-    "QRESYNC", "ESEARCH", "SEARCHRES", "SORT", "SORT=DISPLAY", "WITHIN",
-    "BINARY", "I18NLEVEL=1",
+    "QRESYNC", "ESEARCH", "SEARCHRES", "SORT", "SORT=DISPLAY", "ESORT",
+    "CONTEXT=SEARCH", "CONTEXT=SORT", "WITHIN", "BINARY", "I18NLEVEL=1",
 };
 
 static bool cap_allowed(const char *w, size_t n)
@@ -959,8 +959,9 @@ static void auth_command(cg_conn *c, imap_sess *s, const judge *j)
     size_t a = uid ? 3 : 2; /* first argument */
     if (op_is(s, "CAPABILITY") || op_is(s, "NOOP") || op_is(s, "CHECK") ||
         op_is(s, "NAMESPACE") || op_is(s, "ID") || op_is(s, "LIST") ||
-        op_is(s, "LSUB")) {
-        /* LIST/LSUB: the answers are filtered (list right) */
+        op_is(s, "LSUB") || op_is(s, "CANCELUPDATE")) {
+        /* LIST/LSUB: the answers are filtered (list right); CANCELUPDATE
+         * (RFC 5267) only stops updates of a search already judged */
         forward(c, s, NULL, K_PLAIN);
     } else if (op_is(s, "UNSELECT")) {
         forward(c, s, NULL, K_DESELECT);

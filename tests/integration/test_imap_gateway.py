@@ -124,7 +124,8 @@ def test_capabilities_after_login_are_allowlisted(gw, pki):
                'IDLE', 'NAMESPACE', 'UNSELECT', 'UIDPLUS', 'CHILDREN',
                'LIST-EXTENDED', 'LIST-STATUS', 'SPECIAL-USE', 'MOVE',
                'MULTIAPPEND', 'CONDSTORE', 'QRESYNC', 'ESEARCH', 'SEARCHRES',
-               'SORT', 'SORT=DISPLAY', 'WITHIN', 'BINARY', 'I18NLEVEL=1'}
+               'SORT', 'SORT=DISPLAY', 'ESORT', 'CONTEXT=SEARCH',
+               'CONTEXT=SORT', 'WITHIN', 'BINARY', 'I18NLEVEL=1'}
     for c in caps[2:]:
         assert c in allowed or c.startswith('THREAD='), c
     # Dovecot offers these; the gateway cannot police them
@@ -132,6 +133,23 @@ def test_capabilities_after_login_are_allowlisted(gw, pki):
     assert 'URLAUTH' not in caps and 'CATENATE' not in caps
     tagged, _ = s.command('COMPRESS DEFLATE')
     assert tagged.split()[1] == b'BAD'
+    s.close()
+
+
+def test_esort_and_context_search_are_passed_through(gw, pki):
+    # SPEC 4 allows ESORT and CONTEXT=SEARCH/SORT (RFC 5267); Dovecot 2.3
+    # offers ESORT and CONTEXT=SEARCH
+    s = external(gw, pki)
+    _, lines = s.command('CAPABILITY')
+    caps = lines_text(lines).split()
+    assert 'ESORT' in caps and 'CONTEXT=SEARCH' in caps, caps
+    s.expect('SELECT Work')
+    _, lines = s.expect('SORT RETURN (MIN COUNT) (ARRIVAL) UTF-8 ALL')
+    assert re.search(rb'^\* ESEARCH \(TAG "a\d+"\) MIN \d+ COUNT \d+',
+                     b''.join(lines), re.M), lines
+    tagged, _ = s.expect('SEARCH RETURN (UPDATE COUNT) ALL')
+    tag = tagged.split()[0].decode()
+    s.expect(f'CANCELUPDATE "{tag}"')
     s.close()
 
 
