@@ -720,6 +720,18 @@ def test_mailbox_name_that_is_not_modified_utf7_gets_no(gw, pki):
     s.close()
 
 
+def test_long_id_before_login_is_accepted(gw, pki):
+    # RFC 2971: up to 30 field/value pairs, values up to 1024 octets
+    # (imaptest "id"); max_line defaults to Dovecot's 65536
+    pairs = ' '.join(f'"k{i:02}{"x" * 26}" "{str(i % 10) * 1024}"'
+                     for i in range(30))
+    s = Raw.open(gw.addr('imaps'), tls_ctx(pki, None))
+    _, lines = s.expect(f'ID ({pairs})')
+    assert lines == [b'* ID NIL\r\n'], lines
+    s.expect('NOOP')
+    s.close()
+
+
 # ------------------------------------------------------------------- curl --
 
 def test_curl_with_client_certificate_lists_allowed_folders(gw, pki):
