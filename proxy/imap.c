@@ -70,12 +70,17 @@ typedef struct imap_sess {
                                  * streamed before all of it was sent */
     size_t fwd_tok;
     bool idle;
-    bool timer_cmd;             /* the client_timeout deadline is armed */
+    /* Two deadlines (cg_mono_ms; 0 = none) share the connection's one
+     * protocol timer, armed for the earlier: each is set and cleared
+     * only by its own owner, so ending a command line never cancels a
+     * pending login-failure answer. */
+    uint64_t cmd_deadline;      /* client_timeout: the command line (or a
+                                 * stalled APPEND literal) must be done */
     /* login */
     int istage;
     int auth_wait;
     char login_user[128];
-    bool fail_pending;          /* a delayed AUTHENTICATIONFAILED */
+    uint64_t fail_at;           /* a delayed AUTHENTICATIONFAILED is due */
     char fail_tag[64];
     /* the session */
     char principal[128];
@@ -192,6 +197,24 @@ static void text_name(const char *in, char *out, size_t cap)
         out[o++] = (char)ch;
     }
     out[o] = '\0';
+}
+
+/* Arms the connection's timer for the earlier of the session's
+ * deadlines (or cancels it when there is none). */
+static void arm_timer(cg_conn *c, const imap_sess *s)
+{
+    uint64_t due = 0;
+    if (s->fail_at)
+        due = s->fail_at;
+    if (s->cmd_deadline && (!due || s->cmd_deadline < due))
+        due = s->cmd_deadline;
+    if (!due) {
+        cg_conn_set_timer(c, 0);
+        return;
+    }
+    uint64_t now = cg_mono_ms();
+    /* at least 1 ms: 0 would cancel a deadline that is already due */
+    cg_conn_set_timer(c, due > now ? due - now : 1);
 }
 
 /* ---- audit --------------------------------------------------------------- */
@@ -602,9 +625,9 @@ static void login_fail(cg_conn *c, imap_sess *s, const char *why, bool delay)
     cg_info("conn=%llu imap login failed for \"%s\": %s",
             (unsigned long long)ci->id, s->login_user, why);
     if (delay) {
-        s->fail_pending = true;
+        s->fail_at = cg_mono_ms() + FAIL_DELAY_MS;
         s->busy = true;
-        cg_conn_set_timer(c, FAIL_DELAY_MS);
+        arm_timer(c, s);
         snprintf(s->resource, sizeof s->resource, "%s", why);
         return;
     }
@@ -1239,8 +1262,11 @@ static void handle_event(cg_conn *c, imap_sess *s, const cg_imapp_event *ev)
             if (cg_conn_write_upstream(c, ev->data, ev->len) < 0)
                 cg_conn_close(c, "upstream write failed");
         }
-        if (s->timer_cmd)
-            cg_conn_set_timer(c, (uint64_t)cg_conn_info_of(c)->listener->client_timeout * 1000);
+        if (s->cmd_deadline) { /* the longest the literal may stall */
+            s->cmd_deadline = cg_mono_ms() +
+                (uint64_t)cg_conn_info_of(c)->listener->client_timeout * 1000;
+            arm_timer(c, s);
+        }
         return;
     case CG_IMAPP_EV_STREAM_END:
         return;
@@ -1353,15 +1379,14 @@ static void process_input(cg_conn *c, imap_sess *s)
     }
     /* client_timeout: a deadline for a whole command line, not reset by
      * each byte (a client dripping bytes is cut) */
-    bool partial = s->state != S_CLOSED && !s->busy && !s->fail_pending &&
+    bool partial = s->state != S_CLOSED && !s->busy &&
                    (!cg_imapp_idle(s->parser) || s->inoff < s->inlen);
-    if (partial && !s->timer_cmd) {
-        s->timer_cmd = true;
-        cg_conn_set_timer(c, (uint64_t)l->client_timeout * 1000);
-    } else if (!partial && s->timer_cmd) {
-        s->timer_cmd = false;
-        cg_conn_set_timer(c, 0);
-    }
+    if (partial && !s->cmd_deadline)
+        s->cmd_deadline = cg_mono_ms() + (uint64_t)l->client_timeout * 1000;
+    else if (!partial)
+        s->cmd_deadline = 0;
+    if (s->state != S_CLOSED)
+        arm_timer(c, s);
     cg_conn_read_client(c, s->inlen < IN_MAX);
 }
 
@@ -1812,19 +1837,24 @@ static void imap_tls_ready(cg_conn *c)
 static void imap_timer(cg_conn *c)
 {
     imap_sess *s = cg_conn_session(c);
-    if (s->fail_pending) {
-        s->fail_pending = false;
+    uint64_t now = cg_mono_ms();
+    if (s->state == S_CLOSED)
+        return;
+    if (s->fail_at && now >= s->fail_at) {
+        s->fail_at = 0;
         refuse(c, s, "NO", "AUTHENTICATIONFAILED", s->login_user, 0,
                "Authentication failed");
-        process_input(c, s);
+        process_input(c, s); /* re-arms for what is left */
         return;
     }
-    if (s->timer_cmd) {
-        s->timer_cmd = false;
+    if (s->cmd_deadline && now >= s->cmd_deadline) {
+        s->cmd_deadline = 0;
         send_client(c, s, "* BYE command timed out");
         s->state = S_CLOSED;
         cg_conn_close(c, "client timeout");
+        return;
     }
+    arm_timer(c, s); /* woken a little early: wait for the rest */
 }
 
 static void imap_refuse(cg_conn *c, int err, const char *reason)

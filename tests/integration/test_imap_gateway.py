@@ -732,6 +732,30 @@ def test_long_id_before_login_is_accepted(gw, pki):
     s.close()
 
 
+def test_login_name_with_crlf_cannot_forge_log_and_gets_no(gw, pki):
+    # a literal user name with CR LF: the log line stays one line, and the
+    # failed login is answered after the failure delay, not at idle timeout
+    start = gw.log_size()
+    s = Raw.open(gw.addr('imaps'), tls_ctx(pki, None))
+    name = b'x\r\nFORGED injected line'
+    s.send(b'd LOGIN {%d}\r\n' % len(name))
+    line = s.readline()
+    assert line.startswith(b'+'), line
+    t0 = time.monotonic()
+    s.send(name)
+    s.send(b' pw\r\n')
+    s.sock.settimeout(20)
+    tagged, _ = s.tagged('d')
+    took = time.monotonic() - t0
+    assert tagged.startswith(b'd NO [AUTHENTICATIONFAILED]'), tagged
+    assert 1.5 <= took < 10, took
+    s.expect('NOOP')
+    s.close()
+    gw.wait_log(r'login failed for "x\\x0d\\x0aFORGED injected line"', start=start)
+    log = gw.log()[start:]
+    assert not re.search(r'^FORGED', log, re.M), log
+
+
 # ------------------------------------------------------------------- curl --
 
 def test_curl_with_client_certificate_lists_allowed_folders(gw, pki):
