@@ -1229,6 +1229,8 @@ static void handle_event(cg_conn *c, imap_sess *s, const cg_imapp_event *ev)
             return;
         }
         if (s->streaming) {
+            /* all of the APPEND is sent: an answer now is the answer */
+            s->streaming = false;
             forward(c, s, NULL, K_PLAIN);
             return;
         }

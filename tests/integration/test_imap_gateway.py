@@ -648,6 +648,23 @@ def test_append_answered_before_its_literal_keeps_session(gw, pki):
     s.close()
 
 
+def test_append_refused_after_all_of_it_arrived_then_logout(gw, pki):
+    # the whole APPEND arrives before Dovecot's NO [TRYCREATE]: that NO is
+    # the command's answer, and the LOGOUT after it is a LOGOUT (its BYE
+    # comes first, and no "backend connection lost" follows)
+    s = external(gw, pki)
+    msg = b'Subject: nowhere\r\n\r\nx\r\n'
+    s.send(b'm2 APPEND Missing/Box {%d+}\r\n' % len(msg) + msg + b'\r\n')
+    tagged, _ = s.tagged('m2')
+    assert tagged.startswith(b'm2 NO [TRYCREATE]'), tagged
+    s.send(b'm3 LOGOUT\r\n')
+    rest = cg.recv_all(s.sock, timeout=10)
+    lines = (s.buf + rest).split(b'\r\n')
+    assert lines[0].startswith(b'* BYE') and lines[1].startswith(b'm3 OK'), lines
+    assert b'UNAVAILABLE' not in s.buf + rest, lines
+    s.close()
+
+
 def test_pipelined_commands_answer_in_order(gw, pki):
     s = external(gw, pki)
     s.send(b'q1 SELECT Work\r\nq2 FETCH 1 (FLAGS)\r\nq3 SELECT Secret\r\n'
