@@ -295,6 +295,18 @@ static void refuse(cg_conn *c, imap_sess *s, const char *result,
 
 /* ---- capabilities (SPEC section 4 allowlist) ------------------------------ */
 
+/* Everything not in cap_allow is removed: the gateway cannot judge what
+ * those extensions name. Some of Dovecot's imaptest scripted tests need
+ * such a capability; through the gateway imaptest skips them, and
+ * tests/integration/test_imaptest.py reads this list (one per line):
+ *   imaptest catenate needs CATENATE: an APPEND part by IMAP URL reads a mailbox no command names
+ *   imaptest catenate-multiappend needs CATENATE: as catenate
+ *   imaptest notify needs NOTIFY: events from mailboxes no command names, never judged per event
+ *   imaptest urlauth needs URLAUTH: GENURLAUTH/URLFETCH read mailboxes by URL, outside the ACL
+ *   imaptest urlauth2 needs URLAUTH: as urlauth
+ *   imaptest urlauth-binary needs URLAUTH: as urlauth
+ */
+
 static const char *const cap_allow[] = {
     "IMAP4rev1", "LITERAL+", "LITERAL-", "SASL-IR", "ID", "ENABLE", "IDLE",
     "NAMESPACE", "UNSELECT", "UIDPLUS", "CHILDREN", "LIST-EXTENDED",
