@@ -119,7 +119,7 @@ static const key_def keys[] = {
     { S_LISTENER, "idle_timeout", K_UINT, L(idle_timeout), NULL, 1, 86400, NULL }, /* per protocol */
     { S_LISTENER, "client_timeout", K_UINT, L(client_timeout), "60", 1, 3600, NULL },
     { S_LISTENER, "max_conn_per_addr", K_UINT, L(max_conn_per_addr), "64", 1, 1000000, NULL },
-    { S_LISTENER, "max_line", K_SIZE, L(max_line), "8192", 256, 1048576, NULL },
+    { S_LISTENER, "max_line", K_SIZE, L(max_line), NULL, 256, 1048576, NULL }, /* per protocol */
     { S_LISTENER, "max_literal", K_SIZE, L(max_literal), "67108864", 1024, UINT64_C(4294967295), NULL },
     { S_LISTENER, "max_headers", K_SIZE, L(max_headers), "100", 8, 10000, NULL },
     { S_LISTENER, "max_header_bytes", K_SIZE, L(max_header_bytes), "16384", 1024, 1048576, NULL },
@@ -781,6 +781,10 @@ static int validate_listener(parser *p, sect *s)
     }
     if (!l->idle_timeout)
         l->idle_timeout = l->protocol == CG_PROTO_IMAP ? 1860 : 75;
+    /* imap: Dovecot's own imap_max_line_length (a legal RFC 2971 ID is up
+     * to about 32 KiB); http: the request line */
+    if (!l->max_line)
+        l->max_line = l->protocol == CG_PROTO_IMAP ? 65536 : 8192;
     if (l->tls == CG_TLS_STARTTLS && l->protocol != CG_PROTO_IMAP) {
         fail_at(p, key_line(s, "tls"), "tls = starttls is for imap listeners only");
         return CG_E_INVAL;

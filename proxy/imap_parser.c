@@ -16,7 +16,7 @@ enum st {
     ST_ATOM,
     ST_QUOTED,
     ST_QUOTED_ESC,
-    ST_LIT_TILDE,  /* "~" seen, "{" must follow */
+    ST_LIT_TILDE,  /* "~" seen: "{" makes a literal8, else an atom */
     ST_LIT_NUM,    /* "{" digits */
     ST_LIT_CLOSE,  /* "+" seen, "}" must follow */
     ST_LIT_CR,     /* "}" seen, CRLF must follow */
@@ -437,7 +437,10 @@ size_t cg_imapp_feed(cg_imapp *p, const uint8_t *buf, size_t len,
                 p->st = ST_QUOTED;
                 continue;
             }
-            if (c == '{' || c == '~') {
+            /* "~" begins a literal8 only when "{" follows (RFC 3516);
+             * otherwise it is an atom character ("LIST "" ~foo"), decided
+             * in ST_LIT_TILDE once the next byte is seen */
+            if (c == '{' || (c == '~' && (p->ntok >= 2 || p->lim.server))) {
                 if (p->ntok < 2 && !p->lim.server) {
                     fail(p, ev, "literal before the command name", ST_SKIP);
                     return i;
@@ -512,8 +515,15 @@ size_t cg_imapp_feed(cg_imapp *p, const uint8_t *buf, size_t len,
             continue;
         case ST_LIT_TILDE:
             if (c != '{') {
-                fail(p, ev, "invalid literal8", ST_SKIP);
-                return i;
+                /* not a literal8: an atom that starts with "~" */
+                if (!tok_begin(p, CG_IMAPP_ATOM) || !tok_put(p, '~')) {
+                    fail(p, ev, "command too long", ST_SKIP);
+                    return i;
+                }
+                p->st = ST_ATOM;
+                i--; /* c continues (or ends) the atom */
+                p->rawline--;
+                continue;
             }
             p->st = ST_LIT_NUM;
             continue;

@@ -98,19 +98,29 @@ def standard_gateway(gateway_factory, pki, dovecot, nginx):
 
 
 # No test may hang the suite: each test (setup, call and teardown) gets
-# CG_TEST_TIMEOUT seconds (default 120), then fails with a traceback of
-# where it was stuck. SIGALRM is delivered to the main thread, where pytest
-# runs the test.
+# CG_TEST_TIMEOUT seconds (default 120), or what its cg_timeout marker
+# says when that is longer (a test that runs a whole third-party suite),
+# then fails with a traceback of where it was stuck. SIGALRM is delivered
+# to the main thread, where pytest runs the test.
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'cg_timeout(seconds): a longer per-test time limit')
+
+
 def _alarm(signum, frame):
-    raise TimeoutError(f'test exceeded CG_TEST_TIMEOUT '
-                       f'({os.environ.get("CG_TEST_TIMEOUT", "120")} s)')
+    raise TimeoutError('test exceeded its time limit (CG_TEST_TIMEOUT or '
+                       'its cg_timeout marker)')
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
     import signal
+    seconds = int(os.environ.get('CG_TEST_TIMEOUT', '120'))
+    marker = item.get_closest_marker('cg_timeout')
+    if marker is not None:
+        seconds = max(seconds, int(marker.args[0]))
     old = signal.signal(signal.SIGALRM, _alarm)
-    signal.alarm(int(os.environ.get('CG_TEST_TIMEOUT', '120')))
+    signal.alarm(seconds)
     try:
         yield
     finally:

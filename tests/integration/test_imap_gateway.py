@@ -71,6 +71,12 @@ class Raw(cg.IMAPSession):
     def send(self, data):
         self.sock.sendall(data)
 
+    def expect(self, text, result=b'OK'):
+        """Send `TAG text`, assert the tagged result; (tagged, lines)."""
+        tagged, lines = self.command(text)
+        assert tagged.split()[1] == result, (text, tagged)
+        return tagged, lines
+
     def tagged(self, tag):
         lines = []
         while True:
@@ -118,7 +124,8 @@ def test_capabilities_after_login_are_allowlisted(gw, pki):
                'IDLE', 'NAMESPACE', 'UNSELECT', 'UIDPLUS', 'CHILDREN',
                'LIST-EXTENDED', 'LIST-STATUS', 'SPECIAL-USE', 'MOVE',
                'MULTIAPPEND', 'CONDSTORE', 'QRESYNC', 'ESEARCH', 'SEARCHRES',
-               'SORT', 'SORT=DISPLAY', 'WITHIN', 'BINARY', 'I18NLEVEL=1'}
+               'SORT', 'SORT=DISPLAY', 'ESORT', 'CONTEXT=SEARCH',
+               'CONTEXT=SORT', 'WITHIN', 'BINARY', 'I18NLEVEL=1'}
     for c in caps[2:]:
         assert c in allowed or c.startswith('THREAD='), c
     # Dovecot offers these; the gateway cannot police them
@@ -126,6 +133,23 @@ def test_capabilities_after_login_are_allowlisted(gw, pki):
     assert 'URLAUTH' not in caps and 'CATENATE' not in caps
     tagged, _ = s.command('COMPRESS DEFLATE')
     assert tagged.split()[1] == b'BAD'
+    s.close()
+
+
+def test_esort_and_context_search_are_passed_through(gw, pki):
+    # SPEC 4 allows ESORT and CONTEXT=SEARCH/SORT (RFC 5267); Dovecot 2.3
+    # offers ESORT and CONTEXT=SEARCH
+    s = external(gw, pki)
+    _, lines = s.command('CAPABILITY')
+    caps = lines_text(lines).split()
+    assert 'ESORT' in caps and 'CONTEXT=SEARCH' in caps, caps
+    s.expect('SELECT Work')
+    _, lines = s.expect('SORT RETURN (MIN COUNT) (ARRIVAL) UTF-8 ALL')
+    assert re.search(rb'^\* ESEARCH \(TAG "a\d+"\) MIN \d+ COUNT \d+',
+                     b''.join(lines), re.M), lines
+    tagged, _ = s.expect('SEARCH RETURN (UPDATE COUNT) ALL')
+    tag = tagged.split()[0].decode()
+    s.expect(f'CANCELUPDATE "{tag}"')
     s.close()
 
 
@@ -356,7 +380,7 @@ def test_list_filtering_nested_wildcards_and_utf8(gw, pki):
     b'SELECT "Secret"\r\n',
     b'SELECT "Secret/Deep"\r\n',
     b'SELECT {11+}\r\nSecret/Deep\r\n',
-    b'SELECT &AFM-ecret\r\n',            # "S" encoded: not canonical, BAD
+    b'SELECT &AFM-ecret\r\n',            # "S" encoded: not canonical, NO
 ])
 def test_names_as_literals_and_quoted_are_judged_decoded(gw, pki, wire):
     s = external(gw, pki)
@@ -369,7 +393,7 @@ def test_names_as_literals_and_quoted_are_judged_decoded(gw, pki, wire):
         s.send(rest)
     tagged, _ = s.tagged('x1')
     if b'&AFM-' in wire:
-        assert tagged.startswith(b'x1 BAD'), tagged
+        assert tagged.startswith(b'x1 NO invalid mailbox name'), tagged
     else:
         assert tagged.startswith(b'x1 NO [NOPERM]'), tagged
     s.close()
@@ -553,6 +577,94 @@ def test_append_refused_with_literal_plus_keeps_session(gw, pki):
     s.close()
 
 
+def _messages_with_subject(dovecot, mailbox, subject):
+    """[(flags, internaldate)] of alice's messages with that subject,
+    read from Dovecot directly."""
+    d = dovecot.imap('alice')
+    try:
+        d.select(mailbox, readonly=True)
+        typ, data = d.search(None, 'HEADER', 'Subject', subject)
+        assert typ == 'OK', data
+        out = []
+        for num in data[0].split():
+            typ, fd = d.fetch(num, '(FLAGS INTERNALDATE)')
+            assert typ == 'OK', fd
+            flags = set(re.search(rb'FLAGS \(([^)]*)\)', fd[0]).group(1).split())
+            flags.discard(b'\\Recent')
+            date = re.search(rb'INTERNALDATE "([^"]+)"', fd[0]).group(1)
+            out.append((flags, date))
+        return out
+    finally:
+        d.logout()
+
+
+def test_append_with_flags_and_date_is_forwarded(gw, pki, dovecot):
+    # flags and a date before the message literal: the command has more
+    # tokens than the one mailbox name the gateway replaces
+    subject = f'flags-date-{time.time_ns()}'
+    msg = f'From: a@example.com\r\nSubject: {subject}\r\n\r\nbody\r\n'.encode()
+    m = imaplib.IMAP4_SSL(*gw.addr('imaps'), ssl_context=tls_ctx(pki))
+    m.authenticate('EXTERNAL', lambda _: b'')
+    # imaplib: a synchronising literal
+    typ, data = m.append('Work', r'(\Seen \Flagged)', '"01-Jan-2024 00:00:00 +0000"',
+                         msg)
+    assert typ == 'OK', data
+    m.logout()
+    # LITERAL+ (RFC 7888), and MULTIAPPEND with flags and a date on the
+    # second message too
+    s = external(gw, pki)
+    s.send(b'n1 APPEND Work (\\Answered \\Draft) "02-Feb-2024 10:20:30 +0000" '
+           b'{%d+}\r\n' % len(msg) + msg +
+           b' (\\Deleted) "03-Mar-2024 00:00:00 +0000" {%d+}\r\n' % len(msg) +
+           msg + b'\r\n')
+    tagged, _ = s.tagged('n1')
+    assert tagged.startswith(b'n1 OK'), tagged
+    tagged, _ = s.command('NOOP')
+    assert tagged.split()[1] == b'OK'
+    s.close()
+    got = sorted(_messages_with_subject(dovecot, 'Work', subject),
+                 key=lambda x: x[1])
+    assert got == sorted([
+        ({b'\\Seen', b'\\Flagged'}, b'01-Jan-2024 00:00:00 +0000'),
+        ({b'\\Answered', b'\\Draft'}, b'02-Feb-2024 10:20:30 +0000'),
+        ({b'\\Deleted'}, b'03-Mar-2024 00:00:00 +0000'),
+    ], key=lambda x: x[1]), got
+    assert gw.alive()
+
+
+def test_append_answered_before_its_literal_keeps_session(gw, pki):
+    # Dovecot refuses an APPEND to a missing mailbox as soon as it has the
+    # command's head, then skips the literal it was promised: the rest must
+    # still reach it and must not be awaited as a command of its own
+    s = external(gw, pki)
+    msg = b'Subject: nowhere\r\n\r\nx\r\n'
+    s.send(b'm1 APPEND Missing/Box (\\Seen) {%d+}\r\n' % len(msg))
+    tagged, _ = s.tagged('m1')
+    assert tagged.startswith(b'm1 NO [TRYCREATE]'), tagged
+    s.send(msg + b' {%d+}\r\n' % len(msg) + msg + b'\r\n')
+    s.sock.settimeout(10)
+    s.expect('NOOP')
+    s.expect('SELECT Work')
+    s.close()
+
+
+def test_append_refused_after_all_of_it_arrived_then_logout(gw, pki):
+    # the whole APPEND arrives before Dovecot's NO [TRYCREATE]: that NO is
+    # the command's answer, and the LOGOUT after it is a LOGOUT (its BYE
+    # comes first, and no "backend connection lost" follows)
+    s = external(gw, pki)
+    msg = b'Subject: nowhere\r\n\r\nx\r\n'
+    s.send(b'm2 APPEND Missing/Box {%d+}\r\n' % len(msg) + msg + b'\r\n')
+    tagged, _ = s.tagged('m2')
+    assert tagged.startswith(b'm2 NO [TRYCREATE]'), tagged
+    s.send(b'm3 LOGOUT\r\n')
+    rest = cg.recv_all(s.sock, timeout=10)
+    lines = (s.buf + rest).split(b'\r\n')
+    assert lines[0].startswith(b'* BYE') and lines[1].startswith(b'm3 OK'), lines
+    assert b'UNAVAILABLE' not in s.buf + rest, lines
+    s.close()
+
+
 def test_pipelined_commands_answer_in_order(gw, pki):
     s = external(gw, pki)
     s.send(b'q1 SELECT Work\r\nq2 FETCH 1 (FLAGS)\r\nq3 SELECT Secret\r\n'
@@ -601,6 +713,64 @@ def test_bad_syntax_gets_bad_and_session_survives(gw, pki):
     tagged, _ = s.command('NOOP')
     assert tagged.split()[1] == b'OK'
     s.close()
+
+
+def test_tilde_atom_is_not_a_literal8(gw, pki):
+    # "~" begins a literal8 only before "{" (RFC 3516; imaptest "atoms")
+    s = external(gw, pki)
+    s.expect('LIST "" ~foo')
+    s.expect('SELECT ~foo', b'NO')
+    s.expect('NOOP')
+    s.close()
+
+
+def test_mailbox_name_that_is_not_modified_utf7_gets_no(gw, pki):
+    # well-formed atoms that name no possible mailbox: NO (as Dovecot
+    # answers), not BAD, which clients take for a broken command
+    s = external(gw, pki)
+    for cmd in ("SELECT !#$&'+,-.0123456789:;<=>?@^_`|[}", 'SELECT &Jjo',
+                'STATUS &Jjo (MESSAGES)'):
+        tagged, _ = s.command(cmd)
+        assert tagged.split()[1] == b'NO', (cmd, tagged)
+        assert b'invalid mailbox name' in tagged, tagged
+    s.expect('LIST "" "!#$&\'+,-.0123456789:;<=>?@^_`|[}%*"')
+    s.close()
+
+
+def test_long_id_before_login_is_accepted(gw, pki):
+    # RFC 2971: up to 30 field/value pairs, values up to 1024 octets
+    # (imaptest "id"); max_line defaults to Dovecot's 65536
+    pairs = ' '.join(f'"k{i:02}{"x" * 26}" "{str(i % 10) * 1024}"'
+                     for i in range(30))
+    s = Raw.open(gw.addr('imaps'), tls_ctx(pki, None))
+    _, lines = s.expect(f'ID ({pairs})')
+    assert lines == [b'* ID NIL\r\n'], lines
+    s.expect('NOOP')
+    s.close()
+
+
+def test_login_name_with_crlf_cannot_forge_log_and_gets_no(gw, pki):
+    # a literal user name with CR LF: the log line stays one line, and the
+    # failed login is answered after the failure delay, not at idle timeout
+    start = gw.log_size()
+    s = Raw.open(gw.addr('imaps'), tls_ctx(pki, None))
+    name = b'x\r\nFORGED injected line'
+    s.send(b'd LOGIN {%d}\r\n' % len(name))
+    line = s.readline()
+    assert line.startswith(b'+'), line
+    t0 = time.monotonic()
+    s.send(name)
+    s.send(b' pw\r\n')
+    s.sock.settimeout(20)
+    tagged, _ = s.tagged('d')
+    took = time.monotonic() - t0
+    assert tagged.startswith(b'd NO [AUTHENTICATIONFAILED]'), tagged
+    assert 1.5 <= took < 10, took
+    s.expect('NOOP')
+    s.close()
+    gw.wait_log(r'login failed for "x\\x0d\\x0aFORGED injected line"', start=start)
+    log = gw.log()[start:]
+    assert not re.search(r'^FORGED', log, re.M), log
 
 
 # ------------------------------------------------------------------- curl --

@@ -142,7 +142,7 @@ static void test_spec_example_loads(void **state)
     assert_int_equal(l->auth, CG_AUTH_CERT | CG_AUTH_PSK | CG_AUTH_LOGIN);
     assert_int_equal(l->idle_timeout, 1860);
     assert_int_equal(l->client_timeout, 60);
-    assert_int_equal(l->max_line, 8192);
+    assert_int_equal(l->max_line, 65536); /* imap: Dovecot's limit */
     assert_int_equal(l->max_literal, 67108864);
     assert_int_equal(l->max_conn_per_addr, 64);
     assert_true(l->tls12 && l->tls13);
@@ -154,6 +154,7 @@ static void test_spec_example_loads(void **state)
     assert_string_equal(l->certificate, want);
     const cg_listener_cfg *c = cg_config_listener(cfg, "content");
     assert_int_equal(c->idle_timeout, 75);
+    assert_int_equal(c->max_line, 8192); /* http: the request line */
     assert_string_equal(c->upstream->principal_header, "X-Authenticated-Principal");
     assert_int_equal(c->upstream->connect_timeout, 5);
     assert_int_equal(c->upstream->response_timeout, 60);

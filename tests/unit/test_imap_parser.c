@@ -119,6 +119,11 @@ static const struct { const char *in, *want; } cases[] = {
     { "a SELECT {500}\r\nb NOOP\r\n", "ERR(a):literal too large CMD[b NOOP]" },
     { "a SELECT {20+}\r\n01234567890123456789\r\n", "CMD[a SELECT L:01234567890123456789]" },
     { "a SELECT ~{1}\r\nb NOOP\r\n", "ERR(a):literal8 outside APPEND CMD[b NOOP]" },
+    /* "~" starts a literal8 only before "{": elsewhere it is an atom char */
+    { "a LIST \"\" ~foo\r\n", "CMD[a LIST q: ~foo]" },
+    { "a LIST \"\" ~\r\n", "CMD[a LIST q: ~]" },
+    { "a LIST ~ (~x)\r\n", "CMD[a LIST ~ (~x)]" },
+    { "~a NOOP\r\n", "CMD[~a NOOP]" },
     { "a APPEND INBOX {2000}\r\nb NOOP\r\n", "ERR(a):literal too large CMD[b NOOP]" },
     { "a APPEND INBOX {2000+}\r\n", "ERR!(a):non-synchronising literal too large " },
     { "a X \"a\"\"b\"\r\n", "ERR(a):missing space " },
