@@ -402,6 +402,37 @@ def test_hostile_decoupled_manifests_are_refused(gw, pki, nginx, site, name):
     assert gw.alive()
 
 
+def utf16_with_doctype(b64):
+    """A signed manifest re-encoded as UTF-16 with a DOCTYPE added: a byte
+    search for '<!DOCTYPE' does not see it, the parser does."""
+    xml = base64.b64decode(b64).decode()
+    body = xml.split('?>', 1)[1] if xml.startswith('<?xml') else xml
+    doc = ('<?xml version="1.0" encoding="UTF-16"?>'
+           '<!DOCTYPE manifest [<!ENTITY x SYSTEM "file:///etc/passwd">]>' + body)
+    data = doc.encode('utf-16')  # with a byte order mark
+    assert b'<!DOCTYPE' not in data
+    return data
+
+
+def test_utf16_manifest_with_a_doctype_is_refused_and_nothing_stored(gw, pki, nginx, site,
+                                                                     keys):
+    path = f'{site}/signed/utf16.bin'
+    body = b'utf-16 manifest content\n'
+    m = manifest(gw, keys, 'alice', 'ak', path, body)
+    evil = utf16_with_doctype(m)
+    refused_422(put(gw, pki, path, body, base64.b64encode(evil).decode()), 'DOCTYPE')
+    assert stored(nginx, path) is None
+    # decoupled: the content is there, the manifest is refused, it stays unserved
+    assert put(gw, pki, path, body)[0] in (201, 204)
+    refused_422(post_manifest(gw, pki, path, evil), 'DOCTYPE')
+    st, _, why = get(gw, pki, path)
+    assert st == 403 and b'not validated' in why
+    # the same manifest in UTF-16 without the DOCTYPE is accepted
+    plain = base64.b64decode(m).decode().encode('utf-16')
+    assert post_manifest(gw, pki, path, plain)[0] == 200
+    assert get(gw, pki, path)[0] == 200
+
+
 def test_invalid_base64_manifest_is_refused(gw, pki, nginx, site):
     path = f'{site}/plain/b64.bin'
     for bad in ('!!!not base64!!!', 'QUJD=', 'QU JD', '%%%%'):
