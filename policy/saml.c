@@ -420,7 +420,9 @@ static int check_subject(const cg_saml_verifier *v, xmlNodePtr root, int64_t now
         *error_r = "SAML Subject needs exactly one plain-text NameID";
         return CG_E_AUTH;
     }
-    /* SAML profiles 4.1.4.2: a bearer confirmation with a NotOnOrAfter */
+    /* SAML profiles 4.1.4.2: a bearer confirmation with a NotOnOrAfter
+     * and our Recipient */
+    bool wrong_recipient = false;
     for (xmlNodePtr sc = subj->children; sc; sc = sc->next) {
         if (!is_el(sc, "SubjectConfirmation", NS_SAML))
             continue;
@@ -433,17 +435,29 @@ static int check_subject(const cg_saml_verifier *v, xmlNodePtr root, int64_t now
         int64_t t, nbt;
         xmlChar *na = xmlGetNoNsProp(scd, BAD_CAST "NotOnOrAfter");
         xmlChar *nb = xmlGetNoNsProp(scd, BAD_CAST "NotBefore");
+        /* profiles 4.1.4.2: the bearer's Recipient is the URL the assertion
+         * was made for; one made for another service provider that shares
+         * our IdP and audience string must not be replayed here */
+        xmlChar *rcpt = xmlGetNoNsProp(scd, BAD_CAST "Recipient");
         bool ok = na && parse_time(na, &t) == 0 && now - (int64_t)v->skew < t &&
                   (!nb || (parse_time(nb, &nbt) == 0 && now + (int64_t)v->skew >= nbt));
+        bool ours = rcpt && xmlStrEqual(rcpt, BAD_CAST v->audience);
         xmlFree(na);
         xmlFree(nb);
+        xmlFree(rcpt);
+        if (ok && !ours) {
+            wrong_recipient = true;
+            continue;
+        }
         if (ok) {
             if (t < res->expires)
                 res->expires = t;
             return 0;
         }
     }
-    *error_r = "SAML assertion has no current bearer SubjectConfirmation";
+    *error_r = wrong_recipient
+                   ? "SAML bearer SubjectConfirmation is for another Recipient"
+                   : "SAML assertion has no current bearer SubjectConfirmation";
     return CG_E_AUTH;
 }
 
