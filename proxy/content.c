@@ -9,7 +9,9 @@
  *  - a POST of application/vnd.cpmgate.manifest+xml is answered here
  *    (decoupled upload): 200 when it matches what was recorded, else 422;
  *  - GET/HEAD under a signed-only pattern is served only when validated;
- *  - DELETE and MOVE forget, COPY and MOVE targets lose validated state. */
+ *  - DELETE and MOVE forget, COPY and MOVE targets lose validated state,
+ *    and every other method not known to leave content as it is clears
+ *    it; a write whose state cannot be cleared is refused with 503. */
 #include "content.h"
 
 #include <openssl/evp.h>
@@ -319,6 +321,56 @@ static int put_gate(const cg_http_request_view *req, void **fctx, const char **d
     return 0;
 }
 
+/* Methods known to leave every resource's content as it is: RFC 9110's
+ * safe methods, WebDAV's PROPFIND, PROPPATCH (dead properties only) and
+ * UNLOCK (RFC 4918), REPORT (RFC 3253) and SEARCH (RFC 5323). Any other
+ * method, known or not, is taken to change content. */
+static bool leaves_content(const char *m)
+{
+    static const char *const same[] = { "GET", "HEAD", "OPTIONS", "TRACE", "PROPFIND",
+                                        "PROPPATCH", "UNLOCK", "REPORT", "SEARCH" };
+    for (size_t i = 0; i < CG_ARRAY_LEN(same); i++)
+        if (strcmp(m, same[i]) == 0)
+            return true;
+    return false;
+}
+
+/* The content_db side of a method that may change content: DELETE and
+ * MOVE remove the records (MOVE's and a collection's whole subtree), COPY
+ * and MOVE remove the target's, everything else (PUT, POST, PATCH, MKCOL,
+ * LOCK, extensions) clears the validated state of the path, and of what
+ * lies below it when the path is a collection. 0, or CG_E_* with *detail. */
+static int forget_or_clear(const cg_http_request_view *req, const char *key,
+                           const char **detail)
+{
+    static _Thread_local char why[400];
+    const char *m = req->method, *err = NULL, *what = key;
+    bool move = strcmp(m, "MOVE") == 0, copy = strcmp(m, "COPY") == 0;
+    cg_content_store *cs = store();
+    int rc = cs ? 0 : CG_E_UNAVAIL;
+    if (rc == 0 && (move || copy) && req->dest) {
+        char dkey[CG_CONTENT_MAX_PATH + 1];
+        key_of(req->dest, dkey, sizeof dkey);
+        what = req->dest;
+        rc = cg_content_forget(cs, dkey, true, &err);
+    }
+    if (rc == 0) {
+        what = key;
+        if (move || strcmp(m, "DELETE") == 0)
+            rc = cg_content_forget(cs, key, move || is_collection(req->path), &err);
+        else if (!copy)
+            rc = cg_content_clear(cs, key, is_collection(req->path), &err);
+    }
+    if (rc < 0) {
+        cg_error("content_db: cannot clear the validated state of %s (%s): %s", what, m,
+                 err ? err : "content store unavailable");
+        snprintf(why, sizeof why, "content store unavailable: validated state of %.300s "
+                 "cannot be cleared", what);
+        *detail = why;
+    }
+    return rc;
+}
+
 static int gate(const cg_http_request_view *req, const cg_http_body_filter **local, void **fctx,
                 const char **detail)
 {
@@ -349,9 +401,10 @@ static int gate(const cg_http_request_view *req, const cg_http_body_filter **loc
         size_t tl = 0;
         const char *ct = header(req, "content-type", &tl);
         size_t ml = sizeof MANIFEST_TYPE - 1;
-        if (!ct || tl < ml || strncasecmp(ct, MANIFEST_TYPE, ml) != 0 ||
-            (tl > ml && ct[ml] != ';' && ct[ml] != ' '))
-            return 0;
+        bool manifest = ct && tl >= ml && strncasecmp(ct, MANIFEST_TYPE, ml) == 0 &&
+                        (tl == ml || ct[ml] == ';' || ct[ml] == ' ');
+        if (!manifest)
+            return forget_or_clear(req, key, detail) < 0 ? 503 : 0;
         decoupled *d = calloc(1, sizeof *d);
         if (!d) {
             *detail = "out of memory";
@@ -364,22 +417,14 @@ static int gate(const cg_http_request_view *req, const cg_http_body_filter **loc
         *fctx = d;
         return CG_HTTP_GATE_LOCAL;
     }
-    /* what changes content changes its validated state (SPEC 6) */
-    cs = store();
-    if (strcmp(m, "DELETE") == 0 || strcmp(m, "MOVE") == 0) {
-        if (cs && cg_content_forget(cs, key, is_collection(req->path) || strcmp(m, "MOVE") == 0,
-                                    &err) < 0)
-            cg_error("content_db: forget %s: %s", key, err ? err : "error");
-    }
-    if ((strcmp(m, "COPY") == 0 || strcmp(m, "MOVE") == 0) && req->dest) {
-        char dkey[CG_CONTENT_MAX_PATH + 1];
-        key_of(req->dest, dkey, sizeof dkey);
-        if (cs && cg_content_forget(cs, dkey, true, &err) < 0)
-            cg_error("content_db: forget %s: %s", dkey, err ? err : "error");
-    }
+    if (leaves_content(m))
+        return 0;
+    /* anything else may change content, so its validated state goes
+     * before the request is forwarded (SPEC 6); when it cannot, the write
+     * is refused: validation must never outlive the content it vouched for */
+    if (forget_or_clear(req, key, detail) < 0)
+        return 503;
     if (strcmp(m, "PUT") == 0) {
-        if (cs && cg_content_clear(cs, key, false, &err) < 0)
-            cg_error("content_db: clear %s: %s", key, err ? err : "error");
         void *u = NULL;
         int st = put_gate(req, &u, detail, who);
         if (st)

@@ -337,6 +337,91 @@ def test_decoupled_manifest_that_does_not_match_is_refused(gw, pki, nginx, site,
                 'no upload recorded')
 
 
+def validated(gw, pki, keys, path, body):
+    """path holds body and is validated (decoupled: PUT, then the manifest)."""
+    assert put(gw, pki, path, body)[0] in (201, 204)
+    xml = base64.b64decode(manifest(gw, keys, 'alice', 'ak', path, body))
+    assert post_manifest(gw, pki, path, xml)[0] == 200
+    assert get(gw, pki, path)[0] == 200
+    return xml
+
+
+@pytest.mark.parametrize('method', ['POST', 'PATCH', 'MKCOL', 'LOCK'])
+def test_a_method_that_may_change_content_clears_the_validated_state(gw, pki, site, keys,
+                                                                    method):
+    path = f'{site}/signed/changed-by-{method.lower()}.txt'
+    validated(gw, pki, keys, path, b'validated content\n')
+    # whatever nginx makes of it (405, 409, 423 ...), the state is gone first
+    cg.https(gw.addr('content'), cg.client_context(pki, 'alice'), method, path,
+             body=b'x', headers={'Content-Type': 'application/octet-stream'})
+    st, _, why = get(gw, pki, path)
+    assert st == 403 and b'not validated' in why, (st, why)
+
+
+def test_methods_that_leave_content_as_it_is_keep_the_validated_state(gw, pki, site, keys):
+    path = f'{site}/signed/kept.txt'
+    validated(gw, pki, keys, path, b'kept content\n')
+    for method in ('GET', 'HEAD', 'OPTIONS', 'PROPFIND'):
+        cg.https(gw.addr('content'), cg.client_context(pki, 'alice'), method, path,
+                 headers={'Depth': '0'})
+    assert get(gw, pki, path)[0] == 200
+
+
+class HeldWriteLock:
+    """Another process (the sqlite3 shell) holding a write transaction on
+    a database until released."""
+
+    def __init__(self, db):
+        self.p = subprocess.Popen(['sqlite3', str(db)], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.p.stdin.write(b"BEGIN IMMEDIATE;\nSELECT 'locked';\n")
+        self.p.stdin.flush()
+        assert self.p.stdout.readline().strip() == b'locked'
+
+    def release(self):
+        self.p.stdin.write(b'ROLLBACK;\n.quit\n')
+        self.p.stdin.close()
+        self.p.wait(timeout=10)
+
+
+def nginx_lines(nginx, path):
+    try:
+        with open(nginx.access_log, 'rb') as f:
+            return [x for x in f.read().splitlines() if path.encode() in x]
+    except FileNotFoundError:
+        return []
+
+
+def test_a_write_whose_validated_state_cannot_be_cleared_is_refused(gw, pki, nginx, site,
+                                                                    keys):
+    path = f'{site}/signed/locked.txt'
+    body = b'validated before the lock\n'
+    validated(gw, pki, keys, path, body)
+    fresh = f'{site}/signed/locked-new.txt'
+    seen = len(nginx_lines(nginx, path)), len(nginx_lines(nginx, fresh))
+    lock = HeldWriteLock(gw.dir / 'content.db')
+    try:
+        for method, target, data in (('PUT', fresh, b'new'), ('DELETE', path, None),
+                                     ('PATCH', path, b'x'), ('POST', path, b'x')):
+            st, h, why = cg.https(gw.addr('content'), cg.client_context(pki, 'alice'), method,
+                                  target, body=data, timeout=30)
+            assert st == 503 and b'cannot be cleared' in why, (method, st, why)
+        # reads go on (WAL: a reader does not wait for the writer)
+        assert get(gw, pki, path)[0] == 200
+    finally:
+        lock.release()
+    # nginx never saw the refused writes
+    time.sleep(0.5)
+    assert (len(nginx_lines(nginx, path)), len(nginx_lines(nginx, fresh))) == \
+        (seen[0] + 1, seen[1]), nginx_lines(nginx, path)
+    assert stored(nginx, fresh) is None
+    assert stored(nginx, path) == body
+    # with the lock gone, writes clear the state again
+    assert put(gw, pki, path, body)[0] in (201, 204)
+    assert get(gw, pki, path)[0] == 403
+    assert gw.alive()
+
+
 def test_unvalidated_content_stored_behind_the_gateway_is_not_served(gw, pki, nginx, site):
     # content that reached nginx some other way has no record at all
     path = f'{site}/signed/side-door.txt'
