@@ -66,6 +66,7 @@ typedef struct http_sess {
     int state;
     cg_http_parser req, resp;
     uint64_t nreq;
+    cg_audit_resv resv;   /* the place of this request's audit record (SPEC 5) */
     http_req r;
     uint8_t *pend;
     size_t plen, pcap;
@@ -145,7 +146,7 @@ static void audit_request(http_sess *s, const char *reason)
     a.reason = reason;
     if (r->decision)
         cg_metrics_operation("http", r->decision);
-    if (cg_audit_submit(&a) < 0)
+    if (cg_audit_commit(&s->resv, &a) < 0)
         cg_warn("conn=%llu txid=%s audit record not stored", (unsigned long long)ci->id,
                 r->txid);
 }
@@ -153,6 +154,7 @@ static void audit_request(http_sess *s, const char *reason)
 static void req_free(http_sess *s)
 {
     http_req *r = &s->r;
+    cg_audit_release(&s->resv); /* a place no record took */
     if (r->filter && r->filter->free)
         r->filter->free(r->fctx);
     r->filter = NULL;
@@ -412,7 +414,7 @@ static void handle_request(http_sess *s)
         }
         return;
     }
-    if (!cg_audit_available()) {
+    if (cg_audit_reserve(&s->resv) < 0) {
         /* SPEC 5, audit_fail = closed: nothing unrecorded happens */
         http_error(s, 503, "audit log unavailable", NULL, NULL, true);
         return;
