@@ -595,18 +595,27 @@ static void test_fail_open_keeps_serving_and_counts_drops(void **state)
     assert_true(verify(db, NULL).intact);
 }
 
-static void test_fail_closed_when_database_locked_and_queue_full(void **state)
+/* A fail-closed writer on a fresh file with one record committed, then
+ * another connection holding the file's write lock (returned). */
+static sqlite3 *start_then_lock(char *db, size_t cap, const char *name, size_t queue,
+                                unsigned full_ms)
 {
-    char db[512];
-    path_in(db, sizeof db, "q.db");
-    start(db, NULL, 1000, true, 16, 50);
+    path_in(db, cap, name);
+    start(db, NULL, 1000, true, queue, full_ms);
     submit_n(0, 1);
     wait_committed(1);
-    /* Another process holds the write lock: the writer waits (busy
-     * timeout), the queue fills and stays full past its bound. */
     sqlite3 *h;
     assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
     assert_int_equal(sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    return h;
+}
+
+static void test_fail_closed_when_database_locked_and_queue_full(void **state)
+{
+    char db[512];
+    /* Another process holds the write lock: the writer waits (busy
+     * timeout), the queue fills and stays full past its bound. */
+    sqlite3 *h = start_then_lock(db, sizeof db, "q.db", 16, 50);
     unsigned kept = 0;
     for (unsigned i = 0; i < 40; i++) {
         cg_audit_rec r;
@@ -642,15 +651,9 @@ static void test_fail_closed_when_database_locked_and_queue_full(void **state)
 static void test_reserved_places_always_commit(void **state)
 {
     char db[512];
-    path_in(db, sizeof db, "resv.db");
-    start(db, NULL, 1000, true, 8, 60000);
-    submit_n(0, 1);
-    wait_committed(1);
     /* the writer cannot commit while another connection holds the write
      * lock, so nothing leaves the queue (busy timeout 1 s: be quick) */
-    sqlite3 *h;
-    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3 *h = start_then_lock(db, sizeof db, "resv.db", 8, 60000);
     cg_audit_resv rv[3];
     memset(rv, 0, sizeof rv);
     for (int i = 0; i < 3; i++)
