@@ -11,7 +11,11 @@
  *  - GET/HEAD under a signed-only pattern is served only when validated;
  *  - DELETE and MOVE forget, COPY and MOVE targets lose validated state,
  *    and every other method not known to leave content as it is clears
- *    it; a write whose state cannot be cleared is refused with 503. */
+ *    it; a write whose state cannot be cleared is refused with 503.
+ * The gate's content_db calls run on libuv's thread pool while the request
+ * waits (http.h CG_HTTP_GATE_WAIT). The record of a stored upload
+ * (on_response) and the decoupled manifest's check (on_end) still run on
+ * the worker's loop. */
 #include "content.h"
 
 #include <openssl/evp.h>
@@ -335,46 +339,145 @@ static bool leaves_content(const char *m)
     return false;
 }
 
+/* ---- content_db work off the worker loop ---------------------------------- */
+
+/* SQLite waits up to its busy timeout (5 s) for a lock another process or
+ * thread holds; on the worker's loop that would stall every connection of
+ * the worker. So the gate's content_db work is a job run on libuv's
+ * thread pool (http.h: CG_HTTP_GATE_WAIT) while the request waits, and
+ * finish answers on the loop. The job holds copies, never the view. */
+enum { JOB_LOOKUP, JOB_CHANGE };
+
+typedef struct content_job {
+    cg_http_gate_job base;     /* first: the job is passed as this */
+    int kind;
+    char method[24];
+    char key[CG_CONTENT_MAX_PATH + 1];
+    char dest[CG_CONTENT_MAX_PATH + 1];   /* COPY/MOVE target key, "" when none */
+    bool collection;
+    upload *u;                 /* PUT: its upload context, to the body filter */
+    /* the outcome (work) */
+    int rc;
+    bool validated;
+    const char *what;          /* the key a failure concerns */
+    char err[200];
+    char detail[400];
+} content_job;
+
 /* The content_db side of a method that may change content: DELETE and
  * MOVE remove the records (MOVE's and a collection's whole subtree), COPY
  * and MOVE remove the target's, everything else (PUT, POST, PATCH, MKCOL,
  * LOCK, extensions) clears the validated state of the path, and of what
- * lies below it when the path is a collection. 0, or CG_E_* with *detail. */
-static int forget_or_clear(const cg_http_request_view *req, const char *key,
-                           const char **detail)
+ * lies below it when the path is a collection. */
+static int change_state(cg_content_store *cs, content_job *j, const char **err)
 {
-    static _Thread_local char why[400];
-    const char *m = req->method, *err = NULL, *what = key;
-    bool move = strcmp(m, "MOVE") == 0, copy = strcmp(m, "COPY") == 0;
+    bool move = strcmp(j->method, "MOVE") == 0, copy = strcmp(j->method, "COPY") == 0;
+    int rc = 0;
+    if ((move || copy) && j->dest[0]) {
+        j->what = j->dest;
+        rc = cg_content_forget(cs, j->dest, true, err);
+    }
+    if (rc < 0)
+        return rc;
+    j->what = j->key;
+    if (move || strcmp(j->method, "DELETE") == 0)
+        return cg_content_forget(cs, j->key, move || j->collection, err);
+    if (!copy)
+        return cg_content_clear(cs, j->key, j->collection, err);
+    return 0;
+}
+
+static void job_work(cg_http_gate_job *base)
+{
+    content_job *j = (content_job *)base;
     cg_content_store *cs = store();
-    int rc = cs ? 0 : CG_E_UNAVAIL;
-    if (rc == 0 && (move || copy) && req->dest) {
-        char dkey[CG_CONTENT_MAX_PATH + 1];
-        key_of(req->dest, dkey, sizeof dkey);
-        what = req->dest;
-        rc = cg_content_forget(cs, dkey, true, &err);
+    const char *err = NULL;
+    j->what = j->key;
+    if (!cs) {
+        j->rc = CG_E_UNAVAIL;
+        err = "content store unavailable";
+    } else if (j->kind == JOB_LOOKUP) {
+        cg_content_rec rec;
+        j->rc = cg_content_lookup(cs, j->key, &rec, &err);
+        j->validated = j->rc == 0 && rec.validated;
+    } else {
+        j->rc = change_state(cs, j, &err);
     }
-    if (rc == 0) {
-        what = key;
-        if (move || strcmp(m, "DELETE") == 0)
-            rc = cg_content_forget(cs, key, move || is_collection(req->path), &err);
-        else if (!copy)
-            rc = cg_content_clear(cs, key, is_collection(req->path), &err);
+    cg_strlcpy(j->err, err ? err : "", sizeof j->err);
+}
+
+static void job_free(cg_http_gate_job *base)
+{
+    content_job *j = (content_job *)base;
+    if (j->u)
+        up_free(j->u);
+    free(j);
+}
+
+/* The gate leaves a PUT's upload context here for the filter selection
+ * that follows it on the same thread for the same request. */
+static _Thread_local upload *pending_upload;
+
+static void hand_over(upload *u)
+{
+    if (pending_upload)
+        up_free(pending_upload);
+    pending_upload = u;
+}
+
+static int job_finish(cg_http_gate_job *base, const cg_http_body_filter **local, void **fctx,
+                      const char **detail)
+{
+    content_job *j = (content_job *)base;
+    (void)local, (void)fctx;
+    if (j->kind == JOB_LOOKUP && (j->rc == 0 || j->rc == CG_E_NOTFOUND)) {
+        if (j->validated)
+            return 0;
+        snprintf(j->detail, sizeof j->detail,
+                 "content under a signed-only path is not validated: %.300s", j->key);
+        *detail = j->detail;
+        return 403;
     }
-    if (rc < 0) {
-        cg_error("content_db: cannot clear the validated state of %s (%s): %s", what, m,
-                 err ? err : "content store unavailable");
-        snprintf(why, sizeof why, "content store unavailable: validated state of %.300s "
-                 "cannot be cleared", what);
-        *detail = why;
+    if (j->rc < 0) {
+        /* validation must never outlive the content it vouched for, and
+         * unknown state is not served: refused, retry later */
+        cg_error("content_db: %s %s: %s", j->kind == JOB_LOOKUP ? "cannot look up"
+                 : "cannot clear the validated state of", j->what, j->err);
+        snprintf(j->detail, sizeof j->detail, "content store unavailable: validated state "
+                 "of %.300s cannot be %s", j->what, j->kind == JOB_LOOKUP ? "read" : "cleared");
+        *detail = j->detail;
+        return 503;
     }
-    return rc;
+    hand_over(j->u); /* PUT: to select_filter, which runs next on this thread */
+    j->u = NULL;
+    return 0;
+}
+
+static int start_job(int kind, const cg_http_request_view *req, const char *key, upload *u,
+                     void **fctx, const char **detail)
+{
+    content_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        if (u)
+            up_free(u);
+        *detail = "out of memory";
+        return 503;
+    }
+    j->base = (cg_http_gate_job){ .work = job_work, .finish = job_finish, .free = job_free };
+    j->kind = kind;
+    j->u = u;
+    cg_strlcpy(j->method, req->method, sizeof j->method);
+    cg_strlcpy(j->key, key, sizeof j->key);
+    if (req->dest)
+        key_of(req->dest, j->dest, sizeof j->dest);
+    j->collection = is_collection(req->path);
+    *fctx = &j->base;
+    return CG_HTTP_GATE_WAIT;
 }
 
 static int gate(const cg_http_request_view *req, const cg_http_body_filter **local, void **fctx,
                 const char **detail)
 {
-    static _Thread_local char why[400];
     const char *m = req->method;
     const cg_principal *who = cg_snapshot_principal_by_name(req->snap, req->principal);
     if (!who) {
@@ -383,19 +486,11 @@ static int gate(const cg_http_request_view *req, const cg_http_body_filter **loc
     }
     char key[CG_CONTENT_MAX_PATH + 1];
     key_of(req->path, key, sizeof key);
-    cg_content_store *cs = NULL;
-    const char *err = NULL;
 
     if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0) {
         if (!signed_only(req->snap, req->path, req->principal))
             return 0;
-        cg_content_rec rec;
-        cs = store();
-        if (cs && cg_content_lookup(cs, key, &rec, &err) == 0 && rec.validated)
-            return 0;
-        snprintf(why, sizeof why, "content under a signed-only path is not validated: %.300s", key);
-        *detail = why;
-        return 403;
+        return start_job(JOB_LOOKUP, req, key, NULL, fctx, detail);
     }
     if (strcmp(m, "POST") == 0) {
         size_t tl = 0;
@@ -403,61 +498,39 @@ static int gate(const cg_http_request_view *req, const cg_http_body_filter **loc
         size_t ml = sizeof MANIFEST_TYPE - 1;
         bool manifest = ct && tl >= ml && strncasecmp(ct, MANIFEST_TYPE, ml) == 0 &&
                         (tl == ml || ct[ml] == ';' || ct[ml] == ' ');
-        if (!manifest)
-            return forget_or_clear(req, key, detail) < 0 ? 503 : 0;
-        decoupled *d = calloc(1, sizeof *d);
-        if (!d) {
-            *detail = "out of memory";
-            return 503;
+        if (manifest) {
+            decoupled *d = calloc(1, sizeof *d);
+            if (!d) {
+                *detail = "out of memory";
+                return 503;
+            }
+            d->snap = req->snap;
+            d->who = who;
+            cg_strlcpy(d->path, key, sizeof d->path);
+            *local = &decoupled_filter;
+            *fctx = d;
+            return CG_HTTP_GATE_LOCAL;
         }
-        d->snap = req->snap;
-        d->who = who;
-        cg_strlcpy(d->path, key, sizeof d->path);
-        *local = &decoupled_filter;
-        *fctx = d;
-        return CG_HTTP_GATE_LOCAL;
     }
     if (leaves_content(m))
         return 0;
     /* anything else may change content, so its validated state goes
-     * before the request is forwarded (SPEC 6); when it cannot, the write
-     * is refused: validation must never outlive the content it vouched for */
-    if (forget_or_clear(req, key, detail) < 0)
-        return 503;
+     * before the request is forwarded (SPEC 6); a PUT's manifest is
+     * checked first, so one refused for it changes nothing */
+    upload *u = NULL;
     if (strcmp(m, "PUT") == 0) {
-        void *u = NULL;
-        int st = put_gate(req, &u, detail, who);
+        int st = put_gate(req, (void **)&u, detail, who);
         if (st)
             return st;
-        /* handed to the body filter selection below, through the slot */
-        *fctx = u;
-        *local = NULL;
-        return 0;
     }
-    return 0;
+    return start_job(JOB_CHANGE, req, key, u, fctx, detail);
 }
-
-/* The gate leaves a PUT's upload context here for the filter selection
- * that follows it on the same thread for the same request. */
-static _Thread_local upload *pending_upload;
 
 static int gate_hook(const cg_http_request_view *req, const cg_http_body_filter **local,
                      void **fctx, const char **detail)
 {
-    void *ctx = NULL;
-    const cg_http_body_filter *lf = NULL;
-    if (pending_upload) {
-        up_free(pending_upload);
-        pending_upload = NULL;
-    }
-    int rc = gate(req, &lf, &ctx, detail);
-    if (rc == CG_HTTP_GATE_LOCAL) {
-        *local = lf;
-        *fctx = ctx;
-    } else if (rc == 0 && ctx) {
-        pending_upload = ctx;
-    }
-    return rc;
+    hand_over(NULL); /* what an earlier request left, unclaimed */
+    return gate(req, local, fctx, detail);
 }
 
 static const cg_http_body_filter *select_filter(const cg_http_request_view *req, void **fctx)

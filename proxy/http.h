@@ -80,6 +80,24 @@ typedef int (*cg_http_gate_fn)(const cg_http_request_view *req,
                                const char **detail);
 void cg_http_set_gate(cg_http_gate_fn fn);
 
+/* A gate whose answer needs blocking work (content_db: SQLite waits up to
+ * its busy timeout for a lock) returns CG_HTTP_GATE_WAIT with *fctx
+ * pointing to a cg_http_gate_job, so the worker loop is not stalled. The
+ * gateway then holds the request (nothing of it is forwarded; what the
+ * client sends meanwhile is buffered), runs work on libuv's thread pool
+ * and then finish on the loop; finish answers as the gate would have
+ * (0, a status, or CG_HTTP_GATE_LOCAL; never WAIT). free follows finish,
+ * or comes alone when the connection closed meanwhile. work must not use
+ * the request view: the job carries copies of what it needs. */
+#define CG_HTTP_GATE_WAIT 2
+typedef struct cg_http_gate_job cg_http_gate_job;
+struct cg_http_gate_job {
+    void (*work)(cg_http_gate_job *j);
+    int (*finish)(cg_http_gate_job *j, const cg_http_body_filter **local, void **fctx,
+                  const char **detail);
+    void (*free)(cg_http_gate_job *j);
+};
+
 /* Bound on a buffered PROPFIND Depth: 1 multistatus answer (502 beyond). */
 #define CG_HTTP_MULTISTATUS_MAX (4u << 20)
 

@@ -14,6 +14,7 @@ import os
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import uuid
 
@@ -420,6 +421,45 @@ def test_a_write_whose_validated_state_cannot_be_cleared_is_refused(gw, pki, ngi
     assert put(gw, pki, path, body)[0] in (201, 204)
     assert get(gw, pki, path)[0] == 403
     assert gw.alive()
+
+
+def test_a_locked_content_db_stalls_only_the_requests_that_need_it(gateway_factory, pki,
+                                                                  nginx, site):
+    # one worker: every connection shares the loop a blocking call would stall
+    g = gateway_factory({
+        'gateway': {'workers': '1'},
+        'listener content': cg.tls_listener(pki, 'http', 'nginx'),
+        'upstream nginx': nginx.upstream(),
+    })
+    g.ctl_ok('principal', 'add', 'alice')
+    g.ctl_ok('cred', 'add', 'alice', 'cert-name', 'email:alice@example.com')
+    g.ctl_ok('acl', 'allow', 'alice', 'http', f'{site}/*', 'all')
+    g.start()
+    plain = f'{site}/plain/while-locked.txt'
+    assert nginx.request('PUT', plain, body=b'served meanwhile')[0] in (201, 204)
+    waiting = {}
+
+    def write():
+        waiting['answer'] = cg.https(g.addr('content'), cg.client_context(pki, 'alice'), 'PUT',
+                                     f'{site}/plain/locked-out.txt', body=b'x', timeout=30)
+    lock = HeldWriteLock(g.dir / 'content.db')
+    try:
+        t = threading.Thread(target=write)
+        t.start()
+        time.sleep(0.5)  # the PUT waits for content_db (busy timeout 5 s)
+        t0 = time.monotonic()
+        st, _, body = get(g, pki, plain)
+        took = time.monotonic() - t0
+        assert st == 200 and body == b'served meanwhile'
+        assert took < 2, f'a GET waited {took:.1f} s behind a locked content_db'
+        assert t.is_alive(), 'the PUT did not wait for content_db'
+        t.join(timeout=30)
+    finally:
+        lock.release()
+    st, _, why = waiting['answer']
+    assert st == 503 and b'cannot be cleared' in why, (st, why)
+    assert stored(nginx, f'{site}/plain/locked-out.txt') is None
+    assert g.alive()
 
 
 def test_unvalidated_content_stored_behind_the_gateway_is_not_served(gw, pki, nginx, site):
