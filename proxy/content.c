@@ -12,10 +12,11 @@
  *  - DELETE and MOVE forget, COPY and MOVE targets lose validated state,
  *    and every other method not known to leave content as it is clears
  *    it; a write whose state cannot be cleared is refused with 503.
- * The gate's content_db calls run on libuv's thread pool while the request
- * waits (http.h CG_HTTP_GATE_WAIT). The record of a stored upload
- * (on_response) and the decoupled manifest's check (on_end) still run on
- * the worker's loop. */
+ * The gate's content_db calls and the decoupled manifest's run on libuv's
+ * thread pool while the request waits (http.h CG_HTTP_GATE_WAIT). The
+ * record of a stored upload (on_response) is still written on the loop:
+ * the client may ask for the path as soon as it has the answer, so the
+ * record must be in before control returns to the loop. */
 #include "content.h"
 
 #include <openssl/evp.h>
@@ -159,12 +160,13 @@ typedef struct decoupled {
     char buf[CG_MANIFEST_MAX_BYTES];
     size_t len;
     bool too_long;
-    const cg_snapshot *snap;
+    cg_snapshot *snap;         /* a reference: who points into it */
     const cg_principal *who;
     char path[CG_CONTENT_MAX_PATH + 1];
     char key_id[129];
     char sha_hex[65];
     char detail[400];
+    cg_http_gate_job *job;     /* made by on_end, until the gateway takes it */
 } decoupled;
 
 static int dc_data(void *fctx, const uint8_t *buf, size_t len, cg_http_body_verdict *v)
@@ -188,6 +190,8 @@ static int refuse(decoupled *d, cg_http_body_verdict *v, const char *what, const
     return 422;
 }
 
+static int validate_later(decoupled *d, const cg_manifest_item *it, cg_http_body_verdict *v);
+
 static int dc_end(void *fctx, cg_http_body_verdict *v)
 {
     decoupled *d = fctx;
@@ -209,34 +213,31 @@ static int dc_end(void *fctx, cg_http_body_verdict *v)
         status = refuse(d, v, "signature refused", err);
         goto out;
     }
-    cg_content_store *cs = store();
-    if (!cs) {
-        v->detail = "content store unavailable";
-        status = 503;
-        goto out;
-    }
-    int rc = cg_content_mark_validated(cs, d->path, it->size, it->sha256, it->key_id, &err);
-    if (rc == CG_E_NOTFOUND)
-        status = refuse(d, v, "no upload recorded for this path", NULL);
-    else if (rc < 0)
-        status = refuse(d, v, "recorded upload differs", err);
-    else {
-        v->validation = "valid";
-        snprintf(d->detail, sizeof d->detail, "manifest valid for %.300s", d->path);
-        v->detail = d->detail;
-    }
+    status = validate_later(d, it, v); /* content_db: off the loop */
 out:
     cg_manifest_free(m);
     return status;
 }
 
+static cg_http_gate_job *dc_job(void *fctx)
+{
+    decoupled *d = fctx;
+    cg_http_gate_job *j = d->job;
+    d->job = NULL;
+    return j;
+}
+
 static void dc_free(void *fctx)
 {
-    free(fctx);
+    decoupled *d = fctx;
+    if (d->job)
+        d->job->free(d->job);
+    cg_snapshot_release(d->snap);
+    free(d);
 }
 
 static const cg_http_body_filter decoupled_filter = {
-    .on_data = dc_data, .on_end = dc_end, .free = dc_free,
+    .on_data = dc_data, .on_end = dc_end, .job = dc_job, .free = dc_free,
 };
 
 /* ---- the gate ------------------------------------------------------------ */
@@ -346,7 +347,7 @@ static bool leaves_content(const char *m)
  * the worker. So the gate's content_db work is a job run on libuv's
  * thread pool (http.h: CG_HTTP_GATE_WAIT) while the request waits, and
  * finish answers on the loop. The job holds copies, never the view. */
-enum { JOB_LOOKUP, JOB_CHANGE };
+enum { JOB_LOOKUP, JOB_CHANGE, JOB_VALIDATE };
 
 typedef struct content_job {
     cg_http_gate_job base;     /* first: the job is passed as this */
@@ -356,6 +357,13 @@ typedef struct content_job {
     char dest[CG_CONTENT_MAX_PATH + 1];   /* COPY/MOVE target key, "" when none */
     bool collection;
     upload *u;                 /* PUT: its upload context, to the body filter */
+    /* JOB_VALIDATE: the manifest item, and where its answer goes (only
+     * finish uses these, and it runs only while the request lives) */
+    uint64_t size;
+    uint8_t sha256[32];
+    char key_id[129];
+    decoupled *d;
+    cg_http_body_verdict *v;
     /* the outcome (work) */
     int rc;
     bool validated;
@@ -400,6 +408,8 @@ static void job_work(cg_http_gate_job *base)
         cg_content_rec rec;
         j->rc = cg_content_lookup(cs, j->key, &rec, &err);
         j->validated = j->rc == 0 && rec.validated;
+    } else if (j->kind == JOB_VALIDATE) {
+        j->rc = cg_content_mark_validated(cs, j->key, j->size, j->sha256, j->key_id, &err);
     } else {
         j->rc = change_state(cs, j, &err);
     }
@@ -430,6 +440,19 @@ static int job_finish(cg_http_gate_job *base, const cg_http_body_filter **local,
 {
     content_job *j = (content_job *)base;
     (void)local, (void)fctx;
+    if (j->kind == JOB_VALIDATE && j->rc != CG_E_UNAVAIL && j->rc != CG_E_DB &&
+        j->rc != CG_E_BUSY) {
+        decoupled *d = j->d;
+        cg_http_body_verdict *v = j->v;
+        if (j->rc == CG_E_NOTFOUND)
+            return refuse(d, v, "no upload recorded for this path", NULL);
+        if (j->rc < 0)
+            return refuse(d, v, "recorded upload differs", j->err);
+        v->validation = "valid";
+        snprintf(d->detail, sizeof d->detail, "manifest valid for %.300s", d->path);
+        v->detail = d->detail;
+        return 0;
+    }
     if (j->kind == JOB_LOOKUP && (j->rc == 0 || j->rc == CG_E_NOTFOUND)) {
         if (j->validated)
             return 0;
@@ -441,11 +464,14 @@ static int job_finish(cg_http_gate_job *base, const cg_http_body_filter **local,
     if (j->rc < 0) {
         /* validation must never outlive the content it vouched for, and
          * unknown state is not served: refused, retry later */
-        cg_error("content_db: %s %s: %s", j->kind == JOB_LOOKUP ? "cannot look up"
-                 : "cannot clear the validated state of", j->what, j->err);
+        static const char *const verb[] = { "read", "cleared", "set" };
+        cg_error("content_db: validated state of %s cannot be %s: %s", j->what, verb[j->kind],
+                 j->err);
         snprintf(j->detail, sizeof j->detail, "content store unavailable: validated state "
-                 "of %.300s cannot be %s", j->what, j->kind == JOB_LOOKUP ? "read" : "cleared");
+                 "of %.300s cannot be %s", j->what, verb[j->kind]);
         *detail = j->detail;
+        if (j->kind == JOB_VALIDATE)
+            j->v->detail = j->detail;
         return 503;
     }
     hand_over(j->u); /* PUT: to select_filter, which runs next on this thread */
@@ -472,6 +498,28 @@ static int start_job(int kind, const cg_http_request_view *req, const char *key,
         key_of(req->dest, j->dest, sizeof j->dest);
     j->collection = is_collection(req->path);
     *fctx = &j->base;
+    return CG_HTTP_GATE_WAIT;
+}
+
+/* The decoupled manifest checked out: marking the recorded upload
+ * validated is a job the gateway runs off the loop (http.h: on_end may
+ * answer CG_HTTP_GATE_WAIT, the filter's job hands it over). */
+static int validate_later(decoupled *d, const cg_manifest_item *it, cg_http_body_verdict *v)
+{
+    content_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        v->detail = "out of memory";
+        return 503;
+    }
+    j->base = (cg_http_gate_job){ .work = job_work, .finish = job_finish, .free = job_free };
+    j->kind = JOB_VALIDATE;
+    cg_strlcpy(j->key, d->path, sizeof j->key);
+    j->size = it->size;
+    memcpy(j->sha256, it->sha256, sizeof j->sha256);
+    cg_strlcpy(j->key_id, it->key_id, sizeof j->key_id);
+    j->d = d;
+    j->v = v;
+    d->job = &j->base;
     return CG_HTTP_GATE_WAIT;
 }
 
@@ -504,7 +552,9 @@ static int gate(const cg_http_request_view *req, const cg_http_body_filter **loc
                 *detail = "out of memory";
                 return 503;
             }
-            d->snap = req->snap;
+            /* the request's snapshot is released when its head is done;
+             * the manifest's key check at the end of the body needs it */
+            d->snap = cg_snapshot_ref((cg_snapshot *)req->snap);
             d->who = who;
             cg_strlcpy(d->path, key, sizeof d->path);
             *local = &decoupled_filter;

@@ -155,10 +155,13 @@ static void audit_request(http_sess *s, const char *reason)
                 r->txid);
 }
 
+static void gate_detach(http_sess *s);
+
 static void req_free(http_sess *s)
 {
     http_req *r = &s->r;
     cg_audit_release(&s->resv); /* a place no record took */
+    gate_detach(s);
     if (r->filter && r->filter->free)
         r->filter->free(r->fctx);
     r->filter = NULL;
@@ -395,6 +398,7 @@ typedef struct gate_wait {
     cg_snapshot *snap;
     char *if_out;
     const char *dest_canon;       /* in the session's path buffers */
+    bool local;                   /* for a local filter's on_end, not the gate */
 } gate_wait;
 
 static void gate_work(uv_work_t *w)
@@ -407,11 +411,22 @@ static void gate_wait_free(gate_wait *gw)
 {
     gw->job->free(gw->job);
     free(gw->if_out);
-    cg_snapshot_release(gw->snap);
+    if (gw->snap)
+        cg_snapshot_release(gw->snap);
     free(gw);
 }
 
 static void run_pending(http_sess *s);
+static void local_answer(http_sess *s, int st);
+
+/* The request ends before its job: the job finishes alone and is freed. */
+static void gate_detach(http_sess *s)
+{
+    if (s->gate) {
+        s->gate->s = NULL;
+        s->gate = NULL;
+    }
+}
 
 static void gate_done(uv_work_t *w, int status)
 {
@@ -427,21 +442,30 @@ static void gate_done(uv_work_t *w, int status)
             g = 500;
             gd = "content check asked to wait twice";
         }
-        gate_answered(s, &gw->v, g, lf, lctx, gd, gw->dest_canon, gw->if_out);
+        if (gw->local) { /* a local filter's on_end (no view, no forwarding) */
+            if (!s->r.verdict.detail)
+                s->r.verdict.detail = gd;
+            local_answer(s, g);
+        } else {
+            gate_answered(s, &gw->v, g, lf, lctx, gd, gw->dest_canon, gw->if_out);
+        }
         if (s->state == S_BODY) /* what the client sent while we waited */
             run_pending(s);
     }
     gate_wait_free(gw);
 }
 
-/* Takes snap and if_out: they live until the job is done. */
+/* Takes snap and if_out: they live until the job is done. Without a
+ * view (v NULL) the job is a local filter's on_end. */
 static void gate_wait_start(http_sess *s, const cg_http_request_view *v, void *job,
                             cg_snapshot *snap, char *if_out, const char *dest_canon)
 {
-    gate_wait *gw = calloc(1, sizeof *gw);
+    gate_wait *gw = job ? calloc(1, sizeof *gw) : NULL;
     if (gw) {
-        *gw = (gate_wait){ .s = s, .job = job, .v = *v, .snap = snap, .if_out = if_out,
-                           .dest_canon = dest_canon };
+        *gw = (gate_wait){ .s = s, .job = job, .snap = snap, .if_out = if_out,
+                           .dest_canon = dest_canon, .local = !v };
+        if (v)
+            gw->v = *v;
         gw->work.data = gw;
         if (uv_queue_work(cg_conn_loop(s->c), &gw->work, gate_work, gate_done) == 0) {
             s->gate = gw;
@@ -451,9 +475,11 @@ static void gate_wait_start(http_sess *s, const cg_http_request_view *v, void *j
         gw->s = NULL;
         gate_wait_free(gw);
     } else {
-        ((cg_http_gate_job *)job)->free(job);
+        if (job)
+            ((cg_http_gate_job *)job)->free(job);
         free(if_out);
-        cg_snapshot_release(snap);
+        if (snap)
+            cg_snapshot_release(snap);
     }
     http_error(s, 503, "content check could not start", NULL, NULL, false);
 }
@@ -746,6 +772,16 @@ static void local_end(http_sess *s)
     http_req *r = &s->r;
     r->body_done = true;
     int st = r->filter && r->filter->on_end ? r->filter->on_end(r->fctx, &r->verdict) : 0;
+    if (st == CG_HTTP_GATE_WAIT && r->filter->job) {
+        gate_wait_start(s, NULL, r->filter->job(r->fctx), NULL, NULL, NULL);
+        return;
+    }
+    local_answer(s, st);
+}
+
+static void local_answer(http_sess *s, int st)
+{
+    http_req *r = &s->r;
     if (st == 0)
         st = 200;
     if (st >= 400)
@@ -1392,10 +1428,6 @@ static void http_drain(cg_conn *c)
 static void http_close(cg_conn *c)
 {
     http_sess *s = cg_conn_session(c);
-    if (s->gate) { /* its job finishes on the pool and is then freed */
-        s->gate->s = NULL;
-        s->gate = NULL;
-    }
     if (s->state == S_BODY || s->state == S_WAIT_RESP || s->state == S_CONNECTING ||
         s->state == S_GATE) {
         if (s->r.status == 0)

@@ -55,6 +55,11 @@ typedef struct cg_http_body_filter {
      * filter saw is now stored (2xx) or not. Not called when the request
      * failed before an answer. */
     void (*on_response)(void *fctx, int status);
+    /* Optional, for the local filter of a gate (CG_HTTP_GATE_LOCAL): its
+     * on_end may answer CG_HTTP_GATE_WAIT when the answer needs blocking
+     * work; job then hands that work over (a cg_http_gate_job, below),
+     * run as a gate's is, finish's return being on_end's. */
+    struct cg_http_gate_job *(*job)(void *fctx);
     void (*free)(void *fctx);
 } cg_http_body_filter;
 

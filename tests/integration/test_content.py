@@ -399,9 +399,15 @@ def test_a_write_whose_validated_state_cannot_be_cleared_is_refused(gw, pki, ngi
     body = b'validated before the lock\n'
     validated(gw, pki, keys, path, body)
     fresh = f'{site}/signed/locked-new.txt'
+    pending = f'{site}/signed/locked-pending.txt'
+    assert put(gw, pki, pending, body)[0] in (201, 204)
+    pending_xml = base64.b64decode(manifest(gw, keys, 'alice', 'ak', pending, body))
     seen = len(nginx_lines(nginx, path)), len(nginx_lines(nginx, fresh))
     lock = HeldWriteLock(gw.dir / 'content.db')
     try:
+        # a decoupled manifest cannot be recorded either: 503, not validated
+        st, _, why = post_manifest(gw, pki, pending, pending_xml)
+        assert st == 503 and b'cannot be set' in why, (st, why)
         for method, target, data in (('PUT', fresh, b'new'), ('DELETE', path, None),
                                      ('PATCH', path, b'x'), ('POST', path, b'x')):
             st, h, why = cg.https(gw.addr('content'), cg.client_context(pki, 'alice'), method,
@@ -417,9 +423,12 @@ def test_a_write_whose_validated_state_cannot_be_cleared_is_refused(gw, pki, ngi
         (seen[0] + 1, seen[1]), nginx_lines(nginx, path)
     assert stored(nginx, fresh) is None
     assert stored(nginx, path) == body
-    # with the lock gone, writes clear the state again
+    # with the lock gone, writes clear the state again, manifests set it
     assert put(gw, pki, path, body)[0] in (201, 204)
     assert get(gw, pki, path)[0] == 403
+    assert get(gw, pki, pending)[0] == 403
+    assert post_manifest(gw, pki, pending, pending_xml)[0] == 200
+    assert get(gw, pki, pending)[0] == 200
     assert gw.alive()
 
 
