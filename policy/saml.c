@@ -23,6 +23,7 @@
 #include "cg_error.h"
 #include "cg_util.h"
 #include "saml.h"
+#include "xml_safe.h"
 
 #define NS_SAML "urn:oasis:names:tc:SAML:2.0:assertion"
 #define NS_DSIG "http://www.w3.org/2000/09/xmldsig#"
@@ -419,7 +420,9 @@ static int check_subject(const cg_saml_verifier *v, xmlNodePtr root, int64_t now
         *error_r = "SAML Subject needs exactly one plain-text NameID";
         return CG_E_AUTH;
     }
-    /* SAML profiles 4.1.4.2: a bearer confirmation with a NotOnOrAfter */
+    /* SAML profiles 4.1.4.2: a bearer confirmation with a NotOnOrAfter
+     * and our Recipient */
+    bool wrong_recipient = false;
     for (xmlNodePtr sc = subj->children; sc; sc = sc->next) {
         if (!is_el(sc, "SubjectConfirmation", NS_SAML))
             continue;
@@ -432,23 +435,30 @@ static int check_subject(const cg_saml_verifier *v, xmlNodePtr root, int64_t now
         int64_t t, nbt;
         xmlChar *na = xmlGetNoNsProp(scd, BAD_CAST "NotOnOrAfter");
         xmlChar *nb = xmlGetNoNsProp(scd, BAD_CAST "NotBefore");
+        /* profiles 4.1.4.2: the bearer's Recipient is the URL the assertion
+         * was made for; one made for another service provider that shares
+         * our IdP and audience string must not be replayed here */
+        xmlChar *rcpt = xmlGetNoNsProp(scd, BAD_CAST "Recipient");
         bool ok = na && parse_time(na, &t) == 0 && now - (int64_t)v->skew < t &&
                   (!nb || (parse_time(nb, &nbt) == 0 && now + (int64_t)v->skew >= nbt));
+        bool ours = rcpt && xmlStrEqual(rcpt, BAD_CAST v->audience);
         xmlFree(na);
         xmlFree(nb);
+        xmlFree(rcpt);
+        if (ok && !ours) {
+            wrong_recipient = true;
+            continue;
+        }
         if (ok) {
             if (t < res->expires)
                 res->expires = t;
             return 0;
         }
     }
-    *error_r = "SAML assertion has no current bearer SubjectConfirmation";
+    *error_r = wrong_recipient
+                   ? "SAML bearer SubjectConfirmation is for another Recipient"
+                   : "SAML assertion has no current bearer SubjectConfirmation";
     return CG_E_AUTH;
-}
-
-static bool has_doctype(const char *xml, size_t len)
-{
-    return memmem(xml, len, "<!DOCTYPE", 9) || memmem(xml, len, "<!ENTITY", 8);
 }
 
 int cg_saml_verify_xml(const cg_saml_verifier *v, const char *xml, size_t len,
@@ -459,27 +469,19 @@ int cg_saml_verify_xml(const cg_saml_verifier *v, const char *xml, size_t len,
         error_r = &dummy;
     memset(out, 0, sizeof *out);
     out->expires = INT64_MAX;
-    if (len > CG_SAML_MAX_XML) {
-        *error_r = "SAML assertion too large";
+    static const cg_xml_limits limits = {
+        .what = "SAML assertion",
+        .max_bytes = CG_SAML_MAX_XML,
+        .max_depth = CG_SAML_MAX_DEPTH,
+    };
+    xmlDocPtr doc = NULL;
+    if (cg_xml_parse_untrusted(xml, len, &limits, &doc, error_r) < 0)
         return CG_E_AUTH;
-    }
-    /* libxml2 2.9: no option turns entity declarations off, so a DOCTYPE
-     * (billion laughs, external entities) is refused before parsing. */
-    if (has_doctype(xml, len)) {
-        *error_r = "SAML assertion must not have a DOCTYPE";
-        return CG_E_AUTH;
-    }
     xmlSetStructuredErrorFunc(NULL, xml_quiet); /* per thread in libxml2 */
-    xmlDocPtr doc = xmlReadMemory(xml, (int)len, "assertion.xml", NULL,
-                                  XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-    if (!doc) {
-        *error_r = "SAML assertion is not well-formed XML";
-        return CG_E_AUTH;
-    }
     int rc = CG_E_AUTH;
     xmlChar *id = NULL, *ver = NULL;
     xmlNodePtr root = xmlDocGetRootElement(doc);
-    if (doc->intSubset || doc->extSubset || !root || !is_el(root, "Assertion", NS_SAML)) {
+    if (!root || !is_el(root, "Assertion", NS_SAML)) {
         *error_r = "SAML credentials are not a saml:Assertion";
         goto out;
     }

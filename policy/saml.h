@@ -14,6 +14,8 @@
 /* Largest decoded assertion accepted (bytes). */
 #define CG_SAML_MAX_XML 65536
 #define CG_SAML_NAME_MAX 256
+/* Deepest element nesting accepted (the Signature reaches level 6). */
+#define CG_SAML_MAX_DEPTH 16
 
 /* Once per process, from main, after xmlInitParser() and before any
  * worker thread starts: initialises xmlsec and its OpenSSL backend.

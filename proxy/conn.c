@@ -57,6 +57,7 @@ static atomic_uint_fast64_t g_next_id = 1;
 
 const cg_conn_info *cg_conn_info_of(const cg_conn *c) { return &c->info; }
 void *cg_conn_session(cg_conn *c) { return c->session; }
+uv_loop_t *cg_conn_loop(cg_conn *c) { return &c->w->loop; }
 
 static void teardown(cg_conn *c);
 static void do_close(cg_conn *c);

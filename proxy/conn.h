@@ -76,6 +76,9 @@ typedef struct cg_conn_info {
 
 const cg_conn_info *cg_conn_info_of(const cg_conn *c);
 void *cg_conn_session(cg_conn *c);
+/* The worker loop the connection lives on: for work handed to libuv's
+ * thread pool (uv_queue_work), whose completion runs on this loop. */
+struct uv_loop_s *cg_conn_loop(cg_conn *c);
 
 /* Queue bytes toward a side (encrypting for TLS). Returns 0, or a negative
  * code when the side is closed. */

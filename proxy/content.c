@@ -9,7 +9,14 @@
  *  - a POST of application/vnd.cpmgate.manifest+xml is answered here
  *    (decoupled upload): 200 when it matches what was recorded, else 422;
  *  - GET/HEAD under a signed-only pattern is served only when validated;
- *  - DELETE and MOVE forget, COPY and MOVE targets lose validated state. */
+ *  - DELETE and MOVE forget, COPY and MOVE targets lose validated state,
+ *    and every other method not known to leave content as it is clears
+ *    it; a write whose state cannot be cleared is refused with 503.
+ * The gate's content_db calls and the decoupled manifest's run on libuv's
+ * thread pool while the request waits (http.h CG_HTTP_GATE_WAIT). The
+ * record of a stored upload (on_response) is still written on the loop:
+ * the client may ask for the path as soon as it has the answer, so the
+ * record must be in before control returns to the loop. */
 #include "content.h"
 
 #include <openssl/evp.h>
@@ -153,12 +160,13 @@ typedef struct decoupled {
     char buf[CG_MANIFEST_MAX_BYTES];
     size_t len;
     bool too_long;
-    const cg_snapshot *snap;
+    cg_snapshot *snap;         /* a reference: who points into it */
     const cg_principal *who;
     char path[CG_CONTENT_MAX_PATH + 1];
     char key_id[129];
     char sha_hex[65];
     char detail[400];
+    cg_http_gate_job *job;     /* made by on_end, until the gateway takes it */
 } decoupled;
 
 static int dc_data(void *fctx, const uint8_t *buf, size_t len, cg_http_body_verdict *v)
@@ -182,6 +190,8 @@ static int refuse(decoupled *d, cg_http_body_verdict *v, const char *what, const
     return 422;
 }
 
+static int validate_later(decoupled *d, const cg_manifest_item *it, cg_http_body_verdict *v);
+
 static int dc_end(void *fctx, cg_http_body_verdict *v)
 {
     decoupled *d = fctx;
@@ -203,34 +213,31 @@ static int dc_end(void *fctx, cg_http_body_verdict *v)
         status = refuse(d, v, "signature refused", err);
         goto out;
     }
-    cg_content_store *cs = store();
-    if (!cs) {
-        v->detail = "content store unavailable";
-        status = 503;
-        goto out;
-    }
-    int rc = cg_content_mark_validated(cs, d->path, it->size, it->sha256, it->key_id, &err);
-    if (rc == CG_E_NOTFOUND)
-        status = refuse(d, v, "no upload recorded for this path", NULL);
-    else if (rc < 0)
-        status = refuse(d, v, "recorded upload differs", err);
-    else {
-        v->validation = "valid";
-        snprintf(d->detail, sizeof d->detail, "manifest valid for %.300s", d->path);
-        v->detail = d->detail;
-    }
+    status = validate_later(d, it, v); /* content_db: off the loop */
 out:
     cg_manifest_free(m);
     return status;
 }
 
+static cg_http_gate_job *dc_job(void *fctx)
+{
+    decoupled *d = fctx;
+    cg_http_gate_job *j = d->job;
+    d->job = NULL;
+    return j;
+}
+
 static void dc_free(void *fctx)
 {
-    free(fctx);
+    decoupled *d = fctx;
+    if (d->job)
+        d->job->free(d->job);
+    cg_snapshot_release(d->snap);
+    free(d);
 }
 
 static const cg_http_body_filter decoupled_filter = {
-    .on_data = dc_data, .on_end = dc_end, .free = dc_free,
+    .on_data = dc_data, .on_end = dc_end, .job = dc_job, .free = dc_free,
 };
 
 /* ---- the gate ------------------------------------------------------------ */
@@ -319,10 +326,206 @@ static int put_gate(const cg_http_request_view *req, void **fctx, const char **d
     return 0;
 }
 
+/* Methods known to leave every resource's content as it is: RFC 9110's
+ * safe methods, WebDAV's PROPFIND, PROPPATCH (dead properties only) and
+ * UNLOCK (RFC 4918), REPORT (RFC 3253) and SEARCH (RFC 5323). Any other
+ * method, known or not, is taken to change content. */
+static bool leaves_content(const char *m)
+{
+    static const char *const same[] = { "GET", "HEAD", "OPTIONS", "TRACE", "PROPFIND",
+                                        "PROPPATCH", "UNLOCK", "REPORT", "SEARCH" };
+    for (size_t i = 0; i < CG_ARRAY_LEN(same); i++)
+        if (strcmp(m, same[i]) == 0)
+            return true;
+    return false;
+}
+
+/* ---- content_db work off the worker loop ---------------------------------- */
+
+/* SQLite waits up to its busy timeout (5 s) for a lock another process or
+ * thread holds; on the worker's loop that would stall every connection of
+ * the worker. So the gate's content_db work is a job run on libuv's
+ * thread pool (http.h: CG_HTTP_GATE_WAIT) while the request waits, and
+ * finish answers on the loop. The job holds copies, never the view. */
+enum { JOB_LOOKUP, JOB_CHANGE, JOB_VALIDATE };
+
+typedef struct content_job {
+    cg_http_gate_job base;     /* first: the job is passed as this */
+    int kind;
+    char method[24];
+    char key[CG_CONTENT_MAX_PATH + 1];
+    char dest[CG_CONTENT_MAX_PATH + 1];   /* COPY/MOVE target key, "" when none */
+    bool collection;
+    upload *u;                 /* PUT: its upload context, to the body filter */
+    /* JOB_VALIDATE: the manifest item, and where its answer goes (only
+     * finish uses these, and it runs only while the request lives) */
+    uint64_t size;
+    uint8_t sha256[32];
+    char key_id[129];
+    decoupled *d;
+    cg_http_body_verdict *v;
+    /* the outcome (work) */
+    int rc;
+    bool validated;
+    const char *what;          /* the key a failure concerns */
+    char err[200];
+    char detail[400];
+} content_job;
+
+/* The content_db side of a method that may change content: DELETE and
+ * MOVE remove the records (MOVE's and a collection's whole subtree), COPY
+ * and MOVE remove the target's, everything else (PUT, POST, PATCH, MKCOL,
+ * LOCK, extensions) clears the validated state of the path, and of what
+ * lies below it when the path is a collection. */
+static int change_state(cg_content_store *cs, content_job *j, const char **err)
+{
+    bool move = strcmp(j->method, "MOVE") == 0, copy = strcmp(j->method, "COPY") == 0;
+    int rc = 0;
+    if ((move || copy) && j->dest[0]) {
+        j->what = j->dest;
+        rc = cg_content_forget(cs, j->dest, true, err);
+    }
+    if (rc < 0)
+        return rc;
+    j->what = j->key;
+    if (move || strcmp(j->method, "DELETE") == 0)
+        return cg_content_forget(cs, j->key, move || j->collection, err);
+    if (!copy)
+        return cg_content_clear(cs, j->key, j->collection, err);
+    return 0;
+}
+
+static void job_work(cg_http_gate_job *base)
+{
+    content_job *j = (content_job *)base;
+    cg_content_store *cs = store();
+    const char *err = NULL;
+    j->what = j->key;
+    if (!cs) {
+        j->rc = CG_E_UNAVAIL;
+        err = "content store unavailable";
+    } else if (j->kind == JOB_LOOKUP) {
+        cg_content_rec rec;
+        j->rc = cg_content_lookup(cs, j->key, &rec, &err);
+        j->validated = j->rc == 0 && rec.validated;
+    } else if (j->kind == JOB_VALIDATE) {
+        j->rc = cg_content_mark_validated(cs, j->key, j->size, j->sha256, j->key_id, &err);
+    } else {
+        j->rc = change_state(cs, j, &err);
+    }
+    cg_strlcpy(j->err, err ? err : "", sizeof j->err);
+}
+
+static void job_free(cg_http_gate_job *base)
+{
+    content_job *j = (content_job *)base;
+    if (j->u)
+        up_free(j->u);
+    free(j);
+}
+
+/* The gate leaves a PUT's upload context here for the filter selection
+ * that follows it on the same thread for the same request. */
+static _Thread_local upload *pending_upload;
+
+static void hand_over(upload *u)
+{
+    if (pending_upload)
+        up_free(pending_upload);
+    pending_upload = u;
+}
+
+static int job_finish(cg_http_gate_job *base, const cg_http_body_filter **local, void **fctx,
+                      const char **detail)
+{
+    content_job *j = (content_job *)base;
+    (void)local, (void)fctx;
+    if (j->kind == JOB_VALIDATE && j->rc != CG_E_UNAVAIL && j->rc != CG_E_DB &&
+        j->rc != CG_E_BUSY) {
+        decoupled *d = j->d;
+        cg_http_body_verdict *v = j->v;
+        if (j->rc == CG_E_NOTFOUND)
+            return refuse(d, v, "no upload recorded for this path", NULL);
+        if (j->rc < 0)
+            return refuse(d, v, "recorded upload differs", j->err);
+        v->validation = "valid";
+        snprintf(d->detail, sizeof d->detail, "manifest valid for %.300s", d->path);
+        v->detail = d->detail;
+        return 0;
+    }
+    if (j->kind == JOB_LOOKUP && (j->rc == 0 || j->rc == CG_E_NOTFOUND)) {
+        if (j->validated)
+            return 0;
+        snprintf(j->detail, sizeof j->detail,
+                 "content under a signed-only path is not validated: %.300s", j->key);
+        *detail = j->detail;
+        return 403;
+    }
+    if (j->rc < 0) {
+        /* validation must never outlive the content it vouched for, and
+         * unknown state is not served: refused, retry later */
+        static const char *const verb[] = { "read", "cleared", "set" };
+        cg_error("content_db: validated state of %s cannot be %s: %s", j->what, verb[j->kind],
+                 j->err);
+        snprintf(j->detail, sizeof j->detail, "content store unavailable: validated state "
+                 "of %.300s cannot be %s", j->what, verb[j->kind]);
+        *detail = j->detail;
+        if (j->kind == JOB_VALIDATE)
+            j->v->detail = j->detail;
+        return 503;
+    }
+    hand_over(j->u); /* PUT: to select_filter, which runs next on this thread */
+    j->u = NULL;
+    return 0;
+}
+
+static int start_job(int kind, const cg_http_request_view *req, const char *key, upload *u,
+                     void **fctx, const char **detail)
+{
+    content_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        if (u)
+            up_free(u);
+        *detail = "out of memory";
+        return 503;
+    }
+    j->base = (cg_http_gate_job){ .work = job_work, .finish = job_finish, .free = job_free };
+    j->kind = kind;
+    j->u = u;
+    cg_strlcpy(j->method, req->method, sizeof j->method);
+    cg_strlcpy(j->key, key, sizeof j->key);
+    if (req->dest)
+        key_of(req->dest, j->dest, sizeof j->dest);
+    j->collection = is_collection(req->path);
+    *fctx = &j->base;
+    return CG_HTTP_GATE_WAIT;
+}
+
+/* The decoupled manifest checked out: marking the recorded upload
+ * validated is a job the gateway runs off the loop (http.h: on_end may
+ * answer CG_HTTP_GATE_WAIT, the filter's job hands it over). */
+static int validate_later(decoupled *d, const cg_manifest_item *it, cg_http_body_verdict *v)
+{
+    content_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        v->detail = "out of memory";
+        return 503;
+    }
+    j->base = (cg_http_gate_job){ .work = job_work, .finish = job_finish, .free = job_free };
+    j->kind = JOB_VALIDATE;
+    cg_strlcpy(j->key, d->path, sizeof j->key);
+    j->size = it->size;
+    memcpy(j->sha256, it->sha256, sizeof j->sha256);
+    cg_strlcpy(j->key_id, it->key_id, sizeof j->key_id);
+    j->d = d;
+    j->v = v;
+    d->job = &j->base;
+    return CG_HTTP_GATE_WAIT;
+}
+
 static int gate(const cg_http_request_view *req, const cg_http_body_filter **local, void **fctx,
                 const char **detail)
 {
-    static _Thread_local char why[400];
     const char *m = req->method;
     const cg_principal *who = cg_snapshot_principal_by_name(req->snap, req->principal);
     if (!who) {
@@ -331,88 +534,53 @@ static int gate(const cg_http_request_view *req, const cg_http_body_filter **loc
     }
     char key[CG_CONTENT_MAX_PATH + 1];
     key_of(req->path, key, sizeof key);
-    cg_content_store *cs = NULL;
-    const char *err = NULL;
 
     if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0) {
         if (!signed_only(req->snap, req->path, req->principal))
             return 0;
-        cg_content_rec rec;
-        cs = store();
-        if (cs && cg_content_lookup(cs, key, &rec, &err) == 0 && rec.validated)
-            return 0;
-        snprintf(why, sizeof why, "content under a signed-only path is not validated: %.300s", key);
-        *detail = why;
-        return 403;
+        return start_job(JOB_LOOKUP, req, key, NULL, fctx, detail);
     }
     if (strcmp(m, "POST") == 0) {
         size_t tl = 0;
         const char *ct = header(req, "content-type", &tl);
         size_t ml = sizeof MANIFEST_TYPE - 1;
-        if (!ct || tl < ml || strncasecmp(ct, MANIFEST_TYPE, ml) != 0 ||
-            (tl > ml && ct[ml] != ';' && ct[ml] != ' '))
-            return 0;
-        decoupled *d = calloc(1, sizeof *d);
-        if (!d) {
-            *detail = "out of memory";
-            return 503;
+        bool manifest = ct && tl >= ml && strncasecmp(ct, MANIFEST_TYPE, ml) == 0 &&
+                        (tl == ml || ct[ml] == ';' || ct[ml] == ' ');
+        if (manifest) {
+            decoupled *d = calloc(1, sizeof *d);
+            if (!d) {
+                *detail = "out of memory";
+                return 503;
+            }
+            /* the request's snapshot is released when its head is done;
+             * the manifest's key check at the end of the body needs it */
+            d->snap = cg_snapshot_ref((cg_snapshot *)req->snap);
+            d->who = who;
+            cg_strlcpy(d->path, key, sizeof d->path);
+            *local = &decoupled_filter;
+            *fctx = d;
+            return CG_HTTP_GATE_LOCAL;
         }
-        d->snap = req->snap;
-        d->who = who;
-        cg_strlcpy(d->path, key, sizeof d->path);
-        *local = &decoupled_filter;
-        *fctx = d;
-        return CG_HTTP_GATE_LOCAL;
     }
-    /* what changes content changes its validated state (SPEC 6) */
-    cs = store();
-    if (strcmp(m, "DELETE") == 0 || strcmp(m, "MOVE") == 0) {
-        if (cs && cg_content_forget(cs, key, is_collection(req->path) || strcmp(m, "MOVE") == 0,
-                                    &err) < 0)
-            cg_error("content_db: forget %s: %s", key, err ? err : "error");
-    }
-    if ((strcmp(m, "COPY") == 0 || strcmp(m, "MOVE") == 0) && req->dest) {
-        char dkey[CG_CONTENT_MAX_PATH + 1];
-        key_of(req->dest, dkey, sizeof dkey);
-        if (cs && cg_content_forget(cs, dkey, true, &err) < 0)
-            cg_error("content_db: forget %s: %s", dkey, err ? err : "error");
-    }
+    if (leaves_content(m))
+        return 0;
+    /* anything else may change content, so its validated state goes
+     * before the request is forwarded (SPEC 6); a PUT's manifest is
+     * checked first, so one refused for it changes nothing */
+    upload *u = NULL;
     if (strcmp(m, "PUT") == 0) {
-        if (cs && cg_content_clear(cs, key, false, &err) < 0)
-            cg_error("content_db: clear %s: %s", key, err ? err : "error");
-        void *u = NULL;
-        int st = put_gate(req, &u, detail, who);
+        int st = put_gate(req, (void **)&u, detail, who);
         if (st)
             return st;
-        /* handed to the body filter selection below, through the slot */
-        *fctx = u;
-        *local = NULL;
-        return 0;
     }
-    return 0;
+    return start_job(JOB_CHANGE, req, key, u, fctx, detail);
 }
-
-/* The gate leaves a PUT's upload context here for the filter selection
- * that follows it on the same thread for the same request. */
-static _Thread_local upload *pending_upload;
 
 static int gate_hook(const cg_http_request_view *req, const cg_http_body_filter **local,
                      void **fctx, const char **detail)
 {
-    void *ctx = NULL;
-    const cg_http_body_filter *lf = NULL;
-    if (pending_upload) {
-        up_free(pending_upload);
-        pending_upload = NULL;
-    }
-    int rc = gate(req, &lf, &ctx, detail);
-    if (rc == CG_HTTP_GATE_LOCAL) {
-        *local = lf;
-        *fctx = ctx;
-    } else if (rc == 0 && ctx) {
-        pending_upload = ctx;
-    }
-    return rc;
+    hand_over(NULL); /* what an earlier request left, unclaimed */
+    return gate(req, local, fctx, detail);
 }
 
 static const cg_http_body_filter *select_filter(const cg_http_request_view *req, void **fctx)

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <uv.h>
+
 #include "acl.h"
 #include "audit.h"
 #include "cg_error.h"
@@ -24,7 +26,8 @@
 #include "http_parse.h"
 #include "http_path.h"
 
-enum { S_HEAD, S_CONNECTING, S_BODY, S_WAIT_RESP, S_CLOSING };
+/* S_GATE: the request gate's work runs off the loop (http.h WAIT) */
+enum { S_HEAD, S_CONNECTING, S_BODY, S_WAIT_RESP, S_CLOSING, S_GATE };
 
 /* Pipelined bytes held while a request is in flight (reading is paused,
  * so at most one read beyond the head limit arrives). */
@@ -66,6 +69,8 @@ typedef struct http_sess {
     int state;
     cg_http_parser req, resp;
     uint64_t nreq;
+    cg_audit_resv resv;   /* the place of this request's audit record (SPEC 5) */
+    struct gate_wait *gate; /* S_GATE: the gate's job on the thread pool */
     http_req r;
     uint8_t *pend;
     size_t plen, pcap;
@@ -145,14 +150,18 @@ static void audit_request(http_sess *s, const char *reason)
     a.reason = reason;
     if (r->decision)
         cg_metrics_operation("http", r->decision);
-    if (cg_audit_submit(&a) < 0)
+    if (cg_audit_commit(&s->resv, &a) < 0)
         cg_warn("conn=%llu txid=%s audit record not stored", (unsigned long long)ci->id,
                 r->txid);
 }
 
+static void gate_detach(http_sess *s);
+
 static void req_free(http_sess *s)
 {
     http_req *r = &s->r;
+    cg_audit_release(&s->resv); /* a place no record took */
+    gate_detach(s);
     if (r->filter && r->filter->free)
         r->filter->free(r->fctx);
     r->filter = NULL;
@@ -350,6 +359,131 @@ static bool request_buffers(http_sess *s)
     return true;
 }
 
+/* The gate's answer: 0 forwards the request, CG_HTTP_GATE_LOCAL answers
+ * it here, a status refuses it. */
+static void gate_answered(http_sess *s, const cg_http_request_view *v, int g,
+                          const cg_http_body_filter *lf, void *lctx, const char *gd,
+                          const char *dest_canon, const char *if_out)
+{
+    http_req *r = &s->r;
+    if (g == CG_HTTP_GATE_LOCAL) {
+        r->filter = lf;
+        r->fctx = lctx;
+        start_local(s);
+        return;
+    }
+    if (g) {
+        if (g >= 400)
+            r->decision = "deny";
+        http_error(s, g, gd ? gd : "refused", NULL, NULL, false);
+        return;
+    }
+    if (g_filter_select) {
+        r->filter = g_filter_select(v, &r->fctx);
+        r->hold_last = r->filter && r->has_body && s->req.head.framing == CG_HTTP_BODY_LENGTH;
+    }
+    if (build_request_head(s, dest_canon, if_out) < 0)
+        return;
+    start_forwarding(s);
+}
+
+/* A gate job on libuv's thread pool (http.h CG_HTTP_GATE_WAIT). The
+ * request waits in S_GATE; its view points into the session and the
+ * snapshot, both kept until the job is done. */
+typedef struct gate_wait {
+    uv_work_t work;
+    http_sess *s;                 /* NULL once the connection closed */
+    cg_http_gate_job *job;
+    cg_http_request_view v;
+    cg_snapshot *snap;
+    char *if_out;
+    const char *dest_canon;       /* in the session's path buffers */
+    bool local;                   /* for a local filter's on_end, not the gate */
+} gate_wait;
+
+static void gate_work(uv_work_t *w)
+{
+    gate_wait *gw = w->data;
+    gw->job->work(gw->job);
+}
+
+static void gate_wait_free(gate_wait *gw)
+{
+    gw->job->free(gw->job);
+    free(gw->if_out);
+    if (gw->snap)
+        cg_snapshot_release(gw->snap);
+    free(gw);
+}
+
+static void run_pending(http_sess *s);
+static void local_answer(http_sess *s, int st);
+
+/* The request ends before its job: the job finishes alone and is freed. */
+static void gate_detach(http_sess *s)
+{
+    if (s->gate) {
+        s->gate->s = NULL;
+        s->gate = NULL;
+    }
+}
+
+static void gate_done(uv_work_t *w, int status)
+{
+    gate_wait *gw = w->data;
+    http_sess *s = gw->s;
+    if (s) {
+        s->gate = NULL;
+        const cg_http_body_filter *lf = NULL;
+        void *lctx = NULL;
+        const char *gd = "content check could not run";
+        int g = status == 0 ? gw->job->finish(gw->job, &lf, &lctx, &gd) : 503;
+        if (g == CG_HTTP_GATE_WAIT) {
+            g = 500;
+            gd = "content check asked to wait twice";
+        }
+        if (gw->local) { /* a local filter's on_end (no view, no forwarding) */
+            if (!s->r.verdict.detail)
+                s->r.verdict.detail = gd;
+            local_answer(s, g);
+        } else {
+            gate_answered(s, &gw->v, g, lf, lctx, gd, gw->dest_canon, gw->if_out);
+        }
+        if (s->state == S_BODY) /* what the client sent while we waited */
+            run_pending(s);
+    }
+    gate_wait_free(gw);
+}
+
+/* Takes snap and if_out: they live until the job is done. Without a
+ * view (v NULL) the job is a local filter's on_end. */
+static void gate_wait_start(http_sess *s, const cg_http_request_view *v, void *job,
+                            cg_snapshot *snap, char *if_out, const char *dest_canon)
+{
+    gate_wait *gw = job ? calloc(1, sizeof *gw) : NULL;
+    if (gw) {
+        *gw = (gate_wait){ .s = s, .job = job, .snap = snap, .if_out = if_out,
+                           .dest_canon = dest_canon, .local = !v };
+        if (v)
+            gw->v = *v;
+        gw->work.data = gw;
+        if (uv_queue_work(cg_conn_loop(s->c), &gw->work, gate_work, gate_done) == 0) {
+            s->gate = gw;
+            s->state = S_GATE;
+            return;
+        }
+        gw->s = NULL;
+        gate_wait_free(gw);
+    } else {
+        if (job)
+            ((cg_http_gate_job *)job)->free(job);
+        free(if_out);
+        if (snap)
+            cg_snapshot_release(snap);
+    }
+    http_error(s, 503, "content check could not start", NULL, NULL, false);
+}
+
 static void handle_request(http_sess *s)
 {
     cg_conn *c = s->c;
@@ -412,7 +546,7 @@ static void handle_request(http_sess *s)
         }
         return;
     }
-    if (!cg_audit_available()) {
+    if (cg_audit_reserve(&s->resv) < 0) {
         /* SPEC 5, audit_fail = closed: nothing unrecorded happens */
         http_error(s, 503, "audit log unavailable", NULL, NULL, true);
         return;
@@ -552,32 +686,16 @@ static void handle_request(http_sess *s)
                           : h->framing == CG_HTTP_BODY_NONE ? 0 : UINT64_MAX,
         .snap = snap, .dest = r->dest, .header = hdr_lookup, .hctx = &s->req,
     };
-    if (g_gate) {
-        /* content validation (SPEC 6): may refuse, or answer itself */
-        const cg_http_body_filter *lf = NULL;
-        void *lctx = NULL;
-        const char *gd = NULL;
-        int g = g_gate(&v, &lf, &lctx, &gd);
-        if (g == CG_HTTP_GATE_LOCAL) {
-            r->filter = lf;
-            r->fctx = lctx;
-            start_local(s);
-            goto out;
-        }
-        if (g) {
-            if (g >= 400)
-                r->decision = "deny";
-            http_error(s, g, gd ? gd : "refused", NULL, NULL, false);
-            goto out;
-        }
+    const cg_http_body_filter *lf = NULL;
+    void *lctx = NULL;
+    const char *gd = NULL;
+    /* content validation (SPEC 6): may refuse, answer itself, or wait */
+    int g = g_gate ? g_gate(&v, &lf, &lctx, &gd) : 0;
+    if (g == CG_HTTP_GATE_WAIT) {
+        gate_wait_start(s, &v, lctx, snap, if_out, dest_canon);
+        return; /* snap and if_out go with the wait */
     }
-    if (g_filter_select) {
-        r->filter = g_filter_select(&v, &r->fctx);
-        r->hold_last = r->filter && r->has_body && h->framing == CG_HTTP_BODY_LENGTH;
-    }
-    if (build_request_head(s, dest_canon, if_out) < 0)
-        goto out;
-    start_forwarding(s);
+    gate_answered(s, &v, g, lf, lctx, gd, dest_canon, if_out);
 out:
     free(if_out);
     cg_snapshot_release(snap);
@@ -654,6 +772,16 @@ static void local_end(http_sess *s)
     http_req *r = &s->r;
     r->body_done = true;
     int st = r->filter && r->filter->on_end ? r->filter->on_end(r->fctx, &r->verdict) : 0;
+    if (st == CG_HTTP_GATE_WAIT && r->filter->job) {
+        gate_wait_start(s, NULL, r->filter->job(r->fctx), NULL, NULL, NULL);
+        return;
+    }
+    local_answer(s, st);
+}
+
+static void local_answer(http_sess *s, int st)
+{
+    http_req *r = &s->r;
     if (st == 0)
         st = 200;
     if (st >= 400)
@@ -1129,12 +1257,13 @@ static void http_client_eof(cg_conn *c)
     if (!s->ready || s->state == S_CLOSING)
         return;
     s->client_eof = true;
-    if ((s->state == S_WAIT_RESP || s->state == S_CONNECTING) && s->r.body_done) {
+    if ((s->state == S_WAIT_RESP || s->state == S_CONNECTING || s->state == S_GATE) &&
+        s->r.body_done) {
         /* a client may half-close after its requests: the answers (also
          * to those still pending) go out, then the connection closes */
         return;
     }
-    if (s->state == S_BODY || s->state == S_CONNECTING) {
+    if (s->state == S_BODY || s->state == S_CONNECTING || s->state == S_GATE) {
         s->state = S_CLOSING;
         cg_conn_upstream_release(c, false);
         s->r.status = 400;
@@ -1299,7 +1428,8 @@ static void http_drain(cg_conn *c)
 static void http_close(cg_conn *c)
 {
     http_sess *s = cg_conn_session(c);
-    if (s->state == S_BODY || s->state == S_WAIT_RESP || s->state == S_CONNECTING) {
+    if (s->state == S_BODY || s->state == S_WAIT_RESP || s->state == S_CONNECTING ||
+        s->state == S_GATE) {
         if (s->r.status == 0)
             s->r.status = 499;
         audit_request(s, "connection closed before the answer");

@@ -55,6 +55,11 @@ typedef struct cg_http_body_filter {
      * filter saw is now stored (2xx) or not. Not called when the request
      * failed before an answer. */
     void (*on_response)(void *fctx, int status);
+    /* Optional, for the local filter of a gate (CG_HTTP_GATE_LOCAL): its
+     * on_end may answer CG_HTTP_GATE_WAIT when the answer needs blocking
+     * work; job then hands that work over (a cg_http_gate_job, below),
+     * run as a gate's is, finish's return being on_end's. */
+    struct cg_http_gate_job *(*job)(void *fctx);
     void (*free)(void *fctx);
 } cg_http_body_filter;
 
@@ -79,6 +84,24 @@ typedef int (*cg_http_gate_fn)(const cg_http_request_view *req,
                                const cg_http_body_filter **local, void **fctx,
                                const char **detail);
 void cg_http_set_gate(cg_http_gate_fn fn);
+
+/* A gate whose answer needs blocking work (content_db: SQLite waits up to
+ * its busy timeout for a lock) returns CG_HTTP_GATE_WAIT with *fctx
+ * pointing to a cg_http_gate_job, so the worker loop is not stalled. The
+ * gateway then holds the request (nothing of it is forwarded; what the
+ * client sends meanwhile is buffered), runs work on libuv's thread pool
+ * and then finish on the loop; finish answers as the gate would have
+ * (0, a status, or CG_HTTP_GATE_LOCAL; never WAIT). free follows finish,
+ * or comes alone when the connection closed meanwhile. work must not use
+ * the request view: the job carries copies of what it needs. */
+#define CG_HTTP_GATE_WAIT 2
+typedef struct cg_http_gate_job cg_http_gate_job;
+struct cg_http_gate_job {
+    void (*work)(cg_http_gate_job *j);
+    int (*finish)(cg_http_gate_job *j, const cg_http_body_filter **local, void **fctx,
+                  const char **detail);
+    void (*free)(cg_http_gate_job *j);
+};
 
 /* Bound on a buffered PROPFIND Depth: 1 multistatus answer (502 beyond). */
 #define CG_HTTP_MULTISTATUS_MAX (4u << 20)

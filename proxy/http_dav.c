@@ -12,7 +12,9 @@
 #include <libxml/tree.h>
 
 #include "cg_error.h"
+#include "http.h" /* CG_HTTP_MULTISTATUS_MAX */
 #include "http_path.h"
+#include "xml_safe.h"
 
 int cg_http_dav_url_path(const char *url, size_t len, const char *host,
                          size_t hostlen, bool https, const char **path,
@@ -133,18 +135,20 @@ int cg_http_dav_filter(const char *xml, size_t len, const char *host,
                        void *ctx, char **out, size_t *outlen, size_t *removed)
 {
     *removed = 0;
-    if (len > INT32_MAX)
-        return CG_E_PARSE;
-    /* no network, no DTD loading, no entity substitution (XML_PARSE_NOENT
-     * would turn it ON); a DOCTYPE at all is refused below */
-    int opts = XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING |
-               XML_PARSE_NOCDATA;
-    xmlDoc *doc = xmlReadMemory(xml, (int)len, "multistatus.xml", NULL, opts);
-    if (!doc)
+    /* the backend's answer is as untrusted as a client's body: one nginx
+     * misconfiguration or a file served as a multistatus away */
+    static const cg_xml_limits limits = {
+        .what = "multistatus answer",
+        .max_bytes = CG_HTTP_MULTISTATUS_MAX,
+        .max_depth = CG_HTTP_MULTISTATUS_MAX_DEPTH,
+    };
+    xmlDoc *doc = NULL;
+    const char *why;
+    if (cg_xml_parse_untrusted(xml, len, &limits, &doc, &why) < 0)
         return CG_E_PARSE;
     int rc = CG_E_PARSE;
     xmlNode *root = xmlDocGetRootElement(doc);
-    if (doc->intSubset || doc->extSubset || !root || !is_dav(root, "multistatus"))
+    if (!root || !is_dav(root, "multistatus"))
         goto done;
     for (xmlNode *n = root->children, *next; n; n = next) {
         next = n->next;

@@ -36,9 +36,11 @@ int cg_http_dav_rewrite_if(const char *in, size_t len, const char *host,
 /* Filters a multistatus body (RFC 4918 13): each DAV:response whose
  * DAV:href keep() refuses (called with the decoded, normalised path) is
  * removed; an href that does not normalise is removed too. Parsed with
- * libxml2 without network, DTD or entity expansion; a DOCTYPE is refused.
+ * cg_xml_parse_untrusted (no DTD, no entities, no network, at most
+ * CG_HTTP_MULTISTATUS_MAX bytes and CG_HTTP_MULTISTATUS_MAX_DEPTH levels).
  * On success *out is a malloc'd document (caller frees). Returns 0 or
  * CG_E_PARSE / CG_E_NOMEM. *removed counts the removed elements. */
+#define CG_HTTP_MULTISTATUS_MAX_DEPTH 32
 typedef bool (*cg_http_dav_keep_fn)(void *ctx, const char *path, size_t len);
 int cg_http_dav_filter(const char *xml, size_t len, const char *host,
                        size_t hostlen, bool https, cg_http_dav_keep_fn keep,

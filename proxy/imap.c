@@ -54,6 +54,7 @@ typedef struct imap_sess {
     size_t holdlen, holdcap;
     bool holding, hold_overflow;
     /* the command being handled */
+    cg_audit_resv resv;         /* the place of its audit record (SPEC 5) */
     bool busy;
     uint64_t n;                 /* command counter: txid SID.n */
     char tag[64];
@@ -252,7 +253,7 @@ static void audit(cg_conn *c, imap_sess *s, const char *operation,
     r.reason = reason;
     if (decision)
         cg_metrics_operation("imap", decision);
-    if (cg_audit_submit(&r) < 0)
+    if (cg_audit_commit(&s->resv, &r) < 0)
         cg_warn("conn=%llu imap: audit record for %s not stored",
                 (unsigned long long)ci->id, id);
 }
@@ -1140,7 +1141,7 @@ static bool judge_acquire(cg_conn *c, imap_sess *s, judge *j)
 
 static void run_command(cg_conn *c, imap_sess *s)
 {
-    if (!cg_audit_available()) {
+    if (cg_audit_reserve(&s->resv) < 0) {
         /* SPEC 5: audit_fail = closed refuses new operations */
         refuse(c, s, "NO", "UNAVAILABLE", NULL, 0, "audit log unavailable");
         return;
@@ -1181,7 +1182,7 @@ static void stream_start(cg_conn *c, imap_sess *s, const cg_imapp_event *ev)
                 (void)preauth_allowed(c, s); /* APPEND: refused there */
             if (s->op[0])
                 refuse(c, s, "BAD", NULL, NULL, 0, "Log in first");
-        } else if (!cg_audit_available()) {
+        } else if (cg_audit_reserve(&s->resv) < 0) {
             refuse(c, s, "NO", "UNAVAILABLE", NULL, 0, "audit log unavailable");
         } else {
             judge j;
@@ -1888,6 +1889,7 @@ static void imap_refuse(cg_conn *c, int err, const char *reason)
 static void imap_close(cg_conn *c)
 {
     imap_sess *s = cg_conn_session(c);
+    cg_audit_release(&s->resv);
     cg_imapp_free(s->parser);
     cg_imapp_free(s->rparser);
     cg_imaps_free(s->scan);

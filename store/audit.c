@@ -136,6 +136,8 @@ static struct {
     int lock_fd;
     slot *slots;
     uint64_t head, tail;            /* tail - head = depth; under mu */
+    uint64_t reserved;              /* slots promised to cg_audit_reserve; under mu */
+    uint64_t gen;                   /* this run of the writer (reservations); under mu */
     uint64_t full_since_ms;         /* queue full since (0: not full) */
     bool commit_failing;            /* writer only, mirrored in failing */
     cg_afile file;                  /* writer only */
@@ -168,6 +170,38 @@ static void warn_limited(const char *what)
 
 /* ---- submit ----------------------------------------------------------- */
 
+/* Under mu: the queue has no free slot (promised ones count as taken).
+ * Records when it became full; with fail_closed, a queue full for
+ * queue_full_ms makes the log unavailable. */
+static bool queue_full_locked(void)
+{
+    if (A.tail - A.head + A.reserved < A.cfg.queue_capacity)
+        return false;
+    uint64_t ms = cg_mono_ms();
+    if (!A.full_since_ms)
+        A.full_since_ms = ms;
+    if (A.cfg.fail_closed && ms - A.full_since_ms >= A.cfg.queue_full_ms)
+        atomic_store(&available_flag, false);
+    return true;
+}
+
+/* Under mu, with a free slot: queues r; unlocks. */
+static void enqueue_unlock(const cg_audit_rec *r, int64_t now, int64_t policy_seq)
+{
+    uint64_t depth = A.tail - A.head;
+    A.full_since_ms = 0;
+    slot_fill(&A.slots[A.tail % A.cfg.queue_capacity], r, now, policy_seq);
+    A.tail++;
+    if (policy_seq > atomic_load(&policy_submitted))
+        atomic_store(&policy_submitted, policy_seq);
+    atomic_store(&st_depth, depth + 1);
+    bool wake = depth == 0 || depth + 1 == BATCH_MAX;
+    pthread_mutex_unlock(&A.mu);
+    if (wake)
+        pthread_cond_signal(&A.cv);
+    atomic_fetch_add(&st_queued, 1);
+}
+
 static int submit(const cg_audit_rec *r, int64_t policy_seq)
 {
     if (!r)
@@ -185,32 +219,75 @@ static int submit(const cg_audit_rec *r, int64_t policy_seq)
     (void)policy_seq;
     return 0;
 #endif
-    uint64_t depth = A.tail - A.head;
-    if (depth >= A.cfg.queue_capacity) {
-        uint64_t ms = cg_mono_ms();
-        if (!A.full_since_ms)
-            A.full_since_ms = ms;
-        bool closed = A.cfg.fail_closed;
-        if (closed && ms - A.full_since_ms >= A.cfg.queue_full_ms)
-            atomic_store(&available_flag, false);
+    bool closed = A.cfg.fail_closed;
+    if (queue_full_locked()) {
         pthread_mutex_unlock(&A.mu);
         atomic_fetch_add(&st_dropped, 1);
         warn_limited("queue full, record dropped");
         return closed ? CG_E_AUDIT : 0;
     }
-    A.full_since_ms = 0;
-    slot_fill(&A.slots[A.tail % A.cfg.queue_capacity], r, now, policy_seq);
-    A.tail++;
-    if (policy_seq > atomic_load(&policy_submitted))
-        atomic_store(&policy_submitted, policy_seq);
-    atomic_store(&st_depth, depth + 1);
-    bool wake = depth == 0 || depth + 1 == BATCH_MAX;
-    bool closed = A.cfg.fail_closed;
-    pthread_mutex_unlock(&A.mu);
-    if (wake)
-        pthread_cond_signal(&A.cv);
-    atomic_fetch_add(&st_queued, 1);
+    enqueue_unlock(r, now, policy_seq);
     return closed && !atomic_load(&available_flag) ? CG_E_AUDIT : 0;
+}
+
+int cg_audit_reserve(cg_audit_resv *rv)
+{
+    pthread_mutex_lock(&A.mu);
+    if (rv->gen && rv->gen == A.gen && A.started) {
+        pthread_mutex_unlock(&A.mu); /* one held already: it serves */
+        return 0;
+    }
+    rv->gen = 0;
+    int rc = 0;
+    if (!A.started) {
+        rc = CG_E_AUDIT;
+    } else if (A.cfg.fail_closed && !atomic_load(&available_flag)) {
+        rc = CG_E_AUDIT; /* SPEC 5: nothing unrecorded happens */
+    } else if (queue_full_locked()) {
+        /* audit_fail = open goes on without a place; the record is tried
+         * at commit and counted as dropped if there is still no room */
+        rc = A.cfg.fail_closed ? CG_E_AUDIT : 0;
+    } else {
+        A.reserved++;
+        rv->gen = A.gen;
+    }
+    pthread_mutex_unlock(&A.mu);
+    if (rc < 0)
+        warn_limited("no room for an operation's record, operation refused");
+    return rc;
+}
+
+int cg_audit_commit(cg_audit_resv *rv, const cg_audit_rec *r)
+{
+    if (!rv->gen)
+        return submit(r, 0);
+    int64_t now = cg_time_now_usec();
+    pthread_mutex_lock(&A.mu);
+    bool held = rv->gen == A.gen && A.started;
+    rv->gen = 0;
+    if (!held) { /* the writer was restarted since: an ordinary submit */
+        pthread_mutex_unlock(&A.mu);
+        return submit(r, 0);
+    }
+    A.reserved--;
+#ifdef CG_BENCH_AUDIT_DISCARD
+    pthread_mutex_unlock(&A.mu);
+    (void)now;
+    return 0;
+#endif
+    enqueue_unlock(r, now, 0); /* the reserved slot is free: cannot fail */
+    return 0;
+}
+
+void cg_audit_release(cg_audit_resv *rv)
+{
+    if (!rv->gen)
+        return;
+    pthread_mutex_lock(&A.mu);
+    if (rv->gen == A.gen && A.started)
+        A.reserved--;
+    rv->gen = 0;
+    pthread_mutex_unlock(&A.mu);
 }
 
 int cg_audit_submit(const cg_audit_rec *r) { return submit(r, 0); }
@@ -705,6 +782,8 @@ int cg_audit_start(const cg_audit_config *cfg, const char **error_r)
         goto fail;
     }
     A.head = A.tail = 0;
+    A.reserved = 0;
+    A.gen++; /* reservations of an earlier run are void */
     A.full_since_ms = 0;
     A.stop = false;
     A.last_usec = 0;

@@ -64,6 +64,25 @@ void cg_audit_stop(void);
  * and counts. Also CG_E_AUDIT when the writer is not running. */
 int cg_audit_submit(const cg_audit_rec *r);
 
+/* A place in the queue held for the record of one operation, taken when
+ * the operation is decided (SPEC 5: no record, no operation). Zero it
+ * before first use; gen 0 means none is held. */
+typedef struct cg_audit_resv {
+    uint64_t gen;
+} cg_audit_resv;
+
+/* Holds a free slot for a record still to come (one already held by rv
+ * serves again). 0, or CG_E_AUDIT when the operation must be refused:
+ * the writer is not running, or with audit_fail = closed the log is
+ * unavailable or the queue has no free slot (held ones count as taken).
+ * With audit_fail = open a full queue gives 0 and holds nothing. */
+int cg_audit_reserve(cg_audit_resv *rv);
+/* Queues a copy of r. With a place held by rv this cannot fail and
+ * returns 0 (the place is used up); without one it is cg_audit_submit. */
+int cg_audit_commit(cg_audit_resv *rv, const cg_audit_rec *r);
+/* Gives back a place that no record will use (the session ends). */
+void cg_audit_release(cg_audit_resv *rv);
+
 /* For refused connections and failed handshakes: at most one record per
  * client address (r->client without its port) per second; refusals in
  * between are counted and the next record says so in its reason, e.g.

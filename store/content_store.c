@@ -81,7 +81,12 @@ int cg_content_open(const char *path, bool readonly, cg_content_store **out,
         return rc;
     }
     if (!readonly) {
-        rc = cg_db_migrate(cs->db, migrations, CG_ARRAY_LEN(migrations), error_r);
+        /* migrating takes the write lock: only when the schema is behind,
+         * so a connection opens while another process holds that lock */
+        int64_t v = -1;
+        rc = cg_db_pragma_int(cs->db, "user_version", &v, error_r);
+        if (rc == 0 && v != (int64_t)CG_ARRAY_LEN(migrations))
+            rc = cg_db_migrate(cs->db, migrations, CG_ARRAY_LEN(migrations), error_r);
         /* WAL + NORMAL: durable against crashes of the process, one fsync
          * per checkpoint instead of per upload */
         if (rc == 0)

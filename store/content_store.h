@@ -8,9 +8,10 @@
  * autocommit transaction in WAL mode with synchronous=NORMAL (no fsync
  * per commit, so roughly tens of microseconds; a power cut may lose the
  * last records, which only makes a later decoupled manifest fail, closed).
- * A worker may call it on its loop for that reason; under a busy writer
- * a call can wait up to busy_timeout, so a gateway that cares hands the
- * call to the thread pool (uv_queue_work). */
+ * Under a busy writer a call can wait up to the busy timeout (5 s), so the
+ * HTTP gateway's request gate (proxy/content.c) makes its calls on libuv's
+ * thread pool, never on a worker loop. Opening migrates only a schema that
+ * is behind, so a connection opens while another holds the write lock. */
 #ifndef CG_CONTENT_STORE_H
 #define CG_CONTENT_STORE_H
 

@@ -14,6 +14,7 @@ import os
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import uuid
 
@@ -337,6 +338,139 @@ def test_decoupled_manifest_that_does_not_match_is_refused(gw, pki, nginx, site,
                 'no upload recorded')
 
 
+def validated(gw, pki, keys, path, body):
+    """path holds body and is validated (decoupled: PUT, then the manifest)."""
+    assert put(gw, pki, path, body)[0] in (201, 204)
+    xml = base64.b64decode(manifest(gw, keys, 'alice', 'ak', path, body))
+    assert post_manifest(gw, pki, path, xml)[0] == 200
+    assert get(gw, pki, path)[0] == 200
+    return xml
+
+
+@pytest.mark.parametrize('method', ['POST', 'PATCH', 'MKCOL', 'LOCK'])
+def test_a_method_that_may_change_content_clears_the_validated_state(gw, pki, site, keys,
+                                                                    method):
+    path = f'{site}/signed/changed-by-{method.lower()}.txt'
+    validated(gw, pki, keys, path, b'validated content\n')
+    # whatever nginx makes of it (405, 409, 423 ...), the state is gone first
+    cg.https(gw.addr('content'), cg.client_context(pki, 'alice'), method, path,
+             body=b'x', headers={'Content-Type': 'application/octet-stream'})
+    st, _, why = get(gw, pki, path)
+    assert st == 403 and b'not validated' in why, (st, why)
+
+
+def test_methods_that_leave_content_as_it_is_keep_the_validated_state(gw, pki, site, keys):
+    path = f'{site}/signed/kept.txt'
+    validated(gw, pki, keys, path, b'kept content\n')
+    for method in ('GET', 'HEAD', 'OPTIONS', 'PROPFIND'):
+        cg.https(gw.addr('content'), cg.client_context(pki, 'alice'), method, path,
+                 headers={'Depth': '0'})
+    assert get(gw, pki, path)[0] == 200
+
+
+class HeldWriteLock:
+    """Another process (the sqlite3 shell) holding a write transaction on
+    a database until released."""
+
+    def __init__(self, db):
+        self.p = subprocess.Popen(['sqlite3', str(db)], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.p.stdin.write(b"BEGIN IMMEDIATE;\nSELECT 'locked';\n")
+        self.p.stdin.flush()
+        assert self.p.stdout.readline().strip() == b'locked'
+
+    def release(self):
+        self.p.stdin.write(b'ROLLBACK;\n.quit\n')
+        self.p.stdin.close()
+        self.p.wait(timeout=10)
+
+
+def nginx_lines(nginx, path):
+    try:
+        with open(nginx.access_log, 'rb') as f:
+            return [x for x in f.read().splitlines() if path.encode() in x]
+    except FileNotFoundError:
+        return []
+
+
+def test_a_write_whose_validated_state_cannot_be_cleared_is_refused(gw, pki, nginx, site,
+                                                                    keys):
+    path = f'{site}/signed/locked.txt'
+    body = b'validated before the lock\n'
+    validated(gw, pki, keys, path, body)
+    fresh = f'{site}/signed/locked-new.txt'
+    pending = f'{site}/signed/locked-pending.txt'
+    assert put(gw, pki, pending, body)[0] in (201, 204)
+    pending_xml = base64.b64decode(manifest(gw, keys, 'alice', 'ak', pending, body))
+    seen = len(nginx_lines(nginx, path)), len(nginx_lines(nginx, fresh))
+    lock = HeldWriteLock(gw.dir / 'content.db')
+    try:
+        # a decoupled manifest cannot be recorded either: 503, not validated
+        st, _, why = post_manifest(gw, pki, pending, pending_xml)
+        assert st == 503 and b'cannot be set' in why, (st, why)
+        for method, target, data in (('PUT', fresh, b'new'), ('DELETE', path, None),
+                                     ('PATCH', path, b'x'), ('POST', path, b'x')):
+            st, h, why = cg.https(gw.addr('content'), cg.client_context(pki, 'alice'), method,
+                                  target, body=data, timeout=30)
+            assert st == 503 and b'cannot be cleared' in why, (method, st, why)
+        # reads go on (WAL: a reader does not wait for the writer)
+        assert get(gw, pki, path)[0] == 200
+    finally:
+        lock.release()
+    # nginx never saw the refused writes
+    time.sleep(0.5)
+    assert (len(nginx_lines(nginx, path)), len(nginx_lines(nginx, fresh))) == \
+        (seen[0] + 1, seen[1]), nginx_lines(nginx, path)
+    assert stored(nginx, fresh) is None
+    assert stored(nginx, path) == body
+    # with the lock gone, writes clear the state again, manifests set it
+    assert put(gw, pki, path, body)[0] in (201, 204)
+    assert get(gw, pki, path)[0] == 403
+    assert get(gw, pki, pending)[0] == 403
+    assert post_manifest(gw, pki, pending, pending_xml)[0] == 200
+    assert get(gw, pki, pending)[0] == 200
+    assert gw.alive()
+
+
+def test_a_locked_content_db_stalls_only_the_requests_that_need_it(gateway_factory, pki,
+                                                                  nginx, site):
+    # one worker: every connection shares the loop a blocking call would stall
+    g = gateway_factory({
+        'gateway': {'workers': '1'},
+        'listener content': cg.tls_listener(pki, 'http', 'nginx'),
+        'upstream nginx': nginx.upstream(),
+    })
+    g.ctl_ok('principal', 'add', 'alice')
+    g.ctl_ok('cred', 'add', 'alice', 'cert-name', 'email:alice@example.com')
+    g.ctl_ok('acl', 'allow', 'alice', 'http', f'{site}/*', 'all')
+    g.start()
+    plain = f'{site}/plain/while-locked.txt'
+    assert nginx.request('PUT', plain, body=b'served meanwhile')[0] in (201, 204)
+    waiting = {}
+
+    def write():
+        waiting['answer'] = cg.https(g.addr('content'), cg.client_context(pki, 'alice'), 'PUT',
+                                     f'{site}/plain/locked-out.txt', body=b'x', timeout=30)
+    lock = HeldWriteLock(g.dir / 'content.db')
+    try:
+        t = threading.Thread(target=write)
+        t.start()
+        time.sleep(0.5)  # the PUT waits for content_db (busy timeout 5 s)
+        t0 = time.monotonic()
+        st, _, body = get(g, pki, plain)
+        took = time.monotonic() - t0
+        assert st == 200 and body == b'served meanwhile'
+        assert took < 2, f'a GET waited {took:.1f} s behind a locked content_db'
+        assert t.is_alive(), 'the PUT did not wait for content_db'
+        t.join(timeout=30)
+    finally:
+        lock.release()
+    st, _, why = waiting['answer']
+    assert st == 503 and b'cannot be cleared' in why, (st, why)
+    assert stored(nginx, f'{site}/plain/locked-out.txt') is None
+    assert g.alive()
+
+
 def test_unvalidated_content_stored_behind_the_gateway_is_not_served(gw, pki, nginx, site):
     # content that reached nginx some other way has no record at all
     path = f'{site}/signed/side-door.txt'
@@ -400,6 +534,37 @@ def test_hostile_decoupled_manifests_are_refused(gw, pki, nginx, site, name):
     assert st == 422, (st, why)
     assert b'root:' not in why
     assert gw.alive()
+
+
+def utf16_with_doctype(b64):
+    """A signed manifest re-encoded as UTF-16 with a DOCTYPE added: a byte
+    search for '<!DOCTYPE' does not see it, the parser does."""
+    xml = base64.b64decode(b64).decode()
+    body = xml.split('?>', 1)[1] if xml.startswith('<?xml') else xml
+    doc = ('<?xml version="1.0" encoding="UTF-16"?>'
+           '<!DOCTYPE manifest [<!ENTITY x SYSTEM "file:///etc/passwd">]>' + body)
+    data = doc.encode('utf-16')  # with a byte order mark
+    assert b'<!DOCTYPE' not in data
+    return data
+
+
+def test_utf16_manifest_with_a_doctype_is_refused_and_nothing_stored(gw, pki, nginx, site,
+                                                                     keys):
+    path = f'{site}/signed/utf16.bin'
+    body = b'utf-16 manifest content\n'
+    m = manifest(gw, keys, 'alice', 'ak', path, body)
+    evil = utf16_with_doctype(m)
+    refused_422(put(gw, pki, path, body, base64.b64encode(evil).decode()), 'DOCTYPE')
+    assert stored(nginx, path) is None
+    # decoupled: the content is there, the manifest is refused, it stays unserved
+    assert put(gw, pki, path, body)[0] in (201, 204)
+    refused_422(post_manifest(gw, pki, path, evil), 'DOCTYPE')
+    st, _, why = get(gw, pki, path)
+    assert st == 403 and b'not validated' in why
+    # the same manifest in UTF-16 without the DOCTYPE is accepted
+    plain = base64.b64decode(m).decode().encode('utf-16')
+    assert post_manifest(gw, pki, path, plain)[0] == 200
+    assert get(gw, pki, path)[0] == 200
 
 
 def test_invalid_base64_manifest_is_refused(gw, pki, nginx, site):

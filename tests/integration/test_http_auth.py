@@ -220,7 +220,7 @@ SIG = ('<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedIn
 
 
 def assertion(id_='_a1', name='alice', audience=AUDIENCE, not_after=None, signature=True,
-              advice=''):
+              advice='', recipient=AUDIENCE):
     now = int(time.time())
     na = iso(now + 600 if not_after is None else not_after)
     sig = SIG.format(id=id_) if signature else ''
@@ -229,7 +229,7 @@ def assertion(id_='_a1', name='alice', audience=AUDIENCE, not_after=None, signat
             f'<saml:Issuer>{ISSUER}</saml:Issuer>{sig}'
             f'<saml:Subject><saml:NameID>{name}</saml:NameID>'
             '<saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer">'
-            f'<saml:SubjectConfirmationData NotOnOrAfter="{na}"/>'
+            f'<saml:SubjectConfirmationData NotOnOrAfter="{na}" Recipient="{recipient}"/>'
             '</saml:SubjectConfirmation></saml:Subject>'
             f'<saml:Conditions NotBefore="{iso(now - 60)}" NotOnOrAfter="{na}">'
             f'<saml:AudienceRestriction><saml:Audience>{audience}</saml:Audience>'
@@ -271,6 +271,11 @@ def test_saml_expired_is_401(gw, pki, site, sign):
 def test_saml_wrong_audience_is_401(gw, pki, site, sign):
     st, _, _ = saml_get(gw, pki, site, sign(assertion(audience='https://other.example/')))
     assert st == 401
+
+
+def test_saml_for_another_recipient_is_401(gw, pki, site, sign):
+    st, _, body = saml_get(gw, pki, site, sign(assertion(recipient='https://other.example/acs')))
+    assert st == 401 and BODY not in body
 
 
 def test_saml_unsigned_is_401(gw, pki, site):

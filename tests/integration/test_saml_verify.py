@@ -50,19 +50,20 @@ ECDSA_SHA256 = 'http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256'
 def assertion(id_='_a1', name='alice', issuer=ISSUER, audience=AUDIENCE,
               not_before=None, not_after=None, scd_not_after=None,
               method='urn:oasis:names:tc:SAML:2.0:cm:bearer', signature=True,
-              digest=SHA256, keyinfo='', advice='', sigalg=RSA_SHA256):
+              digest=SHA256, keyinfo='', advice='', sigalg=RSA_SHA256, recipient=AUDIENCE):
     now = int(time.time())
     nb = iso(now - 60) if not_before is None else iso(not_before)
     na = iso(now + 600) if not_after is None else iso(not_after)
     sna = iso(now + 600) if scd_not_after is None else iso(scd_not_after)
     sig = SIG_TEMPLATE.format(id=id_, digest=digest, keyinfo=keyinfo, sigalg=sigalg) if signature else ''
+    rcpt = f' Recipient="{recipient}"' if recipient is not None else ''
     return (
         '<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" '
         f'ID="{id_}" Version="2.0" IssueInstant="{iso(now)}">'
         f'<saml:Issuer>{issuer}</saml:Issuer>{sig}'
         f'<saml:Subject><saml:NameID>{name}</saml:NameID>'
         f'<saml:SubjectConfirmation Method="{method}">'
-        f'<saml:SubjectConfirmationData NotOnOrAfter="{sna}"/>'
+        f'<saml:SubjectConfirmationData NotOnOrAfter="{sna}"{rcpt}/>'
         '</saml:SubjectConfirmation></saml:Subject>'
         f'<saml:Conditions NotBefore="{nb}" NotOnOrAfter="{na}">'
         f'<saml:AudienceRestriction><saml:Audience>{audience}</saml:Audience>'
@@ -155,6 +156,18 @@ def test_not_yet_valid_is_refused_unless_within_clock_skew(idp):
 def test_wrong_audience_is_refused(idp):
     rc, out = check(idp, sign(idp, assertion(audience='https://other.example.com/')))
     assert rc == 1 and 'audience' in out, out
+
+
+def test_bearer_confirmation_for_another_recipient_is_refused(idp):
+    # SAML profiles 4.1.4.2: made for another service provider behind the
+    # same IdP and audience string, it must not be accepted here
+    rc, out = check(idp, sign(idp, assertion(recipient='https://other.example.com/acs')))
+    assert rc == 1 and 'Recipient' in out, out
+
+
+def test_bearer_confirmation_without_a_recipient_is_refused(idp):
+    rc, out = check(idp, sign(idp, assertion(recipient=None)))
+    assert rc == 1 and 'bearer' in out, out
 
 
 def test_wrong_issuer_is_refused(idp):

@@ -595,18 +595,27 @@ static void test_fail_open_keeps_serving_and_counts_drops(void **state)
     assert_true(verify(db, NULL).intact);
 }
 
-static void test_fail_closed_when_database_locked_and_queue_full(void **state)
+/* A fail-closed writer on a fresh file with one record committed, then
+ * another connection holding the file's write lock (returned). */
+static sqlite3 *start_then_lock(char *db, size_t cap, const char *name, size_t queue,
+                                unsigned full_ms)
 {
-    char db[512];
-    path_in(db, sizeof db, "q.db");
-    start(db, NULL, 1000, true, 16, 50);
+    path_in(db, cap, name);
+    start(db, NULL, 1000, true, queue, full_ms);
     submit_n(0, 1);
     wait_committed(1);
-    /* Another process holds the write lock: the writer waits (busy
-     * timeout), the queue fills and stays full past its bound. */
     sqlite3 *h;
     assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
     assert_int_equal(sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    return h;
+}
+
+static void test_fail_closed_when_database_locked_and_queue_full(void **state)
+{
+    char db[512];
+    /* Another process holds the write lock: the writer waits (busy
+     * timeout), the queue fills and stays full past its bound. */
+    sqlite3 *h = start_then_lock(db, sizeof db, "q.db", 16, 50);
     unsigned kept = 0;
     for (unsigned i = 0; i < 40; i++) {
         cg_audit_rec r;
@@ -634,6 +643,57 @@ static void test_fail_closed_when_database_locked_and_queue_full(void **state)
     cg_audit_verify_result res = verify(db, NULL);
     assert_true(res.intact);
     assert_true(res.records >= 1 + kept);
+}
+
+/* SPEC 5, no record, no operation: a place reserved when the operation
+ * is decided is there when its record comes, however full the queue got
+ * meanwhile; with no free place the reservation (the operation) fails. */
+static void test_reserved_places_always_commit(void **state)
+{
+    char db[512];
+    /* the writer cannot commit while another connection holds the write
+     * lock, so nothing leaves the queue (busy timeout 1 s: be quick) */
+    sqlite3 *h = start_then_lock(db, sizeof db, "resv.db", 8, 60000);
+    cg_audit_resv rv[3];
+    memset(rv, 0, sizeof rv);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(cg_audit_reserve(&rv[i]), 0);
+    assert_int_equal(cg_audit_reserve(&rv[0]), 0); /* held already: the same place */
+    /* other records take the free places, not the reserved ones */
+    unsigned taken = 0;
+    cg_audit_rec r;
+    char txid[32];
+    for (unsigned k = 1; k <= 20; k++) {
+        sample(&r, k, txid, sizeof txid);
+        if (cg_audit_submit(&r) == 0)
+            taken++;
+    }
+    assert_int_equal(taken, 8 - 3);
+    cg_audit_resv none = { 0 };
+    assert_int_equal(cg_audit_reserve(&none), CG_E_AUDIT);
+    /* a place given back can be reserved again */
+    cg_audit_release(&rv[2]);
+    assert_int_equal(cg_audit_reserve(&none), 0);
+    /* every reserved place commits, the queue being full or not */
+    sample(&r, 50, txid, sizeof txid);
+    assert_int_equal(cg_audit_commit(&rv[0], &r), 0);
+    sample(&r, 51, txid, sizeof txid);
+    assert_int_equal(cg_audit_commit(&rv[1], &r), 0);
+    sample(&r, 52, txid, sizeof txid);
+    assert_int_equal(cg_audit_commit(&none, &r), 0);
+    /* used up: a second commit on it is an ordinary submit, refused */
+    sample(&r, 53, txid, sizeof txid);
+    assert_int_equal(cg_audit_commit(&none, &r), CG_E_AUDIT);
+    cg_audit_stats st;
+    cg_audit_get_stats(&st);
+    assert_int_equal(st.queue_depth, 8);
+    sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close(h);
+    wait_committed(1 + 8);
+    cg_audit_stop();
+    cg_audit_verify_result res = verify(db, NULL);
+    assert_true(res.intact);
+    assert_int_equal(res.records, 1 + 8);
 }
 
 /* ---- the verifier locates tampering ------------------------------------------- */
@@ -832,6 +892,7 @@ int main(void)
         cmocka_unit_test(test_fail_closed_on_full_file_then_recovers),
         cmocka_unit_test(test_fail_open_keeps_serving_and_counts_drops),
         cmocka_unit_test(test_fail_closed_when_database_locked_and_queue_full),
+        cmocka_unit_test(test_reserved_places_always_commit),
         cmocka_unit_test(test_verify_locates_tampering),
         cmocka_unit_test(test_verify_rewritten_chain_needs_the_key),
     };

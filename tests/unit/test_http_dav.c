@@ -1,10 +1,12 @@
 /* test_http_dav.c — WebDAV URL handling (SPEC section 4): Destination and
  * If URLs for this host reduced to canonical paths, other hosts told
  * apart (502), lock tokens left alone; the multistatus filter removes
- * exactly the responses keep() refuses and refuses a DOCTYPE. */
+ * exactly the responses keep() refuses and refuses a DOCTYPE and nesting
+ * past CG_HTTP_MULTISTATUS_MAX_DEPTH. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +109,18 @@ static void test_filter(void **state)
     out = NULL;
     assert_true(cg_http_dav_filter(evil, strlen(evil), HOST, strlen(HOST), true, keep_public,
                                    &calls, &out, &ol, &removed) < 0);
+    assert_null(out);
+    /* nesting past the bound (a prop value is the backend's to choose) */
+    char deep[4096];
+    size_t dn = (size_t)snprintf(deep, sizeof deep, "<D:multistatus xmlns:D=\"DAV:\">");
+    for (int i = 0; i < CG_HTTP_MULTISTATUS_MAX_DEPTH; i++)
+        dn += (size_t)snprintf(deep + dn, sizeof deep - dn, "<D:x>");
+    for (int i = 0; i < CG_HTTP_MULTISTATUS_MAX_DEPTH; i++)
+        dn += (size_t)snprintf(deep + dn, sizeof deep - dn, "</D:x>");
+    dn += (size_t)snprintf(deep + dn, sizeof deep - dn, "</D:multistatus>");
+    assert_true(dn < sizeof deep);
+    assert_true(cg_http_dav_filter(deep, dn, HOST, strlen(HOST), true, keep_public, &calls,
+                                   &out, &ol, &removed) < 0);
     assert_null(out);
     /* not a multistatus, or not XML */
     const char *other = "<x/>";
