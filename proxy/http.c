@@ -60,6 +60,17 @@ typedef struct http_req {
     uint64_t body_left;   /* CL bodies: bytes still to come */
 } http_req;
 
+/* The paths of one request, each in its own array: a decoded path is at
+ * most CG_HTTP_PATH_MAX bytes and its canonical encoding at most three
+ * times that (http_path.h). Every writer is given the sizeof of the array
+ * it writes, never an offset into a shared block. */
+typedef struct http_paths {
+    char path[CG_HTTP_PATH_MAX + 1];            /* target, decoded */
+    char canon[3 * CG_HTTP_PATH_MAX + 1];       /* target, canonical */
+    char dest[CG_HTTP_PATH_MAX + 1];            /* Destination, decoded */
+    char dest_canon[3 * CG_HTTP_PATH_MAX + 1];  /* Destination, canonical */
+} http_paths;
+
 typedef struct http_sess {
     bool ready;
     cg_conn *c;
@@ -77,7 +88,7 @@ typedef struct http_sess {
     char *xml;            /* buffered multistatus */
     size_t xml_len;
     bool xml_over;
-    char *pathbuf;        /* decoded + canon + dest buffers */
+    struct http_paths *paths; /* made at the first request */
 } http_sess;
 
 static cg_http_filter_select_fn g_filter_select;
@@ -339,7 +350,7 @@ static void resp_body(void *ctx, const uint8_t *buf, size_t len);
  * request: an idle or never-used connection holds only its head buffer. */
 static bool request_buffers(http_sess *s)
 {
-    if (!s->pathbuf && !(s->pathbuf = malloc(6 * CG_HTTP_PATH_MAX + 8)))
+    if (!s->paths && !(s->paths = malloc(sizeof *s->paths)))
         return false;
     if (!s->resp.initialized) {
         if (cg_http_parser_init(&s->resp, false, 32768, 200, 32768) < 0)
@@ -375,7 +386,8 @@ static void handle_request(http_sess *s)
     sanitize_request_id(s);
 
     /* the path first: every later answer names the resource */
-    char *dec = s->pathbuf, *can = s->pathbuf + CG_HTTP_PATH_MAX + 1;
+    http_paths *ps = s->paths;
+    char *dec = ps->path, *can = ps->canon;
     r->path = dec;
     r->canon = can;
     dec[0] = can[0] = '\0';
@@ -388,8 +400,8 @@ static void handle_request(http_sess *s)
         const char *why = "malformed request target";
         size_t dl, cl;
         if (cg_http_target_split(target, h->path.len, &pl, &r->query, &r->query_len) < 0 ||
-            cg_http_path_normalize(target, pl, dec, CG_HTTP_PATH_MAX + 1, &dl, can,
-                                   3 * CG_HTTP_PATH_MAX + 1, &cl, &why) < 0) {
+            cg_http_path_normalize(target, pl, dec, sizeof ps->path, &dl, can,
+                                   sizeof ps->canon, &cl, &why) < 0) {
             dec[0] = '\0';
             http_error(s, pl > CG_HTTP_PATH_MAX ? 414 : 400, why, NULL, NULL, false);
             return;
@@ -502,17 +514,22 @@ static void handle_request(http_sess *s)
             goto out;
         }
         size_t vl = dh->value.len, cl;
-        char *ddec = s->pathbuf + 4 * CG_HTTP_PATH_MAX + 2;
-        dest_canon = ddec + CG_HTTP_PATH_MAX + 1;
+        char *ddec = ps->dest;
+        dest_canon = ps->dest_canon;
+        /* RFC 9110 15.5.15 (414) is for the target; a header gets 400 */
         if (vl > CG_HTTP_PATH_MAX) {
             http_error(s, 400, "Destination too long", NULL, NULL, false);
             goto out;
         }
         int rc = cg_http_dav_url_canon(cg_http_str(&s->req, dh->value), vl, https_host, hostlen,
-                                       ci->tls, ddec, CG_HTTP_PATH_MAX + 1, dest_canon,
-                                       3 * CG_HTTP_PATH_MAX + 1, &cl);
+                                       ci->tls, ddec, sizeof ps->dest, dest_canon,
+                                       sizeof ps->dest_canon, &cl);
         if (rc == 1) {
             http_error(s, 502, "Destination names another server", NULL, NULL, false);
+            goto out;
+        }
+        if (rc == CG_E_LIMIT) {
+            http_error(s, 400, "Destination too long", NULL, NULL, false);
             goto out;
         }
         if (rc < 0) {
@@ -525,13 +542,21 @@ static void handle_request(http_sess *s)
     }
     const cg_http_header *ih = cg_http_header_get(&s->req, "if", NULL);
     if (ih) {
-        size_t cap = 3 * (size_t)ih->value.len + 64, ol;
-        if_out = malloc(cap);
-        int rc = if_out ? cg_http_dav_rewrite_if(cg_http_str(&s->req, ih->value), ih->value.len,
-                                                 https_host, hostlen, ci->tls, if_out, cap, &ol)
-                        : CG_E_NOMEM;
+        /* one allocation of if_cap bytes, told if_cap: every tag's
+         * canonical form is at most three times its URL (http_dav.h) */
+        size_t if_cap = 3 * (size_t)ih->value.len + 64, ol;
+        if (!(if_out = malloc(if_cap))) {
+            http_error(s, 503, "out of memory", NULL, NULL, true);
+            goto out;
+        }
+        int rc = cg_http_dav_rewrite_if(cg_http_str(&s->req, ih->value), ih->value.len,
+                                        https_host, hostlen, ci->tls, if_out, if_cap, &ol);
         if (rc == 1) {
             http_error(s, 502, "If header names another server", NULL, NULL, false);
+            goto out;
+        }
+        if (rc == CG_E_LIMIT) {
+            http_error(s, 400, "If header resource tag too long", NULL, NULL, false);
             goto out;
         }
         if (rc < 0) {
@@ -1309,10 +1334,10 @@ static void http_close(cg_conn *c)
     cg_http_parser_free(&s->resp);
     free(s->pend);
     free(s->out);
-    free(s->pathbuf);
+    free(s->paths);
     s->pend = NULL;
     s->out = NULL;
-    s->pathbuf = NULL;
+    s->paths = NULL;
     s->ready = false;
 }
 
