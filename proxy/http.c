@@ -180,8 +180,19 @@ static void next_request(http_sess *s);
  * xml_body: an RFC 4918 precondition body instead of the text line.
  * After the answer the connection closes when close_after is set, or when
  * unread request bytes would otherwise be taken for the next request. */
+static void http_answer(http_sess *s, int status, const char *detail, const char *reason,
+                        const char *extra, const char *xml_body, bool close_after);
+
 static void http_error(http_sess *s, int status, const char *detail, const char *extra,
                        const char *xml_body, bool close_after)
+{
+    http_answer(s, status, detail, detail, extra, xml_body, close_after);
+}
+
+/* As http_error, but the client reads detail while the log line and the
+ * audit record carry reason (what the client must not be told). */
+static void http_answer(http_sess *s, int status, const char *detail, const char *reason,
+                        const char *extra, const char *xml_body, bool close_after)
 {
     cg_conn *c = s->c;
     const cg_conn_info *ci = cg_conn_info_of(c);
@@ -192,14 +203,14 @@ static void http_error(http_sess *s, int status, const char *detail, const char 
     cg_log(status >= 400 ? CG_LOG_WARN : CG_LOG_INFO,
            "conn=%llu client=%s txid=%s %s %s -> %d: %s", (unsigned long long)ci->id,
             ci->client, r->txid, r->method[0] ? r->method : "-",
-            r->path && r->path[0] ? r->path : "-", status, detail);
+            r->path && r->path[0] ? r->path : "-", status, reason);
     if (s->resp_started) {
         /* part of an answer is out: nothing honest can follow it */
-        audit_request(s, detail);
+        audit_request(s, reason);
         req_free(s);
         s->state = S_CLOSING;
         cg_conn_upstream_release(c, false);
-        cg_conn_abort(c, detail);
+        cg_conn_abort(c, reason);
         return;
     }
     if (r->has_body && !r->body_done)
@@ -234,14 +245,14 @@ static void http_error(http_sess *s, int status, const char *detail, const char 
         cg_conn_write_client(c, body, (size_t)bl);
         r->bytes_out += (uint64_t)bl;
     }
-    audit_request(s, detail);
+    audit_request(s, reason);
     req_free(s);
     if (cg_conn_upstream_attached(c))
         cg_conn_upstream_release(c, false);
     if (close_after) {
         s->state = S_CLOSING;
         cg_conn_set_timer(c, 0);
-        cg_conn_close(c, detail);
+        cg_conn_close(c, reason);
         return;
     }
     next_request(s);
@@ -447,7 +458,7 @@ static void handle_request(http_sess *s)
     if (au.status == 401) {
         char extra[1200];
         cg_http_challenges(l, au.stale, extra, sizeof extra);
-        http_error(s, 401, au.detail, extra, NULL, false);
+        http_answer(s, 401, au.detail, au.reason ? au.reason : au.detail, extra, NULL, false);
         goto out;
     }
     if (au.status) {

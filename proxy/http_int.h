@@ -19,7 +19,10 @@ typedef struct cg_http_auth {
     int status;               /* 0: *who resolved (maybe NULL or disabled);
                                  401 (challenge) or 400 */
     bool stale;               /* 401 with stale=true (Digest) */
-    const char *detail;       /* one sentence for the answer and the log */
+    const char *detail;       /* one sentence for the answer */
+    const char *reason;       /* for the log and audit only, NULL: detail;
+                                 what the client must not learn (whether
+                                 the user exists) goes here, never above */
     const cg_principal *who;
     const char *method;       /* cert | psk | address | digest | saml, or NULL */
     char principal[128];      /* the claimed or proven name, "" when none */
