@@ -33,6 +33,9 @@ enum { S_HEAD, S_CONNECTING, S_BODY, S_WAIT_RESP, S_CLOSING };
  * (PENDING_MAX leaves room for what one socket read still delivers) */
 #define PEND_PAUSE (16u * 1024)
 #define OUT_HEAD_MAX (64u * 1024)
+/* a 503 for a passing condition (audit store, shutdown) says when to
+ * come back (RFC 9110 10.2.3) */
+#define RETRY_AFTER "Retry-After: 10\r\n"
 
 typedef struct http_req {
     char txid[40];
@@ -180,6 +183,43 @@ static void next_request(http_sess *s);
  * xml_body: an RFC 4918 precondition body instead of the text line.
  * After the answer the connection closes when close_after is set, or when
  * unread request bytes would otherwise be taken for the next request. */
+/* Writes "STATUS REASON: DETAIL (txid ID)" (or xml_body) with its head.
+ * A head too large for its buffer becomes a bare one that closes
+ * (*close_after set). Returns the body bytes written. */
+static uint64_t write_answer(cg_conn *c, int status, const char *detail, const char *txid,
+                             const char *extra, const char *xml_body, bool head_only,
+                             bool *close_after)
+{
+    char body[600];
+    int bl;
+    const char *ctype = "text/plain; charset=utf-8";
+    if (xml_body) {
+        bl = snprintf(body, sizeof body, "%s", xml_body);
+        ctype = "application/xml; charset=utf-8";
+    } else {
+        bl = snprintf(body, sizeof body, "%d %s: %s (txid %s)\n", status, cg_http_reason(status),
+                      detail, txid);
+    }
+    if (bl < 0 || (size_t)bl >= sizeof body)
+        bl = (int)strlen(body);
+    char head[2048];
+    int hl = snprintf(head, sizeof head,
+                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
+                      "X-Transaction-Id: %s\r\n%s%s\r\n",
+                      status, cg_http_reason(status), ctype, bl, txid, extra ? extra : "",
+                      *close_after ? "Connection: close\r\n" : "");
+    if (hl < 0 || (size_t)hl >= sizeof head)
+        hl = snprintf(head, sizeof head,
+                      "HTTP/1.1 %d %s\r\nContent-Length: 0\r\nX-Transaction-Id: %s\r\n"
+                      "Connection: close\r\n\r\n", status, cg_http_reason(status), txid),
+        bl = 0, *close_after = true;
+    cg_conn_write_client(c, head, (size_t)hl);
+    if (head_only || bl <= 0)
+        return 0;
+    cg_conn_write_client(c, body, (size_t)bl);
+    return (uint64_t)bl;
+}
+
 static void http_answer(http_sess *s, int status, const char *detail, const char *reason,
                         const char *extra, const char *xml_body, bool close_after);
 
@@ -217,34 +257,8 @@ static void http_answer(http_sess *s, int status, const char *detail, const char
         close_after = true;
     if (!r->keep_alive)
         close_after = true;
-    char body[600];
-    int bl;
-    const char *ctype = "text/plain; charset=utf-8";
-    if (xml_body) {
-        bl = snprintf(body, sizeof body, "%s", xml_body);
-        ctype = "application/xml; charset=utf-8";
-    } else {
-        bl = snprintf(body, sizeof body, "%d %s: %s (txid %s)\n", status, cg_http_reason(status),
-                      detail, r->txid);
-    }
-    if (bl < 0 || (size_t)bl >= sizeof body)
-        bl = (int)strlen(body);
-    char head[2048];
-    int hl = snprintf(head, sizeof head,
-                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
-                      "X-Transaction-Id: %s\r\n%s%s\r\n",
-                      status, cg_http_reason(status), ctype, bl, r->txid, extra ? extra : "",
-                      close_after ? "Connection: close\r\n" : "");
-    if (hl < 0 || (size_t)hl >= sizeof head)
-        hl = snprintf(head, sizeof head,
-                      "HTTP/1.1 %d %s\r\nContent-Length: 0\r\nX-Transaction-Id: %s\r\n"
-                      "Connection: close\r\n\r\n", status, cg_http_reason(status), r->txid),
-        bl = 0, close_after = true;
-    cg_conn_write_client(c, head, (size_t)hl);
-    if (!r->head_method && bl > 0) {
-        cg_conn_write_client(c, body, (size_t)bl);
-        r->bytes_out += (uint64_t)bl;
-    }
+    r->bytes_out += write_answer(c, status, detail, r->txid, extra, xml_body, r->head_method,
+                                 &close_after);
     audit_request(s, reason);
     req_free(s);
     if (cg_conn_upstream_attached(c))
@@ -437,7 +451,7 @@ static void handle_request(http_sess *s)
     }
     if (!cg_audit_available()) {
         /* SPEC 5, audit_fail = closed: nothing unrecorded happens */
-        http_error(s, 503, "audit log unavailable", NULL, NULL, true);
+        http_error(s, 503, "audit log unavailable", RETRY_AFTER, NULL, true);
         return;
     }
     if (!l->upstream) {
@@ -1314,17 +1328,30 @@ static void http_timer(cg_conn *c)
 static void http_refuse(cg_conn *c, int err, const char *reason)
 {
     http_sess *s = cg_conn_session(c);
-    if (!s->ready || s->resp_started || s->state == S_CLOSING)
+    bool unavailable = err != CG_E_AUTH && err != CG_E_DENIED;
+    if (!s->ready) {
+        /* refused before any request (at accept or after the handshake):
+         * the answer to whatever the client sends first. The core logs
+         * and audits the refusal; this is transaction 1. */
+        if (err == CG_E_TIMEOUT)
+            return;
+        char txid[40];
+        snprintf(txid, sizeof txid, "%s.1", cg_conn_info_of(c)->session_id);
+        bool close_after = true;
+        write_answer(c, unavailable ? 503 : 403, reason, txid, unavailable ? RETRY_AFTER : NULL,
+                     NULL, false, &close_after);
+        return;
+    }
+    if (s->resp_started || s->state == S_CLOSING)
         return;
     /* between requests (idle, shutting down) nothing is owed; during one,
      * a 503 tells the client it may retry elsewhere */
     if (s->state == S_HEAD && s->req.len == 0)
         return;
-    (void)err;
     /* the core closes the connection after this: the one error path
      * answers, logs and audits this request */
     s->r.keep_alive = false;
-    http_error(s, 503, reason, NULL, NULL, true);
+    http_error(s, unavailable ? 503 : 403, reason, unavailable ? RETRY_AFTER : NULL, NULL, true);
 }
 
 static void http_drain(cg_conn *c)
