@@ -67,6 +67,8 @@ typedef struct cg_conn_info {
     char tls_version[16];             /* "TLSv1.3" */
     char tls_cipher[64];
     char alpn[16];                    /* as negotiated, "" when none */
+    char sni[256];                    /* TLS server name the client asked
+                                       * for, "" when none */
     /* Connection-level identity (cert, psk or address), "" when none. */
     unsigned auth_method;             /* one CG_AUTH_* bit, 0 when none */
     char principal[128];

@@ -20,6 +20,7 @@
 #include "cg_util.h"
 #include "conn.h"
 #include "http_dav.h"
+#include "http_host.h"
 #include "http_int.h"
 #include "http_parse.h"
 #include "http_path.h"
@@ -42,6 +43,7 @@ typedef struct http_req {
     char request_id[129];
     char method[24];
     char principal[128];
+    char fwd_host[CG_HTTP_HOST_MAX + 3]; /* the Host the backend gets */
     const char *auth_method;
     char *path;           /* decoded (what the ACL judged) */
     char *canon;          /* canonical form forwarded */
@@ -340,7 +342,8 @@ static int build_request_head(http_sess *s, const char *dest_canon, const char *
         return -1;
     }
     cg_http_fwd f = {
-        .method = r->method, .canon = r->canon, .query = r->query, .query_len = r->query_len,
+        .method = r->method, .canon = r->canon, .host = r->fwd_host, .query = r->query,
+        .query_len = r->query_len,
         .destination = dest_canon, .if_value = if_rewritten, .client_addr = ci->client_addr,
         .tls = ci->tls, .principal_header = u ? u->principal_header : NULL,
         .principal = r->principal,
@@ -348,6 +351,59 @@ static int build_request_head(http_sess *s, const char *dest_canon, const char *
     if (cg_http_build_request(&s->req, &f, s->out, OUT_HEAD_MAX, &s->out_len) < 0) {
         http_error(s, 431, "request head too large after rewriting", NULL, NULL, false);
         return -1;
+    }
+    return 0;
+}
+
+/* RFC 9110 7.4: a listener answers only for the names it serves
+ * (server_names), and over TLS only for the name the client asked for in
+ * SNI (the certificate it checked was for that name). Anything else is
+ * 421, so no client picks the backend's virtual host. The backend gets
+ * the upstream's fixed host, else the matched name without the client's
+ * port or spelling. 0, or the 421 / 400 was answered. */
+static int route_host(http_sess *s)
+{
+    const cg_conn_info *ci = cg_conn_info_of(s->c);
+    const cg_listener_cfg *l = ci->listener;
+    const cg_http_head *h = &s->req.head;
+    http_req *r = &s->r;
+    const char *list = l->server_names ? l->server_names : "*";
+    bool every = strcmp(list, "*") == 0;
+    const cg_http_span names[2] = {h->host, h->form == CG_HTTP_ABSOLUTE ? h->authority
+                                                                       : (cg_http_span){0, 0}};
+    const char *name = NULL;
+    size_t nlen = 0;
+    for (size_t i = 0; i < CG_ARRAY_LEN(names); i++) {
+        const char *n;
+        size_t nl;
+        if (!names[i].len)
+            continue;
+        if (!cg_http_host_name(cg_http_str(&s->req, names[i]), names[i].len, &n, &nl)) {
+            http_error(s, 400, "malformed Host", NULL, NULL, false);
+            return -1;
+        }
+        if (!every && !cg_http_name_served(list, n, nl, &n, &nl)) {
+            http_error(s, 421, "this listener does not serve that host", NULL, NULL, false);
+            return -1;
+        }
+        if (!every && ci->sni[0] && !cg_http_is_ip(ci->sni) &&
+            !cg_http_same_host(ci->sni, strlen(ci->sni), n, nl)) {
+            http_error(s, 421, "Host differs from the TLS server name", NULL, NULL, false);
+            return -1;
+        }
+        name = n;
+        nlen = nl;
+    }
+    const cg_upstream_cfg *u = l->upstream;
+    const char *it = list;
+    if (u && u->host) {
+        cg_strlcpy(r->fwd_host, u->host, sizeof r->fwd_host);
+    } else if (name) {
+        cg_http_host_format(name, nlen, r->fwd_host, sizeof r->fwd_host);
+    } else if (every || !cg_http_first_name(&it, &name, &nlen) ||
+               !cg_http_host_format(name, nlen, r->fwd_host, sizeof r->fwd_host)) {
+        /* HTTP/1.0 without Host: the backend still gets a 1.1 Host */
+        cg_strlcpy(r->fwd_host, "localhost", sizeof r->fwd_host);
     }
     return 0;
 }
@@ -454,6 +510,8 @@ static void handle_request(http_sess *s)
         http_error(s, 503, "audit log unavailable", RETRY_AFTER, NULL, true);
         return;
     }
+    if (route_host(s) < 0)
+        return;
     if (!l->upstream) {
         http_error(s, 502, "no upstream configured", NULL, NULL, false);
         return;
@@ -883,8 +941,8 @@ static void write_client(http_sess *s, const void *buf, size_t len)
     cg_conn_write_client(s->c, buf, len);
 }
 
-/* A redirect the backend builds names itself: nginx writes the request's
- * host name with its own port and scheme ("http://localhost:20080/d/").
+/* A redirect the backend builds names itself: nginx writes the Host it
+ * was sent with its own port and scheme ("http://localhost:20080/d/").
  * Point it back at the gateway the client talks to (scheme and Host of
  * the request), so following it never bypasses the gateway. true when a
  * rewritten Location was written. */
@@ -901,28 +959,15 @@ static bool location_rewrite(http_sess *s, cg_obuf *o, const char *v, size_t n)
     size_t e = skip;
     while (e < n && v[e] != '/' && v[e] != '?' && v[e] != '#')
         e++;
-    /* the host name without its port ("[::1]:80" -> "[::1]") */
-    size_t he = e;
-    for (size_t k = e; k > skip; k--) {
-        if (v[k - 1] == ']')
-            break;
-        if (v[k - 1] == ':') {
-            he = k - 1;
-            break;
-        }
-    }
-    const char *host = cg_http_str(&s->req, rq->host);
-    size_t hl = rq->host.len, hn = hl;
-    for (size_t k = hl; k > 0; k--) {
-        if (host[k - 1] == ']')
-            break;
-        if (host[k - 1] == ':') {
-            hn = k - 1;
-            break;
-        }
-    }
-    if (he - skip != hn || strncasecmp(v + skip, host, hn) != 0)
+    /* the backend names the host it was sent, with its own port */
+    const char *ln, *fn;
+    size_t lnl, fnl;
+    const char *fwd = s->r.fwd_host;
+    if (!cg_http_host_name(v + skip, e - skip, &ln, &lnl) ||
+        !cg_http_host_name(fwd, strlen(fwd), &fn, &fnl) || !cg_http_same_host(ln, lnl, fn, fnl))
         return false;
+    const char *host = cg_http_str(&s->req, rq->host);
+    size_t hl = rq->host.len;
     cg_ob_str(o, cg_conn_info_of(s->c)->tls ? "Location: https://" : "Location: http://");
     cg_ob_add(o, host, hl);
     cg_ob_add(o, v + e, n - e);

@@ -54,12 +54,13 @@ bool cg_http_method_rights(const char *method, unsigned *src, unsigned *dst,
 /* Fields that never cross the gateway: hop-by-hop ones (RFC 9110 7.6.1),
  * those named in Connection, framing we redo; toward the backend also
  * client-sent identity and forwarding fields, credentials, Expect,
- * Destination and If (sent rewritten). */
+ * Host, Destination and If (sent rewritten). */
 bool cg_http_drop_field(const cg_http_parser *p, cg_http_span name,
                         const char *principal_header, bool request);
 
 typedef struct cg_http_fwd {
     const char *method, *canon;  /* canonical target path */
+    const char *host;            /* the Host value the backend gets */
     const char *query;           /* NULL: none */
     size_t query_len;
     const char *destination;     /* rewritten, or NULL */
