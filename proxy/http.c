@@ -43,7 +43,8 @@ typedef struct http_req {
     char request_id[129];
     char method[24];
     char principal[128];
-    char fwd_host[CG_HTTP_HOST_MAX + 3]; /* the Host the backend gets */
+    char fwd_host[CG_HTTP_HOST_MAX + 9]; /* the Host the backend gets:
+                                          * "[" name "]:" port NUL */
     const char *auth_method;
     char *path;           /* decoded (what the ACL judged) */
     char *canon;          /* canonical form forwarded */
