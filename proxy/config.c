@@ -22,6 +22,7 @@
 
 #include "cg_error.h"
 #include "cg_util.h"
+#include "http_host.h"
 #include "imap_mutf7.h"
 
 #define MAX_LINE 4096
@@ -125,6 +126,7 @@ static const key_def keys[] = {
     { S_LISTENER, "max_header_bytes", K_SIZE, L(max_header_bytes), "16384", 1024, 1048576, NULL },
     { S_LISTENER, "max_body", K_SIZE, L(max_body), "0", 0, UINT64_MAX, NULL },
     { S_LISTENER, "login_failures_per_minute", K_UINT, L(login_failures_per_minute), "5", 1, 100000, NULL },
+    { S_LISTENER, "server_names", K_STR, L(server_names), NULL, 0, 0, NULL }, /* http: certificate's */
 
     { S_UPSTREAM, "address", K_STR, U(address), NULL, 0, 0, NULL },
     { S_UPSTREAM, "imap_login", K_ENUM, U(imap_login), "master", 0, 0, e_login },
@@ -141,6 +143,7 @@ static const key_def keys[] = {
     { S_UPSTREAM, "pool_size", K_UINT, U(pool_size), "32", 0, 100000, NULL },
     { S_UPSTREAM, "proxy_protocol", K_BOOL, U(proxy_protocol), "no", 0, 0, NULL },
     { S_UPSTREAM, "principal_header", K_HEADER, U(principal_header), "X-Authenticated-Principal", 0, 0, NULL },
+    { S_UPSTREAM, "host", K_STR, U(host), NULL, 0, 0, NULL },
 
     { S_SAML, "idp_certificate", K_RFILE, A(idp_certificate), NULL, 0, 0, NULL },
     { S_SAML, "issuer", K_STR, A(issuer), NULL, 0, 0, NULL },
@@ -762,6 +765,30 @@ static const char *method_names(unsigned bits, char *out, size_t cap)
     return out;
 }
 
+/* server_names (http_host.h): an HTTP listener serves the names of its
+ * certificate unless told otherwise; 421 for any other. */
+static int validate_server_names(parser *p, sect *s)
+{
+    cg_listener_cfg *l = s->obj;
+    const char *why;
+    if (l->protocol != CG_PROTO_HTTP || l->tls == CG_TLS_NONE) {
+        if (l->server_names) {
+            fail_at(p, key_line(s, "server_names"), "server_names is for http listeners with tls");
+            return CG_E_INVAL;
+        }
+        return 0;
+    }
+    if (l->server_names && cg_http_names_check(l->server_names, &why) < 0) {
+        fail_at(p, key_line(s, "server_names"), "server_names: %s", why);
+        return CG_E_INVAL;
+    }
+    if (!l->server_names && !(l->server_names = cg_http_cert_names(l->certificate, &why))) {
+        fail_at(p, key_line(s, "certificate"), "server_names: %s (set server_names)", why);
+        return CG_E_INVAL;
+    }
+    return 0;
+}
+
 static int validate_listener(parser *p, sect *s)
 {
     cg_config *cfg = p->cfg;
@@ -855,7 +882,7 @@ static int validate_listener(parser *p, sect *s)
         fail_at(p, s->header_line, "[listener %s]: upstream is required", l->name);
         return CG_E_INVAL;
     }
-    return 0;
+    return validate_server_names(p, s);
 }
 
 static int validate_upstream(parser *p, sect *s)
@@ -891,6 +918,13 @@ static int validate_upstream(parser *p, sect *s)
     }
     if (!u->certificate != !u->private_key) {
         fail_at(p, s->header_line, "[upstream %s]: certificate and private_key go together", u->name);
+        return CG_E_INVAL;
+    }
+    const char *hn;
+    size_t hl;
+    if (u->host && (!cg_http_host_name(u->host, strlen(u->host), &hn, &hl) ||
+                    strpbrk(u->host, " \t,"))) {
+        fail_at(p, key_line(s, "host"), "host: expected a host name, optionally with :port");
         return CG_E_INVAL;
     }
     return 0;

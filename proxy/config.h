@@ -39,6 +39,8 @@ typedef struct cg_upstream_cfg {
     unsigned pool_size;
     bool proxy_protocol;
     char *principal_header;       /* NULL when "none" */
+    char *host;                   /* HTTP: the Host the backend gets; NULL:
+                                   * the name the request matched */
 } cg_upstream_cfg;
 
 typedef struct cg_listener_cfg {
@@ -63,6 +65,9 @@ typedef struct cg_listener_cfg {
     unsigned max_conn_per_addr;
     size_t max_line, max_literal, max_headers, max_header_bytes, max_body;
     unsigned login_failures_per_minute;
+    char *server_names;           /* HTTP over TLS: names served (a checked
+                                   * list, http_host.h); by default the
+                                   * certificate's DNS and IP names */
 } cg_listener_cfg;
 
 typedef struct cg_saml_cfg {

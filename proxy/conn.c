@@ -38,6 +38,10 @@ struct cg_conn {
     bool cli_bp, up_bp;     /* stopped by backpressure */
     bool up_connecting, up_pending, expecting, refused, have_local;
     int up_pending_status;
+    /* A refusal decided at accept on an implicit-TLS listener, given once
+     * the handshake is done so the client reads it in its protocol */
+    int deferred_err;
+    const char *deferred_reason;
     struct sockaddr_storage local; /* the listener's address, for PROXY v2 */
     const char *close_reason;
     cg_worker *w;
@@ -445,6 +449,8 @@ static void fill_tls_info(cg_conn *c)
     c->info.tls = true;
     cg_strlcpy(c->info.tls_version, SSL_get_version(ssl), sizeof c->info.tls_version);
     cg_strlcpy(c->info.tls_cipher, SSL_get_cipher_name(ssl), sizeof c->info.tls_cipher);
+    const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    cg_strlcpy(c->info.sni, sni ? sni : "", sizeof c->info.sni);
     SSL_get0_alpn_selected(ssl, &alpn, &alen);
     if (alen && alen < sizeof c->info.alpn) {
         memcpy(c->info.alpn, alpn, alen);
@@ -470,8 +476,10 @@ static int cli_on_handshake(void *owner)
     enter(c);
     fill_tls_info(c);
     cg_metric_inc(CG_M_HS_OK);
-    const char *why = resolve_identity(c);
-    if (why) {
+    const char *why = c->deferred_reason ? NULL : resolve_identity(c);
+    if (c->deferred_reason) {
+        refuse(c, c->deferred_err, c->deferred_reason);
+    } else if (why) {
         refuse(c, why[0] == 'p' && why[1] == 'r' ? CG_E_DENIED : CG_E_AUTH, why);
     } else if (c->starttls) {
         c->state = ST_OPEN;
@@ -721,12 +729,25 @@ void cg_conn_accept(cg_worker *w, cg_runtime *rt, size_t li, cg_stream *s)
     c->state = l->tls == CG_TLS_IMPLICIT ? ST_HANDSHAKE : ST_OPEN;
 
     enter(c);
-    if (cg_workers_shutting_down()) {
-        refuse(c, CG_E_UNAVAIL, "shutting down");
-    } else if (cg_addrlimit_take((const struct sockaddr *)&c->info.peer, l->max_conn_per_addr) < 0) {
+    /* Every refusal is answered in the protocol (HTTP 503, IMAP BYE): on
+     * an implicit-TLS listener that needs the handshake first, so the
+     * refusal waits for it (bounded by handshake_timeout, and counted
+     * against the address's limit like any connection). Only the
+     * per-address limit itself is a bare close there: answering would
+     * spend on that address the very handshakes the limit bounds. */
+    if (cg_addrlimit_take((const struct sockaddr *)&c->info.peer, l->max_conn_per_addr) < 0) {
         refuse(c, CG_E_LIMIT, "connection limit per address");
-    } else if ((c->counted = true, !cg_audit_available())) {
-        refuse(c, CG_E_AUDIT, "audit unavailable");
+    } else if ((c->counted = true, cg_workers_shutting_down())) {
+        c->deferred_err = CG_E_UNAVAIL;
+        c->deferred_reason = "shutting down";
+    } else if (!cg_audit_available()) {
+        c->deferred_err = CG_E_AUDIT;
+        c->deferred_reason = "audit log unavailable";
+    }
+    if (c->refused) {
+        /* answered (plaintext) or closed above */
+    } else if (c->deferred_reason && l->tls != CG_TLS_IMPLICIT) {
+        refuse(c, c->deferred_err, c->deferred_reason);
     } else if (l->tls == CG_TLS_IMPLICIT) {
         if (cg_stream_start_tls_server(s, rt->lctx[li]) < 0) {
             c->abort_pending = true;

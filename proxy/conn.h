@@ -45,7 +45,9 @@ typedef struct cg_proto_ops {
     void (*on_timer)(cg_conn *c);   /* the cg_conn_set_timer deadline */
     /* The core refuses the connection (no usable identity, disabled
      * principal, limit, audit unavailable, shutting down): write the
-     * protocol's answer if it has one; the core logs, audits and closes. */
+     * protocol's answer; the core logs, audits and closes. May come
+     * before on_open (refused at accept or right after the handshake):
+     * the session is then still zeroed. */
     void (*on_refuse)(cg_conn *c, int err, const char *reason); /* optional */
     void (*on_close)(cg_conn *c);   /* free what the session holds */
 } cg_proto_ops;
@@ -67,6 +69,8 @@ typedef struct cg_conn_info {
     char tls_version[16];             /* "TLSv1.3" */
     char tls_cipher[64];
     char alpn[16];                    /* as negotiated, "" when none */
+    char sni[256];                    /* TLS server name the client asked
+                                       * for, "" when none */
     /* Connection-level identity (cert, psk or address), "" when none. */
     unsigned auth_method;             /* one CG_AUTH_* bit, 0 when none */
     char principal[128];

@@ -22,6 +22,7 @@
 #include "cg_util.h"
 #include "conn.h"
 #include "http_dav.h"
+#include "http_host.h"
 #include "http_int.h"
 #include "http_parse.h"
 #include "http_path.h"
@@ -36,12 +37,17 @@ enum { S_HEAD, S_CONNECTING, S_BODY, S_WAIT_RESP, S_CLOSING, S_GATE };
  * (PENDING_MAX leaves room for what one socket read still delivers) */
 #define PEND_PAUSE (16u * 1024)
 #define OUT_HEAD_MAX (64u * 1024)
+/* a 503 for a passing condition (audit store, shutdown) says when to
+ * come back (RFC 9110 10.2.3) */
+#define RETRY_AFTER "Retry-After: 10\r\n"
 
 typedef struct http_req {
     char txid[40];
     char request_id[129];
     char method[24];
     char principal[128];
+    char fwd_host[CG_HTTP_HOST_MAX + 9]; /* the Host the backend gets:
+                                          * "[" name "]:" port NUL */
     const char *auth_method;
     char *path;           /* decoded (what the ACL judged) */
     char *canon;          /* canonical form forwarded */
@@ -63,6 +69,17 @@ typedef struct http_req {
     uint64_t body_left;   /* CL bodies: bytes still to come */
 } http_req;
 
+/* The paths of one request, each in its own array: a decoded path is at
+ * most CG_HTTP_PATH_MAX bytes and its canonical encoding at most three
+ * times that (http_path.h). Every writer is given the sizeof of the array
+ * it writes, never an offset into a shared block. */
+typedef struct http_paths {
+    char path[CG_HTTP_PATH_MAX + 1];            /* target, decoded */
+    char canon[3 * CG_HTTP_PATH_MAX + 1];       /* target, canonical */
+    char dest[CG_HTTP_PATH_MAX + 1];            /* Destination, decoded */
+    char dest_canon[3 * CG_HTTP_PATH_MAX + 1];  /* Destination, canonical */
+} http_paths;
+
 typedef struct http_sess {
     bool ready;
     cg_conn *c;
@@ -82,7 +99,7 @@ typedef struct http_sess {
     char *xml;            /* buffered multistatus */
     size_t xml_len;
     bool xml_over;
-    char *pathbuf;        /* decoded + canon + dest buffers */
+    struct http_paths *paths; /* made at the first request */
 } http_sess;
 
 static cg_http_filter_select_fn g_filter_select;
@@ -178,8 +195,56 @@ static void next_request(http_sess *s);
  * xml_body: an RFC 4918 precondition body instead of the text line.
  * After the answer the connection closes when close_after is set, or when
  * unread request bytes would otherwise be taken for the next request. */
+/* Writes "STATUS REASON: DETAIL (txid ID)" (or xml_body) with its head.
+ * A head too large for its buffer becomes a bare one that closes
+ * (*close_after set). Returns the body bytes written. */
+static uint64_t write_answer(cg_conn *c, int status, const char *detail, const char *txid,
+                             const char *extra, const char *xml_body, bool head_only,
+                             bool *close_after)
+{
+    char body[600];
+    int bl;
+    const char *ctype = "text/plain; charset=utf-8";
+    if (xml_body) {
+        bl = snprintf(body, sizeof body, "%s", xml_body);
+        ctype = "application/xml; charset=utf-8";
+    } else {
+        bl = snprintf(body, sizeof body, "%d %s: %s (txid %s)\n", status, cg_http_reason(status),
+                      detail, txid);
+    }
+    if (bl < 0 || (size_t)bl >= sizeof body)
+        bl = (int)strlen(body);
+    char head[2048];
+    int hl = snprintf(head, sizeof head,
+                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
+                      "X-Transaction-Id: %s\r\n%s%s\r\n",
+                      status, cg_http_reason(status), ctype, bl, txid, extra ? extra : "",
+                      *close_after ? "Connection: close\r\n" : "");
+    if (hl < 0 || (size_t)hl >= sizeof head)
+        hl = snprintf(head, sizeof head,
+                      "HTTP/1.1 %d %s\r\nContent-Length: 0\r\nX-Transaction-Id: %s\r\n"
+                      "Connection: close\r\n\r\n", status, cg_http_reason(status), txid),
+        bl = 0, *close_after = true;
+    cg_conn_write_client(c, head, (size_t)hl);
+    if (head_only || bl <= 0)
+        return 0;
+    cg_conn_write_client(c, body, (size_t)bl);
+    return (uint64_t)bl;
+}
+
+static void http_answer(http_sess *s, int status, const char *detail, const char *reason,
+                        const char *extra, const char *xml_body, bool close_after);
+
 static void http_error(http_sess *s, int status, const char *detail, const char *extra,
                        const char *xml_body, bool close_after)
+{
+    http_answer(s, status, detail, detail, extra, xml_body, close_after);
+}
+
+/* As http_error, but the client reads detail while the log line and the
+ * audit record carry reason (what the client must not be told). */
+static void http_answer(http_sess *s, int status, const char *detail, const char *reason,
+                        const char *extra, const char *xml_body, bool close_after)
 {
     cg_conn *c = s->c;
     const cg_conn_info *ci = cg_conn_info_of(c);
@@ -190,56 +255,30 @@ static void http_error(http_sess *s, int status, const char *detail, const char 
     cg_log(status >= 400 ? CG_LOG_WARN : CG_LOG_INFO,
            "conn=%llu client=%s txid=%s %s %s -> %d: %s", (unsigned long long)ci->id,
             ci->client, r->txid, r->method[0] ? r->method : "-",
-            r->path && r->path[0] ? r->path : "-", status, detail);
+            r->path && r->path[0] ? r->path : "-", status, reason);
     if (s->resp_started) {
         /* part of an answer is out: nothing honest can follow it */
-        audit_request(s, detail);
+        audit_request(s, reason);
         req_free(s);
         s->state = S_CLOSING;
         cg_conn_upstream_release(c, false);
-        cg_conn_abort(c, detail);
+        cg_conn_abort(c, reason);
         return;
     }
     if (r->has_body && !r->body_done)
         close_after = true;
     if (!r->keep_alive)
         close_after = true;
-    char body[600];
-    int bl;
-    const char *ctype = "text/plain; charset=utf-8";
-    if (xml_body) {
-        bl = snprintf(body, sizeof body, "%s", xml_body);
-        ctype = "application/xml; charset=utf-8";
-    } else {
-        bl = snprintf(body, sizeof body, "%d %s: %s (txid %s)\n", status, cg_http_reason(status),
-                      detail, r->txid);
-    }
-    if (bl < 0 || (size_t)bl >= sizeof body)
-        bl = (int)strlen(body);
-    char head[2048];
-    int hl = snprintf(head, sizeof head,
-                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
-                      "X-Transaction-Id: %s\r\n%s%s\r\n",
-                      status, cg_http_reason(status), ctype, bl, r->txid, extra ? extra : "",
-                      close_after ? "Connection: close\r\n" : "");
-    if (hl < 0 || (size_t)hl >= sizeof head)
-        hl = snprintf(head, sizeof head,
-                      "HTTP/1.1 %d %s\r\nContent-Length: 0\r\nX-Transaction-Id: %s\r\n"
-                      "Connection: close\r\n\r\n", status, cg_http_reason(status), r->txid),
-        bl = 0, close_after = true;
-    cg_conn_write_client(c, head, (size_t)hl);
-    if (!r->head_method && bl > 0) {
-        cg_conn_write_client(c, body, (size_t)bl);
-        r->bytes_out += (uint64_t)bl;
-    }
-    audit_request(s, detail);
+    r->bytes_out += write_answer(c, status, detail, r->txid, extra, xml_body, r->head_method,
+                                 &close_after);
+    audit_request(s, reason);
     req_free(s);
     if (cg_conn_upstream_attached(c))
         cg_conn_upstream_release(c, false);
     if (close_after) {
         s->state = S_CLOSING;
         cg_conn_set_timer(c, 0);
-        cg_conn_close(c, detail);
+        cg_conn_close(c, reason);
         return;
     }
     next_request(s);
@@ -313,7 +352,8 @@ static int build_request_head(http_sess *s, const char *dest_canon, const char *
         return -1;
     }
     cg_http_fwd f = {
-        .method = r->method, .canon = r->canon, .query = r->query, .query_len = r->query_len,
+        .method = r->method, .canon = r->canon, .host = r->fwd_host, .query = r->query,
+        .query_len = r->query_len,
         .destination = dest_canon, .if_value = if_rewritten, .client_addr = ci->client_addr,
         .tls = ci->tls, .principal_header = u ? u->principal_header : NULL,
         .principal = r->principal,
@@ -321,6 +361,59 @@ static int build_request_head(http_sess *s, const char *dest_canon, const char *
     if (cg_http_build_request(&s->req, &f, s->out, OUT_HEAD_MAX, &s->out_len) < 0) {
         http_error(s, 431, "request head too large after rewriting", NULL, NULL, false);
         return -1;
+    }
+    return 0;
+}
+
+/* RFC 9110 7.4: a listener answers only for the names it serves
+ * (server_names), and over TLS only for the name the client asked for in
+ * SNI (the certificate it checked was for that name). Anything else is
+ * 421, so no client picks the backend's virtual host. The backend gets
+ * the upstream's fixed host, else the matched name without the client's
+ * port or spelling. 0, or the 421 / 400 was answered. */
+static int route_host(http_sess *s)
+{
+    const cg_conn_info *ci = cg_conn_info_of(s->c);
+    const cg_listener_cfg *l = ci->listener;
+    const cg_http_head *h = &s->req.head;
+    http_req *r = &s->r;
+    const char *list = l->server_names ? l->server_names : "*";
+    bool every = strcmp(list, "*") == 0;
+    const cg_http_span names[2] = {h->host, h->form == CG_HTTP_ABSOLUTE ? h->authority
+                                                                       : (cg_http_span){0, 0}};
+    const char *name = NULL;
+    size_t nlen = 0;
+    for (size_t i = 0; i < CG_ARRAY_LEN(names); i++) {
+        const char *n;
+        size_t nl;
+        if (!names[i].len)
+            continue;
+        if (!cg_http_host_name(cg_http_str(&s->req, names[i]), names[i].len, &n, &nl)) {
+            http_error(s, 400, "malformed Host", NULL, NULL, false);
+            return -1;
+        }
+        if (!every && !cg_http_name_served(list, n, nl, &n, &nl)) {
+            http_error(s, 421, "this listener does not serve that host", NULL, NULL, false);
+            return -1;
+        }
+        if (!every && ci->sni[0] && !cg_http_is_ip(ci->sni) &&
+            !cg_http_same_host(ci->sni, strlen(ci->sni), n, nl)) {
+            http_error(s, 421, "Host differs from the TLS server name", NULL, NULL, false);
+            return -1;
+        }
+        name = n;
+        nlen = nl;
+    }
+    const cg_upstream_cfg *u = l->upstream;
+    const char *it = list;
+    if (u && u->host) {
+        cg_strlcpy(r->fwd_host, u->host, sizeof r->fwd_host);
+    } else if (name) {
+        cg_http_host_format(name, nlen, r->fwd_host, sizeof r->fwd_host);
+    } else if (every || !cg_http_first_name(&it, &name, &nlen) ||
+               !cg_http_host_format(name, nlen, r->fwd_host, sizeof r->fwd_host)) {
+        /* HTTP/1.0 without Host: the backend still gets a 1.1 Host */
+        cg_strlcpy(r->fwd_host, "localhost", sizeof r->fwd_host);
     }
     return 0;
 }
@@ -348,7 +441,7 @@ static void resp_body(void *ctx, const uint8_t *buf, size_t len);
  * request: an idle or never-used connection holds only its head buffer. */
 static bool request_buffers(http_sess *s)
 {
-    if (!s->pathbuf && !(s->pathbuf = malloc(6 * CG_HTTP_PATH_MAX + 8)))
+    if (!s->paths && !(s->paths = malloc(sizeof *s->paths)))
         return false;
     if (!s->resp.initialized) {
         if (cg_http_parser_init(&s->resp, false, 32768, 200, 32768) < 0)
@@ -509,7 +602,8 @@ static void handle_request(http_sess *s)
     sanitize_request_id(s);
 
     /* the path first: every later answer names the resource */
-    char *dec = s->pathbuf, *can = s->pathbuf + CG_HTTP_PATH_MAX + 1;
+    http_paths *ps = s->paths;
+    char *dec = ps->path, *can = ps->canon;
     r->path = dec;
     r->canon = can;
     dec[0] = can[0] = '\0';
@@ -522,8 +616,8 @@ static void handle_request(http_sess *s)
         const char *why = "malformed request target";
         size_t dl, cl;
         if (cg_http_target_split(target, h->path.len, &pl, &r->query, &r->query_len) < 0 ||
-            cg_http_path_normalize(target, pl, dec, CG_HTTP_PATH_MAX + 1, &dl, can,
-                                   3 * CG_HTTP_PATH_MAX + 1, &cl, &why) < 0) {
+            cg_http_path_normalize(target, pl, dec, sizeof ps->path, &dl, can,
+                                   sizeof ps->canon, &cl, &why) < 0) {
             dec[0] = '\0';
             http_error(s, pl > CG_HTTP_PATH_MAX ? 414 : 400, why, NULL, NULL, false);
             return;
@@ -548,9 +642,11 @@ static void handle_request(http_sess *s)
     }
     if (cg_audit_reserve(&s->resv) < 0) {
         /* SPEC 5, audit_fail = closed: nothing unrecorded happens */
-        http_error(s, 503, "audit log unavailable", NULL, NULL, true);
+        http_error(s, 503, "audit log unavailable", RETRY_AFTER, NULL, true);
         return;
     }
+    if (route_host(s) < 0)
+        return;
     if (!l->upstream) {
         http_error(s, 502, "no upstream configured", NULL, NULL, false);
         return;
@@ -569,7 +665,7 @@ static void handle_request(http_sess *s)
     if (au.status == 401) {
         char extra[1200];
         cg_http_challenges(l, au.stale, extra, sizeof extra);
-        http_error(s, 401, au.detail, extra, NULL, false);
+        http_answer(s, 401, au.detail, au.reason ? au.reason : au.detail, extra, NULL, false);
         goto out;
     }
     if (au.status) {
@@ -636,17 +732,22 @@ static void handle_request(http_sess *s)
             goto out;
         }
         size_t vl = dh->value.len, cl;
-        char *ddec = s->pathbuf + 4 * CG_HTTP_PATH_MAX + 2;
-        dest_canon = ddec + CG_HTTP_PATH_MAX + 1;
+        char *ddec = ps->dest;
+        dest_canon = ps->dest_canon;
+        /* RFC 9110 15.5.15 (414) is for the target; a header gets 400 */
         if (vl > CG_HTTP_PATH_MAX) {
             http_error(s, 400, "Destination too long", NULL, NULL, false);
             goto out;
         }
         int rc = cg_http_dav_url_canon(cg_http_str(&s->req, dh->value), vl, https_host, hostlen,
-                                       ci->tls, ddec, CG_HTTP_PATH_MAX + 1, dest_canon,
-                                       3 * CG_HTTP_PATH_MAX + 1, &cl);
+                                       ci->tls, ddec, sizeof ps->dest, dest_canon,
+                                       sizeof ps->dest_canon, &cl);
         if (rc == 1) {
             http_error(s, 502, "Destination names another server", NULL, NULL, false);
+            goto out;
+        }
+        if (rc == CG_E_LIMIT) {
+            http_error(s, 400, "Destination too long", NULL, NULL, false);
             goto out;
         }
         if (rc < 0) {
@@ -659,13 +760,21 @@ static void handle_request(http_sess *s)
     }
     const cg_http_header *ih = cg_http_header_get(&s->req, "if", NULL);
     if (ih) {
-        size_t cap = 3 * (size_t)ih->value.len + 64, ol;
-        if_out = malloc(cap);
-        int rc = if_out ? cg_http_dav_rewrite_if(cg_http_str(&s->req, ih->value), ih->value.len,
-                                                 https_host, hostlen, ci->tls, if_out, cap, &ol)
-                        : CG_E_NOMEM;
+        /* one allocation of if_cap bytes, told if_cap: every tag's
+         * canonical form is at most three times its URL (http_dav.h) */
+        size_t if_cap = 3 * (size_t)ih->value.len + 64, ol;
+        if (!(if_out = malloc(if_cap))) {
+            http_error(s, 503, "out of memory", NULL, NULL, true);
+            goto out;
+        }
+        int rc = cg_http_dav_rewrite_if(cg_http_str(&s->req, ih->value), ih->value.len,
+                                        https_host, hostlen, ci->tls, if_out, if_cap, &ol);
         if (rc == 1) {
             http_error(s, 502, "If header names another server", NULL, NULL, false);
+            goto out;
+        }
+        if (rc == CG_E_LIMIT) {
+            http_error(s, 400, "If header resource tag too long", NULL, NULL, false);
             goto out;
         }
         if (rc < 0) {
@@ -961,8 +1070,8 @@ static void write_client(http_sess *s, const void *buf, size_t len)
     cg_conn_write_client(s->c, buf, len);
 }
 
-/* A redirect the backend builds names itself: nginx writes the request's
- * host name with its own port and scheme ("http://localhost:20080/d/").
+/* A redirect the backend builds names itself: nginx writes the Host it
+ * was sent with its own port and scheme ("http://localhost:20080/d/").
  * Point it back at the gateway the client talks to (scheme and Host of
  * the request), so following it never bypasses the gateway. true when a
  * rewritten Location was written. */
@@ -979,28 +1088,15 @@ static bool location_rewrite(http_sess *s, cg_obuf *o, const char *v, size_t n)
     size_t e = skip;
     while (e < n && v[e] != '/' && v[e] != '?' && v[e] != '#')
         e++;
-    /* the host name without its port ("[::1]:80" -> "[::1]") */
-    size_t he = e;
-    for (size_t k = e; k > skip; k--) {
-        if (v[k - 1] == ']')
-            break;
-        if (v[k - 1] == ':') {
-            he = k - 1;
-            break;
-        }
-    }
-    const char *host = cg_http_str(&s->req, rq->host);
-    size_t hl = rq->host.len, hn = hl;
-    for (size_t k = hl; k > 0; k--) {
-        if (host[k - 1] == ']')
-            break;
-        if (host[k - 1] == ':') {
-            hn = k - 1;
-            break;
-        }
-    }
-    if (he - skip != hn || strncasecmp(v + skip, host, hn) != 0)
+    /* the backend names the host it was sent, with its own port */
+    const char *ln, *fn;
+    size_t lnl, fnl;
+    const char *fwd = s->r.fwd_host;
+    if (!cg_http_host_name(v + skip, e - skip, &ln, &lnl) ||
+        !cg_http_host_name(fwd, strlen(fwd), &fn, &fnl) || !cg_http_same_host(ln, lnl, fn, fnl))
         return false;
+    const char *host = cg_http_str(&s->req, rq->host);
+    size_t hl = rq->host.len;
     cg_ob_str(o, cg_conn_info_of(s->c)->tls ? "Location: https://" : "Location: http://");
     cg_ob_add(o, host, hl);
     cg_ob_add(o, v + e, n - e);
@@ -1407,17 +1503,30 @@ static void http_timer(cg_conn *c)
 static void http_refuse(cg_conn *c, int err, const char *reason)
 {
     http_sess *s = cg_conn_session(c);
-    if (!s->ready || s->resp_started || s->state == S_CLOSING)
+    bool unavailable = err != CG_E_AUTH && err != CG_E_DENIED;
+    if (!s->ready) {
+        /* refused before any request (at accept or after the handshake):
+         * the answer to whatever the client sends first. The core logs
+         * and audits the refusal; this is transaction 1. */
+        if (err == CG_E_TIMEOUT)
+            return;
+        char txid[40];
+        snprintf(txid, sizeof txid, "%s.1", cg_conn_info_of(c)->session_id);
+        bool close_after = true;
+        write_answer(c, unavailable ? 503 : 403, reason, txid, unavailable ? RETRY_AFTER : NULL,
+                     NULL, false, &close_after);
+        return;
+    }
+    if (s->resp_started || s->state == S_CLOSING)
         return;
     /* between requests (idle, shutting down) nothing is owed; during one,
      * a 503 tells the client it may retry elsewhere */
     if (s->state == S_HEAD && s->req.len == 0)
         return;
-    (void)err;
     /* the core closes the connection after this: the one error path
      * answers, logs and audits this request */
     s->r.keep_alive = false;
-    http_error(s, 503, reason, NULL, NULL, true);
+    http_error(s, unavailable ? 503 : 403, reason, unavailable ? RETRY_AFTER : NULL, NULL, true);
 }
 
 static void http_drain(cg_conn *c)
@@ -1439,10 +1548,10 @@ static void http_close(cg_conn *c)
     cg_http_parser_free(&s->resp);
     free(s->pend);
     free(s->out);
-    free(s->pathbuf);
+    free(s->paths);
     s->pend = NULL;
     s->out = NULL;
-    s->pathbuf = NULL;
+    s->paths = NULL;
     s->ready = false;
 }
 

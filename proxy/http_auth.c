@@ -77,7 +77,7 @@ static void digest(const cg_conn_info *ci, const cg_http_parser *req, const char
     target[tl] = '\0';
     cg_digest_ctx d;
     digest_ctx(ci->listener, &d);
-    const char *why = "authentication failed";
+    const char *why = "Digest authentication failed";
     int rc = cg_digest_verify(&d, val, method, target, snap, &a->who, &why);
     if (a->who)
         cg_strlcpy(a->principal, a->who->name, sizeof a->principal);
@@ -85,8 +85,12 @@ static void digest(const cg_conn_info *ci, const cg_http_parser *req, const char
         a->stale = true;
         fail(a, 401, "stale nonce");
     } else if (rc < 0 && !(a->who && !a->who->enabled)) {
+        /* one text for every refused credential: "unknown user" against
+         * "wrong response" would tell a guesser which names exist; the
+         * reason goes to the log and the audit record only */
         a->who = NULL;
-        fail(a, 401, why);
+        fail(a, 401, "authentication failed");
+        a->reason = why;
     }
 }
 

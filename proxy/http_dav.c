@@ -76,9 +76,9 @@ int cg_http_dav_url_canon(const char *url, size_t len, const char *host,
     }
     size_t dl;
     const char *why;
-    if (cg_http_path_normalize(p, pl, decoded, dcap, &dl, out, cap, outlen, &why) < 0)
-        return CG_E_INVAL;
-    return 0;
+    int rc = cg_http_path_normalize(p, pl, decoded, dcap, &dl, out, cap, outlen, &why);
+    /* too long (CG_E_LIMIT) stays apart from malformed: the caller says which */
+    return rc == CG_E_LIMIT ? CG_E_LIMIT : rc < 0 ? CG_E_INVAL : 0;
 }
 
 int cg_http_dav_rewrite_if(const char *in, size_t len, const char *host,
@@ -87,6 +87,8 @@ int cg_http_dav_rewrite_if(const char *in, size_t len, const char *host,
 {
     size_t o = 0, i = 0;
     int depth = 0;
+    if (cap == 0)
+        return CG_E_LIMIT;
     while (i < len) {
         char ch = in[i];
         if (ch == '(') {

@@ -19,16 +19,19 @@ int cg_http_dav_url_path(const char *url, size_t len, const char *host,
                          size_t *plen);
 
 /* Normalises a URL as above to the canonical path (http_path.h); out has
- * room for 3*len+1. Returns 0, 1 (other host) or CG_E_INVAL. decoded (room
- * len+1, may be NULL) receives the decoded path the ACL judges. */
+ * room for 3*len+1 (cap is its size). Returns 0, 1 (other host),
+ * CG_E_LIMIT (the path is longer than CG_HTTP_PATH_MAX) or CG_E_INVAL.
+ * decoded (dcap bytes, may be NULL) receives the decoded path the ACL
+ * judges. */
 int cg_http_dav_url_canon(const char *url, size_t len, const char *host,
                           size_t hostlen, bool https, char *decoded,
                           size_t dcap, char *out, size_t cap, size_t *outlen);
 
 /* Rewrites an If header (RFC 4918 10.4): every resource tag <URL> outside
  * parentheses becomes <canonical path>; lists inside parentheses (state
- * tokens, entity tags) are copied unchanged. out has room for 3*len+64.
- * Returns 0, 1 (a tag names another host) or CG_E_INVAL. */
+ * tokens, entity tags) are copied unchanged. cap is out's size; 3*len+64
+ * always suffices. Returns 0, 1 (a tag names another host), CG_E_LIMIT (a
+ * tag's path is too long, or out is too small) or CG_E_INVAL. */
 int cg_http_dav_rewrite_if(const char *in, size_t len, const char *host,
                            size_t hostlen, bool https, char *out, size_t cap,
                            size_t *outlen);

@@ -27,6 +27,7 @@ const char *cg_http_reason(int status)
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
     case 417: return "Expectation Failed";
+    case 421: return "Misdirected Request";
     case 422: return "Unprocessable Content";
     case 426: return "Upgrade Required";
     case 431: return "Request Header Fields Too Large";
@@ -88,7 +89,7 @@ bool cg_http_drop_field(const cg_http_parser *p, cg_http_span name,
     };
     static const char *const drop_req[] = {
         "authorization", "expect", "forwarded", "x-real-ip", "x-authenticated-principal",
-        "destination", "if", "x-transaction-id",
+        "destination", "if", "x-transaction-id", "host",
     };
     static const char *const drop_resp[] = {"x-transaction-id"};
     for (size_t i = 0; i < CG_ARRAY_LEN(drop); i++)
@@ -124,7 +125,8 @@ bool cg_http_drop_field(const cg_http_parser *p, cg_http_span name,
     return false;
 }
 
-/* The request head as the backend gets it: canonical target, the
+/* The request head as the backend gets it: canonical target, the Host
+ * the gateway chose (never the client's field), the
  * client's end-to-end fields minus those above, rewritten Destination and
  * If, the gateway's own X-Forwarded-For/-Proto and principal header, and
  * the framing the gateway itself sends (Content-Length as received, or
@@ -140,7 +142,9 @@ int cg_http_build_request(const cg_http_parser *p, const cg_http_fwd *f, char *o
         cg_ob_str(&o, "?");
         cg_ob_add(&o, f->query, f->query_len);
     }
-    cg_ob_str(&o, " HTTP/1.1\r\n");
+    cg_ob_str(&o, " HTTP/1.1\r\nHost: ");
+    cg_ob_str(&o, f->host);
+    cg_ob_str(&o, "\r\n");
     for (size_t i = 0; i < p->head.nheaders; i++) {
         const cg_http_header *h = &p->head.headers[i];
         if (cg_http_drop_field(p, h->name, f->principal_header, true))
@@ -150,8 +154,6 @@ int cg_http_build_request(const cg_http_parser *p, const cg_http_fwd *f, char *o
         cg_ob_add(&o, cg_http_str(p, h->value), h->value.len);
         cg_ob_str(&o, "\r\n");
     }
-    if (!p->head.host.len)
-        cg_ob_str(&o, "Host: localhost\r\n"); /* HTTP/1.0 client: the backend gets 1.1 */
     if (f->destination) {
         cg_ob_str(&o, "Destination: ");
         cg_ob_str(&o, f->destination);

@@ -19,7 +19,10 @@ typedef struct cg_http_auth {
     int status;               /* 0: *who resolved (maybe NULL or disabled);
                                  401 (challenge) or 400 */
     bool stale;               /* 401 with stale=true (Digest) */
-    const char *detail;       /* one sentence for the answer and the log */
+    const char *detail;       /* one sentence for the answer */
+    const char *reason;       /* for the log and audit only, NULL: detail;
+                                 what the client must not learn (whether
+                                 the user exists) goes here, never above */
     const cg_principal *who;
     const char *method;       /* cert | psk | address | digest | saml, or NULL */
     char principal[128];      /* the claimed or proven name, "" when none */
@@ -51,12 +54,13 @@ bool cg_http_method_rights(const char *method, unsigned *src, unsigned *dst,
 /* Fields that never cross the gateway: hop-by-hop ones (RFC 9110 7.6.1),
  * those named in Connection, framing we redo; toward the backend also
  * client-sent identity and forwarding fields, credentials, Expect,
- * Destination and If (sent rewritten). */
+ * Host, Destination and If (sent rewritten). */
 bool cg_http_drop_field(const cg_http_parser *p, cg_http_span name,
                         const char *principal_header, bool request);
 
 typedef struct cg_http_fwd {
     const char *method, *canon;  /* canonical target path */
+    const char *host;            /* the Host value the backend gets */
     const char *query;           /* NULL: none */
     size_t query_len;
     const char *destination;     /* rewritten, or NULL */

@@ -432,6 +432,7 @@ static int target_check(cg_http_parser *p, const char **reason)
         return 400;
     }
     h->form = CG_HTTP_ABSOLUTE;
+    h->authority = (cg_http_span){h->target.off + (uint32_t)a, (uint32_t)(e - a)};
     if (e == n || t[e] != '/') {
         *reason = "absolute-form target without a path";
         return 400;

@@ -54,6 +54,8 @@ typedef struct cg_http_head {
     uint64_t content_length;
     bool keep_alive;           /* llhttp_should_keep_alive after the head */
     cg_http_span host;         /* the Host header value (requests) */
+    cg_http_span authority;    /* absolute-form: the target's authority
+                                * (equal to Host, or refused) */
 } cg_http_head;
 
 typedef void (*cg_http_body_fn)(void *ctx, const uint8_t *buf, size_t len);

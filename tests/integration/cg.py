@@ -781,6 +781,45 @@ def read_config(path):
     return cp
 
 
+# ------------------------------------------------------- full disks --
+
+class SmallFs:
+    """A tmpfs of `size` mounted at directory (a context manager that
+    unmounts on exit); pytest.skip where mounting is not allowed. fill()
+    writes until ENOSPC, free() gives the space back."""
+
+    def __init__(self, directory, size='1m'):
+        self.dir = Path(directory)
+        self.size = size
+        self.filler = self.dir / 'filler'
+
+    def __enter__(self):
+        import pytest
+        self.dir.mkdir(parents=True, exist_ok=True)
+        r = subprocess.run(['mount', '-t', 'tmpfs', '-o', f'size={self.size}', 'tmpfs',
+                            str(self.dir)], capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip('cannot mount a small tmpfs here: ' + r.stderr.strip())
+        return self
+
+    def __exit__(self, *exc):
+        subprocess.run(['umount', '-l', str(self.dir)], capture_output=True)
+        return False
+
+    def fill(self):
+        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while os.write(fd, b'\0' * 65536) > 0:
+                pass
+        except OSError:
+            pass  # ENOSPC
+        finally:
+            os.close(fd)
+
+    def free(self):
+        os.unlink(self.filler)
+
+
 # ---------------------------------------------------------- TLS clients --
 
 def client_context(pki, name=None, cafile=None, alpn=None, versions=None,

@@ -7,9 +7,7 @@ full file system makes the gateway answer 503 until space returns."""
 
 import glob
 import json
-import os
 import signal
-import subprocess
 
 import pytest
 
@@ -97,15 +95,9 @@ def test_rotate_names_the_gateway_and_sigusr1_rotates(gw, pki):
 
 def test_full_filesystem_makes_the_gateway_refuse_until_space_returns(
         gateway_factory, pki, dovecot, nginx, tmp_path):
-    mnt = tmp_path / 'small'
-    mnt.mkdir()
-    r = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', str(mnt)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip('cannot mount a small tmpfs here: ' + r.stderr.strip())
-    try:
+    with cg.SmallFs(tmp_path / 'small') as fs:
         secs = _sections(pki, dovecot, nginx)
-        secs['gateway'] = {'audit_db': str(mnt / 'audit.db'), 'audit_fail': 'closed'}
+        secs['gateway'] = {'audit_db': str(fs.dir / 'audit.db'), 'audit_fail': 'closed'}
         g = gateway_factory(secs)
         g.ctl_ok('principal', 'add', 'alice')
         g.ctl_ok('cred', 'add', 'alice', 'address', '127.0.0.1/32')
@@ -116,24 +108,16 @@ def test_full_filesystem_makes_the_gateway_refuse_until_space_returns(
             return cg.http_request(g.addr('content'), 'GET', '/content/index.html',
                                    ctx=cg.client_context(pki), source='127.0.0.1')
         assert get()[0] == 200
-        filler = mnt / 'filler'
-        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            while os.write(fd, b'\0' * 65536) > 0:
-                pass
-        except OSError:
-            pass  # ENOSPC
-        finally:
-            os.close(fd)
+        fs.fill()
         # the next records cannot be committed: new requests are refused
         cg.wait_until(lambda: (get() or (0,))[0] == 503, timeout=10,
                       what='503 while the audit log cannot be written')
-        # nothing is served while the log cannot be written: a 503, or a
-        # connection refused at accept (no HTTP answer possible before TLS)
+        # nothing is served while the log cannot be written: every new
+        # connection is answered 503, never closed without a word
         for _ in range(3):
             r = get()
-            assert r is None or r[0] == 503, r
-        os.unlink(filler)
+            assert r is not None and r[0] == 503, r
+        fs.free()
         cg.wait_until(lambda: (get() or (0,))[0] == 200, timeout=10,
                       what='service again once space returned')
         g.stop()
@@ -141,5 +125,54 @@ def test_full_filesystem_makes_the_gateway_refuse_until_space_returns(
         assert v.returncode == 0, v.stdout + v.stderr
         assert 'not signed yet' not in v.stdout
         assert 'records cannot be committed' in g.log()
-    finally:
-        subprocess.run(['umount', '-l', str(mnt)], capture_output=True)
+
+
+def test_new_connections_are_answered_in_protocol_while_the_audit_store_is_full(
+        gateway_factory, pki, dovecot, nginx, tmp_path):
+    with cg.SmallFs(tmp_path / 'small') as fs:
+        secs = _sections(pki, dovecot, nginx)
+        secs['gateway'] = {'audit_db': str(fs.dir / 'audit.db'), 'audit_fail': 'closed'}
+        secs['listener imaps'] = {
+            'protocol': 'imap', 'tls': 'implicit', 'certificate': pki.server_cert,
+            'private_key': pki.server_key, 'auth': 'address', 'upstream': 'dovecot'}
+        secs['listener plain'] = {'protocol': 'http', 'tls': 'none', 'insecure': 'reject'}
+        secs['upstream dovecot'] = dovecot.upstream()
+        g = gateway_factory(secs)
+        g.ctl_ok('principal', 'add', 'alice')
+        g.ctl_ok('cred', 'add', 'alice', 'address', '127.0.0.1/32')
+        g.ctl_ok('acl', 'allow', '*', '*', '*', 'all')
+        g.start()
+        ctx = cg.client_context(pki)
+
+        def get():
+            return cg.http_request(g.addr('content'), 'GET', '/content/index.html',
+                                   ctx=ctx, source='127.0.0.1')
+        assert get()[0] == 200
+        assert cg.imap_greeting(g.addr('imaps'), ctx).startswith(b'* OK')
+        fs.fill()
+        cg.wait_until(lambda: (get() or (0,))[0] == 503, timeout=10,
+                      what='503 while the audit log cannot be written')
+        at = g.log_size()
+        for _ in range(3):
+            # HTTP over TLS: the answer comes after the handshake, on a
+            # connection no request of which could be recorded
+            r = get()
+            assert r is not None, 'closed without an answer'
+            st, h, body = r
+            assert st == 503, r
+            assert h.get('retry-after', '').isdigit(), h
+            assert h.get('connection') == 'close', h
+            assert body.startswith(b'503 Service Unavailable: audit log unavailable (txid ')
+            # plaintext HTTP: the same answer
+            r = cg.http_request(g.addr('plain'), 'GET', '/content/index.html')
+            assert r is not None and r[0] == 503 and 'retry-after' in r[1], r
+            # IMAP: a BYE greeting (RFC 3501 7.1.5)
+            line = cg.imap_greeting(g.addr('imaps'), ctx)
+            assert line is not None and line.startswith(b'* BYE [UNAVAILABLE]'), line
+            assert b'audit log unavailable' in line
+        g.wait_log(r'refused: audit log unavailable', start=at)
+        fs.free()
+        cg.wait_until(lambda: (get() or (0,))[0] == 200, timeout=10,
+                      what='service again once space returned')
+        assert cg.imap_greeting(g.addr('imaps'), ctx).startswith(b'* OK')
+        g.stop()

@@ -7,6 +7,7 @@ principal, and the connection identity winning over headers."""
 
 import base64
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -120,6 +121,52 @@ def nonce_of(gw, pki, path, alg='SHA-256'):
         if f'algorithm={alg}'.encode() in line:
             return re.search(rb'nonce="([^"]+)"', line).group(1).decode()
     raise AssertionError(data)
+
+
+def raw_digest_401(gw, pki, path, user, password):
+    """A by-hand Digest request on a fresh connection (txid SID.1): the raw
+    401 as (status line, [header lines], body)."""
+    nonce = nonce_of(gw, pki, path)
+    s = cg.tls_connect(gw.addr('content'), cg.client_context(pki))
+    try:
+        auth = digest_header(nonce, path, '00000001', user=user, password=password)
+        s.sendall(f'GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: {auth}\r\n'
+                  'Connection: close\r\n\r\n'.encode())
+        data = cg.recv_all(s)
+    finally:
+        s.close()
+    head, _, body = data.partition(b'\r\n\r\n')
+    lines = head.decode('latin-1').split('\r\n')
+    return lines[0], lines[1:], body
+
+
+def test_digest_401_is_the_same_for_unknown_user_and_wrong_password(gw, pki, site):
+    path = f'{site}/f.txt'
+    at = gw.log_size()
+    unknown = raw_digest_401(gw, pki, path, 'nobody', 'bob-secret')
+    wrong = raw_digest_401(gw, pki, path, 'bob', 'not-bobs')
+
+    def shape(answer):
+        status, headers, body = answer
+        txid = re.search(r'^X-Transaction-Id: (\S+)$', '\n'.join(headers), re.M).group(1)
+        masked = [re.sub(r'nonce="[^"]*"', 'nonce=N', re.sub(r'opaque="[^"]*"', 'opaque=O', h))
+                  for h in headers if not h.startswith('X-Transaction-Id:')]
+        return status, masked, body.replace(txid.encode(), b'TXID')
+    assert unknown[0].startswith('HTTP/1.1 401')
+    assert shape(unknown) == shape(wrong)
+    assert shape(unknown)[2] == b'401 Unauthorized: authentication failed (txid TXID)\n'
+    # who exists is for the operator: the log and the audit record say why
+    gw.wait_log(r'-> 401: unknown Digest user or realm', start=at)
+    gw.wait_log(r'-> 401: Digest response is wrong', start=at)
+
+    def reasons():
+        r = gw.audit('export', '--format', 'jsonl')
+        if r.returncode != 0:
+            return None
+        got = {json.loads(x).get('reason') for x in r.stdout.splitlines()}
+        want = {'unknown Digest user or realm', 'Digest response is wrong'}
+        return want <= got
+    cg.wait_until(reasons, timeout=15, interval=0.3, what='both reasons in the audit log')
 
 
 @pytest.mark.parametrize('alg', ['SHA-256', 'MD5'])

@@ -291,6 +291,78 @@ def test_destination_on_another_host_is_502(gw, pki, site):
     assert st == 502
 
 
+def curl_alice(gw, pki, method, path, headers=()):
+    """curl with alice's certificate: (status, body); status 0 when no
+    answer came (the gateway closed or died)."""
+    cert, key = pki.client('alice')
+    port = gw.port('content')
+    cmd = ['curl', '-sS', '--cacert', pki.ca, '--cert', cert, '--key', key,
+           '--resolve', f'localhost:{port}:127.0.0.1', '-o', '-', '-w', '\n%{http_code}',
+           '-X', method]
+    for h in headers:
+        cmd += ['-H', h]
+    p = subprocess.run(cmd + [f'https://localhost:{port}{path}'], capture_output=True,
+                       timeout=30)
+    body, _, code = p.stdout.rpartition(b'\n')
+    return int(code or 0), body
+
+
+def still_serving(gw, pki):
+    assert gw.alive(), gw.sanitizer_report() or cg.tail(gw.log_path)
+    assert req(gw, pki, 'GET', '/content/index.html')[0] in (200, 403)
+
+
+def colon_files(nginx):
+    return [p for p in nginx.root.rglob('*') if p.name.startswith(':::')]
+
+
+def test_copy_with_a_destination_that_grows_threefold_is_judged_not_overflowed(
+        gw, pki, site, nginx):
+    # ':' is canonical as "%3A": 4,001 decoded bytes become 12,001; the
+    # source is alice's, the root is not, so the ACL refuses the target
+    st, body = curl_alice(gw, pki, 'COPY', f'{site}/public/a.txt',
+                          ['Destination: /' + ':' * 4000])
+    assert st == 403, (st, body[:200])
+    assert b'write denied on "/:::' in body
+    still_serving(gw, pki)
+    assert colon_files(nginx) == []
+
+
+def test_destination_longer_than_the_path_limit_is_400_before_forwarding(
+        gw, pki, site, nginx):
+    port = gw.port('content')
+    for dest in ('/' + ':' * 5000,
+                 f'https://localhost:{port}{site}/public/' + '%3A' * 1400):
+        st, body = curl_alice(gw, pki, 'MOVE', f'{site}/public/a.txt',
+                              ['Destination: ' + dest])
+        assert st == 400, (st, body[:200])
+        assert b'Destination too long' in body
+    still_serving(gw, pki)
+    assert (nginx.root / site.lstrip('/') / 'public' / 'a.txt').read_bytes() == PUBLIC
+    assert colon_files(nginx) == []
+
+
+def test_if_header_with_long_tagged_lists_is_rewritten_within_bounds(gw, pki, site, nginx):
+    port = gw.port('content')
+    tag = f'<https://localhost:{port}{site}/public/' + ':' * 3000 + '>'
+    lists = ' '.join(f'{tag} (<urn:uuid:{uuid.uuid4()}> ["etag{i}"])' for i in range(3))
+    st, body = curl_alice(gw, pki, 'COPY', f'{site}/public/a.txt',
+                          [f'Destination: {site}/public/' + ':' * 3000, 'If: ' + lists])
+    # the rewritten head reaches nginx, whose own header limit answers;
+    # whatever it says, nothing was copied and the gateway lives
+    assert 400 <= st < 600, (st, body[:200])
+    still_serving(gw, pki)
+    # a tag whose path is over the limit is refused by the gateway itself
+    long_tag = f'<https://localhost:{port}{site}/public/' + ':' * 4200 + '>'
+    st, body = curl_alice(gw, pki, 'PUT', f'{site}/public/if.txt',
+                          ['If: ' + long_tag + ' (<urn:uuid:x>)'])
+    assert st == 400, (st, body[:200])
+    assert b'If header resource tag too long' in body
+    still_serving(gw, pki)
+    assert colon_files(nginx) == []
+    assert not (nginx.root / site.lstrip('/') / 'public' / 'if.txt').exists()
+
+
 def test_destination_with_encoded_climb_is_judged_normalised(gw, pki, site, nginx):
     port = gw.port('content')
     dest = f'https://localhost:{port}{site}/public/%2e%2e/secret/y.txt'

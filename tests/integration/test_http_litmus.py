@@ -74,7 +74,8 @@ def test_litmus_passes_through_the_gateway_as_it_does_directly(gw, nginx, tunnel
     for b in (base + 'd/', base + 'g/'):
         assert nginx.request('MKCOL', b)[0] == 201
     direct, out_d = litmus(f'http://{nginx.host}:{nginx.port}{base}d/', tmp_path)
-    through, out_g = litmus(f'http://127.0.0.1:{tunnel}{base}g/', tmp_path)
+    # by the name stunnel gives as SNI: a Host that differs from it is 421
+    through, out_g = litmus(f'http://localhost:{tunnel}{base}g/', tmp_path)
     assert direct, out_d
     passed_direct = {k for k, v in direct.items() if v == 'pass'}
     passed_gw = {k for k, v in through.items() if v == 'pass'}

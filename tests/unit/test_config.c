@@ -10,18 +10,59 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
 #include "config.h"
 
 static char dir[256];
 
-static void put(const char *name, const char *text)
+/* A new file named name in the test directory, open for writing. */
+static FILE *create(const char *name)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
+    return f;
+}
+
+static void put(const char *name, const char *text)
+{
+    FILE *f = create(name);
     fputs(text, f);
     fclose(f);
+}
+
+/* A self-signed certificate naming DNS:localhost and IP:127.0.0.1: the
+ * default server_names of an HTTP listener come from it. */
+static void put_cert(const char *name)
+{
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    assert_non_null(k);
+    assert_non_null(x);
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), 0);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+                               (const unsigned char *)"test", -1, -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(x));
+    X509_set_pubkey(x, k);
+    X509V3_CTX v3;
+    X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
+    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name,
+                                              "DNS:localhost,IP:127.0.0.1");
+    assert_non_null(ext);
+    X509_add_ext(x, ext, -1);
+    X509_EXTENSION_free(ext);
+    assert_true(X509_sign(x, k, EVP_sha256()) > 0);
+    FILE *f = create(name);
+    PEM_write_X509(f, x);
+    fclose(f);
+    X509_free(x);
+    EVP_PKEY_free(k);
 }
 
 static int setup(void **state)
@@ -33,6 +74,7 @@ static int setup(void **state)
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
         put(files[i], "x\n");
     put("dovecot-master.pw", "s3cret\n");
+    put_cert("server.pem");
     return 0;
 }
 
@@ -159,6 +201,9 @@ static void test_spec_example_loads(void **state)
     assert_int_equal(c->upstream->connect_timeout, 5);
     assert_int_equal(c->upstream->response_timeout, 60);
     assert_int_equal(c->upstream->pool_size, 32);
+    /* an HTTP listener serves its certificate's names unless told */
+    assert_string_equal(c->server_names, "localhost, 127.0.0.1");
+    assert_null(c->upstream->host);
     const cg_listener_cfg *pl = cg_config_listener(cfg, "content-plain");
     assert_int_equal(pl->insecure, CG_INSECURE_REDIRECT);
     assert_true(cfg->saml.present);
@@ -235,6 +280,16 @@ static const struct bad_case bad[] = {
     { GATEWAY IMAPS UP_DOVECOT "tls = yes\n", ":16: tls = yes needs ca or pin_sha256" },
     { GATEWAY IMAPS UP_DOVECOT "pin_sha256 = abcd\n", ":16: pin_sha256: expected 64 hex digits" },
     { GATEWAY IMAPS UP_DOVECOT "principal_header = X Bad\n", ":16: principal_header: expected a header name" },
+    { GATEWAY IMAPS UP_DOVECOT "host = a b\n", ":16: host: expected a host name" },
+    { GATEWAY IMAPS "server_names = localhost\n" UP_DOVECOT, ":12: server_names is for http listeners" },
+    { GATEWAY "[listener a]\nprotocol = http\nlisten = 127.0.0.1:1\ncertificate = server.pem\n"
+              "private_key = server.key\nauth = digest\ndigest_realm = r\nupstream = u\n"
+              "server_names = localhost, *\n[upstream u]\naddress = 127.0.0.1:2\n",
+      ":12: server_names: '*' (every name) stands alone" },
+    { GATEWAY "[listener a]\nprotocol = http\nlisten = 127.0.0.1:1\ncertificate = clients.crl\n"
+              "private_key = server.key\nauth = digest\ndigest_realm = r\nupstream = u\n"
+              "[upstream u]\naddress = 127.0.0.1:2\n",
+      ":7: server_names: the certificate is not PEM (set server_names)" },
     { GATEWAY IMAPS UP_DOVECOT "[listener b]\nprotocol = imap\nlisten = 127.0.0.1:10993\n"
                                "certificate = server.pem\nprivate_key = server.key\nauth = login\nupstream = dovecot\n",
       ":18: listen: 127.0.0.1:10993 is also [listener imaps]'s address" },

@@ -8,12 +8,15 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
+#include "cg_error.h"
 #include "http_dav.h"
+#include "http_path.h"
 
 #define HOST "gw.example:8443"
 
@@ -72,6 +75,55 @@ static void test_if_rewrite(void **state)
     in = "<https://gw.example:8443/a";
     assert_true(cg_http_dav_rewrite_if(in, strlen(in), HOST, strlen(HOST), true, out,
                                        sizeof out, &ol) < 0);
+}
+
+/* Paths past CG_HTTP_PATH_MAX are CG_E_LIMIT, not malformed; a buffer
+ * smaller than the rewrite needs is refused, never written past (each is
+ * allocated at exactly the size passed, so ASan sees a single byte over). */
+static void test_long_paths_are_limited_within_the_given_size(void **state)
+{
+    (void)state;
+    size_t n = CG_HTTP_PATH_MAX + 10;
+    char *url = malloc(n + 1);
+    assert_non_null(url);
+    url[0] = '/';
+    memset(url + 1, ':', n - 1);
+    url[n] = '\0';
+    size_t dcap = CG_HTTP_PATH_MAX + 1, cap = 3 * CG_HTTP_PATH_MAX + 1, ol;
+    char *dec = malloc(dcap), *out = malloc(cap);
+    assert_non_null(dec);
+    assert_non_null(out);
+    assert_int_equal(cg_http_dav_url_canon(url, n, HOST, strlen(HOST), true, dec, dcap, out,
+                                           cap, &ol), CG_E_LIMIT);
+    /* at the limit, ':' grows threefold and still fits its own array */
+    assert_int_equal(cg_http_dav_url_canon(url, CG_HTTP_PATH_MAX, HOST, strlen(HOST), true,
+                                           dec, dcap, out, cap, &ol), 0);
+    assert_int_equal(ol, 1 + 3 * (CG_HTTP_PATH_MAX - 1));
+    free(out);
+
+    char in[64 + 3 * 40];
+    snprintf(in, sizeof in, "<https://gw.example:8443/%s> (<urn:uuid:1>)",
+             "::::::::::::::::::::::::::::::::::::::::");
+    for (size_t small = 1; small < 3 * strlen(in) + 64; small++) {
+        char *o = malloc(small);
+        assert_non_null(o);
+        int rc = cg_http_dav_rewrite_if(in, strlen(in), HOST, strlen(HOST), true, o, small, &ol);
+        if (rc == 0)
+            assert_true(ol < small);
+        else
+            assert_int_equal(rc, CG_E_LIMIT);
+        free(o);
+    }
+    char *big = malloc(n + 16), *o = malloc(3 * (n + 16) + 64);
+    assert_non_null(big);
+    assert_non_null(o);
+    int bl = snprintf(big, n + 16, "<%s>", url);
+    assert_int_equal(cg_http_dav_rewrite_if(big, (size_t)bl, HOST, strlen(HOST), true, o,
+                                            3 * (n + 16) + 64, &ol), CG_E_LIMIT);
+    free(big);
+    free(o);
+    free(dec);
+    free(url);
 }
 
 static bool keep_public(void *ctx, const char *path, size_t len)
@@ -135,6 +187,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_url_canon),
         cmocka_unit_test(test_if_rewrite),
+        cmocka_unit_test(test_long_paths_are_limited_within_the_given_size),
         cmocka_unit_test(test_filter),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
