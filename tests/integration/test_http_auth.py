@@ -267,7 +267,7 @@ SIG = ('<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedIn
 
 
 def assertion(id_='_a1', name='alice', audience=AUDIENCE, not_after=None, signature=True,
-              advice='', recipient=AUDIENCE):
+              advice='', recipient=None):
     now = int(time.time())
     na = iso(now + 600 if not_after is None else not_after)
     sig = SIG.format(id=id_) if signature else ''
@@ -276,7 +276,7 @@ def assertion(id_='_a1', name='alice', audience=AUDIENCE, not_after=None, signat
             f'<saml:Issuer>{ISSUER}</saml:Issuer>{sig}'
             f'<saml:Subject><saml:NameID>{name}</saml:NameID>'
             '<saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer">'
-            f'<saml:SubjectConfirmationData NotOnOrAfter="{na}" Recipient="{recipient}"/>'
+            f'<saml:SubjectConfirmationData NotOnOrAfter="{na}" Recipient="{recipient or audience}"/>'
             '</saml:SubjectConfirmation></saml:Subject>'
             f'<saml:Conditions NotBefore="{iso(now - 60)}" NotOnOrAfter="{na}">'
             f'<saml:AudienceRestriction><saml:Audience>{audience}</saml:Audience>'
