@@ -382,6 +382,7 @@ static const char *resolve_identity(cg_conn *c)
         return "policy not loaded";
     c->info.auth_method = 0;
     c->info.principal[0] = '\0';
+    c->info.principal_id = 0;
     if (tls && cg_tls_established(tls)) {
         const char *psk = cg_tls_psk_identity(tls);
         uint8_t fpr[32];
@@ -413,6 +414,7 @@ static const char *resolve_identity(cg_conn *c)
     }
     if (p) {
         c->info.auth_method = method;
+        c->info.principal_id = p->id;
         cg_strlcpy(c->info.principal, principal_name(p), sizeof c->info.principal);
         if (!p->enabled)
             why = "principal disabled";

@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 
 #include "config.h"
+#include "policy_store.h"
 
 typedef struct cg_conn cg_conn;
 
@@ -73,7 +74,9 @@ typedef struct cg_conn_info {
                                        * for, "" when none */
     /* Connection-level identity (cert, psk or address), "" when none. */
     unsigned auth_method;             /* one CG_AUTH_* bit, 0 when none */
-    char principal[128];
+    int64_t principal_id;             /* the store id: what later steps look
+                                       * up (cg_snapshot_principal_by_id) */
+    char principal[CG_NAME_MAX + 1];  /* its name, for logs and audit */
     char cert_subject[256];           /* for logs, "" when none */
     bool shutting_down;               /* SIGTERM: drain */
 } cg_conn_info;

@@ -527,7 +527,7 @@ static int gate(const cg_http_request_view *req, const cg_http_body_filter **loc
                 const char **detail)
 {
     const char *m = req->method;
-    const cg_principal *who = cg_snapshot_principal_by_name(req->snap, req->principal);
+    const cg_principal *who = req->who;
     if (!who) {
         *detail = "principal unknown";
         return 403;

@@ -45,7 +45,8 @@ typedef struct http_req {
     char txid[40];
     char request_id[129];
     char method[24];
-    char principal[128];
+    int64_t principal_id;  /* what later steps look up; 0 when none */
+    char principal[CG_NAME_MAX + 1]; /* for logs and audit */
     char fwd_host[CG_HTTP_HOST_MAX + 9]; /* the Host the backend gets:
                                           * "[" name "]:" port NUL */
     const char *auth_method;
@@ -678,6 +679,7 @@ static void handle_request(http_sess *s)
         goto out;
     }
     cg_strlcpy(r->principal, p->name, sizeof r->principal);
+    r->principal_id = p->id;
 
     unsigned src, dst;
     bool subtree;
@@ -790,7 +792,7 @@ static void handle_request(http_sess *s)
     r->decision = "allow";
 
     cg_http_request_view v = {
-        .method = r->method, .path = dec, .principal = r->principal, .txid = r->txid,
+        .method = r->method, .path = dec, .principal = r->principal, .who = p, .txid = r->txid,
         .content_length = h->framing == CG_HTTP_BODY_LENGTH ? h->content_length
                           : h->framing == CG_HTTP_BODY_NONE ? 0 : UINT64_MAX,
         .snap = snap, .dest = r->dest, .header = hdr_lookup, .hctx = &s->req,
@@ -1220,7 +1222,7 @@ static void filtered_multistatus(http_sess *s)
         return;
     }
     cg_snapshot *snap = cg_snapshot_acquire();
-    const cg_principal *p = snap ? cg_snapshot_principal_by_name(snap, s->r.principal) : NULL;
+    const cg_principal *p = snap ? cg_snapshot_principal_by_id(snap, s->r.principal_id) : NULL;
     char *out = NULL;
     size_t ol = 0, removed = 0;
     keep_ctx k = {snap, p};

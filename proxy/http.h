@@ -26,7 +26,8 @@
 typedef struct cg_http_request_view {
     const char *method;       /* "PUT" */
     const char *path;         /* decoded, normalised (what the ACL judged) */
-    const char *principal;
+    const char *principal;    /* name, for records and ${user} */
+    const cg_principal *who;  /* the principal judged, of snap */
     const char *txid;
     uint64_t content_length;  /* UINT64_MAX when chunked */
     const cg_snapshot *snap;  /* the snapshot the request was judged under */

@@ -115,12 +115,13 @@ void cg_http_authenticate(const cg_conn_info *ci, const cg_http_parser *req,
 {
     memset(a, 0, sizeof *a);
     const cg_listener_cfg *l = ci->listener;
-    if (ci->principal[0]) {
+    if (ci->principal_id) {
         /* the TLS layer (or the address) already said who this is; it is
-         * looked up again in the current snapshot for every request */
+         * looked up again in the current snapshot for every request, by
+         * id: a name removed and given to someone else is not them */
         cg_strlcpy(a->principal, ci->principal, sizeof a->principal);
         a->method = cg_auth_method_name(ci->auth_method);
-        a->who = cg_snapshot_principal_by_name(snap, ci->principal);
+        a->who = cg_snapshot_principal_by_id(snap, ci->principal_id);
         return;
     }
     size_t na;

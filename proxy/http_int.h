@@ -25,7 +25,7 @@ typedef struct cg_http_auth {
                                  the user exists) goes here, never above */
     const cg_principal *who;
     const char *method;       /* cert | psk | address | digest | saml, or NULL */
-    char principal[128];      /* the claimed or proven name, "" when none */
+    char principal[CG_NAME_MAX + 1]; /* the claimed or proven name, "" when none */
 } cg_http_auth;
 
 /* Who sent this request: the connection's identity (cert, psk, address)

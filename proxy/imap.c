@@ -80,12 +80,13 @@ typedef struct imap_sess {
     /* login */
     int istage;
     int auth_wait;
-    char login_user[128];
+    char login_user[CG_NAME_MAX + 1];
     uint64_t fail_at;           /* a delayed AUTHENTICATIONFAILED is due */
     char fail_tag[64];
     /* the session */
-    char principal[128];
-    char mailbox_login[128];
+    int64_t principal_id;  /* what each command looks up; 0 before login */
+    char principal[CG_NAME_MAX + 1]; /* for logs and audit */
+    char mailbox_login[CG_NAME_MAX + 1];
     unsigned method;
     char selected[NAME_MAX_];
     bool has_selected;
@@ -366,7 +367,7 @@ static void our_caps(cg_conn *c, imap_sess *s, char *out, size_t cap)
         snprintf(out + o, cap - o, " STARTTLS LOGINDISABLED");
         return;
     }
-    if (ci->principal[0])
+    if (ci->principal_id)
         o += (size_t)snprintf(out + o, cap - o, " AUTH=EXTERNAL");
     if (o < cap)
         snprintf(out + o, cap - o, " AUTH=PLAIN");
@@ -710,8 +711,8 @@ static void do_login(cg_conn *c, imap_sess *s, const char *authz,
         login_fail(c, s, "master login syntax refused", true);
         return;
     }
-    if (ci->principal[0]) {
-        p = cg_snapshot_principal_by_name(snap, ci->principal);
+    if (ci->principal_id) {
+        p = cg_snapshot_principal_by_id(snap, ci->principal_id);
         if (!p || !p->enabled) {
             cg_snapshot_release(snap);
             login_fail(c, s, "principal unknown or disabled", true);
@@ -729,13 +730,19 @@ static void do_login(cg_conn *c, imap_sess *s, const char *authz,
         }
         snprintf(s->login_user, sizeof s->login_user, "%s", p->mailbox);
         snprintf(s->principal, sizeof s->principal, "%s", p->name);
+        s->principal_id = p->id;
         snprintf(s->mailbox_login, sizeof s->mailbox_login, "%s", p->mailbox);
         s->method = ci->auth_method;
         cg_snapshot_release(snap);
         if (u->imap_login == CG_IMAP_LOGIN_MASTER && u->master_user &&
             u->master_password) {
-            char mu[300];
-            snprintf(mu, sizeof mu, "%s*%s", s->mailbox_login, u->master_user);
+            char mu[sizeof s->mailbox_login + 1 + 256];
+            if (snprintf(mu, sizeof mu, "%s*%s", s->mailbox_login, u->master_user) >=
+                (int)sizeof mu) {
+                /* never a cut name: it would log in as someone else */
+                login_fail(c, s, "master login name too long", false);
+                return;
+            }
             backend_login(c, s, mu, u->master_password,
                           strlen(u->master_password));
             return;
@@ -760,6 +767,7 @@ static void do_login(cg_conn *c, imap_sess *s, const char *authz,
         return;
     }
     snprintf(s->principal, sizeof s->principal, "%s", p->name);
+    s->principal_id = p->id;
     snprintf(s->mailbox_login, sizeof s->mailbox_login, "%s", p->mailbox);
     s->method = CG_AUTH_LOGIN;
     cg_snapshot_release(snap);
@@ -1123,7 +1131,7 @@ static void auth_command(cg_conn *c, imap_sess *s, const judge *j)
 static bool judge_acquire(cg_conn *c, imap_sess *s, judge *j)
 {
     j->snap = cg_snapshot_acquire();
-    j->p = j->snap ? cg_snapshot_principal_by_name(j->snap, s->principal) : NULL;
+    j->p = j->snap ? cg_snapshot_principal_by_id(j->snap, s->principal_id) : NULL;
     if (j->p && j->p->enabled)
         return true;
     char id[40];
@@ -1488,7 +1496,7 @@ static bool keep_mailbox_line(cg_conn *c, imap_sess *s, const uint8_t *d,
                         sizeof name, wire, sizeof wire))
         return false;
     cg_snapshot *snap = cg_snapshot_acquire();
-    const cg_principal *p = snap ? cg_snapshot_principal_by_name(snap, s->principal) : NULL;
+    const cg_principal *p = snap ? cg_snapshot_principal_by_id(snap, s->principal_id) : NULL;
     bool ok = false;
     if (p && p->enabled) {
         judge j = { snap, p };
@@ -1553,6 +1561,7 @@ static void internal_response(cg_conn *c, imap_sess *s, const uint8_t *d,
             s->istage = I_NONE;
             s->state = S_PREAUTH;
             s->principal[0] = '\0';
+            s->principal_id = 0;
             s->method = 0;
             login_fail(c, s, "backend refused the login", false);
             process_input(c, s);
@@ -1778,7 +1787,7 @@ static void imap_open(cg_conn *c)
         cg_conn_close(c, "plaintext refused");
         return;
     }
-    if (ci->principal[0])
+    if (ci->principal_id)
         s->method = ci->auth_method;
     cg_imapp_limits lim = {
         .max_line = l->max_line ? l->max_line : 8192,
@@ -1844,7 +1853,7 @@ static void imap_tls_ready(cg_conn *c)
     imap_sess *s = cg_conn_session(c);
     const cg_conn_info *ci = cg_conn_info_of(c);
     s->busy = false;
-    if (ci->principal[0])
+    if (ci->principal_id)
         s->method = ci->auth_method;
     process_input(c, s);
 }

@@ -414,7 +414,7 @@ static bool plain_text(const char *t, size_t max)
  * and '\\' would be wildcards or quoting when substituted for ${user}. */
 static bool name_ok(const char *name)
 {
-    return plain_text(name, 255) && name[0] != '@' && !strpbrk(name, "*%\"\\/");
+    return plain_text(name, CG_NAME_MAX) && name[0] != '@' && !strpbrk(name, "*%\"\\/");
 }
 
 static int bad_name(const char *what, const char *name, const char **error_r)

@@ -10,6 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The longest principal (and group) name the store accepts, in bytes:
+ * every buffer that holds one is CG_NAME_MAX + 1. */
+#define CG_NAME_MAX 255
+
 typedef struct cg_pstore cg_pstore;
 struct cg_db;
 

@@ -3,6 +3,8 @@
 principal gets in; one from any other address is refused. Clients pick
 their source address with bind() (127.0.0.0/8 is all loopback)."""
 
+import json
+
 import pytest
 
 import cg
@@ -64,3 +66,50 @@ def test_address_cred_added_while_running_is_picked_up(gw, pki):
     cg.wait_until(lambda: not cg.imap_refused(gw.addr('imaps'),
                                               cg.client_context(pki), source=src),
                   timeout=3, what='new address credential in effect')
+
+
+# A principal's name may be 255 bytes (the store's limit). The connection
+# carries the principal's id: a name longer than any display buffer must
+# neither lock its owner out nor make it act as another principal whose name
+# is a prefix of it (what a name copied into a 128-byte field did).
+LONG = 'l' * 200
+PREFIX = LONG[:127]
+
+
+@pytest.fixture(scope='module')
+def gw_long(module_gateway_factory, pki, nginx):
+    g = module_gateway_factory({
+        'listener content': {
+            'protocol': 'http', 'tls': 'implicit',
+            'certificate': pki.server_cert, 'private_key': pki.server_key,
+            'auth': 'address', 'upstream': 'nginx'},
+        'upstream nginx': nginx.upstream(),
+    })
+    g.ctl_ok('principal', 'add', LONG)
+    g.ctl_ok('cred', 'add', LONG, 'address', '127.0.0.10/32')
+    g.ctl_ok('principal', 'add', PREFIX)
+    g.ctl_ok('cred', 'add', PREFIX, 'address', '127.0.0.11/32')
+    g.ctl_ok('acl', 'allow', LONG, 'http', '/content/index.html', 'read')
+    g.ctl_ok('acl', 'allow', PREFIX, 'http', '/content/alice/*', 'read')
+    return g.start()
+
+
+def test_long_principal_name_acts_as_itself_not_its_prefix(gw_long, pki):
+    ctx = cg.client_context(pki)
+    own = cg.http_request(gw_long.addr('content'), 'GET', '/content/index.html',
+                          ctx=ctx, source='127.0.0.10')
+    assert own is not None and own[0] == 200, own
+    other = cg.http_request(gw_long.addr('content'), 'GET', '/content/alice/a.txt',
+                            ctx=ctx, source='127.0.0.10')
+    assert other is not None and other[0] == 403, other
+    # and the prefix principal has its own rights, not the long one's
+    r = cg.http_request(gw_long.addr('content'), 'GET', '/content/index.html',
+                        ctx=ctx, source='127.0.0.11')
+    assert r is not None and r[0] == 403, r
+    # the audit trail names the long principal in full
+    def named_in_full():
+        out = gw_long.audit('export', '--format', 'jsonl').stdout
+        recs = [json.loads(line) for line in out.splitlines() if line.strip()]
+        return any(r.get('principal') == LONG and r.get('decision') == 'allow'
+                   for r in recs)
+    cg.wait_until(named_in_full, timeout=5, what='audit record naming the long principal')
