@@ -128,7 +128,7 @@ static void refuse(cg_conn *c, int err, const char *reason)
     cg_warn("conn=%llu client=%s listener=%s refused: %s", (unsigned long long)c->info.id,
             c->info.client, c->info.listener->name, reason);
     cg_metric_inc(CG_M_CONN_REFUSED);
-    audit_conn(c, "refused", "refused", "deny", reason, true);
+    audit_conn(c, "refused", "refused", "error", reason, true);
     cg_conn_close(c, reason);
     leave(c);
 }

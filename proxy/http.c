@@ -250,8 +250,11 @@ static void http_answer(http_sess *s, int status, const char *detail, const char
     cg_conn *c = s->c;
     const cg_conn_info *ci = cg_conn_info_of(c);
     http_req *r = &s->r;
+    /* allow and deny are the ACL's words; an answer the ACL did not decide
+     * (authentication, syntax, limits, the audit store, the backend) is an
+     * error, and its reason says which */
     if (!r->decision)
-        r->decision = status >= 500 ? "allow" : "deny";
+        r->decision = "error";
     r->status = status;
     cg_log(status >= 400 ? CG_LOG_WARN : CG_LOG_INFO,
            "conn=%llu client=%s txid=%s %s %s -> %d: %s", (unsigned long long)ci->id,
@@ -468,7 +471,7 @@ static void gate_answered(http_sess *s, const cg_http_request_view *v, int g,
     }
     if (g) {
         if (g >= 400)
-            r->decision = "deny";
+            r->decision = "error";
         http_error(s, g, gd ? gd : "refused", NULL, NULL, false);
         return;
     }
@@ -711,7 +714,6 @@ static void handle_request(http_sess *s)
         bool d1 = dh && cg_http_span_eq(&s->req, dh->value, "1");
         if (!d0 && !d1) {
             /* RFC 4918 9.1: no Depth means infinity */
-            r->decision = "deny";
             http_error(s, 403, "PROPFIND with Depth: infinity", NULL,
                        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n"
                        "<D:error xmlns:D=\"DAV:\"><D:propfind-finite-depth/></D:error>\n",
@@ -896,7 +898,7 @@ static void local_answer(http_sess *s, int st)
     if (st == 0)
         st = 200;
     if (st >= 400)
-        r->decision = "deny";
+        r->decision = "error";
     http_error(s, st, r->verdict.detail ? r->verdict.detail : st == 200 ? "accepted" : "refused",
                NULL, NULL, false);
 }
@@ -1365,7 +1367,7 @@ static void http_client_eof(cg_conn *c)
         s->state = S_CLOSING;
         cg_conn_upstream_release(c, false);
         s->r.status = 400;
-        s->r.decision = s->r.decision ? s->r.decision : "deny";
+        s->r.decision = s->r.decision ? s->r.decision : "error";
         audit_request(s, "client closed before the end of the request");
         req_free(s);
     }

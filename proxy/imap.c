@@ -285,8 +285,11 @@ static void refuse(cg_conn *c, imap_sess *s, const char *result,
             (unsigned long long)cg_conn_info_of(c)->id, id,
             s->principal[0] ? s->principal : "-", s->op[0] ? s->op : "-",
             result, text);
-    audit(c, s, s->op[0] ? s->op : "command", resource, "deny", rule_id,
-          result, text);
+    /* NOPERM is the ACL's refusal (RFC 5530), the only one that is a
+     * "deny"; every other refusal (syntax, login, audit store) is an
+     * error with its reason */
+    audit(c, s, s->op[0] ? s->op : "command", resource,
+          code && strcmp(code, "NOPERM") == 0 ? "deny" : "error", rule_id, result, text);
     /* the command is over */
     s->busy = false;
     s->streaming = false;

@@ -12,12 +12,16 @@
 atomic_uint_fast64_t cg_metrics[CG_M_COUNT];
 
 static const char *const services[] = { "imap", "http", "tls", "other" };
-static const char *const decisions[] = { "allow", "deny" };
-static atomic_uint_fast64_t g_ops[4][2];
+static const char *const decisions[] = { "allow", "deny", "error" }; /* NDECISIONS */
+#define NDECISIONS 3
+static atomic_uint_fast64_t g_ops[4][NDECISIONS];
 
 void cg_metrics_operation(const char *service, const char *decision)
 {
-    size_t s = 3, d = decision && strcmp(decision, "allow") == 0 ? 0 : 1;
+    size_t s = 3, d = 2;
+    for (size_t i = 0; i < 2; i++)
+        if (decision && strcmp(decision, decisions[i]) == 0)
+            d = i;
     for (size_t i = 0; i < 3; i++)
         if (service && strcmp(service, services[i]) == 0)
             s = i;
@@ -79,7 +83,7 @@ size_t cg_metrics_render(char *buf, size_t cap)
     put(&o, "# HELP cpmgate_operations_total Operations by service and decision.\n"
             "# TYPE cpmgate_operations_total counter\n");
     for (size_t s = 0; s < 4; s++)
-        for (size_t d = 0; d < 2; d++)
+        for (size_t d = 0; d < NDECISIONS; d++)
             put(&o, "cpmgate_operations_total{service=\"%s\",decision=\"%s\"} %llu\n",
                 services[s], decisions[d],
                 (unsigned long long)atomic_load_explicit(&g_ops[s][d], memory_order_relaxed));

@@ -24,7 +24,8 @@ typedef struct cg_audit_rec {
     const char *service;     /* imap | http | tls | policy | gateway */
     const char *operation;   /* SELECT, GET, handshake, auth, refused, ... */
     const char *resource;
-    const char *decision;    /* allow | deny */
+    const char *decision;    /* allow | deny: what the ACL decided; error:
+                              * refused or failed otherwise (reason says) */
     int64_t rule_id;         /* -1: null */
     const char *result;      /* OK/NO/BAD, "200", "refused" ... */
     int64_t bytes_in;        /* -1: null */

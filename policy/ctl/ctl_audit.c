@@ -24,7 +24,7 @@ static const char synopsis[] =
     "audit keygen --out FILE\n"
     "       cpmgatectl audit verify --audit-db FILE [--key PUB.pem]\n"
     "       cpmgatectl audit show --audit-db FILE [--txid T] [--principal P] [--since TIME]\n"
-    "                             [--until TIME] [--decision allow|deny] [--limit N] [--json]\n"
+    "                             [--until TIME] [--decision allow|deny|error] [--limit N] [--json]\n"
     "       cpmgatectl audit export --audit-db FILE --format jsonl [filters as for show]\n"
     "       cpmgatectl audit rotate --audit-db FILE [--audit-key PRIV.pem]";
 
@@ -277,8 +277,9 @@ static int cmd_show(ctl_ctx *ctx, int argc, char **argv, bool export)
         return ctl_fail("--since: '%s' is not an RFC 3339 time or a date", since);
     if (until && !norm_time(until, true, until_n))
         return ctl_fail("--until: '%s' is not an RFC 3339 time or a date", until);
-    if (decision && strcmp(decision, "allow") != 0 && strcmp(decision, "deny") != 0)
-        return ctl_fail("--decision: '%s' is not allow or deny", decision);
+    if (decision && strcmp(decision, "allow") != 0 && strcmp(decision, "deny") != 0 &&
+        strcmp(decision, "error") != 0)
+        return ctl_fail("--decision: '%s' is not allow, deny or error", decision);
     uint64_t lim = 0;
     if (limit && cg_parse_u64(limit, 1, INT64_MAX, &lim) < 0)
         return ctl_fail("--limit: '%s' is not a positive number", limit);

@@ -5,6 +5,7 @@ request smuggling refused before nginx sees a byte, keep-alive and
 pipelining, PROPFIND depth rules and filtering, Destination rewriting,
 plaintext listeners, limits (413, 431, 408)."""
 
+import json
 import re
 import socket
 import ssl
@@ -174,6 +175,23 @@ def test_refusal_is_audited_with_its_rule(gw, pki, site):
     assert '"decision":"deny"' in rec and '"result":"403"' in rec
     assert f'"resource":"{site}/secret/a.txt"' in rec and '"operation":"GET"' in rec
     assert re.search(r'"rule_id":\d+', rec), rec
+
+
+def test_answer_the_acl_did_not_decide_is_audited_as_error(gw, pki, site):
+    # PROPFIND without Depth (infinity) is refused before any rule is read,
+    # and a request for a path outside every rule's reach is the ACL's:
+    # only the second may say deny
+    st, h, _ = req(gw, pki, 'PROPFIND', f'{site}/public/')
+    assert st == 403
+    txid = h['x-transaction-id']
+
+    def record():
+        out = gw.audit('export', '--format', 'jsonl').stdout
+        recs = [json.loads(ln) for ln in out.splitlines() if f'"txid":"{txid}"' in ln]
+        return recs[0] if recs else None
+    rec = cg.wait_until(record, timeout=10, what='audit record of the PROPFIND')
+    assert rec['decision'] == 'error' and rec['result'] == '403', rec
+    assert rec['rule_id'] is None and 'Depth' in (rec['reason'] or ''), rec
 
 
 def test_304_is_framed_without_a_body(gw, pki, site):

@@ -834,7 +834,8 @@ def test_each_command_is_audited_with_txid_and_decision(gw, pki):
     s.command('AUTHENTICATE EXTERNAL =')   # 1
     s.command('SELECT Secret')             # 2
     s.command('SELECT inbox')              # 3
-    s.command('LOGOUT')                    # 4
+    s.command('SELECT')                    # 4: syntax, not the ACL
+    s.command('LOGOUT')                    # 5
     s.close()
 
     def records():
@@ -846,7 +847,7 @@ def test_each_command_is_audited_with_txid_and_decision(gw, pki):
             rec = json.loads(line)
             if (rec.get('txid') or '').startswith(sid + '.'):
                 recs[rec['txid']] = rec
-        return recs if len(recs) >= 4 else None
+        return recs if len(recs) >= 5 else None
     recs = cg.wait_until(records, timeout=20, interval=0.3,
                          what='audit records of the session')
     auth = recs[f'{sid}.1']
@@ -860,3 +861,8 @@ def test_each_command_is_audited_with_txid_and_decision(gw, pki):
     assert ok['resource'] == 'INBOX' and ok['decision'] == 'allow'
     assert ok['result'] == 'OK' and ok['service'] == 'imap'
     assert ok['bytes_out'] > 0 and ok['tls_version'].startswith('TLSv1.')
+    # allow and deny are the ACL's words: a command refused for its syntax
+    # is an error, with the reason in its own field
+    bad = recs[f'{sid}.4']
+    assert bad['decision'] == 'error' and bad['result'] == 'BAD', bad
+    assert bad['rule_id'] is None and bad['reason'], bad
