@@ -76,9 +76,16 @@ static const sd_variant variants[] = {
 
 enum who { W_NONE, W_ALICE, W_BOB };
 
+#define QMAX 256
+
 static struct {
-    cg_http_parser p;
+    cg_http_parser p;     /* what the backend gets */
     bool lost;
+    cg_http_parser req;   /* what the client sent */
+    cg_http_parser resp;  /* what the client gets */
+    bool req_lost, resp_lost;
+    bool head_q[QMAX];    /* requests sent and not answered: HEAD? */
+    size_t q_first, q_n;
 } ck;
 
 static void ck_body(void *ctx, const uint8_t *buf, size_t len)
@@ -86,7 +93,99 @@ static void ck_body(void *ctx, const uint8_t *buf, size_t len)
     (void)ctx, (void)buf, (void)len;
 }
 
-static void ck_begin(void) {}
+static void ck_begin(void)
+{
+    /* the client's requests are read with the listeners' limits, so the
+     * checker and the gateway agree on where each one ends */
+    if (cg_http_parser_init(&ck.req, true, 16384, 100, 8192) < 0 ||
+        cg_http_parser_init(&ck.resp, false, 1 << 17, 1000, 1 << 16) < 0)
+        abort();
+    ck.req.on_body = ck.resp.on_body = ck_body;
+}
+
+static void ck_reset(cg_http_parser *p)
+{
+    cg_http_parser_reset(p);
+    p->on_body = ck_body;
+    /* the answer to HEAD has no body whatever its head says; answers
+     * come in the order of the requests */
+    if (p == &ck.resp)
+        p->no_body = ck.q_n && ck.head_q[ck.q_first];
+}
+
+/* Feeds one stream to a parser message by message; on_head after each
+ * head, on_done after each message. false when the stream is not HTTP. */
+static bool feed(cg_http_parser *p, const uint8_t *buf, size_t len, void (*on_head)(void))
+{
+    while (len) {
+        size_t used = 0;
+        const char *why = NULL;
+        if (!p->head_done) {
+            int r = cg_http_feed_head(p, buf, len, &used, &why);
+            buf += used;
+            len -= used;
+            if (r == 0)
+                return true;
+            if (r != 1)
+                return false;
+            on_head();
+            if (!p->head_done) /* an interim answer, already reset */
+                continue;
+            if (p->complete)
+                ck_reset(p);
+            continue;
+        }
+        int r = cg_http_feed_body(p, buf, len, &used, &why);
+        buf += used;
+        len -= used;
+        if (r > 1)
+            return false;
+        if (r == 1)
+            ck_reset(p);
+        else if (used == 0)
+            return true;
+    }
+    return true;
+}
+
+static void client_head(void)
+{
+    if (ck.q_n == QMAX) {
+        ck.resp_lost = true; /* too many in flight to pair */
+        return;
+    }
+    ck.head_q[(ck.q_first + ck.q_n++) % QMAX] = ck.req.head.method == HTTP_HEAD;
+}
+
+static void ck_from_client(const uint8_t *buf, size_t len)
+{
+    if (!ck.req_lost && !feed(&ck.req, buf, len, client_head))
+        ck.req_lost = true; /* the gateway answers 4xx and closes */
+}
+
+static void response_head(void)
+{
+    int st = ck.resp.head.status;
+    if (st >= 100 && st < 200) {
+        ck_reset(&ck.resp); /* 100 Continue: the final answer follows */
+        return;
+    }
+    if (ck.q_n) {
+        ck.q_first = (ck.q_first + 1) % QMAX;
+        ck.q_n--;
+    }
+}
+
+/* Every answer the client gets is HTTP/1.1 framed so that the next one
+ * starts where the client looks for it: a backend answer the gateway
+ * passes on cannot smuggle a second one in. */
+static void ck_to_client(const uint8_t *buf, size_t len)
+{
+    if (!ck.resp.head_done && ck.resp.len == 0) /* requests came since */
+        ck.resp.no_body = ck.q_n && ck.head_q[ck.q_first];
+    if (!ck.resp_lost && !feed(&ck.resp, buf, len, response_head))
+        __builtin_trap();
+}
 
 static void ck_backend_conn(unsigned conn)
 {
@@ -268,7 +367,7 @@ static void ck_to_backend(unsigned conn, const uint8_t *buf, size_t len)
             }
             check_head();
             if (ck.p.complete)
-                cg_http_parser_reset(&ck.p), ck.p.on_body = ck_body;
+                ck_reset(&ck.p);
             continue;
         }
         int r = cg_http_feed_body(&ck.p, buf, len, &used, &why);
@@ -279,7 +378,7 @@ static void ck_to_backend(unsigned conn, const uint8_t *buf, size_t len)
             return;
         }
         if (r == 1)
-            cg_http_parser_reset(&ck.p), ck.p.on_body = ck_body;
+            ck_reset(&ck.p);
         else if (used == 0)
             return;
     }
@@ -289,13 +388,17 @@ static void ck_end(void)
 {
     if (ck.p.initialized)
         cg_http_parser_free(&ck.p);
-    memset(&ck.p, 0, sizeof ck.p);
+    cg_http_parser_free(&ck.req);
+    cg_http_parser_free(&ck.resp);
+    memset(&ck, 0, sizeof ck);
 }
 
 static const sd_checker checker = {
     .begin = ck_begin,
     .backend_conn = ck_backend_conn,
     .to_backend = ck_to_backend,
+    .to_client = ck_to_client,
+    .from_client = ck_from_client,
     .end = ck_end,
 };
 

@@ -175,14 +175,16 @@ static void check_command(bool streaming)
     const char *cmd = tok(1, &len);
     if (!tag || !cmd)
         return;
-    if (!strcmp(tag, "cgi1"))
+    /* the gateway's own tags, until its login is done; after that a
+     * client may use them as well */
+    if (!ck.login_done && !strcmp(tag, "cgi1"))
         return;
-    if (!strcmp(tag, "cgi2")) {
+    if (!ck.login_done && !strcmp(tag, "cgi2")) {
         if (!streaming)
             check_login();
         return;
     }
-    if (!strcmp(tag, "cgi3")) {
+    if (!ck.login_done && !strcmp(tag, "cgi3")) {
         ck.login_done = true;
         return;
     }

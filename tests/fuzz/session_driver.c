@@ -8,10 +8,13 @@
 #include "session_driver.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -55,6 +58,10 @@ struct cg_conn {
     unsigned nconns;
     bool expecting;
     bool timer_armed;
+    /* STARTTLS finished and the client has sent nothing since: whatever
+     * the gateway sends the backend now was acted on from plaintext sent
+     * before the handshake (CVE-2011-0411) */
+    bool tls_fresh;
     size_t cli_queued, up_queued;
     /* client bytes the gateway has not read yet (reading paused) */
     uint8_t *held;
@@ -126,6 +133,8 @@ int cg_conn_write_upstream(cg_conn *c, const void *buf, size_t len)
         __builtin_trap();
     if (c->state != C_OPEN || c->up == U_NONE)
         return CG_E_IO;
+    if (c->tls_fresh)
+        __builtin_trap(); /* plaintext from before STARTTLS was acted on */
     trace("gw>backend", buf, len);
     if (g_chk->to_backend && len)
         g_chk->to_backend(c->up_conn, buf, len);
@@ -244,6 +253,9 @@ static void fire_connected(cg_conn *c, int status)
 
 static void deliver_client(cg_conn *c, const uint8_t *buf, size_t len)
 {
+    c->tls_fresh = false;
+    if (g_chk->from_client)
+        g_chk->from_client(buf, len);
     enter(c);
     if (c->proto->on_client_data)
         c->proto->on_client_data(c, buf, len);
@@ -403,6 +415,7 @@ static void run_op(cg_conn *c, unsigned op, uint8_t arg, const uint8_t *d, size_
         if (c->state == C_HANDSHAKE) {
             c->state = C_OPEN;
             c->info.tls = true;
+            c->tls_fresh = true;
             snprintf(c->info.tls_version, sizeof c->info.tls_version, "TLSv1.3");
             snprintf(c->info.tls_cipher, sizeof c->info.tls_cipher, "TLS_AES_128_GCM_SHA256");
             if ((arg & 1) && c->var->starttls_principal) {
@@ -594,22 +607,50 @@ static void make_policy(const char *path)
     cg_pstore_close(ps);
 }
 
-/* The scratch directory goes when the fuzzer exits. */
-static void cleanup(void)
+#define SCRATCH_PREFIX "cg-fuzz-session-"
+
+static void remove_dir(const char *dir)
 {
-    cg_audit_stop();
-    DIR *d = opendir(g_dir);
+    DIR *d = opendir(dir);
     if (!d)
         return;
     struct dirent *e;
     char p[600];
     while ((e = readdir(d)))
         if (e->d_name[0] != '.') {
-            snprintf(p, sizeof p, "%s/%s", g_dir, e->d_name);
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
             unlink(p);
         }
     closedir(d);
-    rmdir(g_dir);
+    rmdir(dir);
+}
+
+/* The scratch directory goes when the fuzzer exits normally. */
+static void cleanup(void)
+{
+    cg_audit_stop();
+    remove_dir(g_dir);
+}
+
+/* A crash leaves its scratch directory (named by pid) behind: the next
+ * run removes those whose process is gone. */
+static void remove_stale(const char *base)
+{
+    DIR *d = opendir(base);
+    if (!d)
+        return;
+    struct dirent *e;
+    char p[600];
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, SCRATCH_PREFIX, strlen(SCRATCH_PREFIX)) != 0)
+            continue;
+        long pid = strtol(e->d_name + strlen(SCRATCH_PREFIX), NULL, 10);
+        if (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
+            continue;
+        snprintf(p, sizeof p, "%s/%s", base, e->d_name);
+        remove_dir(p);
+    }
+    closedir(d);
 }
 
 void sd_init(void)
@@ -618,8 +659,10 @@ void sd_init(void)
     const char *lvl = getenv("CG_FUZZ_LOG");
     cg_log_set_level(lvl && !strcmp(lvl, "debug") ? CG_LOG_DEBUG : CG_LOG_ERROR);
     const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    snprintf(g_dir, sizeof g_dir, "%s/cg-fuzz-session-XXXXXX", base);
-    if (!mkdtemp(g_dir))
+    remove_stale(base);
+    snprintf(g_dir, sizeof g_dir, "%s/" SCRATCH_PREFIX "%ld", base, (long)getpid());
+    remove_dir(g_dir);
+    if (mkdir(g_dir, 0700) < 0)
         abort();
     char policy[300], content[300];
     snprintf(policy, sizeof policy, "%s/policy.db", g_dir);

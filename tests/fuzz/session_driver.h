@@ -53,13 +53,14 @@ typedef struct sd_variant {
 
 /* What the target checks: called with every write toward the backend
  * (conn is the backend connection's number, new at every fresh connect;
- * a pooled reuse keeps it), at a fresh backend connection, and with every
- * write to the client. */
+ * a pooled reuse keeps it), at a fresh backend connection, with every
+ * write to the client and with the client bytes the gateway is given. */
 typedef struct sd_checker {
     void (*begin)(void);
     void (*backend_conn)(unsigned conn);
     void (*to_backend)(unsigned conn, const uint8_t *buf, size_t len);
     void (*to_client)(const uint8_t *buf, size_t len);
+    void (*from_client)(const uint8_t *buf, size_t len); /* as delivered */
     void (*end)(void);
 } sd_checker;
 
