@@ -1555,6 +1555,17 @@ static void internal_response(cg_conn *c, imap_sess *s, const uint8_t *d,
     if (h->kind != CG_IMAPS_TAGGED)
         return;
     bool ok = !strcmp(h->word, "OK");
+    /* each internal command's answer only in its own stage: a tagged
+     * answer to a command not (yet) sent is a backend out of step */
+    bool expected = (!strcmp(h->tag, "cgi1") && s->istage == I_ID) ||
+                    (!strcmp(h->tag, "cgi2") && s->istage == I_LOGIN) ||
+                    (!strcmp(h->tag, "cgi3") && s->istage == I_LIST);
+    if (!expected) {
+        send_client(c, s, "* BYE [UNAVAILABLE] backend protocol error");
+        s->state = S_CLOSED;
+        cg_conn_close(c, "backend answered a command not sent");
+        return;
+    }
     if (!strcmp(h->tag, "cgi1")) {
         s->istage = I_LOGIN;
         return;
