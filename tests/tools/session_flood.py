@@ -8,8 +8,8 @@ STORE, IDLE, AUTHENTICATE, LOGOUT; GET, PUT with a body, chunked bodies,
 COPY/MOVE with Destination, PROPFIND with XML, LOCK with If, pipelined
 requests, Digest) are kept here as byte scripts. Each flood session takes
 one, mutates it (byte flips, inserted / deleted / duplicated ranges, splices
-from another session, long repeats of a token, huge numbers, CR / LF / NUL
-injection), sends it over TLS with a client certificate in many small writes
+from another session, long repeats of a token anywhere or inside a header
+value or an argument, huge numbers, CR / LF / NUL injection), sends it over TLS with a client certificate in many small writes
 with tiny delays, reads what comes back with a short timeout, and closes
 (sometimes early, sometimes mid-send).
 
@@ -177,6 +177,8 @@ BIG_NUMBERS = [b'0', b'-1', b'4294967295', b'4294967296', b'18446744073709551615
                b'18446744073709551616', b'99999999999999999999999', b'2147483648',
                b'65536', b'1e9', b'0x10', b' 1', b'+1']
 NUM = re.compile(rb'\d+')
+FIELD = re.compile(rb': ?| |/')
+ESCAPED_TOKENS = [b':', b'@', b' ', b'%', b'"', b'<', b'>', b'\\', b'&', b'{', b'(', b'\x80']
 
 
 class Mutator:
@@ -232,6 +234,18 @@ class Mutator:
         k = self.pos(d)
         return d[:k] + tok * max(1, n // len(tok)) + d[k:]
 
+    def field(self, d):
+        """A long run of a token inside a field: after a header's colon, an
+        IMAP argument's space, a path's slash (4000 ':' in a Destination)."""
+        starts = [m.end() for m in FIELD.finditer(d)]
+        if not starts:
+            return self.repeat(d)
+        k = self.rng.choice(starts)
+        # half the time a byte that grows when re-encoded or quoted
+        tok = self.rng.choice(ESCAPED_TOKENS if self.rng.random() < 0.5 else self.tokens)
+        n = self.rng.choice([300, 1000, 4000, 8000, 16000])
+        return d[:k] + tok * max(1, n // len(tok)) + d[k:]
+
     def number(self, d):
         nums = list(NUM.finditer(d))
         if not nums:
@@ -247,9 +261,9 @@ class Mutator:
     def truncate(self, d):
         return d[:self.pos(d)]
 
-    OPS = ('flip', 'insert', 'delete', 'duplicate', 'splice', 'repeat', 'number',
+    OPS = ('flip', 'insert', 'delete', 'duplicate', 'splice', 'repeat', 'field', 'number',
            'control', 'truncate')
-    WEIGHTS = (4, 2, 2, 2, 2, 2, 3, 3, 1)
+    WEIGHTS = (4, 2, 2, 2, 2, 2, 3, 3, 3, 1)
 
     def mutate(self, sends):
         """(mutated sends, [op names])"""
@@ -425,6 +439,12 @@ class Replay:
                     return 'session-time', b''.join(got)
                 m = DIGEST_RX.search(data)
                 if m and a.digest_user:
+                    # the challenge may still be on its way from a busy gateway
+                    wait_end = min(end, time.monotonic() + 2.0)
+                    while (b'WWW-Authenticate' not in b''.join(got) and
+                           time.monotonic() < wait_end and
+                           self.read_some(sock, a.read_wait, got)):
+                        pass
                     ch = re.findall(rb'WWW-Authenticate: (Digest [^\r\n]*)', b''.join(got))
                     hdr = digest_auth(m.group(1).decode(errors='replace'),
                                       m.group(2).decode(errors='replace'),
