@@ -243,7 +243,7 @@ class Mutator:
         k = self.rng.choice(starts)
         # half the time a byte that grows when re-encoded or quoted
         tok = self.rng.choice(ESCAPED_TOKENS if self.rng.random() < 0.5 else self.tokens)
-        n = self.rng.choice([300, 1000, 4000, 8000, 16000])
+        n = self.rng.choice([300, 1000, 2000, 3000, 4000, 6000, 8000, 16000])
         return d[:k] + tok * max(1, n // len(tok)) + d[k:]
 
     def number(self, d):
@@ -542,10 +542,30 @@ def flood(args, log=print):
     answers = collections.Counter()
     lock = threading.Lock()
     in_flight = {}
+    # a sanitized gateway takes a moment to die after the fatal input, so
+    # the sessions that ended just before are suspects too
+    recent = collections.deque(maxlen=max(8, args.concurrency * 2))
     dead = threading.Event()
     result = {'sessions': 0, 'died': False, 'saved': [], 'died_after': None}
     indices = [args.only] if args.only is not None else range(args.first, args.first + args.sessions)
     t0 = time.monotonic()
+
+    def died(after):
+        """Marks the death (once) and saves the suspects."""
+        with lock:
+            if dead.is_set():
+                return
+            dead.set()
+            result['died'] = True
+            result['died_after'] = after
+            suspects = sorted({p.index: p for p in list(recent) + list(in_flight.values())}
+                              .values(), key=lambda p: p.index)
+            if args.findings:
+                for p in suspects:
+                    result['saved'].append(save_plan(args.findings, args.seed, p,
+                                                     'in flight or just ended when the '
+                                                     'gateway died'))
+            result['suspects'] = [p.index for p in suspects]
 
     def one(i):
         if dead.is_set():
@@ -556,6 +576,7 @@ def flood(args, log=print):
         outcome, data = replay.run(plan)
         with lock:
             in_flight.pop(i, None)
+            recent.append(plan)
             outcomes[f'{plan.proto}:{outcome.split(":")[0]}'] += 1
             for k in answer_kinds(plan.proto, data):
                 answers[k] += 1
@@ -564,18 +585,7 @@ def flood(args, log=print):
         if args.verbose:
             log(f'session {i}: {plan.ops} -> {outcome}')
         if not gateway_alive(args.pid):
-            with lock:
-                if not dead.is_set():
-                    dead.set()
-                    result['died'] = True
-                    result['died_after'] = i
-                    # this session and those still in flight are the suspects
-                    suspects = [plan] + list(in_flight.values())
-                    if args.findings:
-                        for p in suspects:
-                            result['saved'].append(save_plan(args.findings, args.seed, p,
-                                                             'in flight when the gateway died'))
-                    result['suspects'] = [p.index for p in suspects]
+            died(i)
         elif n % args.progress == 0:
             log(f'{n} sessions, {time.monotonic() - t0:.0f} s')
 
@@ -590,6 +600,12 @@ def flood(args, log=print):
                 futures.pop(0).result()
         for f in futures:
             f.result()
+    # the last sessions' effect may still be on its way
+    settle = time.monotonic() + args.settle
+    while args.pid and not dead.is_set() and time.monotonic() < settle:
+        if not gateway_alive(args.pid):
+            died(None)
+        time.sleep(0.1)
     result['seconds'] = round(time.monotonic() - t0, 1)
     result['outcomes'] = dict(sorted(outcomes.items()))
     result['answers'] = dict(sorted(answers.items()))
@@ -624,6 +640,8 @@ def parser():
     p.add_argument('--clean-share', type=float, default=0.05,
                    help='share of sessions sent unmutated')
     p.add_argument('--pid', type=int, help="the gateway's pid: stop when it dies")
+    p.add_argument('--settle', type=float, default=3.0,
+                   help='seconds to watch --pid after the last session')
     p.add_argument('--findings', help='where to save the sessions in flight at a death')
     p.add_argument('--progress', type=int, default=500)
     p.add_argument('--verbose', action='store_true')
