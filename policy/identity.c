@@ -39,15 +39,32 @@ static const cg_principal *cert_name(const cg_snapshot *s, const char *name)
     return n ? &s->principals[n->pidx] : NULL;
 }
 
+/* The fingerprint names this very certificate, so it decides. Otherwise
+ * every name is looked up, in no order that matters: names that map to two
+ * principals identify no one (as an address registered twice identifies
+ * no one), whatever order the certificate lists them in. The subject CN
+ * counts only when there is no subjectAltName among the names. */
 const cg_principal *cg_identity_by_cert(const cg_snapshot *s, const uint8_t fpr[32],
                                         const char *const *names, size_t nnames)
 {
     if (!s)
         return NULL;
     const cg_principal *p = fpr ? cert_fpr(s, fpr) : NULL;
-    for (size_t i = 0; !p && names && i < nnames; i++)
-        if (names[i])
-            p = cert_name(s, names[i]);
+    if (p || !names)
+        return p;
+    bool has_san = false;
+    for (size_t i = 0; i < nnames; i++)
+        if (names[i] && strncmp(names[i], "cn:", 3) != 0)
+            has_san = true;
+    for (size_t i = 0; i < nnames; i++) {
+        if (!names[i] || (has_san && strncmp(names[i], "cn:", 3) == 0))
+            continue;
+        const cg_principal *q = cert_name(s, names[i]);
+        if (q && p && q != p)
+            return NULL;
+        if (q)
+            p = q;
+    }
     return p;
 }
 

@@ -13,7 +13,9 @@
 
 /* A certificate: its SHA-256 fingerprint over the DER, and its names as
  * "email:..", "dns:..", "uri:.." (subjectAltName) and "cn:.." (subject).
- * The fingerprint is tried first, then each name in order. */
+ * A registered fingerprint decides; else the names must all lead to the
+ * same principal (names of two principals identify no one), and "cn:"
+ * names count only when no subjectAltName is given. */
 const cg_principal *cg_identity_by_cert(const cg_snapshot *s,
                                         const uint8_t fpr[32],
                                         const char *const *names,

@@ -255,6 +255,23 @@ static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 
 /* ---- contexts ---------------------------------------------------------- */
 
+/* With a crl, every certificate of the client's chain is checked against
+ * the CRL of its issuer (X509_V_FLAG_CRL_CHECK_ALL), so a revoked
+ * intermediate CA takes its whole subtree with it. The leaf must have a CRL
+ * (as with X509_V_FLAG_CRL_CHECK alone); a CA certificate whose issuer
+ * publishes no CRL in the file is not refused for that: a file that holds
+ * only the issuing CA's CRL keeps working, and any CRL added for a higher CA
+ * is enforced. */
+static int crl_chain_verify_cb(int ok, X509_STORE_CTX *x)
+{
+    if (!ok && X509_STORE_CTX_get_error(x) == X509_V_ERR_UNABLE_TO_GET_CRL &&
+        X509_STORE_CTX_get_error_depth(x) > 0) {
+        X509_STORE_CTX_set_error(x, X509_V_OK);
+        return 1;
+    }
+    return ok;
+}
+
 static const char DEFAULT_CIPHERS[] = "ECDHE+AESGCM:ECDHE+CHACHA20";
 /* RFC 4279 / RFC 5489 / RFC 7905 AEAD suites only; kECDHEPSK would also
  * pull in the NULL suites, so they are named one by one. */
@@ -341,14 +358,14 @@ int cg_tls_server_ctx_new(const cg_listener_cfg *l, SSL_CTX **out, const char **
         X509_LOOKUP *lk = X509_STORE_add_lookup(st, X509_LOOKUP_file());
         if (!lk || X509_load_crl_file(lk, l->crl, X509_FILETYPE_PEM) <= 0)
             FAIL("[listener %s]: cannot load crl %s", l->name, l->crl);
-        X509_STORE_set_flags(st, X509_V_FLAG_CRL_CHECK);
+        X509_STORE_set_flags(st, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
     }
     if (l->auth & CG_AUTH_CERT) {
         int mode = SSL_VERIFY_PEER;
         /* require a certificate only when nothing else could identify */
         if ((l->auth & ~(unsigned)CG_AUTH_CERT) == 0)
             mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
-        SSL_CTX_set_verify(ctx, mode, NULL);
+        SSL_CTX_set_verify(ctx, mode, l->crl ? crl_chain_verify_cb : NULL);
     }
     if (l->auth & CG_AUTH_PSK) {
         SSL_CTX_set_psk_server_callback(ctx, psk12_cb);
@@ -619,13 +636,17 @@ void cg_tls_shutdown(cg_tls *t)
 
 /* ---- peer certificate ------------------------------------------------------ */
 
+/* Adds prefix+data to names; CG_E_LIMIT when it does not fit. A name that
+ * could never be registered (empty, or with an embedded NUL, which would
+ * let "a@x\0.evil" pose as "a@x") is skipped: it identifies no one. */
 static int add_name(const char *prefix, const unsigned char *data, int len, char *buf,
                     size_t cap, size_t *used, const char **names, size_t maxn, size_t *n)
 {
     size_t pl = strlen(prefix);
-    /* an embedded NUL would let "a@x\0.evil" pose as "a@x" */
-    if (len <= 0 || memchr(data, 0, (size_t)len) || *n >= maxn || *used + pl + (size_t)len + 1 > cap)
+    if (len <= 0 || memchr(data, 0, (size_t)len))
         return 0;
+    if (*n >= maxn || *used + pl + (size_t)len + 1 > cap)
+        return CG_E_LIMIT;
     char *p = buf + *used;
     memcpy(p, prefix, pl);
     memcpy(p + pl, data, (size_t)len);
@@ -641,11 +662,16 @@ int cg_tls_peer_cert(cg_tls *t, uint8_t fpr[32], char *namebuf, size_t namecap,
     X509 *cert = SSL_get0_peer_certificate(t->ssl);
     unsigned int mdlen = 0;
     size_t used = 0, n = 0;
+    bool full = false;
     if (!cert)
         return -1;
     if (X509_digest(cert, EVP_sha256(), fpr, &mdlen) != 1 || mdlen != 32)
         return -1;
     GENERAL_NAMES *gens = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+    /* the subject CN names the holder only when there is no subjectAltName
+     * at all (RFC 6125 6.4.4): a certificate whose issuer put the identity
+     * in SANs is not also whoever its CN says */
+    bool has_san = gens && sk_GENERAL_NAME_num(gens) > 0;
     for (int i = 0; gens && i < sk_GENERAL_NAME_num(gens); i++) {
         const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
         const char *prefix = g->type == GEN_EMAIL ? "email:"
@@ -655,19 +681,24 @@ int cg_tls_peer_cert(cg_tls *t, uint8_t fpr[32], char *namebuf, size_t namecap,
         if (!prefix)
             continue;
         const ASN1_IA5STRING *s = g->d.ia5;
-        add_name(prefix, ASN1_STRING_get0_data(s), ASN1_STRING_length(s), namebuf, namecap, &used,
-                 names, maxnames, &n);
+        if (add_name(prefix, ASN1_STRING_get0_data(s), ASN1_STRING_length(s), namebuf, namecap,
+                     &used, names, maxnames, &n) < 0)
+            full = true;
     }
     GENERAL_NAMES_free(gens);
     X509_NAME *subj = X509_get_subject_name(cert);
-    int idx = X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
+    int idx = has_san ? -1 : X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
     if (idx >= 0) {
         unsigned char *utf8 = NULL;
         int len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, idx)));
-        if (len > 0)
-            add_name("cn:", utf8, len, namebuf, namecap, &used, names, maxnames, &n);
+        if (len > 0 && add_name("cn:", utf8, len, namebuf, namecap, &used, names, maxnames, &n) < 0)
+            full = true;
         OPENSSL_free(utf8);
     }
+    /* every name counts (names of two principals identify no one): a
+     * certificate with more names than fit identifies by fingerprint only */
+    if (full)
+        n = 0;
     if (subject && subjcap) {
         subject[0] = '\0';
         X509_NAME_oneline(subj, subject, (int)subjcap);

@@ -149,7 +149,9 @@ def tail(path, n=40):
 class PKI:
     """The test PKI made by tests/pki/mkpki.sh. Every path is absolute."""
 
-    CLIENTS = ('alice', 'bob', 'carol', 'dave', 'erin', 'revoked', 'expired', 'foreign')
+    CLIENTS = ('alice', 'bob', 'carol', 'dave', 'erin', 'revoked', 'expired', 'foreign',
+               'carol-cn', 'dave-cn-carol', 'alice-and-erin', 'erin-via-sub-ca',
+               'erin-via-revoked-sub-ca')
 
     def __init__(self, directory):
         self.dir = Path(directory)
@@ -160,6 +162,9 @@ class PKI:
         self.client_ca = self.path('clients-ca.pem')  # signs client certs
         self.client_ca_key = self.path('clients-ca.key')
         self.crl = self.path('clients.crl')           # lists 'revoked'
+        # clients.crl plus the CRLs of the intermediate client CAs sub-ca and
+        # revoked-sub-ca (the latter revoked by clients-ca)
+        self.chain_crl = self.path('chain.crl')
         self.foreign_ca = self.path('foreign-ca.pem')
         self.all_ca = self.path('all-ca.pem')
         self.upstream_cert = self.path('upstream.pem')  # a TLS backend
@@ -181,7 +186,11 @@ class PKI:
     def client(self, name):
         """(cert, key) of a client: alice, bob, carol, dave, erin (good; SAN
         email:NAME@example.com, CN NAME), revoked (listed in pki.crl),
-        expired, foreign (alice's e-mail SAN, signed by an untrusted CA)."""
+        expired, foreign (alice's e-mail SAN, signed by an untrusted CA),
+        carol-cn (CN carol, no SAN), dave-cn-carol (SAN email:dave@, CN
+        carol), alice-and-erin (both e-mail SANs), erin-via-sub-ca and
+        erin-via-revoked-sub-ca (erin's SAN, issued by an intermediate CA;
+        the PEM holds the chain)."""
         cert, key = self.path(name + '.pem'), self.path(name + '.key')
         if not os.path.exists(cert):
             raise KeyError(f'no client certificate {name!r} in {self.dir}')

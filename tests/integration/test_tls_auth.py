@@ -46,21 +46,23 @@ def gw(module_gateway_factory, pki, dovecot, nginx):
     return g.start()
 
 
-REGISTERED = [('alice', 'fingerprint from file'), ('bob', '--fingerprint'),
-              ('carol', 'cert-name cn:'), ('erin', 'cert-name email:')]
+# (principal, certificate, how it is registered); carol is registered by
+# cn:carol, which counts only on a certificate without subjectAltNames
+REGISTERED = [('alice', 'alice', 'fingerprint from file'), ('bob', 'bob', '--fingerprint'),
+              ('carol', 'carol-cn', 'cert-name cn:'), ('erin', 'erin', 'cert-name email:')]
 REFUSED = ['dave', 'revoked', 'expired', 'foreign']
 
 
-@pytest.mark.parametrize('name,how', REGISTERED)
-def test_registered_certificate_reaches_dovecot(gw, pki, name, how):
-    ctx = cg.client_context(pki, name)
+@pytest.mark.parametrize('name,cert,how', REGISTERED)
+def test_registered_certificate_reaches_dovecot(gw, pki, name, cert, how):
+    ctx = cg.client_context(pki, cert)
     greeting = cg.imap_greeting(gw.addr('imaps'), ctx)
     assert greeting is not None and greeting.startswith(b'* OK'), greeting
 
 
-@pytest.mark.parametrize('name,how', REGISTERED)
-def test_registered_certificate_logs_in_to_own_mailbox(gw, pki, dovecot, name, how):
-    s = cg.IMAPSession.open(gw.addr('imaps'), cg.client_context(pki, name))
+@pytest.mark.parametrize('name,cert,how', REGISTERED)
+def test_registered_certificate_logs_in_to_own_mailbox(gw, pki, dovecot, name, cert, how):
+    s = cg.IMAPSession.open(gw.addr('imaps'), cg.client_context(pki, cert))
     try:
         assert s.greeting.startswith(b'* OK')
         tagged, _ = s.command(f'LOGIN {name} {dovecot.users[name]}')
@@ -74,10 +76,10 @@ def test_registered_certificate_logs_in_to_own_mailbox(gw, pki, dovecot, name, h
         s.close()
 
 
-@pytest.mark.parametrize('name,how', REGISTERED)
-def test_registered_certificate_gets_nginx_content(gw, pki, name, how):
+@pytest.mark.parametrize('name,cert,how', REGISTERED)
+def test_registered_certificate_gets_nginx_content(gw, pki, name, cert, how):
     r = cg.http_request(gw.addr('content'), 'GET', '/content/index.html',
-                        ctx=cg.client_context(pki, name))
+                        ctx=cg.client_context(pki, cert))
     assert r is not None, 'connection refused'
     status, _, body = r
     assert status == 200
@@ -93,6 +95,30 @@ def test_bad_certificate_is_refused_on_imap(gw, pki, name):
 def test_bad_certificate_is_refused_on_http(gw, pki, name):
     r = cg.http_request(gw.addr('content'), 'GET', '/content/index.html',
                         ctx=cg.client_context(pki, name))
+    assert cg.http_refused(r), r
+    assert r is None or cg.Nginx.INDEX not in r[2]
+
+
+# ---------------------------------------------------- certificate names --
+# carol: SAN email:carol@ (registered for no one), CN carol (registered for
+# carol); dave-cn-carol: SAN email:dave@ (no one), CN carol; alice-and-erin:
+# the e-mail SANs of two principals.
+AMBIGUOUS = ['carol', 'dave-cn-carol', 'alice-and-erin']
+
+
+@pytest.mark.parametrize('cert', AMBIGUOUS)
+def test_certificate_cn_beside_sans_or_names_of_two_principals_identify_no_one_on_imap(
+        gw, pki, cert):
+    start = gw.log_size()
+    assert cg.imap_refused(gw.addr('imaps'), cg.client_context(pki, cert))
+    gw.wait_log(r'certificate not registered', start=start)
+
+
+@pytest.mark.parametrize('cert', AMBIGUOUS)
+def test_certificate_cn_beside_sans_or_names_of_two_principals_identify_no_one_on_http(
+        gw, pki, cert):
+    r = cg.http_request(gw.addr('content'), 'GET', '/content/index.html',
+                        ctx=cg.client_context(pki, cert))
     assert cg.http_refused(r), r
     assert r is None or cg.Nginx.INDEX not in r[2]
 
@@ -141,3 +167,38 @@ def test_old_tls_versions_are_refused(gw, pki):
                           input=b'a LOGOUT\r\n')
     assert '* OK' not in out
     assert 'Cipher is (NONE)' in out, out
+
+
+# ------------------------------------------------ CRLs along the chain --
+
+@pytest.fixture(scope='module')
+def chain_gw(module_gateway_factory, pki, dovecot):
+    """A listener whose crl file holds the root's and both intermediate
+    client CAs' CRLs; the root's lists revoked-sub-ca."""
+    g = module_gateway_factory({
+        'listener imaps': cg.tls_listener(pki, 'imap', 'dovecot', crl=pki.chain_crl),
+        'upstream dovecot': dovecot.upstream(),
+    })
+    g.ctl_ok('principal', 'add', 'erin')
+    g.ctl_ok('principal', 'add', 'alice')
+    g.ctl_ok('cred', 'add', 'erin', 'cert-name', 'email:erin@example.com')
+    # the revoked leaf is registered, so only the CRL can refuse it
+    g.ctl_ok('cred', 'add', 'alice', 'cert-name', 'email:revoked@example.com')
+    g.ctl_ok('acl', 'allow', '*', '*', '*', 'all')
+    return g.start()
+
+
+def test_certificate_from_intermediate_ca_with_crls_is_accepted(chain_gw, pki):
+    greeting = cg.imap_greeting(chain_gw.addr('imaps'),
+                                cg.client_context(pki, 'erin-via-sub-ca'))
+    assert greeting is not None and greeting.startswith(b'* OK'), greeting
+
+
+def test_certificate_below_revoked_intermediate_ca_is_refused(chain_gw, pki):
+    # the leaf itself is on no CRL; its issuing CA is on the root's
+    assert cg.imap_refused(chain_gw.addr('imaps'),
+                           cg.client_context(pki, 'erin-via-revoked-sub-ca'))
+
+
+def test_revoked_leaf_is_still_refused_with_chain_crls(chain_gw, pki):
+    assert cg.imap_refused(chain_gw.addr('imaps'), cg.client_context(pki, 'revoked'))

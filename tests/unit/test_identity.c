@@ -142,9 +142,40 @@ static void test_cert_fingerprint_then_names(void **state)
             fail_msg("%s -> %s, want %s", names[i].name, name_of(p),
                      names[i].who ? names[i].who : "(none)");
     }
-    /* names are tried in order: the first registered one decides */
-    const char *several[] = { "cn:nobody", "dns:carol.example.com", "cn:Bob Example" };
+    /* unregistered names beside a registered one do not matter */
+    const char *several[] = { "email:nobody@example.com", "dns:carol.example.com",
+                              "uri:https://carol.example.com/id" };
     assert_string_equal(name_of(cg_identity_by_cert(snap, unknown, several, 3)), "carol");
+}
+
+static void test_cert_names_of_two_principals_identify_no_one(void **state)
+{
+    uint8_t unknown[32] = { 0 };
+    /* in either order: listing order must not pick the principal */
+    const char *ab[] = { "email:alice@example.com", "dns:carol.example.com" };
+    const char *ba[] = { "dns:carol.example.com", "email:alice@example.com" };
+    assert_null(cg_identity_by_cert(snap, unknown, ab, 2));
+    assert_null(cg_identity_by_cert(snap, unknown, ba, 2));
+    /* two names of one principal still identify it */
+    const char *same[] = { "dns:carol.example.com", "email:nobody@example.com",
+                           "uri:https://carol.example.com/id" };
+    assert_string_equal(name_of(cg_identity_by_cert(snap, unknown, same, 3)), "carol");
+    /* a registered fingerprint names this very certificate: it decides */
+    assert_string_equal(name_of(cg_identity_by_cert(snap, fpr_bob, ab, 2)), "bob");
+}
+
+static void test_cert_cn_counts_only_without_subject_alt_names(void **state)
+{
+    uint8_t unknown[32] = { 0 };
+    /* a certificate naming email:nobody and CN "Bob Example" is not bob */
+    const char *san_and_cn[] = { "email:nobody@example.com", "cn:Bob Example" };
+    assert_null(cg_identity_by_cert(snap, unknown, san_and_cn, 2));
+    /* alice by SAN and bob by CN: the CN does not count, the SAN decides */
+    const char *alice_and_cn[] = { "cn:Bob Example", "email:alice@example.com" };
+    assert_string_equal(name_of(cg_identity_by_cert(snap, unknown, alice_and_cn, 2)), "alice");
+    /* without subjectAltNames the CN identifies */
+    const char *cn_only[] = { "cn:Bob Example" };
+    assert_string_equal(name_of(cg_identity_by_cert(snap, unknown, cn_only, 1)), "bob");
 }
 
 static void test_psk_identity_and_key(void **state)
@@ -275,6 +306,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cert_fingerprint_then_names),
+        cmocka_unit_test(test_cert_names_of_two_principals_identify_no_one),
+        cmocka_unit_test(test_cert_cn_counts_only_without_subject_alt_names),
         cmocka_unit_test(test_psk_identity_and_key),
         cmocka_unit_test(test_address_longest_prefix),
         cmocka_unit_test(test_digest_ha1),
