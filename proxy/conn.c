@@ -368,9 +368,10 @@ static void update_reads(cg_conn *c)
 static const char *principal_name(const cg_principal *p) { return p->name; }
 
 /* Connection-level identity from PSK, certificate or source address (SPEC
- * section 2). Returns NULL when the connection may continue, else the
- * refusal reason. */
-static const char *resolve_identity(cg_conn *c)
+ * section 2). Returns 0 when the connection may continue, else the
+ * refusal's code (CG_E_UNAVAIL: no policy yet; CG_E_DENIED: a disabled
+ * principal; CG_E_AUTH: no usable identity) with its reason in *why_r. */
+static int resolve_identity(cg_conn *c, const char **why_r)
 {
     const cg_listener_cfg *l = c->info.listener;
     cg_tls *tls = cg_stream_tls(c->cli);
@@ -378,8 +379,10 @@ static const char *resolve_identity(cg_conn *c)
     unsigned method = 0;
     const char *why = NULL;
     cg_snapshot *s = cg_snapshot_acquire();
-    if (!s)
-        return "policy not loaded";
+    if (!s) {
+        *why_r = "policy not loaded";
+        return CG_E_UNAVAIL;
+    }
     c->info.auth_method = 0;
     c->info.principal[0] = '\0';
     c->info.principal_id = 0;
@@ -420,18 +423,21 @@ static const char *resolve_identity(cg_conn *c)
             why = "principal disabled";
     }
     cg_snapshot_release(s);
-    if (why)
-        return why;
+    if (why) {
+        *why_r = why;
+        return p && !p->enabled ? CG_E_DENIED : CG_E_AUTH;
+    }
     if (!p) {
         /* a request-level method (login, digest, saml) authenticates later;
          * a plaintext listener answers in its protocol (426, BYE) */
         unsigned later = CG_AUTH_LOGIN | CG_AUTH_DIGEST | CG_AUTH_SAML;
         if ((l->auth & later) || l->tls == CG_TLS_NONE)
-            return NULL;
+            return 0;
         /* STARTTLS before the upgrade: the protocol only allows STARTTLS */
         if (l->tls == CG_TLS_STARTTLS && !c->info.tls)
-            return NULL;
-        return "no identity";
+            return 0;
+        *why_r = "no identity";
+        return CG_E_AUTH;
     }
     cg_metric_inc(method == CG_AUTH_CERT ? CG_M_AUTH_CERT
                   : method == CG_AUTH_PSK ? CG_M_AUTH_PSK
@@ -440,7 +446,7 @@ static const char *resolve_identity(cg_conn *c)
             (unsigned long long)c->info.id, c->info.client, l->name,
             cg_auth_method_name(method), c->info.principal);
     audit_conn(c, "auth", "ok", "allow", NULL, false);
-    return NULL;
+    return 0;
 }
 
 static void fill_tls_info(cg_conn *c)
@@ -478,11 +484,12 @@ static int cli_on_handshake(void *owner)
     enter(c);
     fill_tls_info(c);
     cg_metric_inc(CG_M_HS_OK);
-    const char *why = c->deferred_reason ? NULL : resolve_identity(c);
+    const char *why = NULL;
+    int err = c->deferred_reason ? 0 : resolve_identity(c, &why);
     if (c->deferred_reason) {
         refuse(c, c->deferred_err, c->deferred_reason);
-    } else if (why) {
-        refuse(c, why[0] == 'p' && why[1] == 'r' ? CG_E_DENIED : CG_E_AUTH, why);
+    } else if (err < 0) {
+        refuse(c, err, why);
     } else if (c->starttls) {
         c->state = ST_OPEN;
         c->t_hs = 0;
@@ -758,9 +765,10 @@ void cg_conn_accept(cg_worker *w, cg_runtime *rt, size_t li, cg_stream *s)
             update_reads(c);
         }
     } else {
-        const char *why = resolve_identity(c);
-        if (why) {
-            refuse(c, CG_E_AUTH, why);
+        const char *why = NULL;
+        int err = resolve_identity(c, &why);
+        if (err < 0) {
+            refuse(c, err, why);
         } else {
             open_session(c);
             update_reads(c);
