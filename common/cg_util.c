@@ -18,12 +18,55 @@ void cg_hex_encode(const uint8_t *in, size_t len, char *out)
     out[2 * len] = '\0';
 }
 
-static int hexval(char c)
+int cg_hexval(int c)
 {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
     if (c >= 'A' && c <= 'F') return c - 'A' + 10;
     return -1;
+}
+
+bool cg_is_tchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+int32_t cg_utf8_next(const unsigned char *s, size_t len, size_t *i)
+{
+    unsigned char c = s[*i];
+    uint32_t cp;
+    size_t n;
+    if (c < 0x80) { (*i)++; return c; }
+    if (c >= 0xc2 && c <= 0xdf) { cp = c & 0x1f; n = 1; }
+    else if (c >= 0xe0 && c <= 0xef) { cp = c & 0x0f; n = 2; }
+    else if (c >= 0xf0 && c <= 0xf4) { cp = c & 0x07; n = 3; }
+    else return -1;
+    if (len - *i <= n)
+        return -1;
+    for (size_t k = 1; k <= n; k++) {
+        unsigned char cc = s[*i + k];
+        if ((cc & 0xc0) != 0x80)
+            return -1;
+        cp = (cp << 6) | (cc & 0x3f);
+    }
+    /* overlongs ("%C0%AE" is the classic ".." bypass), surrogates, and
+     * anything above U+10FFFF */
+    if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return -1;
+    *i += n + 1;
+    return (int32_t)cp;
+}
+
+bool cg_utf8_valid(const void *in, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        if (cg_utf8_next(in, len, &i) <= 0)
+            return false;
+    }
+    return true;
 }
 
 int cg_hex_decode(const char *in, uint8_t *out, size_t outcap)
@@ -32,7 +75,7 @@ int cg_hex_decode(const char *in, uint8_t *out, size_t outcap)
     if (n == 0 || n % 2 != 0 || n / 2 > outcap)
         return CG_E_INVAL;
     for (size_t i = 0; i < n / 2; i++) {
-        int hi = hexval(in[2 * i]), lo = hexval(in[2 * i + 1]);
+        int hi = cg_hexval(in[2 * i]), lo = cg_hexval(in[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return CG_E_INVAL;
         out[i] = (uint8_t)(hi << 4 | lo);

@@ -14,6 +14,17 @@ void cg_hex_encode(const uint8_t *in, size_t len, char *out);
 /* Decode hex (either case, no separators) into out; returns bytes or a
  * negative CG_E_ code if the input is not exactly even hex or too long. */
 int cg_hex_decode(const char *in, uint8_t *out, size_t outcap);
+/* One hex digit's value, or -1. */
+int cg_hexval(int c);
+
+/* An RFC 9110 token character (method names, header names, parameters). */
+bool cg_is_tchar(unsigned char c);
+
+/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above
+ * U+10FFFF. cg_utf8_next returns the code point at *i and moves *i past
+ * it, or -1; cg_utf8_valid also refuses NUL, which no caller accepts. */
+int32_t cg_utf8_next(const unsigned char *s, size_t len, size_t *i);
+bool cg_utf8_valid(const void *s, size_t len);
 
 /* Copy at most cap-1 bytes and terminate; returns false when truncated. */
 bool cg_strlcpy(char *dst, const char *src, size_t cap);

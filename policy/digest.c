@@ -200,12 +200,6 @@ typedef struct dparams {
     char buf[CG_DIGEST_MAX_HEADER + 1];
 } dparams;
 
-static bool is_tchar(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c && strchr("!#$%&'*+-.^_`|~", c));
-}
-
 static const char *skip_ows(const char *p)
 {
     while (*p == ' ' || *p == '\t')
@@ -238,7 +232,7 @@ static int parse_params(const char *header, dparams *d, const char **error_r)
     unsigned count = 0;
     for (;;) {
         const char *ns = p;
-        while (is_tchar((unsigned char)*p))
+        while (cg_is_tchar((unsigned char)*p))
             p++;
         size_t nl = (size_t)(p - ns);
         if (nl == 0 || ++count > MAX_PARAMS) {
@@ -270,7 +264,7 @@ static int parse_params(const char *header, dparams *d, const char **error_r)
             }
             p++;
         } else {
-            while (is_tchar((unsigned char)*p)) {
+            while (cg_is_tchar((unsigned char)*p)) {
                 if (w >= wend - 1)
                     goto bad_value;
                 *w++ = *p++;

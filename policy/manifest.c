@@ -92,29 +92,6 @@ static void compile_schema(void)
 
 /* ---- paths ---------------------------------------------------------------- */
 
-/* Well-formed UTF-8 (RFC 3629: no overlongs, no surrogates, <= U+10FFFF). */
-static bool utf8_ok(const unsigned char *s)
-{
-    while (*s) {
-        unsigned c = *s++;
-        if (c < 0x80)
-            continue;
-        int n = c >= 0xf0 && c <= 0xf4 ? 3 : c >= 0xe0 ? 2 : c >= 0xc2 && c <= 0xdf ? 1 : -1;
-        if (n < 0 || c > 0xf4)
-            return false;
-        unsigned cp = c & (0x3f >> n);
-        for (int i = 0; i < n; i++, s++) {
-            if ((*s & 0xc0) != 0x80)
-                return false;
-            cp = cp << 6 | (*s & 0x3f);
-        }
-        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-    }
-    return true;
-}
-
 int cg_manifest_path_check(const char *path, const char **error_r)
 {
     const char *dummy;
@@ -131,7 +108,7 @@ int cg_manifest_path_check(const char *path, const char **error_r)
             return CG_E_INVAL;
         }
     }
-    if (!utf8_ok((const unsigned char *)path)) {
+    if (!cg_utf8_valid(path, len)) {
         *error_r = "path is not valid UTF-8";
         return CG_E_INVAL;
     }

@@ -23,7 +23,6 @@
 #include "cg_error.h"
 #include "cg_util.h"
 #include "http_host.h"
-#include "imap_mutf7.h"
 
 #define MAX_LINE 4096
 

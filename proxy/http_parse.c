@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "cg_error.h"
+#include "cg_util.h"
 
 static cg_http_parser *of(llhttp_t *ll)
 {
@@ -186,19 +187,12 @@ void cg_http_parser_reset(cg_http_parser *p)
     p->cb_reason = NULL;
 }
 
-static bool is_tchar(uint8_t c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return true;
-    return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
-
 /* RFC 9112 3: method SP request-target SP HTTP-version, single spaces,
  * a token method, a target without whitespace. */
 static bool request_line_ok(const uint8_t *b, size_t n)
 {
     size_t i = 0;
-    while (i < n && is_tchar(b[i]))
+    while (i < n && cg_is_tchar(b[i]))
         i++;
     if (i == 0 || i >= n || b[i] != ' ')
         return false;
@@ -253,7 +247,7 @@ static int raw_check(cg_http_parser *p, size_t n, const char **reason)
                 return p->request ? 400 : 502;
             }
             size_t k = i;
-            while (k < e && is_tchar(b[k]))
+            while (k < e && cg_is_tchar(b[k]))
                 k++;
             if (k == i || k == e || b[k] != ':') {
                 *reason = k < e && (b[k] == ' ' || b[k] == '\t')
@@ -327,7 +321,7 @@ static bool host_ok(const char *s, size_t n)
         return false;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (!(is_tchar(c) || c == ':' || c == '[' || c == ']') || c == '@' ||
+        if (!(cg_is_tchar(c) || c == ':' || c == '[' || c == ']') || c == '@' ||
             c == '/' || c == '\\' || c == '%' || c == '#' || c == '?')
             return false;
     }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cg_error.h"
+#include "cg_util.h"
 
 int cg_http_target_split(const char *target, size_t len, size_t *path_len,
                          const char **query, size_t *query_len)
@@ -25,53 +26,6 @@ int cg_http_target_split(const char *target, size_t len, size_t *path_len,
     *query = q + 1;
     *query_len = len - *path_len - 1;
     return 0;
-}
-
-static int hexval(unsigned char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
-/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above
- * U+10FFFF. Overlong "%C0%AE" is the classic ".." bypass. */
-static bool utf8_valid(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t need;
-        uint32_t cp, min;
-        if (c >= 0xC2 && c <= 0xDF) {
-            need = 1, cp = c & 0x1F, min = 0x80;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            need = 2, cp = c & 0x0F, min = 0x800;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            need = 3, cp = c & 0x07, min = 0x10000;
-        } else {
-            return false;
-        }
-        if (n - i - 1 < need)
-            return false;
-        for (size_t k = 1; k <= need; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return false;
-            cp = (cp << 6) | (s[i + k] & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return false;
-        i += need + 1;
-    }
-    return true;
 }
 
 static bool literal_ok(unsigned char ch)
@@ -132,8 +86,8 @@ int cg_http_path_normalize(const char *path, size_t len, char *decoded,
         unsigned char ch = (unsigned char)path[i];
         bool encoded = false;
         if (ch == '%') {
-            int hi = i + 2 < len ? hexval((unsigned char)path[i + 1]) : -1;
-            int lo = i + 2 < len ? hexval((unsigned char)path[i + 2]) : -1;
+            int hi = i + 2 < len ? cg_hexval((unsigned char)path[i + 1]) : -1;
+            int lo = i + 2 < len ? cg_hexval((unsigned char)path[i + 2]) : -1;
             if (hi < 0 || lo < 0) {
                 *error_r = "malformed percent-encoding in the path";
                 return CG_E_INVAL;
@@ -160,7 +114,7 @@ int cg_http_path_normalize(const char *path, size_t len, char *decoded,
         }
         decoded[n++] = (char)ch;
     }
-    if (!utf8_valid((const unsigned char *)decoded, n)) {
+    if (!cg_utf8_valid(decoded, n)) {
         *error_r = "invalid UTF-8 in the path";
         return CG_E_INVAL;
     }

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "cg_error.h"
+#include "cg_util.h"
 
 static const char b64[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
@@ -125,43 +126,6 @@ int cg_mutf7_decode(const char *in, size_t len, char *out, size_t cap)
     return (int)o;
 }
 
-/* Next code point of valid UTF-8, or -1. */
-static int32_t utf8_next(const unsigned char *s, size_t len, size_t *i)
-{
-    unsigned char c = s[*i];
-    uint32_t cp;
-    size_t n;
-    if (c < 0x80) { (*i)++; return c; }
-    if (c >= 0xc2 && c <= 0xdf) { cp = c & 0x1f; n = 1; }
-    else if (c >= 0xe0 && c <= 0xef) { cp = c & 0x0f; n = 2; }
-    else if (c >= 0xf0 && c <= 0xf4) { cp = c & 0x07; n = 3; }
-    else return -1;
-    if (len - *i <= n)
-        return -1;
-    for (size_t k = 1; k <= n; k++) {
-        unsigned char cc = s[*i + k];
-        if ((cc & 0xc0) != 0x80)
-            return -1;
-        cp = (cp << 6) | (cc & 0x3f);
-    }
-    if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return -1;
-    *i += n + 1;
-    return (int32_t)cp;
-}
-
-bool cg_utf8_valid(const char *in, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        int32_t cp = utf8_next((const unsigned char *)in, len, &i);
-        if (cp <= 0)
-            return false;
-    }
-    return true;
-}
-
 static int flush_run(uint16_t *u, size_t nu, char *out, size_t cap, size_t *o)
 {
     uint32_t bits = 0;
@@ -196,7 +160,7 @@ int cg_mutf7_encode(const char *in, size_t len, char *out, size_t cap)
     if (cap == 0)
         return CG_E_LIMIT;
     while (i < len) {
-        int32_t cp = utf8_next(s, len, &i);
+        int32_t cp = cg_utf8_next(s, len, &i);
         if (cp <= 0)
             return CG_E_PARSE;
         if (cp >= 0x20 && cp <= 0x7e) {

@@ -18,8 +18,5 @@ int cg_mutf7_decode(const char *in, size_t len, char *out, size_t cap);
  * length, CG_E_PARSE for invalid UTF-8, CG_E_LIMIT for a small out. */
 int cg_mutf7_encode(const char *in, size_t len, char *out, size_t cap);
 
-/* True when in[0..len) is valid UTF-8 (shortest forms, no surrogates, no
- * NUL). */
-bool cg_utf8_valid(const char *in, size_t len);
 
 #endif

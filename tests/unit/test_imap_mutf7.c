@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "cg_error.h"
+#include "cg_util.h"
 #include "imap_mutf7.h"
 
 static const struct { const char *mutf7, *utf8; } good[] = {
