@@ -91,14 +91,7 @@ static void audit_conn(cg_conn *c, const char *operation, const char *result,
                        const char *decision, const char *reason, bool refusal)
 {
     cg_audit_rec r;
-    cg_audit_rec_init(&r);
-    r.conn_id = c->info.id;
-    r.listener = c->info.listener->name;
-    r.client = c->info.client;
-    r.principal = c->info.principal[0] ? c->info.principal : NULL;
-    r.method = c->info.auth_method ? cg_auth_method_name(c->info.auth_method) : NULL;
-    r.tls_version = c->info.tls ? c->info.tls_version : NULL;
-    r.tls_cipher = c->info.tls ? c->info.tls_cipher : NULL;
+    cg_conn_info_audit(&c->info, &r);
     r.service = "tls";
     r.operation = operation;
     r.result = result;

@@ -82,6 +82,13 @@ typedef struct cg_conn_info {
 } cg_conn_info;
 
 const cg_conn_info *cg_conn_info_of(const cg_conn *c);
+
+/* Starts an audit record with the connection's fields (id, listener,
+ * client, TLS version and cipher, the connection-level principal and
+ * method): the one place they are copied. A protocol then sets its own
+ * (service, operation, a principal it authenticated itself, ...). */
+struct cg_audit_rec;
+void cg_conn_info_audit(const cg_conn_info *ci, struct cg_audit_rec *r);
 void *cg_conn_session(cg_conn *c);
 /* The worker loop the connection lives on: for work handed to libuv's
  * thread pool (uv_queue_work), whose completion runs on this loop. */

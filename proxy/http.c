@@ -144,16 +144,11 @@ static void audit_request(http_sess *s, const char *reason)
     char result[8];
     snprintf(result, sizeof result, "%d", r->status);
     cg_audit_rec a;
-    cg_audit_rec_init(&a);
+    cg_conn_info_audit(ci, &a);
     a.txid = r->txid;
     a.request_id = r->request_id[0] ? r->request_id : NULL;
-    a.conn_id = ci->id;
-    a.listener = ci->listener->name;
-    a.client = ci->client;
     a.principal = r->principal[0] ? r->principal : NULL;
     a.method = r->auth_method;
-    a.tls_version = ci->tls ? ci->tls_version : NULL;
-    a.tls_cipher = ci->tls ? ci->tls_cipher : NULL;
     a.service = "http";
     a.operation = r->method[0] ? r->method : NULL;
     a.resource = r->path && r->path[0] ? r->path : NULL;

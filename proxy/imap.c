@@ -234,15 +234,10 @@ static void audit(cg_conn *c, imap_sess *s, const char *operation,
     char id[40];
     txid(c, s, id);
     cg_audit_rec r;
-    cg_audit_rec_init(&r);
+    cg_conn_info_audit(ci, &r);
     r.txid = s->n ? id : NULL;
-    r.conn_id = ci->id;
-    r.listener = ci->listener->name;
-    r.client = ci->client;
     r.principal = s->principal[0] ? s->principal : NULL;
     r.method = method_name(s->method);
-    r.tls_version = ci->tls ? ci->tls_version : NULL;
-    r.tls_cipher = ci->tls ? ci->tls_cipher : NULL;
     r.service = "imap";
     r.operation = operation;
     r.resource = resource && resource[0] ? resource : NULL;
