@@ -29,6 +29,8 @@ struct ctl_cmd;
  * option's value (NULL when absent), each flag. --json is in ctl_ctx. */
 typedef struct ctl_args {
     const struct ctl_cmd *cmd;
+    const struct ctl_cmd *rows;     /* the whole table, for the family's usage */
+    size_t nrows;
     const char *sub;                /* the word that chose the row ("allow") */
     int npos;
     const char *pos[CTL_MAX_POS];   /* NULL past npos */
@@ -67,12 +69,10 @@ int ctl_acl_list(ctl_ctx *ctx, const ctl_args *a);
 int ctl_acl_remove(ctl_ctx *ctx, const ctl_args *a);
 int ctl_check(ctl_ctx *ctx, const ctl_args *a);
 int ctl_key_add(ctl_ctx *ctx, const ctl_args *a);             /* ctl_key.c */
-int ctl_key_list(ctl_ctx *ctx, const ctl_args *a);
 int ctl_key_remove(ctl_ctx *ctx, const ctl_args *a);
 int ctl_signed_edit(ctl_ctx *ctx, const ctl_args *a);         /* require-signed add, remove */
-int ctl_signed_list(ctl_ctx *ctx, const ctl_args *a);
 int ctl_peer_add(ctl_ctx *ctx, const ctl_args *a);
-int ctl_peer_list(ctl_ctx *ctx, const ctl_args *a);
+int ctl_keys_list(ctl_ctx *ctx, const ctl_args *a);           /* key, require-signed, peer */
 int ctl_peer_remove(ctl_ctx *ctx, const ctl_args *a);
 int ctl_manifest_create(ctl_ctx *ctx, const ctl_args *a);     /* ctl_manifest.c */
 int ctl_manifest_verify(ctl_ctx *ctx, const ctl_args *a);

@@ -75,15 +75,6 @@ int ctl_key_add(ctl_ctx *ctx, const ctl_args *a)
     return CTL_OK;
 }
 
-int ctl_key_list(ctl_ctx *ctx, const ctl_args *a)
-{
-    ctl_list l;
-    if (ctl_list_begin(&l, ctx) != CTL_OK)
-        return CTL_ERROR;
-    int rc = cg_pkeys_key_list(ctx->store, NULL, print_key, &l, &l.err);
-    return ctl_list_end(&l, rc, "key list");
-}
-
 int ctl_key_remove(ctl_ctx *ctx, const ctl_args *a)
 {
     if (ctl_open_store(ctx, false) != CTL_OK)
@@ -121,20 +112,11 @@ int ctl_signed_edit(ctl_ctx *ctx, const ctl_args *a)
     return done(rc, "require-signed", a->sub, err);
 }
 
-int ctl_signed_list(ctl_ctx *ctx, const ctl_args *a)
-{
-    ctl_list l;
-    if (ctl_list_begin(&l, ctx) != CTL_OK)
-        return CTL_ERROR;
-    int rc = cg_pkeys_require_signed_list(ctx->store, print_pattern, &l, &l.err);
-    return ctl_list_end(&l, rc, "require-signed list");
-}
-
 /* ---- peer ----------------------------------------------------------------- */
 
-/* A DNS name (RFC 1123 labels), lowercased into d; false with the error
- * printed when it is not one. */
-static bool domain_arg(const char *in, char d[256])
+/* A DNS name (RFC 1123 labels), lowercased into d, and the store opened
+ * for the change; false with the error printed when either fails. */
+static bool peer_begin(ctl_ctx *ctx, const char *in, char d[256])
 {
     size_t n = strlen(in);
     bool ok = n > 0 && n <= 253 && in[n - 1] != '.';
@@ -153,7 +135,7 @@ static bool domain_arg(const char *in, char d[256])
     }
     if (!ok)
         ctl_fail("peer '%s': not a domain name", in);
-    return ok;
+    return ok && ctl_open_store(ctx, false) == CTL_OK;
 }
 
 static int print_peer(void *c, const cg_pkeys_peer *p)
@@ -172,30 +154,38 @@ int ctl_peer_add(ctl_ctx *ctx, const ctl_args *a)
         (strcmp(auth, "required") != 0 && strcmp(auth, "optional") != 0))
         return ctl_usage(a);
     char d[256];
-    if (!domain_arg(a->pos[0], d))
-        return CTL_ERROR;
-    if (ctl_open_store(ctx, false) != CTL_OK)
+    if (!peer_begin(ctx, a->pos[0], d))
         return CTL_ERROR;
     const char *err = NULL;
     return done(cg_pkeys_peer_add(ctx->store, d, principal, auth, &err), "peer add", NULL, err);
 }
 
-int ctl_peer_list(ctl_ctx *ctx, const ctl_args *a)
+int ctl_peer_remove(ctl_ctx *ctx, const ctl_args *a)
+{
+    char d[256];
+    if (!peer_begin(ctx, a->pos[0], d))
+        return CTL_ERROR;
+    const char *err = NULL;
+    return done(cg_pkeys_peer_remove(ctx->store, d, &err), "peer remove", NULL, err);
+}
+
+/* ---- the three lists ------------------------------------------------------ */
+
+/* key list, require-signed list, peer list: the row's family says which */
+int ctl_keys_list(ctl_ctx *ctx, const ctl_args *a)
 {
     ctl_list l;
     if (ctl_list_begin(&l, ctx) != CTL_OK)
         return CTL_ERROR;
-    int rc = cg_pkeys_peer_list(ctx->store, print_peer, &l, &l.err);
-    return ctl_list_end(&l, rc, "peer list");
-}
-
-int ctl_peer_remove(ctl_ctx *ctx, const ctl_args *a)
-{
-    char d[256];
-    if (!domain_arg(a->pos[0], d))
-        return CTL_ERROR;
-    if (ctl_open_store(ctx, false) != CTL_OK)
-        return CTL_ERROR;
-    const char *err = NULL;
-    return done(cg_pkeys_peer_remove(ctx->store, d, &err), "peer remove", NULL, err);
+    const char *family = a->cmd->family;
+    int rc;
+    if (strcmp(family, "key") == 0)
+        rc = cg_pkeys_key_list(ctx->store, NULL, print_key, &l, &l.err);
+    else if (strcmp(family, "peer") == 0)
+        rc = cg_pkeys_peer_list(ctx->store, print_peer, &l, &l.err);
+    else
+        rc = cg_pkeys_require_signed_list(ctx->store, print_pattern, &l, &l.err);
+    char what[64];
+    snprintf(what, sizeof what, "%s list", family);
+    return ctl_list_end(&l, rc, what);
 }

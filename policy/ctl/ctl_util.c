@@ -45,13 +45,9 @@ static void family_usage(const ctl_cmd *rows, size_t nrows, const char *family)
     }
 }
 
-/* The table a's row belongs to: set by ctl_dispatch for ctl_usage. */
-static const ctl_cmd *table;
-static size_t table_rows;
-
 int ctl_usage(const ctl_args *a)
 {
-    family_usage(table, table_rows, a->cmd->family);
+    family_usage(a->rows, a->nrows, a->cmd->family);
     return CTL_USAGE;
 }
 
@@ -100,6 +96,9 @@ static int parse_args(const ctl_cmd *row, int argc, char **argv, int skip, ctl_a
         if (is_option(argv[i]) && strcmp(argv[i], "--json") != 0) {
             int f = index_of(argv[i], row->flags);
             int o = index_of(argv[i], row->opts);
+            /* a row with more than ctl_args holds is a bug in the table */
+            if (f >= CTL_MAX_OPTS || o >= CTL_MAX_OPTS)
+                abort();
             if (f >= 0) {
                 a->set[f] = true;
             } else if (o >= 0) {
@@ -115,6 +114,8 @@ static int parse_args(const ctl_cmd *row, int argc, char **argv, int skip, ctl_a
         } else if (!is_option(argv[i])) {
             if (a->npos >= row->max_args)
                 return CTL_USAGE;
+            if (a->npos >= CTL_MAX_POS)
+                abort(); /* max_args past what ctl_args holds: the table's bug */
             a->pos[a->npos++] = argv[i];
         }
     }
@@ -123,8 +124,6 @@ static int parse_args(const ctl_cmd *row, int argc, char **argv, int skip, ctl_a
 
 int ctl_dispatch(ctl_ctx *ctx, const ctl_cmd *rows, size_t nrows, int argc, char **argv)
 {
-    table = rows;
-    table_rows = nrows;
     const char *family = argv[0];
     const ctl_cmd *row = NULL;
     int skip = -1;
@@ -149,7 +148,8 @@ int ctl_dispatch(ctl_ctx *ctx, const ctl_cmd *rows, size_t nrows, int argc, char
             return CTL_USAGE;
         }
     }
-    ctl_args a = { .cmd = row, .sub = skip > 0 ? argv[skip] : NULL };
+    ctl_args a = { .cmd = row, .rows = rows, .nrows = nrows,
+                   .sub = skip > 0 ? argv[skip] : NULL };
     if (parse_args(row, argc, argv, skip, &a) != CTL_OK)
         return ctl_usage(&a);
     return row->fn(ctx, &a);
