@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include <json-c/json.h>
@@ -21,7 +22,7 @@ typedef struct ctl_ctx {
 } ctl_ctx;
 
 #define CTL_MAX_POS 6  /* positional arguments a row may take */
-#define CTL_MAX_OPTS 8 /* options (with a value) plus flags of one row */
+#define CTL_MAX_OPTS 8 /* options with a value a row may have; flags likewise */
 
 struct ctl_cmd;
 
