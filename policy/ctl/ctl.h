@@ -1,11 +1,15 @@
-/* ctl.h — what every cpmgatectl command family shares: the context, the
- * one error path (one line on stderr, exit 1; usage errors exit 2), option
- * parsing, and JSON string output for --json. */
+/* ctl.h — what every cpmgatectl command shares: the command table's row,
+ * the parsed arguments a handler gets, the one error path (one line on
+ * stderr, exit 1; usage errors exit 2), and the JSON writer for --json. */
 #ifndef CG_CTL_H
 #define CG_CTL_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
+
+#include <json-c/json.h>
 
 #include "../../store/policy_store.h"
 
@@ -17,44 +21,122 @@ typedef struct ctl_ctx {
     cg_pstore *store;       /* opened by ctl_open_store */
 } ctl_ctx;
 
-/* A command family: argv[0] is the family name ("principal"). Returns
- * the process exit code. */
-typedef int (*ctl_family_fn)(ctl_ctx *ctx, int argc, char **argv);
+#define CTL_MAX_POS 6  /* positional arguments a row may take */
+#define CTL_MAX_OPTS 8 /* options with a value a row may have; flags likewise */
 
-/* Families, each in its own file. */
-int ctl_init(ctl_ctx *ctx, int argc, char **argv);          /* ctl_principal.c */
-int ctl_principal(ctl_ctx *ctx, int argc, char **argv);     /* ctl_principal.c */
-int ctl_cred(ctl_ctx *ctx, int argc, char **argv);          /* ctl_cred.c */
-int ctl_group(ctl_ctx *ctx, int argc, char **argv);         /* ctl_group.c */
-int ctl_acl(ctl_ctx *ctx, int argc, char **argv);           /* ctl_acl.c */
-int ctl_check(ctl_ctx *ctx, int argc, char **argv);         /* ctl_acl.c */
-int ctl_key(ctl_ctx *ctx, int argc, char **argv);           /* ctl_key.c */
-int ctl_require_signed(ctl_ctx *ctx, int argc, char **argv); /* ctl_key.c */
-int ctl_manifest(ctl_ctx *ctx, int argc, char **argv);      /* ctl_manifest.c */
-int ctl_peer(ctl_ctx *ctx, int argc, char **argv);          /* ctl_key.c */
-int ctl_audit(ctl_ctx *ctx, int argc, char **argv);         /* ctl_audit.c */
+struct ctl_cmd;
+
+/* One command line, parsed against its row: positionals in order, each
+ * option's value (NULL when absent), each flag. --json is in ctl_ctx. */
+typedef struct ctl_args {
+    const struct ctl_cmd *cmd;
+    const struct ctl_cmd *rows;     /* the whole table, for the family's usage */
+    size_t nrows;
+    const char *sub;                /* the word that chose the row ("allow") */
+    int npos;
+    const char *pos[CTL_MAX_POS];   /* NULL past npos */
+    const char *val[CTL_MAX_OPTS];  /* by index in cmd->opts */
+    bool set[CTL_MAX_OPTS];         /* by index in cmd->flags */
+} ctl_args;
+
+typedef int (*ctl_cmd_fn)(ctl_ctx *ctx, const ctl_args *a);
+
+/* A row of the command table (main.c). The dispatcher checks options and
+ * the count of positionals before the handler runs; usage text is made
+ * from the rows, so what is accepted and what is printed cannot drift. */
+typedef struct ctl_cmd {
+    const char *family;        /* "principal" */
+    const char *name;          /* "add"; "allow|deny" for either; NULL: none */
+    const char *usage;         /* after "family name"; '\n' between forms */
+    ctl_cmd_fn fn;
+    int min_args, max_args;    /* positionals after family and name */
+    const char *const *opts;   /* options that take a value, NULL-ended */
+    const char *const *flags;  /* options that take none (--json always may) */
+} ctl_cmd;
+
+/* Handlers, one file per family. */
+int ctl_init(ctl_ctx *ctx, const ctl_args *a);                /* ctl_principal.c */
+int ctl_principal_add(ctl_ctx *ctx, const ctl_args *a);
+int ctl_principal_list(ctl_ctx *ctx, const ctl_args *a);
+int ctl_principal_show(ctl_ctx *ctx, const ctl_args *a);
+int ctl_principal_edit(ctl_ctx *ctx, const ctl_args *a);      /* enable, disable, remove */
+int ctl_cred_add(ctl_ctx *ctx, const ctl_args *a);            /* ctl_cred.c */
+int ctl_cred_list(ctl_ctx *ctx, const ctl_args *a);
+int ctl_cred_remove(ctl_ctx *ctx, const ctl_args *a);
+int ctl_group_list(ctl_ctx *ctx, const ctl_args *a);          /* ctl_group.c */
+int ctl_group_edit(ctl_ctx *ctx, const ctl_args *a);          /* add, member-add/-remove */
+int ctl_acl_add(ctl_ctx *ctx, const ctl_args *a);             /* ctl_acl.c */
+int ctl_acl_list(ctl_ctx *ctx, const ctl_args *a);
+int ctl_acl_remove(ctl_ctx *ctx, const ctl_args *a);
+int ctl_check(ctl_ctx *ctx, const ctl_args *a);
+int ctl_key_add(ctl_ctx *ctx, const ctl_args *a);             /* ctl_key.c */
+int ctl_key_remove(ctl_ctx *ctx, const ctl_args *a);
+int ctl_signed_edit(ctl_ctx *ctx, const ctl_args *a);         /* require-signed add, remove */
+int ctl_peer_add(ctl_ctx *ctx, const ctl_args *a);
+int ctl_keys_list(ctl_ctx *ctx, const ctl_args *a);           /* key, require-signed, peer */
+int ctl_peer_remove(ctl_ctx *ctx, const ctl_args *a);
+int ctl_manifest_create(ctl_ctx *ctx, const ctl_args *a);     /* ctl_manifest.c */
+int ctl_manifest_verify(ctl_ctx *ctx, const ctl_args *a);
+int ctl_audit_keygen(ctl_ctx *ctx, const ctl_args *a);        /* ctl_audit.c */
+int ctl_audit_verify(ctl_ctx *ctx, const ctl_args *a);
+int ctl_audit_show(ctl_ctx *ctx, const ctl_args *a);          /* show and export */
+int ctl_audit_rotate(ctl_ctx *ctx, const ctl_args *a);
+
+/* Splits argv (after the family word) against the table's rows of that
+ * family and runs the handler; the usage of the family on a usage error. */
+int ctl_dispatch(ctl_ctx *ctx, const ctl_cmd *rows, size_t nrows, int argc, char **argv);
+/* The usage of a's family on stderr. Returns CTL_USAGE. */
+int ctl_usage(const ctl_args *a);
+
+/* The value of option `name` (one of a->cmd->opts), NULL when absent. */
+const char *ctl_opt(const ctl_args *a, const char *name);
+/* Whether flag `name` (one of a->cmd->flags) was given. */
+bool ctl_flag(const ctl_args *a, const char *name);
 
 /* Opens ctx->store (read-write; create for init). Prints the error. */
 int ctl_open_store(ctl_ctx *ctx, bool create);
 
 /* One line on stderr, "cpmgatectl: ...". Returns CTL_ERROR. */
 int ctl_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Usage line on stderr. Returns CTL_USAGE. */
-int ctl_usage(const char *synopsis);
 
-/* "--name value" option lookup; removes nothing. Returns the value, NULL
- * when absent; *bad set when the option is present without a value. */
-const char *ctl_opt(int argc, char **argv, const char *name, bool *bad);
-bool ctl_flag(int argc, char **argv, const char *name);
-/* The i-th positional argument after skipping options in known_opts
- * (names that take a value) and flags (names that take none). */
-const char *ctl_pos(int argc, char **argv, int i, const char *const *known_opts,
-                    const char *const *flags);
-/* Every "--x" in argv must be in known_opts or flags, else usage error. */
-bool ctl_opts_known(int argc, char **argv, const char *const *known_opts,
-                    const char *const *flags);
+/* A whole small file, NUL-terminated, at most max bytes; NULL and a
+ * reason ("cannot open", "cannot read", "too large") on failure. */
+char *ctl_slurp(const char *path, size_t max, size_t *len, const char **why);
 
-/* JSON string with escapes (UTF-8 passed through). NULL prints null. */
-void ctl_json_str(FILE *f, const char *s);
+/* ---- JSON (json-c) --------------------------------------------------------
+ * Compact, keys in the order added, '/' not escaped, UTF-8 passed through.
+ * A NULL value is JSON null. An allocation that fails is remembered and
+ * ctl_json_print then fails instead of printing a partial document. */
+json_object *ctl_jstr(const char *s);   /* NULL for NULL */
+json_object *ctl_jint(int64_t v);
+json_object *ctl_juint(uint64_t v);
+json_object *ctl_jbool(bool v);
+json_object *ctl_jobj(void);
+json_object *ctl_jarr(void);
+/* Adds key: v to an object, or appends v to an array (key NULL); takes v. */
+void ctl_jset(json_object *o, const char *key, json_object *v);
+/* v as text on f, no newline; takes v. */
+void ctl_json_write(FILE *f, json_object *v);
+/* v and a newline on stdout; takes v. CTL_OK, or CTL_ERROR when a
+ * piece of v could not be allocated (nothing printed then). */
+int ctl_json_print(json_object *v);
+
+/* A list command's output: with --json one array printed at the end,
+ * else each item's text line as it comes. */
+typedef struct ctl_list {
+    ctl_ctx *ctx;
+    json_object *arr;  /* NULL without --json */
+    size_t n;          /* items so far */
+    const char *err;   /* the store's error sentence, for ctl_list_end */
+} ctl_list;
+/* Opens the store and starts the list; CTL_OK or CTL_ERROR (printed). */
+int ctl_list_begin(ctl_list *l, ctl_ctx *ctx);
+/* One item of n strings: with --json an object of keys[i]: vals[i], else
+ * the first ntext values on one tab-separated line. */
+void ctl_list_strings(ctl_list *l, size_t n, const char *const keys[], const char *const vals[],
+                      size_t ntext);
+/* rc: the store's result. Prints the array on success, frees it always.
+ * Returns CTL_OK, or l->err (after what: "key list") on stderr. */
+int ctl_list_end(ctl_list *l, int rc, const char *what);
 
 #endif

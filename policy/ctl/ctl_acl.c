@@ -13,116 +13,84 @@
 #include "../snapshot.h"
 #include "../../store/policy_rules.h"
 
-static const char acl_synopsis[] =
-    "acl allow|deny SUBJECT SERVICE PATTERN RIGHTS [--comment TEXT] | "
-    "acl list [--subject S] [--service S] [--json] | acl remove ID";
-static const char check_synopsis[] =
-    "check PRINCIPAL SERVICE RIGHT RESOURCE [--delimiter C]";
-
-typedef struct list_ctx {
-    bool json;
-    size_t n;
-} list_ctx;
-
 static int print_rule(void *c, const cg_pstore_rule *r)
 {
-    list_ctx *l = c;
+    ctl_list *l = c;
     char rights[48];
     cg_rights_format(r->rights, rights);
-    if (l->json) {
-        printf("%s{\"id\":%" PRId64 ",\"effect\":\"%s\",\"subject\":", l->n ? "," : "", r->id,
-               r->deny ? "deny" : "allow");
-        ctl_json_str(stdout, r->subject);
-        fputs(",\"service\":", stdout);
-        ctl_json_str(stdout, r->service);
-        fputs(",\"pattern\":", stdout);
-        ctl_json_str(stdout, r->pattern);
-        printf(",\"rights\":\"%s\",\"comment\":", rights);
-        ctl_json_str(stdout, r->comment);
-        fputs(",\"created\":", stdout);
-        ctl_json_str(stdout, r->created);
-        fputs("}", stdout);
+    const char *effect = r->deny ? "deny" : "allow";
+    if (l->arr) {
+        json_object *o = ctl_jobj();
+        ctl_jset(o, "id", ctl_jint(r->id));
+        ctl_jset(o, "effect", ctl_jstr(effect));
+        ctl_jset(o, "subject", ctl_jstr(r->subject));
+        ctl_jset(o, "service", ctl_jstr(r->service));
+        ctl_jset(o, "pattern", ctl_jstr(r->pattern));
+        ctl_jset(o, "rights", ctl_jstr(rights));
+        ctl_jset(o, "comment", ctl_jstr(r->comment));
+        ctl_jset(o, "created", ctl_jstr(r->created));
+        ctl_jset(l->arr, NULL, o);
     } else {
-        printf("%" PRId64 "\t%s\t%s\t%s\t%s\t%s%s%s\n", r->id, r->deny ? "deny" : "allow",
-               r->subject, r->service, r->pattern, rights, r->comment ? "\t# " : "",
-               r->comment ? r->comment : "");
+        printf("%" PRId64 "\t%s\t%s\t%s\t%s\t%s%s%s\n", r->id, effect, r->subject, r->service,
+               r->pattern, rights, r->comment ? "\t# " : "", r->comment ? r->comment : "");
     }
-    l->n++;
     return 0;
 }
 
-int ctl_acl(ctl_ctx *ctx, int argc, char **argv)
+static bool service_ok(const char *service)
 {
-    static const char *const opts[] = { "--comment", "--subject", "--service", NULL };
-    if (argc < 2 || !ctl_opts_known(argc, argv, opts, NULL))
-        return ctl_usage(acl_synopsis);
-    const char *sub = ctl_pos(argc, argv, 0, opts, NULL);
-    bool bad = false;
+    int svc;
+    return cg_service_parse(service, &svc) == 0;
+}
+
+/* acl allow|deny SUBJECT SERVICE PATTERN RIGHTS [--comment TEXT] */
+int ctl_acl_add(ctl_ctx *ctx, const ctl_args *a)
+{
+    const char *subject = a->pos[0], *service = a->pos[1], *pattern = a->pos[2];
     const char *err = NULL;
-    if (strcmp(sub, "allow") == 0 || strcmp(sub, "deny") == 0) {
-        const char *subject = ctl_pos(argc, argv, 1, opts, NULL);
-        const char *service = ctl_pos(argc, argv, 2, opts, NULL);
-        const char *pattern = ctl_pos(argc, argv, 3, opts, NULL);
-        const char *rights_text = ctl_pos(argc, argv, 4, opts, NULL);
-        const char *comment = ctl_opt(argc, argv, "--comment", &bad);
-        if (!rights_text || ctl_pos(argc, argv, 5, opts, NULL) || bad ||
-            ctl_opt(argc, argv, "--subject", NULL) || ctl_opt(argc, argv, "--service", NULL))
-            return ctl_usage(acl_synopsis);
-        int svc;
-        if (cg_service_parse(service, &svc) < 0)
-            return ctl_fail("unknown service '%s' (imap, http or *)", service);
-        unsigned rights;
-        if (cg_rights_parse(rights_text, &rights, &err) < 0)
-            return ctl_fail("%s", err);
-        if (cg_acl_pattern_check(pattern, &err) < 0)
-            return ctl_fail("pattern '%s': %s", pattern, err);
-        if (strcmp(subject, "*") != 0 && strcmp(subject, "@") == 0)
-            return ctl_fail("empty group name in subject");
-        if (ctl_open_store(ctx, false) != CTL_OK)
-            return CTL_ERROR;
-        int64_t id;
-        if (cg_pstore_rule_add(ctx->store, strcmp(sub, "deny") == 0, subject, service, pattern,
-                               rights, comment, &id, &err) < 0)
-            return ctl_fail("%s", err ? err : "cannot add the rule");
-        printf("%" PRId64 "\n", id);
-        return CTL_OK;
-    }
-    if (strcmp(sub, "list") == 0) {
-        if (ctl_pos(argc, argv, 1, opts, NULL) || ctl_opt(argc, argv, "--comment", NULL))
-            return ctl_usage(acl_synopsis);
-        const char *subject = ctl_opt(argc, argv, "--subject", &bad);
-        const char *service = ctl_opt(argc, argv, "--service", &bad);
-        if (bad)
-            return ctl_usage(acl_synopsis);
-        if (service) {
-            int svc;
-            if (cg_service_parse(service, &svc) < 0)
-                return ctl_fail("unknown service '%s' (imap, http or *)", service);
-        }
-        if (ctl_open_store(ctx, false) != CTL_OK)
-            return CTL_ERROR;
-        list_ctx l = { .json = ctx->json };
-        if (l.json)
-            fputs("[", stdout);
-        int rc = cg_pstore_rule_list(ctx->store, subject, service, print_rule, &l, &err);
-        if (l.json)
-            fputs("]\n", stdout);
-        return rc < 0 ? ctl_fail("%s", err ? err : "cannot list rules") : CTL_OK;
-    }
-    if (strcmp(sub, "remove") == 0) {
-        const char *idtext = ctl_pos(argc, argv, 1, opts, NULL);
-        uint64_t id;
-        if (!idtext || ctl_pos(argc, argv, 2, opts, NULL))
-            return ctl_usage(acl_synopsis);
-        if (cg_parse_u64(idtext, 1, INT64_MAX, &id) < 0)
-            return ctl_fail("bad rule id '%s'", idtext);
-        if (ctl_open_store(ctx, false) != CTL_OK)
-            return CTL_ERROR;
-        if (cg_pstore_rule_remove(ctx->store, (int64_t)id, &err) < 0)
-            return ctl_fail("%s", err ? err : "cannot remove the rule");
-        return CTL_OK;
-    }
-    return ctl_usage(acl_synopsis);
+    if (!service_ok(service))
+        return ctl_fail("unknown service '%s' (imap, http or *)", service);
+    unsigned rights;
+    if (cg_rights_parse(a->pos[3], &rights, &err) < 0)
+        return ctl_fail("%s", err);
+    if (cg_acl_pattern_check(pattern, &err) < 0)
+        return ctl_fail("pattern '%s': %s", pattern, err);
+    if (strcmp(subject, "@") == 0)
+        return ctl_fail("empty group name in subject");
+    if (ctl_open_store(ctx, false) != CTL_OK)
+        return CTL_ERROR;
+    int64_t id;
+    if (cg_pstore_rule_add(ctx->store, strcmp(a->sub, "deny") == 0, subject, service, pattern,
+                           rights, ctl_opt(a, "--comment"), &id, &err) < 0)
+        return ctl_fail("%s", err ? err : "cannot add the rule");
+    printf("%" PRId64 "\n", id);
+    return CTL_OK;
+}
+
+int ctl_acl_list(ctl_ctx *ctx, const ctl_args *a)
+{
+    const char *service = ctl_opt(a, "--service");
+    if (service && !service_ok(service))
+        return ctl_fail("unknown service '%s' (imap, http or *)", service);
+    ctl_list l;
+    if (ctl_list_begin(&l, ctx) != CTL_OK)
+        return CTL_ERROR;
+    int rc = cg_pstore_rule_list(ctx->store, ctl_opt(a, "--subject"), service, print_rule, &l,
+                                 &l.err);
+    return ctl_list_end(&l, rc, NULL);
+}
+
+int ctl_acl_remove(ctl_ctx *ctx, const ctl_args *a)
+{
+    uint64_t id;
+    if (cg_parse_u64(a->pos[0], 1, INT64_MAX, &id) < 0)
+        return ctl_fail("bad rule id '%s'", a->pos[0]);
+    if (ctl_open_store(ctx, false) != CTL_OK)
+        return CTL_ERROR;
+    const char *err = NULL;
+    if (cg_pstore_rule_remove(ctx->store, (int64_t)id, &err) < 0)
+        return ctl_fail("%s", err ? err : "cannot remove the rule");
+    return CTL_OK;
 }
 
 /* The gateways normalise a leading INBOX in any case to "INBOX" before
@@ -147,19 +115,11 @@ static void print_rule_ref(const cg_acl *acl, int64_t id)
            r->pattern, rights);
 }
 
-int ctl_check(ctl_ctx *ctx, int argc, char **argv)
+int ctl_check(ctl_ctx *ctx, const ctl_args *a)
 {
-    static const char *const opts[] = { "--delimiter", NULL };
-    if (!ctl_opts_known(argc, argv, opts, NULL))
-        return ctl_usage(check_synopsis);
-    const char *who = ctl_pos(argc, argv, 0, opts, NULL);
-    const char *service = ctl_pos(argc, argv, 1, opts, NULL);
-    const char *right_text = ctl_pos(argc, argv, 2, opts, NULL);
-    const char *resource = ctl_pos(argc, argv, 3, opts, NULL);
-    bool bad = false;
-    const char *delim_text = ctl_opt(argc, argv, "--delimiter", &bad);
-    if (!resource || ctl_pos(argc, argv, 4, opts, NULL) || bad)
-        return ctl_usage(check_synopsis);
+    const char *who = a->pos[0], *service = a->pos[1], *right_text = a->pos[2];
+    const char *resource = a->pos[3];
+    const char *delim_text = ctl_opt(a, "--delimiter");
     int svc;
     if (cg_service_parse(service, &svc) < 0 || svc == 0)
         return ctl_fail("unknown service '%s' (imap or http)", service);

@@ -20,24 +20,13 @@
 #include "cg_error.h"
 #include "cg_util.h"
 
-static const char synopsis[] =
-    "audit keygen --out FILE\n"
-    "       cpmgatectl audit verify --audit-db FILE [--key PUB.pem]\n"
-    "       cpmgatectl audit show --audit-db FILE [--txid T] [--principal P] [--since TIME]\n"
-    "                             [--until TIME] [--decision allow|deny|error] [--limit N] [--json]\n"
-    "       cpmgatectl audit export --audit-db FILE --format jsonl [filters as for show]\n"
-    "       cpmgatectl audit rotate --audit-db FILE [--audit-key PRIV.pem]";
-
 /* ---- keygen ----------------------------------------------------------------- */
 
-static int cmd_keygen(int argc, char **argv)
+int ctl_audit_keygen(ctl_ctx *ctx, const ctl_args *a)
 {
-    static const char *const opts[] = { "--out", NULL };
-    bool bad = false;
-    const char *out = ctl_opt(argc, argv, "--out", &bad);
-    if (!ctl_opts_known(argc, argv, opts, NULL) || bad || !out ||
-        ctl_pos(argc, argv, 0, opts, NULL))
-        return ctl_usage(synopsis);
+    const char *out = ctl_opt(a, "--out");
+    if (!out)
+        return ctl_usage(a);
     EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
     if (!k)
         return ctl_fail("cannot generate an Ed25519 key");
@@ -69,15 +58,12 @@ static int cmd_keygen(int argc, char **argv)
 
 /* ---- verify ----------------------------------------------------------------- */
 
-static int cmd_verify(ctl_ctx *ctx, int argc, char **argv)
+int ctl_audit_verify(ctl_ctx *ctx, const ctl_args *a)
 {
-    static const char *const opts[] = { "--audit-db", "--key", NULL };
-    bool bad = false;
-    const char *db = ctl_opt(argc, argv, "--audit-db", &bad);
-    const char *keyf = ctl_opt(argc, argv, "--key", &bad);
-    if (!ctl_opts_known(argc, argv, opts, NULL) || bad || !db ||
-        ctl_pos(argc, argv, 0, opts, NULL))
-        return ctl_usage(synopsis);
+    const char *db = ctl_opt(a, "--audit-db");
+    const char *keyf = ctl_opt(a, "--key");
+    if (!db)
+        return ctl_usage(a);
     EVP_PKEY *key = NULL;
     const char *err = NULL;
     if (keyf && cg_audit_key_load_public(keyf, &key, &err) < 0)
@@ -88,20 +74,18 @@ static int cmd_verify(ctl_ctx *ctx, int argc, char **argv)
     if (rc < 0)
         return ctl_fail("%s: %s", db, err);
     if (ctx->json) {
-        printf("{\"intact\":%s,\"records\":%llu,\"checkpoints\":%llu,\"first_seq\":%llu,"
-               "\"last_seq\":%llu,\"last_checkpoint_seq\":%llu,\"broken_seq\":",
-               res.intact ? "true" : "false", (unsigned long long)res.records,
-               (unsigned long long)res.checkpoints, (unsigned long long)res.first_seq,
-               (unsigned long long)res.last_seq, (unsigned long long)res.last_checkpoint_seq);
-        if (res.intact)
-            fputs("null", stdout);
-        else
-            printf("%llu", (unsigned long long)res.broken_seq);
-        fputs(",\"what\":", stdout);
-        ctl_json_str(stdout, res.intact ? NULL : res.what);
-        fputs(",\"notes\":", stdout);
-        ctl_json_str(stdout, res.notes[0] ? res.notes : NULL);
-        fputs("}\n", stdout);
+        json_object *o = ctl_jobj();
+        ctl_jset(o, "intact", ctl_jbool(res.intact));
+        ctl_jset(o, "records", ctl_juint(res.records));
+        ctl_jset(o, "checkpoints", ctl_juint(res.checkpoints));
+        ctl_jset(o, "first_seq", ctl_juint(res.first_seq));
+        ctl_jset(o, "last_seq", ctl_juint(res.last_seq));
+        ctl_jset(o, "last_checkpoint_seq", ctl_juint(res.last_checkpoint_seq));
+        ctl_jset(o, "broken_seq", res.intact ? NULL : ctl_juint(res.broken_seq));
+        ctl_jset(o, "what", ctl_jstr(res.intact ? NULL : res.what));
+        ctl_jset(o, "notes", ctl_jstr(res.notes[0] ? res.notes : NULL));
+        if (ctl_json_print(o) != CTL_OK)
+            return CTL_ERROR;
     } else if (res.intact) {
         printf("audit chain intact: %llu records, %llu checkpoints, last seq %llu\n",
                (unsigned long long)res.records, (unsigned long long)res.checkpoints,
@@ -193,10 +177,6 @@ static bool norm_time(const char *s, bool until, char out[CG_TIME_LEN])
     return true;
 }
 
-static const char *const show_opts[] = { "--audit-db", "--txid", "--principal", "--since",
-                                         "--until", "--decision", "--limit", "--format",
-                                         NULL };
-
 static void print_field(const char *name, const char *v, bool *first)
 {
     if (!v)
@@ -211,7 +191,7 @@ static void print_field(const char *name, const char *v, bool *first)
     if (plain)
         fputs(v, stdout);
     else
-        ctl_json_str(stdout, v);
+        ctl_json_write(stdout, ctl_jstr(v));
 }
 
 static void print_num(const char *name, int64_t v, bool *first)
@@ -253,24 +233,24 @@ static void show_line(const cg_audit_parsed *p)
 
 enum out_mode { OUT_TEXT, OUT_JSON, OUT_JSONL };
 
-static int cmd_show(ctl_ctx *ctx, int argc, char **argv, bool export)
+/* show and export: one reader, three outputs */
+int ctl_audit_show(ctl_ctx *ctx, const ctl_args *a)
 {
-    bool bad = false;
-    const char *db = ctl_opt(argc, argv, "--audit-db", &bad);
-    const char *txid = ctl_opt(argc, argv, "--txid", &bad);
-    const char *principal = ctl_opt(argc, argv, "--principal", &bad);
-    const char *since = ctl_opt(argc, argv, "--since", &bad);
-    const char *until = ctl_opt(argc, argv, "--until", &bad);
-    const char *decision = ctl_opt(argc, argv, "--decision", &bad);
-    const char *limit = ctl_opt(argc, argv, "--limit", &bad);
-    const char *format = ctl_opt(argc, argv, "--format", &bad);
-    if (!ctl_opts_known(argc, argv, show_opts, NULL) || bad || !db ||
-        ctl_pos(argc, argv, 0, show_opts, NULL))
-        return ctl_usage(synopsis);
-    if (export ? (!format || strcmp(format, "jsonl") != 0) : format != NULL) {
-        if (export && format)
+    bool export = strcmp(a->sub, "export") == 0;
+    const char *db = ctl_opt(a, "--audit-db");
+    const char *txid = ctl_opt(a, "--txid");
+    const char *principal = ctl_opt(a, "--principal");
+    const char *since = ctl_opt(a, "--since");
+    const char *until = ctl_opt(a, "--until");
+    const char *decision = ctl_opt(a, "--decision");
+    const char *limit = ctl_opt(a, "--limit");
+    const char *format = ctl_opt(a, "--format");
+    if (!db)
+        return ctl_usage(a);
+    if (export && (!format || strcmp(format, "jsonl") != 0)) {
+        if (format)
             fprintf(stderr, "cpmgatectl: unknown export format '%s' (jsonl)\n", format);
-        return ctl_usage(synopsis);
+        return ctl_usage(a);
     }
     char since_n[CG_TIME_LEN], until_n[CG_TIME_LEN];
     if (since && !norm_time(since, false, since_n))
@@ -324,13 +304,17 @@ static int cmd_show(ctl_ctx *ctx, int argc, char **argv, bool export)
         if (!canon || len < 2)
             continue;
         if (mode == OUT_JSONL) {
-            /* canon plus its hash: drop the key "hash" to get the hashed text. */
+            /* canon plus its hash: drop the key "hash" to get the hashed text.
+             * The canon goes out as stored, never re-encoded through the JSON
+             * writer: its bytes are what the chain hashed, and a SIEM checks
+             * the chain from exactly these bytes. */
             char hex[2 * CG_AUDIT_HASH_LEN + 1] = "";
             if (sqlite3_column_bytes(st, 1) == CG_AUDIT_HASH_LEN)
                 cg_hex_encode(sqlite3_column_blob(st, 1), CG_AUDIT_HASH_LEN, hex);
             fwrite(canon, 1, len - 1, stdout);
             printf(",\"hash\":\"%s\"}\n", hex);
         } else if (mode == OUT_JSON) {
+            /* records as stored (they are JSON), streamed: a log can be large */
             printf("%s\n", n ? "," : "");
             fwrite(canon, 1, len, stdout);
         } else if (cg_audit_canon_parse(canon, len, p) == 0) {
@@ -352,15 +336,12 @@ static int cmd_show(ctl_ctx *ctx, int argc, char **argv, bool export)
 
 /* ---- rotate ----------------------------------------------------------------- */
 
-static int cmd_rotate(int argc, char **argv)
+int ctl_audit_rotate(ctl_ctx *ctx, const ctl_args *a)
 {
-    static const char *const opts[] = { "--audit-db", "--audit-key", NULL };
-    bool bad = false;
-    const char *db = ctl_opt(argc, argv, "--audit-db", &bad);
-    const char *keyf = ctl_opt(argc, argv, "--audit-key", &bad);
-    if (!ctl_opts_known(argc, argv, opts, NULL) || bad || !db ||
-        ctl_pos(argc, argv, 0, opts, NULL))
-        return ctl_usage(synopsis);
+    const char *db = ctl_opt(a, "--audit-db");
+    const char *keyf = ctl_opt(a, "--audit-key");
+    if (!db)
+        return ctl_usage(a);
     if (access(db, F_OK) < 0)
         return ctl_fail("%s: no such audit database", db);
     const char *err = NULL;
@@ -385,23 +366,4 @@ static int cmd_rotate(int argc, char **argv)
         return ctl_fail("%s: %s", db, err ? err : "rotation failed");
     printf("sealed %s; %s continues the chain\n", sealed, db);
     return CTL_OK;
-}
-
-int ctl_audit(ctl_ctx *ctx, int argc, char **argv)
-{
-    if (argc < 2)
-        return ctl_usage(synopsis);
-    const char *sub = argv[1];
-    if (strcmp(sub, "keygen") == 0)
-        return cmd_keygen(argc - 1, argv + 1);
-    if (strcmp(sub, "verify") == 0)
-        return cmd_verify(ctx, argc - 1, argv + 1);
-    if (strcmp(sub, "show") == 0)
-        return cmd_show(ctx, argc - 1, argv + 1, false);
-    if (strcmp(sub, "export") == 0)
-        return cmd_show(ctx, argc - 1, argv + 1, true);
-    if (strcmp(sub, "rotate") == 0)
-        return cmd_rotate(argc - 1, argv + 1);
-    fprintf(stderr, "cpmgatectl: unknown audit command '%s'\n", sub);
-    return ctl_usage(synopsis);
 }

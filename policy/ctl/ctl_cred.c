@@ -18,29 +18,20 @@
 #include "cg_error.h"
 #include "cg_util.h"
 
-static const char synopsis[] =
-    "cred add NAME cert --file CERT.pem | --fingerprint HEX\n"
-    "       cpmgatectl cred add NAME cert-name email:A | dns:D | uri:U | cn:C\n"
-    "       cpmgatectl cred add NAME psk --identity ID [--key HEX]\n"
-    "       cpmgatectl cred add NAME address CIDR\n"
-    "       cpmgatectl cred add NAME digest --realm REALM --password-file F\n"
-    "       cpmgatectl cred list NAME [--json] | remove NAME ID";
-
 #define MAX_FILE 65536
 
 /* ---- output ------------------------------------------------------------------ */
 
-void ctl_json_cred(const cg_pstore_cred *c)
+json_object *ctl_json_cred(const cg_pstore_cred *c)
 {
-    printf("{\"id\":%lld,\"type\":", (long long)c->id);
-    ctl_json_str(stdout, c->type);
-    fputs(",\"value\":", stdout);
-    ctl_json_str(stdout, c->value);
-    fputs(",\"created\":", stdout);
-    ctl_json_str(stdout, c->created);
+    json_object *o = ctl_jobj();
+    ctl_jset(o, "id", ctl_jint(c->id));
+    ctl_jset(o, "type", ctl_jstr(c->type));
+    ctl_jset(o, "value", ctl_jstr(c->value));
+    ctl_jset(o, "created", ctl_jstr(c->created));
     if (c->secret_len)
-        printf(",\"key_bytes\":%zu", c->secret_len);
-    fputs("}", stdout);
+        ctl_jset(o, "key_bytes", ctl_juint(c->secret_len));
+    return o;
 }
 
 void ctl_text_cred(const cg_pstore_cred *c)
@@ -51,21 +42,13 @@ void ctl_text_cred(const cg_pstore_cred *c)
     putchar('\n');
 }
 
-typedef struct list_ctx {
-    bool json;
-    size_t n;
-} list_ctx;
-
 static int print_cred(void *ctx, const cg_pstore_cred *c)
 {
-    list_ctx *l = ctx;
-    if (l->json) {
-        fputs(l->n ? "," : "", stdout);
-        ctl_json_cred(c);
-    } else {
+    ctl_list *l = ctx;
+    if (l->arr)
+        ctl_jset(l->arr, NULL, ctl_json_cred(c));
+    else
         ctl_text_cred(c);
-    }
-    l->n++;
     return 0;
 }
 
@@ -76,34 +59,12 @@ static int no_principal(void *ctx, const cg_pstore_principal *p)
 
 /* ---- input ------------------------------------------------------------------- */
 
-/* A whole small file, NUL-terminated; NULL and a reason on failure. */
-static char *slurp(const char *path, size_t *len, const char **why)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        *why = "cannot open";
-        return NULL;
-    }
-    char *buf = malloc(MAX_FILE + 1);
-    size_t n = buf ? fread(buf, 1, MAX_FILE + 1, f) : 0;
-    bool err = ferror(f);
-    fclose(f);
-    if (!buf || err || n > MAX_FILE) {
-        free(buf);
-        *why = err ? "cannot read" : "too large";
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
 /* SHA-256 over the DER of the certificate in a PEM file. */
 static int cert_fingerprint(const char *path, char hex[65])
 {
     size_t len = 0;
     const char *why = NULL;
-    char *pem = slurp(path, &len, &why);
+    char *pem = ctl_slurp(path, MAX_FILE, &len, &why);
     if (!pem)
         return ctl_fail("%s: %s", path, why);
     BIO *bio = BIO_new_mem_buf(pem, (int)len);
@@ -159,26 +120,25 @@ static void hex_digest(const EVP_MD *md, const char *a, const char *b, const cha
 
 /* ---- cred add ----------------------------------------------------------------- */
 
-static int cmd_add(ctl_ctx *ctx, const char *name, const char *type, const char *value,
-                   int argc, char **argv)
+int ctl_cred_add(ctl_ctx *ctx, const ctl_args *a)
 {
-    bool bad = false;
-    const char *file = ctl_opt(argc, argv, "--file", &bad);
-    const char *fpr = ctl_opt(argc, argv, "--fingerprint", &bad);
-    const char *ident = ctl_opt(argc, argv, "--identity", &bad);
-    const char *keyhex = ctl_opt(argc, argv, "--key", &bad);
-    const char *realm = ctl_opt(argc, argv, "--realm", &bad);
-    const char *pwfile = ctl_opt(argc, argv, "--password-file", &bad);
+    const char *name = a->pos[0], *type = a->pos[1], *value = a->pos[2];
+    const char *file = ctl_opt(a, "--file");
+    const char *fpr = ctl_opt(a, "--fingerprint");
+    const char *ident = ctl_opt(a, "--identity");
+    const char *keyhex = ctl_opt(a, "--key");
+    const char *realm = ctl_opt(a, "--realm");
+    const char *pwfile = ctl_opt(a, "--password-file");
     bool cert = strcmp(type, "cert") == 0, psk = strcmp(type, "psk") == 0,
          digest = strcmp(type, "digest") == 0, addr = strcmp(type, "address") == 0,
          cname = strcmp(type, "cert-name") == 0;
     /* each type takes exactly its own arguments */
-    if (bad || (!cert && !psk && !digest && !addr && !cname) ||
+    if ((!cert && !psk && !digest && !addr && !cname) ||
         ((file || fpr) && !cert) || (cert && !file == !fpr) ||
         ((ident || keyhex) && !psk) || (psk && !ident) ||
         ((realm || pwfile) && !digest) || (digest && (!realm || !pwfile)) ||
         ((addr || cname) != (value != NULL)))
-        return ctl_usage(synopsis);
+        return ctl_usage(a);
 
     char hex[65], cidr_text[64], md5[33] = "", sha256[65] = "";
     uint8_t key[64];
@@ -218,7 +178,7 @@ static int cmd_add(ctl_ctx *ctx, const char *name, const char *type, const char 
     } else if (digest) {
         size_t len = 0;
         const char *why = NULL;
-        char *pw = slurp(pwfile, &len, &why);
+        char *pw = ctl_slurp(pwfile, MAX_FILE, &len, &why);
         if (!pw)
             return ctl_fail("%s: %s", pwfile, why);
         pw[strcspn(pw, "\r\n")] = '\0'; /* the first line, without its newline */
@@ -258,61 +218,27 @@ static int cmd_add(ctl_ctx *ctx, const char *name, const char *type, const char 
     return CTL_OK;
 }
 
-int ctl_cred(ctl_ctx *ctx, int argc, char **argv)
+int ctl_cred_list(ctl_ctx *ctx, const ctl_args *a)
 {
-    static const char *const opts[] = { "--file", "--fingerprint", "--identity", "--key",
-                                        "--realm", "--password-file", NULL };
-    if (argc < 3 || !ctl_opts_known(argc, argv, opts, NULL))
-        return ctl_usage(synopsis);
-    const char *sub = ctl_pos(argc, argv, 0, opts, NULL);
-    const char *name = ctl_pos(argc, argv, 1, opts, NULL);
-    const char *a2 = ctl_pos(argc, argv, 2, opts, NULL);
-    const char *a3 = ctl_pos(argc, argv, 3, opts, NULL);
-    if (!sub || !name || ctl_pos(argc, argv, 4, opts, NULL))
-        return ctl_usage(synopsis);
-    if (strcmp(sub, "add") == 0) {
-        if (!a2)
-            return ctl_usage(synopsis);
-        return cmd_add(ctx, name, a2, a3, argc, argv);
-    }
-    /* list and remove take no options */
-    for (int i = 1; i < argc; i++)
-        if (strncmp(argv[i], "--", 2) == 0 && strcmp(argv[i], "--json") != 0)
-            return ctl_usage(synopsis);
-    if (strcmp(sub, "list") == 0) {
-        if (a2)
-            return ctl_usage(synopsis);
-        int rc = ctl_open_store(ctx, false);
-        if (rc != CTL_OK)
-            return rc;
-        list_ctx l = { .json = ctx->json };
-        const char *err = NULL;
-        /* unknown principal: one line on stderr and nothing on stdout */
-        int r = cg_pstore_principal_list(ctx->store, name, no_principal, NULL, &err);
-        if (r == 0 && l.json)
-            fputs("[", stdout);
-        if (r == 0)
-            r = cg_pstore_cred_list(ctx->store, name, print_cred, &l, &err);
-        if (r == 0 && l.json)
-            fputs("]\n", stdout);
-        if (r < 0)
-            return ctl_fail("%s", err ? err : cg_strerror(r));
-        return CTL_OK;
-    }
-    if (strcmp(sub, "remove") == 0) {
-        uint64_t id = 0;
-        if (!a2 || a3)
-            return ctl_usage(synopsis);
-        if (cg_parse_u64(a2, 1, INT64_MAX, &id) < 0)
-            return ctl_fail("invalid credential id '%s' (see cred list %s)", a2, name);
-        int rc = ctl_open_store(ctx, false);
-        if (rc != CTL_OK)
-            return rc;
-        const char *err = NULL;
-        int r = cg_pstore_cred_remove(ctx->store, name, (int64_t)id, &err);
-        if (r < 0)
-            return ctl_fail("%s", err ? err : cg_strerror(r));
-        return CTL_OK;
-    }
-    return ctl_usage(synopsis);
+    ctl_list l;
+    if (ctl_list_begin(&l, ctx) != CTL_OK)
+        return CTL_ERROR;
+    /* unknown principal: one line on stderr and nothing on stdout */
+    int rc = cg_pstore_principal_list(ctx->store, a->pos[0], no_principal, NULL, &l.err);
+    if (rc == 0)
+        rc = cg_pstore_cred_list(ctx->store, a->pos[0], print_cred, &l, &l.err);
+    return ctl_list_end(&l, rc, NULL);
+}
+
+int ctl_cred_remove(ctl_ctx *ctx, const ctl_args *a)
+{
+    uint64_t id = 0;
+    if (cg_parse_u64(a->pos[1], 1, INT64_MAX, &id) < 0)
+        return ctl_fail("invalid credential id '%s' (see cred list %s)", a->pos[1], a->pos[0]);
+    int rc = ctl_open_store(ctx, false);
+    if (rc != CTL_OK)
+        return rc;
+    const char *err = NULL;
+    rc = cg_pstore_cred_remove(ctx->store, a->pos[0], (int64_t)id, &err);
+    return rc < 0 ? ctl_fail("%s", err ? err : cg_strerror(rc)) : CTL_OK;
 }

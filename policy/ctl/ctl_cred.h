@@ -3,9 +3,11 @@
 #ifndef CG_CTL_CRED_H
 #define CG_CTL_CRED_H
 
+#include <json-c/json.h>
+
 #include "../../store/policy_store.h"
 
-void ctl_json_cred(const cg_pstore_cred *c); /* one JSON object, no newline */
-void ctl_text_cred(const cg_pstore_cred *c); /* one tab-separated line */
+json_object *ctl_json_cred(const cg_pstore_cred *c); /* one JSON object */
+void ctl_text_cred(const cg_pstore_cred *c);         /* one tab-separated line */
 
 #endif

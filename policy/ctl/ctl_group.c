@@ -6,78 +6,68 @@
 #include "ctl.h"
 #include "cg_error.h"
 
-static const char synopsis[] =
-    "group add G | member-add G NAME | member-remove G NAME | list [--json]";
-
-typedef struct list_ctx {
-    bool json;
-    size_t ngroups, nmembers;
-    char last[512]; /* the group whose members are being printed */
-} list_ctx;
+typedef struct group_list {
+    ctl_list l;
+    json_object *members; /* --json: the current group's array */
+    size_t nmembers;
+    char last[512];       /* the group whose members are being printed */
+} group_list;
 
 /* Rows arrive ordered by group, then member; one output entry per group. */
 static int print_row(void *c, const char *group, const char *member)
 {
-    list_ctx *l = c;
-    bool same = l->ngroups && strcmp(l->last, group) == 0;
+    group_list *g = c;
+    bool same = g->l.n && strcmp(g->last, group) == 0;
     if (!same) {
-        if (l->json) {
-            fputs(l->ngroups ? "]}," : "", stdout);
-            fputs("{\"name\":", stdout);
-            ctl_json_str(stdout, group);
-            fputs(",\"members\":[", stdout);
+        if (g->l.arr) {
+            json_object *o = ctl_jobj();
+            ctl_jset(o, "name", ctl_jstr(group));
+            ctl_jset(o, "members", ctl_jarr());
+            ctl_jset(g->l.arr, NULL, o);
+            /* borrowed from the array, which owns it (after a failed
+             * allocation nothing is printed, so only safety matters) */
+            size_t n = json_object_array_length(g->l.arr);
+            json_object_object_get_ex(n ? json_object_array_get_idx(g->l.arr, n - 1) : NULL,
+                                      "members", &g->members);
         } else {
-            printf("%s%s\t", l->ngroups ? "\n" : "", group);
+            printf("%s%s\t", g->l.n ? "\n" : "", group);
         }
-        snprintf(l->last, sizeof l->last, "%s", group);
-        l->ngroups++;
-        l->nmembers = 0;
+        snprintf(g->last, sizeof g->last, "%s", group);
+        g->l.n++;
+        g->nmembers = 0;
     }
     if (member) {
-        if (l->json) {
-            fputs(l->nmembers ? "," : "", stdout);
-            ctl_json_str(stdout, member);
-        } else {
-            printf("%s%s", l->nmembers ? "," : "", member);
-        }
-        l->nmembers++;
+        if (g->l.arr)
+            ctl_jset(g->members, NULL, ctl_jstr(member));
+        else
+            printf("%s%s", g->nmembers ? "," : "", member);
+        g->nmembers++;
     }
     return 0;
 }
 
-int ctl_group(ctl_ctx *ctx, int argc, char **argv)
+int ctl_group_list(ctl_ctx *ctx, const ctl_args *a)
 {
-    if (argc < 2 || !ctl_opts_known(argc, argv, NULL, NULL))
-        return ctl_usage(synopsis);
-    const char *sub = ctl_pos(argc, argv, 0, NULL, NULL);
-    const char *g = ctl_pos(argc, argv, 1, NULL, NULL);
-    const char *name = ctl_pos(argc, argv, 2, NULL, NULL);
-    bool extra = ctl_pos(argc, argv, 3, NULL, NULL) != NULL;
-    bool list = strcmp(sub, "list") == 0, add = strcmp(sub, "add") == 0;
-    bool madd = strcmp(sub, "member-add") == 0, mrem = strcmp(sub, "member-remove") == 0;
-    if (extra || (list && g) || (add && (!g || name)) || ((madd || mrem) && (!g || !name)) ||
-        (!list && !add && !madd && !mrem))
-        return ctl_usage(synopsis);
+    group_list g = { .members = NULL };
+    if (ctl_list_begin(&g.l, ctx) != CTL_OK)
+        return CTL_ERROR;
+    int rc = cg_pstore_group_list(ctx->store, print_row, &g, &g.l.err);
+    if (!g.l.arr && g.l.n)
+        putchar('\n');
+    return ctl_list_end(&g.l, rc, NULL);
+}
+
+/* add, member-add, member-remove */
+int ctl_group_edit(ctl_ctx *ctx, const ctl_args *a)
+{
     int rc = ctl_open_store(ctx, false);
     if (rc != CTL_OK)
         return rc;
     const char *err = NULL;
-    int r;
-    if (list) {
-        list_ctx l = { .json = ctx->json };
-        if (l.json)
-            fputs("[", stdout);
-        r = cg_pstore_group_list(ctx->store, print_row, &l, &err);
-        if (l.json)
-            fputs(l.ngroups ? "]}]\n" : "]\n", stdout);
-        else if (l.ngroups)
-            putchar('\n');
-    } else if (add) {
-        r = cg_pstore_group_add(ctx->store, g, &err);
-    } else {
-        r = cg_pstore_group_member(ctx->store, g, name, madd, &err);
-    }
-    if (r < 0)
-        return ctl_fail("%s", err ? err : cg_strerror(r));
-    return CTL_OK;
+    if (strcmp(a->sub, "add") == 0)
+        rc = cg_pstore_group_add(ctx->store, a->pos[0], &err);
+    else
+        rc = cg_pstore_group_member(ctx->store, a->pos[0], a->pos[1],
+                                    strcmp(a->sub, "member-add") == 0, &err);
+    return rc < 0 ? ctl_fail("%s", err ? err : cg_strerror(rc)) : CTL_OK;
 }

@@ -23,10 +23,7 @@
 #include "cg_error.h"
 #include "cg_util.h"
 
-static const char synopsis[] =
-    "manifest create --key PRIV.pem --key-id ID --path PATH --file FILE\n"
-    "       cpmgatectl manifest verify --file FILE --manifest M [--path PATH]\n"
-    "                                  [--pub PUB.pem] [--principal NAME] [--json]";
+#define MAX_PEM 65536
 
 /* Size and SHA-256 of a file, streamed. */
 static int hash_file(const char *path, uint64_t *size, uint8_t sha[32])
@@ -50,17 +47,14 @@ static int hash_file(const char *path, uint64_t *size, uint8_t sha[32])
     return ok ? 0 : CG_E_IO;
 }
 
-static int cmd_create(int argc, char **argv)
+int ctl_manifest_create(ctl_ctx *ctx, const ctl_args *a)
 {
-    static const char *const opts[] = { "--key", "--key-id", "--path", "--file", NULL };
-    bool bad = false;
-    const char *keyf = ctl_opt(argc, argv, "--key", &bad);
-    const char *kid = ctl_opt(argc, argv, "--key-id", &bad);
-    const char *path = ctl_opt(argc, argv, "--path", &bad);
-    const char *file = ctl_opt(argc, argv, "--file", &bad);
-    if (!ctl_opts_known(argc, argv, opts, NULL) || bad || !keyf || !kid || !path || !file ||
-        ctl_pos(argc, argv, 0, opts, NULL))
-        return ctl_usage(synopsis);
+    const char *keyf = ctl_opt(a, "--key");
+    const char *kid = ctl_opt(a, "--key-id");
+    const char *path = ctl_opt(a, "--path");
+    const char *file = ctl_opt(a, "--file");
+    if (!keyf || !kid || !path || !file)
+        return ctl_usage(a);
     const char *err = NULL;
     if (cg_manifest_path_check(path, &err) < 0)
         return ctl_fail("--path '%s': %s", path, err);
@@ -144,19 +138,15 @@ static int take_key(void *c, const cg_pkeys_key *k)
     return 0;
 }
 
-static int cmd_verify(ctl_ctx *ctx, int argc, char **argv)
+int ctl_manifest_verify(ctl_ctx *ctx, const ctl_args *a)
 {
-    static const char *const opts[] = { "--file", "--manifest", "--path", "--pub",
-                                        "--principal", NULL };
-    bool bad = false;
-    const char *file = ctl_opt(argc, argv, "--file", &bad);
-    const char *marg = ctl_opt(argc, argv, "--manifest", &bad);
-    const char *path = ctl_opt(argc, argv, "--path", &bad);
-    const char *pubf = ctl_opt(argc, argv, "--pub", &bad);
-    const char *who = ctl_opt(argc, argv, "--principal", &bad);
-    if (!ctl_opts_known(argc, argv, opts, NULL) || bad || !file || !marg ||
-        ctl_pos(argc, argv, 0, opts, NULL))
-        return ctl_usage(synopsis);
+    const char *file = ctl_opt(a, "--file");
+    const char *marg = ctl_opt(a, "--manifest");
+    const char *path = ctl_opt(a, "--path");
+    const char *pubf = ctl_opt(a, "--pub");
+    const char *who = ctl_opt(a, "--principal");
+    if (!file || !marg)
+        return ctl_usage(a);
     if (!pubf && (!ctx->db_path || !*ctx->db_path))
         return ctl_fail("manifest verify needs --pub PUB.pem or a policy database (-d)");
     if (pubf && who)
@@ -192,14 +182,13 @@ static int cmd_verify(ctl_ctx *ctx, int argc, char **argv)
     }
     const char *alg = NULL;
     if (pubf) {
-        FILE *f = fopen(pubf, "rb");
-        static char pem[65536];
-        size_t n = f ? fread(pem, 1, sizeof pem - 1, f) : 0;
-        if (f)
-            fclose(f);
-        pem[n] = '\0';
-        if (!f || cg_pkey_from_pem(pem, n, &alg, &key, &err) < 0) {
-            rc = ctl_fail("%s: %s", pubf, f ? err : "cannot open");
+        size_t n = 0;
+        const char *why = NULL;
+        char *pem = ctl_slurp(pubf, MAX_PEM, &n, &why);
+        int k = pem ? cg_pkey_from_pem(pem, n, &alg, &key, &err) : CG_E_IO;
+        free(pem);
+        if (k < 0) {
+            rc = ctl_fail("%s: %s", pubf, pem ? err : why);
             goto out;
         }
     } else {
@@ -222,36 +211,25 @@ static int cmd_verify(ctl_ctx *ctx, int argc, char **argv)
         rc = ctl_fail("%s: %s", it->path, err);
         goto out;
     }
+    rc = CTL_OK;
     if (ctx->json) {
-        fputs("{\"valid\":true,\"path\":", stdout);
-        ctl_json_str(stdout, it->path);
-        printf(",\"size\":%llu,\"sha256\":\"%s\",\"key_id\":", (unsigned long long)it->size,
-               it->sha256_hex);
-        ctl_json_str(stdout, it->key_id);
-        fputs(",\"alg\":", stdout);
-        ctl_json_str(stdout, alg);
-        fputs(",\"principal\":", stdout);
-        ctl_json_str(stdout, fk.principal[0] ? fk.principal : NULL);
-        fputs("}\n", stdout);
+        json_object *o = ctl_jobj();
+        ctl_jset(o, "valid", ctl_jbool(true));
+        ctl_jset(o, "path", ctl_jstr(it->path));
+        ctl_jset(o, "size", ctl_juint(it->size));
+        ctl_jset(o, "sha256", ctl_jstr(it->sha256_hex));
+        ctl_jset(o, "key_id", ctl_jstr(it->key_id));
+        ctl_jset(o, "alg", ctl_jstr(alg));
+        ctl_jset(o, "principal", ctl_jstr(fk.principal[0] ? fk.principal : NULL));
+        rc = ctl_json_print(o);
     } else {
         printf("valid: %s (%llu bytes, sha256 %s) signed with %s (%s)%s%s\n", it->path,
                (unsigned long long)it->size, it->sha256_hex, it->key_id, alg,
                fk.principal[0] ? " of " : "", fk.principal);
     }
-    rc = CTL_OK;
 out:
     EVP_PKEY_free(key);
     free(fk.pem);
     cg_manifest_free(m);
     return rc;
-}
-
-int ctl_manifest(ctl_ctx *ctx, int argc, char **argv)
-{
-    const char *sub = argc > 1 ? argv[1] : NULL;
-    if (sub && strcmp(sub, "create") == 0)
-        return cmd_create(argc - 1, argv + 1);
-    if (sub && strcmp(sub, "verify") == 0)
-        return cmd_verify(ctx, argc - 1, argv + 1);
-    return ctl_usage(synopsis);
 }

@@ -11,14 +11,8 @@
 
 /* ---- init --------------------------------------------------------------------- */
 
-int ctl_init(ctl_ctx *ctx, int argc, char **argv)
+int ctl_init(ctl_ctx *ctx, const ctl_args *a)
 {
-    static const char synopsis[] =
-        "init   (creates the policy database mode 0600, or migrates an existing one)";
-    if (!ctl_opts_known(argc, argv, NULL, NULL))
-        return ctl_usage(synopsis);
-    if (ctl_pos(argc, argv, 0, NULL, NULL))
-        return ctl_usage(synopsis);
     int rc = ctl_open_store(ctx, true);
     if (rc != CTL_OK)
         return rc;
@@ -28,78 +22,62 @@ int ctl_init(ctl_ctx *ctx, int argc, char **argv)
 
 /* ---- principal ------------------------------------------------------------------ */
 
-static const char synopsis[] =
-    "principal add NAME [--kind user|server] [--mailbox LOGIN]\n"
-    "       cpmgatectl principal list [--json] | show NAME [--json] | disable NAME | enable NAME\n"
-    "       cpmgatectl principal remove NAME [--force]";
-
-typedef struct list_ctx {
-    bool json;
-    size_t n;
-} list_ctx;
-
-static void json_principal(const cg_pstore_principal *p)
+static const char *mailbox_of(const cg_pstore_principal *p)
 {
-    printf("{\"id\":%lld,\"name\":", (long long)p->id);
-    ctl_json_str(stdout, p->name);
-    fputs(",\"kind\":", stdout);
-    ctl_json_str(stdout, p->kind);
-    fputs(",\"mailbox\":", stdout);
-    ctl_json_str(stdout, p->mailbox ? p->mailbox : p->name);
-    printf(",\"enabled\":%s,\"created\":", p->enabled ? "true" : "false");
-    ctl_json_str(stdout, p->created);
+    return p->mailbox ? p->mailbox : p->name;
+}
+
+static json_object *json_principal(const cg_pstore_principal *p)
+{
+    json_object *o = ctl_jobj();
+    ctl_jset(o, "id", ctl_jint(p->id));
+    ctl_jset(o, "name", ctl_jstr(p->name));
+    ctl_jset(o, "kind", ctl_jstr(p->kind));
+    ctl_jset(o, "mailbox", ctl_jstr(mailbox_of(p)));
+    ctl_jset(o, "enabled", ctl_jbool(p->enabled));
+    ctl_jset(o, "created", ctl_jstr(p->created));
+    return o;
 }
 
 static int print_principal(void *c, const cg_pstore_principal *p)
 {
-    list_ctx *l = c;
-    if (l->json) {
-        fputs(l->n ? "," : "", stdout);
-        json_principal(p);
-        fputs("}", stdout);
-    } else {
-        printf("%s\t%s\t%s\t%s\t%s\n", p->name, p->kind, p->mailbox ? p->mailbox : p->name,
+    ctl_list *l = c;
+    if (l->arr)
+        ctl_jset(l->arr, NULL, json_principal(p));
+    else
+        printf("%s\t%s\t%s\t%s\t%s\n", p->name, p->kind, mailbox_of(p),
                p->enabled ? "enabled" : "disabled", p->created);
-    }
-    l->n++;
     return 0;
 }
 
-static int cmd_list(ctl_ctx *ctx)
+int ctl_principal_list(ctl_ctx *ctx, const ctl_args *a)
 {
-    list_ctx l = { .json = ctx->json };
-    const char *err = NULL;
-    if (l.json)
-        fputs("[", stdout);
-    int rc = cg_pstore_principal_list(ctx->store, NULL, print_principal, &l, &err);
-    if (rc < 0)
-        return ctl_fail("%s", err ? err : cg_strerror(rc));
-    if (l.json)
-        fputs("]\n", stdout);
-    return CTL_OK;
+    ctl_list l;
+    if (ctl_list_begin(&l, ctx) != CTL_OK)
+        return CTL_ERROR;
+    int rc = cg_pstore_principal_list(ctx->store, NULL, print_principal, &l, &l.err);
+    return ctl_list_end(&l, rc, NULL);
 }
 
 /* show: the principal, its credentials (never a key or HA1) and groups */
 typedef struct show_ctx {
-    bool json;
     const char *name;
-    size_t n;
-    cg_pstore_principal p;
-    char buf[4][512];
+    bool json, found;
+    json_object *obj;  /* --json: the principal */
+    json_object *list; /* --json: the array being filled, borrowed from obj */
 } show_ctx;
 
-static int keep_principal(void *c, const cg_pstore_principal *p)
+static int show_principal(void *c, const cg_pstore_principal *p)
 {
     show_ctx *sc = c;
-    sc->p = *p;
-    const char *src[4] = { p->name, p->kind, p->mailbox, p->created };
-    const char **dst[4] = { &sc->p.name, &sc->p.kind, &sc->p.mailbox, &sc->p.created };
-    for (int i = 0; i < 4; i++) {
-        if (src[i]) {
-            snprintf(sc->buf[i], sizeof sc->buf[i], "%s", src[i]);
-            *dst[i] = sc->buf[i];
-        }
-    }
+    if (sc->found)
+        return 0;
+    sc->found = true;
+    if (sc->json)
+        sc->obj = json_principal(p);
+    else
+        printf("name\t%s\nkind\t%s\nmailbox\t%s\nstate\t%s\ncreated\t%s\n", p->name, p->kind,
+               mailbox_of(p), p->enabled ? "enabled" : "disabled", p->created);
     return 0;
 }
 
@@ -107,13 +85,11 @@ static int show_cred(void *c, const cg_pstore_cred *cr)
 {
     show_ctx *sc = c;
     if (sc->json) {
-        fputs(sc->n ? "," : "", stdout);
-        ctl_json_cred(cr);
+        ctl_jset(sc->list, NULL, ctl_json_cred(cr));
     } else {
         printf("credential\t");
         ctl_text_cred(cr);
     }
-    sc->n++;
     return 0;
 }
 
@@ -122,87 +98,69 @@ static int show_group(void *c, const char *group, const char *member)
     show_ctx *sc = c;
     if (!member || strcmp(member, sc->name) != 0)
         return 0;
-    if (sc->json) {
-        fputs(sc->n ? "," : "", stdout);
-        ctl_json_str(stdout, group);
-    } else {
+    if (sc->json)
+        ctl_jset(sc->list, NULL, ctl_jstr(group));
+    else
         printf("group\t%s\n", group);
-    }
-    sc->n++;
     return 0;
 }
 
-static int cmd_show(ctl_ctx *ctx, const char *name)
+int ctl_principal_show(ctl_ctx *ctx, const ctl_args *a)
 {
-    show_ctx sc = { .json = ctx->json, .name = name };
-    const char *err = NULL;
-    int rc = cg_pstore_principal_list(ctx->store, name, keep_principal, &sc, &err);
-    if (rc < 0)
-        return ctl_fail("%s", err ? err : cg_strerror(rc));
-    if (sc.json) {
-        json_principal(&sc.p);
-        fputs(",\"credentials\":[", stdout);
-    } else {
-        printf("name\t%s\nkind\t%s\nmailbox\t%s\nstate\t%s\ncreated\t%s\n", sc.p.name, sc.p.kind,
-               sc.p.mailbox ? sc.p.mailbox : sc.p.name, sc.p.enabled ? "enabled" : "disabled",
-               sc.p.created);
-    }
-    rc = cg_pstore_cred_list(ctx->store, name, show_cred, &sc, &err);
-    if (rc == 0) {
-        if (sc.json)
-            fputs("],\"groups\":[", stdout);
-        sc.n = 0;
-        rc = cg_pstore_group_list(ctx->store, show_group, &sc, &err);
-    }
-    if (sc.json)
-        fputs("]}\n", stdout);
-    if (rc < 0)
-        return ctl_fail("%s", err ? err : cg_strerror(rc));
-    return CTL_OK;
-}
-
-int ctl_principal(ctl_ctx *ctx, int argc, char **argv)
-{
-    static const char *const opts[] = { "--kind", "--mailbox", NULL };
-    static const char *const flags[] = { "--force", NULL };
-    if (argc < 2 || !ctl_opts_known(argc, argv, opts, flags))
-        return ctl_usage(synopsis);
-    const char *sub = ctl_pos(argc, argv, 0, opts, flags);
-    const char *name = ctl_pos(argc, argv, 1, opts, flags);
-    bool extra = ctl_pos(argc, argv, 2, opts, flags) != NULL;
-    bool bad = false;
-    const char *kind = ctl_opt(argc, argv, "--kind", &bad);
-    const char *mailbox = ctl_opt(argc, argv, "--mailbox", &bad);
-    bool force = ctl_flag(argc, argv, "--force");
-    if (!sub || bad || extra)
-        return ctl_usage(synopsis);
-    bool is_add = strcmp(sub, "add") == 0, is_list = strcmp(sub, "list") == 0,
-         is_remove = strcmp(sub, "remove") == 0;
-    /* options only where they mean something */
-    if ((!is_add && (kind || mailbox)) || (!is_remove && force))
-        return ctl_usage(synopsis);
-    if (is_list ? name != NULL : name == NULL)
-        return ctl_usage(synopsis);
-    if (!is_add && !is_list && !is_remove && strcmp(sub, "show") != 0 &&
-        strcmp(sub, "enable") != 0 && strcmp(sub, "disable") != 0)
-        return ctl_usage(synopsis);
-    if (kind && strcmp(kind, "user") != 0 && strcmp(kind, "server") != 0)
-        return ctl_usage(synopsis);
     int rc = ctl_open_store(ctx, false);
     if (rc != CTL_OK)
         return rc;
-    if (is_list)
-        return cmd_list(ctx);
-    if (strcmp(sub, "show") == 0)
-        return cmd_show(ctx, name);
+    const char *name = a->pos[0];
+    show_ctx sc = { .name = name, .json = ctx->json };
     const char *err = NULL;
-    if (is_add)
-        rc = cg_pstore_principal_add(ctx->store, name, kind ? kind : "user", mailbox, &err);
-    else if (is_remove)
-        rc = cg_pstore_principal_remove(ctx->store, name, force, &err);
-    else
-        rc = cg_pstore_principal_set_enabled(ctx->store, name, strcmp(sub, "enable") == 0, &err);
-    if (rc < 0)
+    /* the principal first: an unknown one prints nothing */
+    rc = cg_pstore_principal_list(ctx->store, name, show_principal, &sc, &err);
+    if (rc == 0 && !sc.found)
+        rc = CG_E_NOTFOUND;
+    if (rc == 0 && sc.json) {
+        ctl_jset(sc.obj, "credentials", ctl_jarr());
+        json_object_object_get_ex(sc.obj, "credentials", &sc.list);
+    }
+    if (rc == 0)
+        rc = cg_pstore_cred_list(ctx->store, name, show_cred, &sc, &err);
+    if (rc == 0 && sc.json) {
+        ctl_jset(sc.obj, "groups", ctl_jarr());
+        json_object_object_get_ex(sc.obj, "groups", &sc.list);
+    }
+    if (rc == 0)
+        rc = cg_pstore_group_list(ctx->store, show_group, &sc, &err);
+    if (rc < 0) {
+        json_object_put(sc.obj);
         return ctl_fail("%s", err ? err : cg_strerror(rc));
-    return CTL_OK;
+    }
+    return sc.json ? ctl_json_print(sc.obj) : CTL_OK;
+}
+
+int ctl_principal_add(ctl_ctx *ctx, const ctl_args *a)
+{
+    const char *kind = ctl_opt(a, "--kind");
+    if (kind && strcmp(kind, "user") != 0 && strcmp(kind, "server") != 0)
+        return ctl_usage(a);
+    int rc = ctl_open_store(ctx, false);
+    if (rc != CTL_OK)
+        return rc;
+    const char *err = NULL;
+    rc = cg_pstore_principal_add(ctx->store, a->pos[0], kind ? kind : "user",
+                                 ctl_opt(a, "--mailbox"), &err);
+    return rc < 0 ? ctl_fail("%s", err ? err : cg_strerror(rc)) : CTL_OK;
+}
+
+/* enable, disable, remove */
+int ctl_principal_edit(ctl_ctx *ctx, const ctl_args *a)
+{
+    int rc = ctl_open_store(ctx, false);
+    if (rc != CTL_OK)
+        return rc;
+    const char *err = NULL;
+    if (strcmp(a->sub, "remove") == 0)
+        rc = cg_pstore_principal_remove(ctx->store, a->pos[0], ctl_flag(a, "--force"), &err);
+    else
+        rc = cg_pstore_principal_set_enabled(ctx->store, a->pos[0],
+                                             strcmp(a->sub, "enable") == 0, &err);
+    return rc < 0 ? ctl_fail("%s", err ? err : cg_strerror(rc)) : CTL_OK;
 }

@@ -1,9 +1,15 @@
-/* ctl_util.c — the shared pieces of ctl.h. */
+/* ctl_util.c — the shared pieces of ctl.h: dispatch against the command
+ * table, usage from its rows, the error line, the store, small files, and
+ * the JSON writer. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ctl.h"
+#include "cg_error.h"
+
+/* ---- errors and usage ------------------------------------------------------ */
 
 int ctl_fail(const char *fmt, ...)
 {
@@ -20,11 +26,148 @@ int ctl_fail(const char *fmt, ...)
     return CTL_ERROR;
 }
 
-int ctl_usage(const char *synopsis)
+/* Every form of every row of one family, one line each. */
+static void family_usage(const ctl_cmd *rows, size_t nrows, const char *family)
 {
-    fprintf(stderr, "usage: cpmgatectl %s\n", synopsis);
+    bool first = true;
+    for (size_t r = 0; r < nrows; r++) {
+        if (strcmp(rows[r].family, family) != 0)
+            continue;
+        const char *u = rows[r].usage;
+        do {
+            size_t n = strcspn(u, "\n");
+            fprintf(stderr, "%s cpmgatectl %s%s%s%s%.*s\n", first ? "usage:" : "      ",
+                    family, rows[r].name ? " " : "", rows[r].name ? rows[r].name : "",
+                    n ? " " : "", (int)n, u);
+            first = false;
+            u += n + (u[n] == '\n');
+        } while (*u);
+    }
+}
+
+int ctl_usage(const ctl_args *a)
+{
+    family_usage(a->rows, a->nrows, a->cmd->family);
     return CTL_USAGE;
 }
+
+/* ---- arguments --------------------------------------------------------------- */
+
+static int index_of(const char *s, const char *const *list)
+{
+    for (int i = 0; list && list[i]; i++)
+        if (strcmp(s, list[i]) == 0)
+            return i;
+    return -1;
+}
+
+static bool is_option(const char *s) { return strncmp(s, "--", 2) == 0 && s[2]; }
+
+/* "allow|deny" matches "allow" and "deny". */
+static bool name_matches(const char *names, const char *word)
+{
+    size_t n = strlen(word);
+    for (const char *p = names; *p;) {
+        size_t k = strcspn(p, "|");
+        if (k == n && strncmp(p, word, n) == 0)
+            return true;
+        p += k + (p[k] == '|');
+    }
+    return false;
+}
+
+/* Whether name takes a value in any row of the family (to find the
+ * subcommand word behind options given before it). */
+static bool family_opt(const ctl_cmd *rows, size_t nrows, const char *family, const char *name)
+{
+    for (size_t r = 0; r < nrows; r++)
+        if (strcmp(rows[r].family, family) == 0 && index_of(name, rows[r].opts) >= 0)
+            return true;
+    return false;
+}
+
+/* argv[skip] is the subcommand word (or -1 for none); every other word is
+ * an option, its value, or a positional. */
+static int parse_args(const ctl_cmd *row, int argc, char **argv, int skip, ctl_args *a)
+{
+    for (int i = 1; i < argc; i++) {
+        if (i == skip)
+            continue;
+        if (is_option(argv[i]) && strcmp(argv[i], "--json") != 0) {
+            int f = index_of(argv[i], row->flags);
+            int o = index_of(argv[i], row->opts);
+            /* a row with more than ctl_args holds is a bug in the table */
+            if (f >= CTL_MAX_OPTS || o >= CTL_MAX_OPTS)
+                abort();
+            if (f >= 0) {
+                a->set[f] = true;
+            } else if (o >= 0) {
+                if (i + 1 >= argc)
+                    return CTL_USAGE;
+                if (!a->val[o]) /* the first one counts */
+                    a->val[o] = argv[i + 1];
+                i++;
+            } else {
+                fprintf(stderr, "cpmgatectl: unknown option '%s'\n", argv[i]);
+                return CTL_USAGE;
+            }
+        } else if (!is_option(argv[i])) {
+            if (a->npos >= row->max_args)
+                return CTL_USAGE;
+            if (a->npos >= CTL_MAX_POS)
+                abort(); /* max_args past what ctl_args holds: the table's bug */
+            a->pos[a->npos++] = argv[i];
+        }
+    }
+    return a->npos < row->min_args ? CTL_USAGE : CTL_OK;
+}
+
+int ctl_dispatch(ctl_ctx *ctx, const ctl_cmd *rows, size_t nrows, int argc, char **argv)
+{
+    const char *family = argv[0];
+    const ctl_cmd *row = NULL;
+    int skip = -1;
+    for (size_t r = 0; r < nrows && !row; r++)
+        if (strcmp(rows[r].family, family) == 0 && !rows[r].name)
+            row = &rows[r];
+    if (!row) {
+        /* the subcommand is the first word that is not an option or its value */
+        for (int i = 1; i < argc && skip < 0; i++) {
+            if (!is_option(argv[i]))
+                skip = i;
+            else if (family_opt(rows, nrows, family, argv[i]))
+                i++;
+        }
+        for (size_t r = 0; skip > 0 && r < nrows && !row; r++)
+            if (strcmp(rows[r].family, family) == 0 && name_matches(rows[r].name, argv[skip]))
+                row = &rows[r];
+        if (!row) {
+            if (skip > 0)
+                fprintf(stderr, "cpmgatectl: unknown %s command '%s'\n", family, argv[skip]);
+            family_usage(rows, nrows, family);
+            return CTL_USAGE;
+        }
+    }
+    ctl_args a = { .cmd = row, .rows = rows, .nrows = nrows,
+                   .sub = skip > 0 ? argv[skip] : NULL };
+    if (parse_args(row, argc, argv, skip, &a) != CTL_OK)
+        return ctl_usage(&a);
+    return row->fn(ctx, &a);
+}
+
+const char *ctl_opt(const ctl_args *a, const char *name)
+{
+    int i = index_of(name, a->cmd->opts);
+    return i >= 0 ? a->val[i] : NULL;
+}
+
+bool ctl_flag(const ctl_args *a, const char *name)
+{
+    int i = index_of(name, a->cmd->flags);
+    return i >= 0 && a->set[i];
+}
+
+/* ---- store and files ------------------------------------------------------------ */
 
 int ctl_open_store(ctl_ctx *ctx, bool create)
 {
@@ -40,94 +183,113 @@ int ctl_open_store(ctl_ctx *ctx, bool create)
     return CTL_OK;
 }
 
-static bool in_list(const char *s, const char *const *list)
+char *ctl_slurp(const char *path, size_t max, size_t *len, const char **why)
 {
-    for (; list && *list; list++)
-        if (strcmp(s, *list) == 0)
-            return true;
-    return false;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        *why = "cannot open";
+        return NULL;
+    }
+    char *buf = malloc(max + 1);
+    size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
+    bool err = ferror(f);
+    fclose(f);
+    if (!buf || err || n > max) {
+        free(buf);
+        *why = !buf ? "out of memory" : err ? "cannot read" : "too large";
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
 }
 
-const char *ctl_opt(int argc, char **argv, const char *name, bool *bad)
+/* ---- JSON ------------------------------------------------------------------------ */
+
+/* json-c's NULL is both JSON null and a failed allocation: the
+ * constructors below tell them apart and remember a failure here (one
+ * process, one document at a time). */
+static bool json_oom;
+
+#define CTL_JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+
+static json_object *checked(json_object *v)
 {
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], name) == 0) {
-            if (i + 1 >= argc) {
-                if (bad)
-                    *bad = true;
-                return NULL;
-            }
-            return argv[i + 1];
-        }
-    }
-    return NULL;
+    if (!v)
+        json_oom = true;
+    return v;
 }
 
-bool ctl_flag(int argc, char **argv, const char *name)
+json_object *ctl_jstr(const char *s) { return s ? checked(json_object_new_string(s)) : NULL; }
+json_object *ctl_jint(int64_t v) { return checked(json_object_new_int64(v)); }
+json_object *ctl_juint(uint64_t v) { return checked(json_object_new_uint64(v)); }
+json_object *ctl_jbool(bool v) { return checked(json_object_new_boolean(v)); }
+json_object *ctl_jobj(void) { return checked(json_object_new_object()); }
+json_object *ctl_jarr(void) { return checked(json_object_new_array()); }
+
+void ctl_jset(json_object *o, const char *key, json_object *v)
 {
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], name) == 0)
-            return true;
-    return false;
+    int rc = -1;
+    if (o && key)
+        rc = json_object_object_add(o, key, v);
+    else if (o)
+        rc = json_object_array_add(o, v);
+    if (rc < 0) {
+        json_oom = true;
+        json_object_put(v);
+    }
 }
 
-const char *ctl_pos(int argc, char **argv, int n, const char *const *known_opts,
-                    const char *const *flags)
+void ctl_json_write(FILE *f, json_object *v)
 {
-    int k = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strncmp(argv[i], "--", 2) == 0 && argv[i][2]) {
-            if (strcmp(argv[i], "--json") == 0 || in_list(argv[i], flags))
-                continue;
-            if (in_list(argv[i], known_opts)) {
-                i++;
-                continue;
-            }
-        }
-        if (k++ == n)
-            return argv[i];
-    }
-    return NULL;
+    const char *text = json_object_to_json_string_ext(v, CTL_JSON_FLAGS);
+    if (text)
+        fputs(text, f);
+    else
+        json_oom = true;
+    json_object_put(v);
 }
 
-bool ctl_opts_known(int argc, char **argv, const char *const *known_opts,
-                    const char *const *flags)
+int ctl_json_print(json_object *v)
 {
-    for (int i = 1; i < argc; i++) {
-        if (strncmp(argv[i], "--", 2) != 0 || !argv[i][2])
-            continue;
-        if (strcmp(argv[i], "--json") == 0 || in_list(argv[i], flags))
-            continue;
-        if (in_list(argv[i], known_opts)) {
-            i++;
-            continue;
-        }
-        fprintf(stderr, "cpmgatectl: unknown option '%s'\n", argv[i]);
-        return false;
-    }
-    return true;
+    const char *text = json_oom ? NULL : json_object_to_json_string_ext(v, CTL_JSON_FLAGS);
+    if (text)
+        printf("%s\n", text);
+    json_object_put(v);
+    return text ? CTL_OK : ctl_fail("out of memory");
 }
 
-void ctl_json_str(FILE *f, const char *s)
+int ctl_list_begin(ctl_list *l, ctl_ctx *ctx)
 {
-    if (!s) {
-        fputs("null", f);
-        return;
+    *l = (ctl_list){ .ctx = ctx };
+    if (ctl_open_store(ctx, false) != CTL_OK)
+        return CTL_ERROR;
+    l->arr = ctx->json ? ctl_jarr() : NULL;
+    return CTL_OK;
+}
+
+void ctl_list_strings(ctl_list *l, size_t n, const char *const keys[], const char *const vals[],
+                      size_t ntext)
+{
+    if (l->arr) {
+        json_object *o = ctl_jobj();
+        for (size_t i = 0; i < n; i++)
+            ctl_jset(o, keys[i], ctl_jstr(vals[i]));
+        ctl_jset(l->arr, NULL, o);
+    } else {
+        for (size_t i = 0; i < ntext; i++)
+            printf("%s%s", i ? "\t" : "", vals[i]);
+        putchar('\n');
     }
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"': fputs("\\\"", f); break;
-        case '\\': fputs("\\\\", f); break;
-        case '\n': fputs("\\n", f); break;
-        case '\r': fputs("\\r", f); break;
-        case '\t': fputs("\\t", f); break;
-        default:
-            if (*p < 0x20)
-                fprintf(f, "\\u%04x", *p);
-            else
-                fputc(*p, f);
-        }
+    l->n++;
+}
+
+int ctl_list_end(ctl_list *l, int rc, const char *what)
+{
+    if (rc < 0) {
+        json_object_put(l->arr);
+        const char *err = l->err ? l->err : cg_strerror(rc);
+        return what ? ctl_fail("%s: %s", what, err) : ctl_fail("%s", err);
     }
-    fputc('"', f);
+    return l->ctx->json ? ctl_json_print(l->arr) : CTL_OK;
 }
