@@ -19,6 +19,7 @@
 #include "acl.h"
 #include "audit.h"
 #include "cg_base64.h"
+#include "cg_addrtab.h"
 #include "cg_error.h"
 #include "cg_log.h"
 #include "metrics.h"
@@ -399,37 +400,29 @@ static bool rewrite_cap_code(cg_conn *c, imap_sess *s, const char *line,
 
 /* ---- login failure rate limit (per client address, all workers) ---------- */
 
-static struct fail_slot {
-    char addr[48];
-    uint64_t minute;
-    unsigned count;
-} fail_tab[512];
-static pthread_mutex_t fail_mu = PTHREAD_MUTEX_INITIALIZER;
+/* Failed logins per address prefix and minute, across all workers
+ * (cg_addrtab.h: every address its own counter; a full table refuses new
+ * addresses rather than reset anyone's count). */
+#define FAIL_KEYS_MAX 65536
 
-static size_t fail_hash(const char *a)
+static cg_addrtab *g_fails;
+static pthread_once_t g_fails_once = PTHREAD_ONCE_INIT;
+
+static void fails_init(void)
 {
-    uint32_t h = 2166136261u;
-    for (; *a; a++)
-        h = (h ^ (uint8_t)*a) * 16777619u;
-    return h % CG_ARRAY_LEN(fail_tab);
+    g_fails = cg_addrtab_new(FAIL_KEYS_MAX);
 }
 
-static bool fail_limited(const char *addr, unsigned limit, bool add)
+static bool fail_limited(const cg_conn_info *ci, unsigned limit, bool add)
 {
-    uint64_t minute = cg_mono_ms() / 60000;
-    bool over;
-    pthread_mutex_lock(&fail_mu);
-    struct fail_slot *f = &fail_tab[fail_hash(addr)];
-    if (strcmp(f->addr, addr) != 0 || f->minute != minute) {
-        cg_strlcpy(f->addr, addr, sizeof f->addr);
-        f->minute = minute;
-        f->count = 0;
-    }
-    if (add)
-        f->count++;
-    over = limit && f->count >= limit;
-    pthread_mutex_unlock(&fail_mu);
-    return over;
+    cg_addrkey k;
+    unsigned count = 0;
+    pthread_once(&g_fails_once, fails_init);
+    if (!g_fails || cg_addrkey_of((const struct sockaddr *)&ci->peer, &k) < 0)
+        return true; /* no place to count: refuse, never fail open */
+    if (cg_addrtab_count(g_fails, &k, cg_mono_ms() / 60000, add ? 1 : 0, &count) < 0)
+        return true;
+    return limit && count >= limit;
 }
 
 /* ---- mailbox names (SPEC section 4) -------------------------------------- */
@@ -633,7 +626,7 @@ static void client_port(const cg_conn_info *ci, char out[8])
 static void login_fail(cg_conn *c, imap_sess *s, const char *why, bool delay)
 {
     const cg_conn_info *ci = cg_conn_info_of(c);
-    fail_limited(ci->client_addr, ci->listener->login_failures_per_minute, true);
+    fail_limited(ci, ci->listener->login_failures_per_minute, true);
     cg_info("conn=%llu imap login failed for \"%s\": %s",
             (unsigned long long)ci->id, s->login_user, why);
     if (delay) {
@@ -695,7 +688,7 @@ static void do_login(cg_conn *c, imap_sess *s, const char *authz,
         refuse(c, s, "NO", "UNAVAILABLE", NULL, 0, "policy not loaded");
         return;
     }
-    if (fail_limited(ci->client_addr, ci->listener->login_failures_per_minute,
+    if (fail_limited(ci, ci->listener->login_failures_per_minute,
                      false)) {
         cg_snapshot_release(snap);
         login_fail(c, s, "too many failed logins from this address", true);

@@ -8,12 +8,14 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include "cg_addrtab.h"
 #include "cg_error.h"
 #include "cg_log.h"
 #include "content.h"
@@ -136,82 +138,41 @@ size_t cg_runtime_upstream_index(const cg_runtime *rt, const cg_upstream_cfg *u)
 
 /* ---- per-address connection limit ------------------------------------------- */
 
-#define LIM_BUCKETS 4096
+/* Connections from one address prefix (cg_addrtab.h), across all workers.
+ * A key lives only while it holds a connection, so the table is bounded by
+ * the open connections; the cap is a backstop. */
+#define CONN_KEYS_MAX (1u << 20)
 
-typedef struct lim_entry {
-    struct lim_entry *next;
-    uint8_t key[17];
-    unsigned count;
-} lim_entry;
+static cg_addrtab *g_conns;
+static pthread_once_t g_conns_once = PTHREAD_ONCE_INIT;
 
-static uv_mutex_t g_lim_lock;
-static lim_entry *g_lim[LIM_BUCKETS];
-
-/* family byte + 16 address bytes; v4-mapped IPv6 counts as the IPv4
- * address, so one client cannot double its allowance. */
-static uint32_t lim_key(const struct sockaddr *sa, uint8_t key[17])
+static void conns_init(void)
 {
-    memset(key, 0, 17);
-    if (sa->sa_family == AF_INET) {
-        key[0] = 4;
-        memcpy(key + 1, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
-    } else if (sa->sa_family == AF_INET6) {
-        const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
-        if (IN6_IS_ADDR_V4MAPPED(a)) {
-            key[0] = 4;
-            memcpy(key + 1, a->s6_addr + 12, 4);
-        } else {
-            key[0] = 6;
-            memcpy(key + 1, a->s6_addr, 16);
-        }
-    }
-    uint32_t h = 2166136261u;
-    for (int i = 0; i < 17; i++)
-        h = (h ^ key[i]) * 16777619u;
-    return h % LIM_BUCKETS;
+    g_conns = cg_addrtab_new(CONN_KEYS_MAX);
+}
+
+/* Addresses of other families (none today) share the all-zero key. */
+static cg_addrtab *conns_key(const struct sockaddr *sa, cg_addrkey *k)
+{
+    pthread_once(&g_conns_once, conns_init);
+    if (cg_addrkey_of(sa, k) < 0)
+        memset(k, 0, sizeof *k);
+    return g_conns;
 }
 
 int cg_addrlimit_take(const struct sockaddr *sa, unsigned max)
 {
-    uint8_t key[17];
-    uint32_t b = lim_key(sa, key);
-    int rc = 0;
-    uv_mutex_lock(&g_lim_lock);
-    lim_entry *e = g_lim[b];
-    while (e && memcmp(e->key, key, 17) != 0)
-        e = e->next;
-    if (!e) {
-        e = calloc(1, sizeof *e);
-        if (e) {
-            memcpy(e->key, key, 17);
-            e->next = g_lim[b];
-            g_lim[b] = e;
-        }
-    }
-    if (!e)
-        rc = CG_E_NOMEM;
-    else if (max && e->count >= max)
-        rc = CG_E_LIMIT;
-    else
-        e->count++;
-    uv_mutex_unlock(&g_lim_lock);
-    return rc;
+    cg_addrkey k;
+    cg_addrtab *t = conns_key(sa, &k);
+    return t ? cg_addrtab_take(t, &k, max) : CG_E_NOMEM;
 }
 
 void cg_addrlimit_put(const struct sockaddr *sa)
 {
-    uint8_t key[17];
-    uint32_t b = lim_key(sa, key);
-    uv_mutex_lock(&g_lim_lock);
-    lim_entry **pp = &g_lim[b];
-    while (*pp && memcmp((*pp)->key, key, 17) != 0)
-        pp = &(*pp)->next;
-    if (*pp && --(*pp)->count == 0) {
-        lim_entry *e = *pp;
-        *pp = e->next;
-        free(e);
-    }
-    uv_mutex_unlock(&g_lim_lock);
+    cg_addrkey k;
+    cg_addrtab *t = conns_key(sa, &k);
+    if (t)
+        cg_addrtab_put(t, &k);
 }
 
 /* ---- listeners ------------------------------------------------------------------ */
@@ -407,7 +368,6 @@ static void worker_main(void *arg)
 int cg_workers_create(cg_runtime *rt, unsigned n, const char **error_r)
 {
     uv_mutex_init(&g_rt_lock);
-    uv_mutex_init(&g_lim_lock);
     cg_runtime_publish(cg_runtime_ref(rt));
     g_workers = calloc(n, sizeof *g_workers);
     if (!g_workers)
