@@ -478,10 +478,10 @@ static int cli_on_handshake(void *owner)
     fill_tls_info(c);
     cg_metric_inc(CG_M_HS_OK);
     const char *why = NULL;
-    int err = c->deferred_reason ? 0 : resolve_identity(c, &why);
+    int err;
     if (c->deferred_reason) {
         refuse(c, c->deferred_err, c->deferred_reason);
-    } else if (err < 0) {
+    } else if ((err = resolve_identity(c, &why)) < 0) {
         refuse(c, err, why);
     } else if (c->starttls) {
         c->state = ST_OPEN;
