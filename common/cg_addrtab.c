@@ -1,6 +1,6 @@
 /* cg_addrtab.c — counters per client address prefix (cg_addrtab.h): chained
  * buckets under one lock, one entry per key. */
-#include "cg_addrtab.h"
+#include "common/cg_addrtab.h"
 
 #include <netinet/in.h>
 #include <pthread.h>
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cg_error.h"
+#include "common/cg_error.h"
 
 #define BUCKETS 4096
 

@@ -5,8 +5,8 @@
 
 #include <openssl/evp.h>
 
-#include "cg_base64.h"
-#include "cg_error.h"
+#include "common/cg_base64.h"
+#include "common/cg_error.h"
 
 size_t cg_b64_encode(const uint8_t *in, size_t len, char *out, size_t cap)
 {

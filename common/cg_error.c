@@ -1,5 +1,5 @@
 /* cg_error.c — names and messages for the codes of cg_error.h. */
-#include "cg_error.h"
+#include "common/cg_error.h"
 
 #include <string.h>
 

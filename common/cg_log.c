@@ -1,5 +1,5 @@
 /* cg_log.c — line-atomic logging to stderr. */
-#include "cg_log.h"
+#include "common/cg_log.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>

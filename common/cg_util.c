@@ -1,6 +1,6 @@
 /* cg_util.c — see cg_util.h. */
-#include "cg_util.h"
-#include "cg_error.h"
+#include "common/cg_util.h"
+#include "common/cg_error.h"
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>

@@ -9,15 +9,15 @@
  * no pattern/name pair can take more than O(len(name) * len(pattern)/64)
  * steps whatever the wildcards. Deny wins; no match is deny. The decision
  * path allocates nothing and takes no lock. */
-#include "acl.h"
+#include "policy/acl.h"
 
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cg_error.h"
-#include "cg_util.h"
+#include "common/cg_error.h"
+#include "common/cg_util.h"
 
 /* Pattern elements: a literal byte (0..255), or one of these. */
 enum { E_STAR = 256, E_PCT = 257, E_USER = 258 };

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "snapshot.h"
+#include "policy/snapshot.h"
 
 enum cg_right {
     CG_RIGHT_LIST = 1,

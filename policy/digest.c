@@ -10,11 +10,11 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "cg_base64.h"
-#include "cg_error.h"
-#include "cg_util.h"
-#include "digest.h"
-#include "identity.h"
+#include "common/cg_base64.h"
+#include "common/cg_error.h"
+#include "common/cg_util.h"
+#include "policy/digest.h"
+#include "policy/identity.h"
 
 /* 8-byte time, 8 random bytes (clients challenged in the same second get
  * different nonces, so their nonce-counts never collide), 32-byte HMAC */

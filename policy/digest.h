@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "snapshot.h"
+#include "policy/snapshot.h"
 
 enum cg_digest_alg { CG_DIGEST_MD5 = 1, CG_DIGEST_SHA256 = 2 };
 

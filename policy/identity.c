@@ -8,9 +8,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "cg_error.h"
-#include "identity.h"
-#include "snapshot_impl.h"
+#include "common/cg_error.h"
+#include "policy/identity.h"
+#include "policy/snapshot_impl.h"
 
 /* IPv4-mapped IPv6 addresses (RFC 4291 2.5.5.2) */
 static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };

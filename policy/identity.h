@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "snapshot.h"
+#include "policy/snapshot.h"
 
 /* A certificate: its SHA-256 fingerprint over the DER, and its names as
  * "email:..", "dns:..", "uri:.." (subjectAltName) and "cn:.." (subject).

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "snapshot.h"
+#include "policy/snapshot.h"
 
 #define CG_MANIFEST_MAX_BYTES 65536 /* the XML */
 #define CG_MANIFEST_MAX_ITEMS 100

@@ -19,11 +19,11 @@
 #include <xmlsec/xmlsec.h>
 #include <xmlsec/xmltree.h>
 
-#include "cg_base64.h"
-#include "cg_error.h"
-#include "cg_util.h"
-#include "saml.h"
-#include "xml_safe.h"
+#include "common/cg_base64.h"
+#include "common/cg_error.h"
+#include "common/cg_util.h"
+#include "policy/saml.h"
+#include "policy/xml_safe.h"
 
 #define NS_SAML "urn:oasis:names:tc:SAML:2.0:assertion"
 #define NS_DSIG "http://www.w3.org/2000/09/xmldsig#"

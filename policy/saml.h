@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "snapshot.h"
+#include "policy/snapshot.h"
 
 /* Largest decoded assertion accepted (bytes). */
 #define CG_SAML_MAX_XML 65536

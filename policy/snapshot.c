@@ -12,13 +12,13 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-#include "acl.h"
-#include "cg_error.h"
-#include "cg_log.h"
-#include "cg_util.h"
-#include "policy_keys.h"
-#include "policy_store.h"
-#include "snapshot_impl.h"
+#include "policy/acl.h"
+#include "common/cg_error.h"
+#include "common/cg_log.h"
+#include "common/cg_util.h"
+#include "store/policy_keys.h"
+#include "store/policy_store.h"
+#include "policy/snapshot_impl.h"
 
 static _Thread_local char msg[512];
 

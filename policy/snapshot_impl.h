@@ -6,8 +6,8 @@
 
 #include <stdatomic.h>
 
-#include "identity.h"
-#include "snapshot.h"
+#include "policy/identity.h"
+#include "policy/snapshot.h"
 
 typedef struct cg_snap_cert {
     uint8_t fpr[32];

@@ -5,7 +5,7 @@
  * SAX handlers: the parser calls internalSubset at the DOCTYPE, before it
  * reads a single declaration, and getEntity at every reference that is not
  * one of the five predefined entities; both stop the parser there. */
-#include "xml_safe.h"
+#include "policy/xml_safe.h"
 
 #include <limits.h>
 #include <pthread.h>
@@ -17,7 +17,7 @@
 #include <libxml/parser.h>
 #include <libxml/parserInternals.h>
 
-#include "cg_error.h"
+#include "common/cg_error.h"
 
 typedef struct guard {
     const cg_xml_limits *lim;

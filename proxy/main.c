@@ -18,18 +18,18 @@
 #include <libxml/parser.h>
 #include <uv.h>
 
-#include "admin.h"
-#include "audit.h"
-#include "cg_error.h"
-#include "cg_log.h"
-#include "config.h"
-#include "content.h"
-#include "content_store.h"
-#include "metrics.h"
-#include "policy_store.h"
-#include "snapshot.h"
-#include "tls.h"
-#include "worker.h"
+#include "proxy/admin/admin.h"
+#include "store/audit.h"
+#include "common/cg_error.h"
+#include "common/cg_log.h"
+#include "proxy/core/config.h"
+#include "proxy/http/content.h"
+#include "store/content_store.h"
+#include "proxy/admin/metrics.h"
+#include "store/policy_store.h"
+#include "policy/snapshot.h"
+#include "proxy/core/tls.h"
+#include "proxy/core/worker.h"
 
 #define POLICY_POLL_MS 200
 #define DRAIN_POLL_MS 100

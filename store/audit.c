@@ -3,7 +3,7 @@
  * thread that owns the audit database, chains and commits records in
  * batches, signs checkpoints, fails closed when it cannot write, rotates
  * on request, and coalesces floods of refused connections. */
-#include "audit.h"
+#include "store/audit.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -14,11 +14,11 @@
 
 #include <openssl/evp.h>
 
-#include "audit_canon.h"
-#include "audit_file.h"
-#include "cg_error.h"
-#include "cg_log.h"
-#include "cg_util.h"
+#include "store/audit_canon.h"
+#include "store/audit_file.h"
+#include "common/cg_error.h"
+#include "common/cg_log.h"
+#include "common/cg_util.h"
 
 /* ---- slots: a record copied into fixed storage ------------------------- */
 

@@ -1,7 +1,7 @@
 /* audit_canon.c — canonical JSON of an audit record, its strict parser,
  * the SHA-256 chain step and checkpoint signatures (SPEC section 5).
  * Pure functions: no I/O except loading key files. */
-#include "audit_canon.h"
+#include "store/audit_canon.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,8 +11,8 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include "cg_error.h"
-#include "cg_util.h"
+#include "common/cg_error.h"
+#include "common/cg_util.h"
 
 /* ---- encoding ----------------------------------------------------------- */
 

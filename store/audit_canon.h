@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "audit.h"
+#include "store/audit.h"
 
 typedef struct evp_pkey_st EVP_PKEY;
 

@@ -1,6 +1,6 @@
 /* audit_file.c — one audit database file (see audit_file.h): schema,
  * chain state, appends, checkpoints, the gateway's lock and rotation. */
-#include "audit_file.h"
+#include "store/audit_file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,9 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cg_error.h"
-#include "cg_log.h"
-#include "cg_util.h"
+#include "common/cg_error.h"
+#include "common/cg_log.h"
+#include "common/cg_util.h"
 
 /* Version 1 of the audit schema. records.canon is what is hashed; the
  * other columns are copies for filtering, checked against canon by

@@ -17,8 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "audit.h"
-#include "audit_canon.h"
+#include "store/audit.h"
+#include "store/audit_canon.h"
 
 typedef struct cg_afile {
     sqlite3 *db;

@@ -3,9 +3,9 @@
  * chain, so policy changes are as provable as traffic (SPEC section 5). */
 #include <stdio.h>
 
-#include "audit.h"
-#include "cg_error.h"
-#include "policy_store.h"
+#include "store/audit.h"
+#include "common/cg_error.h"
+#include "store/policy_store.h"
 
 typedef struct import_ctx {
     int rc;

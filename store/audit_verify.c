@@ -18,10 +18,10 @@
 #include <openssl/evp.h>
 #include <sqlite3.h>
 
-#include "audit_canon.h"
-#include "audit_file.h"
-#include "cg_error.h"
-#include "cg_util.h"
+#include "store/audit_canon.h"
+#include "store/audit_file.h"
+#include "common/cg_error.h"
+#include "common/cg_util.h"
 
 typedef struct ckpt {
     uint64_t seq;

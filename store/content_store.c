@@ -5,10 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cg_error.h"
-#include "cg_util.h"
-#include "content_store.h"
-#include "db.h"
+#include "common/cg_error.h"
+#include "common/cg_util.h"
+#include "store/content_store.h"
+#include "store/db.h"
 
 static const char *const migrations[] = {
     /* 1: one row per path: the last upload that passed the gateway */

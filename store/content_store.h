@@ -9,7 +9,7 @@
  * per commit, so roughly tens of microseconds; a power cut may lose the
  * last records, which only makes a later decoupled manifest fail, closed).
  * Under a busy writer a call can wait up to the busy timeout (5 s), so the
- * HTTP gateway's request gate (proxy/content.c) makes its calls on libuv's
+ * HTTP gateway's request gate (proxy/http/content.c) makes its calls on libuv's
  * thread pool, never on a worker loop. Opening migrates only a schema that
  * is behind, so a connection opens while another holds the write lock. */
 #ifndef CG_CONTENT_STORE_H

@@ -10,8 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cg_error.h"
-#include "db.h"
+#include "common/cg_error.h"
+#include "store/db.h"
 
 struct cg_db {
     sqlite3 *h;

@@ -9,10 +9,10 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
-#include "cg_error.h"
-#include "cg_util.h"
-#include "db.h"
-#include "policy_keys.h"
+#include "common/cg_error.h"
+#include "common/cg_util.h"
+#include "store/db.h"
+#include "store/policy_keys.h"
 
 static _Thread_local char msg[512];
 

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "policy_store.h"
+#include "store/policy_store.h"
 
 struct evp_pkey_st;
 

@@ -1,12 +1,12 @@
 /* policy_rules.c — ACL rule edits: add (subject checked), remove, list. */
-#include "policy_rules.h"
+#include "store/policy_rules.h"
 
 #include <stdio.h>
 #include <string.h>
 
-#include "cg_error.h"
-#include "cg_util.h"
-#include "db.h"
+#include "common/cg_error.h"
+#include "common/cg_util.h"
+#include "store/db.h"
 
 static const char *say(const char *what, const char *name)
 {

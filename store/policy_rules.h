@@ -7,7 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "policy_store.h"
+#include "store/policy_store.h"
 
 typedef struct cg_pstore_rule {
     int64_t id;

@@ -10,11 +10,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cg_error.h"
-#include "cg_util.h"
-#include "db.h"
-#include "policy_schema.h"
-#include "policy_store.h"
+#include "common/cg_error.h"
+#include "common/cg_util.h"
+#include "store/db.h"
+#include "store/policy_schema.h"
+#include "store/policy_store.h"
 
 struct cg_pstore {
     cg_db *db;

@@ -11,7 +11,7 @@
 
 #include <json-c/json.h>
 
-#include "../../store/policy_store.h"
+#include "store/policy_store.h"
 
 enum { CTL_OK = 0, CTL_ERROR = 1, CTL_USAGE = 2, CTL_DENY = 3 };
 

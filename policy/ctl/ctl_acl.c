@@ -6,12 +6,12 @@
 #include <string.h>
 #include <strings.h>
 
-#include "ctl.h"
-#include "cg_error.h"
-#include "cg_util.h"
-#include "../acl.h"
-#include "../snapshot.h"
-#include "../../store/policy_rules.h"
+#include "policy/ctl/ctl.h"
+#include "common/cg_error.h"
+#include "common/cg_util.h"
+#include "policy/acl.h"
+#include "policy/snapshot.h"
+#include "store/policy_rules.h"
 
 static int print_rule(void *c, const cg_pstore_rule *r)
 {

@@ -14,11 +14,11 @@
 #include <openssl/pem.h>
 #include <sqlite3.h>
 
-#include "ctl.h"
-#include "../../store/audit_canon.h"
-#include "../../store/audit_file.h"
-#include "cg_error.h"
-#include "cg_util.h"
+#include "policy/ctl/ctl.h"
+#include "store/audit_canon.h"
+#include "store/audit_file.h"
+#include "common/cg_error.h"
+#include "common/cg_util.h"
 
 /* ---- keygen ----------------------------------------------------------------- */
 

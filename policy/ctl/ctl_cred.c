@@ -12,11 +12,11 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include "ctl.h"
-#include "ctl_cred.h"
-#include "../identity.h"
-#include "cg_error.h"
-#include "cg_util.h"
+#include "policy/ctl/ctl.h"
+#include "policy/ctl/ctl_cred.h"
+#include "policy/identity.h"
+#include "common/cg_error.h"
+#include "common/cg_util.h"
 
 #define MAX_FILE 65536
 

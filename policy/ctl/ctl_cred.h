@@ -5,7 +5,7 @@
 
 #include <json-c/json.h>
 
-#include "../../store/policy_store.h"
+#include "store/policy_store.h"
 
 json_object *ctl_json_cred(const cg_pstore_cred *c); /* one JSON object */
 void ctl_text_cred(const cg_pstore_cred *c);         /* one tab-separated line */

@@ -3,8 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "ctl.h"
-#include "cg_error.h"
+#include "policy/ctl/ctl.h"
+#include "common/cg_error.h"
 
 typedef struct group_list {
     ctl_list l;

@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ctl.h"
-#include "../acl.h"
-#include "../../store/policy_keys.h"
-#include "cg_error.h"
+#include "policy/ctl/ctl.h"
+#include "policy/acl.h"
+#include "store/policy_keys.h"
+#include "common/cg_error.h"
 
 #define MAX_PEM 65536
 

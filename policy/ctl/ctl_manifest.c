@@ -16,12 +16,12 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
-#include "ctl.h"
-#include "../manifest.h"
-#include "../../store/policy_keys.h"
-#include "cg_base64.h"
-#include "cg_error.h"
-#include "cg_util.h"
+#include "policy/ctl/ctl.h"
+#include "policy/manifest.h"
+#include "store/policy_keys.h"
+#include "common/cg_base64.h"
+#include "common/cg_error.h"
+#include "common/cg_util.h"
 
 #define MAX_PEM 65536
 

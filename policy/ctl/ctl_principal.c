@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "ctl.h"
-#include "ctl_cred.h"
-#include "cg_error.h"
+#include "policy/ctl/ctl.h"
+#include "policy/ctl/ctl_cred.h"
+#include "common/cg_error.h"
 
 /* ---- init --------------------------------------------------------------------- */
 

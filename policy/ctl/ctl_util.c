@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ctl.h"
-#include "cg_error.h"
+#include "policy/ctl/ctl.h"
+#include "common/cg_error.h"
 
 /* ---- errors and usage ------------------------------------------------------ */
 

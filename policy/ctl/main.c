@@ -6,7 +6,7 @@
 
 #include <libxml/parser.h>
 
-#include "ctl.h"
+#include "policy/ctl/ctl.h"
 
 #define L(...) ((const char *const[]){ __VA_ARGS__, NULL })
 

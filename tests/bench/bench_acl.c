@@ -11,11 +11,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "acl.h"
-#include "cg_util.h"
-#include "policy_rules.h"
-#include "policy_store.h"
-#include "snapshot.h"
+#include "policy/acl.h"
+#include "common/cg_util.h"
+#include "store/policy_rules.h"
+#include "store/policy_store.h"
+#include "policy/snapshot.h"
 
 #define NPRINCIPALS 1000
 #define NGROUPS 50

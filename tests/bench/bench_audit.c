@@ -15,9 +15,9 @@
 #include <openssl/pem.h>
 #include <sqlite3.h>
 
-#include "audit.h"
-#include "audit_canon.h"
-#include "cg_util.h"
+#include "store/audit.h"
+#include "store/audit_canon.h"
+#include "common/cg_util.h"
 
 static double now_s(void)
 {

@@ -17,11 +17,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cg_util.h"
-#include "db.h"
-#include "identity.h"
-#include "policy_store.h"
-#include "snapshot.h"
+#include "common/cg_util.h"
+#include "store/db.h"
+#include "policy/identity.h"
+#include "store/policy_store.h"
+#include "policy/snapshot.h"
 
 #define N 10000
 #define LOOKUPS 2000000

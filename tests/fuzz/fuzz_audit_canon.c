@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "audit.h"
-#include "audit_canon.h"
+#include "store/audit.h"
+#include "store/audit_canon.h"
 
 static cg_audit_parsed p1, p2;
 static char out[CG_AUDIT_CANON_MAX], again[CG_AUDIT_CANON_MAX];

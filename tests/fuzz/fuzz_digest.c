@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cg_util.h"
-#include "digest.h"
+#include "common/cg_util.h"
+#include "policy/digest.h"
 
 static cg_digest_ctx ctx = { .realm = "fuzz@cpmgate", .opaque = NULL };
 

@@ -1,6 +1,6 @@
 /* fuzz_http_request — libFuzzer target for the HTTP request path: the
- * strict parser (proxy/http_parse.c), target normalisation
- * (proxy/http_path.c) and the ACL decision on the result. Invariants:
+ * strict parser (proxy/http/parse.c), target normalisation
+ * (proxy/http/path.c) and the ACL decision on the result. Invariants:
  * an accepted head has a target and a framing; a normalised path is
  * absolute, has no dot or empty segments, and its canonical form
  * normalises to itself; a path below the denied /pub/secret is never
@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "acl.h"
-#include "http_parse.h"
-#include "http_path.h"
-#include "snapshot.h"
+#include "policy/acl.h"
+#include "proxy/http/parse.h"
+#include "proxy/http/path.h"
+#include "policy/snapshot.h"
 
 static cg_acl *acl;
 static cg_principal who = {.id = 1, .idx = 0, .name = "alice", .mailbox = "alice",

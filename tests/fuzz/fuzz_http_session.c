@@ -1,6 +1,6 @@
 /* fuzz_http_session — libFuzzer target for whole HTTP connections: the
- * real gateway (proxy/http.c with the strict parser, path normalisation,
- * WebDAV header rewriting, request authentication of http_auth.c, the
+ * real gateway (proxy/http/request.c with the strict parser, path normalisation,
+ * WebDAV header rewriting, request authentication of proxy/http/auth.c, the
  * content gate of content.c, the ACL on a policy snapshot built from a
  * policy database, the audit writer) driven through cg_proto_ops by a
  * script of client bytes in any split (keep-alive, pipelining), backend
@@ -23,9 +23,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "acl.h"
-#include "http_parse.h"
-#include "http_path.h"
+#include "policy/acl.h"
+#include "proxy/http/parse.h"
+#include "proxy/http/path.h"
 #include "session_driver.h"
 
 #define PRINCIPAL_HEADER "X-Remote-User"

@@ -1,4 +1,4 @@
-/* fuzz_imap_parser.c — libFuzzer target for proxy/imap_parser.c: the input
+/* fuzz_imap_parser.c — libFuzzer target for proxy/imap/parser.c: the input
  * is split into chunks at points taken from its first byte, fed in order;
  * checks the invariants the gateway relies on: feed consumes something or
  * reports an event, tokens stay inside the buffer and NUL-terminated,
@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "imap_parser.h"
+#include "proxy/imap/parser.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -1,4 +1,4 @@
-/* fuzz_imap_scan.c — libFuzzer target for proxy/imap_scan.c: the bytes of
+/* fuzz_imap_scan.c — libFuzzer target for proxy/imap/scan.c: the bytes of
  * every event, concatenated, must be exactly the input (the gateway
  * forwards responses through these events; an unfinished head may still
  * be held), HEAD and END alternate, and
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "imap_scan.h"
+#include "proxy/imap/scan.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

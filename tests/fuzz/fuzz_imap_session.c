@@ -1,5 +1,5 @@
 /* fuzz_imap_session — libFuzzer target for whole IMAP sessions: the real
- * gateway (proxy/imap.c with its parsers, the ACL on a policy snapshot
+ * gateway (proxy/imap/session.c with its parsers, the ACL on a policy snapshot
  * built from a policy database, the audit writer) driven through
  * cg_proto_ops by a script of client bytes in any split, backend answers,
  * connect results, deadlines and closes (session_driver.h), on several
@@ -22,9 +22,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "acl.h"
-#include "imap_mutf7.h"
-#include "imap_parser.h"
+#include "policy/acl.h"
+#include "proxy/imap/mutf7.h"
+#include "proxy/imap/parser.h"
 #include "session_driver.h"
 
 #define MASTER "gwmaster"

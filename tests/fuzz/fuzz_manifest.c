@@ -9,7 +9,7 @@
 #include <libxml/parser.h>
 #include <openssl/evp.h>
 
-#include "manifest.h"
+#include "policy/manifest.h"
 
 static EVP_PKEY *key;
 

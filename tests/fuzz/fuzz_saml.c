@@ -12,7 +12,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include "saml.h"
+#include "policy/saml.h"
 
 static cg_saml_verifier *verifier;
 

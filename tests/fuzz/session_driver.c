@@ -1,6 +1,6 @@
 /* session_driver.c — the in-memory connection of the whole-session
- * fuzzers (session_driver.h). It implements the conn.h API with the
- * semantics proxy/conn.c gives it (callbacks never nest a close: a close
+ * fuzzers (session_driver.h). It implements the proxy/core/conn.h API with the
+ * semantics proxy/core/conn.c gives it (callbacks never nest a close: a close
  * asked for inside a callback runs when the callback returns; no callback
  * after on_close; on_upstream_connected never from inside
  * cg_conn_upstream_connect), without sockets, TLS or a loop: the script
@@ -19,17 +19,17 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
-#include "acl.h"
-#include "audit.h"
-#include "cg_error.h"
-#include "cg_log.h"
-#include "content.h"
-#include "content_store.h"
-#include "digest.h"
-#include "policy_keys.h"
-#include "policy_rules.h"
-#include "policy_store.h"
-#include "snapshot.h"
+#include "policy/acl.h"
+#include "store/audit.h"
+#include "common/cg_error.h"
+#include "common/cg_log.h"
+#include "proxy/http/content.h"
+#include "store/content_store.h"
+#include "policy/digest.h"
+#include "store/policy_keys.h"
+#include "store/policy_rules.h"
+#include "store/policy_store.h"
+#include "policy/snapshot.h"
 
 /* Audit records go to a real writer thread and database; a long run
  * starts a fresh database now and then so the scratch file stays small. */
@@ -83,7 +83,7 @@ static void trace(const char *who, const void *buf, size_t len)
                 len && ((const char *)buf)[len - 1] == '\n' ? "" : "\n");
 }
 
-/* ---- conn.h ------------------------------------------------------------ */
+/* ---- proxy/core/conn.h ------------------------------------------------------------ */
 
 const cg_conn_info *cg_conn_info_of(const cg_conn *c) { return &c->info; }
 
@@ -93,7 +93,7 @@ const cg_conn_info *cg_conn_info_of(const cg_conn *c) { return &c->info; }
 static uv_loop_t g_loop;
 uv_loop_t *cg_conn_loop(cg_conn *c) { return &g_loop; }
 
-/* The connection carries the principal's id, as conn.c resolves it. */
+/* The connection carries the principal's id, as proxy/core/conn.c resolves it. */
 static void set_principal(cg_conn *c, const char *name, unsigned method)
 {
     cg_snapshot *s = cg_snapshot_acquire();
@@ -129,7 +129,7 @@ static void leave(cg_conn *c)
         return;
     if (c->abort_pending || c->close_pending) {
         c->abort_pending = c->close_pending = false;
-        /* conn.c flushes what is queued to the client, then tears down;
+        /* proxy/core/conn.c flushes what is queued to the client, then tears down;
          * nothing the protocol does can happen in between */
         teardown(c);
     }

@@ -1,5 +1,5 @@
 /* session_driver.h — the in-memory connection behind the whole-session
- * fuzzers (fuzz_imap_session, fuzz_http_session): implements the conn.h
+ * fuzzers (fuzz_imap_session, fuzz_http_session): implements the proxy/core/conn.h
  * API the protocol gateways call, runs a fuzzer-written script against one
  * of them, and hands every byte the gateway writes toward the backend to
  * the target's checker.
@@ -33,7 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "conn.h"
+#include "proxy/core/conn.h"
 
 enum sd_op {
     SD_CLIENT, SD_BACKEND, SD_CONNECT_OK, SD_CONNECT_FAIL, SD_BACKEND_EOF,

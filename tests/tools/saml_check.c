@@ -13,10 +13,10 @@
 
 #include <libxml/parser.h>
 
-#include "cg_util.h"
-#include "policy_store.h"
-#include "saml.h"
-#include "snapshot.h"
+#include "common/cg_util.h"
+#include "store/policy_store.h"
+#include "policy/saml.h"
+#include "policy/snapshot.h"
 
 static int authenticate(cg_saml_verifier *v, const char *db, const char *b64, size_t n)
 {

@@ -1,0 +1,144 @@
+/* proxy/core/conn.h — one proxied connection: the client half (socket, TLS over
+ * memory BIOs), the upstream half (plain or TLS, pooled for HTTP), bounded
+ * write queues with backpressure, timers. A protocol gateway (relay, IMAP,
+ * HTTP) plugs in through cg_proto_ops and sees only plaintext bytes.
+ *
+ * Threading: a connection lives on one worker loop for its whole life; all
+ * callbacks run on that loop. Bytes passed to on_*_data are valid only
+ * during the call: the protocol consumes them or copies them into its own
+ * bounded buffers.
+ *
+ * Backpressure is the core's: while one side's write queue is above the
+ * high-water mark, reading from the other side stops; it resumes below the
+ * low-water mark (and on_drain is called). */
+#ifndef CG_CONN_H
+#define CG_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "proxy/core/config.h"
+#include "store/policy_store.h"
+
+typedef struct cg_conn cg_conn;
+
+typedef struct cg_proto_ops {
+    const char *name;
+    size_t session_size; /* zeroed per-connection state: cg_conn_session() */
+    /* Client side ready for application bytes: after the TLS handshake
+     * (implicit) or at accept (starttls/none). Identity already resolved
+     * into cg_conn_info. */
+    void (*on_open)(cg_conn *c);
+    void (*on_client_data)(cg_conn *c, const uint8_t *buf, size_t len);
+    void (*on_client_eof)(cg_conn *c);
+    /* After cg_conn_start_tls(): the handshake finished (identity updated). */
+    void (*on_tls_ready)(cg_conn *c);
+    /* After cg_conn_upstream_connect(): 0, or CG_E_UNAVAIL / CG_E_TIMEOUT /
+     * CG_E_TLS. Always called from the loop, never inside the connect call. */
+    void (*on_upstream_connected)(cg_conn *c, int status);
+    void (*on_upstream_data)(cg_conn *c, const uint8_t *buf, size_t len);
+    /* Upstream closed (status 0), failed, or response_timeout passed
+     * without bytes while a response was expected (CG_E_TIMEOUT). */
+    void (*on_upstream_eof)(cg_conn *c, int status);
+    void (*on_drain)(cg_conn *c);   /* optional */
+    void (*on_timer)(cg_conn *c);   /* the cg_conn_set_timer deadline */
+    /* The core refuses the connection (no usable identity, disabled
+     * principal, limit, audit unavailable, shutting down): write the
+     * protocol's answer; the core logs, audits and closes. May come
+     * before on_open (refused at accept or right after the handshake):
+     * the session is then still zeroed. */
+    void (*on_refuse)(cg_conn *c, int err, const char *reason); /* optional */
+    void (*on_close)(cg_conn *c);   /* free what the session holds */
+} cg_proto_ops;
+
+/* What the connection knows about itself; valid for its life. */
+typedef struct cg_conn_info {
+    uint64_t id;                      /* process-unique connection id */
+    char session_id[17];              /* 16 lowercase hex, random: the
+                                       * IMAP session id; HTTP request n of
+                                       * this connection has txid SID.n */
+    const cg_config *config;          /* the configuration it started under */
+    const struct cg_saml_verifier *saml; /* that configuration's, NULL
+                                       * without [saml] */
+    const cg_listener_cfg *listener;
+    struct sockaddr_storage peer;
+    char client[64];                  /* "addr:port" ("[v6]:port") */
+    char client_addr[48];             /* "addr" */
+    bool tls;                         /* client side encrypted now */
+    char tls_version[16];             /* "TLSv1.3" */
+    char tls_cipher[64];
+    char alpn[16];                    /* as negotiated, "" when none */
+    char sni[256];                    /* TLS server name the client asked
+                                       * for, "" when none */
+    /* Connection-level identity (cert, psk or address), "" when none. */
+    unsigned auth_method;             /* one CG_AUTH_* bit, 0 when none */
+    int64_t principal_id;             /* the store id: what later steps look
+                                       * up (cg_snapshot_principal_by_id) */
+    char principal[CG_NAME_MAX + 1];  /* its name, for logs and audit */
+    char cert_subject[256];           /* for logs, "" when none */
+    bool shutting_down;               /* SIGTERM: drain */
+} cg_conn_info;
+
+const cg_conn_info *cg_conn_info_of(const cg_conn *c);
+
+/* Starts an audit record with the connection's fields (id, listener,
+ * client, TLS version and cipher, the connection-level principal and
+ * method): the one place they are copied. A protocol then sets its own
+ * (service, operation, a principal it authenticated itself, ...). */
+struct cg_audit_rec;
+void cg_conn_info_audit(const cg_conn_info *ci, struct cg_audit_rec *r);
+void *cg_conn_session(cg_conn *c);
+/* The worker loop the connection lives on: for work handed to libuv's
+ * thread pool (uv_queue_work), whose completion runs on this loop. */
+struct uv_loop_s *cg_conn_loop(cg_conn *c);
+
+/* Queue bytes toward a side (encrypting for TLS). Returns 0, or a negative
+ * code when the side is closed. */
+int cg_conn_write_client(cg_conn *c, const void *buf, size_t len);
+int cg_conn_write_upstream(cg_conn *c, const void *buf, size_t len);
+size_t cg_conn_client_queued(const cg_conn *c);
+size_t cg_conn_upstream_queued(const cg_conn *c);
+
+/* Open (or take from the worker's pool for this listener's upstream) the
+ * upstream half; on_upstream_connected follows. */
+int cg_conn_upstream_connect(cg_conn *c);
+/* Detach the upstream half: back to the pool when reusable (HTTP
+ * keep-alive, response complete), else closed. */
+void cg_conn_upstream_release(cg_conn *c, bool reusable);
+bool cg_conn_upstream_attached(const cg_conn *c);
+/* Half-close toward the upstream once its queue is sent (relay: the
+ * client sent EOF, the answer may still come back). */
+void cg_conn_upstream_shutdown(cg_conn *c);
+/* Mark that a response is expected: arms response_timeout until the next
+ * upstream bytes arrive. */
+void cg_conn_upstream_expect(cg_conn *c, bool expecting);
+
+/* IMAP STARTTLS: everything already queued to the client is sent in
+ * plaintext first, then the server handshake starts; on_tls_ready follows.
+ * The caller must drop any plaintext it still holds (CVE-2011-0411). */
+int cg_conn_start_tls(cg_conn *c);
+
+/* Pause or resume reading a side (on top of the core's backpressure). */
+void cg_conn_read_client(cg_conn *c, bool on);
+void cg_conn_read_upstream(cg_conn *c, bool on);
+
+/* One protocol deadline (ms from now; 0 cancels): on_timer. */
+void cg_conn_set_timer(cg_conn *c, uint64_t ms);
+/* Reset the idle timer (the core resets it on every client byte too). */
+void cg_conn_touch(cg_conn *c);
+
+/* Flush what is queued to the client, then close both halves. Safe to call
+ * twice and from inside any callback (the close is deferred until the
+ * callback returns). reason goes to the log. */
+void cg_conn_close(cg_conn *c, const char *reason);
+/* Close at once, dropping queued bytes. */
+void cg_conn_abort(cg_conn *c, const char *reason);
+
+/* Protocol table by listener protocol (implemented by each gateway). */
+extern const cg_proto_ops cg_relay_proto;
+extern const cg_proto_ops cg_imap_proto;
+extern const cg_proto_ops cg_http_proto;
+
+#endif

@@ -1,0 +1,19 @@
+/* proxy/core/conn_info.c — what a connection's own facts contribute to an audit
+ * record. Beside proxy/core/conn.h's API but apart from proxy/core/conn.c, so the protocol
+ * gateways and the in-memory connection of the session fuzzers share it. */
+#include "proxy/core/conn.h"
+
+#include "store/audit.h"
+#include "proxy/core/config.h"
+
+void cg_conn_info_audit(const cg_conn_info *ci, cg_audit_rec *r)
+{
+    cg_audit_rec_init(r);
+    r->conn_id = ci->id;
+    r->listener = ci->listener->name;
+    r->client = ci->client;
+    r->principal = ci->principal[0] ? ci->principal : NULL;
+    r->method = ci->auth_method ? cg_auth_method_name(ci->auth_method) : NULL;
+    r->tls_version = ci->tls ? ci->tls_version : NULL;
+    r->tls_cipher = ci->tls ? ci->tls_cipher : NULL;
+}

@@ -1,0 +1,451 @@
+/* proxy/core/worker.c — `workers` threads, each with its own uv loop and its own
+ * listening sockets bound with SO_REUSEPORT (libuv 1.44 has no
+ * UV_TCP_REUSEPORT: socket, setsockopt, bind, listen, uv_tcp_open), the
+ * runtime configuration swapped in by SIGHUP, and the per-address
+ * connection limit shared by all workers. */
+#include "proxy/core/worker.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <pthread.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "common/cg_addrtab.h"
+#include "common/cg_error.h"
+#include "common/cg_log.h"
+#include "proxy/http/content.h"
+#include "proxy/admin/metrics.h"
+#include "policy/saml.h"
+#include "proxy/core/tls.h"
+#include "proxy/core/upstream.h"
+
+#define RBUF_SIZE (64 * 1024)
+#define PBUF_SIZE (16 * 1024 + 256)
+#define BACKLOG 511
+
+enum { REQ_RELOAD = 1, REQ_STOP_ACCEPT = 2, REQ_FORCE_CLOSE = 4, REQ_EXIT = 8 };
+
+/* ---- runtime configuration ------------------------------------------------ */
+
+static uv_mutex_t g_rt_lock;
+static cg_runtime *g_rt;
+static uint64_t g_rt_gen;
+
+int cg_runtime_new(cg_config *cfg, cg_runtime **out, const char **error_r)
+{
+    cg_runtime *rt = calloc(1, sizeof *rt);
+    if (!rt)
+        return CG_E_NOMEM;
+    rt->lctx = calloc(cfg->nlisteners + 1, sizeof *rt->lctx);
+    rt->uctx = calloc(cfg->nupstreams + 1, sizeof *rt->uctx);
+    atomic_init(&rt->refs, 1);
+    rt->cfg = cfg;
+    if (!rt->lctx || !rt->uctx) {
+        rt->cfg = NULL;
+        cg_runtime_release(rt);
+        return CG_E_NOMEM;
+    }
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        if (cfg->listeners[i].tls == CG_TLS_NONE)
+            continue;
+        int r = cg_tls_server_ctx_new(&cfg->listeners[i], &rt->lctx[i], error_r);
+        if (r < 0) {
+            rt->cfg = NULL;
+            cg_runtime_release(rt);
+            return r;
+        }
+    }
+    for (size_t i = 0; i < cfg->nupstreams; i++) {
+        if (!cfg->upstreams[i].tls)
+            continue;
+        int r = cg_tls_client_ctx_new(&cfg->upstreams[i], &rt->uctx[i], error_r);
+        if (r < 0) {
+            rt->cfg = NULL;
+            cg_runtime_release(rt);
+            return r;
+        }
+    }
+    if (cfg->saml.present) {
+        cg_saml_params p = {
+            .idp_cert_path = cfg->saml.idp_certificate,
+            .issuer = cfg->saml.issuer,
+            .audience = cfg->saml.audience,
+            .clock_skew = cfg->saml.clock_skew,
+        };
+        int r = cg_saml_global_init(error_r);
+        if (r == 0)
+            r = cg_saml_verifier_new(&p, &rt->saml, error_r);
+        if (r < 0) {
+            rt->cfg = NULL;
+            cg_runtime_release(rt);
+            return r;
+        }
+    }
+    *out = rt;
+    return 0;
+}
+
+cg_runtime *cg_runtime_ref(cg_runtime *rt)
+{
+    atomic_fetch_add(&rt->refs, 1);
+    return rt;
+}
+
+void cg_runtime_release(cg_runtime *rt)
+{
+    if (!rt || atomic_fetch_sub(&rt->refs, 1) != 1)
+        return;
+    size_t nl = rt->cfg ? rt->cfg->nlisteners : 0, nu = rt->cfg ? rt->cfg->nupstreams : 0;
+    for (size_t i = 0; rt->lctx && i < nl; i++)
+        SSL_CTX_free(rt->lctx[i]);
+    for (size_t i = 0; rt->uctx && i < nu; i++)
+        SSL_CTX_free(rt->uctx[i]);
+    free(rt->lctx);
+    free(rt->uctx);
+    cg_saml_verifier_free(rt->saml);
+    if (rt->cfg)
+        cg_config_free(rt->cfg);
+    free(rt);
+}
+
+cg_runtime *cg_runtime_acquire(void)
+{
+    uv_mutex_lock(&g_rt_lock);
+    cg_runtime *rt = g_rt ? cg_runtime_ref(g_rt) : NULL;
+    uv_mutex_unlock(&g_rt_lock);
+    return rt;
+}
+
+void cg_runtime_publish(cg_runtime *rt)
+{
+    uv_mutex_lock(&g_rt_lock);
+    cg_runtime *old = g_rt;
+    rt->generation = ++g_rt_gen;
+    g_rt = rt;
+    uv_mutex_unlock(&g_rt_lock);
+    cg_runtime_release(old);
+}
+
+size_t cg_runtime_upstream_index(const cg_runtime *rt, const cg_upstream_cfg *u)
+{
+    return (size_t)(u - rt->cfg->upstreams);
+}
+
+/* ---- per-address connection limit ------------------------------------------- */
+
+/* Connections from one address prefix (cg_addrtab.h), across all workers.
+ * A key lives only while it holds a connection, so the table is bounded by
+ * the open connections; the cap is a backstop. */
+#define CONN_KEYS_MAX (1u << 20)
+
+static cg_addrtab *g_conns;
+static pthread_once_t g_conns_once = PTHREAD_ONCE_INIT;
+
+static void conns_init(void)
+{
+    g_conns = cg_addrtab_new(CONN_KEYS_MAX);
+}
+
+/* Addresses of other families (none today) share the all-zero key. */
+static cg_addrtab *conns_key(const struct sockaddr *sa, cg_addrkey *k)
+{
+    pthread_once(&g_conns_once, conns_init);
+    if (cg_addrkey_of(sa, k) < 0)
+        memset(k, 0, sizeof *k);
+    return g_conns;
+}
+
+int cg_addrlimit_take(const struct sockaddr *sa, unsigned max)
+{
+    cg_addrkey k;
+    cg_addrtab *t = conns_key(sa, &k);
+    return t ? cg_addrtab_take(t, &k, max) : CG_E_NOMEM;
+}
+
+void cg_addrlimit_put(const struct sockaddr *sa)
+{
+    cg_addrkey k;
+    cg_addrtab *t = conns_key(sa, &k);
+    if (t)
+        cg_addrtab_put(t, &k);
+}
+
+/* ---- listeners ------------------------------------------------------------------ */
+
+typedef struct lsock {
+    uv_tcp_t tcp;
+    struct lsock *next;
+    cg_worker *w;
+    char name[64];
+    struct sockaddr_storage addr;
+    bool closing;
+} lsock;
+
+static cg_worker *g_workers;
+static unsigned g_nworkers;
+static atomic_bool g_shutting_down;
+
+bool cg_workers_shutting_down(void) { return atomic_load(&g_shutting_down); }
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    lsock *ls = server->data;
+    cg_worker *w = ls->w;
+    if (status < 0) {
+        cg_warn("listener %s: accept: %s", ls->name, uv_strerror(status));
+        return;
+    }
+    cg_stream *s = cg_stream_new(&w->loop);
+    if (!s)
+        return;
+    if (uv_accept(server, (uv_stream_t *)cg_stream_tcp(s)) < 0) {
+        cg_stream_close(s);
+        return;
+    }
+    cg_runtime *rt = cg_runtime_acquire();
+    size_t li = rt ? rt->cfg->nlisteners : 0;
+    for (size_t i = 0; rt && i < rt->cfg->nlisteners; i++)
+        if (strcmp(rt->cfg->listeners[i].name, ls->name) == 0)
+            li = i;
+    if (!rt || li == rt->cfg->nlisteners) {
+        cg_stream_close(s);
+        cg_runtime_release(rt);
+        return;
+    }
+    cg_conn_accept(w, rt, li, s);
+}
+
+static int bind_socket(const cg_listener_cfg *l, int *fd_out, const char **error_r)
+{
+    static __thread char msg[300];
+    int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0)
+        goto fail;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
+        goto fail;
+    if (l->addr.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, (const struct sockaddr *)&l->addr, l->addrlen) < 0 || listen(fd, BACKLOG) < 0)
+        goto fail;
+    *fd_out = fd;
+    return 0;
+fail:;
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    snprintf(msg, sizeof msg, "[listener %s]: cannot listen on %s: %s", l->name, l->listen,
+             strerror(e));
+    *error_r = msg;
+    return -e;
+}
+
+static int listen_on(cg_worker *w, const cg_listener_cfg *l, const char **error_r)
+{
+    int fd = -1;
+    int r = bind_socket(l, &fd, error_r);
+    if (r < 0)
+        return r;
+    lsock *ls = calloc(1, sizeof *ls);
+    if (!ls) {
+        close(fd);
+        return CG_E_NOMEM;
+    }
+    uv_tcp_init(&w->loop, &ls->tcp);
+    ls->tcp.data = ls;
+    ls->w = w;
+    snprintf(ls->name, sizeof ls->name, "%s", l->name);
+    memcpy(&ls->addr, &l->addr, sizeof ls->addr);
+    if ((r = uv_tcp_open(&ls->tcp, fd)) < 0 ||
+        (r = uv_listen((uv_stream_t *)&ls->tcp, BACKLOG, on_connection)) < 0) {
+        static __thread char msg[200];
+        snprintf(msg, sizeof msg, "[listener %s]: %s", l->name, uv_strerror(r));
+        *error_r = msg;
+        uv_close((uv_handle_t *)&ls->tcp, (uv_close_cb)free);
+        return r;
+    }
+    ls->next = w->listeners;
+    w->listeners = ls;
+    w->nlisteners++;
+    return 0;
+}
+
+static void lsock_close(lsock *ls)
+{
+    if (ls->closing)
+        return;
+    ls->closing = true;
+    uv_close((uv_handle_t *)&ls->tcp, (uv_close_cb)free);
+}
+
+static void close_listeners(cg_worker *w)
+{
+    for (lsock *ls = w->listeners, *n; ls; ls = n) {
+        n = ls->next;
+        lsock_close(ls);
+    }
+    w->listeners = NULL;
+    w->nlisteners = 0;
+}
+
+/* SIGHUP: keep sockets whose listener still exists at the same address,
+ * close the others, bind new ones. */
+static void sync_listeners(cg_worker *w)
+{
+    cg_runtime *rt = cg_runtime_acquire();
+    if (!rt)
+        return;
+    /* idle backend connections made under an older configuration go now */
+    cg_upstream_pool_retire(w, rt->generation);
+    lsock **pp = (lsock **)&w->listeners;
+    while (*pp) {
+        lsock *ls = *pp;
+        bool keep = false;
+        for (size_t i = 0; i < rt->cfg->nlisteners; i++)
+            if (strcmp(rt->cfg->listeners[i].name, ls->name) == 0 &&
+                memcmp(&rt->cfg->listeners[i].addr, &ls->addr, sizeof ls->addr) == 0)
+                keep = true;
+        if (keep) {
+            pp = &ls->next;
+        } else {
+            *pp = ls->next;
+            w->nlisteners--;
+            lsock_close(ls);
+        }
+    }
+    for (size_t i = 0; i < rt->cfg->nlisteners; i++) {
+        const cg_listener_cfg *l = &rt->cfg->listeners[i];
+        bool have = false;
+        for (lsock *ls = w->listeners; ls; ls = ls->next)
+            if (strcmp(l->name, ls->name) == 0)
+                have = true;
+        const char *err = NULL;
+        if (!have && listen_on(w, l, &err) < 0)
+            cg_error("reload: %s", err);
+        else if (!have && w->index == 0)
+            cg_info("listener %s: listening on %s", l->name, l->listen);
+    }
+    cg_runtime_release(rt);
+}
+
+static void async_cb(uv_async_t *a)
+{
+    cg_worker *w = a->data;
+    unsigned req = atomic_exchange(&w->pending, 0);
+    if ((req & REQ_RELOAD) && !w->stopping)
+        sync_listeners(w);
+    if (req & (REQ_STOP_ACCEPT | REQ_EXIT)) {
+        w->stopping = true;
+        close_listeners(w);
+        cg_upstream_pool_clear(w);
+    }
+    if (req & (REQ_FORCE_CLOSE | REQ_EXIT)) {
+        cg_conn_shutdown_all(w, (req & REQ_EXIT) != 0);
+    }
+    if (req & REQ_EXIT) {
+        uv_close((uv_handle_t *)&w->async, NULL);
+        uv_close((uv_handle_t *)&w->heap_timer, NULL);
+    }
+}
+
+static void worker_main(void *arg)
+{
+    cg_worker *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    cg_upstream_pool_clear(w);
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&w->loop) != 0)
+        cg_debug("worker %u: loop closed with handles left", w->index);
+    cg_content_hooks_thread_end();
+}
+
+int cg_workers_create(cg_runtime *rt, unsigned n, const char **error_r)
+{
+    uv_mutex_init(&g_rt_lock);
+    cg_runtime_publish(cg_runtime_ref(rt));
+    g_workers = calloc(n, sizeof *g_workers);
+    if (!g_workers)
+        return CG_E_NOMEM;
+    g_nworkers = n;
+    for (unsigned i = 0; i < n; i++) {
+        cg_worker *w = &g_workers[i];
+        w->index = i;
+        uv_loop_init(&w->loop);
+        w->lc.rbuf = malloc(RBUF_SIZE);
+        w->lc.rcap = RBUF_SIZE;
+        w->lc.pbuf = malloc(PBUF_SIZE);
+        w->lc.pcap = PBUF_SIZE;
+        w->lc.worker = w;
+        w->loop.data = &w->lc;
+        if (!w->lc.rbuf || !w->lc.pbuf)
+            return CG_E_NOMEM;
+        uv_async_init(&w->loop, &w->async, async_cb);
+        w->async.data = w;
+        uv_timer_init(&w->loop, &w->heap_timer);
+        w->heap_timer.data = w;
+        for (size_t j = 0; j < rt->cfg->nlisteners; j++) {
+            int r = listen_on(w, &rt->cfg->listeners[j], error_r);
+            if (r < 0)
+                return r;
+        }
+    }
+    return 0;
+}
+
+int cg_workers_start(void)
+{
+    for (unsigned i = 0; i < g_nworkers; i++) {
+        int r = uv_thread_create(&g_workers[i].thread, worker_main, &g_workers[i]);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static void post_all(unsigned req)
+{
+    for (unsigned i = 0; i < g_nworkers; i++) {
+        atomic_fetch_or(&g_workers[i].pending, req);
+        uv_async_send(&g_workers[i].async);
+    }
+}
+
+void cg_workers_reload(void) { post_all(REQ_RELOAD); }
+
+void cg_workers_stop_accepting(void)
+{
+    atomic_store(&g_shutting_down, true);
+    post_all(REQ_STOP_ACCEPT);
+}
+
+void cg_workers_force_close(void) { post_all(REQ_FORCE_CLOSE); }
+
+uint64_t cg_workers_active(void)
+{
+    return atomic_load_explicit(&cg_metrics[CG_M_CONN_ACTIVE], memory_order_relaxed);
+}
+
+void cg_workers_join(void)
+{
+    post_all(REQ_EXIT);
+    for (unsigned i = 0; i < g_nworkers; i++) {
+        uv_thread_join(&g_workers[i].thread);
+        free(g_workers[i].lc.rbuf);
+        free(g_workers[i].lc.pbuf);
+        free(g_workers[i].heap);
+    }
+    free(g_workers);
+    g_workers = NULL;
+    g_nworkers = 0;
+    uv_mutex_lock(&g_rt_lock);
+    cg_runtime *rt = g_rt;
+    g_rt = NULL;
+    uv_mutex_unlock(&g_rt_lock);
+    cg_runtime_release(rt);
+}
