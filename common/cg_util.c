@@ -156,21 +156,3 @@ bool cg_ct_equal(const void *a, const void *b, size_t len)
     return CRYPTO_memcmp(a, b, len) == 0;
 }
 
-bool cg_buf_grow(void **buf, size_t *cap, size_t need, size_t first, size_t max)
-{
-    if (need <= *cap)
-        return true;
-    if (need > max)
-        return false;
-    size_t nc = *cap ? *cap : first;
-    while (nc < need)
-        nc *= 2;
-    if (nc > max)
-        nc = max;
-    void *n = realloc(*buf, nc);
-    if (!n)
-        return false;
-    *buf = n;
-    *cap = nc;
-    return true;
-}

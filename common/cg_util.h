@@ -42,11 +42,6 @@ uint64_t cg_mono_ms(void);
 /* CSPRNG bytes (OpenSSL); returns 0 or CG_E_CRYPTO. */
 int cg_random(void *buf, size_t len);
 
-/* Grows *buf (of *cap bytes, NULL when 0) to hold need bytes: the
- * capacity doubles from first, never past max. false past max or without
- * memory (*buf and *cap unchanged then). */
-bool cg_buf_grow(void **buf, size_t *cap, size_t need, size_t first, size_t max);
-
 /* Constant-time comparison. */
 bool cg_ct_equal(const void *a, const void *b, size_t len);
 

@@ -19,6 +19,7 @@
 #include "common/cg_error.h"
 #include "common/cg_log.h"
 #include "proxy/admin/metrics.h"
+#include "common/cg_buf.h"
 #include "common/cg_util.h"
 #include "proxy/core/conn.h"
 #include "proxy/http/dav.h"

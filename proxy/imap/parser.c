@@ -4,6 +4,7 @@
  * streamed APPEND literal is never held. */
 #include "proxy/imap/parser.h"
 
+#include "common/cg_buf.h"
 #include "common/cg_util.h"
 
 #include <stdlib.h>

@@ -23,6 +23,7 @@
 #include "common/cg_error.h"
 #include "common/cg_log.h"
 #include "proxy/admin/metrics.h"
+#include "common/cg_buf.h"
 #include "common/cg_util.h"
 #include "proxy/imap/mutf7.h"
 #include "proxy/imap/parser.h"
