@@ -26,7 +26,7 @@
 #include "policy/acl.h"
 #include "proxy/http/parse.h"
 #include "proxy/http/path.h"
-#include "session_driver.h"
+#include "tests/support/session_driver.h"
 
 #define PRINCIPAL_HEADER "X-Remote-User"
 

@@ -1,5 +1,6 @@
-/* session_driver.h — the in-memory connection behind the whole-session
- * fuzzers (fuzz_imap_session, fuzz_http_session): implements the proxy/core/conn.h
+/* tests/support/session_driver.h — the in-memory connection behind the
+ * whole-session fuzzers (fuzz_imap_session, fuzz_http_session) and the unit
+ * tests of the protocol glue (tests/unit/proxy/imap, tests/unit/proxy/http): implements the proxy/core/conn.h
  * API the protocol gateways call, runs a fuzzer-written script against one
  * of them, and hands every byte the gateway writes toward the backend to
  * the target's checker.
@@ -33,6 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/cg_buf.h"
 #include "proxy/core/conn.h"
 
 enum sd_op {
@@ -75,6 +77,39 @@ void sd_init(void);
 /* Runs one script against proto. */
 void sd_run(const cg_proto_ops *proto, const sd_variant *variants, size_t nvariants,
             const sd_checker *chk, const uint8_t *data, size_t size);
+
+/* A script written by a unit test: sd_script_init with the variant's index,
+ * then the operations in order; sd_run it with sd_script_run. A script that
+ * does not fit its array is marked over (the test fails on it). */
+typedef struct sd_script {
+    uint8_t b[65536];
+    size_t len;
+    bool over;
+} sd_script;
+
+void sd_script_init(sd_script *s, uint8_t variant);
+/* An operation without data (SD_CONNECT_OK, SD_TIMER, ...). */
+void sd_script_op(sd_script *s, enum sd_op op);
+/* A data operation (SD_CLIENT, SD_BACKEND) carrying n bytes. */
+void sd_script_data(sd_script *s, enum sd_op op, const void *d, size_t n);
+void sd_script_text(sd_script *s, enum sd_op op, const char *text);
+
+/* A checker that keeps what the gateway wrote: to the client, and to the
+ * backend (all backend connections in order), each with a NUL after it;
+ * backend_conns counts fresh backend connections. Reset at every run. */
+typedef struct sd_capture {
+    cg_buf client;
+    cg_buf backend;
+    unsigned backend_conns;
+} sd_capture;
+
+extern const sd_checker sd_capture_checker;
+extern sd_capture sd_captured;
+
+/* Runs s against proto with the capturing checker; what was written is in
+ * sd_captured afterwards. */
+void sd_script_run(const cg_proto_ops *proto, const sd_variant *variants, size_t nvariants,
+                   const sd_script *s);
 
 /* The libFuzzer entry points of a target. */
 #define SD_FUZZ_TARGET(proto, variants, checker)                                   \

@@ -1,11 +1,11 @@
-/* session_driver.c — the in-memory connection of the whole-session
- * fuzzers (session_driver.h). It implements the proxy/core/conn.h API with the
+/* tests/support/session_driver.c — the in-memory connection of the
+ * whole-session fuzzers and the glue unit tests (session_driver.h). It implements the proxy/core/conn.h API with the
  * semantics proxy/core/conn.c gives it (callbacks never nest a close: a close
  * asked for inside a callback runs when the callback returns; no callback
  * after on_close; on_upstream_connected never from inside
  * cg_conn_upstream_connect), without sockets, TLS or a loop: the script
  * decides what the client and the backend do and when deadlines pass. */
-#include "session_driver.h"
+#include "tests/support/session_driver.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -710,4 +710,84 @@ void sd_init(void)
     g_cfg_template->audit_db = strdup(g_audit_db);
     g_cfg_template->content_db = strdup(content);
     g_cfg_template->workers = 1;
+}
+
+/* ---- scripts written by unit tests ---------------------------------------- */
+
+void sd_script_init(sd_script *s, uint8_t variant)
+{
+    s->len = 0;
+    s->over = false;
+    s->b[s->len++] = variant;
+}
+
+void sd_script_op(sd_script *s, enum sd_op op)
+{
+    if (s->len + 1 > sizeof s->b) {
+        s->over = true;
+        return;
+    }
+    s->b[s->len++] = (uint8_t)op;
+}
+
+void sd_script_data(sd_script *s, enum sd_op op, const void *d, size_t n)
+{
+    if (n > UINT16_MAX || s->len + 3 + n > sizeof s->b) {
+        s->over = true;
+        return;
+    }
+    s->b[s->len++] = (uint8_t)op;
+    s->b[s->len++] = (uint8_t)(n & 0xff);
+    s->b[s->len++] = (uint8_t)(n >> 8);
+    memcpy(s->b + s->len, d, n);
+    s->len += n;
+}
+
+void sd_script_text(sd_script *s, enum sd_op op, const char *text)
+{
+    sd_script_data(s, op, text, strlen(text));
+}
+
+sd_capture sd_captured;
+
+static void cap_begin(void)
+{
+    cg_buf_free(&sd_captured.client);
+    cg_buf_free(&sd_captured.backend);
+    cg_buf_init(&sd_captured.client, 16u << 20);
+    cg_buf_init(&sd_captured.backend, 16u << 20);
+    sd_captured.backend_conns = 0;
+}
+
+static void cap_backend_conn(unsigned conn)
+{
+    (void)conn;
+    sd_captured.backend_conns++;
+}
+
+static void cap_to_backend(unsigned conn, const uint8_t *buf, size_t len)
+{
+    (void)conn;
+    cg_buf_add(&sd_captured.backend, buf, len);
+}
+
+static void cap_to_client(const uint8_t *buf, size_t len)
+{
+    cg_buf_add(&sd_captured.client, buf, len);
+}
+
+const sd_checker sd_capture_checker = {
+    .begin = cap_begin,
+    .backend_conn = cap_backend_conn,
+    .to_backend = cap_to_backend,
+    .to_client = cap_to_client,
+};
+
+void sd_script_run(const cg_proto_ops *proto, const sd_variant *variants, size_t nvariants,
+                   const sd_script *s)
+{
+    sd_run(proto, variants, nvariants, &sd_capture_checker, s->b, s->len);
+    /* an empty capture still reads as a string */
+    cg_buf_add(&sd_captured.client, "", 0);
+    cg_buf_add(&sd_captured.backend, "", 0);
 }
