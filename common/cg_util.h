@@ -40,7 +40,7 @@ int64_t cg_time_now_usec(void);
 uint64_t cg_mono_ms(void);
 
 /* CSPRNG bytes (OpenSSL); returns 0 or CG_E_CRYPTO. */
-int cg_random(void *buf, size_t len);
+int cg_random(void *buf, size_t len) __attribute__((warn_unused_result));
 
 /* Constant-time comparison. */
 bool cg_ct_equal(const void *a, const void *b, size_t len);

@@ -701,7 +701,18 @@ void cg_conn_accept(cg_worker *w, cg_runtime *rt, size_t li, cg_stream *s)
     const cg_listener_cfg *l = &rt->cfg->listeners[li];
     const cg_proto_ops *proto = proto_for(l);
     cg_conn *c = calloc(1, sizeof *c + proto->session_size);
-    if (!c) {
+    uint8_t sid[8];
+    struct sockaddr_storage peer;
+    int plen = sizeof peer;
+    /* a connection without a session id or a known peer address cannot be
+     * audited or judged by address: it is closed before anything else */
+    int rc = !c ? CG_E_NOMEM : cg_random(sid, sizeof sid);
+    if (rc == 0 && uv_tcp_getpeername(cg_stream_tcp(s), (struct sockaddr *)&peer, &plen) != 0)
+        rc = CG_E_IO;
+    if (rc < 0) {
+        cg_warn("listener=%s accept: %s", l->name,
+                !c ? "out of memory" : rc == CG_E_IO ? "peer address unknown" : "no random bytes");
+        free(c);
         cg_stream_close(s);
         cg_runtime_release(rt);
         return;
@@ -714,14 +725,12 @@ void cg_conn_accept(cg_worker *w, cg_runtime *rt, size_t li, cg_stream *s)
     c->cli = s;
     c->cli_want = c->up_want = true;
     c->info.id = atomic_fetch_add(&g_next_id, 1);
-    uint8_t sid[8];
-    cg_random(sid, sizeof sid);
     cg_hex_encode(sid, sizeof sid, c->info.session_id);
     c->info.config = rt->cfg;
     c->info.saml = rt->saml;
     c->info.listener = l;
-    int len = sizeof c->info.peer;
-    uv_tcp_getpeername(cg_stream_tcp(s), (struct sockaddr *)&c->info.peer, &len);
+    _Static_assert(sizeof c->info.peer == sizeof peer, "peer is a sockaddr_storage");
+    memcpy(&c->info.peer, &peer, sizeof c->info.peer);
     format_peer(c);
     cg_conn_worker_link(w, c);
     cg_stream_set_owner(s, &cli_cbs, c);
@@ -810,7 +819,8 @@ int cg_conn_upstream_connect(cg_conn *c)
     if (!c->have_local) {
         /* once per connection, not per request */
         int len = sizeof c->local;
-        uv_tcp_getsockname(cg_stream_tcp(c->cli), (struct sockaddr *)&c->local, &len);
+        if (uv_tcp_getsockname(cg_stream_tcp(c->cli), (struct sockaddr *)&c->local, &len) != 0)
+            return CG_E_IO; /* PROXY v2 would name no local address */
         c->have_local = true;
     }
     bool pooled = false;

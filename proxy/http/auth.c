@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "common/cg_error.h"
+#include "common/cg_log.h"
 #include "common/cg_util.h"
 #include "policy/digest.h"
 #include "proxy/http/internal.h"
@@ -18,18 +19,26 @@
  * are not authentic; clients retry on the fresh challenge). */
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static uint8_t g_digest_secret[32];
+static int g_digest_secret_rc;
 static void auth_init(void)
 {
-    cg_random(g_digest_secret, sizeof g_digest_secret);
+    g_digest_secret_rc = cg_random(g_digest_secret, sizeof g_digest_secret);
+    if (g_digest_secret_rc < 0)
+        cg_error("no random bytes for the Digest nonce secret: Digest refuses every request");
 }
 
-static void digest_ctx(const cg_listener_cfg *l, cg_digest_ctx *d)
+/* 0, or CG_E_CRYPTO when there is no secret (then Digest fails closed:
+ * no challenge is offered and no credential is accepted). */
+static int digest_ctx(const cg_listener_cfg *l, cg_digest_ctx *d)
 {
     pthread_once(&g_once, auth_init);
+    if (g_digest_secret_rc < 0)
+        return g_digest_secret_rc;
     memset(d, 0, sizeof *d);
     d->realm = l->digest_realm ? l->digest_realm : l->name;
     d->nonce_lifetime = l->digest_nonce_lifetime;
     memcpy(d->secret, g_digest_secret, sizeof d->secret);
+    return 0;
 }
 
 size_t cg_http_challenges(const cg_listener_cfg *l, bool stale, char *out, size_t cap)
@@ -40,9 +49,10 @@ size_t cg_http_challenges(const cg_listener_cfg *l, bool stale, char *out, size_
     out[0] = '\0';
     if (l->auth & CG_AUTH_DIGEST) {
         cg_digest_ctx d;
-        digest_ctx(l, &d);
-        n = cg_digest_challenges(&d, stale, (int64_t)time(NULL), out, cap);
-        out[n < cap ? n : cap - 1] = '\0';
+        if (digest_ctx(l, &d) == 0) {
+            n = cg_digest_challenges(&d, stale, (int64_t)time(NULL), out, cap);
+            out[n < cap ? n : cap - 1] = '\0';
+        }
     }
     if ((l->auth & CG_AUTH_SAML) && cap - n > 25)
         n += (size_t)snprintf(out + n, cap - n, "WWW-Authenticate: SAML\r\n");
@@ -76,9 +86,12 @@ static void digest(const cg_conn_info *ci, const cg_http_parser *req, const char
     memcpy(target, cg_http_str(req, req->head.target), tl);
     target[tl] = '\0';
     cg_digest_ctx d;
-    digest_ctx(ci->listener, &d);
-    const char *why = "Digest authentication failed";
-    int rc = cg_digest_verify(&d, val, method, target, snap, &a->who, &why);
+    const char *why = "no Digest nonce secret";
+    int rc = digest_ctx(ci->listener, &d);
+    if (rc == 0) {
+        why = "Digest authentication failed";
+        rc = cg_digest_verify(&d, val, method, target, snap, &a->who, &why);
+    }
     if (a->who)
         cg_strlcpy(a->principal, a->who->name, sizeof a->principal);
     if (rc == CG_E_AGAIN) {
