@@ -92,8 +92,8 @@ mail {{ server_name localhost; auth_http 127.0.0.1:{auth_port}/auth;
     return Peer('nginx-mail', ['nginx', '-c', conf, '-p', d], port, d)
 
 
-def start_gateway(d, build, pki, dv, workers):
-    gw = cg.Gateway(os.path.join(d, 'gw'), {
+def start_gateway(d, build, pki, dv, workers, name='gw'):
+    gw = cg.Gateway(os.path.join(d, name), {
         'gateway': {'workers': str(workers)},
         'listener imaps': {'protocol': 'imap', 'tls': 'implicit',
                            'certificate': f'{pki}/server.pem', 'private_key': f'{pki}/server.key',
@@ -142,8 +142,15 @@ def main():
     ap.add_argument('--idle', type=int, default=2000)
     ap.add_argument('--workers', type=int, default=2)
     ap.add_argument('--peers', default='direct,cpmgate,nginx-mail')
+    ap.add_argument('--before-build', default=None,
+                    help='also run the gateway of another release build (peer '
+                         'cpmgate-before): before/after figures in the same run')
     args = ap.parse_args()
     args.build = os.path.abspath(args.build)
+    peers = args.peers.split(',')
+    if args.before_build:
+        args.before_build = os.path.abspath(args.before_build)
+        peers.append('cpmgate-before')
     LOAD = Path(args.build) / 'tests' / 'bench' / 'imap_load'
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -158,11 +165,14 @@ def main():
     try:
         populate(dv, args.messages)
         cg.wait_port('127.0.0.1', dv.tls_port)
-        for name in args.peers.split(','):
+        for name in peers:
             if name == 'direct':
                 port, pid, stop = dv.tls_port, dv.proc.pid, lambda: None
             elif name == 'cpmgate':
                 gw = start_gateway(d, args.build, pki, dv, args.workers)
+                port, pid, stop = gw.port('imaps'), gw.pid, gw.stop
+            elif name == 'cpmgate-before':
+                gw = start_gateway(d, args.before_build, pki, dv, args.workers, 'gw-before')
                 port, pid, stop = gw.port('imaps'), gw.pid, gw.stop
             elif name == 'nginx-mail':
                 ng = start_nginx_mail(d, pki, dv)

@@ -24,6 +24,10 @@ cpmgate-noaudit to the http suite, a build made with
     meson setup DIR --buildtype=release -Dbench_audit_discard=true
 whose gateway drops audit records at submit (for this comparison only).
 
+Before vs after (a refactoring must not cost speed): --before-build DIR adds
+the peer cpmgate-before to either suite, the gateway of another release
+build (for example of the commit before the change) in the same run.
+
 Not part of ./tests/run: run it by hand on a quiet machine, e.g.
     tests/bench/bench_tls.py --suite relay --duration 10
 """
@@ -340,8 +344,14 @@ def main():
     ap.add_argument("--noaudit-build", default=None,
                     help="http suite: also run a build made with -Dbench_audit_discard=true "
                          "(peer cpmgate-noaudit: audit on vs off)")
+    ap.add_argument("--before-build", default=None,
+                    help="also run the gateway of another build (peer cpmgate-before), "
+                         "e.g. a release build of the commit before a change, for "
+                         "before/after figures in the same run")
     args = ap.parse_args()
     args.build = os.path.abspath(args.build)
+    if args.before_build:
+        args.before_build = os.path.abspath(args.before_build)
     if args.noaudit_build:
         args.noaudit_build = os.path.abspath(args.noaudit_build)
 
@@ -366,6 +376,9 @@ def main():
             "haproxy": lambda: start_haproxy(d, pki, backend, args.workers, False),
             "stunnel": lambda: start_stunnel(d, pki, backend, args.workers),
         }
+        if args.before_build:
+            starters["cpmgate-before"] = lambda: start_cpmgate(
+                d, args.before_build, pki, backend, args.workers, False, "cpmgate-before")
         sizes = ["1k"]
     else:
         starters = {
@@ -376,6 +389,9 @@ def main():
         if args.noaudit_build:
             starters["cpmgate-noaudit"] = lambda: start_cpmgate(
                 d, args.noaudit_build, pki, backend, args.workers, True, "cpmgate-noaudit")
+        if args.before_build:
+            starters["cpmgate-before"] = lambda: start_cpmgate(
+                d, args.before_build, pki, backend, args.workers, True, "cpmgate-before")
         sizes = ["1k", "64k"]
     if args.peers:
         starters = {k: v for k, v in starters.items() if k in args.peers.split(",")}
