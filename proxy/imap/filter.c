@@ -1,0 +1,175 @@
+/* proxy/imap/filter.c — what the client may see of the backend's
+ * answers (SPEC section 4): the capability allow-list, the gateway's own
+ * capabilities, and LIST/LSUB/STATUS lines kept only for mailboxes the
+ * principal may see. */
+#include "proxy/imap/internal.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/cg_log.h"
+#include "common/cg_util.h"
+
+/* ---- capabilities (SPEC section 4 allowlist) ------------------------------ */
+
+/* Everything not in cap_allow is removed: the gateway cannot judge what
+ * those extensions name. Some of Dovecot's imaptest scripted tests need
+ * such a capability; through the gateway imaptest skips them, and
+ * tests/integration/test_imaptest.py reads this list (one per line):
+ *   imaptest catenate needs CATENATE: an APPEND part by IMAP URL reads a mailbox no command names
+ *   imaptest catenate-multiappend needs CATENATE: as catenate
+ *   imaptest notify needs NOTIFY: events from mailboxes no command names, never judged per event
+ *   imaptest urlauth needs URLAUTH: GENURLAUTH/URLFETCH read mailboxes by URL, outside the ACL
+ *   imaptest urlauth2 needs URLAUTH: as urlauth
+ *   imaptest urlauth-binary needs URLAUTH: as urlauth
+ */
+
+static const char *const cap_allow[] = {
+    "IMAP4rev1", "LITERAL+", "LITERAL-", "SASL-IR", "ID", "ENABLE", "IDLE",
+    "NAMESPACE", "UNSELECT", "UIDPLUS", "CHILDREN", "LIST-EXTENDED",
+    "LIST-STATUS", "SPECIAL-USE", "MOVE", "MULTIAPPEND", "CONDSTORE",
+    "QRESYNC", "ESEARCH", "SEARCHRES", "SORT", "SORT=DISPLAY", "ESORT",
+    "CONTEXT=SEARCH", "CONTEXT=SORT", "WITHIN", "BINARY", "I18NLEVEL=1",
+};
+
+static bool cap_allowed(const char *w, size_t n)
+{
+    if (n > 7 && strncasecmp(w, "THREAD=", 7) == 0)
+        return true;
+    for (size_t i = 0; i < CG_ARRAY_LEN(cap_allow); i++)
+        if (strlen(cap_allow[i]) == n && strncasecmp(w, cap_allow[i], n) == 0)
+            return true;
+    return false;
+}
+
+/* Filters a space-separated capability list (without IMAP4rev1 handling:
+ * it is in the allowlist). */
+void cg_imap_filter_caps(const char *in, size_t len, char *out, size_t cap,
+                         bool *literal_plus)
+{
+    size_t o = 0, i = 0;
+    out[0] = '\0';
+    while (i < len) {
+        while (i < len && in[i] == ' ')
+            i++;
+        size_t st = i;
+        while (i < len && in[i] != ' ')
+            i++;
+        size_t n = i - st;
+        if (n == 0 || !cap_allowed(in + st, n))
+            continue;
+        if (literal_plus && n == 8 && strncasecmp(in + st, "LITERAL+", 8) == 0)
+            *literal_plus = true;
+        if (o + n + 2 >= cap)
+            break;
+        if (o)
+            out[o++] = ' ';
+        memcpy(out + o, in + st, n);
+        o += n;
+        out[o] = '\0';
+    }
+}
+
+/* Our capability list for the client now. */
+void cg_imap_our_caps(cg_conn *c, imap_sess *s, char *out, size_t cap)
+{
+    const cg_conn_info *ci = cg_conn_info_of(c);
+    snprintf(out, cap, "%s", s->caps_backend[0] ? s->caps_backend : "IMAP4rev1");
+    if (s->state >= S_AUTH)
+        return;
+    size_t o = strlen(out);
+    if (ci->listener->tls == CG_TLS_STARTTLS && !ci->tls) {
+        snprintf(out + o, cap - o, " STARTTLS LOGINDISABLED");
+        return;
+    }
+    if (ci->principal_id)
+        o += (size_t)snprintf(out + o, cap - o, " AUTH=EXTERNAL");
+    if (o < cap)
+        snprintf(out + o, cap - o, " AUTH=PLAIN");
+}
+
+/* Rewrites "[CAPABILITY ...]" inside a response line; false when absent. */
+bool cg_imap_rewrite_cap_code(cg_conn *c, imap_sess *s, const char *line,
+                              size_t len, cg_imap_obuf *o)
+{
+    const char *p = NULL;
+    for (size_t i = 0; i + 12 <= len; i++)
+        if (strncasecmp(line + i, "[CAPABILITY ", 12) == 0) {
+            p = line + i;
+            break;
+        }
+    if (!p)
+        return false;
+    const char *e = memchr(p, ']', len - (size_t)(p - line));
+    if (!e)
+        return false;
+    char filtered[2048], ours[2300];
+    cg_imap_filter_caps(p + 12, (size_t)(e - p - 12), filtered, sizeof filtered,
+                        NULL);
+    snprintf(ours, sizeof ours, "%s", filtered);
+    cg_imap_ob_put(o, line, (size_t)(p - line));
+    cg_imap_ob_str(o, "[CAPABILITY ");
+    cg_imap_ob_str(o, ours);
+    cg_imap_ob_put(o, e, len - (size_t)(e - line));
+    return true;
+}
+
+/* LIST / LSUB / STATUS answer: kept only when the principal has the right
+ * on the name it carries (list for LIST/LSUB, read for STATUS). The
+ * internal LIST "" "" teaches the delimiter. */
+bool cg_imap_keep_mailbox_line(cg_conn *c, imap_sess *s, const uint8_t *d,
+                               size_t n, bool status)
+{
+    cg_imapp_reset(s->rparser);
+    cg_imapp_event ev;
+    size_t off = 0;
+    int type = CG_IMAPP_EV_NONE;
+    while (off < n) {
+        off += cg_imapp_feed(s->rparser, d + off, n - off, &ev);
+        type = ev.type;
+        if (type == CG_IMAPP_EV_COMMAND || type == CG_IMAPP_EV_ERROR)
+            break;
+    }
+    if (type != CG_IMAPP_EV_COMMAND)
+        return false; /* unparseable: fail closed */
+    size_t nt = cg_imapp_ntok(s->rparser), ni = 2;
+    if (!status) {
+        /* "(" flags ")" delimiter name */
+        const cg_imapp_tok *t = cg_imapp_tok_at(s->rparser, 2);
+        if (!t || t->type != CG_IMAPP_LIST_OPEN)
+            return false;
+        size_t i = 3;
+        while (i < nt && cg_imapp_tok_at(s->rparser, i)->type != CG_IMAPP_LIST_CLOSE)
+            i++;
+        const cg_imapp_tok *dt = cg_imapp_tok_at(s->rparser, i + 1);
+        if (!dt)
+            return false;
+        if (s->istage == I_LIST && dt->type == CG_IMAPP_QUOTED && dt->len == 1)
+            s->delim = cg_imapp_data(s->rparser, dt)[0];
+        ni = i + 2;
+    }
+    const cg_imapp_tok *nt_ = cg_imapp_tok_at(s->rparser, ni);
+    if (!nt_ || !cg_imapp_is_string(nt_))
+        return false;
+    if (s->istage == I_LIST)
+        return false; /* the internal LIST is not shown */
+    char name[NAME_MAX_], wire[NAME_MAX_];
+    if (!cg_imap_mailbox_decode(s, cg_imapp_data(s->rparser, nt_), nt_->len, name,
+                                sizeof name, wire, sizeof wire))
+        return false;
+    cg_snapshot *snap = cg_snapshot_acquire();
+    const cg_principal *p = snap ? cg_snapshot_principal_by_id(snap, s->principal_id) : NULL;
+    bool ok = false;
+    if (p && p->enabled) {
+        imap_judge j = { snap, p };
+        ok = cg_imap_decide(&j, s, status ? CG_RIGHT_READ : CG_RIGHT_LIST, name).allow;
+    }
+    if (snap)
+        cg_snapshot_release(snap);
+    if (!ok)
+        cg_debug("conn=%llu imap: %s answer for \"%s\" removed",
+                 (unsigned long long)cg_conn_info_of(c)->id,
+                 status ? "STATUS" : "LIST", name);
+    return ok;
+}

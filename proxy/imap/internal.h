@@ -1,0 +1,212 @@
+/* proxy/imap/internal.h — internal to the IMAP gateway (the .c files of proxy/imap/):
+ * the session every file works on, and the functions the files call in
+ * one another. Not for other modules: the gateway's one public name is
+ * cg_imap_proto (proxy/core/conn.h). */
+#ifndef CG_IMAP_INTERNAL_H
+#define CG_IMAP_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "policy/acl.h"
+#include "policy/snapshot.h"
+#include "proxy/core/conn.h"
+#include "proxy/imap/parser.h"
+#include "proxy/imap/scan.h"
+#include "store/audit.h"
+
+#define IN_MAX (256 * 1024)     /* pipelined client bytes held at most */
+#define HOLD_MAX (64 * 1024)    /* a held (filtered) response */
+#define HOLD_KEEP 4096          /* hold buffer kept between responses */
+#define IN_KEEP 2048            /* client input buffer kept while idle */
+#define NAME_MAX_ 1024          /* a decoded mailbox name */
+
+enum state { S_CONNECTING, S_PREAUTH, S_LOGIN, S_AUTH, S_CLOSED };
+/* What the tagged answer of the command in flight means. */
+enum kind { K_PLAIN, K_SELECT, K_DESELECT, K_LOGOUT, K_IDLE };
+/* Internal commands of the login sequence. */
+enum istage { I_NONE, I_ID, I_LOGIN, I_LIST };
+enum auth_wait { AW_NONE, AW_PLAIN, AW_EXTERNAL };
+
+typedef struct imap_sess {
+    cg_imapp *parser;
+    cg_imapp *rparser;          /* server mode: held LIST/STATUS lines */
+    cg_imaps *scan;
+    int state;
+    uint8_t *in;
+    size_t inlen, inoff, incap;
+    uint8_t *hold;
+    size_t holdlen, holdcap;
+    bool holding, hold_overflow;
+    /* the command being handled */
+    cg_audit_resv resv;         /* the place of its audit record (SPEC 5) */
+    bool busy;
+    uint64_t n;                 /* command counter: txid SID.n */
+    char tag[64];
+    char op[32];
+    char resource[NAME_MAX_];
+    char decision[8];
+    int64_t rule_id;
+    int64_t bytes_in, bytes_out;
+    int kind;
+    char pending_select[NAME_MAX_];
+    bool pending_readonly;
+    bool streaming, discarding;
+    bool answered;              /* the backend answered the APPEND being
+                                 * streamed before all of it was sent */
+    size_t fwd_tok;
+    bool idle;
+    /* Two deadlines (cg_mono_ms; 0 = none) share the connection's one
+     * protocol timer, armed for the earlier: each is set and cleared
+     * only by its own owner, so ending a command line never cancels a
+     * pending login-failure answer. */
+    uint64_t cmd_deadline;      /* client_timeout: the command line (or a
+                                 * stalled APPEND literal) must be done */
+    /* login */
+    int istage;
+    int auth_wait;
+    char login_user[CG_NAME_MAX + 1];
+    uint64_t fail_at;           /* a delayed AUTHENTICATIONFAILED is due */
+    char fail_tag[64];
+    /* the session */
+    int64_t principal_id;  /* what each command looks up; 0 before login */
+    char principal[CG_NAME_MAX + 1]; /* for logs and audit */
+    char mailbox_login[CG_NAME_MAX + 1];
+    unsigned method;
+    char selected[NAME_MAX_];
+    bool has_selected;
+    char delim;
+    bool utf8;
+    bool literal_plus;
+    char caps_backend[2048];    /* filtered, without our own */
+    bool logout;
+} imap_sess;
+
+/* ---- proxy/imap/out.c: wire output, the audit record, the one refusal ---- */
+
+typedef struct cg_imap_obuf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+} cg_imap_obuf;
+
+void cg_imap_ob_put(cg_imap_obuf *o, const void *d, size_t n);
+void cg_imap_ob_str(cg_imap_obuf *o, const char *s);
+void cg_imap_ob_fmt(cg_imap_obuf *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* An IMAP string: quoted when it can be, else a non-synchronising literal. */
+void cg_imap_astring(cg_imap_obuf *o, const char *s, size_t n);
+
+/* One line to the client (CRLF added). */
+void cg_imap_send(cg_conn *c, imap_sess *s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Bytes to the client as they are (a backend response). */
+void cg_imap_to_client(cg_conn *c, imap_sess *s, const void *d, size_t n);
+/* The command's transaction id, SESSION.n. */
+void cg_imap_txid(cg_conn *c, const imap_sess *s, char out[40]);
+/* A name made safe for a resp-text. */
+void cg_imap_text_name(const char *in, char *out, size_t cap);
+const char *cg_imap_method_name(unsigned m);
+
+void cg_imap_audit(cg_conn *c, imap_sess *s, const char *operation,
+                   const char *resource, const char *decision, int64_t rule_id,
+                   const char *result, const char *reason);
+/* The one refusal path: the wire answer, the log line, the audit record.
+ * result is NO or BAD; code may be NULL. The command is over. */
+void cg_imap_refuse(cg_conn *c, imap_sess *s, const char *result,
+                    const char *code, const char *resource, int64_t rule_id,
+                    const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+/* The command is over (answered by us or by the backend). */
+void cg_imap_command_done(cg_conn *c, imap_sess *s, const char *result);
+
+/* The mailbox tokens of a command that go out in their normalised wire
+ * form: (token index, wire name) pairs with their own count. A command
+ * names at most two mailboxes (RENAME, COPY's one, APPEND's one), so the
+ * set is small and fixed; it is looked up by token index and never indexed
+ * by one, whatever the number of tokens the client sent. */
+typedef struct imap_repl {
+    struct {
+        size_t tok;
+        const char *wire;
+    } at[2];
+    size_t n;
+} imap_repl;
+
+void cg_imap_repl_set(imap_repl *r, size_t tok, const char *wire);
+/* Re-serialises tokens [from, to) of the current command (repl may be NULL). */
+void cg_imap_serialise(const imap_sess *s, size_t from, size_t to,
+                       const imap_repl *repl, cg_imap_obuf *o);
+/* The current command from token fwd_tok on, to the backend; its tagged
+ * answer means kind. */
+void cg_imap_forward(cg_conn *c, imap_sess *s, const imap_repl *repl, int kind);
+/* o plus CRLF to the backend; frees o. */
+void cg_imap_send_upstream(cg_conn *c, cg_imap_obuf *o);
+
+/* ---- proxy/imap/judge.c: mailbox names and the ACL ---------------------- */
+
+typedef struct imap_judge {
+    cg_snapshot *snap;
+    const cg_principal *p;
+} imap_judge;
+
+bool cg_imap_mailbox_decode(const imap_sess *s, const char *raw, size_t len,
+                            char *name, size_t namecap, char *wire,
+                            size_t wirecap);
+cg_decision cg_imap_decide(const imap_judge *j, const imap_sess *s, unsigned right,
+                           const char *name);
+/* Judges one right on one name; refuses on the wire when denied. */
+bool cg_imap_need(cg_conn *c, imap_sess *s, const imap_judge *j, unsigned right,
+                  const char *name, bool subtree);
+/* The mailbox argument i, decoded; refuses when absent or invalid. */
+bool cg_imap_arg_mailbox(cg_conn *c, imap_sess *s, size_t i, char *name,
+                         char *wire);
+/* rights on the selected mailbox, if there is one; refuses when denied. */
+bool cg_imap_need_selected(cg_conn *c, imap_sess *s, const imap_judge *j,
+                           unsigned rights);
+/* The principal in the current snapshot; closes the session (BYE) when
+ * it is gone or disabled. */
+bool cg_imap_judge_acquire(cg_conn *c, imap_sess *s, imap_judge *j);
+
+/* ---- proxy/imap/commands.c: the commands -------------------------------- */
+
+const char *cg_imap_tok_str(const imap_sess *s, size_t i, size_t *len);
+/* Starts the command: its number, tag and name (with a UID prefix). */
+void cg_imap_begin_command(imap_sess *s);
+/* May this command be given before login? Refuses it when not. */
+bool cg_imap_preauth_allowed(cg_conn *c, imap_sess *s);
+void cg_imap_run_command(cg_conn *c, imap_sess *s);
+/* An APPEND message literal starts. */
+void cg_imap_stream_start(cg_conn *c, imap_sess *s, const cg_imapp_event *ev);
+
+/* ---- proxy/imap/login.c: login and failed-login limiting ---------------- */
+
+void cg_imap_login_fail(cg_conn *c, imap_sess *s, const char *why, bool delay);
+void cg_imap_login(cg_conn *c, imap_sess *s, const char *authz,
+                   const char *user, const char *pass, size_t passlen,
+                   bool external);
+void cg_imap_sasl_response(cg_conn *c, imap_sess *s, bool external,
+                           const char *b64, size_t len);
+/* A backend answer during the internal login sequence. */
+void cg_imap_login_response(cg_conn *c, imap_sess *s, const uint8_t *d,
+                            size_t n);
+
+/* ---- proxy/imap/filter.c: capabilities and mailbox lines ---------------- */
+
+void cg_imap_filter_caps(const char *in, size_t len, char *out, size_t cap,
+                         bool *literal_plus);
+void cg_imap_our_caps(cg_conn *c, imap_sess *s, char *out, size_t cap);
+bool cg_imap_rewrite_cap_code(cg_conn *c, imap_sess *s, const char *line,
+                              size_t len, cg_imap_obuf *o);
+bool cg_imap_keep_mailbox_line(cg_conn *c, imap_sess *s, const uint8_t *d,
+                               size_t n, bool status);
+
+/* ---- proxy/imap/response.c: what the backend says ----------------------- */
+
+void cg_imap_upstream_data(cg_conn *c, const uint8_t *buf, size_t len);
+
+/* ---- proxy/imap/session.c: the session's life --------------------------- */
+
+void cg_imap_arm_timer(cg_conn *c, const imap_sess *s);
+void cg_imap_process_input(cg_conn *c, imap_sess *s);
+
+#endif
