@@ -13,9 +13,16 @@
 
 /* ---- capabilities (SPEC section 4 allowlist) ------------------------------ */
 
-/* Everything not in cap_allow is removed: the gateway cannot judge what
- * those extensions name. Some of Dovecot's imaptest scripted tests need
- * such a capability; through the gateway imaptest skips them, and
+/* The capability allow-list: a capability of the backend is offered only
+ * when it is a row here and every command it brings or extends is a row
+ * of the command table (proxy/imap/commands.c); the rest is removed: the
+ * gateway cannot judge what those extensions name (COMPRESS, NOTIFY,
+ * URLAUTH, METADATA, ACL, QUOTA, CATENATE, ...). A row with no commands
+ * is syntax the parser reads (LITERAL+). A name ending in '=' is a family
+ * (THREAD=REFERENCES, THREAD=ORDEREDSUBJECT, ...).
+ *
+ * Some of Dovecot's imaptest scripted tests need a removed capability;
+ * through the gateway imaptest skips them, and
  * tests/integration/test_imaptest.py reads this list (one per line):
  *   imaptest catenate needs CATENATE: an APPEND part by IMAP URL reads a mailbox no command names
  *   imaptest catenate-multiappend needs CATENATE: as catenate
@@ -24,27 +31,64 @@
  *   imaptest urlauth2 needs URLAUTH: as urlauth
  *   imaptest urlauth-binary needs URLAUTH: as urlauth
  */
+#define CMDS(...) (const char *const[]){ __VA_ARGS__, NULL }
+#define NO_CMDS (const char *const[]){ NULL }
 
-static const char *const cap_allow[] = {
-    "IMAP4rev1", "LITERAL+", "LITERAL-", "SASL-IR", "ID", "ENABLE", "IDLE",
-    "NAMESPACE", "UNSELECT", "UIDPLUS", "CHILDREN", "LIST-EXTENDED",
-    "LIST-STATUS", "SPECIAL-USE", "MOVE", "MULTIAPPEND", "CONDSTORE",
-    "QRESYNC", "ESEARCH", "SEARCHRES", "SORT", "SORT=DISPLAY", "ESORT",
-    "CONTEXT=SEARCH", "CONTEXT=SORT", "WITHIN", "BINARY", "I18NLEVEL=1",
+const cg_imap_cap cg_imap_caps[] = {
+    { "IMAP4rev1", CMDS("CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "AUTHENTICATE",
+                        "LOGIN", "SELECT", "EXAMINE", "CREATE", "DELETE", "RENAME",
+                        "SUBSCRIBE", "UNSUBSCRIBE", "LIST", "LSUB", "STATUS", "APPEND",
+                        "CHECK", "CLOSE", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY",
+                        "UID FETCH", "UID SEARCH", "UID STORE", "UID COPY") },
+    { "LITERAL+", NO_CMDS },
+    { "LITERAL-", NO_CMDS },
+    { "SASL-IR", CMDS("AUTHENTICATE") },
+    { "ID", CMDS("ID") },
+    { "ENABLE", CMDS("ENABLE") },
+    { "IDLE", CMDS("IDLE") },
+    { "NAMESPACE", CMDS("NAMESPACE") },
+    { "UNSELECT", CMDS("UNSELECT") },
+    { "UIDPLUS", CMDS("UID EXPUNGE", "APPEND", "COPY") },
+    { "CHILDREN", CMDS("LIST") },
+    { "LIST-EXTENDED", CMDS("LIST") },
+    { "LIST-STATUS", CMDS("LIST", "STATUS") },
+    { "SPECIAL-USE", CMDS("LIST", "CREATE") },
+    { "MOVE", CMDS("MOVE", "UID MOVE") },
+    { "MULTIAPPEND", CMDS("APPEND") },
+    { "CONDSTORE", CMDS("ENABLE", "SELECT", "EXAMINE", "FETCH", "STORE", "SEARCH") },
+    { "QRESYNC", CMDS("ENABLE", "SELECT", "EXAMINE", "UID FETCH") },
+    { "ESEARCH", CMDS("SEARCH", "UID SEARCH") },
+    { "SEARCHRES", CMDS("SEARCH") },
+    { "SORT", CMDS("SORT", "UID SORT") },
+    { "SORT=DISPLAY", CMDS("SORT") },
+    { "ESORT", CMDS("SORT") },
+    { "CONTEXT=SEARCH", CMDS("SEARCH", "CANCELUPDATE") },
+    { "CONTEXT=SORT", CMDS("SORT", "CANCELUPDATE") },
+    { "WITHIN", CMDS("SEARCH") },
+    { "BINARY", CMDS("FETCH", "APPEND") },
+    { "I18NLEVEL=1", CMDS("SEARCH", "SORT") },
+    { "THREAD=", CMDS("THREAD", "UID THREAD") },
 };
+const size_t cg_imap_ncaps = CG_ARRAY_LEN(cg_imap_caps);
 
-static bool cap_allowed(const char *w, size_t n)
+bool cg_imap_cap_offered(const char *w, size_t n)
 {
-    if (n > 7 && strncasecmp(w, "THREAD=", 7) == 0)
+    for (size_t i = 0; i < CG_ARRAY_LEN(cg_imap_caps); i++) {
+        const cg_imap_cap *cap = &cg_imap_caps[i];
+        size_t cl = strlen(cap->name);
+        bool family = cl && cap->name[cl - 1] == '=';
+        if (family ? n <= cl || strncasecmp(w, cap->name, cl) != 0
+                   : n != cl || strncasecmp(w, cap->name, n) != 0)
+            continue;
+        for (const char *const *cmd = cap->commands; *cmd; cmd++)
+            if (!cg_imap_cmd_find(*cmd))
+                return false;
         return true;
-    for (size_t i = 0; i < CG_ARRAY_LEN(cap_allow); i++)
-        if (strlen(cap_allow[i]) == n && strncasecmp(w, cap_allow[i], n) == 0)
-            return true;
+    }
     return false;
 }
 
-/* Filters a space-separated capability list (without IMAP4rev1 handling:
- * it is in the allowlist). */
+/* Filters a space-separated capability list by the allow-list. */
 void cg_imap_filter_caps(const char *in, size_t len, char *out, size_t cap,
                          bool *literal_plus)
 {
@@ -57,7 +101,7 @@ void cg_imap_filter_caps(const char *in, size_t len, char *out, size_t cap,
         while (i < len && in[i] != ' ')
             i++;
         size_t n = i - st;
-        if (n == 0 || !cap_allowed(in + st, n))
+        if (n == 0 || !cg_imap_cap_offered(in + st, n))
             continue;
         if (literal_plus && n == 8 && strncasecmp(in + st, "LITERAL+", 8) == 0)
             *literal_plus = true;
@@ -172,4 +216,24 @@ bool cg_imap_keep_mailbox_line(cg_conn *c, imap_sess *s, const uint8_t *d,
                  (unsigned long long)cg_conn_info_of(c)->id,
                  status ? "STATUS" : "LIST", name);
     return ok;
+}
+
+/* An untagged answer the command table filters (cmd->answer). */
+void cg_imap_filter_answer(cg_conn *c, imap_sess *s, int answer, const uint8_t *d,
+                           size_t n)
+{
+    if (answer == ANS_LIST || answer == ANS_STATUS) {
+        if (cg_imap_keep_mailbox_line(c, s, d, n, answer == ANS_STATUS))
+            cg_imap_to_client(c, s, d, n);
+        return;
+    }
+    /* ANS_CAPS */
+    char caps[2048];
+    size_t skip = 13; /* "* CAPABILITY " */
+    size_t e = n;
+    while (e > 0 && (d[e - 1] == '\r' || d[e - 1] == '\n'))
+        e--;
+    cg_imap_filter_caps((const char *)d + (skip < e ? skip : e),
+                        skip < e ? e - skip : 0, caps, sizeof caps, NULL);
+    cg_imap_send(c, s, "* CAPABILITY %s", caps);
 }

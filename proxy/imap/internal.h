@@ -167,13 +167,52 @@ bool cg_imap_need_selected(cg_conn *c, imap_sess *s, const imap_judge *j,
  * it is gone or disabled. */
 bool cg_imap_judge_acquire(cg_conn *c, imap_sess *s, imap_judge *j);
 
-/* ---- proxy/imap/commands.c: the commands -------------------------------- */
+/* ---- proxy/imap/commands.c: the command table ---------------------------- */
+
+/* The states a command is valid in (RFC 3501 section 3). */
+enum { CG_IMAP_NOTAUTH = 1 << 0, CG_IMAP_AUTH = 1 << 1 };
+/* Row flags. */
+enum {
+    CG_IMAP_BEFORE_TLS = 1 << 0, /* also before STARTTLS (RFC 3501 6.2.1) */
+    CG_IMAP_UID = 1 << 1,        /* also as "UID name" (RFC 3501 6.4.8) */
+};
+/* How the untagged answer a command brings is filtered (filter.c). */
+enum { ANS_PASS, ANS_LIST, ANS_STATUS, ANS_CAPS };
+
+typedef struct cg_imap_cmd cg_imap_cmd;
+/* A command's own handling: before login (j is NULL) or after. */
+typedef void cg_imap_cmd_fn(cg_conn *c, imap_sess *s, const imap_judge *j,
+                            const cg_imap_cmd *cmd);
+
+struct cg_imap_cmd {
+    const char *name;        /* upper case, as cg_imap_begin_command folds it */
+    uint8_t states;          /* CG_IMAP_NOTAUTH | CG_IMAP_AUTH */
+    uint8_t flags;           /* CG_IMAP_BEFORE_TLS | CG_IMAP_UID */
+    unsigned selected;       /* CG_RIGHT_* judged on the selected mailbox */
+    struct {
+        uint8_t arg;         /* 0: the first argument after the name */
+        unsigned right;      /* one CG_RIGHT_*; 0 ends the list */
+        bool subtree;        /* judged on everything below it too */
+    } mbox[2];               /* mailbox arguments, judged in this order */
+    uint8_t patterns;        /* bit i: argument i is a mailbox pattern */
+    uint8_t kind;            /* what its tagged answer means (K_*) */
+    uint8_t answer;          /* how its untagged answer is filtered (ANS_*) */
+    cg_imap_cmd_fn *pre;     /* before login: the gateway answers */
+    cg_imap_cmd_fn *run;     /* after login: instead of judge-and-forward */
+};
+
+extern const cg_imap_cmd cg_imap_commands[];
+extern const size_t cg_imap_ncommands;
+/* The row of a command name as in s->op ("FETCH", "UID FETCH"); NULL when
+ * the gateway does not accept it. */
+const cg_imap_cmd *cg_imap_cmd_find(const char *op);
+
 
 const char *cg_imap_tok_str(const imap_sess *s, size_t i, size_t *len);
 /* Starts the command: its number, tag and name (with a UID prefix). */
 void cg_imap_begin_command(imap_sess *s);
 /* May this command be given before login? Refuses it when not. */
-bool cg_imap_preauth_allowed(cg_conn *c, imap_sess *s);
+bool cg_imap_preauth_allowed(cg_conn *c, imap_sess *s) __attribute__((warn_unused_result));
 void cg_imap_run_command(cg_conn *c, imap_sess *s);
 /* An APPEND message literal starts. */
 void cg_imap_stream_start(cg_conn *c, imap_sess *s, const cg_imapp_event *ev);
@@ -186,11 +225,27 @@ void cg_imap_login(cg_conn *c, imap_sess *s, const char *authz,
                    bool external);
 void cg_imap_sasl_response(cg_conn *c, imap_sess *s, bool external,
                            const char *b64, size_t len);
+/* The table's handlers of STARTTLS, LOGIN and AUTHENTICATE. */
+cg_imap_cmd_fn cg_imap_cmd_starttls, cg_imap_cmd_login, cg_imap_cmd_authenticate;
 /* A backend answer during the internal login sequence. */
 void cg_imap_login_response(cg_conn *c, imap_sess *s, const uint8_t *d,
                             size_t n);
 
 /* ---- proxy/imap/filter.c: capabilities and mailbox lines ---------------- */
+
+/* A capability of the allow-list and the commands it brings or extends
+ * (NULL-terminated, names as cg_imap_cmd_find takes them). */
+typedef struct cg_imap_cap {
+    const char *name;
+    const char *const *commands;
+} cg_imap_cap;
+
+extern const cg_imap_cap cg_imap_caps[];
+extern const size_t cg_imap_ncaps;
+/* Is the capability w (n bytes) offered to the client? */
+bool cg_imap_cap_offered(const char *w, size_t n);
+void cg_imap_filter_answer(cg_conn *c, imap_sess *s, int answer, const uint8_t *d,
+                           size_t n);
 
 void cg_imap_filter_caps(const char *in, size_t len, char *out, size_t cap,
                          bool *literal_plus);

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/cg_addrtab.h"
 #include "common/cg_base64.h"
@@ -296,4 +297,72 @@ void cg_imap_login_response(cg_conn *c, imap_sess *s, const uint8_t *d,
         cg_imap_command_done(c, s, "OK");
         cg_imap_process_input(c, s);
     }
+}
+
+/* ---- the login commands (table rows in proxy/imap/commands.c) ------------ */
+
+void cg_imap_cmd_starttls(cg_conn *c, imap_sess *s, const imap_judge *j,
+                          const cg_imap_cmd *cmd)
+{
+    const cg_conn_info *ci = cg_conn_info_of(c);
+    if (ci->listener->tls != CG_TLS_STARTTLS || ci->tls) {
+        cg_imap_refuse(c, s, "BAD", NULL, NULL, 0, "STARTTLS not available");
+        return;
+    }
+    cg_imap_send(c, s, "%s OK Begin TLS negotiation now", s->tag);
+    cg_imap_command_done(c, s, "OK");
+    /* CVE-2011-0411: plaintext pipelined after STARTTLS is dropped,
+     * never executed after the handshake */
+    s->inlen = s->inoff = 0;
+    cg_imapp_reset(s->parser);
+    s->busy = true; /* until on_tls_ready */
+    if (cg_conn_start_tls(c) < 0)
+        cg_conn_close(c, "starttls failed");
+}
+
+void cg_imap_cmd_login(cg_conn *c, imap_sess *s, const imap_judge *j,
+                       const cg_imap_cmd *cmd)
+{
+    size_t ul = 0, pl = 0;
+    const char *u = cg_imap_tok_str(s, 2, &ul), *pw = cg_imap_tok_str(s, 3, &pl);
+    if (!u || !pw || cg_imapp_ntok(s->parser) != 4) {
+        cg_imap_refuse(c, s, "BAD", NULL, NULL, 0, "LOGIN needs a user and a password");
+        return;
+    }
+    if (strlen(u) != ul) {
+        cg_imap_refuse(c, s, "BAD", NULL, NULL, 0, "invalid user name");
+        return;
+    }
+    cg_imap_login(c, s, NULL, u, pw, pl, false);
+}
+
+void cg_imap_cmd_authenticate(cg_conn *c, imap_sess *s, const imap_judge *j,
+                              const cg_imap_cmd *cmd)
+{
+    size_t ml;
+    const char *mech = cg_imap_tok_str(s, 2, &ml);
+    size_t nt = cg_imapp_ntok(s->parser);
+    bool ext = mech && strcasecmp(mech, "EXTERNAL") == 0;
+    bool plain = mech && strcasecmp(mech, "PLAIN") == 0;
+    if (!ext && !plain) {
+        cg_imap_refuse(c, s, "NO", NULL, NULL, 0, "Unsupported authentication mechanism");
+        return;
+    }
+    if (nt > 4) {
+        cg_imap_refuse(c, s, "BAD", NULL, NULL, 0, "too many arguments");
+        return;
+    }
+    if (nt == 4) { /* SASL-IR (RFC 4959) */
+        size_t il;
+        const char *ir = cg_imap_tok_str(s, 3, &il);
+        if (!ir) {
+            cg_imap_refuse(c, s, "BAD", NULL, NULL, 0, "invalid initial response");
+            return;
+        }
+        cg_imap_sasl_response(c, s, ext, ir, il);
+        return;
+    }
+    s->auth_wait = ext ? AW_EXTERNAL : AW_PLAIN;
+    s->busy = true;
+    cg_imap_send(c, s, "+ ");
 }

@@ -103,21 +103,11 @@ static void held_response(cg_conn *c, imap_sess *s, const uint8_t *d, size_t n)
         tagged_response(c, s, d, n);
         return;
     }
-    if (!strcmp(h->word, "LIST") || !strcmp(h->word, "LSUB") ||
-        !strcmp(h->word, "STATUS")) {
-        if (cg_imap_keep_mailbox_line(c, s, d, n, !strcmp(h->word, "STATUS")))
-            cg_imap_to_client(c, s, d, n);
-        return;
-    }
-    if (!strcmp(h->word, "CAPABILITY")) {
-        char caps[2048];
-        size_t skip = 13; /* "* CAPABILITY " */
-        size_t e = n;
-        while (e > 0 && (d[e - 1] == '\r' || d[e - 1] == '\n'))
-            e--;
-        cg_imap_filter_caps((const char *)d + (skip < e ? skip : e),
-                            skip < e ? e - skip : 0, caps, sizeof caps, NULL);
-        cg_imap_send(c, s, "* CAPABILITY %s", caps);
+    /* an answer the command table says is filtered (LIST, LSUB, STATUS,
+     * CAPABILITY), whichever command it came with */
+    const cg_imap_cmd *cmd = cg_imap_cmd_find(h->word);
+    if (cmd && cmd->answer != ANS_PASS) {
+        cg_imap_filter_answer(c, s, cmd->answer, d, n);
         return;
     }
     if (!strcmp(h->word, "BYE") && !s->logout) {
@@ -147,9 +137,10 @@ static bool must_hold(const imap_sess *s, const cg_imaps_head *h)
         return true;
     if (h->kind != CG_IMAPS_UNTAGGED || h->has_number)
         return false;
-    static const char *const words[] = { "CAPABILITY", "LIST", "LSUB", "STATUS",
-                                         "ENABLED", "OK", "NO", "BAD", "BYE",
-                                         "PREAUTH" };
+    const cg_imap_cmd *cmd = cg_imap_cmd_find(h->word);
+    if (cmd && cmd->answer != ANS_PASS)
+        return true; /* filtered */
+    static const char *const words[] = { "ENABLED", "OK", "NO", "BAD", "BYE", "PREAUTH" };
     for (size_t i = 0; i < CG_ARRAY_LEN(words); i++)
         if (!strcmp(h->word, words[i]))
             return true;
