@@ -70,9 +70,10 @@ static void run_close(cg_conn *c, imap_sess *s, const imap_judge *j,
         cg_decision d = cg_imap_decide(j, s, cmd->selected, s->selected);
         s->rule_id = d.rule_id;
         if (!d.allow) {
-            cg_imap_obuf o = { 0 };
-            cg_imap_ob_str(&o, s->tag);
-            cg_imap_ob_str(&o, " UNSELECT");
+            cg_buf o;
+            cg_buf_init(&o, OUT_MAX);
+            cg_buf_str(&o, s->tag);
+            cg_buf_str(&o, " UNSELECT");
             cg_imap_send_upstream(c, &o);
             s->kind = K_DESELECT;
             s->busy = true;
@@ -88,22 +89,23 @@ static void run_enable(cg_conn *c, imap_sess *s, const imap_judge *j,
                        const cg_imap_cmd *cmd)
 {
     size_t nt = cg_imapp_ntok(s->parser);
-    cg_imap_obuf o = { 0 };
+    cg_buf o;
+    cg_buf_init(&o, OUT_MAX);
     int kept = 0;
-    cg_imap_ob_str(&o, s->tag);
-    cg_imap_ob_str(&o, " ENABLE");
+    cg_buf_str(&o, s->tag);
+    cg_buf_str(&o, " ENABLE");
     for (size_t i = 2; i < nt; i++) {
         size_t l;
         const char *e = cg_imap_tok_str(s, i, &l);
         if (e && (!strcasecmp(e, "CONDSTORE") || !strcasecmp(e, "QRESYNC") ||
                   !strcasecmp(e, "UTF8=ACCEPT"))) {
-            cg_imap_ob_put(&o, " ", 1);
-            cg_imap_ob_str(&o, e);
+            cg_buf_add(&o, " ", 1);
+            cg_buf_str(&o, e);
             kept++;
         }
     }
     if (!kept) {
-        free(o.p);
+        cg_buf_free(&o);
         cg_imap_send(c, s, "* ENABLED");
         cg_imap_send(c, s, "%s OK Enabled", s->tag);
         cg_imap_command_done(c, s, "OK");
@@ -384,15 +386,13 @@ void cg_imap_stream_start(cg_conn *c, imap_sess *s, const cg_imapp_event *ev)
         s->streaming = true;
         s->fwd_tok = 0;
     }
-    cg_imap_obuf o = { 0 };
+    cg_buf o;
+    cg_buf_init(&o, OUT_MAX);
     cg_imap_serialise(s, s->fwd_tok, nt - 1, s->fwd_tok == 0 ? &m.repl : NULL, &o);
     const cg_imapp_tok *lt = cg_imapp_tok_at(s->parser, nt - 1);
-    cg_imap_ob_fmt(&o, "%s%s{%llu+}\r\n", lt->sp_before ? " " : "",
+    cg_buf_fmt(&o, "%s%s{%llu+}\r\n", lt->sp_before ? " " : "",
                    ev->lit8 ? "~" : "", (unsigned long long)ev->lit_size);
     s->fwd_tok = nt;
-    if (o.oom || cg_conn_write_upstream(c, o.p, o.len) < 0)
-        cg_conn_close(c, "upstream write failed");
-    free(o.p);
-    if (ev->lit_sync)
+    if (cg_imap_write_backend(c, &o) && ev->lit_sync)
         cg_imap_send(c, s, "+ OK");
 }

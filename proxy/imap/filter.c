@@ -133,30 +133,52 @@ void cg_imap_our_caps(cg_conn *c, imap_sess *s, char *out, size_t cap)
         snprintf(out + o, cap - o, " AUTH=PLAIN");
 }
 
-/* Rewrites "[CAPABILITY ...]" inside a response line; false when absent. */
-bool cg_imap_rewrite_cap_code(cg_conn *c, imap_sess *s, const char *line,
-                              size_t len, cg_imap_obuf *o)
+/* The list of a "[CAPABILITY ...]" code in a response line (its start,
+ * *n its length); NULL when there is none. */
+static const char *cap_code(const char *line, size_t len, size_t *n)
 {
-    const char *p = NULL;
     for (size_t i = 0; i + 12 <= len; i++)
         if (strncasecmp(line + i, "[CAPABILITY ", 12) == 0) {
-            p = line + i;
-            break;
+            const char *e = memchr(line + i, ']', len - i);
+            if (!e)
+                return NULL;
+            *n = (size_t)(e - (line + i + 12));
+            return line + i + 12;
         }
-    if (!p)
-        return false;
-    const char *e = memchr(p, ']', len - (size_t)(p - line));
-    if (!e)
-        return false;
-    char filtered[2048], ours[2300];
-    cg_imap_filter_caps(p + 12, (size_t)(e - p - 12), filtered, sizeof filtered,
-                        NULL);
-    snprintf(ours, sizeof ours, "%s", filtered);
-    cg_imap_ob_put(o, line, (size_t)(p - line));
-    cg_imap_ob_str(o, "[CAPABILITY ");
-    cg_imap_ob_str(o, ours);
-    cg_imap_ob_put(o, e, len - (size_t)(e - line));
-    return true;
+    return NULL;
+}
+
+void cg_imap_learn_caps(imap_sess *s, const uint8_t *d, size_t n)
+{
+    size_t cl;
+    const char *caps = cap_code((const char *)d, n, &cl);
+    if (caps)
+        cg_imap_filter_caps(caps, cl, s->caps_backend, sizeof s->caps_backend,
+                            &s->literal_plus);
+}
+
+void cg_imap_pass_answer(cg_conn *c, imap_sess *s, const uint8_t *d, size_t n)
+{
+    const char *line = (const char *)d;
+    size_t cl;
+    const char *caps = cap_code(line, n, &cl);
+    if (!caps) {
+        cg_imap_to_client(c, s, d, n);
+        return;
+    }
+    char filtered[2048];
+    cg_imap_filter_caps(caps, cl, filtered, sizeof filtered, NULL);
+    cg_buf o;
+    cg_buf_init(&o, OUT_MAX);
+    cg_buf_add(&o, line, (size_t)(caps - 12 - line));
+    cg_buf_str(&o, "[CAPABILITY ");
+    cg_buf_str(&o, filtered);
+    cg_buf_add(&o, caps + cl, n - (size_t)(caps + cl - line));
+    if (o.failed)
+        cg_conn_abort(c, "out of memory");
+    else
+        cg_imap_to_client(c, s, o.p, o.len);
+    cg_buf_free(&o);
 }
 
 /* LIST / LSUB / STATUS answer: kept only when the principal has the right

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/cg_buf.h"
 #include "policy/acl.h"
 #include "policy/snapshot.h"
 #include "proxy/core/conn.h"
@@ -18,6 +19,10 @@
 
 #define IN_MAX (256 * 1024)     /* pipelined client bytes held at most */
 #define HOLD_MAX (64 * 1024)    /* a held (filtered) response */
+/* A command re-serialised toward the backend: at most twice the longest
+ * line (max_line <= 1 MiB, every byte escaped) and a literal head per
+ * token; a line to the client is shorter. */
+#define OUT_MAX (4u << 20)
 #define HOLD_KEEP 4096          /* hold buffer kept between responses */
 #define IN_KEEP 2048            /* client input buffer kept while idle */
 #define NAME_MAX_ 1024          /* a decoded mailbox name */
@@ -36,8 +41,7 @@ typedef struct imap_sess {
     int state;
     uint8_t *in;
     size_t inlen, inoff, incap;
-    uint8_t *hold;
-    size_t holdlen, holdcap;
+    cg_buf hold;                /* a response being held (to HOLD_MAX) */
     bool holding, hold_overflow;
     /* the command being handled */
     cg_audit_resv resv;         /* the place of its audit record (SPEC 5) */
@@ -85,17 +89,8 @@ typedef struct imap_sess {
 
 /* ---- proxy/imap/out.c: wire output, the audit record, the one refusal ---- */
 
-typedef struct cg_imap_obuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} cg_imap_obuf;
-
-void cg_imap_ob_put(cg_imap_obuf *o, const void *d, size_t n);
-void cg_imap_ob_str(cg_imap_obuf *o, const char *s);
-void cg_imap_ob_fmt(cg_imap_obuf *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* An IMAP string: quoted when it can be, else a non-synchronising literal. */
-void cg_imap_astring(cg_imap_obuf *o, const char *s, size_t n);
+void cg_imap_astring(cg_buf *o, const char *s, size_t n);
 
 /* One line to the client (CRLF added). */
 void cg_imap_send(cg_conn *c, imap_sess *s, const char *fmt, ...)
@@ -135,12 +130,15 @@ typedef struct imap_repl {
 void cg_imap_repl_set(imap_repl *r, size_t tok, const char *wire);
 /* Re-serialises tokens [from, to) of the current command (repl may be NULL). */
 void cg_imap_serialise(const imap_sess *s, size_t from, size_t to,
-                       const imap_repl *repl, cg_imap_obuf *o);
+                       const imap_repl *repl, cg_buf *o);
+/* o to the backend, then freed; false (and the session closing) when it
+ * did not fit or could not be written. */
+bool cg_imap_write_backend(cg_conn *c, cg_buf *o) __attribute__((warn_unused_result));
 /* The current command from token fwd_tok on, to the backend; its tagged
  * answer means kind. */
 void cg_imap_forward(cg_conn *c, imap_sess *s, const imap_repl *repl, int kind);
-/* o plus CRLF to the backend; frees o. */
-void cg_imap_send_upstream(cg_conn *c, cg_imap_obuf *o);
+/* o plus CRLF to the backend, which is to answer it; frees o. */
+void cg_imap_send_upstream(cg_conn *c, cg_buf *o);
 
 /* ---- proxy/imap/judge.c: mailbox names and the ACL ---------------------- */
 
@@ -250,8 +248,12 @@ void cg_imap_filter_answer(cg_conn *c, imap_sess *s, int answer, const uint8_t *
 void cg_imap_filter_caps(const char *in, size_t len, char *out, size_t cap,
                          bool *literal_plus);
 void cg_imap_our_caps(cg_conn *c, imap_sess *s, char *out, size_t cap);
-bool cg_imap_rewrite_cap_code(cg_conn *c, imap_sess *s, const char *line,
-                              size_t len, cg_imap_obuf *o);
+/* The backend's capabilities from a [CAPABILITY] code in d (its greeting,
+ * its answer to the gateway's LOGIN), filtered, kept for the client. */
+void cg_imap_learn_caps(imap_sess *s, const uint8_t *d, size_t n);
+/* A response line to the client as it is, but for a [CAPABILITY] code in
+ * it, filtered. */
+void cg_imap_pass_answer(cg_conn *c, imap_sess *s, const uint8_t *d, size_t n);
 bool cg_imap_keep_mailbox_line(cg_conn *c, imap_sess *s, const uint8_t *d,
                                size_t n, bool status);
 

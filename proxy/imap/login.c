@@ -78,21 +78,22 @@ static void backend_login(cg_conn *c, imap_sess *s, const char *user,
 {
     const cg_conn_info *ci = cg_conn_info_of(c);
     const cg_upstream_cfg *u = ci->listener->upstream;
-    cg_imap_obuf o = { 0 };
+    cg_buf o;
+    cg_buf_init(&o, OUT_MAX);
     if (!u->proxy_protocol) {
         char port[8];
         client_port(ci, port);
-        cg_imap_ob_str(&o, "cgi1 ID (\"x-originating-ip\" ");
+        cg_buf_str(&o, "cgi1 ID (\"x-originating-ip\" ");
         cg_imap_astring(&o, ci->client_addr, strlen(ci->client_addr));
-        cg_imap_ob_str(&o, " \"x-originating-port\" ");
+        cg_buf_str(&o, " \"x-originating-port\" ");
         cg_imap_astring(&o, port, strlen(port));
-        cg_imap_ob_str(&o, " \"x-session-id\" ");
+        cg_buf_str(&o, " \"x-session-id\" ");
         cg_imap_astring(&o, ci->session_id, strlen(ci->session_id));
-        cg_imap_ob_str(&o, ")\r\n");
+        cg_buf_str(&o, ")\r\n");
     }
-    cg_imap_ob_str(&o, "cgi2 LOGIN ");
+    cg_buf_str(&o, "cgi2 LOGIN ");
     cg_imap_astring(&o, user, strlen(user));
-    cg_imap_ob_put(&o, " ", 1);
+    cg_buf_add(&o, " ", 1);
     cg_imap_astring(&o, pass, passlen);
     cg_imap_send_upstream(c, &o);
     s->istage = u->proxy_protocol ? I_LOGIN : I_ID;
@@ -270,19 +271,11 @@ void cg_imap_login_response(cg_conn *c, imap_sess *s, const uint8_t *d,
             cg_imap_process_input(c, s);
             return;
         }
-        const char *line = (const char *)d;
-        for (size_t i = 0; i + 12 <= n; i++)
-            if (strncasecmp(line + i, "[CAPABILITY ", 12) == 0) {
-                const char *e = memchr(line + i, ']', n - i);
-                if (e)
-                    cg_imap_filter_caps(line + i + 12, (size_t)(e - line - i - 12),
-                                        s->caps_backend, sizeof s->caps_backend,
-                                        &s->literal_plus);
-                break;
-            }
+        cg_imap_learn_caps(s, d, n);
         s->istage = I_LIST;
-        cg_imap_obuf o = { 0 };
-        cg_imap_ob_str(&o, "cgi3 LIST \"\" \"\"");
+        cg_buf o;
+        cg_buf_init(&o, OUT_MAX);
+        cg_buf_str(&o, "cgi3 LIST \"\" \"\"");
         cg_imap_send_upstream(c, &o);
         return;
     }

@@ -13,43 +13,11 @@
 #include "common/cg_util.h"
 #include "proxy/admin/metrics.h"
 
-/* ---- small output helpers ------------------------------------------------ */
-
-void cg_imap_ob_put(cg_imap_obuf *o, const void *d, size_t n)
-{
-    if (o->oom)
-        return;
-    if (o->len + n + 1 > o->cap) {
-        size_t nc = o->cap ? o->cap * 2 : 256;
-        while (nc < o->len + n + 1)
-            nc *= 2;
-        char *np = realloc(o->p, nc);
-        if (!np) {
-            o->oom = true;
-            return;
-        }
-        o->p = np;
-        o->cap = nc;
-    }
-    memcpy(o->p + o->len, d, n);
-    o->len += n;
-    o->p[o->len] = '\0';
-}
-void cg_imap_ob_str(cg_imap_obuf *o, const char *s) { cg_imap_ob_put(o, s, strlen(s)); }
-void cg_imap_ob_fmt(cg_imap_obuf *o, const char *fmt, ...)
-{
-    char tmp[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        cg_imap_ob_put(o, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
+/* ---- output helpers ------------------------------------------------------ */
 
 /* An IMAP string: quoted when it can be, else a non-synchronising literal
  * (the backend advertises LITERAL+; RFC 7888). */
-void cg_imap_astring(cg_imap_obuf *o, const char *s, size_t n)
+void cg_imap_astring(cg_buf *o, const char *s, size_t n)
 {
     bool quotable = n < 1024;
     for (size_t i = 0; i < n && quotable; i++) {
@@ -58,17 +26,17 @@ void cg_imap_astring(cg_imap_obuf *o, const char *s, size_t n)
             quotable = false;
     }
     if (!quotable) {
-        cg_imap_ob_fmt(o, "{%zu+}\r\n", n);
-        cg_imap_ob_put(o, s, n);
+        cg_buf_fmt(o, "{%zu+}\r\n", n);
+        cg_buf_add(o, s, n);
         return;
     }
-    cg_imap_ob_put(o, "\"", 1);
+    cg_buf_add(o, "\"", 1);
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '"' || s[i] == '\\')
-            cg_imap_ob_put(o, "\\", 1);
-        cg_imap_ob_put(o, s + i, 1);
+            cg_buf_add(o, "\\", 1);
+        cg_buf_add(o, s + i, 1);
     }
-    cg_imap_ob_put(o, "\"", 1);
+    cg_buf_add(o, "\"", 1);
 }
 
 void cg_imap_send(cg_conn *c, imap_sess *s, const char *fmt, ...)
@@ -204,7 +172,7 @@ static const char *repl_for(const imap_repl *r, size_t tok)
 /* Re-serialises tokens [from, to) of the current command, with mailbox
  * tokens replaced by their normalised wire form (repl may be NULL). */
 void cg_imap_serialise(const imap_sess *s, size_t from, size_t to,
-                       const imap_repl *repl, cg_imap_obuf *o)
+                       const imap_repl *repl, cg_buf *o)
 {
     const cg_imapp *p = s->parser;
     for (size_t i = from; i < to; i++) {
@@ -212,14 +180,14 @@ void cg_imap_serialise(const imap_sess *s, size_t from, size_t to,
         const char *d = cg_imapp_data(p, t);
         const char *w = repl_for(repl, i);
         if (i > 0 && t->sp_before)
-            cg_imap_ob_put(o, " ", 1);
+            cg_buf_add(o, " ", 1);
         if (w) {
             cg_imap_astring(o, w, strlen(w));
             continue;
         }
         switch (t->type) {
         case CG_IMAPP_ATOM:
-            cg_imap_ob_put(o, d, t->len);
+            cg_buf_add(o, d, t->len);
             break;
         case CG_IMAPP_QUOTED: /* the same string, quoted or as a literal */
             cg_imap_astring(o, d, t->len);
@@ -227,44 +195,47 @@ void cg_imap_serialise(const imap_sess *s, size_t from, size_t to,
         case CG_IMAPP_LITERAL:
             if (t->streamed)
                 break;
-            cg_imap_ob_fmt(o, "{%u+}\r\n", t->len);
-            cg_imap_ob_put(o, d, t->len);
+            cg_buf_fmt(o, "{%u+}\r\n", t->len);
+            cg_buf_add(o, d, t->len);
             break;
         case CG_IMAPP_LIST_OPEN:
-            cg_imap_ob_put(o, "(", 1);
+            cg_buf_add(o, "(", 1);
             break;
         case CG_IMAPP_LIST_CLOSE:
-            cg_imap_ob_put(o, ")", 1);
+            cg_buf_add(o, ")", 1);
             break;
         }
     }
 }
 
+bool cg_imap_write_backend(cg_conn *c, cg_buf *o)
+{
+    bool ok = !o->failed && cg_conn_write_upstream(c, o->p, o->len) == 0;
+    cg_buf_free(o);
+    if (!ok)
+        cg_conn_close(c, "upstream write failed");
+    return ok;
+}
+
 void cg_imap_forward(cg_conn *c, imap_sess *s, const imap_repl *repl, int kind)
 {
-    cg_imap_obuf o = { 0 };
+    cg_buf o;
+    cg_buf_init(&o, OUT_MAX);
     cg_imap_serialise(s, s->fwd_tok, cg_imapp_ntok(s->parser), repl, &o);
-    cg_imap_ob_put(&o, "\r\n", 2);
-    if (o.oom || cg_conn_write_upstream(c, o.p, o.len) < 0) {
-        free(o.p);
-        cg_conn_close(c, "upstream write failed");
+    cg_buf_add(&o, "\r\n", 2);
+    if (!cg_imap_write_backend(c, &o))
         return;
-    }
-    free(o.p);
     s->kind = kind;
     s->busy = true;
     s->fwd_tok = 0;
     cg_conn_upstream_expect(c, true);
 }
 
-void cg_imap_send_upstream(cg_conn *c, cg_imap_obuf *o)
+void cg_imap_send_upstream(cg_conn *c, cg_buf *o)
 {
-    cg_imap_ob_put(o, "\r\n", 2);
-    if (o->oom || cg_conn_write_upstream(c, o->p, o->len) < 0)
-        cg_conn_close(c, "upstream write failed");
-    free(o->p);
-    o->p = NULL;
-    cg_conn_upstream_expect(c, true);
+    cg_buf_add(o, "\r\n", 2);
+    if (cg_imap_write_backend(c, o))
+        cg_conn_upstream_expect(c, true);
 }
 
 /* The command is over (answered by us or by the backend). */

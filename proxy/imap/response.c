@@ -24,16 +24,7 @@ static void greeting(cg_conn *c, imap_sess *s, const uint8_t *d, size_t n)
         cg_conn_close(c, "backend greeting not OK");
         return;
     }
-    const char *line = (const char *)d;
-    for (size_t i = 0; i + 12 <= n; i++)
-        if (strncasecmp(line + i, "[CAPABILITY ", 12) == 0) {
-            const char *e = memchr(line + i, ']', n - i);
-            if (e)
-                cg_imap_filter_caps(line + i + 12, (size_t)(e - line - i - 12),
-                                    s->caps_backend, sizeof s->caps_backend,
-                                    &s->literal_plus);
-            break;
-        }
+    cg_imap_learn_caps(s, d, n);
     char caps[2300];
     s->state = S_PREAUTH;
     cg_imap_our_caps(c, s, caps, sizeof caps);
@@ -46,13 +37,7 @@ static void tagged_response(cg_conn *c, imap_sess *s, const uint8_t *d,
                             size_t n)
 {
     const cg_imaps_head *h = cg_imaps_head_of(s->scan);
-    cg_imap_obuf o = { 0 };
-    if (cg_imap_rewrite_cap_code(c, s, (const char *)d, n, &o)) {
-        cg_imap_to_client(c, s, o.p, o.len);
-        free(o.p);
-    } else {
-        cg_imap_to_client(c, s, d, n);
-    }
+    cg_imap_pass_answer(c, s, d, n);
     if (s->streaming && strcmp(h->tag, s->tag) == 0) {
         /* An answer to the APPEND still streaming: Dovecot refuses a
          * missing mailbox at once, then skips the literals and the rest
@@ -121,12 +106,7 @@ static void held_response(cg_conn *c, imap_sess *s, const uint8_t *d, size_t n)
             if (strncasecmp((const char *)d + i, "UTF8=ACCEPT", 11) == 0)
                 s->utf8 = true;
     }
-    cg_imap_obuf o = { 0 };
-    if (cg_imap_rewrite_cap_code(c, s, (const char *)d, n, &o))
-        cg_imap_to_client(c, s, o.p, o.len);
-    else
-        cg_imap_to_client(c, s, d, n);
-    free(o.p);
+    cg_imap_pass_answer(c, s, d, n);
 }
 
 static bool must_hold(const imap_sess *s, const cg_imaps_head *h)
@@ -167,20 +147,18 @@ void cg_imap_upstream_data(cg_conn *c, const uint8_t *buf, size_t len)
             return;
         case CG_IMAPS_EV_HEAD:
             s->holding = must_hold(s, cg_imaps_head_of(s->scan));
-            s->holdlen = 0;
+            cg_buf_reset(&s->hold);
             s->hold_overflow = false;
             /* fall through */
         case CG_IMAPS_EV_DATA:
             if (!s->holding) {
                 cg_imap_to_client(c, s, ev.data, ev.len);
-            } else if (s->holdlen + ev.len <= HOLD_MAX) {
-                if (!cg_buf_grow((void **)&s->hold, &s->holdcap, s->holdlen + ev.len, HOLD_KEEP,
-                                 HOLD_MAX)) {
+            } else if (s->hold.len + ev.len <= HOLD_MAX) {
+                cg_buf_add(&s->hold, ev.data, ev.len);
+                if (s->hold.failed) { /* within its bound: out of memory */
                     cg_conn_abort(c, "out of memory");
                     return;
                 }
-                memcpy(s->hold + s->holdlen, ev.data, ev.len);
-                s->holdlen += ev.len;
             } else {
                 s->hold_overflow = true;
             }
@@ -193,12 +171,9 @@ void cg_imap_upstream_data(cg_conn *c, const uint8_t *buf, size_t len)
                             (unsigned long long)cg_conn_info_of(c)->id);
                     break;
                 }
-                held_response(c, s, s->hold, s->holdlen);
-                if (s->holdcap > HOLD_KEEP) {
-                    free(s->hold);
-                    s->hold = NULL;
-                    s->holdcap = 0;
-                }
+                held_response(c, s, (const uint8_t *)s->hold.p, s->hold.len);
+                if (s->hold.cap > HOLD_KEEP)
+                    cg_buf_free(&s->hold); /* a large one is not kept */
             }
             break;
         }

@@ -47,15 +47,16 @@ static void handle_event(cg_conn *c, imap_sess *s, const cg_imapp_event *ev)
         }
         if (s->streaming && s->answered) {
             /* the rest of a command already answered: sent, not awaited */
-            cg_imap_obuf o = { 0 };
+            cg_buf o;
+            cg_buf_init(&o, OUT_MAX);
             cg_imap_serialise(s, s->fwd_tok, cg_imapp_ntok(s->parser), NULL, &o);
-            cg_imap_ob_put(&o, "\r\n", 2);
-            if (o.oom || cg_conn_write_upstream(c, o.p, o.len) < 0)
-                cg_conn_close(c, "upstream write failed");
-            free(o.p);
+            cg_buf_add(&o, "\r\n", 2);
             s->streaming = false;
             s->answered = false;
             s->fwd_tok = 0;
+            if (!cg_imap_write_backend(c, &o))
+                cg_debug("conn=%llu imap: the rest of an answered APPEND not sent",
+                         (unsigned long long)cg_conn_info_of(c)->id);
             return;
         }
         if (s->streaming) {
@@ -163,8 +164,9 @@ void cg_imap_process_input(cg_conn *c, imap_sess *s)
             if (s->idle) {
                 /* RFC 2177: DONE ends IDLE; anything else ends it too */
                 s->idle = false;
-                cg_imap_obuf o = { 0 };
-                cg_imap_ob_str(&o, "DONE");
+                cg_buf o;
+                cg_buf_init(&o, OUT_MAX);
+                cg_buf_str(&o, "DONE");
                 cg_imap_send_upstream(c, &o);
                 continue;
             }
@@ -227,23 +229,16 @@ static void imap_client_data(cg_conn *c, const uint8_t *buf, size_t len)
     imap_sess *s = cg_conn_session(c);
     if (s->state == S_CLOSED)
         return;
-    if (s->inlen + len > s->incap) {
-        size_t nc = s->incap ? s->incap : IN_KEEP;
-        while (nc < s->inlen + len)
-            nc *= 2;
-        if (nc > IN_MAX + 65536 + cg_conn_info_of(c)->listener->max_line) {
-            cg_imap_send(c, s, "* BYE too much pipelined input");
-            s->state = S_CLOSED;
-            cg_conn_close(c, "input buffer full");
-            return;
-        }
-        uint8_t *n = realloc(s->in, nc);
-        if (!n) {
-            cg_conn_abort(c, "out of memory");
-            return;
-        }
-        s->in = n;
-        s->incap = nc;
+    size_t max = IN_MAX + 65536 + cg_conn_info_of(c)->listener->max_line;
+    if (s->inlen + len > max) {
+        cg_imap_send(c, s, "* BYE too much pipelined input");
+        s->state = S_CLOSED;
+        cg_conn_close(c, "input buffer full");
+        return;
+    }
+    if (!cg_buf_grow((void **)&s->in, &s->incap, s->inlen + len, IN_KEEP, max)) {
+        cg_conn_abort(c, "out of memory");
+        return;
     }
     memcpy(s->in + s->inlen, buf, len);
     s->inlen += len;
@@ -258,6 +253,7 @@ static void imap_open(cg_conn *c)
     imap_sess *s = cg_conn_session(c);
     const cg_conn_info *ci = cg_conn_info_of(c);
     const cg_listener_cfg *l = ci->listener;
+    cg_buf_init(&s->hold, HOLD_MAX + 1); /* content up to HOLD_MAX */
     s->delim = '/';
     s->state = S_CONNECTING;
     if (l->tls == CG_TLS_NONE &&
@@ -386,10 +382,10 @@ static void imap_close(cg_conn *c)
     cg_imapp_free(s->rparser);
     cg_imaps_free(s->scan);
     free(s->in);
-    free(s->hold);
+    cg_buf_free(&s->hold);
     s->parser = s->rparser = NULL;
     s->scan = NULL;
-    s->in = s->hold = NULL;
+    s->in = NULL;
 }
 
 const cg_proto_ops cg_imap_proto = {
