@@ -181,11 +181,11 @@ void cg_imap_pass_answer(cg_conn *c, imap_sess *s, const uint8_t *d, size_t n)
     cg_buf_free(&o);
 }
 
-/* LIST / LSUB / STATUS answer: kept only when the principal has the right
- * on the name it carries (list for LIST/LSUB, read for STATUS). The
- * internal LIST "" "" teaches the delimiter. */
-bool cg_imap_keep_mailbox_line(cg_conn *c, imap_sess *s, const uint8_t *d,
-                               size_t n, bool status)
+/* The mailbox of a LIST/LSUB line (status false) or a STATUS line, parsed
+ * with the response parser; a LIST's delimiter, when it is one quoted
+ * character, goes to *delim. NULL when the line does not parse. */
+static const cg_imapp_tok *line_mailbox(imap_sess *s, const uint8_t *d, size_t n,
+                                        bool status, char *delim)
 {
     cg_imapp_reset(s->rparser);
     cg_imapp_event ev;
@@ -198,28 +198,43 @@ bool cg_imap_keep_mailbox_line(cg_conn *c, imap_sess *s, const uint8_t *d,
             break;
     }
     if (type != CG_IMAPP_EV_COMMAND)
-        return false; /* unparseable: fail closed */
+        return NULL;
     size_t nt = cg_imapp_ntok(s->rparser), ni = 2;
     if (!status) {
         /* "(" flags ")" delimiter name */
         const cg_imapp_tok *t = cg_imapp_tok_at(s->rparser, 2);
         if (!t || t->type != CG_IMAPP_LIST_OPEN)
-            return false;
+            return NULL;
         size_t i = 3;
         while (i < nt && cg_imapp_tok_at(s->rparser, i)->type != CG_IMAPP_LIST_CLOSE)
             i++;
         const cg_imapp_tok *dt = cg_imapp_tok_at(s->rparser, i + 1);
         if (!dt)
-            return false;
-        if (s->istage == I_LIST && dt->type == CG_IMAPP_QUOTED && dt->len == 1)
-            s->delim = cg_imapp_data(s->rparser, dt)[0];
+            return NULL;
+        if (dt->type == CG_IMAPP_QUOTED && dt->len == 1)
+            *delim = cg_imapp_data(s->rparser, dt)[0];
         ni = i + 2;
     }
-    const cg_imapp_tok *nt_ = cg_imapp_tok_at(s->rparser, ni);
-    if (!nt_ || !cg_imapp_is_string(nt_))
-        return false;
-    if (s->istage == I_LIST)
-        return false; /* the internal LIST is not shown */
+    const cg_imapp_tok *t = cg_imapp_tok_at(s->rparser, ni);
+    return t && cg_imapp_is_string(t) ? t : NULL;
+}
+
+void cg_imap_learn_delim(imap_sess *s, const uint8_t *d, size_t n)
+{
+    /* the delimiter is all it needs of the line */
+    if (!line_mailbox(s, d, n, false, &s->delim))
+        cg_debug("imap: an internal LIST answer without a mailbox");
+}
+
+/* LIST / LSUB / STATUS answer: kept only when the principal has the right
+ * on the name it carries (list for LIST/LSUB, read for STATUS). */
+bool cg_imap_keep_mailbox_line(cg_conn *c, imap_sess *s, const uint8_t *d,
+                               size_t n, bool status)
+{
+    char delim = s->delim;
+    const cg_imapp_tok *nt_ = line_mailbox(s, d, n, status, &delim);
+    if (!nt_)
+        return false; /* unparseable: fail closed */
     char name[NAME_MAX_], wire[NAME_MAX_];
     if (!cg_imap_mailbox_decode(s, cg_imapp_data(s->rparser, nt_), nt_->len, name,
                                 sizeof name, wire, sizeof wire))

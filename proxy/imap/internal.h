@@ -149,21 +149,21 @@ typedef struct imap_judge {
 
 bool cg_imap_mailbox_decode(const imap_sess *s, const char *raw, size_t len,
                             char *name, size_t namecap, char *wire,
-                            size_t wirecap);
+                            size_t wirecap) __attribute__((warn_unused_result));
 cg_decision cg_imap_decide(const imap_judge *j, const imap_sess *s, unsigned right,
                            const char *name);
 /* Judges one right on one name; refuses on the wire when denied. */
 bool cg_imap_need(cg_conn *c, imap_sess *s, const imap_judge *j, unsigned right,
-                  const char *name, bool subtree);
+                  const char *name, bool subtree) __attribute__((warn_unused_result));
 /* The mailbox argument i, decoded; refuses when absent or invalid. */
 bool cg_imap_arg_mailbox(cg_conn *c, imap_sess *s, size_t i, char *name,
-                         char *wire);
+                         char *wire) __attribute__((warn_unused_result));
 /* rights on the selected mailbox, if there is one; refuses when denied. */
 bool cg_imap_need_selected(cg_conn *c, imap_sess *s, const imap_judge *j,
-                           unsigned rights);
+                           unsigned rights) __attribute__((warn_unused_result));
 /* The principal in the current snapshot; closes the session (BYE) when
  * it is gone or disabled. */
-bool cg_imap_judge_acquire(cg_conn *c, imap_sess *s, imap_judge *j);
+bool cg_imap_judge_acquire(cg_conn *c, imap_sess *s, imap_judge *j) __attribute__((warn_unused_result));
 
 /* ---- proxy/imap/commands.c: the command table ---------------------------- */
 
@@ -251,11 +251,13 @@ void cg_imap_our_caps(cg_conn *c, imap_sess *s, char *out, size_t cap);
 /* The backend's capabilities from a [CAPABILITY] code in d (its greeting,
  * its answer to the gateway's LOGIN), filtered, kept for the client. */
 void cg_imap_learn_caps(imap_sess *s, const uint8_t *d, size_t n);
+/* The delimiter from the answer to the gateway's own LIST "" "". */
+void cg_imap_learn_delim(imap_sess *s, const uint8_t *d, size_t n);
 /* A response line to the client as it is, but for a [CAPABILITY] code in
  * it, filtered. */
 void cg_imap_pass_answer(cg_conn *c, imap_sess *s, const uint8_t *d, size_t n);
 bool cg_imap_keep_mailbox_line(cg_conn *c, imap_sess *s, const uint8_t *d,
-                               size_t n, bool status);
+                               size_t n, bool status) __attribute__((warn_unused_result));
 
 /* ---- proxy/imap/response.c: what the backend says ----------------------- */
 

@@ -11,6 +11,7 @@
 
 #include "common/cg_addrtab.h"
 #include "common/cg_base64.h"
+#include "common/cg_error.h"
 #include "common/cg_log.h"
 #include "common/cg_util.h"
 
@@ -32,17 +33,32 @@ static void fails_init(void)
     g_fails = cg_addrtab_new(FAIL_KEYS_MAX);
 }
 
-static bool fail_limited(const cg_conn_info *ci, unsigned limit, bool add)
+/* The failed logins of the client's address in this minute, after adding
+ * add. 0, or CG_E_NOMEM / CG_E_INVAL / CG_E_LIMIT when there is no place to
+ * count them (no table, no address, a full table). */
+static int fail_count(const cg_conn_info *ci, unsigned add, unsigned *count)
+    __attribute__((warn_unused_result));
+static int fail_count(const cg_conn_info *ci, unsigned add, unsigned *count)
 {
     cg_addrkey k;
-    unsigned count = 0;
     pthread_once(&g_fails_once, fails_init);
-    if (!g_fails || cg_addrkey_of((const struct sockaddr *)&ci->peer, &k) < 0)
+    if (!g_fails)
+        return CG_E_NOMEM;
+    int r = cg_addrkey_of((const struct sockaddr *)&ci->peer, &k);
+    if (r < 0)
+        return r;
+    return cg_addrtab_count(g_fails, &k, cg_mono_ms() / 60000, add, count);
+}
+
+/* Has the client's address reached the listener's limit? */
+static bool fail_limited(const cg_conn_info *ci, unsigned limit)
+{
+    unsigned count = 0;
+    if (fail_count(ci, 0, &count) < 0)
         return true; /* no place to count: refuse, never fail open */
-    if (cg_addrtab_count(g_fails, &k, cg_mono_ms() / 60000, add ? 1 : 0, &count) < 0)
-        return true;
     return limit && count >= limit;
 }
+
 /* ---- login (SPEC sections 2 and 10) -------------------------------------- */
 
 static void client_port(const cg_conn_info *ci, char out[8])
@@ -56,7 +72,10 @@ static void client_port(const cg_conn_info *ci, char out[8])
 void cg_imap_login_fail(cg_conn *c, imap_sess *s, const char *why, bool delay)
 {
     const cg_conn_info *ci = cg_conn_info_of(c);
-    fail_limited(ci, ci->listener->login_failures_per_minute, true);
+    unsigned count;
+    if (fail_count(ci, 1, &count) < 0) /* the next login is refused for it */
+        cg_debug("conn=%llu imap: a failed login not counted",
+                 (unsigned long long)ci->id);
     cg_info("conn=%llu imap login failed for \"%s\": %s",
             (unsigned long long)ci->id, s->login_user, why);
     if (delay) {
@@ -119,8 +138,7 @@ void cg_imap_login(cg_conn *c, imap_sess *s, const char *authz,
         cg_imap_refuse(c, s, "NO", "UNAVAILABLE", NULL, 0, "policy not loaded");
         return;
     }
-    if (fail_limited(ci, ci->listener->login_failures_per_minute,
-                     false)) {
+    if (fail_limited(ci, ci->listener->login_failures_per_minute)) {
         cg_snapshot_release(snap);
         cg_imap_login_fail(c, s, "too many failed logins from this address", true);
         return;
@@ -239,7 +257,7 @@ void cg_imap_login_response(cg_conn *c, imap_sess *s, const uint8_t *d,
     const cg_imaps_head *h = cg_imaps_head_of(s->scan);
     if (h->kind == CG_IMAPS_UNTAGGED) {
         if (!strcmp(h->word, "LIST"))
-            cg_imap_keep_mailbox_line(c, s, d, n, false);
+            cg_imap_learn_delim(s, d, n);
         return;
     }
     if (h->kind != CG_IMAPS_TAGGED)

@@ -51,8 +51,7 @@ void cg_imap_send(cg_conn *c, imap_sess *s, const char *fmt, ...)
     if ((size_t)n > sizeof line - 3)
         n = (int)sizeof line - 3;
     memcpy(line + n, "\r\n", 2);
-    s->bytes_out += n + 2;
-    cg_conn_write_client(c, line, (size_t)n + 2);
+    cg_imap_to_client(c, s, line, (size_t)n + 2);
 }
 
 void cg_imap_txid(cg_conn *c, const imap_sess *s, char out[40])
