@@ -70,11 +70,7 @@ static void run_close(cg_conn *c, imap_sess *s, const imap_judge *j,
         cg_decision d = cg_imap_decide(j, s, cmd->selected, s->selected);
         s->rule_id = d.rule_id;
         if (!d.allow) {
-            cg_buf o;
-            cg_buf_init(&o, OUT_MAX);
-            cg_buf_str(&o, s->tag);
-            cg_buf_str(&o, " UNSELECT");
-            cg_imap_send_upstream(c, &o);
+            cg_imap_send_backend(c, "%s UNSELECT", s->tag);
             s->kind = K_DESELECT;
             s->busy = true;
             return;

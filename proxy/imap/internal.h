@@ -111,6 +111,10 @@ void cg_imap_audit(cg_conn *c, imap_sess *s, const char *operation,
 void cg_imap_refuse(cg_conn *c, imap_sess *s, const char *result,
                     const char *code, const char *resource, int64_t rule_id,
                     const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+/* The session ends: "* BYE text" to the client, then the close (why is
+ * the close's reason in the log). */
+void cg_imap_bye(cg_conn *c, imap_sess *s, const char *why, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /* The command is over (answered by us or by the backend). */
 void cg_imap_command_done(cg_conn *c, imap_sess *s, const char *result);
 
@@ -137,6 +141,9 @@ bool cg_imap_write_backend(cg_conn *c, cg_buf *o) __attribute__((warn_unused_res
 /* The current command from token fwd_tok on, to the backend; its tagged
  * answer means kind. */
 void cg_imap_forward(cg_conn *c, imap_sess *s, const imap_repl *repl, int kind);
+/* A line of the gateway's own (plus CRLF) to the backend, which is to
+ * answer it. */
+void cg_imap_send_backend(cg_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* o plus CRLF to the backend, which is to answer it; frees o. */
 void cg_imap_send_upstream(cg_conn *c, cg_buf *o);
 

@@ -269,9 +269,8 @@ void cg_imap_login_response(cg_conn *c, imap_sess *s, const uint8_t *d,
                     (!strcmp(h->tag, "cgi2") && s->istage == I_LOGIN) ||
                     (!strcmp(h->tag, "cgi3") && s->istage == I_LIST);
     if (!expected) {
-        cg_imap_send(c, s, "* BYE [UNAVAILABLE] backend protocol error");
-        s->state = S_CLOSED;
-        cg_conn_close(c, "backend answered a command not sent");
+        cg_imap_bye(c, s, "backend answered a command not sent",
+                    "[UNAVAILABLE] backend protocol error");
         return;
     }
     if (!strcmp(h->tag, "cgi1")) {
@@ -291,10 +290,7 @@ void cg_imap_login_response(cg_conn *c, imap_sess *s, const uint8_t *d,
         }
         cg_imap_learn_caps(s, d, n);
         s->istage = I_LIST;
-        cg_buf o;
-        cg_buf_init(&o, OUT_MAX);
-        cg_buf_str(&o, "cgi3 LIST \"\" \"\"");
-        cg_imap_send_upstream(c, &o);
+        cg_imap_send_backend(c, "cgi3 LIST \"\" \"\"");
         return;
     }
     if (!strcmp(h->tag, "cgi3")) {

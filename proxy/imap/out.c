@@ -109,6 +109,18 @@ void cg_imap_audit(cg_conn *c, imap_sess *s, const char *operation,
                 (unsigned long long)ci->id, id);
 }
 
+/* No command in flight any more. */
+static void command_over(imap_sess *s)
+{
+    s->busy = false;
+    s->streaming = false;
+    s->op[0] = '\0';
+    s->resource[0] = '\0';
+    s->decision[0] = '\0';
+    s->rule_id = 0;
+    s->kind = K_PLAIN;
+}
+
 /* The one refusal path: the wire answer, the log line, the audit record.
  * result is NO or BAD; code may be NULL. */
 void cg_imap_refuse(cg_conn *c, imap_sess *s, const char *result,
@@ -137,12 +149,19 @@ void cg_imap_refuse(cg_conn *c, imap_sess *s, const char *result,
      * error with its reason */
     cg_imap_audit(c, s, s->op[0] ? s->op : "command", resource,
                   code && strcmp(code, "NOPERM") == 0 ? "deny" : "error", rule_id, result, text);
-    /* the command is over */
-    s->busy = false;
-    s->streaming = false;
-    s->op[0] = '\0';
-    s->resource[0] = '\0';
-    s->kind = 0;
+    command_over(s);
+}
+
+void cg_imap_bye(cg_conn *c, imap_sess *s, const char *why, const char *fmt, ...)
+{
+    char text[1200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    cg_imap_send(c, s, "* BYE %s", text);
+    s->state = S_CLOSED;
+    cg_conn_close(c, why);
 }
 /* ---- forwarding ---------------------------------------------------------- */
 
@@ -230,6 +249,17 @@ void cg_imap_forward(cg_conn *c, imap_sess *s, const imap_repl *repl, int kind)
     cg_conn_upstream_expect(c, true);
 }
 
+void cg_imap_send_backend(cg_conn *c, const char *fmt, ...)
+{
+    cg_buf o;
+    va_list ap;
+    cg_buf_init(&o, OUT_MAX);
+    va_start(ap, fmt);
+    cg_buf_vfmt(&o, fmt, ap);
+    va_end(ap);
+    cg_imap_send_upstream(c, &o);
+}
+
 void cg_imap_send_upstream(cg_conn *c, cg_buf *o)
 {
     cg_buf_add(o, "\r\n", 2);
@@ -243,13 +273,7 @@ void cg_imap_command_done(cg_conn *c, imap_sess *s, const char *result)
     if (s->op[0])
         cg_imap_audit(c, s, s->op, s->resource, s->decision[0] ? s->decision : "allow",
                       s->rule_id, result, NULL);
-    s->busy = false;
-    s->streaming = false;
-    s->op[0] = '\0';
-    s->resource[0] = '\0';
-    s->decision[0] = '\0';
-    s->rule_id = 0;
-    s->kind = K_PLAIN;
+    command_over(s);
 }
 void cg_imap_to_client(cg_conn *c, imap_sess *s, const void *d, size_t n)
 {

@@ -19,9 +19,8 @@ static void greeting(cg_conn *c, imap_sess *s, const uint8_t *d, size_t n)
 {
     const cg_imaps_head *h = cg_imaps_head_of(s->scan);
     if (h->kind != CG_IMAPS_UNTAGGED || strcmp(h->word, "OK") != 0) {
-        cg_imap_send(c, s, "* BYE [UNAVAILABLE] backend refused the connection");
-        s->state = S_CLOSED;
-        cg_conn_close(c, "backend greeting not OK");
+        cg_imap_bye(c, s, "backend greeting not OK",
+                    "[UNAVAILABLE] backend refused the connection");
         return;
     }
     cg_imap_learn_caps(s, d, n);
@@ -141,9 +140,7 @@ void cg_imap_upstream_data(cg_conn *c, const uint8_t *buf, size_t len)
         case CG_IMAPS_EV_NONE:
             return;
         case CG_IMAPS_EV_ERROR:
-            cg_imap_send(c, s, "* BYE [UNAVAILABLE] backend protocol error");
-            s->state = S_CLOSED;
-            cg_conn_close(c, "backend protocol error");
+            cg_imap_bye(c, s, "backend protocol error", "[UNAVAILABLE] backend protocol error");
             return;
         case CG_IMAPS_EV_HEAD:
             s->holding = must_hold(s, cg_imaps_head_of(s->scan));

@@ -106,9 +106,7 @@ static void handle_event(cg_conn *c, imap_sess *s, const cg_imapp_event *ev)
     case CG_IMAPP_EV_ERROR:
         if (s->streaming) {
             /* mid-APPEND: the backend holds half a command; end the session */
-            cg_imap_send(c, s, "* BYE %s", ev->error);
-            cg_conn_close(c, "append aborted");
-            s->state = S_CLOSED;
+            cg_imap_bye(c, s, "append aborted", "%s", ev->error);
             return;
         }
         if (s->discarding) {
@@ -121,9 +119,7 @@ static void handle_event(cg_conn *c, imap_sess *s, const cg_imapp_event *ev)
             s->n--; /* untagged: not a command */
         cg_imap_refuse(c, s, "BAD", NULL, NULL, 0, "%s", ev->error);
         if (ev->fatal) {
-            cg_imap_send(c, s, "* BYE %s", ev->error);
-            s->state = S_CLOSED;
-            cg_conn_close(c, ev->error);
+            cg_imap_bye(c, s, ev->error, "%s", ev->error);
         }
         return;
     default:
@@ -155,19 +151,14 @@ void cg_imap_process_input(cg_conn *c, imap_sess *s)
             size_t len;
             if (!take_line(s, &line, &len)) {
                 if (s->inlen - s->inoff > l->max_line) {
-                    cg_imap_send(c, s, "* BYE line too long");
-                    s->state = S_CLOSED;
-                    cg_conn_close(c, "line too long");
+                    cg_imap_bye(c, s, "line too long", "line too long");
                 }
                 break;
             }
             if (s->idle) {
                 /* RFC 2177: DONE ends IDLE; anything else ends it too */
                 s->idle = false;
-                cg_buf o;
-                cg_buf_init(&o, OUT_MAX);
-                cg_buf_str(&o, "DONE");
-                cg_imap_send_upstream(c, &o);
+                cg_imap_send_backend(c, "DONE");
                 continue;
             }
             bool ext = s->auth_wait == AW_EXTERNAL;
@@ -231,9 +222,7 @@ static void imap_client_data(cg_conn *c, const uint8_t *buf, size_t len)
         return;
     size_t max = IN_MAX + 65536 + cg_conn_info_of(c)->listener->max_line;
     if (s->inlen + len > max) {
-        cg_imap_send(c, s, "* BYE too much pipelined input");
-        s->state = S_CLOSED;
-        cg_conn_close(c, "input buffer full");
+        cg_imap_bye(c, s, "input buffer full", "too much pipelined input");
         return;
     }
     if (!cg_buf_grow((void **)&s->in, &s->incap, s->inlen + len, IN_KEEP, max)) {
@@ -284,9 +273,7 @@ static void imap_open(cg_conn *c)
         return;
     }
     if (cg_conn_upstream_connect(c) < 0) {
-        cg_imap_send(c, s, "* BYE [UNAVAILABLE] backend unavailable");
-        s->state = S_CLOSED;
-        cg_conn_close(c, "no upstream");
+        cg_imap_bye(c, s, "no upstream", "[UNAVAILABLE] backend unavailable");
         return;
     }
     cg_conn_upstream_expect(c, true);
@@ -298,9 +285,7 @@ static void imap_upstream_connected(cg_conn *c, int status)
     if (status < 0 && s->state != S_CLOSED) {
         cg_warn("conn=%llu imap: backend unavailable: %s",
                 (unsigned long long)cg_conn_info_of(c)->id, cg_strerror(status));
-        cg_imap_send(c, s, "* BYE [UNAVAILABLE] backend unavailable");
-        s->state = S_CLOSED;
-        cg_conn_close(c, "backend unavailable");
+        cg_imap_bye(c, s, "backend unavailable", "[UNAVAILABLE] backend unavailable");
     }
 }
 
@@ -352,9 +337,7 @@ static void imap_timer(cg_conn *c)
     }
     if (s->cmd_deadline && now >= s->cmd_deadline) {
         s->cmd_deadline = 0;
-        cg_imap_send(c, s, "* BYE command timed out");
-        s->state = S_CLOSED;
-        cg_conn_close(c, "client timeout");
+        cg_imap_bye(c, s, "client timeout", "command timed out");
         return;
     }
     cg_imap_arm_timer(c, s); /* woken a little early: wait for the rest */
