@@ -127,8 +127,11 @@ static void run_enable(cg_conn *c, imap_sess *s, const imap_judge *j,
 #define ALSO_UID .flags = CG_IMAP_UID
 /* the rights it needs on the selected mailbox */
 #define SELECTED(rights) .selected = (rights)
-/* mailbox arguments: { argument (0 = the first after the name), right, subtree } */
+/* mailbox arguments: argument (0 = the first after the name) and right;
+ * SUBTREE: judged on everything below it too */
 #define MBOX(...) .mbox = { __VA_ARGS__ }
+#define ARG(i, right_) { .arg = (i), .right = (right_) }
+#define SUBTREE(i, right_) { .arg = (i), .right = (right_), .subtree = true }
 /* LIST's reference and pattern: not judged, the answers are */
 #define PATTERNS_0_1 .patterns = 0x3
 #define KIND(k) .kind = (k)
@@ -155,16 +158,16 @@ const cg_imap_cmd cg_imap_commands[] = {
     CMD("CANCELUPDATE", AUTH),
     CMD("ENABLE", AUTH, RUN(run_enable)),
     /* one mailbox argument */
-    CMD("SELECT", AUTH, MBOX({ 0, R_READ }), KIND(K_SELECT)),
-    CMD("EXAMINE", AUTH, MBOX({ 0, R_READ }), KIND(K_SELECT)),
-    CMD("STATUS", AUTH, MBOX({ 0, R_READ }), ANSWER(ANS_STATUS)),
-    CMD("CREATE", AUTH, MBOX({ 0, R_CREATE })),
-    CMD("DELETE", AUTH, MBOX({ 0, R_DELETE, true })),
-    CMD("SUBSCRIBE", AUTH, MBOX({ 0, R_LIST })),
-    CMD("UNSUBSCRIBE", AUTH, MBOX({ 0, R_LIST })),
-    CMD("APPEND", AUTH, MBOX({ 0, R_WRITE })),
+    CMD("SELECT", AUTH, MBOX(ARG(0, R_READ)), KIND(K_SELECT)),
+    CMD("EXAMINE", AUTH, MBOX(ARG(0, R_READ)), KIND(K_SELECT)),
+    CMD("STATUS", AUTH, MBOX(ARG(0, R_READ)), ANSWER(ANS_STATUS)),
+    CMD("CREATE", AUTH, MBOX(ARG(0, R_CREATE))),
+    CMD("DELETE", AUTH, MBOX(SUBTREE(0, R_DELETE))),
+    CMD("SUBSCRIBE", AUTH, MBOX(ARG(0, R_LIST))),
+    CMD("UNSUBSCRIBE", AUTH, MBOX(ARG(0, R_LIST))),
+    CMD("APPEND", AUTH, MBOX(ARG(0, R_WRITE))),
     /* the subtree moves with it (SPEC 4): judged below both names */
-    CMD("RENAME", AUTH, MBOX({ 0, R_DELETE, true }, { 1, R_CREATE, true })),
+    CMD("RENAME", AUTH, MBOX(SUBTREE(0, R_DELETE), SUBTREE(1, R_CREATE))),
     /* the selected mailbox (none selected: the backend answers) */
     CMD("IDLE", AUTH, SELECTED(R_READ), KIND(K_IDLE)),
     CMD("UNSELECT", AUTH, KIND(K_DESELECT)),
@@ -175,8 +178,8 @@ const cg_imap_cmd cg_imap_commands[] = {
     CMD("THREAD", AUTH, ALSO_UID, SELECTED(R_READ)),
     CMD("STORE", AUTH, ALSO_UID, SELECTED(R_WRITE)),
     CMD("EXPUNGE", AUTH, ALSO_UID, SELECTED(R_DELETE)),
-    CMD("COPY", AUTH, ALSO_UID, SELECTED(R_READ), MBOX({ 1, R_WRITE })),
-    CMD("MOVE", AUTH, ALSO_UID, SELECTED(R_READ | R_DELETE), MBOX({ 1, R_WRITE })),
+    CMD("COPY", AUTH, ALSO_UID, SELECTED(R_READ), MBOX(ARG(1, R_WRITE))),
+    CMD("MOVE", AUTH, ALSO_UID, SELECTED(R_READ | R_DELETE), MBOX(ARG(1, R_WRITE))),
 };
 const size_t cg_imap_ncommands = CG_ARRAY_LEN(cg_imap_commands);
 
