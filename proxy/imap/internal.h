@@ -98,7 +98,10 @@ void cg_imap_send(cg_conn *c, imap_sess *s, const char *fmt, ...)
 /* Bytes to the client as they are (a backend response). */
 void cg_imap_to_client(cg_conn *c, imap_sess *s, const void *d, size_t n);
 /* The command's transaction id, SESSION.n. */
-void cg_imap_txid(cg_conn *c, const imap_sess *s, char out[40]);
+typedef struct imap_txid {
+    char s[40];
+} imap_txid;
+void cg_imap_txid(cg_conn *c, const imap_sess *s, imap_txid *id);
 /* A name made safe for a resp-text. */
 void cg_imap_text_name(const char *in, char *out, size_t cap);
 const char *cg_imap_method_name(unsigned m);

@@ -114,9 +114,10 @@ bool cg_imap_judge_acquire(cg_conn *c, imap_sess *s, imap_judge *j)
     j->p = j->snap ? cg_snapshot_principal_by_id(j->snap, s->principal_id) : NULL;
     if (j->p && j->p->enabled)
         return true;
-    char id[40];
-    cg_imap_txid(c, s, id);
-    cg_imap_send(c, s, "* BYE [AUTHORIZATIONFAILED] principal disabled or removed (txid %s)", id);
+    imap_txid id;
+    cg_imap_txid(c, s, &id);
+    cg_imap_send(c, s, "* BYE [AUTHORIZATIONFAILED] principal disabled or removed (txid %s)",
+                 id.s);
     cg_imap_audit(c, s, s->op[0] ? s->op : "command", NULL, "deny", 0, "BYE",
                   "principal disabled or removed");
     if (j->snap)

@@ -61,10 +61,10 @@ static bool fail_limited(const cg_conn_info *ci, unsigned limit)
 
 /* ---- login (SPEC sections 2 and 10) -------------------------------------- */
 
-static void client_port(const cg_conn_info *ci, char out[8])
+static void client_port(const cg_conn_info *ci, char *out, size_t cap)
 {
     const char *colon = strrchr(ci->client, ':');
-    snprintf(out, 8, "%s", colon ? colon + 1 : "0");
+    snprintf(out, cap, "%s", colon ? colon + 1 : "0");
 }
 
 /* A failed login: answered after a fixed delay whatever the reason, so
@@ -101,7 +101,7 @@ static void backend_login(cg_conn *c, imap_sess *s, const char *user,
     cg_buf_init(&o, OUT_MAX);
     if (!u->proxy_protocol) {
         char port[8];
-        client_port(ci, port);
+        client_port(ci, port, sizeof port);
         cg_buf_str(&o, "cgi1 ID (\"x-originating-ip\" ");
         cg_imap_astring(&o, ci->client_addr, strlen(ci->client_addr));
         cg_buf_str(&o, " \"x-originating-port\" ");

@@ -1,7 +1,7 @@
 /* proxy/imap/out.c — wire output: lines to the client, commands to the
  * backend re-serialised from their tokens with mailbox names in their
- * normalised form, the audit record of a command and the one refusal
- * (wire answer, log line, audit record). */
+ * normalised form, the audit record of a command, the one refusal (wire
+ * answer, log line, audit record) and the session's end (* BYE). */
 #include "proxy/imap/internal.h"
 
 #include <stdarg.h>
@@ -54,9 +54,9 @@ void cg_imap_send(cg_conn *c, imap_sess *s, const char *fmt, ...)
     cg_imap_to_client(c, s, line, (size_t)n + 2);
 }
 
-void cg_imap_txid(cg_conn *c, const imap_sess *s, char out[40])
+void cg_imap_txid(cg_conn *c, const imap_sess *s, imap_txid *id)
 {
-    snprintf(out, 40, "%s.%llu", cg_conn_info_of(c)->session_id,
+    snprintf(id->s, sizeof id->s, "%s.%llu", cg_conn_info_of(c)->session_id,
              (unsigned long long)s->n);
 }
 
@@ -86,11 +86,11 @@ void cg_imap_audit(cg_conn *c, imap_sess *s, const char *operation,
                    const char *result, const char *reason)
 {
     const cg_conn_info *ci = cg_conn_info_of(c);
-    char id[40];
-    cg_imap_txid(c, s, id);
+    imap_txid id;
+    cg_imap_txid(c, s, &id);
     cg_audit_rec r;
     cg_conn_info_audit(ci, &r);
-    r.txid = s->n ? id : NULL;
+    r.txid = s->n ? id.s : NULL;
     r.principal = s->principal[0] ? s->principal : NULL;
     r.method = cg_imap_method_name(s->method);
     r.service = "imap";
@@ -106,7 +106,7 @@ void cg_imap_audit(cg_conn *c, imap_sess *s, const char *operation,
         cg_metrics_operation("imap", decision);
     if (cg_audit_commit(&s->resv, &r) < 0)
         cg_warn("conn=%llu imap: audit record for %s not stored",
-                (unsigned long long)ci->id, id);
+                (unsigned long long)ci->id, id.s);
 }
 
 /* No command in flight any more. */
@@ -127,21 +127,22 @@ void cg_imap_refuse(cg_conn *c, imap_sess *s, const char *result,
                     const char *code, const char *resource, int64_t rule_id,
                     const char *fmt, ...)
 {
-    char text[1200], id[40];
+    char text[1200];
+    imap_txid id;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
-    cg_imap_txid(c, s, id);
+    cg_imap_txid(c, s, &id);
     const char *tag = s->tag[0] ? s->tag : "*";
     if (code)
         cg_imap_send(c, s, "%s %s [%s] %s (txid %s)", tag, result, code, text,
-                     s->n ? id : cg_conn_info_of(c)->session_id);
+                     s->n ? id.s : cg_conn_info_of(c)->session_id);
     else
         cg_imap_send(c, s, "%s %s %s (txid %s)", tag, result, text,
-                     s->n ? id : cg_conn_info_of(c)->session_id);
+                     s->n ? id.s : cg_conn_info_of(c)->session_id);
     cg_info("conn=%llu imap txid=%s principal=%s %s %s: %s",
-            (unsigned long long)cg_conn_info_of(c)->id, id,
+            (unsigned long long)cg_conn_info_of(c)->id, id.s,
             s->principal[0] ? s->principal : "-", s->op[0] ? s->op : "-",
             result, text);
     /* NOPERM is the ACL's refusal (RFC 5530), the only one that is a
