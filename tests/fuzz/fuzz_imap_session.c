@@ -1,5 +1,5 @@
 /* fuzz_imap_session — libFuzzer target for whole IMAP sessions: the real
- * gateway (proxy/imap/session.c with its parsers, the ACL on a policy snapshot
+ * gateway (proxy/imap/ with its command table and parsers, the ACL on a policy snapshot
  * built from a policy database, the audit writer) driven through
  * cg_proto_ops by a script of client bytes in any split, backend answers,
  * connect results, deadlines and closes (session_driver.h), on several

@@ -4,7 +4,7 @@ gateway in the same run (its `compliance` script: every scripted test in its
 own imaptest process). Every test that passes directly must pass through the
 gateway, except those that need a capability the gateway removes on purpose
 (SPEC section 4): those are listed beside the capability allow-list in
-proxy/imap/session.c, with the reason, and this module reads that list.
+proxy/imap/filter.c, with the reason, and this module reads that list.
 
 imaptest lives in the project's shared tools (../shared/tools/imaptest
 beside the repository); where that is absent the module is skipped."""
@@ -19,7 +19,7 @@ import pytest
 import cg
 
 IMAPTEST_DIR = cg.REPO.parent / 'shared' / 'tools' / 'imaptest'
-IMAP_C = cg.REPO / 'proxy' / 'imap' / 'session.c'
+IMAP_C = cg.REPO / 'proxy' / 'imap' / 'filter.c'
 PASSWORD = 'itestpw'
 # Two pairs of users on one Dovecot, so that the two runs (in parallel)
 # never share a mailbox: imaptest needs two users per run.
@@ -35,7 +35,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def removed_capability_tests():
-    """{imaptest test: (capability, reason)} from proxy/imap/session.c's list of
+    """{imaptest test: (capability, reason)} from proxy/imap/filter.c's list of
     tests that need a capability the gateway removes."""
     rx = re.compile(r'^\s*\*\s+imaptest (\S+) needs (\S+): (.*)$')
     out = {}

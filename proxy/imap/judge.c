@@ -1,0 +1,129 @@
+/* proxy/imap/judge.c — mailbox names and the ACL: a mailbox argument
+ * decoded to the name the ACL judges and the wire form that is forwarded,
+ * one right judged on a name or on the selected mailbox, the principal
+ * looked up afresh in the current snapshot at every command. */
+#include "proxy/imap/internal.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/cg_util.h"
+#include "proxy/imap/mutf7.h"
+
+/* ---- mailbox names (SPEC section 4) -------------------------------------- */
+
+/* Decodes a mailbox argument to the UTF-8 name the ACL judges (INBOX in
+ * any case, also before the delimiter, is INBOX) and the wire form that
+ * is forwarded (canonical modified UTF-7, or UTF-8 once UTF8=ACCEPT is
+ * enabled). False when the name is not valid. */
+bool cg_imap_mailbox_decode(const imap_sess *s, const char *raw, size_t len,
+                            char *name, size_t namecap, char *wire,
+                            size_t wirecap)
+{
+    if (strlen(raw) != len || len >= namecap)
+        return false;
+    if (s->utf8) {
+        if (!cg_utf8_valid(raw, len))
+            return false;
+        memcpy(name, raw, len + 1);
+    } else if (cg_mutf7_decode(raw, len, name, namecap) < 0) {
+        return false;
+    }
+    for (const char *p = name; *p; p++)
+        if ((unsigned char)*p < 0x20)
+            return false;
+    size_t nl = strlen(name);
+    if (nl >= 5 && strncasecmp(name, "INBOX", 5) == 0 &&
+        (nl == 5 || name[5] == s->delim))
+        memcpy(name, "INBOX", 5);
+    if (s->utf8) {
+        if (nl >= wirecap)
+            return false;
+        memcpy(wire, name, nl + 1);
+        return true;
+    }
+    return cg_mutf7_encode(name, nl, wire, wirecap) >= 0;
+}
+
+/* ---- policy -------------------------------------------------------------- */
+
+cg_decision cg_imap_decide(const imap_judge *j, const imap_sess *s, unsigned right,
+                           const char *name)
+{
+    return cg_acl_decide(cg_snapshot_acl(j->snap), j->p, CG_SVC_IMAP, right,
+                         name, strlen(name), s->delim);
+}
+
+/* Judges one right on one name; refuses on the wire when denied. */
+bool cg_imap_need(cg_conn *c, imap_sess *s, const imap_judge *j, unsigned right,
+                  const char *name, bool subtree)
+{
+    cg_decision d = cg_imap_decide(j, s, right, name);
+    int64_t rule = d.rule_id;
+    bool ok = d.allow;
+    if (ok && subtree)
+        ok = cg_acl_subtree_clear(cg_snapshot_acl(j->snap), j->p, CG_SVC_IMAP,
+                                  right, name, strlen(name), s->delim, &rule);
+    if (!ok) {
+        char shown[NAME_MAX_ + 64];
+        cg_imap_text_name(name, shown, sizeof shown);
+        cg_imap_refuse(c, s, "NO", "NOPERM", name, rule, "%s denied on \"%s\"",
+                       cg_right_name(right), shown);
+        return false;
+    }
+    s->rule_id = rule;
+    return true;
+}
+/* The mailbox argument i, decoded; refuses with BAD when absent/invalid. */
+bool cg_imap_arg_mailbox(cg_conn *c, imap_sess *s, size_t i, char *name,
+                         char *wire)
+{
+    size_t len;
+    const char *raw = cg_imap_tok_str(s, i, &len);
+    if (!raw) {
+        cg_imap_refuse(c, s, "BAD", NULL, NULL, 0, "missing mailbox name");
+        return false;
+    }
+    if (!cg_imap_mailbox_decode(s, raw, len, name, NAME_MAX_, wire, NAME_MAX_)) {
+        /* well-formed syntax naming no possible mailbox (invalid modified
+         * UTF-7, a control character): NO, as Dovecot answers it; BAD
+         * would tell the client its command was malformed */
+        cg_imap_refuse(c, s, "NO", NULL, NULL, 0, "invalid mailbox name");
+        return false;
+    }
+    return true;
+}
+
+bool cg_imap_need_selected(cg_conn *c, imap_sess *s, const imap_judge *j,
+                           unsigned rights)
+{
+    if (!s->has_selected)
+        return true; /* the backend answers "No mailbox selected" */
+    snprintf(s->resource, sizeof s->resource, "%s", s->selected);
+    for (unsigned r = 1; r <= CG_RIGHT_DELETE; r <<= 1)
+        if ((rights & r) && !cg_imap_need(c, s, j, r, s->selected, false))
+            return false;
+    return true;
+}
+/* The principal as the current snapshot sees it, at every command (SPEC
+ * 4: policy changes reach running sessions). */
+bool cg_imap_judge_acquire(cg_conn *c, imap_sess *s, imap_judge *j)
+{
+    j->snap = cg_snapshot_acquire();
+    j->p = j->snap ? cg_snapshot_principal_by_id(j->snap, s->principal_id) : NULL;
+    if (j->p && j->p->enabled)
+        return true;
+    imap_txid id;
+    cg_imap_txid(c, s, &id);
+    cg_imap_send(c, s, "* BYE [AUTHORIZATIONFAILED] principal disabled or removed (txid %s)",
+                 id.s);
+    cg_imap_audit(c, s, s->op[0] ? s->op : "command", NULL, "deny", 0, "BYE",
+                  "principal disabled or removed");
+    if (j->snap)
+        cg_snapshot_release(j->snap);
+    j->snap = NULL;
+    s->state = S_CLOSED;
+    cg_conn_close(c, "principal disabled");
+    return false;
+}
