@@ -194,9 +194,8 @@ static struct timespec deadline_in_ms(long ms)
 
 static void *writer_main(void *arg)
 {
-    slot *tmp = malloc(sizeof *tmp);
     uint64_t last_flush = cg_mono_ms(), stop_since = 0;
-    bool flushed_at_stop = tmp == NULL; /* no scratch slot: nothing to flush */
+    bool flushed_at_stop = false;
     pthread_mutex_lock(&cg_aq.mu);
     for (;;) {
         while (cg_aq.tail == cg_aq.head && !cg_aq.stop && !atomic_load(&cg_aq.rotate) &&
@@ -220,8 +219,8 @@ static void *writer_main(void *arg)
         uint64_t head = cg_aq.head;
         pthread_mutex_unlock(&cg_aq.mu);
 
-        if (tmp && (cg_mono_ms() - last_flush >= 1000 || (stopping && !flushed_at_stop))) {
-            cg_audit__refused_flush(tmp, stopping);
+        if (cg_mono_ms() - last_flush >= 1000 || (stopping && !flushed_at_stop)) {
+            cg_audit__refused_flush(stopping);
             last_flush = cg_mono_ms();
             if (stopping) {
                 flushed_at_stop = true;
@@ -275,7 +274,6 @@ static void *writer_main(void *arg)
     if (cg_aq.file_open)
         cg_afile_close(&cg_aq.file);
     cg_aq.file_open = false;
-    free(tmp);
     return NULL;
 }
 
@@ -343,7 +341,11 @@ int cg_audit_start(const cg_audit_config *cfg, const char **error_r)
     atomic_store(&cg_aq.failing, false);
     atomic_store(&cg_aq.rotate, false);
     atomic_store(&cg_aq.available, true);
-    (void)cg_audit__refused_reset();
+    if (cg_audit__refused_reset() < 0) {
+        *error_r = "out of memory for the refusal limiter";
+        rc = CG_E_NOMEM;
+        goto fail;
+    }
     cg_aq.started = true;
     if (pthread_create(&cg_aq.thread, NULL, writer_main, NULL) != 0) {
         cg_aq.started = false;

@@ -85,11 +85,12 @@ int cg_audit_commit(cg_audit_resv *rv, const cg_audit_rec *r);
 void cg_audit_release(cg_audit_resv *rv);
 
 /* For refused connections and failed handshakes: at most one record per
- * client address (r->client without its port) per second; refusals in
- * between are counted and the next record says so in its reason, e.g.
- * "tls handshake failed (x37)". A fixed table (no growth); beyond 1000
- * distinct addresses a second, one summary record a second. Same return
- * as cg_audit_submit. */
+ * client address (r->client without its port; an IPv6 /64 is one address,
+ * as in every per-address limit, common/cg_addrtab.h) per second;
+ * refusals in between are counted and the next record says so in its
+ * reason, e.g. "tls handshake failed (x37)". A bounded table; beyond 1000
+ * new addresses a second (or a full table), one summary record a second.
+ * Same return as cg_audit_submit. */
 int cg_audit_refused(const cg_audit_rec *r);
 
 struct cg_pstore;

@@ -86,10 +86,9 @@ void cg_audit__warn(const char *what);
 int cg_audit__submit(const cg_audit_rec *r, int64_t policy_seq);
 
 /* The refusal limiter (audit_refused.c). Writer, about once a second and
- * at stop (all): records what the limiter still holds back, using tmp as
- * scratch. */
-void cg_audit__refused_flush(slot *tmp, bool all);
+ * at stop (all): records what the limiter still holds back. */
+void cg_audit__refused_flush(bool all);
 /* Writer start: the limiter forgets everything. 0 or CG_E_NOMEM. */
-int cg_audit__refused_reset(void);
+int cg_audit__refused_reset(void) __attribute__((warn_unused_result));
 
 #endif

@@ -1,9 +1,9 @@
 /* tests/unit/store/test_audit.c — store/audit.c and audit_queue.c: the
  * real writer thread on a real SQLite file: batches, checkpoints,
- * restart, truncation of long strings, refused-connection coalescing,
- * fail closed on a size-limited or locked file, fail open counting drops,
+ * restart, truncation of long strings, fail closed on a size-limited or locked file, fail open counting drops,
  * reserved places. The file itself (canon, chain, signatures, rotation,
- * lock, verifier) is test_audit_file.c. */
+ * lock, verifier) is test_audit_file.c, the refusal limiter
+ * test_audit_refused.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -105,55 +105,6 @@ static void test_submit_truncates_long_strings(void **state)
     sqlite3_finalize(st);
     sqlite3_close(h);
     assert_true(verify(db, NULL).intact);
-}
-
-/* Reasons of all records, summed "(xN)" counts (1 without a count). */
-static unsigned count_refusals(const char *db, unsigned *records)
-{
-    sqlite3 *h;
-    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(h, "SELECT canon FROM records", -1, &st, NULL), SQLITE_OK);
-    unsigned total = 0;
-    *records = 0;
-    cg_audit_parsed *p = malloc(sizeof *p);
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        const char *c = (const char *)sqlite3_column_text(st, 0);
-        assert_int_equal(cg_audit_canon_parse(c, strlen(c), p), 0);
-        const char *x = p->rec.reason ? strstr(p->rec.reason, "(x") : NULL;
-        total += x ? (unsigned)strtoul(x + 2, NULL, 10) : 1;
-        (*records)++;
-    }
-    free(p);
-    sqlite3_finalize(st);
-    sqlite3_close(h);
-    return total;
-}
-
-static void test_refused_connections_are_coalesced(void **state)
-{
-    char db[512];
-    path_in(db, sizeof db, "f.db");
-    start(db, NULL, 1000, true, 1024, 1000);
-    cg_audit_rec r;
-    cg_audit_rec_init(&r);
-    r.client = "192.0.2.7:5555";
-    r.service = "tls";
-    r.operation = "handshake";
-    r.result = "refused";
-    r.reason = "tls handshake failed";
-    for (int i = 0; i < 5000; i++)
-        assert_int_equal(cg_audit_refused(&r), 0);
-    r.client = "[2001:db8::1]:443";
-    for (int i = 0; i < 10; i++)
-        cg_audit_refused(&r);
-    sleep_ms(2100); /* the writer records what was held back */
-    cg_audit_stop();
-    unsigned records;
-    unsigned total = count_refusals(db, &records);
-    assert_int_equal(total, 5010); /* every refusal counted */
-    assert_true(records <= 8);     /* but a handful of records */
-    assert_true(records >= 2);
 }
 
 static void test_fail_closed_on_full_file_then_recovers(void **state)
@@ -337,7 +288,6 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_writer_batches_checkpoints_and_restart),
         cmocka_unit_test(test_submit_truncates_long_strings),
-        cmocka_unit_test(test_refused_connections_are_coalesced),
         cmocka_unit_test(test_fail_closed_on_full_file_then_recovers),
         cmocka_unit_test(test_fail_open_keeps_serving_and_counts_drops),
         cmocka_unit_test(test_fail_closed_when_database_locked_and_queue_full),
