@@ -12,13 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/cg_buf.h"
 #include "common/cg_error.h"
 #include "common/cg_util.h"
 #include "policy/acl_impl.h"
 
 struct cg_acl_builder {
     rule *rules;
-    size_t n, cap;
+    size_t n, cap; /* cap: bytes behind rules */
     bool failed;
 };
 
@@ -297,15 +298,10 @@ int cg_acl_builder_add(cg_acl_builder *b, int64_t id, bool deny, const char *sub
     int rc = cg_acl__compile(pattern, NULL, &n, error_r);
     if (rc < 0)
         return rc;
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 64;
-        rule *nr = realloc(b->rules, cap * sizeof *nr);
-        if (!nr) {
-            *error_r = "out of memory";
-            return CG_E_NOMEM;
-        }
-        b->rules = nr;
-        b->cap = cap;
+    if (!cg_buf_grow((void **)&b->rules, &b->cap, (b->n + 1) * sizeof *b->rules,
+                     64 * sizeof *b->rules, SIZE_MAX)) {
+        *error_r = "out of memory";
+        return CG_E_NOMEM;
     }
     rule *r = &b->rules[b->n];
     memset(r, 0, sizeof *r);

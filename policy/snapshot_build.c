@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 
 #include "policy/acl.h"
+#include "common/cg_buf.h"
 #include "common/cg_error.h"
 #include "common/cg_log.h"
 #include "common/cg_util.h"
@@ -84,19 +85,11 @@ static void arena_free(cg_snap_block *b)
 
 /* ---- growing arrays while building ----------------------------------------- */
 
-static int grow(void **arr, size_t *cap, size_t n, size_t elem)
-{
-    if (n < *cap)
-        return 0;
-    size_t nc = *cap ? *cap * 2 : 16;
-    void *p = realloc(*arr, nc * elem);
-    if (!p)
-        return CG_E_NOMEM;
-    *arr = p;
-    *cap = nc;
-    return 0;
-}
-#define PUSH(arr, n, cap) grow((void **)&(arr), &(cap), (n), sizeof *(arr))
+/* Room for element n of arr, whose storage is cap bytes: the growth rule of
+ * common/cg_buf.h (doubling from 16 elements). 0 or CG_E_NOMEM. */
+#define PUSH(arr, n, cap)                                                              \
+    (cg_buf_grow((void **)&(arr), &(cap), ((n) + 1) * sizeof *(arr), 16 * sizeof *(arr), \
+                 SIZE_MAX) ? 0 : CG_E_NOMEM)
 
 typedef struct pending_rule {
     int64_t id;
@@ -107,6 +100,7 @@ typedef struct pending_rule {
 
 typedef struct build_ctx {
     cg_snapshot *s;
+    /* bytes of storage behind each growing array (PUSH) */
     size_t cap_p, cap_g, cap_gid, cap_c, cap_n, cap_k, cap_a, cap_d, cap_pub, cap_rs, cap_peer, cap_m, cap_runs,
         cap_r;
     uint32_t (*members)[2]; /* (pidx, gidx) */
