@@ -84,9 +84,11 @@ static inline size_t cg_acl__slot_of(uint64_t h, uint32_t bk_id, uint32_t len, s
     return (size_t)x & mask;
 }
 
-static inline const pentry *cg_acl__probe(const cg_acl *acl, uint32_t bk_id, uint32_t len, uint64_t h)
+static inline const pentry *cg_acl__probe(const cg_acl *acl, uint32_t bk_id, uint32_t len,
+                                          uint64_t h)
 {
-    for (size_t i = cg_acl__slot_of(h, bk_id, len, acl->index_mask);; i = (i + 1) & acl->index_mask) {
+    for (size_t i = cg_acl__slot_of(h, bk_id, len, acl->index_mask);;
+         i = (i + 1) & acl->index_mask) {
         const pentry *e = &acl->index[i];
         if (!e->used)
             return NULL;

@@ -83,7 +83,8 @@ extern cg_audit_state cg_aq;
 /* cg_error, at most once a second, with the drop and failure counts. */
 void cg_audit__warn(const char *what);
 /* Queues r (policy_seq > 0: a policy_log row); cg_audit_submit's return. */
-int cg_audit__submit(const cg_audit_rec *r, int64_t policy_seq);
+int cg_audit__submit(const cg_audit_rec *r, int64_t policy_seq)
+    __attribute__((warn_unused_result));
 
 /* The refusal limiter (audit_refused.c). Writer, about once a second and
  * at stop (all): records what the limiter still holds back. */

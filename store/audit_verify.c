@@ -387,7 +387,8 @@ int cg_audit_verify_db(const char *path, EVP_PKEY *key, cg_audit_verify_result *
         goto out;
     }
     sealed = cg_afile_meta_get(v.db, "sealed", m, sizeof m) == 0 && strcmp(m, "1") == 0;
-    cg_afile_meta_get(v.db, "prev_file", prev_file, sizeof prev_file);
+    if (cg_afile_meta_get(v.db, "prev_file", prev_file, sizeof prev_file) < 0)
+        prev_file[0] = '\0'; /* none: the first file of its chain */
     res->first_seq = first;
     res->last_seq = first - 1;
     if ((rc = load_checkpoints(&v)) < 0) {

@@ -48,7 +48,8 @@ bool cg_ps_plain_text(const char *t, size_t max);
 /* A principal name, IMAP login or group name (see policy_store.c). */
 bool cg_ps_name_ok(const char *name);
 /* CG_E_INVAL with the sentence that says what a name may be. */
-int cg_ps_bad_name(const char *what, const char *name, const char **error_r);
+int cg_ps_bad_name(const char *what, const char *name, const char **error_r)
+    __attribute__((warn_unused_result));
 /* The id of a named principal or group: CG_E_NOTFOUND with a sentence
  * naming what is unknown. */
 int cg_ps_principal_id(cg_pstore *s, const char *name, int64_t *id, const char **error_r)
