@@ -418,10 +418,7 @@ cg_acl *cg_acl_build(cg_acl_builder *b, const cg_principal *principals, size_t n
     /* count, then place (rules are already in id order) */
     for (size_t i = 0; i < kept; i++) {
         const rule *r = &acl->rules[i];
-        size_t subj = r->subject_kind == 0 ? r->subject_idx
-                      : r->subject_kind == 1 ? np + r->subject_idx
-                                             : np + ng;
-        bucket *bk = &acl->buckets[subj * 3 + (size_t)r->info.service];
+        bucket *bk = &acl->buckets[bucket_index(acl, r)];
         if (r->info.deny)
             bk->ndeny++;
         else
@@ -438,10 +435,7 @@ cg_acl *cg_acl_build(cg_acl_builder *b, const cg_principal *principals, size_t n
     }
     for (size_t i = 0; i < kept; i++) {
         const rule *r = &acl->rules[i];
-        size_t subj = r->subject_kind == 0 ? r->subject_idx
-                      : r->subject_kind == 1 ? np + r->subject_idx
-                                             : np + ng;
-        bucket *bk = &acl->buckets[subj * 3 + (size_t)r->info.service];
+        bucket *bk = &acl->buckets[bucket_index(acl, r)];
         if (r->info.deny)
             bk->deny[bk->ndeny++] = (uint32_t)i;
         else

@@ -119,6 +119,19 @@ static long head_ok(const rule *r, const subject_ctx *m, const char *s, size_t l
     return (long)pos;
 }
 
+/* The rule's elements for this subject: as compiled, or with ${user}
+ * expanded into buf (MAX_STATES); NULL when the expansion does not fit. */
+static inline const uint16_t *elements(const rule *r, const subject_ctx *m, uint16_t *buf,
+                                       uint32_t *n)
+{
+    if (!r->has_user) {
+        *n = r->nelems;
+        return r->elems;
+    }
+    *n = expand(r, m, buf);
+    return *n ? buf : NULL;
+}
+
 static bool match(const rule *r, const subject_ctx *m, const char *s, size_t len)
 {
     if (!prefix_ok(r, m, s, len))
@@ -128,14 +141,10 @@ static bool match(const rule *r, const subject_ctx *m, const char *s, size_t len
         return pos >= 0 && (r->kind == M_HEAD_STAR || (size_t)pos == len);
     }
     uint16_t buf[MAX_STATES];
-    const uint16_t *el = r->elems;
-    uint32_t n = r->nelems;
-    if (r->has_user) {
-        n = expand(r, m, buf);
-        if (n == 0)
-            return false;
-        el = buf;
-    }
+    uint32_t n;
+    const uint16_t *el = elements(r, m, buf, &n);
+    if (!el)
+        return false;
     uint64_t st[WORDS];
     memset(st, 0, ((n + 1 + 63) / 64) * sizeof *st);
     st[r->prefix >> 6] = UINT64_C(1) << (r->prefix & 63);
@@ -152,14 +161,10 @@ static void match_below(const rule *r, const subject_ctx *m, const char *s, size
 {
     *some = *all = false;
     uint16_t buf[MAX_STATES];
-    const uint16_t *el = r->elems;
-    uint32_t n = r->nelems;
-    if (r->has_user) {
-        n = expand(r, m, buf);
-        if (n == 0)
-            return;
-        el = buf;
-    }
+    uint32_t n;
+    const uint16_t *el = elements(r, m, buf, &n);
+    if (!el)
+        return;
     uint64_t st[WORDS] = { 0 };
     st[0] = 1;
     closure(st, el, n);

@@ -17,6 +17,15 @@
 
 /* ---- encoding ----------------------------------------------------------- */
 
+/* The record's fields after seq and time, in canon order: S a string (null
+ * when NULL), N a number (null when negative), C the connection id (null
+ * when 0). The encoder and the parser both walk this one list. */
+#define CANON_FIELDS(S, N, C)                                                      \
+    S(txid) S(request_id) C(conn_id) S(listener) S(client) S(principal) S(method)  \
+    S(tls_version) S(tls_cipher) S(service) S(operation) S(resource) S(decision)   \
+    N(rule_id) S(result) N(bytes_in) N(bytes_out) S(content_sha256) S(key_id)      \
+    S(validation) S(reason)
+
 /* A JSON string, or null; bytes that are not strict UTF-8 become U+FFFD,
  * one each. */
 static void put_str(cg_buf *b, const char *s)
@@ -86,32 +95,13 @@ int cg_audit_canon(char *out, size_t cap, uint64_t seq, const char *time,
     put_u64(&b, seq, false);
     cg_buf_str(&b, ",\"time\":");
     put_str(&b, time);
-#define S(name) cg_buf_str(&b, ",\"" #name "\":"); put_str(&b, r->name)
-#define N(name) cg_buf_str(&b, ",\"" #name "\":"); put_i64(&b, r->name, r->name < 0)
-    S(txid);
-    S(request_id);
-    cg_buf_str(&b, ",\"conn_id\":");
-    put_u64(&b, r->conn_id, r->conn_id == 0);
-    S(listener);
-    S(client);
-    S(principal);
-    S(method);
-    S(tls_version);
-    S(tls_cipher);
-    S(service);
-    S(operation);
-    S(resource);
-    S(decision);
-    N(rule_id);
-    S(result);
-    N(bytes_in);
-    N(bytes_out);
-    S(content_sha256);
-    S(key_id);
-    S(validation);
-    S(reason);
+#define S(name) cg_buf_str(&b, ",\"" #name "\":"); put_str(&b, r->name);
+#define N(name) cg_buf_str(&b, ",\"" #name "\":"); put_i64(&b, r->name, r->name < 0);
+#define C(name) cg_buf_str(&b, ",\"" #name "\":"); put_u64(&b, r->name, r->name == 0);
+    CANON_FIELDS(S, N, C)
 #undef S
 #undef N
+#undef C
     cg_buf_add(&b, "}", 1);
     if (b.failed)
         return CG_E_LIMIT;
@@ -234,34 +224,21 @@ int cg_audit_canon_parse(const char *canon, size_t len, cg_audit_parsed *out)
     out->seq = (uint64_t)v;
     if (!lit(&r, ",\"time\":") || !get_str(&r, &out->time) || !out->time)
         return CG_E_PARSE;
-#define S(name) if (!lit(&r, ",\"" #name "\":") || !get_str(&r, &rec->name)) return CG_E_PARSE
-#define N(name) if (!lit(&r, ",\"" #name "\":") || !get_num(&r, &v, &null)) return CG_E_PARSE; \
-                rec->name = null ? -1 : v
-    S(txid);
-    S(request_id);
-    if (!lit(&r, ",\"conn_id\":") || !get_num(&r, &v, &null))
+#define S(name)                                                                    \
+    if (!lit(&r, ",\"" #name "\":") || !get_str(&r, &rec->name))                   \
         return CG_E_PARSE;
-    rec->conn_id = null ? 0 : (uint64_t)v;
-    S(listener);
-    S(client);
-    S(principal);
-    S(method);
-    S(tls_version);
-    S(tls_cipher);
-    S(service);
-    S(operation);
-    S(resource);
-    S(decision);
-    N(rule_id);
-    S(result);
-    N(bytes_in);
-    N(bytes_out);
-    S(content_sha256);
-    S(key_id);
-    S(validation);
-    S(reason);
+#define N(name)                                                                    \
+    if (!lit(&r, ",\"" #name "\":") || !get_num(&r, &v, &null))                    \
+        return CG_E_PARSE;                                                         \
+    rec->name = null ? -1 : v;
+#define C(name)                                                                    \
+    if (!lit(&r, ",\"" #name "\":") || !get_num(&r, &v, &null))                    \
+        return CG_E_PARSE;                                                         \
+    rec->name = null ? 0 : (uint64_t)v;
+    CANON_FIELDS(S, N, C)
 #undef S
 #undef N
+#undef C
     if (!lit(&r, "}") || r.p != r.end)
         return CG_E_PARSE;
     return 0;
@@ -307,6 +284,22 @@ static bool key_ok(EVP_PKEY *k, const char **error_r)
     return false;
 }
 
+/* The end of loading a key: none (a sentence) when k is NULL, else the
+ * key's type checked; *out takes k on success. */
+static int key_loaded(EVP_PKEY *k, const char *none, EVP_PKEY **out, const char **error_r)
+{
+    if (!k) {
+        *error_r = none;
+        return CG_E_CRYPTO;
+    }
+    if (!key_ok(k, error_r)) {
+        EVP_PKEY_free(k);
+        return CG_E_CRYPTO;
+    }
+    *out = k;
+    return 0;
+}
+
 int cg_audit_key_load_private(const char *path, EVP_PKEY **out, const char **error_r)
 {
     FILE *f = fopen(path, "r");
@@ -316,16 +309,7 @@ int cg_audit_key_load_private(const char *path, EVP_PKEY **out, const char **err
     }
     EVP_PKEY *k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
     fclose(f);
-    if (!k) {
-        *error_r = "the audit key file holds no PEM private key";
-        return CG_E_CRYPTO;
-    }
-    if (!key_ok(k, error_r)) {
-        EVP_PKEY_free(k);
-        return CG_E_CRYPTO;
-    }
-    *out = k;
-    return 0;
+    return key_loaded(k, "the audit key file holds no PEM private key", out, error_r);
 }
 
 int cg_audit_key_load_public(const char *path, EVP_PKEY **out, const char **error_r)
@@ -341,16 +325,7 @@ int cg_audit_key_load_public(const char *path, EVP_PKEY **out, const char **erro
         k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
     }
     fclose(f);
-    if (!k) {
-        *error_r = "the key file holds no PEM public key";
-        return CG_E_CRYPTO;
-    }
-    if (!key_ok(k, error_r)) {
-        EVP_PKEY_free(k);
-        return CG_E_CRYPTO;
-    }
-    *out = k;
-    return 0;
+    return key_loaded(k, "the key file holds no PEM public key", out, error_r);
 }
 
 int cg_audit_key_from_pem(const char *pem, EVP_PKEY **out)

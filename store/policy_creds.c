@@ -143,10 +143,7 @@ int cg_pstore_cred_add(cg_pstore *s, const char *principal, const char *type,
 int cg_pstore_cred_remove(cg_pstore *s, const char *principal, int64_t id,
                           const char **error_r)
 {
-    const char *dummy;
-    if (!error_r)
-        error_r = &dummy;
-    int rc = cg_pstore_begin(s, error_r);
+    int rc = cg_ps_begin(s, &error_r);
     if (rc < 0)
         return rc;
     int64_t pid = 0;
@@ -164,6 +161,25 @@ int cg_pstore_cred_remove(cg_pstore *s, const char *principal, int64_t id,
     return cg_ps_finish(s, rc, "cred remove", detail, error_r);
 }
 
+typedef struct cred_rows {
+    cg_pstore_cred_cb cb;
+    void *ctx;
+} cred_rows;
+
+static int cred_row(sqlite3_stmt *st, void *arg)
+{
+    const cred_rows *l = arg;
+    cg_pstore_cred c = {
+        .id = sqlite3_column_int64(st, 0),
+        .principal_id = sqlite3_column_int64(st, 1),
+        .type = cg_ps_col_text(st, 2),
+        .value = cg_ps_col_text(st, 3),
+        .created = cg_ps_col_text(st, 4),
+        .secret_len = (size_t)sqlite3_column_int64(st, 5),
+    };
+    return l->cb(l->ctx, &c);
+}
+
 int cg_pstore_cred_list(cg_pstore *s, const char *principal, cg_pstore_cred_cb cb, void *ctx,
                         const char **error_r)
 {
@@ -174,29 +190,11 @@ int cg_pstore_cred_list(cg_pstore *s, const char *principal, cg_pstore_cred_cb c
     int rc = cg_ps_principal_id(s, principal, &pid, error_r);
     if (rc < 0)
         return rc;
-    sqlite3_stmt *st = cg_ps_prep(s, error_r,
-                            "SELECT id, principal_id, type, value, created, length(secret) "
-                            "FROM credential WHERE principal_id = ?1 ORDER BY id", "i", pid);
-    if (!st)
-        return CG_E_DB;
-    int r;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        cg_pstore_cred c = {
-            .id = sqlite3_column_int64(st, 0),
-            .principal_id = sqlite3_column_int64(st, 1),
-            .type = cg_ps_col_text(st, 2),
-            .value = cg_ps_col_text(st, 3),
-            .created = cg_ps_col_text(st, 4),
-            .secret_len = (size_t)sqlite3_column_int64(st, 5),
-        };
-        if ((rc = cb(ctx, &c)) != 0)
-            break;
-    }
-    if (rc == 0 && r != SQLITE_DONE) {
-        *error_r = cg_ps_dberr(s);
-        rc = CG_E_DB;
-    }
-    sqlite3_finalize(st);
-    return rc;
+    cred_rows l = { cb, ctx };
+    return cg_ps_rows(s, cg_ps_prep(s, error_r,
+                                    "SELECT id, principal_id, type, value, created, "
+                                    "length(secret) FROM credential WHERE principal_id = ?1 "
+                                    "ORDER BY id", "i", pid),
+                      cred_row, &l, error_r);
 }
 

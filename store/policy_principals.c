@@ -31,7 +31,7 @@ int cg_pstore_principal_add(cg_pstore *s, const char *name, const char *kind,
     }
     if (mailbox && !cg_ps_name_ok(mailbox))
         return cg_ps_bad_name("mailbox", mailbox, error_r);
-    int rc = cg_pstore_begin(s, error_r);
+    int rc = cg_ps_begin(s, &error_r);
     if (rc < 0)
         return rc;
     char t[CG_TIME_LEN], detail[600];
@@ -62,10 +62,7 @@ int cg_pstore_principal_add(cg_pstore *s, const char *name, const char *kind,
 int cg_pstore_principal_set_enabled(cg_pstore *s, const char *name, bool enabled,
                                     const char **error_r)
 {
-    const char *dummy;
-    if (!error_r)
-        error_r = &dummy;
-    int rc = cg_pstore_begin(s, error_r);
+    int rc = cg_ps_begin(s, &error_r);
     if (rc < 0)
         return rc;
     int changes = 0;
@@ -82,10 +79,7 @@ int cg_pstore_principal_set_enabled(cg_pstore *s, const char *name, bool enabled
 int cg_pstore_principal_remove(cg_pstore *s, const char *name, bool force,
                                const char **error_r)
 {
-    const char *dummy;
-    if (!error_r)
-        error_r = &dummy;
-    int rc = cg_pstore_begin(s, error_r);
+    int rc = cg_ps_begin(s, &error_r);
     if (rc < 0)
         return rc;
     int64_t id = 0, nrules = 0, npeers = 0;
@@ -120,37 +114,40 @@ int cg_pstore_principal_remove(cg_pstore *s, const char *name, bool force,
     return cg_ps_finish(s, rc, "principal remove", detail, error_r);
 }
 
+typedef struct principal_rows {
+    cg_pstore_principal_cb cb;
+    void *ctx;
+    int n;
+} principal_rows;
+
+static int principal_row(sqlite3_stmt *st, void *arg)
+{
+    principal_rows *l = arg;
+    cg_pstore_principal p = {
+        .id = sqlite3_column_int64(st, 0),
+        .name = cg_ps_col_text(st, 1),
+        .kind = cg_ps_col_text(st, 2),
+        .mailbox = cg_ps_col_text(st, 3),
+        .enabled = sqlite3_column_int(st, 4) != 0,
+        .created = cg_ps_col_text(st, 5),
+    };
+    l->n++;
+    return l->cb(l->ctx, &p);
+}
+
 int cg_pstore_principal_list(cg_pstore *s, const char *name, cg_pstore_principal_cb cb,
                              void *ctx, const char **error_r)
 {
     const char *dummy;
     if (!error_r)
         error_r = &dummy;
-    sqlite3_stmt *st = cg_ps_prep(s, error_r,
-                            "SELECT id, name, kind, mailbox, enabled, created FROM principal "
-                            "WHERE ?1 IS NULL OR name = ?1 ORDER BY name", "t", name);
-    if (!st)
-        return CG_E_DB;
-    int r, rc = 0, n = 0;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        cg_pstore_principal p = {
-            .id = sqlite3_column_int64(st, 0),
-            .name = cg_ps_col_text(st, 1),
-            .kind = cg_ps_col_text(st, 2),
-            .mailbox = cg_ps_col_text(st, 3),
-            .enabled = sqlite3_column_int(st, 4) != 0,
-            .created = cg_ps_col_text(st, 5),
-        };
-        n++;
-        if ((rc = cb(ctx, &p)) != 0)
-            break;
-    }
-    if (rc == 0 && r != SQLITE_DONE) {
-        *error_r = cg_ps_dberr(s);
-        rc = CG_E_DB;
-    }
-    sqlite3_finalize(st);
-    if (rc == 0 && name && n == 0) {
+    principal_rows l = { cb, ctx, 0 };
+    int rc = cg_ps_rows(s, cg_ps_prep(s, error_r,
+                                      "SELECT id, name, kind, mailbox, enabled, created "
+                                      "FROM principal WHERE ?1 IS NULL OR name = ?1 "
+                                      "ORDER BY name", "t", name),
+                        principal_row, &l, error_r);
+    if (rc == 0 && name && l.n == 0) {
         *error_r = cg_ps_say("unknown principal '%.200s'", name);
         rc = CG_E_NOTFOUND;
     }
@@ -166,7 +163,7 @@ int cg_pstore_group_add(cg_pstore *s, const char *group, const char **error_r)
         error_r = &dummy;
     if (!cg_ps_name_ok(group))
         return cg_ps_bad_name("group", group, error_r);
-    int rc = cg_pstore_begin(s, error_r);
+    int rc = cg_ps_begin(s, &error_r);
     if (rc < 0)
         return rc;
     char t[CG_TIME_LEN];
@@ -180,10 +177,7 @@ int cg_pstore_group_add(cg_pstore *s, const char *group, const char **error_r)
 int cg_pstore_group_member(cg_pstore *s, const char *group, const char *principal, bool add,
                            const char **error_r)
 {
-    const char *dummy;
-    if (!error_r)
-        error_r = &dummy;
-    int rc = cg_pstore_begin(s, error_r);
+    int rc = cg_ps_begin(s, &error_r);
     if (rc < 0)
         return rc;
     int64_t gid = 0, pid = 0;
@@ -208,27 +202,27 @@ int cg_pstore_group_member(cg_pstore *s, const char *group, const char *principa
     return cg_ps_finish(s, rc, add ? "group member-add" : "group member-remove", detail, error_r);
 }
 
+typedef struct group_rows {
+    cg_pstore_group_cb cb;
+    void *ctx;
+} group_rows;
+
+static int group_row(sqlite3_stmt *st, void *arg)
+{
+    const group_rows *l = arg;
+    return l->cb(l->ctx, cg_ps_col_text(st, 0), cg_ps_col_text(st, 1));
+}
+
 int cg_pstore_group_list(cg_pstore *s, cg_pstore_group_cb cb, void *ctx, const char **error_r)
 {
     const char *dummy;
     if (!error_r)
         error_r = &dummy;
-    sqlite3_stmt *st = cg_ps_prep(s, error_r,
-                            "SELECT g.name, p.name FROM grp g "
-                            "LEFT JOIN grp_member m ON m.group_id = g.id "
-                            "LEFT JOIN principal p ON p.id = m.principal_id "
-                            "ORDER BY g.name, p.name", "");
-    if (!st)
-        return CG_E_DB;
-    int r, rc = 0;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW)
-        if ((rc = cb(ctx, cg_ps_col_text(st, 0), cg_ps_col_text(st, 1))) != 0)
-            break;
-    if (rc == 0 && r != SQLITE_DONE) {
-        *error_r = cg_ps_dberr(s);
-        rc = CG_E_DB;
-    }
-    sqlite3_finalize(st);
-    return rc;
+    group_rows l = { cb, ctx };
+    return cg_ps_rows(s, cg_ps_prep(s, error_r,
+                                    "SELECT g.name, p.name FROM grp g "
+                                    "LEFT JOIN grp_member m ON m.group_id = g.id "
+                                    "LEFT JOIN principal p ON p.id = m.principal_id "
+                                    "ORDER BY g.name, p.name", ""),
+                      group_row, &l, error_r);
 }
-

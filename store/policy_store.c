@@ -200,18 +200,14 @@ const char *cg_ps_col_text(sqlite3_stmt *st, int i)
     return (const char *)sqlite3_column_text(st, i);
 }
 
-/* Runs one SELECT and calls row() per row; row returns non-zero to stop. */
-typedef int (*row_fn)(sqlite3_stmt *st, const cg_pstore_visitor *v, void *ctx);
-
-static int each_row(cg_pstore *s, const char *sql, row_fn row, const cg_pstore_visitor *v,
-                    void *ctx, const char **error_r)
+int cg_ps_rows(cg_pstore *s, sqlite3_stmt *st, cg_ps_row_fn row, void *arg,
+               const char **error_r)
 {
-    sqlite3_stmt *st = cg_ps_prep(s, error_r, sql, "");
     if (!st)
         return CG_E_DB;
     int r, rc = 0;
     while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        rc = row(st, v, ctx);
+        rc = row(st, arg);
         if (rc != 0)
             break;
     }
@@ -221,6 +217,29 @@ static int each_row(cg_pstore *s, const char *sql, row_fn row, const cg_pstore_v
     }
     sqlite3_finalize(st);
     return rc;
+}
+
+/* Runs one SELECT of the load and calls row() per row; row returns
+ * non-zero to stop. */
+typedef int (*row_fn)(sqlite3_stmt *st, const cg_pstore_visitor *v, void *ctx);
+
+typedef struct load_rows {
+    row_fn row;
+    const cg_pstore_visitor *v;
+    void *ctx;
+} load_rows;
+
+static int load_row(sqlite3_stmt *st, void *arg)
+{
+    const load_rows *l = arg;
+    return l->row(st, l->v, l->ctx);
+}
+
+static int each_row(cg_pstore *s, const char *sql, row_fn row, const cg_pstore_visitor *v,
+                    void *ctx, const char **error_r)
+{
+    load_rows l = { row, v, ctx };
+    return cg_ps_rows(s, cg_ps_prep(s, error_r, sql, ""), load_row, &l, error_r);
 }
 
 static int row_principal(sqlite3_stmt *st, const cg_pstore_visitor *v, void *ctx)
@@ -313,30 +332,29 @@ int cg_pstore_load(cg_pstore *s, const cg_pstore_visitor *v, void *ctx, const ch
     return rc;
 }
 
+typedef struct log_rows {
+    cg_pstore_log_cb cb;
+    void *ctx;
+} log_rows;
+
+static int log_row(sqlite3_stmt *st, void *arg)
+{
+    const log_rows *l = arg;
+    return l->cb(l->ctx, sqlite3_column_int64(st, 0), cg_ps_col_text(st, 1),
+                 cg_ps_col_text(st, 2), cg_ps_col_text(st, 3), cg_ps_col_text(st, 4));
+}
+
 int cg_pstore_log_since(cg_pstore *s, int64_t after, cg_pstore_log_cb cb, void *ctx,
                         const char **error_r)
 {
     const char *dummy;
     if (!error_r)
         error_r = &dummy;
-    sqlite3_stmt *st = cg_ps_prep(s, error_r,
-                            "SELECT seq, time, actor, operation, detail FROM policy_log "
-                            "WHERE seq > ?1 ORDER BY seq", "i", after);
-    if (!st)
-        return CG_E_DB;
-    int r, rc = 0;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        rc = cb(ctx, sqlite3_column_int64(st, 0), cg_ps_col_text(st, 1), cg_ps_col_text(st, 2),
-                cg_ps_col_text(st, 3), cg_ps_col_text(st, 4));
-        if (rc != 0)
-            break;
-    }
-    if (rc == 0 && r != SQLITE_DONE) {
-        *error_r = cg_ps_dberr(s);
-        rc = CG_E_DB;
-    }
-    sqlite3_finalize(st);
-    return rc;
+    log_rows l = { cb, ctx };
+    return cg_ps_rows(s, cg_ps_prep(s, error_r,
+                                    "SELECT seq, time, actor, operation, detail FROM policy_log "
+                                    "WHERE seq > ?1 ORDER BY seq", "i", after),
+                      log_row, &l, error_r);
 }
 
 /* ---- transactions and the change log ------------------------------------------ */
@@ -380,7 +398,15 @@ int cg_pstore_log_change(cg_pstore *s, const char *operation, const char *detail
                 NULL, error_r);
 }
 
-/* Finishes an edit begun with cg_pstore_begin: log row and commit when rc
+int cg_ps_begin(cg_pstore *s, const char ***error_r)
+{
+    static _Thread_local const char *scratch;
+    if (!*error_r)
+        *error_r = &scratch;
+    return cg_pstore_begin(s, *error_r);
+}
+
+/* Finishes an edit begun with cg_ps_begin: log row and commit when rc
  * is 0, else rollback. */
 int cg_ps_finish(cg_pstore *s, int rc, const char *operation, const char *detail,
                   const char **error_r)

@@ -38,7 +38,17 @@ const char *cg_ps_col_text(sqlite3_stmt *st, int i);
 /* The time now, RFC 3339, in buf. */
 const char *cg_ps_now(char buf[CG_TIME_LEN]);
 
-/* Finishes an edit begun with cg_pstore_begin: log row and commit when rc
+/* Steps st (from cg_ps_prep: NULL gives CG_E_DB) and calls row(st, arg)
+ * for every row until it returns non-zero, which is then returned;
+ * finalizes. CG_E_DB with *error_r when a step fails. */
+typedef int (*cg_ps_row_fn)(sqlite3_stmt *st, void *arg);
+int cg_ps_rows(cg_pstore *s, sqlite3_stmt *st, cg_ps_row_fn row, void *arg,
+               const char **error_r) __attribute__((warn_unused_result));
+
+/* Begins an edit (BEGIN IMMEDIATE); a NULL *error_r is pointed at scratch
+ * first, so the edit can always say why. */
+int cg_ps_begin(cg_pstore *s, const char ***error_r) __attribute__((warn_unused_result));
+/* Finishes an edit begun with cg_ps_begin: log row and commit when rc
  * is 0, else rollback. Returns the outcome. */
 int cg_ps_finish(cg_pstore *s, int rc, const char *operation, const char *detail,
                  const char **error_r) __attribute__((warn_unused_result));
