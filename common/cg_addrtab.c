@@ -1,5 +1,6 @@
-/* cg_addrtab.c — counters per client address prefix (cg_addrtab.h): chained
- * buckets under one lock, one entry per key. */
+/* common/cg_addrtab.c — counters per client address prefix (cg_addrtab.h):
+ * chained buckets under one lock, one entry per key, each with the
+ * caller's extra bytes when the table has them. */
 #include "common/cg_addrtab.h"
 
 #include <netinet/in.h>
@@ -15,13 +16,14 @@
 typedef struct entry {
     struct entry *next;
     cg_addrkey key;
-    uint64_t window;   /* cg_addrtab_count: the window counted in */
-    unsigned count;
+    cg_addrtab_ent pub; /* window, count, extra: what a visitor sees */
+    max_align_t extra[]; /* the caller's bytes (cg_addrtab_new_extra) */
 } entry;
 
 struct cg_addrtab {
     pthread_mutex_t mu;
     size_t max, n;
+    size_t extra;        /* bytes of the caller's per entry */
     entry *b[BUCKETS];
 };
 
@@ -55,14 +57,20 @@ static uint32_t bucket_of(const cg_addrkey *k)
     return h % BUCKETS;
 }
 
-cg_addrtab *cg_addrtab_new(size_t max_entries)
+cg_addrtab *cg_addrtab_new_extra(size_t max_entries, size_t extra)
 {
     cg_addrtab *t = calloc(1, sizeof *t);
     if (!t)
         return NULL;
     pthread_mutex_init(&t->mu, NULL);
     t->max = max_entries;
+    t->extra = extra;
     return t;
+}
+
+cg_addrtab *cg_addrtab_new(size_t max_entries)
+{
+    return cg_addrtab_new_extra(max_entries, 0);
 }
 
 void cg_addrtab_free(cg_addrtab *t)
@@ -86,7 +94,7 @@ static void sweep(cg_addrtab *t, uint64_t now)
     for (size_t i = 0; i < BUCKETS; i++) {
         for (entry **pp = &t->b[i]; *pp;) {
             entry *e = *pp;
-            if (e->window != now) {
+            if (e->pub.window != now) {
                 *pp = e->next;
                 free(e);
                 t->n--;
@@ -98,16 +106,18 @@ static void sweep(cg_addrtab *t, uint64_t now)
 }
 
 /* Under mu: the entry of k, made when absent (NULL: table full or no
- * memory). In a windowed table, entries of past windows met on the way
- * are reclaimed. */
-static entry *find(cg_addrtab *t, const cg_addrkey *k, bool windowed, uint64_t now)
+ * memory; *made says which, when asked). In a windowed table, entries of
+ * past windows met on the way are reclaimed. */
+static entry *find(cg_addrtab *t, const cg_addrkey *k, bool windowed, uint64_t now, bool *made)
 {
+    if (made)
+        *made = false;
     entry **pp = &t->b[bucket_of(k)];
     while (*pp) {
         entry *e = *pp;
         if (memcmp(&e->key, k, sizeof *k) == 0)
             return e;
-        if (windowed && e->window != now) {
+        if (windowed && e->pub.window != now) {
             *pp = e->next;
             free(e);
             t->n--;
@@ -119,13 +129,16 @@ static entry *find(cg_addrtab *t, const cg_addrkey *k, bool windowed, uint64_t n
         sweep(t, now);
     if (t->n >= t->max)
         return NULL;
-    entry *e = calloc(1, sizeof *e);
+    entry *e = calloc(1, sizeof *e + t->extra);
     if (!e)
         return NULL;
     e->key = *k;
-    e->window = now;
+    e->pub.window = now;
+    e->pub.extra = t->extra ? e->extra : NULL;
     *pp = e;
     t->n++;
+    if (made)
+        *made = true;
     return e;
 }
 
@@ -146,14 +159,14 @@ int cg_addrtab_take(cg_addrtab *t, const cg_addrkey *k, unsigned max)
 {
     int rc = 0;
     pthread_mutex_lock(&t->mu);
-    entry *e = find(t, k, false, 0);
+    entry *e = find(t, k, false, 0, NULL);
     if (!e)
         rc = CG_E_LIMIT;
-    else if (max && e->count >= max)
+    else if (max && e->pub.count >= max)
         rc = CG_E_LIMIT;
     else
-        e->count++;
-    if (e && e->count == 0) /* made just now and refused: not kept */
+        e->pub.count++;
+    if (e && e->pub.count == 0) /* made just now and refused: not kept */
         forget(t, k);
     pthread_mutex_unlock(&t->mu);
     return rc;
@@ -164,7 +177,7 @@ void cg_addrtab_put(cg_addrtab *t, const cg_addrkey *k)
     pthread_mutex_lock(&t->mu);
     for (entry *e = t->b[bucket_of(k)]; e; e = e->next) {
         if (memcmp(&e->key, k, sizeof *k) == 0) {
-            if (e->count > 0 && --e->count == 0)
+            if (e->pub.count > 0 && --e->pub.count == 0)
                 forget(t, k);
             break;
         }
@@ -177,19 +190,49 @@ int cg_addrtab_count(cg_addrtab *t, const cg_addrkey *k, uint64_t now, unsigned 
 {
     int rc = 0;
     pthread_mutex_lock(&t->mu);
-    entry *e = find(t, k, true, now);
+    entry *e = find(t, k, true, now, NULL);
     if (!e) {
         rc = CG_E_LIMIT;
     } else {
-        if (e->window != now) {
-            e->window = now;
-            e->count = 0;
+        if (e->pub.window != now) {
+            e->pub.window = now;
+            e->pub.count = 0;
         }
-        e->count += add;
-        *count = e->count;
+        e->pub.count += add;
+        *count = e->pub.count;
     }
     pthread_mutex_unlock(&t->mu);
     return rc;
+}
+
+int cg_addrtab_visit(cg_addrtab *t, const cg_addrkey *k, uint64_t now, cg_addrtab_fn fn,
+                     void *arg)
+{
+    bool made;
+    pthread_mutex_lock(&t->mu);
+    entry *e = find(t, k, false, now, &made);
+    if (e && !fn(&e->pub, made, arg))
+        forget(t, k);
+    pthread_mutex_unlock(&t->mu);
+    return e ? 0 : CG_E_LIMIT;
+}
+
+void cg_addrtab_each(cg_addrtab *t, cg_addrtab_fn fn, void *arg)
+{
+    pthread_mutex_lock(&t->mu);
+    for (size_t i = 0; i < BUCKETS; i++) {
+        for (entry **pp = &t->b[i]; *pp;) {
+            entry *e = *pp;
+            if (fn(&e->pub, false, arg)) {
+                pp = &e->next;
+            } else {
+                *pp = e->next;
+                free(e);
+                t->n--;
+            }
+        }
+    }
+    pthread_mutex_unlock(&t->mu);
 }
 
 size_t cg_addrtab_size(cg_addrtab *t)

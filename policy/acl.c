@@ -1,14 +1,10 @@
-/* acl.c — white/black-list decisions (SPEC section 4).
+/* policy/acl.c — building the white/black-list (SPEC section 4): rights
+ * and service names, pattern compilation, and the compiled form.
  *
  * Rules are compiled once per snapshot into buckets by subject (each
  * principal, each group, everyone) and service, each bucket split into deny
- * and allow lists sorted by rule id, and indexed by literal prefix. A
- * decision looks only into the buckets that apply to the principal, finds
- * the rules whose literal prefix the name starts with by hash, and
- * matches the rest with a bit-set NFA over the pattern's elements, so that
- * no pattern/name pair can take more than O(len(name) * len(pattern)/64)
- * steps whatever the wildcards. Deny wins; no match is deny. The decision
- * path allocates nothing and takes no lock. */
+ * and allow lists sorted by rule id, and indexed by literal prefix (the
+ * prefix index below). Matching and deciding are in acl_match.c. */
 #include "policy/acl.h"
 
 #include <ctype.h>
@@ -16,73 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/cg_buf.h"
 #include "common/cg_error.h"
 #include "common/cg_util.h"
-
-/* Pattern elements: a literal byte (0..255), or one of these. */
-enum { E_STAR = 256, E_PCT = 257, E_USER = 258 };
-
-#define MAX_PATTERN 1024   /* bytes of a pattern's text */
-#define MAX_USER 256       /* bytes of a ${user} expansion */
-#define MAX_STATES (MAX_PATTERN + 8 * MAX_USER)
-#define WORDS ((MAX_STATES + 1 + 63) / 64)
-
-enum match_kind {
-    M_EXACT,     /* literal (and ${user}) only */
-    M_HEAD_STAR, /* literal (and ${user}) then a single '*' */
-    M_GENERAL,
-};
-
-typedef struct rule {
-    cg_acl_rule_info info;
-    uint16_t *elems;
-    uint32_t nelems;
-    uint32_t prefix;   /* leading literal elements */
-    uint32_t head;     /* leading literal and ${user} elements */
-    uint8_t kind;
-    bool has_user;
-    uint8_t subject_kind; /* 0 principal, 1 group, 2 everyone */
-    uint32_t subject_idx;
-} rule;
-
-typedef struct bucket {
-    uint32_t *deny, *allow; /* rule indexes, by id */
-    uint32_t ndeny, nallow;
-    uint16_t *lens;         /* distinct literal-prefix lengths, ascending */
-    uint32_t nlens;
-} bucket;
-
-/* The prefix index: (bucket, prefix length, prefix hash) -> the rules of
- * that bucket with exactly that literal prefix, by id. A decision probes it
- * once per prefix length its buckets hold, instead of scanning rules. The
- * bucket and length are compared exactly and the prefix bytes again by
- * prefix_ok, so a hash collision can never apply another subject's rule. */
-typedef struct pentry {
-    uint64_t hash;
-    uint32_t bucket;
-    uint32_t len;
-    uint32_t first, count; /* into index_pool */
-    bool used;
-} pentry;
-
-struct cg_acl {
-    rule *rules;   /* sorted by id */
-    size_t nrules;
-    /* buckets[subject][service]: subject 0..np-1 principals, np..np+ng-1
-     * groups, np+ng everyone; service 0 = '*', 1 = imap, 2 = http */
-    bucket *buckets;
-    size_t nprincipals, ngroups;
-    uint32_t *pool; /* storage of every bucket's index lists */
-    pentry *index;
-    size_t index_mask;
-    uint32_t *index_pool;
-    uint16_t *lens_pool;
-    uint32_t max_prefix;
-};
+#include "policy/acl_impl.h"
 
 struct cg_acl_builder {
     rule *rules;
-    size_t n, cap;
+    size_t n, cap; /* cap: bytes behind rules */
     bool failed;
 };
 
@@ -194,7 +131,7 @@ static bool inbox_prefix(const char *s, size_t len)
 }
 
 /* Compiles text into elements; elems may be NULL to only validate. */
-static int compile(const char *text, uint16_t *elems, uint32_t *n_out, const char **error_r)
+int cg_acl__compile(const char *text, uint16_t *elems, uint32_t *n_out, const char **error_r)
 {
     size_t len = strlen(text);
     if (len == 0) {
@@ -246,212 +183,12 @@ int cg_acl_pattern_check(const char *pattern, const char **error_r)
 {
     uint32_t n;
     const char *dummy;
-    return compile(pattern, NULL, &n, error_r ? error_r : &dummy);
+    return cg_acl__compile(pattern, NULL, &n, error_r ? error_r : &dummy);
 }
 
-/* ---- matching --------------------------------------------------------- */
-
-typedef struct subject_ctx {
-    const char *user;
-    size_t ulen;
-    char delim;
-    bool user_ok;   /* the ${user} expansion fits */
-    bool res_inbox; /* the name starts with INBOX in some case */
-} subject_ctx;
-
-static inline unsigned char res_at(const subject_ctx *m, const char *s, size_t i)
-{
-    unsigned char c = (unsigned char)s[i];
-    return m->res_inbox && i < 5 ? (unsigned char)toupper(c) : c;
-}
-
-/* Expands ${user} into literal elements; returns the element count, or 0
- * when the expansion does not fit (the rule then cannot match). */
-static uint32_t expand(const rule *r, const subject_ctx *m, uint16_t *out)
-{
-    uint32_t n = 0;
-    if (!m->user_ok)
-        return 0;
-    for (uint32_t i = 0; i < r->nelems; i++) {
-        if (r->elems[i] != E_USER) {
-            if (n >= MAX_STATES)
-                return 0;
-            out[n++] = r->elems[i];
-            continue;
-        }
-        if (n + m->ulen > MAX_STATES)
-            return 0;
-        /* what ${user} expands to is literal, even '*' or '%' */
-        for (size_t k = 0; k < m->ulen; k++)
-            out[n++] = (unsigned char)m->user[k];
-    }
-    return n;
-}
-
-/* Adds every state reachable by letting wildcards match nothing. */
-static void closure(uint64_t *st, const uint16_t *el, uint32_t n)
-{
-    for (uint32_t i = 0; i < n; i++) {
-        if ((st[i >> 6] >> (i & 63) & 1) && el[i] >= E_STAR)
-            st[(i + 1) >> 6] |= UINT64_C(1) << ((i + 1) & 63);
-    }
-}
-
-/* Runs the NFA of el[0..n) over s[from..len); st holds the states reached
- * before position `from`. Returns false when no state is left. */
-static bool run(uint64_t *st, const uint16_t *el, uint32_t n, const subject_ctx *m, const char *s,
-                size_t from, size_t len)
-{
-    uint32_t words = (n + 1 + 63) / 64;
-    uint64_t next[WORDS];
-    for (size_t i = from; i < len; i++) {
-        unsigned char c = res_at(m, s, i);
-        memset(next, 0, words * sizeof *next);
-        bool any = false;
-        for (uint32_t w = 0; w < words; w++) {
-            uint64_t bits = st[w];
-            while (bits) {
-                uint32_t k = (uint32_t)__builtin_ctzll(bits) + w * 64;
-                bits &= bits - 1;
-                if (k >= n)
-                    continue;
-                uint16_t e = el[k];
-                if (e == E_STAR || (e == E_PCT && c != (unsigned char)m->delim)) {
-                    next[k >> 6] |= UINT64_C(1) << (k & 63);
-                    any = true;
-                } else if (e == c) {
-                    next[(k + 1) >> 6] |= UINT64_C(1) << ((k + 1) & 63);
-                    any = true;
-                }
-            }
-        }
-        if (!any)
-            return false;
-        closure(next, el, n);
-        memcpy(st, next, words * sizeof *next);
-    }
-    return true;
-}
-
-static bool prefix_ok(const rule *r, const subject_ctx *m, const char *s, size_t len)
-{
-    if (len < r->prefix)
-        return false;
-    for (uint32_t i = 0; i < r->prefix; i++)
-        if (r->elems[i] != res_at(m, s, i))
-            return false;
-    return true;
-}
-
-/* Matches the literal-and-${user} head after the prefix; returns the
- * position in s after it, or -1. */
-static long head_ok(const rule *r, const subject_ctx *m, const char *s, size_t len)
-{
-    size_t pos = r->prefix;
-    for (uint32_t i = r->prefix; i < r->head; i++) {
-        uint16_t e = r->elems[i];
-        if (e == E_USER) {
-            if (!m->user_ok || m->ulen == 0 || len - pos < m->ulen)
-                return -1;
-            /* compared as the NFA would: literal bytes against the name */
-            for (size_t k = 0; k < m->ulen; k++, pos++)
-                if (res_at(m, s, pos) != (unsigned char)m->user[k])
-                    return -1;
-        } else {
-            if (pos >= len || res_at(m, s, pos) != e)
-                return -1;
-            pos++;
-        }
-    }
-    return (long)pos;
-}
-
-static bool match(const rule *r, const subject_ctx *m, const char *s, size_t len)
-{
-    if (!prefix_ok(r, m, s, len))
-        return false;
-    if (r->kind != M_GENERAL) {
-        long pos = r->head == r->prefix ? (long)r->prefix : head_ok(r, m, s, len);
-        return pos >= 0 && (r->kind == M_HEAD_STAR || (size_t)pos == len);
-    }
-    uint16_t buf[MAX_STATES];
-    const uint16_t *el = r->elems;
-    uint32_t n = r->nelems;
-    if (r->has_user) {
-        n = expand(r, m, buf);
-        if (n == 0)
-            return false;
-        el = buf;
-    }
-    uint64_t st[WORDS];
-    memset(st, 0, ((n + 1 + 63) / 64) * sizeof *st);
-    st[r->prefix >> 6] = UINT64_C(1) << (r->prefix & 63);
-    closure(st, el, n);
-    if (!run(st, el, n, m, s, r->prefix, len))
-        return false;
-    return st[n >> 6] >> (n & 63) & 1;
-}
-
-/* After s: could some longer name (s followed by anything) match, and
- * would every one of them match? */
-static void match_below(const rule *r, const subject_ctx *m, const char *s, size_t len,
-                        bool *some, bool *all)
-{
-    *some = *all = false;
-    uint16_t buf[MAX_STATES];
-    const uint16_t *el = r->elems;
-    uint32_t n = r->nelems;
-    if (r->has_user) {
-        n = expand(r, m, buf);
-        if (n == 0)
-            return;
-        el = buf;
-    }
-    uint64_t st[WORDS] = { 0 };
-    st[0] = 1;
-    closure(st, el, n);
-    if (!run(st, el, n, m, s, 0, len))
-        return;
-    for (uint32_t k = 0; k <= n; k++) {
-        if (!(st[k >> 6] >> (k & 63) & 1))
-            continue;
-        if (k < n)
-            *some = true;
-        /* all names below: from k on only wildcards, one of them '*' */
-        bool star = false, only_wild = true;
-        for (uint32_t j = k; j < n && only_wild; j++) {
-            only_wild = el[j] >= E_STAR;
-            star |= el[j] == E_STAR;
-        }
-        if (k < n && only_wild && star)
-            *all = true;
-    }
-}
 
 /* ---- the prefix index ----------------------------------------------- */
 
-#define FNV_BASIS UINT64_C(0xcbf29ce484222325)
-#define FNV_PRIME UINT64_C(0x100000001b3)
-
-static inline size_t slot_of(uint64_t h, uint32_t bk_id, uint32_t len, size_t mask)
-{
-    uint64_t x = h ^ ((uint64_t)bk_id << 20) ^ len;
-    x ^= x >> 29;
-    x *= UINT64_C(0xbf58476d1ce4e5b9);
-    x ^= x >> 32;
-    return (size_t)x & mask;
-}
-
-static const pentry *probe(const cg_acl *acl, uint32_t bk_id, uint32_t len, uint64_t h)
-{
-    for (size_t i = slot_of(h, bk_id, len, acl->index_mask);; i = (i + 1) & acl->index_mask) {
-        const pentry *e = &acl->index[i];
-        if (!e->used)
-            return NULL;
-        if (e->hash == h && e->bucket == bk_id && e->len == len)
-            return e;
-    }
-}
 
 typedef struct ikey {
     uint32_t bucket, len;
@@ -513,7 +250,7 @@ static int build_index(cg_acl *acl)
             acl->index_pool[j] = keys[j].rule;
             j++;
         }
-        size_t slot = slot_of(keys[i].hash, keys[i].bucket, keys[i].len, acl->index_mask);
+        size_t slot = cg_acl__slot_of(keys[i].hash, keys[i].bucket, keys[i].len, acl->index_mask);
         while (acl->index[slot].used)
             slot = (slot + 1) & acl->index_mask;
         acl->index[slot] = (pentry){ keys[i].hash, keys[i].bucket, keys[i].len, (uint32_t)i,
@@ -558,18 +295,13 @@ int cg_acl_builder_add(cg_acl_builder *b, int64_t id, bool deny, const char *sub
         return CG_E_INVAL;
     }
     uint32_t n;
-    int rc = compile(pattern, NULL, &n, error_r);
+    int rc = cg_acl__compile(pattern, NULL, &n, error_r);
     if (rc < 0)
         return rc;
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 64;
-        rule *nr = realloc(b->rules, cap * sizeof *nr);
-        if (!nr) {
-            *error_r = "out of memory";
-            return CG_E_NOMEM;
-        }
-        b->rules = nr;
-        b->cap = cap;
+    if (!cg_buf_grow((void **)&b->rules, &b->cap, (b->n + 1) * sizeof *b->rules,
+                     64 * sizeof *b->rules, SIZE_MAX)) {
+        *error_r = "out of memory";
+        return CG_E_NOMEM;
     }
     rule *r = &b->rules[b->n];
     memset(r, 0, sizeof *r);
@@ -581,7 +313,11 @@ int cg_acl_builder_add(cg_acl_builder *b, int64_t id, bool deny, const char *sub
         *error_r = "out of memory";
         return CG_E_NOMEM;
     }
-    compile(pattern, r->elems, &r->nelems, error_r);
+    rc = cg_acl__compile(pattern, r->elems, &r->nelems, error_r); /* validated above */
+    if (rc < 0) {
+        free_rule(r);
+        return rc;
+    }
     r->info.id = id;
     r->info.deny = deny;
     r->info.service = service;
@@ -682,10 +418,7 @@ cg_acl *cg_acl_build(cg_acl_builder *b, const cg_principal *principals, size_t n
     /* count, then place (rules are already in id order) */
     for (size_t i = 0; i < kept; i++) {
         const rule *r = &acl->rules[i];
-        size_t subj = r->subject_kind == 0 ? r->subject_idx
-                      : r->subject_kind == 1 ? np + r->subject_idx
-                                             : np + ng;
-        bucket *bk = &acl->buckets[subj * 3 + (size_t)r->info.service];
+        bucket *bk = &acl->buckets[bucket_index(acl, r)];
         if (r->info.deny)
             bk->ndeny++;
         else
@@ -702,10 +435,7 @@ cg_acl *cg_acl_build(cg_acl_builder *b, const cg_principal *principals, size_t n
     }
     for (size_t i = 0; i < kept; i++) {
         const rule *r = &acl->rules[i];
-        size_t subj = r->subject_kind == 0 ? r->subject_idx
-                      : r->subject_kind == 1 ? np + r->subject_idx
-                                             : np + ng;
-        bucket *bk = &acl->buckets[subj * 3 + (size_t)r->info.service];
+        bucket *bk = &acl->buckets[bucket_index(acl, r)];
         if (r->info.deny)
             bk->deny[bk->ndeny++] = (uint32_t)i;
         else
@@ -750,142 +480,3 @@ const cg_acl_rule_info *cg_acl_rule(const cg_acl *acl, int64_t id)
     return NULL;
 }
 
-/* ---- deciding --------------------------------------------------------- */
-
-#define MAX_SUBJECTS 258
-
-/* The subjects whose rules apply to p: itself, its groups, everyone. */
-static size_t subjects_of(const cg_acl *acl, const cg_principal *p, size_t out[MAX_SUBJECTS])
-{
-    size_t n = 0;
-    if (p->idx < acl->nprincipals)
-        out[n++] = p->idx;
-    for (uint32_t g = 0; g < p->ngroups && n < MAX_SUBJECTS - 1; g++)
-        if (p->groups[g] < acl->ngroups)
-            out[n++] = acl->nprincipals + p->groups[g];
-    out[n++] = acl->nprincipals + acl->ngroups;
-    return n;
-}
-
-/* Bucket i of 2*n: subject i/2, for service '*' (even) or the service. */
-static const bucket *bucket_of(const cg_acl *acl, const size_t *subj, size_t i, int service)
-{
-    return &acl->buckets[subj[i / 2] * 3 + (i % 2 ? (size_t)service : 0)];
-}
-
-static void init_ctx(subject_ctx *m, const cg_principal *p, int service, const char *res,
-                     size_t len, char delim)
-{
-    m->user = service == CG_SVC_IMAP && p->mailbox ? p->mailbox : p->name;
-    m->ulen = strlen(m->user);
-    m->user_ok = m->ulen <= MAX_USER;
-    m->delim = delim;
-    m->res_inbox = service == CG_SVC_IMAP && len >= 5 && strncasecmp(res, "INBOX", 5) == 0 &&
-                   (len == 5 || res[5] == delim);
-}
-
-cg_decision cg_acl_decide(const cg_acl *acl, const cg_principal *p, int service, unsigned right,
-                          const char *resource, size_t len, char delim)
-{
-    cg_decision d = { false, 0 };
-    if (!acl || !p || !p->enabled || (service != CG_SVC_IMAP && service != CG_SVC_HTTP))
-        return d;
-    subject_ctx m;
-    init_ctx(&m, p, service, resource, len, delim);
-    int64_t deny_id = 0, allow_id = 0;
-    /* hashes of the name's prefixes, as far as any rule's prefix reaches */
-    uint64_t ph[MAX_PATTERN + 1];
-    size_t reach = len < acl->max_prefix ? len : acl->max_prefix;
-    ph[0] = FNV_BASIS;
-    for (size_t i = 0; i < reach; i++)
-        ph[i + 1] = (ph[i] ^ res_at(&m, resource, i)) * FNV_PRIME;
-    size_t subj[MAX_SUBJECTS];
-    size_t nb = 2 * subjects_of(acl, p, subj);
-    for (size_t b = 0; b < nb; b++) {
-        uint32_t bi = (uint32_t)(subj[b / 2] * 3 + (b % 2 ? (size_t)service : 0));
-        const bucket *bk = &acl->buckets[bi];
-        for (uint32_t l = 0; l < bk->nlens && bk->lens[l] <= reach; l++) {
-            const pentry *e = probe(acl, bi, bk->lens[l], ph[bk->lens[l]]);
-            if (!e)
-                continue;
-            for (uint32_t k = 0; k < e->count; k++) {
-                const rule *r = &acl->rules[acl->index_pool[e->first + k]];
-                if (!(r->info.rights & right))
-                    continue;
-                if (r->info.deny) {
-                    if ((deny_id == 0 || r->info.id < deny_id) && match(r, &m, resource, len))
-                        deny_id = r->info.id;
-                } else if (deny_id == 0 && (allow_id == 0 || r->info.id < allow_id) &&
-                           match(r, &m, resource, len)) {
-                    allow_id = r->info.id;
-                }
-            }
-        }
-    }
-    if (deny_id) {
-        d.rule_id = deny_id;
-        return d;
-    }
-    d.allow = allow_id != 0;
-    d.rule_id = allow_id;
-    return d;
-}
-
-bool cg_acl_subtree_clear(const cg_acl *acl, const cg_principal *p, int service, unsigned right,
-                          const char *prefix, size_t len, char delim, int64_t *rule_id)
-{
-    int64_t dummy;
-    if (!rule_id)
-        rule_id = &dummy;
-    *rule_id = 0;
-    if (!acl || !p || !p->enabled || len + 1 > MAX_PATTERN * 8)
-        return false;
-    /* names below the target: prefix + delim + anything */
-    char below[MAX_PATTERN * 8 + 2];
-    size_t n = len;
-    memcpy(below, prefix, len);
-    if (n == 0 || below[n - 1] != delim)
-        below[n++] = delim;
-    subject_ctx m;
-    init_ctx(&m, p, service, below, n, delim);
-    bool clear = true;
-    size_t subj[MAX_SUBJECTS];
-    size_t nb = 2 * subjects_of(acl, p, subj);
-    for (size_t b = 0; b < nb; b++) {
-        const bucket *bk = bucket_of(acl, subj, b, service);
-        for (uint32_t k = 0; k < bk->ndeny + bk->nallow; k++) {
-            bool is_deny = k < bk->ndeny;
-            const rule *r = &acl->rules[is_deny ? bk->deny[k] : bk->allow[k - bk->ndeny]];
-            if (!(r->info.rights & right))
-                continue;
-            bool some, all;
-            match_below(r, &m, below, n, &some, &all);
-            /* a deny that could match below, or an allow that would judge
-             * part of the subtree differently from the rest */
-            if (some && (is_deny || !all)) {
-                if (clear || r->info.id < *rule_id)
-                    *rule_id = r->info.id;
-                clear = false;
-            }
-        }
-    }
-    return clear;
-}
-
-int cg_acl_glob(const char *pattern, const char *user, const char *name, size_t len, char delim)
-{
-    rule r;
-    memset(&r, 0, sizeof r);
-    uint16_t elems[MAX_PATTERN];
-    const char *err;
-    int rc = compile(pattern, elems, &r.nelems, &err);
-    if (rc < 0)
-        return rc;
-    r.elems = elems;
-    for (uint32_t i = 0; i < r.nelems; i++)
-        r.has_user |= elems[i] == E_USER;
-    r.kind = M_GENERAL;
-    subject_ctx m = { .user = user ? user : "", .ulen = user ? strlen(user) : 0, .delim = delim };
-    m.user_ok = user && m.ulen <= MAX_USER;
-    return match(&r, &m, name, len) ? 1 : 0;
-}

@@ -29,14 +29,17 @@ typedef struct cg_decision {
 } cg_decision;
 
 /* "list,read" / "all" <-> bitmask; returns 0 or CG_E_INVAL. */
-int cg_rights_parse(const char *text, unsigned *out, const char **error_r);
+int cg_rights_parse(const char *text, unsigned *out, const char **error_r)
+    __attribute__((warn_unused_result));
 void cg_rights_format(unsigned rights, char out[48]);
 const char *cg_right_name(unsigned right); /* one right */
-int cg_service_parse(const char *text, int *out); /* imap|http|* (0 = *) */
+int cg_service_parse(const char *text, int *out)
+    __attribute__((warn_unused_result)); /* imap|http|* (0 = *) */
 
 /* Validates a pattern as it would be compiled (unbalanced "${", unknown
  * variable): 0 or CG_E_INVAL with a sentence. */
-int cg_acl_pattern_check(const char *pattern, const char **error_r);
+int cg_acl_pattern_check(const char *pattern, const char **error_r)
+    __attribute__((warn_unused_result));
 
 /* Building, done by the snapshot builder. Subjects are resolved against
  * the principals and groups of the snapshot being built. */
@@ -44,7 +47,8 @@ typedef struct cg_acl_builder cg_acl_builder;
 cg_acl_builder *cg_acl_builder_new(void);
 int cg_acl_builder_add(cg_acl_builder *b, int64_t id, bool deny,
                        const char *subject, int service, const char *pattern,
-                       unsigned rights, const char **error_r);
+                       unsigned rights, const char **error_r)
+    __attribute__((warn_unused_result));
 /* principals[i].idx == i; group names by index. Consumes the builder. */
 cg_acl *cg_acl_build(cg_acl_builder *b, const cg_principal *principals,
                      size_t nprincipals, const char *const *groups,
@@ -67,7 +71,8 @@ bool cg_acl_subtree_clear(const cg_acl *acl, const cg_principal *p,
 /* One pattern against one name, outside any rule set (signed-only paths):
  * 1 match, 0 no match, CG_E_INVAL for a pattern that does not compile.
  * user: the ${user} expansion (NULL: ${user} never matches). No heap. */
-int cg_acl_glob(const char *pattern, const char *user, const char *name, size_t len, char delim);
+int cg_acl_glob(const char *pattern, const char *user, const char *name, size_t len, char delim)
+    __attribute__((warn_unused_result));
 
 /* For explanations: the rule's text, or NULL when id is unknown. */
 typedef struct cg_acl_rule_info {

@@ -59,7 +59,7 @@ size_t cg_digest_challenges(const cg_digest_ctx *ctx, bool stale, int64_t now,
 int cg_digest_verify(const cg_digest_ctx *ctx, const char *header,
                      const char *method, const char *target,
                      const cg_snapshot *snap, const cg_principal **who,
-                     const char **error_r);
+                     const char **error_r) __attribute__((warn_unused_result));
 
 /* The same with the clock and the HA1 lookup given (unit tests; a
  * gateway uses cg_digest_verify). lookup returns the hex HA1 of username
@@ -69,7 +69,7 @@ typedef const char *(*cg_digest_ha1_fn)(void *lctx, const char *username,
 int cg_digest_verify_at(const cg_digest_ctx *ctx, const char *header,
                         const char *method, const char *target, int64_t now,
                         cg_digest_ha1_fn lookup, void *lctx,
-                        const char **error_r);
+                        const char **error_r) __attribute__((warn_unused_result));
 
 /* A fresh nonce for time now: base64url of 8-byte big-endian time, 8
  * random bytes and HMAC-SHA256(secret, time || random || realm), 64

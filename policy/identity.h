@@ -45,8 +45,10 @@ typedef struct cg_cidr {
     uint8_t prefix;
     uint8_t addr[16];
 } cg_cidr;
-int cg_cidr_parse(const char *text, cg_cidr *out, const char **error_r);
+int cg_cidr_parse(const char *text, cg_cidr *out, const char **error_r)
+    __attribute__((warn_unused_result));
 void cg_cidr_format(const cg_cidr *c, char out[64]);
-int cg_cidr_match(const cg_cidr *c, const struct sockaddr *sa);
+int cg_cidr_match(const cg_cidr *c, const struct sockaddr *sa)
+    __attribute__((warn_unused_result));
 
 #endif

@@ -23,7 +23,7 @@ enum cg_manifest_alg {
     CG_MALG_RSA_PSS_SHA256 = 3,
 };
 /* "ecdsa-p256-sha256" | "ed25519" | "rsa-pss-sha256" <-> enum; 0 unknown. */
-int cg_manifest_alg_parse(const char *name);
+int cg_manifest_alg_parse(const char *name) __attribute__((warn_unused_result));
 const char *cg_manifest_alg_name(int alg);
 
 typedef struct cg_manifest_item {
@@ -44,10 +44,10 @@ typedef struct cg_manifest cg_manifest;
  * normalised, two items for one path) or CG_E_LIMIT (size, items, depth);
  * error_r names the reason. The schema is compiled once per process. */
 int cg_manifest_parse(const void *xml, size_t len, cg_manifest **out,
-                      const char **error_r);
+                      const char **error_r) __attribute__((warn_unused_result));
 /* The same for the base64 of the XML (the Content-Manifest header). */
 int cg_manifest_parse_b64(const char *b64, size_t len, cg_manifest **out,
-                          const char **error_r);
+                          const char **error_r) __attribute__((warn_unused_result));
 void cg_manifest_free(cg_manifest *m);
 
 size_t cg_manifest_nitems(const cg_manifest *m);
@@ -66,23 +66,27 @@ size_t cg_manifest_signed_bytes(const char *path, uint64_t size,
 /* A path as items must carry it: starts with "/", valid UTF-8, no control
  * characters, no empty, "." or ".." segment (a trailing "/" is allowed
  * only for "/" itself). 0 or CG_E_INVAL. */
-int cg_manifest_path_check(const char *path, const char **error_r);
+int cg_manifest_path_check(const char *path, const char **error_r)
+    __attribute__((warn_unused_result));
 
 /* Checks one item's signature with key (an EVP_PKEY * of algorithm
  * key_alg): 0, CG_E_AUTH (wrong signature, algorithm not the key's). */
 int cg_manifest_verify_item(const cg_manifest_item *item, void *evp_pkey,
-                            const char *key_alg, const char **error_r);
+                            const char *key_alg, const char **error_r)
+    __attribute__((warn_unused_result));
 
 /* The gateway's check: the item's key exists in snap, belongs to the
  * uploader (a key signs only for its own principal), has the item's
  * algorithm, and the signature is good. 0 or CG_E_AUTH. */
 int cg_manifest_check_item(const cg_manifest_item *item, const cg_snapshot *snap,
-                           const cg_principal *uploader, const char **error_r);
+                           const cg_principal *uploader, const char **error_r)
+    __attribute__((warn_unused_result));
 /* The same with the key given (cpmgatectl, tests): key->principal_idx
  * must equal uploader_idx. The algorithm of a key: cg_pkey_alg in
  * store/policy_keys.h. */
 int cg_manifest_check_with_key(const cg_manifest_item *item, const cg_pubkey *key,
-                               uint32_t uploader_idx, const char **error_r);
+                               uint32_t uploader_idx, const char **error_r)
+    __attribute__((warn_unused_result));
 
 /* What the HTTP gateway needs in one call, before the body arrives:
  * parses the base64 manifest (Content-Manifest header, or a decoupled
@@ -100,14 +104,15 @@ typedef struct cg_manifest_claim {
 } cg_manifest_claim;
 int cg_manifest_accept(const char *b64, size_t len, const char *path,
                        const cg_snapshot *snap, const cg_principal *uploader,
-                       cg_manifest_claim *out, const char **error_r);
+                       cg_manifest_claim *out, const char **error_r)
+    __attribute__((warn_unused_result));
 
 /* Signs one item with a private key (EVP_PKEY *) and writes the whole
  * manifest XML, NUL-terminated, into a malloc'd *xml_out. The algorithm
  * follows from the key (EC P-256, Ed25519, RSA). */
 int cg_manifest_sign(void *evp_priv, const char *key_id, const char *path,
                      uint64_t size, const uint8_t sha256[32], char **xml_out,
-                     const char **error_r);
+                     const char **error_r) __attribute__((warn_unused_result));
 
 /* The schema text compiled into the program (policy/manifest.xsd). */
 const char *cg_manifest_schema(void);

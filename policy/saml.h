@@ -20,7 +20,7 @@
 /* Once per process, from main, after xmlInitParser() and before any
  * worker thread starts: initialises xmlsec and its OpenSSL backend.
  * Safe to call again (does nothing). */
-int cg_saml_global_init(const char **error_r);
+int cg_saml_global_init(const char **error_r) __attribute__((warn_unused_result));
 void cg_saml_global_shutdown(void);
 
 /* Plain parameters (the [saml] section of the configuration). The IdP
@@ -37,7 +37,7 @@ typedef struct cg_saml_params {
  * its own copy of the key). A new configuration makes a new verifier. */
 typedef struct cg_saml_verifier cg_saml_verifier;
 int cg_saml_verifier_new(const cg_saml_params *p, cg_saml_verifier **out,
-                         const char **error_r);
+                         const char **error_r) __attribute__((warn_unused_result));
 void cg_saml_verifier_free(cg_saml_verifier *v);
 
 typedef struct cg_saml_result {
@@ -49,10 +49,12 @@ typedef struct cg_saml_result {
  * 0, or CG_E_AUTH with one sentence naming the first check that failed.
  * No cache. */
 int cg_saml_verify_xml(const cg_saml_verifier *v, const char *xml, size_t len,
-                       int64_t now, cg_saml_result *out, const char **error_r);
+                       int64_t now, cg_saml_result *out, const char **error_r)
+    __attribute__((warn_unused_result));
 /* The same for the base64 text after "SAML " (strict base64). */
 int cg_saml_verify_b64(const cg_saml_verifier *v, const char *b64, size_t len,
-                       int64_t now, cg_saml_result *out, const char **error_r);
+                       int64_t now, cg_saml_result *out, const char **error_r)
+    __attribute__((warn_unused_result));
 
 /* What the HTTP gateway calls: credentials = the header value after
  * "SAML ". Uses the per-thread cache (keyed by the SHA-256 of the base64
@@ -61,7 +63,8 @@ int cg_saml_verify_b64(const cg_saml_verifier *v, const char *b64, size_t len,
  * (*who set when the principal exists but is disabled). */
 int cg_saml_authenticate(const cg_saml_verifier *v, const char *b64,
                          size_t len, const cg_snapshot *snap,
-                         const cg_principal **who, const char **error_r);
+                         const cg_principal **who, const char **error_r)
+    __attribute__((warn_unused_result));
 
 /* Entries in the per-thread verified-assertion cache. */
 #define CG_SAML_CACHE_SLOTS 64

@@ -27,7 +27,7 @@ typedef struct cg_snapshot cg_snapshot;
 
 /* Builds a snapshot from the store. error_r: one sentence. */
 int cg_snapshot_build(struct cg_pstore *store, cg_snapshot **out,
-                      const char **error_r);
+                      const char **error_r) __attribute__((warn_unused_result));
 
 /* Reference counting (atomic). A snapshot is freed at its last release. */
 cg_snapshot *cg_snapshot_ref(cg_snapshot *s);
@@ -43,13 +43,14 @@ cg_snapshot *cg_snapshot_acquire(void);
  * connection committed (PRAGMA data_version), builds and publishes a new
  * snapshot. 1 published, 0 unchanged, negative on error (the old snapshot
  * stays in force; a build that met a busy database is retried next call). */
-int cg_snapshot_reload_if_changed(struct cg_pstore *ro_store, const char **error_r);
+int cg_snapshot_reload_if_changed(struct cg_pstore *ro_store, const char **error_r)
+    __attribute__((warn_unused_result));
 /* The same, with building(arg, true) before a build and building(arg,
  * false) after it (not around the mere poll): the gateway shows a rebuild
  * in progress in its metrics. */
 int cg_snapshot_reload_if_changed_cb(struct cg_pstore *ro_store,
                                      void (*building)(void *arg, bool on), void *arg,
-                                     const char **error_r);
+                                     const char **error_r) __attribute__((warn_unused_result));
 
 /* Monotonic generation number of this snapshot (1, 2, ...). */
 uint64_t cg_snapshot_generation(const cg_snapshot *s);

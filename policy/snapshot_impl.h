@@ -1,6 +1,7 @@
-/* snapshot_impl.h — the inside of a policy snapshot, shared by the builder
- * (snapshot.c) and the lookups (identity.c) only. Every index is a sorted
- * array searched with bsearch-style loops: no allocation, no locks. */
+/* policy/snapshot_impl.h — the inside of a policy snapshot, shared by the
+ * builder (snapshot_build.c) and the lookups (snapshot.c, identity.c)
+ * only. Every index is a sorted array searched with bsearch-style loops:
+ * no allocation, no locks. */
 #ifndef CG_SNAPSHOT_IMPL_H
 #define CG_SNAPSHOT_IMPL_H
 
@@ -83,17 +84,26 @@ struct cg_snapshot {
 
 /* Certificate names compare exactly, except that the host name of a dns:
  * name is case-insensitive (RFC 4343). */
-int cg_snap_name_cmp(const char *a, const char *b);
+int cg_snap_name_cmp(const char *a, const char *b) __attribute__((warn_unused_result));
 
 /* The orders the indexes are sorted in; a lookup passes a key of the
  * element's own type with the compared fields filled in. */
-int cg_snap_cmp_cert(const void *a, const void *b);
-int cg_snap_cmp_name(const void *a, const void *b);
-int cg_snap_cmp_psk(const void *a, const void *b);
-int cg_snap_cmp_digest(const void *a, const void *b);
-int cg_snap_cmp_addr(const void *a, const void *b);
+int cg_snap_cmp_cert(const void *a, const void *b) __attribute__((warn_unused_result));
+int cg_snap_cmp_name(const void *a, const void *b) __attribute__((warn_unused_result));
+int cg_snap_cmp_psk(const void *a, const void *b) __attribute__((warn_unused_result));
+int cg_snap_cmp_digest(const void *a, const void *b) __attribute__((warn_unused_result));
+int cg_snap_cmp_addr(const void *a, const void *b) __attribute__((warn_unused_result));
+int cg_snap_cmp_pubkey(const void *a, const void *b) __attribute__((warn_unused_result));
+int cg_snap_cmp_peer(const void *a, const void *b) __attribute__((warn_unused_result));
 /* bsearch that accepts an empty (NULL) array */
 void *cg_snap_find(const void *key, const void *base, size_t n, size_t size,
                    int (*cmp)(const void *, const void *));
+
+/* The index of the principal with this id (principals are sorted by id). */
+bool cg_snap_pidx_of(const cg_snapshot *s, int64_t id, uint32_t *out);
+
+/* Frees a snapshot and everything it owns (its last reference is gone, or
+ * it was never published). */
+void cg_snap_free(cg_snapshot *s);
 
 #endif

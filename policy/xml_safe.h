@@ -28,7 +28,8 @@ typedef struct cg_xml_limits {
  * nothing in a refused document is expanded or fetched. Needs
  * xmlInitParser() once per process (main, or the first caller). */
 int cg_xml_parse_untrusted(const void *buf, size_t len, const cg_xml_limits *limits,
-                           xmlDocPtr *doc_r, const char **error_r);
+                           xmlDocPtr *doc_r, const char **error_r)
+    __attribute__((warn_unused_result));
 
 /* libxml2's message of e as one line for error_r and logs: trailing
  * newline dropped, control bytes made spaces. "" when e has none. */

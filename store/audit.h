@@ -53,7 +53,8 @@ typedef struct cg_audit_config {
 /* Starts the writer thread (opens/creates the database, resumes the
  * chain). Takes an exclusive lock on "<db_path>.lock" (flock, holding the
  * pid) for as long as it runs: only the running gateway writes the file. */
-int cg_audit_start(const cg_audit_config *cfg, const char **error_r);
+int cg_audit_start(const cg_audit_config *cfg, const char **error_r)
+    __attribute__((warn_unused_result));
 /* Commits everything queued, writes a final checkpoint, joins. */
 void cg_audit_stop(void);
 
@@ -77,19 +78,21 @@ typedef struct cg_audit_resv {
  * the writer is not running, or with audit_fail = closed the log is
  * unavailable or the queue has no free slot (held ones count as taken).
  * With audit_fail = open a full queue gives 0 and holds nothing. */
-int cg_audit_reserve(cg_audit_resv *rv);
+int cg_audit_reserve(cg_audit_resv *rv) __attribute__((warn_unused_result));
 /* Queues a copy of r. With a place held by rv this cannot fail and
  * returns 0 (the place is used up); without one it is cg_audit_submit. */
-int cg_audit_commit(cg_audit_resv *rv, const cg_audit_rec *r);
+int cg_audit_commit(cg_audit_resv *rv, const cg_audit_rec *r)
+    __attribute__((warn_unused_result));
 /* Gives back a place that no record will use (the session ends). */
 void cg_audit_release(cg_audit_resv *rv);
 
 /* For refused connections and failed handshakes: at most one record per
- * client address (r->client without its port) per second; refusals in
- * between are counted and the next record says so in its reason, e.g.
- * "tls handshake failed (x37)". A fixed table (no growth); beyond 1000
- * distinct addresses a second, one summary record a second. Same return
- * as cg_audit_submit. */
+ * client address (r->client without its port; an IPv6 /64 is one address,
+ * as in every per-address limit, common/cg_addrtab.h) per second;
+ * refusals in between are counted and the next record says so in its
+ * reason, e.g. "tls handshake failed (x37)". A bounded table; beyond 1000
+ * new addresses a second (or a full table), one summary record a second.
+ * Same return as cg_audit_submit. */
 int cg_audit_refused(const cg_audit_rec *r);
 
 struct cg_pstore;
@@ -100,7 +103,8 @@ struct cg_pstore;
  * in the transaction that commits the records, so a row is copied exactly
  * once across restarts. Call from a thread that may block briefly (the
  * policy watcher), not a worker loop. Returns 0 or a negative code. */
-int cg_audit_import_policy_log(struct cg_pstore *ps, const char **error_r);
+int cg_audit_import_policy_log(struct cg_pstore *ps, const char **error_r)
+    __attribute__((warn_unused_result));
 
 /* False while records cannot be committed and fail_closed is set: new
  * operations are refused until writing works again. Cheap (atomic). */
@@ -122,7 +126,8 @@ void cg_audit_get_stats(cg_audit_stats *out);
 
 /* Internal, for audit_import.c: submit carrying the policy_log seq, and
  * the highest seq submitted (or committed at start). */
-int cg_audit__submit_policy(const cg_audit_rec *r, int64_t policy_seq);
+int cg_audit__submit_policy(const cg_audit_rec *r, int64_t policy_seq)
+    __attribute__((warn_unused_result));
 int64_t cg_audit__policy_seq(void);
 
 #endif

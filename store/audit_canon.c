@@ -1,4 +1,4 @@
-/* audit_canon.c — canonical JSON of an audit record, its strict parser,
+/* store/audit_canon.c — canonical JSON of an audit record, its strict parser,
  * the SHA-256 chain step and checkpoint signatures (SPEC section 5).
  * Pure functions: no I/O except loading key files. */
 #include "store/audit_canon.h"
@@ -12,66 +12,31 @@
 #include <openssl/x509.h>
 
 #include "common/cg_error.h"
+#include "common/cg_buf.h"
 #include "common/cg_util.h"
 
 /* ---- encoding ----------------------------------------------------------- */
 
-typedef struct wbuf {
-    char *p;
-    size_t len, cap;
-    bool over;
-} wbuf;
+/* The record's fields after seq and time, in canon order: S a string (null
+ * when NULL), N a number (null when negative), C the connection id (null
+ * when 0). The encoder and the parser both walk this one list. */
+#define CANON_FIELDS(S, N, C)                                                      \
+    S(txid) S(request_id) C(conn_id) S(listener) S(client) S(principal) S(method)  \
+    S(tls_version) S(tls_cipher) S(service) S(operation) S(resource) S(decision)   \
+    N(rule_id) S(result) N(bytes_in) N(bytes_out) S(content_sha256) S(key_id)      \
+    S(validation) S(reason)
 
-static void put(wbuf *b, const char *s, size_t n)
-{
-    if (b->over || b->len + n >= b->cap) {
-        b->over = true;
-        return;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-}
-
-static void puts_(wbuf *b, const char *s) { put(b, s, strlen(s)); }
-
-/* Length of the valid UTF-8 sequence at s (RFC 3629: no overlongs, no
- * surrogates, at most U+10FFFF), 0 when invalid. */
-static size_t utf8_seq(const unsigned char *s)
-{
-    unsigned c = s[0];
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        return (s[1] & 0xc0) == 0x80 ? 2 : 0;
-    if (c >= 0xe0 && c <= 0xef) {
-        if ((s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80)
-            return 0;
-        if (c == 0xe0 && s[1] < 0xa0)
-            return 0; /* overlong */
-        if (c == 0xed && s[1] >= 0xa0)
-            return 0; /* surrogate */
-        return 3;
-    }
-    if (c >= 0xf0 && c <= 0xf4) {
-        if ((s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 || (s[3] & 0xc0) != 0x80)
-            return 0;
-        if (c == 0xf0 && s[1] < 0x90)
-            return 0;
-        if (c == 0xf4 && s[1] >= 0x90)
-            return 0;
-        return 4;
-    }
-    return 0;
-}
-
-static void put_str(wbuf *b, const char *s)
+/* A JSON string, or null; bytes that are not strict UTF-8 become U+FFFD,
+ * one each. */
+static void put_str(cg_buf *b, const char *s)
 {
     if (!s) {
-        puts_(b, "null");
+        cg_buf_str(b, "null");
         return;
     }
-    put(b, "\"", 1);
+    cg_buf_add(b, "\"", 1);
     const unsigned char *p = (const unsigned char *)s;
+    size_t len = strlen(s);
     while (*p) {
         unsigned c = *p;
         const char *esc = NULL;
@@ -86,87 +51,60 @@ static void put_str(wbuf *b, const char *s)
         default: break;
         }
         if (esc) {
-            puts_(b, esc);
+            cg_buf_str(b, esc);
             p++;
         } else if (c < 0x20) {
-            char u[8];
-            snprintf(u, sizeof u, "\\u%04x", c);
-            put(b, u, 6);
+            cg_buf_fmt(b, "\\u%04x", c);
             p++;
         } else {
-            size_t n = utf8_seq(p);
-            if (n == 0) {
-                put(b, "\xef\xbf\xbd", 3); /* U+FFFD for each bad byte */
+            size_t at = (size_t)(p - (const unsigned char *)s), next = at;
+            if (cg_utf8_next((const unsigned char *)s, len, &next) < 0) {
+                cg_buf_add(b, "\xef\xbf\xbd", 3); /* U+FFFD for each bad byte */
                 p++;
             } else {
-                put(b, (const char *)p, n);
-                p += n;
+                cg_buf_add(b, p, next - at);
+                p += next - at;
             }
         }
     }
-    put(b, "\"", 1);
+    cg_buf_add(b, "\"", 1);
 }
 
-static void put_i64(wbuf *b, int64_t v, bool null)
+static void put_i64(cg_buf *b, int64_t v, bool null)
 {
-    if (null) {
-        puts_(b, "null");
-        return;
-    }
-    char n[24];
-    int k = snprintf(n, sizeof n, "%lld", (long long)v);
-    put(b, n, (size_t)k);
+    if (null)
+        cg_buf_str(b, "null");
+    else
+        cg_buf_fmt(b, "%lld", (long long)v);
 }
 
-static void put_u64(wbuf *b, uint64_t v, bool null)
+static void put_u64(cg_buf *b, uint64_t v, bool null)
 {
-    if (null) {
-        puts_(b, "null");
-        return;
-    }
-    char n[24];
-    int k = snprintf(n, sizeof n, "%llu", (unsigned long long)v);
-    put(b, n, (size_t)k);
+    if (null)
+        cg_buf_str(b, "null");
+    else
+        cg_buf_fmt(b, "%llu", (unsigned long long)v);
 }
 
 int cg_audit_canon(char *out, size_t cap, uint64_t seq, const char *time,
                    const cg_audit_rec *r)
 {
-    wbuf b = { out, 0, cap, false };
-    puts_(&b, "{\"seq\":");
+    cg_buf b;
+    cg_buf_init_fixed(&b, out, cap);
+    cg_buf_str(&b, "{\"seq\":");
     put_u64(&b, seq, false);
-    puts_(&b, ",\"time\":");
+    cg_buf_str(&b, ",\"time\":");
     put_str(&b, time);
-#define S(name) puts_(&b, ",\"" #name "\":"); put_str(&b, r->name)
-#define N(name) puts_(&b, ",\"" #name "\":"); put_i64(&b, r->name, r->name < 0)
-    S(txid);
-    S(request_id);
-    puts_(&b, ",\"conn_id\":");
-    put_u64(&b, r->conn_id, r->conn_id == 0);
-    S(listener);
-    S(client);
-    S(principal);
-    S(method);
-    S(tls_version);
-    S(tls_cipher);
-    S(service);
-    S(operation);
-    S(resource);
-    S(decision);
-    N(rule_id);
-    S(result);
-    N(bytes_in);
-    N(bytes_out);
-    S(content_sha256);
-    S(key_id);
-    S(validation);
-    S(reason);
+#define S(name) cg_buf_str(&b, ",\"" #name "\":"); put_str(&b, r->name);
+#define N(name) cg_buf_str(&b, ",\"" #name "\":"); put_i64(&b, r->name, r->name < 0);
+#define C(name) cg_buf_str(&b, ",\"" #name "\":"); put_u64(&b, r->name, r->name == 0);
+    CANON_FIELDS(S, N, C)
 #undef S
 #undef N
-    put(&b, "}", 1);
-    if (b.over)
+#undef C
+    cg_buf_add(&b, "}", 1);
+    if (b.failed)
         return CG_E_LIMIT;
-    out[b.len] = '\0';
     return (int)b.len;
 }
 
@@ -184,14 +122,6 @@ static bool lit(rbuf *r, const char *s)
         return false;
     r->p += n;
     return true;
-}
-
-static int hexv(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
 }
 
 /* A JSON string (or null) into the output arena; *out NULL for null. */
@@ -233,7 +163,7 @@ static bool get_str(rbuf *r, const char **out)
                 return false;
             int v = 0;
             for (int i = 0; i < 4; i++) {
-                int h = hexv(r->p[i]);
+                int h = cg_hexval((unsigned char)r->p[i]);
                 if (h < 0)
                     return false;
                 v = v << 4 | h;
@@ -294,34 +224,21 @@ int cg_audit_canon_parse(const char *canon, size_t len, cg_audit_parsed *out)
     out->seq = (uint64_t)v;
     if (!lit(&r, ",\"time\":") || !get_str(&r, &out->time) || !out->time)
         return CG_E_PARSE;
-#define S(name) if (!lit(&r, ",\"" #name "\":") || !get_str(&r, &rec->name)) return CG_E_PARSE
-#define N(name) if (!lit(&r, ",\"" #name "\":") || !get_num(&r, &v, &null)) return CG_E_PARSE; \
-                rec->name = null ? -1 : v
-    S(txid);
-    S(request_id);
-    if (!lit(&r, ",\"conn_id\":") || !get_num(&r, &v, &null))
+#define S(name)                                                                    \
+    if (!lit(&r, ",\"" #name "\":") || !get_str(&r, &rec->name))                   \
         return CG_E_PARSE;
-    rec->conn_id = null ? 0 : (uint64_t)v;
-    S(listener);
-    S(client);
-    S(principal);
-    S(method);
-    S(tls_version);
-    S(tls_cipher);
-    S(service);
-    S(operation);
-    S(resource);
-    S(decision);
-    N(rule_id);
-    S(result);
-    N(bytes_in);
-    N(bytes_out);
-    S(content_sha256);
-    S(key_id);
-    S(validation);
-    S(reason);
+#define N(name)                                                                    \
+    if (!lit(&r, ",\"" #name "\":") || !get_num(&r, &v, &null))                    \
+        return CG_E_PARSE;                                                         \
+    rec->name = null ? -1 : v;
+#define C(name)                                                                    \
+    if (!lit(&r, ",\"" #name "\":") || !get_num(&r, &v, &null))                    \
+        return CG_E_PARSE;                                                         \
+    rec->name = null ? 0 : (uint64_t)v;
+    CANON_FIELDS(S, N, C)
 #undef S
 #undef N
+#undef C
     if (!lit(&r, "}") || r.p != r.end)
         return CG_E_PARSE;
     return 0;
@@ -367,6 +284,22 @@ static bool key_ok(EVP_PKEY *k, const char **error_r)
     return false;
 }
 
+/* The end of loading a key: none (a sentence) when k is NULL, else the
+ * key's type checked; *out takes k on success. */
+static int key_loaded(EVP_PKEY *k, const char *none, EVP_PKEY **out, const char **error_r)
+{
+    if (!k) {
+        *error_r = none;
+        return CG_E_CRYPTO;
+    }
+    if (!key_ok(k, error_r)) {
+        EVP_PKEY_free(k);
+        return CG_E_CRYPTO;
+    }
+    *out = k;
+    return 0;
+}
+
 int cg_audit_key_load_private(const char *path, EVP_PKEY **out, const char **error_r)
 {
     FILE *f = fopen(path, "r");
@@ -376,16 +309,7 @@ int cg_audit_key_load_private(const char *path, EVP_PKEY **out, const char **err
     }
     EVP_PKEY *k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
     fclose(f);
-    if (!k) {
-        *error_r = "the audit key file holds no PEM private key";
-        return CG_E_CRYPTO;
-    }
-    if (!key_ok(k, error_r)) {
-        EVP_PKEY_free(k);
-        return CG_E_CRYPTO;
-    }
-    *out = k;
-    return 0;
+    return key_loaded(k, "the audit key file holds no PEM private key", out, error_r);
 }
 
 int cg_audit_key_load_public(const char *path, EVP_PKEY **out, const char **error_r)
@@ -401,16 +325,7 @@ int cg_audit_key_load_public(const char *path, EVP_PKEY **out, const char **erro
         k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
     }
     fclose(f);
-    if (!k) {
-        *error_r = "the key file holds no PEM public key";
-        return CG_E_CRYPTO;
-    }
-    if (!key_ok(k, error_r)) {
-        EVP_PKEY_free(k);
-        return CG_E_CRYPTO;
-    }
-    *out = k;
-    return 0;
+    return key_loaded(k, "the key file holds no PEM public key", out, error_r);
 }
 
 int cg_audit_key_from_pem(const char *pem, EVP_PKEY **out)

@@ -34,7 +34,8 @@ typedef struct cg_audit_parsed {
 
 /* Strict parse of a canon (keys in order, no whitespace). 0 or
  * CG_E_PARSE. Callers that need "is canonical" re-encode and compare. */
-int cg_audit_canon_parse(const char *canon, size_t len, cg_audit_parsed *out);
+int cg_audit_canon_parse(const char *canon, size_t len, cg_audit_parsed *out)
+    __attribute__((warn_unused_result));
 
 /* hash = SHA-256(prev || canon). */
 void cg_audit_chain_hash(const uint8_t prev[CG_AUDIT_HASH_LEN],
@@ -47,10 +48,12 @@ size_t cg_audit_checkpoint_msg(uint64_t seq, const uint8_t hash[CG_AUDIT_HASH_LE
                                char out[128]);
 
 /* Keys: Ed25519 (PureEdDSA) or ECDSA P-256 with SHA-256. */
-int cg_audit_key_load_private(const char *path, EVP_PKEY **out, const char **error_r);
+int cg_audit_key_load_private(const char *path, EVP_PKEY **out, const char **error_r)
+    __attribute__((warn_unused_result));
 /* Accepts a public key PEM, or a private key PEM (its public half). */
-int cg_audit_key_load_public(const char *path, EVP_PKEY **out, const char **error_r);
-int cg_audit_key_from_pem(const char *pem, EVP_PKEY **out);
+int cg_audit_key_load_public(const char *path, EVP_PKEY **out, const char **error_r)
+    __attribute__((warn_unused_result));
+int cg_audit_key_from_pem(const char *pem, EVP_PKEY **out) __attribute__((warn_unused_result));
 /* Lowercase hex SHA-256 of the DER SubjectPublicKeyInfo (65 bytes). */
 int cg_audit_key_fingerprint(EVP_PKEY *key, char out[65]);
 /* The public key as PEM, malloc'd. */
@@ -79,6 +82,7 @@ typedef struct cg_audit_verify_result {
  * when the verdict is in res (intact or not), negative when the file could
  * not be read at all. */
 int cg_audit_verify_db(const char *path, EVP_PKEY *key,
-                       cg_audit_verify_result *res, const char **error_r);
+                       cg_audit_verify_result *res, const char **error_r)
+    __attribute__((warn_unused_result));
 
 #endif

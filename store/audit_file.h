@@ -34,40 +34,45 @@ typedef struct cg_afile {
 
 /* Opens path read-write (create: make it if missing, mode 0600), finishing
  * an interrupted rotation first, and loads the chain state. */
-int cg_afile_open(cg_afile *f, const char *path, bool create, const char **error_r);
+int cg_afile_open(cg_afile *f, const char *path, bool create, const char **error_r)
+    __attribute__((warn_unused_result));
 void cg_afile_close(cg_afile *f);
 
 /* Re-reads the chain state (after a rollback). */
-int cg_afile_load_state(cg_afile *f, const char **error_r);
+int cg_afile_load_state(cg_afile *f, const char **error_r) __attribute__((warn_unused_result));
 
-int cg_afile_begin(cg_afile *f);
-int cg_afile_commit(cg_afile *f);
+int cg_afile_begin(cg_afile *f) __attribute__((warn_unused_result));
+int cg_afile_commit(cg_afile *f) __attribute__((warn_unused_result));
 void cg_afile_rollback(cg_afile *f);
 
 /* Inside a transaction: appends r as seq last_seq+1 with time, chaining
  * to last_hash; updates the in-memory state (reload it on rollback). */
-int cg_afile_append(cg_afile *f, const char *time, const cg_audit_rec *r);
+int cg_afile_append(cg_afile *f, const char *time, const cg_audit_rec *r)
+    __attribute__((warn_unused_result));
 /* Inside a transaction: signs a checkpoint over last_seq unless one
  * already covers it. */
-int cg_afile_checkpoint(cg_afile *f, EVP_PKEY *key, bool final, const char *time);
+int cg_afile_checkpoint(cg_afile *f, EVP_PKEY *key, bool final, const char *time)
+    __attribute__((warn_unused_result));
 /* Inside a transaction: remembers the policy_log position. */
-int cg_afile_set_policy_seq(cg_afile *f, int64_t seq);
+int cg_afile_set_policy_seq(cg_afile *f, int64_t seq) __attribute__((warn_unused_result));
 /* Stores the public key (by fingerprint) for self-contained verification. */
-int cg_afile_register_key(cg_afile *f, EVP_PKEY *key);
+int cg_afile_register_key(cg_afile *f, EVP_PKEY *key) __attribute__((warn_unused_result));
 
 /* The meta table: value into out; CG_E_NOTFOUND when absent. */
-int cg_afile_meta_get(sqlite3 *db, const char *key, char *out, size_t cap);
+int cg_afile_meta_get(sqlite3 *db, const char *key, char *out, size_t cap)
+    __attribute__((warn_unused_result));
 
 /* Seals the (closed) file at path and starts its successor; key signs the
  * final checkpoint (NULL allowed when a checkpoint already covers the last
  * record). sealed_r: the sealed file's path. */
 int cg_afile_rotate(const char *path, EVP_PKEY *key, char *sealed_r, size_t cap,
-                    const char **error_r);
+                    const char **error_r) __attribute__((warn_unused_result));
 
 /* The gateway's exclusive hold on "<path>.lock" (flock, holding the pid).
  * 0 and *fd_r on success; CG_E_BUSY and *holder_r when another process
  * holds it. */
-int cg_afile_lock(const char *path, int *fd_r, long *holder_r, const char **error_r);
+int cg_afile_lock(const char *path, int *fd_r, long *holder_r, const char **error_r)
+    __attribute__((warn_unused_result));
 void cg_afile_unlock(int fd);
 
 #endif

@@ -20,6 +20,7 @@
 
 #include "store/audit_canon.h"
 #include "store/audit_file.h"
+#include "common/cg_buf.h"
 #include "common/cg_error.h"
 #include "common/cg_util.h"
 
@@ -86,16 +87,12 @@ static int load_checkpoints(vctx *v)
     if (sqlite3_prepare_v2(v->db, "SELECT seq, hash, signature, key_fpr FROM checkpoints "
                            "ORDER BY seq", -1, &st, NULL) != SQLITE_OK)
         return CG_E_DB;
-    size_t cap = 0;
+    size_t cap = 0; /* bytes behind v->ck */
     while (sqlite3_step(st) == SQLITE_ROW) {
-        if (v->nck == cap) {
-            cap = cap ? cap * 2 : 64;
-            ckpt *n = realloc(v->ck, cap * sizeof *n);
-            if (!n) {
-                sqlite3_finalize(st);
-                return CG_E_NOMEM;
-            }
-            v->ck = n;
+        if (!cg_buf_grow((void **)&v->ck, &cap, (v->nck + 1) * sizeof *v->ck,
+                         64 * sizeof *v->ck, SIZE_MAX)) {
+            sqlite3_finalize(st);
+            return CG_E_NOMEM;
         }
         ckpt *c = &v->ck[v->nck++];
         memset(c, 0, sizeof *c);
@@ -120,17 +117,18 @@ static void load_keys(vctx *v)
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(v->db, "SELECT fpr, pem FROM keys", -1, &st, NULL) != SQLITE_OK)
         return;
+    size_t cap = 0; /* bytes behind v->keys */
     while (sqlite3_step(st) == SQLITE_ROW) {
         const char *pem = (const char *)sqlite3_column_text(st, 1);
         EVP_PKEY *k = NULL;
         if (!pem || cg_audit_key_from_pem(pem, &k) < 0)
             continue;
-        vkey *n = realloc(v->keys, (v->nkeys + 1) * sizeof *n);
-        if (!n) {
+        if (!cg_buf_grow((void **)&v->keys, &cap, (v->nkeys + 1) * sizeof *v->keys,
+                         4 * sizeof *v->keys, SIZE_MAX)) {
             EVP_PKEY_free(k);
             break;
         }
-        v->keys = n;
+        vkey *n = v->keys;
         /* The fingerprint is recomputed: the column is not trusted. */
         if (cg_audit_key_fingerprint(k, n[v->nkeys].fpr) < 0) {
             EVP_PKEY_free(k);
@@ -389,7 +387,8 @@ int cg_audit_verify_db(const char *path, EVP_PKEY *key, cg_audit_verify_result *
         goto out;
     }
     sealed = cg_afile_meta_get(v.db, "sealed", m, sizeof m) == 0 && strcmp(m, "1") == 0;
-    cg_afile_meta_get(v.db, "prev_file", prev_file, sizeof prev_file);
+    if (cg_afile_meta_get(v.db, "prev_file", prev_file, sizeof prev_file) < 0)
+        prev_file[0] = '\0'; /* none: the first file of its chain */
     res->first_seq = first;
     res->last_seq = first - 1;
     if ((rc = load_checkpoints(&v)) < 0) {

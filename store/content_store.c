@@ -110,10 +110,15 @@ int cg_content_open(const char *path, bool readonly, cg_content_store **out,
     return 0;
 }
 
-static int path_ok(const char *path, const char **error_r)
+/* Checks a path argument; first points a NULL *error_r at scratch, so the
+ * caller can always say why. */
+static int path_ok(const char *path, const char ***error_r)
 {
+    static _Thread_local const char *scratch;
+    if (!*error_r)
+        *error_r = &scratch;
     if (!path || path[0] != '/' || strlen(path) > CG_CONTENT_MAX_PATH) {
-        *error_r = "content path must start with / and be at most 4096 bytes";
+        **error_r = "content path must start with / and be at most 4096 bytes";
         return CG_E_INVAL;
     }
     return 0;
@@ -145,10 +150,7 @@ int cg_content_record(cg_content_store *cs, const char *path, uint64_t size,
                       const char *txid, const char *validated_key_id,
                       const char **error_r)
 {
-    const char *dummy;
-    if (!error_r)
-        error_r = &dummy;
-    if (path_ok(path, error_r) < 0)
+    if (path_ok(path, &error_r) < 0)
         return CG_E_INVAL;
     if (size > INT64_MAX || !uploader || !txid) {
         *error_r = "content record lacks size, uploader or transaction id";
@@ -183,10 +185,7 @@ static void col_copy(sqlite3_stmt *st, int i, char *out, size_t cap)
 int cg_content_lookup(cg_content_store *cs, const char *path, cg_content_rec *out,
                       const char **error_r)
 {
-    const char *dummy;
-    if (!error_r)
-        error_r = &dummy;
-    if (path_ok(path, error_r) < 0)
+    if (path_ok(path, &error_r) < 0)
         return CG_E_INVAL;
     sqlite3_stmt *st = cs->st[ST_LOOKUP];
     sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
@@ -221,10 +220,7 @@ int cg_content_mark_validated(cg_content_store *cs, const char *path,
                               uint64_t size, const uint8_t sha256[32],
                               const char *key_id, const char **error_r)
 {
-    const char *dummy;
-    if (!error_r)
-        error_r = &dummy;
-    if (path_ok(path, error_r) < 0 || !key_id || size > INT64_MAX) {
+    if (path_ok(path, &error_r) < 0 || !key_id || size > INT64_MAX) {
         *error_r = "bad arguments";
         return CG_E_INVAL;
     }
@@ -254,10 +250,7 @@ int cg_content_mark_validated(cg_content_store *cs, const char *path,
 static int tree_op(cg_content_store *cs, int one, int tree, const char *path, bool subtree,
                    const char **error_r)
 {
-    const char *dummy;
-    if (!error_r)
-        error_r = &dummy;
-    if (path_ok(path, error_r) < 0)
+    if (path_ok(path, &error_r) < 0)
         return CG_E_INVAL;
     sqlite3_stmt *st = cs->st[subtree ? tree : one];
     char prefix[CG_CONTENT_MAX_PATH + 2];

@@ -25,7 +25,7 @@ typedef struct cg_content_store cg_content_store;
 
 /* Opens (creating and migrating when missing, unless readonly). */
 int cg_content_open(const char *path, bool readonly, cg_content_store **out,
-                    const char **error_r);
+                    const char **error_r) __attribute__((warn_unused_result));
 void cg_content_close(cg_content_store *cs);
 
 typedef struct cg_content_rec {
@@ -45,25 +45,27 @@ typedef struct cg_content_rec {
 int cg_content_record(cg_content_store *cs, const char *path, uint64_t size,
                       const uint8_t sha256[32], const char *uploader,
                       const char *txid, const char *validated_key_id,
-                      const char **error_r);
+                      const char **error_r) __attribute__((warn_unused_result));
 
 /* 0 and *out, or CG_E_NOTFOUND. */
 int cg_content_lookup(cg_content_store *cs, const char *path,
-                      cg_content_rec *out, const char **error_r);
+                      cg_content_rec *out, const char **error_r)
+    __attribute__((warn_unused_result));
 
 /* Decoupled validation: marks path validated by key_id when its recorded
  * size and hash are exactly these. CG_E_NOTFOUND (nothing recorded),
  * CG_E_AUTH (recorded content differs: error_r says size or hash). */
 int cg_content_mark_validated(cg_content_store *cs, const char *path,
                               uint64_t size, const uint8_t sha256[32],
-                              const char *key_id, const char **error_r);
+                              const char *key_id, const char **error_r)
+    __attribute__((warn_unused_result));
 
 /* A PUT, DELETE, MOVE or COPY onto path: its validated state is cleared.
  * With subtree, every record below path + "/" too (a collection). */
 int cg_content_clear(cg_content_store *cs, const char *path, bool subtree,
-                     const char **error_r);
+                     const char **error_r) __attribute__((warn_unused_result));
 /* The content is gone (DELETE, source of MOVE): records removed. */
 int cg_content_forget(cg_content_store *cs, const char *path, bool subtree,
-                      const char **error_r);
+                      const char **error_r) __attribute__((warn_unused_result));
 
 #endif

@@ -18,22 +18,27 @@ enum cg_db_flags {
 
 /* WAL, foreign_keys=ON, busy_timeout 5 s. error_r: one sentence, static
  * per thread, valid until the next call on this thread. */
-int cg_db_open(const char *path, int flags, cg_db **out, const char **error_r);
+int cg_db_open(const char *path, int flags, cg_db **out, const char **error_r)
+    __attribute__((warn_unused_result));
 void cg_db_close(cg_db *db);
 sqlite3 *cg_db_handle(cg_db *db);
 
 /* Applies migrations[user_version..n-1], each in its own transaction. */
 int cg_db_migrate(cg_db *db, const char *const *migrations, size_t n,
-                  const char **error_r);
+                  const char **error_r) __attribute__((warn_unused_result));
 
-int cg_db_exec(cg_db *db, const char *sql, const char **error_r);
-int cg_db_begin(cg_db *db, const char **error_r);     /* BEGIN IMMEDIATE */
-int cg_db_begin_read(cg_db *db, const char **error_r); /* BEGIN (deferred) */
-int cg_db_commit(cg_db *db, const char **error_r);
+int cg_db_exec(cg_db *db, const char *sql, const char **error_r)
+    __attribute__((warn_unused_result));
+int cg_db_begin(cg_db *db, const char **error_r)
+    __attribute__((warn_unused_result)); /* BEGIN IMMEDIATE */
+int cg_db_begin_read(cg_db *db, const char **error_r)
+    __attribute__((warn_unused_result)); /* BEGIN (deferred) */
+int cg_db_commit(cg_db *db, const char **error_r) __attribute__((warn_unused_result));
 void cg_db_rollback(cg_db *db);
 
 /* The integer a "PRAGMA name" answers (user_version, data_version). */
-int cg_db_pragma_int(cg_db *db, const char *name, int64_t *out, const char **error_r);
+int cg_db_pragma_int(cg_db *db, const char *name, int64_t *out, const char **error_r)
+    __attribute__((warn_unused_result));
 
 /* The last SQLite error of db as one sentence. */
 const char *cg_db_errmsg(cg_db *db);

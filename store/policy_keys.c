@@ -1,6 +1,6 @@
-/* policy_keys.c — content-signing keys, signed-only patterns and peers in
- * the policy database (see policy_keys.h). Every edit: BEGIN IMMEDIATE,
- * the change, its policy_log row, COMMIT — or nothing. */
+/* store/policy_keys.c — content-signing keys, signed-only patterns and
+ * peers in the policy database (see policy_keys.h). Every edit: BEGIN
+ * IMMEDIATE, the change, its policy_log row, COMMIT — or nothing. */
 #include <stdio.h>
 #include <string.h>
 
@@ -13,15 +13,7 @@
 #include "common/cg_util.h"
 #include "store/db.h"
 #include "store/policy_keys.h"
-
-static _Thread_local char msg[512];
-
-/* "policy database: <SQLite's sentence>", valid until the next call */
-static const char *dberr(sqlite3 *h)
-{
-    snprintf(msg, sizeof msg, "policy database: %s", sqlite3_errmsg(h));
-    return msg;
-}
+#include "store/policy_store_impl.h"
 
 /* ---- key types ------------------------------------------------------------ */
 
@@ -96,39 +88,10 @@ static int canonical_pem(EVP_PKEY *k, char *out, size_t cap)
     return rc;
 }
 
-/* ---- small SQL helpers ---------------------------------------------------- */
+/* ---- one edit ------------------------------------------------------------ */
 
-static sqlite3 *H(cg_pstore *s)
-{
-    return cg_db_handle(cg_pstore_db(s));
-}
-
-/* Runs sql with text parameters (NULL-terminated list); SQLITE_DONE -> 0,
- * constraint -> CG_E_EXISTS, else CG_E_DB. *changes: rows changed. */
-static int run(cg_pstore *s, const char *sql, const char *const *params, int *changes,
-               const char **error_r)
-{
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(H(s), sql, -1, &st, NULL) != SQLITE_OK) {
-        *error_r = dberr(H(s));
-        return CG_E_DB;
-    }
-    for (int i = 0; params && params[i]; i++)
-        sqlite3_bind_text(st, i + 1, params[i], -1, SQLITE_TRANSIENT);
-    int r = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (r == SQLITE_DONE) {
-        if (changes)
-            *changes = sqlite3_changes(H(s));
-        return 0;
-    }
-    if ((r & 0xff) == SQLITE_CONSTRAINT)
-        return CG_E_EXISTS;
-    *error_r = dberr(H(s));
-    return CG_E_DB;
-}
-
-/* One whole edit: the statement, a check of what it did, the log row. */
+/* One whole edit: the statement (text parameters, a NULL-terminated list),
+ * a check of what it did, the log row. */
 typedef struct edit {
     const char *sql;
     const char *const *params;
@@ -138,36 +101,24 @@ typedef struct edit {
 
 static int apply(cg_pstore *s, const edit *e, const char **error_r)
 {
-    const char *dummy;
-    if (!error_r)
-        error_r = &dummy;
-    int rc = cg_pstore_begin(s, error_r);
+    int rc = cg_ps_begin(s, &error_r);
     if (rc < 0)
         return rc;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(cg_ps_sqlite(s), e->sql, -1, &st, NULL) != SQLITE_OK)
+        *error_r = cg_ps_dberr(s);
+    for (int i = 0; st && e->params[i]; i++)
+        sqlite3_bind_text(st, i + 1, e->params[i], -1, SQLITE_TRANSIENT);
     int changes = 0;
-    rc = run(s, e->sql, e->params, &changes, error_r);
-    /* the sentences live in the caller's frame: copy them to msg */
+    rc = cg_ps_done(s, st, &changes, error_r);
+    /* the sentences live in the caller's frame: copied by cg_ps_say */
     if (rc == CG_E_EXISTS) {
-        cg_strlcpy(msg, e->on_exists ? e->on_exists : "already exists", sizeof msg);
-        *error_r = msg;
+        *error_r = cg_ps_say("%s", e->on_exists ? e->on_exists : "already exists");
     } else if (rc == 0 && changes == 0) {
         rc = CG_E_NOTFOUND;
-        cg_strlcpy(msg, e->on_none ? e->on_none : "not found", sizeof msg);
-        *error_r = msg;
+        *error_r = cg_ps_say("%s", e->on_none ? e->on_none : "not found");
     }
-    if (rc == 0)
-        rc = cg_pstore_log_change(s, e->operation, e->detail, error_r);
-    if (rc == 0)
-        rc = cg_pstore_commit(s, error_r);
-    if (rc < 0)
-        cg_pstore_rollback(s);
-    return rc;
-}
-
-static const char *now_text(char buf[CG_TIME_LEN])
-{
-    cg_time_rfc3339(cg_time_now_usec(), buf);
-    return buf;
+    return cg_ps_finish(s, rc, e->operation, e->detail, error_r);
 }
 
 /* ---- keys ----------------------------------------------------------------- */
@@ -194,7 +145,7 @@ int cg_pkeys_key_add(cg_pstore *s, const char *principal, const char *key_id,
     snprintf(detail, sizeof detail, "key %s (%s) for %s", key_id, alg, principal);
     snprintf(exists, sizeof exists, "key id '%s' already exists", key_id);
     snprintf(none, sizeof none, "unknown principal '%s'", principal);
-    const char *params[] = { key_id, alg, canon, now_text(t), principal, NULL };
+    const char *params[] = { key_id, alg, canon, cg_ps_now(t), principal, NULL };
     edit e = {
         "INSERT INTO pubkey (key_id, principal_id, alg, pem, created) "
         "SELECT ?1, id, ?2, ?3, ?4 FROM principal WHERE name = ?5",
@@ -217,42 +168,38 @@ int cg_pkeys_key_remove(cg_pstore *s, const char *key_id, const char **error_r)
     return apply(s, &e, error_r);
 }
 
+typedef struct key_rows {
+    cg_pkeys_key_cb cb;
+    void *ctx;
+    int n;
+} key_rows;
+
+static int key_row(sqlite3_stmt *st, void *arg)
+{
+    key_rows *l = arg;
+    cg_pkeys_key k = {
+        sqlite3_column_int64(st, 0), cg_ps_col_text(st, 1), cg_ps_col_text(st, 2),
+        cg_ps_col_text(st, 3),       cg_ps_col_text(st, 4), cg_ps_col_text(st, 5),
+    };
+    l->n++;
+    return l->cb(l->ctx, &k);
+}
+
 int cg_pkeys_key_list(cg_pstore *s, const char *key_id, cg_pkeys_key_cb cb,
                       void *ctx, const char **error_r)
 {
     const char *dummy;
     if (!error_r)
         error_r = &dummy;
-    sqlite3_stmt *st = NULL;
-    const char *sql =
-        "SELECT k.id, k.key_id, p.name, k.alg, k.pem, k.created FROM pubkey k "
-        "JOIN principal p ON p.id = k.principal_id "
-        "WHERE ?1 IS NULL OR k.key_id = ?1 ORDER BY k.key_id";
-    if (sqlite3_prepare_v2(H(s), sql, -1, &st, NULL) != SQLITE_OK) {
-        *error_r = dberr(H(s));
-        return CG_E_DB;
-    }
-    if (key_id)
-        sqlite3_bind_text(st, 1, key_id, -1, SQLITE_TRANSIENT);
-    int r, rc = 0, n = 0;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        cg_pkeys_key k = {
-            sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1),
-            (const char *)sqlite3_column_text(st, 2), (const char *)sqlite3_column_text(st, 3),
-            (const char *)sqlite3_column_text(st, 4), (const char *)sqlite3_column_text(st, 5),
-        };
-        n++;
-        if ((rc = cb(ctx, &k)) != 0)
-            break;
-    }
-    if (rc == 0 && r != SQLITE_DONE) {
-        *error_r = dberr(H(s));
-        rc = CG_E_DB;
-    }
-    sqlite3_finalize(st);
-    if (rc == 0 && key_id && n == 0) {
-        snprintf(msg, sizeof msg, "unknown key id '%s'", key_id);
-        *error_r = msg;
+    key_rows l = { cb, ctx, 0 };
+    int rc = cg_ps_rows(s, cg_ps_prep(s, error_r,
+                                      "SELECT k.id, k.key_id, p.name, k.alg, k.pem, k.created "
+                                      "FROM pubkey k JOIN principal p ON p.id = k.principal_id "
+                                      "WHERE ?1 IS NULL OR k.key_id = ?1 ORDER BY k.key_id",
+                                      "t", key_id),
+                        key_row, &l, error_r);
+    if (rc == 0 && key_id && l.n == 0) {
+        *error_r = cg_ps_say("unknown key id '%s'", key_id);
         rc = CG_E_NOTFOUND;
     }
     return rc;
@@ -264,7 +211,7 @@ int cg_pkeys_require_signed_add(cg_pstore *s, const char *pattern, const char **
 {
     char t[CG_TIME_LEN], exists[300];
     snprintf(exists, sizeof exists, "pattern '%s' is already signed-only", pattern);
-    const char *params[] = { pattern, now_text(t), NULL };
+    const char *params[] = { pattern, cg_ps_now(t), NULL };
     edit e = { "INSERT INTO require_signed (pattern, created) VALUES (?1, ?2)", params,
                "require-signed add", pattern, exists, NULL };
     return apply(s, &e, error_r);
@@ -280,29 +227,28 @@ int cg_pkeys_require_signed_remove(cg_pstore *s, const char *pattern, const char
     return apply(s, &e, error_r);
 }
 
+typedef struct pattern_rows {
+    cg_pkeys_pattern_cb cb;
+    void *ctx;
+} pattern_rows;
+
+static int pattern_row(sqlite3_stmt *st, void *arg)
+{
+    const pattern_rows *l = arg;
+    return l->cb(l->ctx, cg_ps_col_text(st, 0), cg_ps_col_text(st, 1));
+}
+
 int cg_pkeys_require_signed_list(cg_pstore *s, cg_pkeys_pattern_cb cb, void *ctx,
                                  const char **error_r)
 {
     const char *dummy;
     if (!error_r)
         error_r = &dummy;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(H(s), "SELECT pattern, created FROM require_signed ORDER BY pattern",
-                           -1, &st, NULL) != SQLITE_OK) {
-        *error_r = dberr(H(s));
-        return CG_E_DB;
-    }
-    int r, rc = 0;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW)
-        if ((rc = cb(ctx, (const char *)sqlite3_column_text(st, 0),
-                     (const char *)sqlite3_column_text(st, 1))) != 0)
-            break;
-    if (rc == 0 && r != SQLITE_DONE) {
-        *error_r = dberr(H(s));
-        rc = CG_E_DB;
-    }
-    sqlite3_finalize(st);
-    return rc;
+    pattern_rows l = { cb, ctx };
+    return cg_ps_rows(s, cg_ps_prep(s, error_r,
+                                    "SELECT pattern, created FROM require_signed "
+                                    "ORDER BY pattern", ""),
+                      pattern_row, &l, error_r);
 }
 
 /* ---- peers ---------------------------------------------------------------- */
@@ -321,7 +267,7 @@ int cg_pkeys_peer_add(cg_pstore *s, const char *domain, const char *principal,
     snprintf(detail, sizeof detail, "peer %s principal %s auth %s", domain, principal, auth);
     snprintf(exists, sizeof exists, "peer '%s' already exists", domain);
     snprintf(none, sizeof none, "unknown principal '%s'", principal);
-    const char *params[] = { domain, auth, now_text(t), principal, NULL };
+    const char *params[] = { domain, auth, cg_ps_now(t), principal, NULL };
     edit e = { "INSERT INTO peer (domain, principal_id, auth, created) "
                "SELECT ?1, id, ?2, ?3 FROM principal WHERE name = ?4",
                params, "peer add", detail, exists, none };
@@ -338,32 +284,28 @@ int cg_pkeys_peer_remove(cg_pstore *s, const char *domain, const char **error_r)
     return apply(s, &e, error_r);
 }
 
+typedef struct peer_rows {
+    cg_pkeys_peer_cb cb;
+    void *ctx;
+} peer_rows;
+
+static int peer_row(sqlite3_stmt *st, void *arg)
+{
+    const peer_rows *l = arg;
+    cg_pkeys_peer p = { cg_ps_col_text(st, 0), cg_ps_col_text(st, 1), cg_ps_col_text(st, 2),
+                        cg_ps_col_text(st, 3) };
+    return l->cb(l->ctx, &p);
+}
+
 int cg_pkeys_peer_list(cg_pstore *s, cg_pkeys_peer_cb cb, void *ctx, const char **error_r)
 {
     const char *dummy;
     if (!error_r)
         error_r = &dummy;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(H(s),
-                           "SELECT r.domain, p.name, r.auth, r.created FROM peer r "
-                           "JOIN principal p ON p.id = r.principal_id ORDER BY r.domain",
-                           -1, &st, NULL) != SQLITE_OK) {
-        *error_r = dberr(H(s));
-        return CG_E_DB;
-    }
-    int r, rc = 0;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        cg_pkeys_peer p = { (const char *)sqlite3_column_text(st, 0),
-                            (const char *)sqlite3_column_text(st, 1),
-                            (const char *)sqlite3_column_text(st, 2),
-                            (const char *)sqlite3_column_text(st, 3) };
-        if ((rc = cb(ctx, &p)) != 0)
-            break;
-    }
-    if (rc == 0 && r != SQLITE_DONE) {
-        *error_r = dberr(H(s));
-        rc = CG_E_DB;
-    }
-    sqlite3_finalize(st);
-    return rc;
+    peer_rows l = { cb, ctx };
+    return cg_ps_rows(s, cg_ps_prep(s, error_r,
+                                    "SELECT r.domain, p.name, r.auth, r.created FROM peer r "
+                                    "JOIN principal p ON p.id = r.principal_id "
+                                    "ORDER BY r.domain", ""),
+                      peer_row, &l, error_r);
 }

@@ -21,7 +21,8 @@ const char *cg_pkey_alg(const struct evp_pkey_st *key);
 /* Parses one PEM public key (SubjectPublicKeyInfo) and returns its
  * algorithm; *key_out (optional) receives the EVP_PKEY (caller frees). */
 int cg_pkey_from_pem(const char *pem, size_t len, const char **alg_out,
-                     struct evp_pkey_st **key_out, const char **error_r);
+                     struct evp_pkey_st **key_out, const char **error_r)
+    __attribute__((warn_unused_result));
 
 /* ---- keys --------------------------------------------------------------- */
 
@@ -36,22 +37,24 @@ typedef int (*cg_pkeys_key_cb)(void *ctx, const cg_pkeys_key *k);
  * (not a usable public key). *alg_out (optional): the algorithm. */
 int cg_pkeys_key_add(cg_pstore *s, const char *principal, const char *key_id,
                      const char *pem, const char **alg_out,
-                     const char **error_r);
-int cg_pkeys_key_remove(cg_pstore *s, const char *key_id, const char **error_r);
+                     const char **error_r) __attribute__((warn_unused_result));
+int cg_pkeys_key_remove(cg_pstore *s, const char *key_id, const char **error_r)
+    __attribute__((warn_unused_result));
 /* key_id NULL: all keys by key_id; else that one (CG_E_NOTFOUND). */
 int cg_pkeys_key_list(cg_pstore *s, const char *key_id, cg_pkeys_key_cb cb,
-                      void *ctx, const char **error_r);
+                      void *ctx, const char **error_r) __attribute__((warn_unused_result));
 
 /* ---- signed-only paths -------------------------------------------------- */
 
 typedef int (*cg_pkeys_pattern_cb)(void *ctx, const char *pattern,
                                    const char *created);
 int cg_pkeys_require_signed_add(cg_pstore *s, const char *pattern,
-                                const char **error_r);
+                                const char **error_r) __attribute__((warn_unused_result));
 int cg_pkeys_require_signed_remove(cg_pstore *s, const char *pattern,
-                                   const char **error_r);
+                                   const char **error_r) __attribute__((warn_unused_result));
 int cg_pkeys_require_signed_list(cg_pstore *s, cg_pkeys_pattern_cb cb,
-                                 void *ctx, const char **error_r);
+                                 void *ctx, const char **error_r)
+    __attribute__((warn_unused_result));
 
 /* ---- peers -------------------------------------------------------------- */
 
@@ -61,9 +64,11 @@ typedef struct cg_pkeys_peer {
 typedef int (*cg_pkeys_peer_cb)(void *ctx, const cg_pkeys_peer *p);
 /* auth: "required" | "optional". */
 int cg_pkeys_peer_add(cg_pstore *s, const char *domain, const char *principal,
-                      const char *auth, const char **error_r);
-int cg_pkeys_peer_remove(cg_pstore *s, const char *domain, const char **error_r);
+                      const char *auth, const char **error_r)
+    __attribute__((warn_unused_result));
+int cg_pkeys_peer_remove(cg_pstore *s, const char *domain, const char **error_r)
+    __attribute__((warn_unused_result));
 int cg_pkeys_peer_list(cg_pstore *s, cg_pkeys_peer_cb cb, void *ctx,
-                       const char **error_r);
+                       const char **error_r) __attribute__((warn_unused_result));
 
 #endif

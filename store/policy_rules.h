@@ -20,11 +20,14 @@ typedef struct cg_pstore_rule {
  * service: imap | http | *. One transaction with its policy_log row. */
 int cg_pstore_rule_add(cg_pstore *s, bool deny, const char *subject, const char *service,
                        const char *pattern, unsigned rights, const char *comment,
-                       int64_t *id_out, const char **error_r);
-int cg_pstore_rule_remove(cg_pstore *s, int64_t id, const char **error_r);
+                       int64_t *id_out, const char **error_r)
+    __attribute__((warn_unused_result));
+int cg_pstore_rule_remove(cg_pstore *s, int64_t id, const char **error_r)
+    __attribute__((warn_unused_result));
 typedef int (*cg_pstore_rule_cb)(void *ctx, const cg_pstore_rule *r);
 /* Filters may be NULL. In id order. */
 int cg_pstore_rule_list(cg_pstore *s, const char *subject, const char *service,
-                        cg_pstore_rule_cb cb, void *ctx, const char **error_r);
+                        cg_pstore_rule_cb cb, void *ctx, const char **error_r)
+    __attribute__((warn_unused_result));
 
 #endif

@@ -23,7 +23,7 @@ enum cg_pstore_open_flags {
 };
 
 int cg_pstore_open(const char *path, int flags, cg_pstore **out,
-                   const char **error_r);
+                   const char **error_r) __attribute__((warn_unused_result));
 void cg_pstore_close(cg_pstore *s);
 struct cg_db *cg_pstore_db(cg_pstore *s);
 
@@ -52,7 +52,7 @@ typedef struct cg_pstore_visitor {
 } cg_pstore_visitor;
 
 int cg_pstore_load(cg_pstore *s, const cg_pstore_visitor *v, void *ctx,
-                   const char **error_r);
+                   const char **error_r) __attribute__((warn_unused_result));
 
 /* policy_log rows with seq > after, in order (the gateway copies them into
  * the audit chain). */
@@ -60,16 +60,17 @@ typedef int (*cg_pstore_log_cb)(void *ctx, int64_t seq, const char *time,
                                 const char *actor, const char *operation,
                                 const char *detail);
 int cg_pstore_log_since(cg_pstore *s, int64_t after, cg_pstore_log_cb cb,
-                        void *ctx, const char **error_r);
+                        void *ctx, const char **error_r) __attribute__((warn_unused_result));
 
 /* Inside an open transaction: append the policy_log row for this change.
  * actor is the OS user running cpmgatectl. */
 int cg_pstore_log_change(cg_pstore *s, const char *operation,
-                         const char *detail, const char **error_r);
+                         const char *detail, const char **error_r)
+    __attribute__((warn_unused_result));
 
 /* Transactions for edits (BEGIN IMMEDIATE ... COMMIT). */
-int cg_pstore_begin(cg_pstore *s, const char **error_r);
-int cg_pstore_commit(cg_pstore *s, const char **error_r);
+int cg_pstore_begin(cg_pstore *s, const char **error_r) __attribute__((warn_unused_result));
+int cg_pstore_commit(cg_pstore *s, const char **error_r) __attribute__((warn_unused_result));
 void cg_pstore_rollback(cg_pstore *s);
 
 /* ---- principals, credentials, groups (edits for cpmgatectl) ---------- */
@@ -83,18 +84,20 @@ typedef struct cg_pstore_principal {
 } cg_pstore_principal;
 
 int cg_pstore_principal_add(cg_pstore *s, const char *name, const char *kind,
-                            const char *mailbox, const char **error_r);
+                            const char *mailbox, const char **error_r)
+    __attribute__((warn_unused_result));
 int cg_pstore_principal_set_enabled(cg_pstore *s, const char *name,
-                                    bool enabled, const char **error_r);
+                                    bool enabled, const char **error_r)
+    __attribute__((warn_unused_result));
 /* Refused (CG_E_EXISTS) while rules name the principal, unless force,
  * which removes those rules in the same transaction. */
 int cg_pstore_principal_remove(cg_pstore *s, const char *name, bool force,
-                               const char **error_r);
+                               const char **error_r) __attribute__((warn_unused_result));
 typedef int (*cg_pstore_principal_cb)(void *ctx, const cg_pstore_principal *p);
 /* name NULL: all, by name; else only that one (CG_E_NOTFOUND if none). */
 int cg_pstore_principal_list(cg_pstore *s, const char *name,
                              cg_pstore_principal_cb cb, void *ctx,
-                             const char **error_r);
+                             const char **error_r) __attribute__((warn_unused_result));
 
 typedef struct cg_pstore_cred {
     int64_t id, principal_id;
@@ -107,21 +110,23 @@ int cg_pstore_cred_add(cg_pstore *s, const char *principal, const char *type,
                        const char *value, const uint8_t *secret,
                        size_t secret_len, const char *ha1_md5,
                        const char *ha1_sha256, int64_t *id_out,
-                       const char **error_r);
+                       const char **error_r) __attribute__((warn_unused_result));
 int cg_pstore_cred_remove(cg_pstore *s, const char *principal, int64_t id,
-                          const char **error_r);
+                          const char **error_r) __attribute__((warn_unused_result));
 typedef int (*cg_pstore_cred_cb)(void *ctx, const cg_pstore_cred *c);
 int cg_pstore_cred_list(cg_pstore *s, const char *principal,
-                        cg_pstore_cred_cb cb, void *ctx, const char **error_r);
+                        cg_pstore_cred_cb cb, void *ctx, const char **error_r)
+    __attribute__((warn_unused_result));
 
-int cg_pstore_group_add(cg_pstore *s, const char *group, const char **error_r);
+int cg_pstore_group_add(cg_pstore *s, const char *group, const char **error_r)
+    __attribute__((warn_unused_result));
 int cg_pstore_group_member(cg_pstore *s, const char *group,
                            const char *principal, bool add,
-                           const char **error_r);
+                           const char **error_r) __attribute__((warn_unused_result));
 /* One call per (group, member); member NULL for a group with none. */
 typedef int (*cg_pstore_group_cb)(void *ctx, const char *group,
                                   const char *member);
 int cg_pstore_group_list(cg_pstore *s, cg_pstore_group_cb cb, void *ctx,
-                         const char **error_r);
+                         const char **error_r) __attribute__((warn_unused_result));
 
 #endif

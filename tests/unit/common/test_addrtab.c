@@ -1,8 +1,10 @@
 /* tests/unit/common/test_addrtab.c — common/cg_addrtab.c: one counter per address prefix,
  * never shared and never reset by a hash collision; IPv6 counted per /64;
- * a full table refuses new keys. */
+ * a full table refuses new keys; the caller's extra bytes per entry, seen
+ * and changed by a visitor, never shared by colliding keys. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -105,6 +107,90 @@ static void test_window_restarts_and_full_table_refuses_new_keys(void **state)
     cg_addrtab_free(t);
 }
 
+/* A visitor that stamps its key's number into the extra bytes, checks the
+ * stamp of a known key, and forgets the entry when asked. */
+typedef struct stamp {
+    uint32_t want;   /* the key's number */
+    bool made;       /* out */
+    bool forget;
+    unsigned calls;
+} stamp;
+
+static bool on_stamp(cg_addrtab_ent *e, bool made, void *arg)
+{
+    stamp *s = arg;
+    uint32_t *x = e->extra;
+    s->made = made;
+    s->calls++;
+    if (made) {
+        assert_int_equal(*x, 0); /* zeroed when made */
+        assert_int_equal(e->count, 0);
+        assert_int_equal(e->window, 5);
+        *x = s->want;
+    } else {
+        assert_int_equal(*x, s->want); /* its own bytes, never another key's */
+    }
+    e->count++;
+    return !s->forget;
+}
+
+/* 10,000 keys in 4,096 buckets: each entry keeps its own extra bytes and
+ * count; a visitor that returns false forgets the key, which is made anew
+ * (zeroed) on the next visit. */
+static void test_visit_keeps_extra_bytes_per_key(void **state)
+{
+    cg_addrtab *t = cg_addrtab_new_extra(65536, sizeof(uint32_t) * 4);
+    for (uint32_t i = 0; i < 10000; i++) {
+        cg_addrkey k = v4(0x0a000000u + i);
+        stamp s = { .want = i + 1 };
+        assert_int_equal(cg_addrtab_visit(t, &k, 5, on_stamp, &s), 0);
+        assert_true(s.made);
+    }
+    for (uint32_t i = 0; i < 10000; i++) {
+        cg_addrkey k = v4(0x0a000000u + i);
+        stamp s = { .want = i + 1, .forget = i % 2 == 1 };
+        assert_int_equal(cg_addrtab_visit(t, &k, 9, on_stamp, &s), 0);
+        assert_false(s.made);
+    }
+    assert_int_equal(cg_addrtab_size(t), 5000);
+    cg_addrkey odd = v4(0x0a000001u);
+    stamp s = { .want = 77 };
+    assert_int_equal(cg_addrtab_visit(t, &odd, 5, on_stamp, &s), 0);
+    assert_true(s.made); /* forgotten, made again, zeroed */
+    cg_addrtab_free(t);
+}
+
+static bool count_and_forget_odd(cg_addrtab_ent *e, bool made, void *arg)
+{
+    unsigned *seen = arg;
+    (*seen)++;
+    assert_false(made);
+    return *(const uint32_t *)e->extra % 2 == 0;
+}
+
+/* each() sees every entry once and forgets those its visitor drops; a new
+ * key that finds the table full is refused without calling the visitor. */
+static void test_each_forgets_and_full_table_refuses_visit(void **state)
+{
+    cg_addrtab *t = cg_addrtab_new_extra(8, sizeof(uint32_t));
+    for (uint32_t i = 0; i < 8; i++) {
+        cg_addrkey k = v4(i + 1);
+        stamp s = { .want = i };
+        assert_int_equal(cg_addrtab_visit(t, &k, 5, on_stamp, &s), 0);
+    }
+    cg_addrkey ninth = v4(100);
+    stamp s = { .want = 1 };
+    assert_int_equal(cg_addrtab_visit(t, &ninth, 5, on_stamp, &s), CG_E_LIMIT);
+    assert_int_equal(s.calls, 0);
+    unsigned seen = 0;
+    cg_addrtab_each(t, count_and_forget_odd, &seen);
+    assert_int_equal(seen, 8);
+    assert_int_equal(cg_addrtab_size(t), 4);
+    assert_int_equal(cg_addrtab_visit(t, &ninth, 5, on_stamp, &s), 0); /* room again */
+    assert_int_equal(s.calls, 1);
+    cg_addrtab_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -112,6 +198,8 @@ int main(void)
         cmocka_unit_test(test_ipv6_counts_per_64_and_v4_mapped_as_v4),
         cmocka_unit_test(test_take_put_holds_at_most_max),
         cmocka_unit_test(test_window_restarts_and_full_table_refuses_new_keys),
+        cmocka_unit_test(test_visit_keeps_extra_bytes_per_key),
+        cmocka_unit_test(test_each_forgets_and_full_table_refuses_visit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

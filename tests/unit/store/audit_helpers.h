@@ -1,0 +1,40 @@
+/* tests/unit/store/audit_helpers.h — what the audit test programs share:
+ * a scratch folder (made by audit_setup, removed by audit_teardown), keys,
+ * sample records, the real writer started and filled, the verifier, SQL
+ * on a file. Failures end the test (cmocka). */
+#ifndef TESTS_AUDIT_HELPERS_H
+#define TESTS_AUDIT_HELPERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/evp.h>
+
+#include "store/audit.h"
+#include "store/audit_file.h"
+
+extern char tmpdir[256];
+
+void sleep_ms(long ms);
+/* tmpdir/name */
+void path_in(char *out, size_t cap, const char *name);
+/* A fresh Ed25519 (or P-256) key file; returns the key too. */
+EVP_PKEY *make_key(const char *name, bool ec);
+/* Record number k of a varied sequence; txid is its storage. */
+void sample(cg_audit_rec *r, unsigned k, char *txid, size_t cap);
+/* Starts the writer (fails the test if it cannot). */
+void start(const char *db, const char *key, unsigned ckpt_records, bool closed, size_t cap,
+           unsigned full_ms);
+/* Submits samples from..from+n-1, retrying while the queue refuses. */
+void submit_n(unsigned from, unsigned n);
+/* Waits (up to 10 s) until n records are committed. */
+void wait_committed(uint64_t n);
+cg_audit_verify_result verify(const char *db, EVP_PKEY *key);
+void sql(const char *db, const char *stmt);
+void copy_file(const char *from, const char *to);
+
+int audit_setup(void **state);
+int audit_teardown(void **state);
+
+#endif
