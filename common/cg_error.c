@@ -1,6 +1,8 @@
 /* cg_error.c — names and messages for the codes of cg_error.h. */
 #include "common/cg_error.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 const char *cg_errname(int err)
@@ -23,4 +25,18 @@ const char *cg_strerror(int err)
 #undef CG_E_MSG
     default: return err < 0 && err > -1000 ? strerror(-err) : "unknown error";
     }
+}
+
+const char *cg_say(const char *fmt, ...)
+{
+    static _Thread_local char ring[CG_SAY_RING][CG_SAY_MAX];
+    static _Thread_local unsigned next;
+    char text[CG_SAY_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    char *slot = ring[next++ % CG_SAY_RING];
+    memcpy(slot, text, sizeof text);
+    return slot;
 }

@@ -33,4 +33,12 @@ enum {
 const char *cg_errname(int err);
 const char *cg_strerror(int err);
 
+/* An error sentence for a const char **error_r: formatted into storage of
+ * the calling thread that lives until CG_SAY_RING more sentences are made
+ * on it (callers copy or log it at once). An argument may itself be an
+ * earlier sentence: the text is formatted aside first, then stored. */
+#define CG_SAY_RING 8
+#define CG_SAY_MAX 512
+const char *cg_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 #endif

@@ -22,18 +22,6 @@
 #include "store/policy_store.h"
 #include "policy/snapshot_impl.h"
 
-static _Thread_local char msg[512];
-
-__attribute__((format(printf, 1, 2)))
-static const char *say(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return msg;
-}
-
 /* ---- string arena: every string of a snapshot lives and dies with it ---- */
 
 struct cg_snap_block {
@@ -490,7 +478,7 @@ static int compile_acl(cg_snapshot *s, build_ctx *b, const char **error_r)
                     err ? err : cg_strerror(rc));
             rc = 0;
         } else if (rc < 0) {
-            *error_r = say("deny rule %lld cannot be compiled: %s", (long long)r->id,
+            *error_r = cg_say("deny rule %lld cannot be compiled: %s", (long long)r->id,
                            err ? err : cg_strerror(rc));
         }
     }
@@ -505,7 +493,7 @@ static int compile_acl(cg_snapshot *s, build_ctx *b, const char **error_r)
     s->acl = cg_acl_build(ab, s->principals, s->nprincipals,
                           (const char *const *)s->group_names, s->ngroups, &err);
     if (!s->acl) {
-        *error_r = say("cannot compile the ACL: %s", err ? err : "unknown error");
+        *error_r = cg_say("cannot compile the ACL: %s", err ? err : "unknown error");
         return CG_E_INVAL;
     }
     return 0;
@@ -539,7 +527,7 @@ int cg_snapshot_build(struct cg_pstore *store, cg_snapshot **out, const char **e
     const char *err = NULL;
     int rc = cg_pstore_load(store, &v, &b, &err);
     if (rc < 0)
-        *error_r = say("cannot read the policy: %s", b.error ? b.error : err ? err : "?");
+        *error_r = cg_say("cannot read the policy: %s", b.error ? b.error : err ? err : "?");
     if (rc == 0)
         rc = index_principals(s, &b);
     if (rc == 0) {

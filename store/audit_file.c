@@ -39,9 +39,7 @@ static const char schema_v1[] =
 
 static const char *sqlerr(sqlite3 *db)
 {
-    static __thread char msg[256];
-    snprintf(msg, sizeof msg, "audit database: %s", db ? sqlite3_errmsg(db) : "cannot open");
-    return msg;
+    return cg_say("audit database: %s", db ? sqlite3_errmsg(db) : "cannot open");
 }
 
 int cg_afile_meta_get(sqlite3 *db, const char *key, char *out, size_t cap)

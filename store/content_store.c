@@ -47,12 +47,9 @@ struct cg_content_store {
     sqlite3_stmt *st[ST_N];
 };
 
-static _Thread_local char msg[300];
-
 static const char *dberr(cg_content_store *cs)
 {
-    snprintf(msg, sizeof msg, "content database: %s", cg_db_errmsg(cs->db));
-    return msg;
+    return cg_say("content database: %s", cg_db_errmsg(cs->db));
 }
 
 void cg_content_close(cg_content_store *cs)

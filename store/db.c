@@ -18,18 +18,6 @@ struct cg_db {
     bool readonly;
 };
 
-static _Thread_local char msg[512];
-
-__attribute__((format(printf, 1, 2)))
-static const char *say(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return msg;
-}
-
 sqlite3 *cg_db_handle(cg_db *db)
 {
     return db ? db->h : NULL;
@@ -37,8 +25,7 @@ sqlite3 *cg_db_handle(cg_db *db)
 
 const char *cg_db_errmsg(cg_db *db)
 {
-    snprintf(msg, sizeof msg, "%s", db && db->h ? sqlite3_errmsg(db->h) : "no database");
-    return msg;
+    return cg_say("%s", db && db->h ? sqlite3_errmsg(db->h) : "no database");
 }
 
 /* The file is created before SQLite sees it, with O_EXCL and an explicit
@@ -50,12 +37,12 @@ static int create_file(const char *path, const char **error_r)
     if (fd < 0) {
         if (errno == EEXIST)
             return 0;
-        *error_r = say("cannot create %s: %s", path, strerror(errno));
+        *error_r = cg_say("cannot create %s: %s", path, strerror(errno));
         return -errno;
     }
     int rc = 0;
     if (fchmod(fd, 0600) < 0) {
-        *error_r = say("cannot set mode 0600 on %s: %s", path, strerror(errno));
+        *error_r = cg_say("cannot set mode 0600 on %s: %s", path, strerror(errno));
         rc = -errno;
     }
     close(fd);
@@ -79,7 +66,7 @@ int cg_db_open(const char *path, int flags, cg_db **out, const char **error_r)
             return rc;
     } else if (access(path, F_OK) < 0) {
         /* never let SQLite create an empty file by accident */
-        *error_r = say("%s: %s", path, strerror(errno));
+        *error_r = cg_say("%s: %s", path, strerror(errno));
         return -errno;
     }
     cg_db *db = calloc(1, sizeof *db);
@@ -90,7 +77,7 @@ int cg_db_open(const char *path, int flags, cg_db **out, const char **error_r)
     db->readonly = ro;
     int of = (ro ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(path, &db->h, of, NULL) != SQLITE_OK) {
-        *error_r = say("cannot open %s: %s", path, db->h ? sqlite3_errmsg(db->h) : "out of memory");
+        *error_r = cg_say("cannot open %s: %s", path, db->h ? sqlite3_errmsg(db->h) : "out of memory");
         sqlite3_close(db->h);
         free(db);
         return CG_E_DB;
@@ -107,7 +94,7 @@ int cg_db_open(const char *path, int flags, cg_db **out, const char **error_r)
     if (rc == 0)
         rc = cg_db_exec(db, "SELECT count(*) FROM sqlite_schema", error_r);
     if (rc < 0) {
-        *error_r = say("%s: not a usable database: %s", path, sqlite3_errmsg(db->h));
+        *error_r = cg_say("%s: not a usable database: %s", path, sqlite3_errmsg(db->h));
         cg_db_close(db);
         return rc;
     }
@@ -130,7 +117,7 @@ int cg_db_exec(cg_db *db, const char *sql, const char **error_r)
         error_r = &dummy;
     char *err = NULL;
     if (sqlite3_exec(db->h, sql, NULL, NULL, &err) != SQLITE_OK) {
-        *error_r = say("%s%s", "database: ", err ? err : sqlite3_errmsg(db->h));
+        *error_r = cg_say("%s%s", "database: ", err ? err : sqlite3_errmsg(db->h));
         int code = sqlite3_extended_errcode(db->h) & 0xff;
         sqlite3_free(err);
         if (code == SQLITE_BUSY || code == SQLITE_LOCKED)
@@ -180,7 +167,7 @@ int cg_db_pragma_int(cg_db *db, const char *name, int64_t *out, const char **err
         *out = sqlite3_column_int64(st, 0);
         rc = 0;
     } else {
-        *error_r = say("database: cannot read %s: %s", name, sqlite3_errmsg(db->h));
+        *error_r = cg_say("database: cannot read %s: %s", name, sqlite3_errmsg(db->h));
     }
     sqlite3_finalize(st);
     return rc;
@@ -210,10 +197,8 @@ int cg_db_migrate(cg_db *db, const char *const *migrations, size_t n,
         }
         if (v < 0 || (size_t)v > n) {
             cg_db_rollback(db);
-            snprintf(msg, sizeof msg,
-                     "database schema version %lld is newer than this program knows (%zu)",
-                     (long long)v, n);
-            *error_r = msg;
+            *error_r = cg_say("database schema version %lld is newer than this program knows (%zu)",
+                              (long long)v, n);
             return CG_E_INVAL;
         }
         if ((size_t)v == n) {

@@ -83,7 +83,7 @@ static int cred_check(const char *type, const char *value, const uint8_t *secret
             return CG_E_INVAL;
         }
     } else {
-        *error_r = cg_ps_say("unknown credential type '%.64s': cert, cert-name, psk, address or digest",
+        *error_r = cg_say("unknown credential type '%.64s': cert, cert-name, psk, address or digest",
                        type);
         return CG_E_INVAL;
     }
@@ -126,10 +126,10 @@ int cg_pstore_cred_add(cg_pstore *s, const char *principal, const char *type,
                           digest ? ha1_sha256 : NULL, cg_ps_now(t)),
                   NULL, error_r);
     if (rc == CG_E_EXISTS)
-        *error_r = digest ? cg_ps_say("principal '%.200s' already has a digest credential for realm '%.200s'",
+        *error_r = digest ? cg_say("principal '%.200s' already has a digest credential for realm '%.200s'",
                                 principal, value)
-                 : psk ? cg_ps_say("PSK identity '%.200s' is already registered", value)
-                       : cg_ps_say("%s credential '%.200s' is already registered", type, value);
+                 : psk ? cg_say("PSK identity '%.200s' is already registered", value)
+                       : cg_say("%s credential '%.200s' is already registered", type, value);
     int64_t id = rc == 0 ? sqlite3_last_insert_rowid(cg_ps_sqlite(s)) : 0;
     /* the log names the credential, never its secret */
     char detail[1500];
@@ -153,7 +153,7 @@ int cg_pstore_cred_remove(cg_pstore *s, const char *principal, int64_t id,
         rc = cg_ps_done(s, cg_ps_prep(s, error_r, "DELETE FROM credential WHERE id = ?1 AND principal_id = ?2",
                           "ii", id, pid), &changes, error_r);
     if (rc == 0 && changes == 0) {
-        *error_r = cg_ps_say("principal '%.200s' has no credential %lld", principal, (long long)id);
+        *error_r = cg_say("principal '%.200s' has no credential %lld", principal, (long long)id);
         rc = CG_E_NOTFOUND;
     }
     char detail[300];

@@ -113,10 +113,10 @@ static int apply(cg_pstore *s, const edit *e, const char **error_r)
     rc = cg_ps_done(s, st, &changes, error_r);
     /* the sentences live in the caller's frame: copied by cg_ps_say */
     if (rc == CG_E_EXISTS) {
-        *error_r = cg_ps_say("%s", e->on_exists ? e->on_exists : "already exists");
+        *error_r = cg_say("%s", e->on_exists ? e->on_exists : "already exists");
     } else if (rc == 0 && changes == 0) {
         rc = CG_E_NOTFOUND;
-        *error_r = cg_ps_say("%s", e->on_none ? e->on_none : "not found");
+        *error_r = cg_say("%s", e->on_none ? e->on_none : "not found");
     }
     return cg_ps_finish(s, rc, e->operation, e->detail, error_r);
 }
@@ -199,7 +199,7 @@ int cg_pkeys_key_list(cg_pstore *s, const char *key_id, cg_pkeys_key_cb cb,
                                       "t", key_id),
                         key_row, &l, error_r);
     if (rc == 0 && key_id && l.n == 0) {
-        *error_r = cg_ps_say("unknown key id '%s'", key_id);
+        *error_r = cg_say("unknown key id '%s'", key_id);
         rc = CG_E_NOTFOUND;
     }
     return rc;

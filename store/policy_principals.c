@@ -26,7 +26,7 @@ int cg_pstore_principal_add(cg_pstore *s, const char *name, const char *kind,
     if (!cg_ps_name_ok(name))
         return cg_ps_bad_name("principal", name, error_r);
     if (strcmp(kind, "user") != 0 && strcmp(kind, "server") != 0) {
-        *error_r = cg_ps_say("invalid kind '%.64s': user or server", kind);
+        *error_r = cg_say("invalid kind '%.64s': user or server", kind);
         return CG_E_INVAL;
     }
     if (mailbox && !cg_ps_name_ok(mailbox))
@@ -40,7 +40,7 @@ int cg_pstore_principal_add(cg_pstore *s, const char *name, const char *kind,
                       "VALUES (?1, ?2, ?3, 1, ?4)", "tttt", name, kind, mailbox, cg_ps_now(t)),
               NULL, error_r);
     if (rc == CG_E_EXISTS)
-        *error_r = cg_ps_say("principal '%.200s' already exists", name);
+        *error_r = cg_say("principal '%.200s' already exists", name);
     /* one principal per IMAP login: a mailbox that is another principal's
      * login would make LOGIN (and the master login made for it) ambiguous */
     int64_t n = 0;
@@ -51,7 +51,7 @@ int cg_pstore_principal_add(cg_pstore *s, const char *name, const char *kind,
                                          "WHERE coalesce(mailbox, name) = ?1", "t", login),
                      &n, &found, error_r);
     if (rc == 0 && n > 1) {
-        *error_r = cg_ps_say("IMAP login '%.200s' already belongs to another principal", login);
+        *error_r = cg_say("IMAP login '%.200s' already belongs to another principal", login);
         rc = CG_E_EXISTS;
     }
     snprintf(detail, sizeof detail, "%s kind=%s%s%s", name, kind, mailbox ? " mailbox=" : "",
@@ -70,7 +70,7 @@ int cg_pstore_principal_set_enabled(cg_pstore *s, const char *name, bool enabled
                       (int64_t)enabled, name),
               &changes, error_r);
     if (rc == 0 && changes == 0) {
-        *error_r = cg_ps_say("unknown principal '%.200s'", name);
+        *error_r = cg_say("unknown principal '%.200s'", name);
         rc = CG_E_NOTFOUND;
     }
     return cg_ps_finish(s, rc, enabled ? "principal enable" : "principal disable", name, error_r);
@@ -92,7 +92,7 @@ int cg_pstore_principal_remove(cg_pstore *s, const char *name, bool force,
         rc = cg_ps_one_int(s, cg_ps_prep(s, error_r, "SELECT count(*) FROM peer WHERE principal_id = ?1",
                              "i", id), &npeers, &found, error_r);
     if (rc == 0 && (nrules || npeers) && !force) {
-        *error_r = cg_ps_say("principal '%.200s' is named by %lld ACL rule(s) and %lld peer(s); "
+        *error_r = cg_say("principal '%.200s' is named by %lld ACL rule(s) and %lld peer(s); "
                        "remove them first or use --force", name, (long long)nrules,
                        (long long)npeers);
         rc = CG_E_EXISTS;
@@ -148,7 +148,7 @@ int cg_pstore_principal_list(cg_pstore *s, const char *name, cg_pstore_principal
                                       "ORDER BY name", "t", name),
                         principal_row, &l, error_r);
     if (rc == 0 && name && l.n == 0) {
-        *error_r = cg_ps_say("unknown principal '%.200s'", name);
+        *error_r = cg_say("unknown principal '%.200s'", name);
         rc = CG_E_NOTFOUND;
     }
     return rc;
@@ -170,7 +170,7 @@ int cg_pstore_group_add(cg_pstore *s, const char *group, const char **error_r)
     rc = cg_ps_done(s, cg_ps_prep(s, error_r, "INSERT INTO grp (name, created) VALUES (?1, ?2)", "tt",
                       group, cg_ps_now(t)), NULL, error_r);
     if (rc == CG_E_EXISTS)
-        *error_r = cg_ps_say("group '%.200s' already exists", group);
+        *error_r = cg_say("group '%.200s' already exists", group);
     return cg_ps_finish(s, rc, "group add", group, error_r);
 }
 
@@ -192,9 +192,9 @@ int cg_pstore_group_member(cg_pstore *s, const char *group, const char *principa
                                             "principal_id = ?2", "ii", gid, pid),
                   &changes, error_r);
     if (rc == CG_E_EXISTS)
-        *error_r = cg_ps_say("'%.200s' is already a member of '%.200s'", principal, group);
+        *error_r = cg_say("'%.200s' is already a member of '%.200s'", principal, group);
     else if (rc == 0 && changes == 0) {
-        *error_r = cg_ps_say("'%.200s' is not a member of '%.200s'", principal, group);
+        *error_r = cg_say("'%.200s' is not a member of '%.200s'", principal, group);
         rc = CG_E_NOTFOUND;
     }
     char detail[600];

@@ -26,7 +26,7 @@ int cg_pstore_rule_add(cg_pstore *s, bool deny, const char *subject, const char 
     if (!error_r)
         error_r = &dummy;
     if (strcmp(service, "imap") != 0 && strcmp(service, "http") != 0 && strcmp(service, "*") != 0) {
-        *error_r = cg_ps_say("unknown service (imap, http or *): '%.200s'", service);
+        *error_r = cg_say("unknown service (imap, http or *): '%.200s'", service);
         return CG_E_INVAL;
     }
     if (rights == 0 || rights >= 32) {
@@ -72,7 +72,7 @@ int cg_pstore_rule_remove(cg_pstore *s, int64_t id, const char **error_r)
     rc = cg_ps_done(s, cg_ps_prep(s, error_r, "DELETE FROM acl_rule WHERE id = ?1", "i", id),
                     &changes, error_r);
     if (rc == 0 && changes == 0) {
-        *error_r = cg_ps_say("no rule %lld", (long long)id);
+        *error_r = cg_say("no rule %lld", (long long)id);
         rc = CG_E_NOTFOUND;
     }
     char detail[64];

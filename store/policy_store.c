@@ -25,18 +25,6 @@ struct cg_pstore {
     int64_t data_version;
 };
 
-static _Thread_local char msg[512];
-
-
-const char *cg_ps_say(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return msg;
-}
-
 sqlite3 *cg_ps_sqlite(cg_pstore *s)
 {
     return cg_db_handle(s->db);
@@ -44,7 +32,7 @@ sqlite3 *cg_ps_sqlite(cg_pstore *s)
 
 const char *cg_ps_dberr(cg_pstore *s)
 {
-    return cg_ps_say("policy database: %s", sqlite3_errmsg(cg_ps_sqlite(s)));
+    return cg_say("policy database: %s", sqlite3_errmsg(cg_ps_sqlite(s)));
 }
 
 struct cg_db *cg_pstore_db(cg_pstore *s)
@@ -156,8 +144,8 @@ int cg_pstore_open(const char *path, int flags, cg_pstore **out, const char **er
         int64_t v = 0;
         rc = cg_db_pragma_int(s->db, "user_version", &v, error_r);
         if (rc == 0 && v != (int64_t)CG_ARRAY_LEN(cg_policy_migrations)) {
-            *error_r = v == 0 ? cg_ps_say("%s is not an initialised policy database (cpmgatectl init)", path)
-                              : cg_ps_say("%s has policy schema version %lld, this program needs %zu",
+            *error_r = v == 0 ? cg_say("%s is not an initialised policy database (cpmgatectl init)", path)
+                              : cg_say("%s has policy schema version %lld, this program needs %zu",
                                     path, (long long)v, CG_ARRAY_LEN(cg_policy_migrations));
             rc = CG_E_INVAL;
         }
@@ -448,7 +436,7 @@ bool cg_ps_name_ok(const char *name)
 
 int cg_ps_bad_name(const char *what, const char *name, const char **error_r)
 {
-    *error_r = cg_ps_say("invalid %s name '%.64s': 1-255 printable characters, no spaces, "
+    *error_r = cg_say("invalid %s name '%.64s': 1-255 printable characters, no spaces, "
                    "not starting with @, none of * %% \" \\ /", what, name ? name : "");
     return CG_E_INVAL;
 }
@@ -463,7 +451,7 @@ static int id_of(cg_pstore *s, bool group, const char *name, int64_t *id, const 
                              "t", name),
                      id, &found, error_r);
     if (rc == 0 && !found) {
-        *error_r = cg_ps_say("unknown %s '%.200s'", group ? "group" : "principal", name);
+        *error_r = cg_say("unknown %s '%.200s'", group ? "group" : "principal", name);
         rc = CG_E_NOTFOUND;
     }
     return rc;

@@ -14,8 +14,6 @@
 #include "common/cg_util.h"
 #include "store/policy_store.h"
 
-/* A sentence in thread-local storage (valid until the next call). */
-const char *cg_ps_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The store's SQLite handle, and its last error as a sentence. */
 sqlite3 *cg_ps_sqlite(cg_pstore *s);
 const char *cg_ps_dberr(cg_pstore *s);

@@ -92,6 +92,25 @@ static void test_errors_named(void **state)
     assert_non_null(cg_strerror(-2));
 }
 
+/* An error sentence may quote an earlier one (formatted aside, then
+ * stored), and one lives while fewer than CG_SAY_RING others are made. */
+static void test_say_quotes_an_earlier_sentence(void **state)
+{
+    (void)state;
+    const char *inner = cg_say("cannot open %s", "policy.db");
+    const char *outer = cg_say("cannot read the policy: %s", inner);
+    assert_string_equal(outer, "cannot read the policy: cannot open policy.db");
+    assert_string_equal(inner, "cannot open policy.db");
+    const char *first = cg_say("first");
+    for (int i = 0; i < CG_SAY_RING - 1; i++)
+        (void)cg_say("other %d", i);
+    assert_string_equal(first, "first");
+    char longer[CG_SAY_MAX * 2];
+    memset(longer, 'x', sizeof longer - 1);
+    longer[sizeof longer - 1] = '\0';
+    assert_int_equal(strlen(cg_say("%s", longer)), CG_SAY_MAX - 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -102,6 +121,7 @@ int main(void)
         cmocka_unit_test(test_errors_named),
         cmocka_unit_test(test_utf8_strict),
         cmocka_unit_test(test_hexval_and_tchar),
+        cmocka_unit_test(test_say_quotes_an_earlier_sentence),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
