@@ -1,6 +1,8 @@
-/* proxy/http/internal.h — internal to the HTTP gateway (proxy/http/request.c, proxy/http/auth.c,
- * proxy/http/head.c): request-level authentication, the rights table, and the
- * rewriting of heads toward the backend. Not for other modules. */
+/* proxy/http/internal.h — internal to the HTTP gateway (the .c files of proxy/http): the
+ * session and request state the pipeline's files share (request.c, stages.c,
+ * gate.c, forward.c, response.c), request-level authentication, the rights
+ * table, and the rewriting of heads toward the backend. Not for other
+ * modules. */
 #ifndef CG_HTTP_INT_H
 #define CG_HTTP_INT_H
 
@@ -10,6 +12,10 @@
 #include <string.h>
 
 #include "proxy/core/conn.h"
+#include "proxy/http/host.h"
+#include "proxy/http/http.h"
+#include "proxy/http/path.h"
+#include "store/audit.h"
 #include "proxy/http/parse.h"
 #include "policy/snapshot.h"
 
@@ -96,5 +102,136 @@ static inline void cg_ob_str(cg_obuf *o, const char *s)
 {
     cg_ob_add(o, s, strlen(s));
 }
+
+/* ---- the session (request.c) and its request ---- */
+
+/* S_GATE: the request gate's work runs off the loop (http.h WAIT) */
+enum { S_HEAD, S_CONNECTING, S_BODY, S_WAIT_RESP, S_CLOSING, S_GATE };
+
+/* Pipelined bytes held while a request is in flight (reading is paused,
+ * so at most one read beyond the head limit arrives). */
+#define PENDING_MAX (256u * 1024)
+/* pipelined bytes kept while a request is forwarded before reading stops
+ * (PENDING_MAX leaves room for what one socket read still delivers) */
+#define PEND_PAUSE (16u * 1024)
+#define OUT_HEAD_MAX (64u * 1024)
+/* a 503 for a passing condition (audit store, shutdown) says when to
+ * come back (RFC 9110 10.2.3) */
+#define RETRY_AFTER "Retry-After: 10\r\n"
+
+typedef struct http_req {
+    char txid[40];
+    char request_id[129];
+    char method[24];
+    int64_t principal_id;  /* what later steps look up; 0 when none */
+    char principal[CG_NAME_MAX + 1]; /* for logs and audit */
+    char fwd_host[CG_HTTP_HOST_MAX + 9]; /* the Host the backend gets:
+                                          * "[" name "]:" port NUL */
+    const char *auth_method;
+    char *path;           /* decoded (what the ACL judged) */
+    char *canon;          /* canonical form forwarded */
+    char *dest;           /* decoded Destination, or NULL */
+    const char *query;
+    size_t query_len;
+    int64_t rule_id;
+    const char *decision;
+    bool head_method, keep_alive, expect_continue, filter_multistatus;
+    bool has_body, body_done, close_after;
+    bool local;           /* answered by the gateway (http.h gate), no backend */
+    uint64_t bytes_in, bytes_out;
+    int status;
+    const cg_http_body_filter *filter;
+    void *fctx;
+    cg_http_body_verdict verdict;
+    bool hold_last;       /* CL body with a filter: last byte held */
+    uint8_t held;
+    uint64_t body_left;   /* CL bodies: bytes still to come */
+} http_req;
+
+/* The paths of one request, each in its own array: a decoded path is at
+ * most CG_HTTP_PATH_MAX bytes and its canonical encoding at most three
+ * times that (proxy/http/path.h). Every writer is given the sizeof of the array
+ * it writes, never an offset into a shared block. */
+typedef struct http_paths {
+    char path[CG_HTTP_PATH_MAX + 1];            /* target, decoded */
+    char canon[3 * CG_HTTP_PATH_MAX + 1];       /* target, canonical */
+    char dest[CG_HTTP_PATH_MAX + 1];            /* Destination, decoded */
+    char dest_canon[3 * CG_HTTP_PATH_MAX + 1];  /* Destination, canonical */
+} http_paths;
+
+typedef struct http_sess {
+    bool ready;
+    cg_conn *c;
+    int state;
+    cg_http_parser req, resp;
+    uint64_t nreq;
+    cg_audit_resv resv;   /* the place of this request's audit record (SPEC 5) */
+    struct gate_wait *gate; /* S_GATE: the gate's job on the thread pool */
+    http_req r;
+    uint8_t *pend;
+    size_t plen, pcap;
+    char *out;            /* the rewritten request head (kept for a retry) */
+    size_t out_len;
+    bool retried, up_bytes, resp_started, resp_chunked, resp_close;
+    bool in_process;      /* process() is walking a buffer: no re-entry */
+    bool client_eof;      /* the client half-closed: answer what it sent */
+    char *xml;            /* buffered multistatus */
+    size_t xml_len;
+    bool xml_over;
+    struct http_paths *paths; /* made at the first request */
+} http_sess;
+
+/* ---- request.c: the session, the one answer path, audit ---- */
+
+/* The one error path: answers status with detail (the client reads it)
+ * while the log line and the audit record carry reason; extra: more head
+ * lines (CRLF-ended); xml_body: an RFC 4918 precondition body instead of
+ * the text line. After it the connection closes when close_after is set,
+ * or when unread request bytes would be taken for the next request. */
+void cg_http_answer(http_sess *s, int status, const char *detail, const char *reason,
+                    const char *extra, const char *xml_body, bool close_after);
+void cg_http_error(http_sess *s, int status, const char *detail, const char *extra,
+                   const char *xml_body, bool close_after);
+/* The request's audit record (SPEC 5) in its reserved place. */
+void cg_http_audit(http_sess *s, const char *reason);
+/* What a finished request holds: its audit place, filter, gate job. */
+void cg_http_req_free(http_sess *s);
+/* The next request on the connection (keep-alive, pipelining). */
+void cg_http_next_request(http_sess *s);
+/* Walks the pipelined bytes held while a request was in flight. */
+void cg_http_run_pending(http_sess *s);
+void cg_http_write_client(http_sess *s, const void *buf, size_t len);
+
+/* ---- stages.c: a request head's way from parsed to forwarded ---- */
+
+void cg_http_handle_request(http_sess *s);
+
+/* ---- gate.c: the content gate (http.h), its wait, local answers ---- */
+
+int cg_http_gate_ask(const cg_http_request_view *v, const cg_http_body_filter **local,
+                     void **fctx, const char **detail);
+void cg_http_gate_answered(http_sess *s, const cg_http_request_view *v, int g,
+                           const cg_http_body_filter *lf, void *lctx, const char *gd,
+                           const char *dest_canon, const char *if_out);
+void cg_http_gate_wait_start(http_sess *s, const cg_http_request_view *v, void *job,
+                             cg_snapshot *snap, char *if_out, const char *dest_canon);
+void cg_http_gate_detach(http_sess *s);
+void cg_http_start_local(http_sess *s);
+void cg_http_local_end(http_sess *s);
+
+/* ---- forward.c: the request and its body toward the backend ---- */
+
+int cg_http_forward_head(http_sess *s, const char *dest_canon, const char *if_rewritten);
+void cg_http_start_forwarding(http_sess *s);
+void cg_http_body_fail(http_sess *s, int status, const char *detail);
+void cg_http_req_body(void *ctx, const uint8_t *buf, size_t len);
+void cg_http_req_body_done(http_sess *s);
+void cg_http_connected(cg_conn *c, int status);
+
+/* ---- response.c: the backend's answer toward the client ---- */
+
+void cg_http_resp_body(void *ctx, const uint8_t *buf, size_t len);
+void cg_http_upstream_data(cg_conn *c, const uint8_t *buf, size_t len);
+void cg_http_upstream_eof(cg_conn *c, int status);
 
 #endif
