@@ -317,18 +317,19 @@ void cg_http_handle_request(http_sess *s)
             cg_http_error(s, 400, "Destination too long", NULL, NULL, false);
             goto out;
         }
-        int rc = cg_http_dav_url_canon(cg_http_str(&s->req, dh->value), vl, https_host, hostlen,
-                                       ci->tls, ddec, sizeof ps->dest, dest_canon,
-                                       sizeof ps->dest_canon, &cl);
-        if (rc == 1) {
+        cg_http_dav_url rc = cg_http_dav_url_canon(cg_http_str(&s->req, dh->value), vl,
+                                                   https_host, hostlen, ci->tls, ddec,
+                                                   sizeof ps->dest, dest_canon,
+                                                   sizeof ps->dest_canon, &cl);
+        if (rc == CG_HTTP_DAV_URL_OTHER_HOST) {
             cg_http_error(s, 502, "Destination names another server", NULL, NULL, false);
             goto out;
         }
-        if (rc == CG_E_LIMIT) {
+        if (rc == CG_HTTP_DAV_URL_TOO_LONG) {
             cg_http_error(s, 400, "Destination too long", NULL, NULL, false);
             goto out;
         }
-        if (rc < 0) {
+        if (rc == CG_HTTP_DAV_URL_MALFORMED) {
             cg_http_error(s, 400, "malformed Destination", NULL, NULL, false);
             goto out;
         }
@@ -345,17 +346,18 @@ void cg_http_handle_request(http_sess *s)
             cg_http_error(s, 503, "out of memory", NULL, NULL, true);
             goto out;
         }
-        int rc = cg_http_dav_rewrite_if(cg_http_str(&s->req, ih->value), ih->value.len,
-                                        https_host, hostlen, ci->tls, if_out, if_cap, &ol);
-        if (rc == 1) {
+        cg_http_dav_url rc = cg_http_dav_rewrite_if(cg_http_str(&s->req, ih->value),
+                                                    ih->value.len, https_host, hostlen, ci->tls,
+                                                    if_out, if_cap, &ol);
+        if (rc == CG_HTTP_DAV_URL_OTHER_HOST) {
             cg_http_error(s, 502, "If header names another server", NULL, NULL, false);
             goto out;
         }
-        if (rc == CG_E_LIMIT) {
+        if (rc == CG_HTTP_DAV_URL_TOO_LONG) {
             cg_http_error(s, 400, "If header resource tag too long", NULL, NULL, false);
             goto out;
         }
-        if (rc < 0) {
+        if (rc == CG_HTTP_DAV_URL_MALFORMED) {
             cg_http_error(s, 400, "malformed If header", NULL, NULL, false);
             goto out;
         }
