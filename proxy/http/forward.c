@@ -13,19 +13,15 @@
 #include "proxy/http/internal.h"
 #include "proxy/http/parse.h"
 
-/* The request head for the backend, kept in s->out (for one retry on a
- * fresh connection). 0 or an error was answered. */
-int cg_http_forward_head(http_sess *s, const char *dest_canon, const char *if_rewritten)
+int cg_http_forward_head(http_sess *s, const cg_conn_info *ci, const char *dest_canon,
+                         const char *if_rewritten)
 {
-    const cg_conn_info *ci = cg_conn_info_of(s->c);
     const cg_upstream_cfg *u = ci->listener->upstream;
     http_req *r = &s->r;
     if (!s->out)
         s->out = malloc(OUT_HEAD_MAX);
-    if (!s->out) {
-        cg_http_error(s, 503, "out of memory", NULL, NULL, true);
-        return -1;
-    }
+    if (!s->out)
+        return CG_E_NOMEM;
     cg_http_fwd f = {
         .method = r->method, .canon = r->canon, .host = r->fwd_host, .query = r->query,
         .query_len = r->query_len,
@@ -33,16 +29,10 @@ int cg_http_forward_head(http_sess *s, const char *dest_canon, const char *if_re
         .tls = ci->tls, .principal_header = u ? u->principal_header : NULL,
         .principal = r->principal,
     };
-    if (cg_http_build_request(&s->req, &f, s->out, OUT_HEAD_MAX, &s->out_len) < 0) {
-        cg_http_error(s, 431, "request head too large after rewriting", NULL, NULL, false);
-        return -1;
-    }
-    return 0;
+    return cg_http_build_request(&s->req, &f, s->out, OUT_HEAD_MAX, &s->out_len);
 }
 
-/* ---- forwarding ----------------------------------------------------------- */
-
-void cg_http_start_forwarding(http_sess *s)
+int cg_http_start_forwarding(http_sess *s)
 {
     s->state = S_CONNECTING;
     s->retried = false;
@@ -50,8 +40,7 @@ void cg_http_start_forwarding(http_sess *s)
     /* the client stays readable: what it pipelines meanwhile is kept (up
      * to PEND_PAUSE, then reading stops), which spares two epoll_ctl
      * calls per request on a keep-alive connection */
-    if (cg_conn_upstream_connect(s->c) < 0)
-        cg_http_error(s, 502, "backend unavailable", NULL, NULL, true);
+    return cg_conn_upstream_connect(s->c);
 }
 
 void cg_http_body_fail(http_sess *s, int status, const char *detail)

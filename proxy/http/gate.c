@@ -9,6 +9,7 @@
 
 #include <uv.h>
 
+#include "common/cg_error.h"
 #include "proxy/core/conn.h"
 #include "proxy/http/internal.h"
 
@@ -25,32 +26,13 @@ void cg_http_set_gate(cg_http_gate_fn fn)
     g_gate = fn;
 }
 
-/* The gate's answer: 0 forwards the request, CG_HTTP_GATE_LOCAL answers
- * it here, a status refuses it. */
-void cg_http_gate_answered(http_sess *s, const cg_http_request_view *v, int g,
-                          const cg_http_body_filter *lf, void *lctx, const char *gd,
-                          const char *dest_canon, const char *if_out)
+bool cg_http_filter_select(const cg_http_request_view *v, const cg_http_body_filter **filter,
+                           void **fctx)
 {
-    http_req *r = &s->r;
-    if (g == CG_HTTP_GATE_LOCAL) {
-        r->filter = lf;
-        r->fctx = lctx;
-        cg_http_start_local(s);
-        return;
-    }
-    if (g) {
-        if (g >= 400)
-            r->decision = "error";
-        cg_http_error(s, g, gd ? gd : "refused", NULL, NULL, false);
-        return;
-    }
-    if (g_filter_select) {
-        r->filter = g_filter_select(v, &r->fctx);
-        r->hold_last = r->filter && r->has_body && s->req.head.framing == CG_HTTP_BODY_LENGTH;
-    }
-    if (cg_http_forward_head(s, dest_canon, if_out) < 0)
-        return;
-    cg_http_start_forwarding(s);
+    if (!g_filter_select)
+        return false;
+    *filter = g_filter_select(v, fctx);
+    return true;
 }
 
 /* A gate job on libuv's thread pool (http.h CG_HTTP_GATE_WAIT). The
@@ -112,7 +94,19 @@ static void gate_done(uv_work_t *w, int status)
                 s->r.verdict.detail = gd;
             local_answer(s, g);
         } else {
-            cg_http_gate_answered(s, &gw->v, g, lf, lctx, gd, gw->dest_canon, gw->if_out);
+            /* the request resumes at the gate's answer; the snapshot and
+             * the rewritten If stay the wait's until it is freed */
+            cg_http_stage_ctx x;
+            cg_http_stage_ctx_init(&x, cg_conn_info_of(s->c));
+            x.view = gw->v;
+            x.who = gw->v.who;
+            x.dest_canon = gw->dest_canon;
+            x.if_out = gw->if_out;
+            x.gate = g;
+            x.local = lf;
+            x.lctx = lctx;
+            x.gate_detail = gd;
+            cg_http_run_stages(s, &x, cg_http_stage_gate_answer);
         }
         if (s->state == S_BODY) /* what the client sent while we waited */
             cg_http_run_pending(s);
@@ -120,33 +114,31 @@ static void gate_done(uv_work_t *w, int status)
     gate_wait_free(gw);
 }
 
-/* Takes snap and if_out: they live until the job is done. Without a
- * view (v NULL) the job is a local filter's on_end. */
-void cg_http_gate_wait_start(http_sess *s, const cg_http_request_view *v, void *job,
+int cg_http_gate_wait_start(http_sess *s, const cg_http_request_view *v, void *job,
                             cg_snapshot *snap, char *if_out, const char *dest_canon)
 {
     gate_wait *gw = job ? calloc(1, sizeof *gw) : NULL;
-    if (gw) {
-        *gw = (gate_wait){ .s = s, .job = job, .snap = snap, .if_out = if_out,
-                           .dest_canon = dest_canon, .local = !v };
-        if (v)
-            gw->v = *v;
-        gw->work.data = gw;
-        if (uv_queue_work(cg_conn_loop(s->c), &gw->work, gate_work, gate_done) == 0) {
-            s->gate = gw;
-            s->state = S_GATE;
-            return;
-        }
-        gw->s = NULL;
-        gate_wait_free(gw);
-    } else {
+    if (!gw) {
         if (job)
             ((cg_http_gate_job *)job)->free(job);
         free(if_out);
         if (snap)
             cg_snapshot_release(snap);
+        return CG_E_NOMEM;
     }
-    cg_http_error(s, 503, "content check could not start", NULL, NULL, false);
+    *gw = (gate_wait){ .s = s, .job = job, .snap = snap, .if_out = if_out,
+                       .dest_canon = dest_canon, .local = !v };
+    if (v)
+        gw->v = *v;
+    gw->work.data = gw;
+    if (uv_queue_work(cg_conn_loop(s->c), &gw->work, gate_work, gate_done) != 0) {
+        gw->s = NULL;
+        gate_wait_free(gw);
+        return CG_E_UNAVAIL;
+    }
+    s->gate = gw;
+    s->state = S_GATE;
+    return 0;
 }
 
 /* A request the gate answers itself: its whole body goes to the local
@@ -158,7 +150,9 @@ void cg_http_local_end(http_sess *s)
     r->body_done = true;
     int st = r->filter && r->filter->on_end ? r->filter->on_end(r->fctx, &r->verdict) : 0;
     if (st == CG_HTTP_GATE_WAIT && r->filter->job) {
-        cg_http_gate_wait_start(s, NULL, r->filter->job(r->fctx), NULL, NULL, NULL);
+        if (cg_http_gate_wait_start(s, NULL, r->filter->job(r->fctx), NULL, NULL, NULL) < 0)
+            cg_http_refuse(s, &(cg_http_refusal){ .status = 503,
+                                                  .detail = "content check could not start" });
         return;
     }
     local_answer(s, st);

@@ -117,7 +117,7 @@ enum { S_HEAD, S_CONNECTING, S_BODY, S_WAIT_RESP, S_CLOSING, S_GATE };
 #define OUT_HEAD_MAX (64u * 1024)
 /* a 503 for a passing condition (audit store, shutdown) says when to
  * come back (RFC 9110 10.2.3) */
-#define RETRY_AFTER "Retry-After: 10\r\n"
+#define CG_HTTP_RETRY_AFTER "Retry-After: 10\r\n"
 
 typedef struct http_req {
     char txid[40];
@@ -183,13 +183,25 @@ typedef struct http_sess {
 
 /* ---- request.c: the session, the one answer path, audit ---- */
 
-/* The one error path: answers status with detail (the client reads it)
- * while the log line and the audit record carry reason; extra: more head
- * lines (CRLF-ended); xml_body: an RFC 4918 precondition body instead of
- * the text line. After it the connection closes when close_after is set,
- * or when unread request bytes would be taken for the next request. */
-void cg_http_answer(http_sess *s, int status, const char *detail, const char *reason,
-                    const char *extra, const char *xml_body, bool close_after);
+/* A refusal: an HTTP status and what goes with it. Its own type, never a
+ * return value: a function that refuses fills one of these. */
+typedef struct cg_http_refusal {
+    int status;             /* 3xx to 5xx (a gate's local answer: also 200) */
+    const char *detail;     /* the sentence the client reads */
+    const char *reason;     /* for the log line and the audit record only,
+                             * NULL: detail (what the client must not learn
+                             * goes here, never above) */
+    const char *extra;      /* more head lines (CRLF-ended), or NULL */
+    const char *xml_body;   /* an RFC 4918 precondition body instead of the
+                             * text line, or NULL */
+    bool close;             /* the connection closes after the answer */
+} cg_http_refusal;
+
+/* The one answer path: writes the refusal's answer, its log line and its
+ * audit record. After it the connection closes when no->close is set, or
+ * when unread request bytes would be taken for the next request; else the
+ * next request is read. */
+void cg_http_refuse(http_sess *s, const cg_http_refusal *no);
 void cg_http_error(http_sess *s, int status, const char *detail, const char *extra,
                    const char *xml_body, bool close_after);
 /* The request's audit record (SPEC 5) in its reserved place. */
@@ -204,25 +216,96 @@ void cg_http_write_client(http_sess *s, const void *buf, size_t len);
 
 /* ---- stages.c: a request head's way from parsed to forwarded ---- */
 
+/* How a stage ends. */
+typedef enum cg_http_step {
+    CG_HTTP_NEXT,    /* the next stage takes the request */
+    CG_HTTP_REFUSE,  /* the refusal it filled is the answer */
+    CG_HTTP_TAKEN,   /* the request went on: forwarded, answered here, or
+                      * waiting for the gate's work */
+} cg_http_step;
+
+/* What the stages of one request share: found by one stage, read by a
+ * later one. On the stack of the stage driver's caller. */
+typedef struct cg_http_stage_ctx {
+    const cg_conn_info *ci;
+    cg_snapshot *snap;            /* held; the caller releases it unless a
+                                   * stage handed it on (then NULL) */
+    const cg_principal *who;      /* the principal judged, of snap */
+    unsigned src, dst;            /* rights on the target, on the Destination */
+    bool subtree;
+    const char *dest_canon;       /* the Destination, canonical, in s->paths */
+    char *if_out;                 /* the rewritten If (malloc'd); the caller
+                                   * frees it unless handed on (then NULL) */
+    cg_http_request_view view;    /* what the gate and the body filter see */
+    int gate;                     /* the gate's answer (http.h) */
+    const cg_http_body_filter *local;
+    void *lctx;
+    const char *gate_detail;
+    char text[4 * CG_HTTP_PATH_MAX]; /* a refusal's detail or head lines */
+} cg_http_stage_ctx;
+
+typedef cg_http_step (*cg_http_stage_fn)(http_sess *s, cg_http_stage_ctx *x,
+                                         cg_http_refusal *no);
+
+/* The stages, in the order they run; each testable alone. */
+cg_http_step cg_http_stage_request(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no);
+cg_http_step cg_http_stage_target(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no);
+cg_http_step cg_http_stage_tls(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no);
+cg_http_step cg_http_stage_audit(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no);
+cg_http_step cg_http_stage_host(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no);
+cg_http_step cg_http_stage_upstream(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no);
+cg_http_step cg_http_stage_policy(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no);
+cg_http_step cg_http_stage_authenticate(http_sess *s, cg_http_stage_ctx *x,
+                                        cg_http_refusal *no);
+cg_http_step cg_http_stage_method(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no);
+cg_http_step cg_http_stage_expect(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no);
+cg_http_step cg_http_stage_depth(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no);
+cg_http_step cg_http_stage_acl(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no);
+cg_http_step cg_http_stage_destination(http_sess *s, cg_http_stage_ctx *x,
+                                       cg_http_refusal *no);
+cg_http_step cg_http_stage_if(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no);
+cg_http_step cg_http_stage_body_limit(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no);
+cg_http_step cg_http_stage_gate(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no);
+cg_http_step cg_http_stage_gate_answer(http_sess *s, cg_http_stage_ctx *x,
+                                       cg_http_refusal *no);
+cg_http_step cg_http_stage_forward(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no);
+
+/* A context with nothing found yet (the text buffer is not cleared). */
+void cg_http_stage_ctx_init(cg_http_stage_ctx *x, const cg_conn_info *ci);
+/* Runs the stages from `from` (NULL: the first) until one refuses (then
+ * the refusal is answered) or takes the request. */
+void cg_http_run_stages(http_sess *s, cg_http_stage_ctx *x, cg_http_stage_fn from);
+/* A parsed request head through every stage. */
 void cg_http_handle_request(http_sess *s);
 
 /* ---- gate.c: the content gate (http.h), its wait, local answers ---- */
 
 int cg_http_gate_ask(const cg_http_request_view *v, const cg_http_body_filter **local,
                      void **fctx, const char **detail);
-void cg_http_gate_answered(http_sess *s, const cg_http_request_view *v, int g,
-                           const cg_http_body_filter *lf, void *lctx, const char *gd,
-                           const char *dest_canon, const char *if_out);
-void cg_http_gate_wait_start(http_sess *s, const cg_http_request_view *v, void *job,
-                             cg_snapshot *snap, char *if_out, const char *dest_canon);
+/* The body filter for the request when a selector is set (then true). */
+bool cg_http_filter_select(const cg_http_request_view *v, const cg_http_body_filter **filter,
+                           void **fctx);
+/* Runs job off the loop while the request waits; takes snap and if_out
+ * (they live until the job is done). Without a view (v NULL) the job is a
+ * local filter's on_end. 0, or CG_E_NOMEM / CG_E_UNAVAIL when it could
+ * not start (job, snap and if_out are freed then). */
+int cg_http_gate_wait_start(http_sess *s, const cg_http_request_view *v, void *job,
+                            cg_snapshot *snap, char *if_out, const char *dest_canon)
+    __attribute__((warn_unused_result));
 void cg_http_gate_detach(http_sess *s);
 void cg_http_start_local(http_sess *s);
 void cg_http_local_end(http_sess *s);
 
 /* ---- forward.c: the request and its body toward the backend ---- */
 
-int cg_http_forward_head(http_sess *s, const char *dest_canon, const char *if_rewritten);
-void cg_http_start_forwarding(http_sess *s);
+/* The request head for the backend into s->out (kept for one retry on a
+ * fresh connection). 0, CG_E_NOMEM (no buffer) or CG_E_LIMIT (the
+ * rewritten head does not fit). */
+int cg_http_forward_head(http_sess *s, const cg_conn_info *ci, const char *dest_canon,
+                         const char *if_rewritten) __attribute__((warn_unused_result));
+/* Connects the backend for the request; the negative code of the connect
+ * when it cannot start. */
+int cg_http_start_forwarding(http_sess *s) __attribute__((warn_unused_result));
 void cg_http_body_fail(http_sess *s, int status, const char *detail);
 void cg_http_req_body(void *ctx, const uint8_t *buf, size_t len);
 void cg_http_req_body_done(http_sess *s);

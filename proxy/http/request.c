@@ -2,7 +2,7 @@
  * request at a time per connection (keep-alive and pipelining from clients,
  * pipelined requests held until the answer before them is complete), the
  * request heads read and handed to the stages (stages.c), the one answer
- * path every refusal goes through (cg_http_answer) with its log line and
+ * path every refusal goes through (cg_http_refuse) with its log line and
  * audit record, and the connection's callbacks. */
 #include <inttypes.h>
 #include <stdio.h>
@@ -87,11 +87,6 @@ void cg_http_req_free(http_sess *s)
 }
 
 
-/* Status, reason, detail -> "STATUS REASON: DETAIL (txid ID)", with the
- * log line and the audit record. extra: more header lines (CRLF-ended).
- * xml_body: an RFC 4918 precondition body instead of the text line.
- * After the answer the connection closes when close_after is set, or when
- * unread request bytes would otherwise be taken for the next request. */
 /* Writes "STATUS REASON: DETAIL (txid ID)" (or xml_body) with its head.
  * A head too large for its buffer becomes a bare one that closes
  * (*close_after set). Returns the body bytes written. */
@@ -129,20 +124,18 @@ static uint64_t write_answer(cg_conn *c, int status, const char *detail, const c
     return (uint64_t)bl;
 }
 
-void cg_http_answer(http_sess *s, int status, const char *detail, const char *reason,
-                        const char *extra, const char *xml_body, bool close_after);
-
 void cg_http_error(http_sess *s, int status, const char *detail, const char *extra,
-                       const char *xml_body, bool close_after)
+                   const char *xml_body, bool close_after)
 {
-    cg_http_answer(s, status, detail, detail, extra, xml_body, close_after);
+    cg_http_refuse(s, &(cg_http_refusal){ .status = status, .detail = detail, .extra = extra,
+                                          .xml_body = xml_body, .close = close_after });
 }
 
-/* As cg_http_error, but the client reads detail while the log line and the
- * audit record carry reason (what the client must not be told). */
-void cg_http_answer(http_sess *s, int status, const char *detail, const char *reason,
-                        const char *extra, const char *xml_body, bool close_after)
+void cg_http_refuse(http_sess *s, const cg_http_refusal *no)
 {
+    int status = no->status;
+    const char *reason = no->reason ? no->reason : no->detail;
+    bool close_after = no->close;
     cg_conn *c = s->c;
     const cg_conn_info *ci = cg_conn_info_of(c);
     http_req *r = &s->r;
@@ -169,8 +162,8 @@ void cg_http_answer(http_sess *s, int status, const char *detail, const char *re
         close_after = true;
     if (!r->keep_alive)
         close_after = true;
-    r->bytes_out += write_answer(c, status, detail, r->txid, extra, xml_body, r->head_method,
-                                 &close_after);
+    r->bytes_out += write_answer(c, status, no->detail, r->txid, no->extra, no->xml_body,
+                                 r->head_method, &close_after);
     cg_http_audit(s, reason);
     cg_http_req_free(s);
     if (cg_conn_upstream_attached(c))
@@ -411,7 +404,7 @@ static void http_refuse(cg_conn *c, int err, const char *reason)
         char txid[40];
         snprintf(txid, sizeof txid, "%s.1", cg_conn_info_of(c)->session_id);
         bool close_after = true;
-        write_answer(c, unavailable ? 503 : 403, reason, txid, unavailable ? RETRY_AFTER : NULL,
+        write_answer(c, unavailable ? 503 : 403, reason, txid, unavailable ? CG_HTTP_RETRY_AFTER : NULL,
                      NULL, false, &close_after);
         return;
     }
@@ -424,7 +417,7 @@ static void http_refuse(cg_conn *c, int err, const char *reason)
     /* the core closes the connection after this: the one error path
      * answers, logs and audits this request */
     s->r.keep_alive = false;
-    cg_http_error(s, unavailable ? 503 : 403, reason, unavailable ? RETRY_AFTER : NULL, NULL, true);
+    cg_http_error(s, unavailable ? 503 : 403, reason, unavailable ? CG_HTTP_RETRY_AFTER : NULL, NULL, true);
 }
 
 static void http_drain(cg_conn *c)
