@@ -48,7 +48,7 @@ void cg_http_body_fail(http_sess *s, int status, const char *detail)
     /* the backend got part of a body: drop that connection before the
      * end, so nothing half-sent is ever committed */
     cg_conn_upstream_release(s->c, false);
-    cg_http_error(s, status, detail, NULL, NULL, true);
+    cg_http_refuse(s, &(cg_http_refusal){ .status = status, .detail = detail, .close = true });
 }
 
 /* Decoded request body bytes (from the request parser). */
@@ -127,9 +127,10 @@ void cg_http_connected(cg_conn *c, int status)
     if (s->state != S_CONNECTING)
         return;
     if (status < 0) {
-        cg_http_error(s, status == CG_E_TIMEOUT ? 502 : 502,
-                   status == CG_E_TIMEOUT ? "backend connect timeout" : "backend unavailable",
-                   NULL, NULL, s->r.has_body);
+        const char *why = status == CG_E_TIMEOUT ? "backend connect timeout"
+                                                 : "backend unavailable";
+        cg_http_refuse(s, &(cg_http_refusal){ .status = 502, .detail = why,
+                                              .close = s->r.has_body });
         return;
     }
     cg_http_parser_reset(&s->resp);

@@ -165,8 +165,10 @@ static void local_answer(http_sess *s, int st)
         st = 200;
     if (st >= 400)
         r->decision = "error";
-    cg_http_error(s, st, r->verdict.detail ? r->verdict.detail : st == 200 ? "accepted" : "refused",
-               NULL, NULL, false);
+    const char *detail = r->verdict.detail ? r->verdict.detail
+                         : st == 200       ? "accepted"
+                                           : "refused";
+    cg_http_refuse(s, &(cg_http_refusal){ .status = st, .detail = detail });
 }
 
 void cg_http_start_local(http_sess *s)

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "common/cg_buf.h"
 #include "proxy/core/conn.h"
 #include "proxy/http/host.h"
 #include "proxy/http/http.h"
@@ -77,31 +78,13 @@ typedef struct cg_http_fwd {
     const char *principal;
 } cg_http_fwd;
 
-/* The request head the backend gets. 0 or CG_E_LIMIT (cap too small). */
+/* A header field as it arrived, "Name: value" CRLF, into b. */
+void cg_http_put_field(cg_buf *b, const cg_http_parser *p, const cg_http_header *h);
+
+/* The request head the backend gets into out (cap bytes, its sizeof;
+ * NUL-terminated). 0 or CG_E_LIMIT (cap too small). */
 int cg_http_build_request(const cg_http_parser *req, const cg_http_fwd *f,
                           char *out, size_t cap, size_t *len);
-
-/* A bounded output buffer: an overflow is remembered, never written. */
-typedef struct cg_obuf {
-    char *b;
-    size_t len, cap;
-    bool over;
-} cg_obuf;
-
-static inline void cg_ob_add(cg_obuf *o, const void *d, size_t n)
-{
-    if (o->over || o->len + n > o->cap) {
-        o->over = true;
-        return;
-    }
-    memcpy(o->b + o->len, d, n);
-    o->len += n;
-}
-
-static inline void cg_ob_str(cg_obuf *o, const char *s)
-{
-    cg_ob_add(o, s, strlen(s));
-}
 
 /* ---- the session (request.c) and its request ---- */
 
@@ -168,16 +151,14 @@ typedef struct http_sess {
     cg_audit_resv resv;   /* the place of this request's audit record (SPEC 5) */
     struct gate_wait *gate; /* S_GATE: the gate's job on the thread pool */
     http_req r;
-    uint8_t *pend;
-    size_t plen, pcap;
+    cg_buf pend;          /* pipelined bytes held (at most PENDING_MAX) */
     char *out;            /* the rewritten request head (kept for a retry) */
     size_t out_len;
     bool retried, up_bytes, resp_started, resp_chunked, resp_close;
     bool in_process;      /* process() is walking a buffer: no re-entry */
     bool client_eof;      /* the client half-closed: answer what it sent */
-    char *xml;            /* buffered multistatus */
-    size_t xml_len;
-    bool xml_over;
+    cg_buf xml;           /* buffered multistatus (at most
+                           * CG_HTTP_MULTISTATUS_MAX; failed past it) */
     struct http_paths *paths; /* made at the first request */
 } http_sess;
 
@@ -202,8 +183,6 @@ typedef struct cg_http_refusal {
  * when unread request bytes would be taken for the next request; else the
  * next request is read. */
 void cg_http_refuse(http_sess *s, const cg_http_refusal *no);
-void cg_http_error(http_sess *s, int status, const char *detail, const char *extra,
-                   const char *xml_body, bool close_after);
 /* The request's audit record (SPEC 5) in its reserved place. */
 void cg_http_audit(http_sess *s, const char *reason);
 /* What a finished request holds: its audit place, filter, gate job. */

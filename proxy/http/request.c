@@ -19,23 +19,14 @@
 #include "proxy/http/parse.h"
 #include "store/audit.h"
 
-/* ---- small helpers -------------------------------------------------------- */
+/* ---- pipelined bytes ------------------------------------------------------ */
 
+/* Keeps bytes that arrived while a request was in flight; false past
+ * PENDING_MAX (or without memory). */
 static bool pend_append(http_sess *s, const uint8_t *buf, size_t len)
 {
-    if (len == 0)
-        return true;
-    if (!cg_buf_grow((void **)&s->pend, &s->pcap, s->plen + len, 16384, PENDING_MAX))
-        return false;
-    memcpy(s->pend + s->plen, buf, len);
-    s->plen += len;
-    return true;
-}
-
-static void pend_consume(http_sess *s, size_t n)
-{
-    memmove(s->pend, s->pend + n, s->plen - n);
-    s->plen -= n;
+    cg_buf_add(&s->pend, buf, len);
+    return !s->pend.failed;
 }
 
 /* ---- audit and the one error path ----------------------------------------- */
@@ -80,10 +71,8 @@ void cg_http_req_free(http_sess *s)
     if (r->filter && r->filter->free)
         r->filter->free(r->fctx);
     r->filter = NULL;
-    free(s->xml);
-    s->xml = NULL;
-    s->xml_len = 0;
-    s->xml_over = false;
+    cg_buf_free(&s->xml);
+    cg_buf_init(&s->xml, CG_HTTP_MULTISTATUS_MAX + 1);
 }
 
 
@@ -122,13 +111,6 @@ static uint64_t write_answer(cg_conn *c, int status, const char *detail, const c
         return 0;
     cg_conn_write_client(c, body, (size_t)bl);
     return (uint64_t)bl;
-}
-
-void cg_http_error(http_sess *s, int status, const char *detail, const char *extra,
-                   const char *xml_body, bool close_after)
-{
-    cg_http_refuse(s, &(cg_http_refusal){ .status = status, .detail = detail, .extra = extra,
-                                          .xml_body = xml_body, .close = close_after });
 }
 
 void cg_http_refuse(http_sess *s, const cg_http_refusal *no)
@@ -190,13 +172,13 @@ static void finish_if_eof(http_sess *s)
 
 void cg_http_run_pending(http_sess *s)
 {
-    while (s->plen && (s->state == S_HEAD || s->state == S_BODY)) {
+    while (s->pend.len && (s->state == S_HEAD || s->state == S_BODY)) {
         size_t used = 0;
         int before = s->state;
-        process(s, s->pend, s->plen, &used);
+        process(s, (const uint8_t *)s->pend.p, s->pend.len, &used);
         if (s->state == S_CLOSING)
             return;
-        pend_consume(s, used);
+        cg_buf_consume(&s->pend, used);
         if (used == 0 && s->state == before)
             break;
     }
@@ -260,8 +242,10 @@ static void process_inner(http_sess *s, const uint8_t *buf, size_t len, size_t *
             if (r != 1) {
                 char allow[256];
                 snprintf(allow, sizeof allow, "Allow: %s\r\n", cg_http_allow);
-                cg_http_error(s, r, why ? why : "malformed request", r == 405 ? allow : NULL,
-                           NULL, true);
+                cg_http_refuse(s, &(cg_http_refusal){ .status = r,
+                                                      .detail = why ? why : "malformed request",
+                                                      .extra = r == 405 ? allow : NULL,
+                                                      .close = true });
                 *consumed = len;
                 return;
             }
@@ -310,6 +294,9 @@ static void http_open(cg_conn *c)
     http_sess *s = cg_conn_session(c);
     const cg_listener_cfg *l = cg_conn_info_of(c)->listener;
     s->c = c;
+    /* a bound of n bytes is a cg_buf of n + 1 (its NUL) */
+    cg_buf_init(&s->pend, PENDING_MAX + 1);
+    cg_buf_init(&s->xml, CG_HTTP_MULTISTATUS_MAX + 1);
     if (cg_http_parser_init(&s->req, true, l->max_header_bytes, l->max_headers, l->max_line) < 0) {
         cg_conn_abort(c, "out of memory");
         return;
@@ -325,14 +312,14 @@ static void http_client_data(cg_conn *c, const uint8_t *buf, size_t len)
     http_sess *s = cg_conn_session(c);
     if (!s->ready || s->state == S_CLOSING)
         return;
-    if (s->plen || (s->state != S_HEAD && s->state != S_BODY)) {
+    if (s->pend.len || (s->state != S_HEAD && s->state != S_BODY)) {
         if (!pend_append(s, buf, len)) {
             s->state = S_CLOSING;
             cg_conn_close(c, "too many pipelined bytes");
             return;
         }
         if (s->state != S_HEAD && s->state != S_BODY) {
-            if (s->plen >= PEND_PAUSE)
+            if (s->pend.len >= PEND_PAUSE)
                 cg_conn_read_client(c, false);
             return;
         }
@@ -347,7 +334,7 @@ static void http_client_data(cg_conn *c, const uint8_t *buf, size_t len)
             cg_conn_close(c, "too many pipelined bytes");
             return;
         }
-        if (s->plen >= PEND_PAUSE || s->state == S_HEAD || s->state == S_BODY)
+        if (s->pend.len >= PEND_PAUSE || s->state == S_HEAD || s->state == S_BODY)
             cg_conn_read_client(c, false);
     }
 }
@@ -380,7 +367,9 @@ static void http_timer(cg_conn *c)
 {
     http_sess *s = cg_conn_session(c);
     if (s->state == S_HEAD && s->req.len > 0) {
-        cg_http_error(s, 408, "request head not received in time", NULL, NULL, true);
+        cg_http_refuse(s, &(cg_http_refusal){ .status = 408,
+                                              .detail = "request head not received in time",
+                                              .close = true });
     } else if (s->state == S_BODY) {
         if (cg_conn_upstream_queued(c) > 0) {
             /* the backend, not the client, is slow: wait on */
@@ -404,8 +393,8 @@ static void http_refuse(cg_conn *c, int err, const char *reason)
         char txid[40];
         snprintf(txid, sizeof txid, "%s.1", cg_conn_info_of(c)->session_id);
         bool close_after = true;
-        write_answer(c, unavailable ? 503 : 403, reason, txid, unavailable ? CG_HTTP_RETRY_AFTER : NULL,
-                     NULL, false, &close_after);
+        write_answer(c, unavailable ? 503 : 403, reason, txid,
+                     unavailable ? CG_HTTP_RETRY_AFTER : NULL, NULL, false, &close_after);
         return;
     }
     if (s->resp_started || s->state == S_CLOSING)
@@ -417,7 +406,10 @@ static void http_refuse(cg_conn *c, int err, const char *reason)
     /* the core closes the connection after this: the one error path
      * answers, logs and audits this request */
     s->r.keep_alive = false;
-    cg_http_error(s, unavailable ? 503 : 403, reason, unavailable ? CG_HTTP_RETRY_AFTER : NULL, NULL, true);
+    cg_http_refuse(s, &(cg_http_refusal){ .status = unavailable ? 503 : 403,
+                                          .detail = reason,
+                                          .extra = unavailable ? CG_HTTP_RETRY_AFTER : NULL,
+                                          .close = true });
 }
 
 static void http_drain(cg_conn *c)
@@ -437,10 +429,9 @@ static void http_close(cg_conn *c)
     cg_http_req_free(s);
     cg_http_parser_free(&s->req);
     cg_http_parser_free(&s->resp);
-    free(s->pend);
+    cg_buf_free(&s->pend);
     free(s->out);
     free(s->paths);
-    s->pend = NULL;
     s->out = NULL;
     s->paths = NULL;
     s->ready = false;

@@ -25,7 +25,7 @@
  * Point it back at the gateway the client talks to (scheme and Host of
  * the request), so following it never bypasses the gateway. true when a
  * rewritten Location was written. */
-static bool location_rewrite(http_sess *s, cg_obuf *o, const char *v, size_t n)
+static bool location_rewrite(http_sess *s, cg_buf *o, const char *v, size_t n)
 {
     const cg_http_head *rq = &s->req.head;
     if (!rq->host.len)
@@ -47,10 +47,10 @@ static bool location_rewrite(http_sess *s, cg_obuf *o, const char *v, size_t n)
         return false;
     const char *host = cg_http_str(&s->req, rq->host);
     size_t hl = rq->host.len;
-    cg_ob_str(o, cg_conn_info_of(s->c)->tls ? "Location: https://" : "Location: http://");
-    cg_ob_add(o, host, hl);
-    cg_ob_add(o, v + e, n - e);
-    cg_ob_str(o, "\r\n");
+    cg_buf_str(o, cg_conn_info_of(s->c)->tls ? "Location: https://" : "Location: http://");
+    cg_buf_add(o, host, hl);
+    cg_buf_add(o, v + e, n - e);
+    cg_buf_str(o, "\r\n");
     return true;
 }
 
@@ -63,12 +63,13 @@ static void send_response_head(http_sess *s, bool have_length, uint64_t length)
     /* the request head in s->out is no longer needed (an answer came, so
      * no retry): the buffer is reused, no allocation per response */
     char *buf = s->out;
-    cg_obuf o = {buf, 0, OUT_HEAD_MAX, false};
+    cg_buf o;
+    cg_buf_init_fixed(&o, buf, OUT_HEAD_MAX);
     char line[64];
     snprintf(line, sizeof line, "HTTP/1.1 %d ", p->head.status);
-    cg_ob_str(&o, line);
-    cg_ob_add(&o, cg_http_str(p, p->head.reason), p->head.reason.len);
-    cg_ob_str(&o, "\r\n");
+    cg_buf_str(&o, line);
+    cg_buf_add(&o, cg_http_str(p, p->head.reason), p->head.reason.len);
+    cg_buf_str(&o, "\r\n");
     int st = p->head.status;
     bool no_body = r->head_method || st == 204 || st == 304;
     for (size_t i = 0; i < p->head.nheaders; i++) {
@@ -84,18 +85,15 @@ static void send_response_head(http_sess *s, bool have_length, uint64_t length)
         if (cg_http_span_eq(p, h->name, "location") &&
             location_rewrite(s, &o, cg_http_str(p, h->value), h->value.len))
             continue;
-        cg_ob_add(&o, cg_http_str(p, h->name), h->name.len);
-        cg_ob_str(&o, ": ");
-        cg_ob_add(&o, cg_http_str(p, h->value), h->value.len);
-        cg_ob_str(&o, "\r\n");
+        cg_http_put_field(&o, p, h);
     }
     s->resp_chunked = false;
     if (!no_body) {
         if (have_length) {
             snprintf(line, sizeof line, "Content-Length: %" PRIu64 "\r\n", length);
-            cg_ob_str(&o, line);
+            cg_buf_str(&o, line);
         } else if (s->req.head.minor >= 1) {
-            cg_ob_str(&o, "Transfer-Encoding: chunked\r\n");
+            cg_buf_str(&o, "Transfer-Encoding: chunked\r\n");
             s->resp_chunked = true;
         } else {
             s->resp_close = true; /* HTTP/1.0 client: delimited by close */
@@ -104,13 +102,15 @@ static void send_response_head(http_sess *s, bool have_length, uint64_t length)
     if (!r->keep_alive || (r->has_body && !r->body_done))
         s->resp_close = true;
     if (s->resp_close)
-        cg_ob_str(&o, "Connection: close\r\n");
-    cg_ob_str(&o, "X-Transaction-Id: ");
-    cg_ob_str(&o, r->txid);
-    cg_ob_str(&o, "\r\n\r\n");
+        cg_buf_str(&o, "Connection: close\r\n");
+    cg_buf_str(&o, "X-Transaction-Id: ");
+    cg_buf_str(&o, r->txid);
+    cg_buf_str(&o, "\r\n\r\n");
     s->out_len = 0;
-    if (o.over) {
-        cg_http_error(s, 502, "backend response head too large", NULL, NULL, true);
+    if (o.failed) {
+        cg_http_refuse(s, &(cg_http_refusal){ .status = 502,
+                                              .detail = "backend response head too large",
+                                              .close = true });
         return;
     }
     s->resp_started = true;
@@ -137,18 +137,7 @@ void cg_http_resp_body(void *ctx, const uint8_t *buf, size_t len)
     if (len == 0 || s->state == S_CLOSING)
         return;
     if (s->r.filter_multistatus && !s->resp_started) {
-        if (s->xml_over || s->xml_len + len > CG_HTTP_MULTISTATUS_MAX) {
-            s->xml_over = true;
-            return;
-        }
-        char *n = realloc(s->xml, s->xml_len + len + 1);
-        if (!n) {
-            s->xml_over = true;
-            return;
-        }
-        s->xml = n;
-        memcpy(s->xml + s->xml_len, buf, len);
-        s->xml_len += len;
+        cg_buf_add(&s->xml, buf, len); /* past the bound: failed, answered 502 */
         return;
     }
     s->r.bytes_out += len;
@@ -165,8 +154,9 @@ void cg_http_resp_body(void *ctx, const uint8_t *buf, size_t len)
 
 static void filtered_multistatus(http_sess *s)
 {
-    if (s->xml_over) {
-        cg_http_error(s, 502, "multistatus answer too large to filter", NULL, NULL, false);
+    if (s->xml.failed) {
+        cg_http_refuse(s, &(cg_http_refusal){ .status = 502,
+                                              .detail = "multistatus answer too large to filter" });
         return;
     }
     cg_snapshot *snap = cg_snapshot_acquire();
@@ -175,14 +165,15 @@ static void filtered_multistatus(http_sess *s)
     size_t ol = 0, removed = 0;
     keep_ctx k = {snap, p};
     const cg_http_head *h = &s->req.head;
-    int rc = p ? cg_http_dav_filter(s->xml ? s->xml : "", s->xml_len,
+    int rc = p ? cg_http_dav_filter(s->xml.p ? s->xml.p : "", s->xml.len,
                                     cg_http_str(&s->req, h->host), h->host.len,
                                     cg_conn_info_of(s->c)->tls, keep_href, &k, &out, &ol, &removed)
                : CG_E_AUTH;
     if (snap)
         cg_snapshot_release(snap);
     if (rc < 0) {
-        cg_http_error(s, 502, "unreadable multistatus answer", NULL, NULL, false);
+        cg_http_refuse(s, &(cg_http_refusal){ .status = 502,
+                                              .detail = "unreadable multistatus answer" });
         return;
     }
     send_response_head(s, true, ol);
@@ -209,9 +200,9 @@ static void response_done(http_sess *s, bool upstream_reusable)
     bool reusable = upstream_reusable && s->resp.head.keep_alive && r->body_done;
     if (cg_conn_upstream_attached(c))
         cg_conn_upstream_release(c, reusable);
-    cg_debug("conn=%llu txid=%s %s %s -> %d principal=%s", (unsigned long long)cg_conn_info_of(c)->id,
-            r->txid, r->method, r->path ? r->path : "-", r->status,
-            r->principal[0] ? r->principal : "-");
+    cg_debug("conn=%llu txid=%s %s %s -> %d principal=%s",
+             (unsigned long long)cg_conn_info_of(c)->id, r->txid, r->method,
+             r->path ? r->path : "-", r->status, r->principal[0] ? r->principal : "-");
     cg_http_audit(s, NULL);
     cg_http_req_free(s);
     if (s->resp_close || !r->body_done) {
@@ -270,7 +261,9 @@ void cg_http_upstream_data(cg_conn *c, const uint8_t *buf, size_t len)
                 return;
             if (r != 1) {
                 cg_conn_upstream_release(c, false);
-                cg_http_error(s, 502, why ? why : "malformed backend response", NULL, NULL, true);
+                cg_http_refuse(s, &(cg_http_refusal){
+                    .status = 502, .detail = why ? why : "malformed backend response",
+                    .close = true });
                 return;
             }
             on_response_head(s);
@@ -290,7 +283,9 @@ void cg_http_upstream_data(cg_conn *c, const uint8_t *buf, size_t len)
             return;
         if (r > 1) {
             cg_conn_upstream_release(c, false);
-            cg_http_error(s, 502, why ? why : "malformed backend body", NULL, NULL, true);
+            cg_http_refuse(s, &(cg_http_refusal){ .status = 502,
+                                                  .detail = why ? why : "malformed backend body",
+                                                  .close = true });
             return;
         }
         if (r == 1) {
@@ -307,7 +302,9 @@ void cg_http_upstream_eof(cg_conn *c, int status)
         return;
     if (status == CG_E_TIMEOUT) {
         cg_conn_upstream_release(c, false);
-        cg_http_error(s, 504, "backend response timeout", NULL, NULL, !s->r.body_done);
+        cg_http_refuse(s, &(cg_http_refusal){ .status = 504,
+                                              .detail = "backend response timeout",
+                                              .close = !s->r.body_done });
         return;
     }
     if (s->resp.head_done) {
@@ -316,7 +313,9 @@ void cg_http_upstream_eof(cg_conn *c, int status)
             response_done(s, false);
             return;
         }
-        cg_http_error(s, 502, "backend closed during the answer", NULL, NULL, true);
+        cg_http_refuse(s, &(cg_http_refusal){ .status = 502,
+                                              .detail = "backend closed during the answer",
+                                              .close = true });
         return;
     }
     /* A pooled connection the backend had already closed: send the
@@ -331,5 +330,7 @@ void cg_http_upstream_eof(cg_conn *c, int status)
         if (cg_conn_upstream_connect(c) == 0)
             return;
     }
-    cg_http_error(s, 502, "backend closed the connection", NULL, NULL, !s->r.body_done);
+    cg_http_refuse(s, &(cg_http_refusal){ .status = 502,
+                                          .detail = "backend closed the connection",
+                                          .close = !s->r.body_done });
 }
