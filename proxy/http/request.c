@@ -234,17 +234,18 @@ static void process_inner(http_sess *s, const uint8_t *buf, size_t len, size_t *
                 s->nreq++;
                 snprintf(s->r.txid, sizeof s->r.txid, "%s.%" PRIu64, ci->session_id, s->nreq);
             }
-            int r = cg_http_feed_head(&s->req, buf + off, len - off, &used, &why);
+            cg_http_feed r = cg_http_feed_head(&s->req, buf + off, len - off, &used, &why);
             off += used;
-            if (r == 0)
+            if (r == CG_HTTP_MORE)
                 continue;
             cg_conn_set_timer(s->c, 0);
-            if (r != 1) {
+            if (r == CG_HTTP_REFUSED) {
+                int st = s->req.refused_status;
                 char allow[256];
                 snprintf(allow, sizeof allow, "Allow: %s\r\n", cg_http_allow);
-                cg_http_refuse(s, &(cg_http_refusal){ .status = r,
+                cg_http_refuse(s, &(cg_http_refusal){ .status = st,
                                                       .detail = why ? why : "malformed request",
-                                                      .extra = r == 405 ? allow : NULL,
+                                                      .extra = st == 405 ? allow : NULL,
                                                       .close = true });
                 *consumed = len;
                 return;
@@ -256,18 +257,18 @@ static void process_inner(http_sess *s, const uint8_t *buf, size_t len, size_t *
             }
         } else if (s->state == S_BODY) {
             cg_conn_set_timer(s->c, (uint64_t)ci->listener->client_timeout * 1000);
-            int r = cg_http_feed_body(&s->req, buf + off, len - off, &used, &why);
+            cg_http_feed r = cg_http_feed_body(&s->req, buf + off, len - off, &used, &why);
             off += used;
             if (s->state == S_CLOSING) {
                 *consumed = len;
                 return;
             }
-            if (r > 1) {
-                cg_http_body_fail(s, r, why ? why : "malformed body");
+            if (r == CG_HTTP_REFUSED) {
+                cg_http_body_fail(s, s->req.refused_status, why ? why : "malformed body");
                 *consumed = len;
                 return;
             }
-            if (r == 1)
+            if (r == CG_HTTP_DONE)
                 cg_http_req_body_done(s);
             if (s->state == S_CLOSING) {
                 *consumed = len;

@@ -255,11 +255,11 @@ void cg_http_upstream_data(cg_conn *c, const uint8_t *buf, size_t len)
         size_t used = 0;
         const char *why = NULL;
         if (!s->resp.head_done) {
-            int r = cg_http_feed_head(&s->resp, buf + off, len - off, &used, &why);
+            cg_http_feed r = cg_http_feed_head(&s->resp, buf + off, len - off, &used, &why);
             off += used;
-            if (r == 0)
+            if (r == CG_HTTP_MORE)
                 return;
-            if (r != 1) {
+            if (r == CG_HTTP_REFUSED) {
                 cg_conn_upstream_release(c, false);
                 cg_http_refuse(s, &(cg_http_refusal){
                     .status = 502, .detail = why ? why : "malformed backend response",
@@ -277,18 +277,18 @@ void cg_http_upstream_data(cg_conn *c, const uint8_t *buf, size_t len)
             }
             continue;
         }
-        int r = cg_http_feed_body(&s->resp, buf + off, len - off, &used, &why);
+        cg_http_feed r = cg_http_feed_body(&s->resp, buf + off, len - off, &used, &why);
         off += used;
         if (s->state == S_CLOSING)
             return;
-        if (r > 1) {
+        if (r == CG_HTTP_REFUSED) {
             cg_conn_upstream_release(c, false);
             cg_http_refuse(s, &(cg_http_refusal){ .status = 502,
                                                   .detail = why ? why : "malformed backend body",
                                                   .close = true });
             return;
         }
-        if (r == 1) {
+        if (r == CG_HTTP_DONE) {
             response_done(s, off == len);
             return;
         }
@@ -309,7 +309,7 @@ void cg_http_upstream_eof(cg_conn *c, int status)
     }
     if (s->resp.head_done) {
         const char *why;
-        if (cg_http_finish(&s->resp, &why) == 1) {
+        if (cg_http_finish(&s->resp, &why) == CG_HTTP_DONE) {
             response_done(s, false);
             return;
         }

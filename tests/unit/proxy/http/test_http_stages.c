@@ -67,7 +67,7 @@ static one *start(const cg_listener_cfg *l, const char *head, bool alice)
     size_t used = 0;
     const char *why = NULL;
     assert_int_equal(cg_http_feed_head(&o->s.req, (const uint8_t *)head, strlen(head), &used,
-                                       &why), 1);
+                                       &why), CG_HTTP_DONE);
     snprintf(o->s.r.txid, sizeof o->s.r.txid, "t.1");
     cg_http_stage_ctx_init(&o->x, &o->ci);
     return o;
