@@ -16,14 +16,14 @@
 #include "proxy/http/path.h"
 #include "policy/xml_safe.h"
 
-int cg_http_dav_url_path(const char *url, size_t len, const char *host,
-                         size_t hostlen, bool https, const char **path,
-                         size_t *plen)
+cg_http_dav_url cg_http_dav_url_path(const char *url, size_t len, const char *host,
+                                     size_t hostlen, bool https, const char **path,
+                                     size_t *plen)
 {
     if (len > 0 && url[0] == '/') {
         *path = url;
         *plen = len;
-        return 0;
+        return CG_HTTP_DAV_URL_OURS;
     }
     size_t skip = 0;
     bool is_https = false;
@@ -33,7 +33,7 @@ int cg_http_dav_url_path(const char *url, size_t len, const char *host,
     } else if (len > 7 && strncasecmp(url, "http://", 7) == 0) {
         skip = 7;
     } else {
-        return CG_E_INVAL;
+        return CG_HTTP_DAV_URL_MALFORMED;
     }
     size_t e = skip;
     while (e < len && url[e] != '/' && url[e] != '?' && url[e] != '#')
@@ -44,31 +44,31 @@ int cg_http_dav_url_path(const char *url, size_t len, const char *host,
     (void)is_https;
     (void)https;
     if (e - skip != hostlen || strncasecmp(url + skip, host, hostlen) != 0)
-        return 1;
+        return CG_HTTP_DAV_URL_OTHER_HOST;
     if (e == len) {
         *path = "/";
         *plen = 1;
-        return 0;
+        return CG_HTTP_DAV_URL_OURS;
     }
     if (url[e] != '/')
-        return CG_E_INVAL;
+        return CG_HTTP_DAV_URL_MALFORMED;
     *path = url + e;
     *plen = len - e;
-    return 0;
+    return CG_HTTP_DAV_URL_OURS;
 }
 
-int cg_http_dav_url_canon(const char *url, size_t len, const char *host,
-                          size_t hostlen, bool https, char *decoded,
-                          size_t dcap, char *out, size_t cap, size_t *outlen)
+cg_http_dav_url cg_http_dav_url_canon(const char *url, size_t len, const char *host,
+                                      size_t hostlen, bool https, char *decoded,
+                                      size_t dcap, char *out, size_t cap, size_t *outlen)
 {
     const char *p;
     size_t pl;
-    int r = cg_http_dav_url_path(url, len, host, hostlen, https, &p, &pl);
-    if (r != 0)
+    cg_http_dav_url r = cg_http_dav_url_path(url, len, host, hostlen, https, &p, &pl);
+    if (r != CG_HTTP_DAV_URL_OURS)
         return r;
     /* a query or fragment has no place in a resource URL here */
     if (memchr(p, '?', pl) || memchr(p, '#', pl))
-        return CG_E_INVAL;
+        return CG_HTTP_DAV_URL_MALFORMED;
     char local[CG_HTTP_PATH_MAX + 1];
     if (!decoded) {
         decoded = local;
@@ -78,35 +78,37 @@ int cg_http_dav_url_canon(const char *url, size_t len, const char *host,
     const char *why;
     int rc = cg_http_path_normalize(p, pl, decoded, dcap, &dl, out, cap, outlen, &why);
     /* too long (CG_E_LIMIT) stays apart from malformed: the caller says which */
-    return rc == CG_E_LIMIT ? CG_E_LIMIT : rc < 0 ? CG_E_INVAL : 0;
+    return rc == CG_E_LIMIT ? CG_HTTP_DAV_URL_TOO_LONG
+           : rc < 0         ? CG_HTTP_DAV_URL_MALFORMED
+                            : CG_HTTP_DAV_URL_OURS;
 }
 
-int cg_http_dav_rewrite_if(const char *in, size_t len, const char *host,
-                           size_t hostlen, bool https, char *out, size_t cap,
-                           size_t *outlen)
+cg_http_dav_url cg_http_dav_rewrite_if(const char *in, size_t len, const char *host,
+                                       size_t hostlen, bool https, char *out, size_t cap,
+                                       size_t *outlen)
 {
     size_t o = 0, i = 0;
     int depth = 0;
     if (cap == 0)
-        return CG_E_LIMIT;
+        return CG_HTTP_DAV_URL_TOO_LONG;
     while (i < len) {
         char ch = in[i];
         if (ch == '(') {
             depth++;
         } else if (ch == ')') {
             if (--depth < 0)
-                return CG_E_INVAL;
+                return CG_HTTP_DAV_URL_MALFORMED;
         } else if (ch == '<' && depth == 0) {
             const char *end = memchr(in + i + 1, '>', len - i - 1);
             if (!end)
-                return CG_E_INVAL;
+                return CG_HTTP_DAV_URL_MALFORMED;
             size_t ul = (size_t)(end - (in + i + 1)), cl;
             if (o + 3 * ul + 3 > cap)
-                return CG_E_LIMIT;
+                return CG_HTTP_DAV_URL_TOO_LONG;
             out[o++] = '<';
-            int r = cg_http_dav_url_canon(in + i + 1, ul, host, hostlen, https, NULL, 0,
-                                          out + o, cap - o, &cl);
-            if (r != 0)
+            cg_http_dav_url r = cg_http_dav_url_canon(in + i + 1, ul, host, hostlen, https,
+                                                      NULL, 0, out + o, cap - o, &cl);
+            if (r != CG_HTTP_DAV_URL_OURS)
                 return r;
             o += cl;
             out[o++] = '>';
@@ -114,15 +116,15 @@ int cg_http_dav_rewrite_if(const char *in, size_t len, const char *host,
             continue;
         }
         if (o + 1 >= cap)
-            return CG_E_LIMIT;
+            return CG_HTTP_DAV_URL_TOO_LONG;
         out[o++] = ch;
         i++;
     }
     if (depth != 0)
-        return CG_E_INVAL;
+        return CG_HTTP_DAV_URL_MALFORMED;
     out[o] = '\0';
     *outlen = o;
-    return 0;
+    return CG_HTTP_DAV_URL_OURS;
 }
 
 static bool is_dav(xmlNode *n, const char *name)
@@ -174,9 +176,9 @@ int cg_http_dav_filter(const char *xml, size_t len, const char *host,
                 rc = CG_E_NOMEM;
                 goto done;
             }
-            int r = cg_http_dav_url_canon(s, sl, host, hostlen, https, dec, sl + 1, can,
-                                          3 * sl + 1, &cl);
-            if (r != 0 || !keep(ctx, dec, strlen(dec)))
+            cg_http_dav_url r = cg_http_dav_url_canon(s, sl, host, hostlen, https, dec, sl + 1,
+                                                      can, 3 * sl + 1, &cl);
+            if (r != CG_HTTP_DAV_URL_OURS || !keep(ctx, dec, strlen(dec)))
                 ok = false;
             free(dec);
             free(can);

@@ -8,33 +8,41 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* A URL from a Destination header or an If resource tag, for this
- * gateway's authority (the request's Host value; http or https alike):
- * reduced to its path. A bare absolute path is taken as is. Returns 0
- * with (*path, *plen), 1 when the URL names another host (the caller
- * answers 502, RFC 4918 9.8.5), CG_E_INVAL when malformed. `https` is
- * the listener's scheme (kept for callers; the authority decides). */
-int cg_http_dav_url_path(const char *url, size_t len, const char *host,
-                         size_t hostlen, bool https, const char **path,
-                         size_t *plen);
+/* What a URL from a Destination header or an If resource tag is, for this
+ * gateway: a path of its own, another server's (the caller answers 502,
+ * RFC 4918 9.8.5), too long, or malformed. Not an error code: each is an
+ * answer the caller gives. */
+typedef enum cg_http_dav_url {
+    CG_HTTP_DAV_URL_OURS,        /* a path on this gateway (written) */
+    CG_HTTP_DAV_URL_OTHER_HOST,  /* names another server */
+    CG_HTTP_DAV_URL_TOO_LONG,    /* a path past CG_HTTP_PATH_MAX, or out too small */
+    CG_HTTP_DAV_URL_MALFORMED,
+} cg_http_dav_url;
+
+/* A URL for this gateway's authority (the request's Host value; http or
+ * https alike) reduced to its path: (*path, *plen) when OURS. A bare
+ * absolute path is taken as is. `https` is the listener's scheme (kept for
+ * callers; the authority decides). Never TOO_LONG. */
+cg_http_dav_url cg_http_dav_url_path(const char *url, size_t len, const char *host,
+                                     size_t hostlen, bool https, const char **path,
+                                     size_t *plen) __attribute__((warn_unused_result));
 
 /* Normalises a URL as above to the canonical path (proxy/http/path.h); out has
- * room for 3*len+1 (cap is its size). Returns 0, 1 (other host),
- * CG_E_LIMIT (the path is longer than CG_HTTP_PATH_MAX) or CG_E_INVAL.
- * decoded (dcap bytes, may be NULL) receives the decoded path the ACL
- * judges. */
-int cg_http_dav_url_canon(const char *url, size_t len, const char *host,
-                          size_t hostlen, bool https, char *decoded,
-                          size_t dcap, char *out, size_t cap, size_t *outlen);
+ * room for 3*len+1 (cap is its size). decoded (dcap bytes, may be NULL)
+ * receives the decoded path the ACL judges. */
+cg_http_dav_url cg_http_dav_url_canon(const char *url, size_t len, const char *host,
+                                      size_t hostlen, bool https, char *decoded,
+                                      size_t dcap, char *out, size_t cap, size_t *outlen)
+    __attribute__((warn_unused_result));
 
 /* Rewrites an If header (RFC 4918 10.4): every resource tag <URL> outside
  * parentheses becomes <canonical path>; lists inside parentheses (state
  * tokens, entity tags) are copied unchanged. cap is out's size; 3*len+64
- * always suffices. Returns 0, 1 (a tag names another host), CG_E_LIMIT (a
- * tag's path is too long, or out is too small) or CG_E_INVAL. */
-int cg_http_dav_rewrite_if(const char *in, size_t len, const char *host,
-                           size_t hostlen, bool https, char *out, size_t cap,
-                           size_t *outlen);
+ * always suffices. OURS when every tag names this gateway; else what the
+ * first tag that does not is (TOO_LONG also when out is too small). */
+cg_http_dav_url cg_http_dav_rewrite_if(const char *in, size_t len, const char *host,
+                                       size_t hostlen, bool https, char *out, size_t cap,
+                                       size_t *outlen) __attribute__((warn_unused_result));
 
 /* Filters a multistatus body (RFC 4918 13): each DAV:response whose
  * DAV:href keep() refuses (called with the decoded, normalised path) is

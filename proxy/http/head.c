@@ -125,6 +125,14 @@ bool cg_http_drop_field(const cg_http_parser *p, cg_http_span name,
     return false;
 }
 
+void cg_http_put_field(cg_buf *b, const cg_http_parser *p, const cg_http_header *h)
+{
+    cg_buf_add(b, cg_http_str(p, h->name), h->name.len);
+    cg_buf_str(b, ": ");
+    cg_buf_add(b, cg_http_str(p, h->value), h->value.len);
+    cg_buf_str(b, "\r\n");
+}
+
 /* The request head as the backend gets it: canonical target, the Host
  * the gateway chose (never the client's field), the
  * client's end-to-end fields minus those above, rewritten Destination and
@@ -134,58 +142,54 @@ bool cg_http_drop_field(const cg_http_parser *p, cg_http_span name,
 int cg_http_build_request(const cg_http_parser *p, const cg_http_fwd *f, char *out,
                           size_t cap, size_t *len)
 {
-    cg_obuf o = {out, 0, cap, false};
-    cg_ob_str(&o, f->method);
-    cg_ob_str(&o, " ");
-    cg_ob_str(&o, f->canon);
+    cg_buf o;
+    cg_buf_init_fixed(&o, out, cap);
+    cg_buf_str(&o, f->method);
+    cg_buf_str(&o, " ");
+    cg_buf_str(&o, f->canon);
     if (f->query) {
-        cg_ob_str(&o, "?");
-        cg_ob_add(&o, f->query, f->query_len);
+        cg_buf_str(&o, "?");
+        cg_buf_add(&o, f->query, f->query_len);
     }
-    cg_ob_str(&o, " HTTP/1.1\r\nHost: ");
-    cg_ob_str(&o, f->host);
-    cg_ob_str(&o, "\r\n");
+    cg_buf_str(&o, " HTTP/1.1\r\nHost: ");
+    cg_buf_str(&o, f->host);
+    cg_buf_str(&o, "\r\n");
     for (size_t i = 0; i < p->head.nheaders; i++) {
         const cg_http_header *h = &p->head.headers[i];
         if (cg_http_drop_field(p, h->name, f->principal_header, true))
             continue;
-        cg_ob_add(&o, cg_http_str(p, h->name), h->name.len);
-        cg_ob_str(&o, ": ");
-        cg_ob_add(&o, cg_http_str(p, h->value), h->value.len);
-        cg_ob_str(&o, "\r\n");
+        cg_http_put_field(&o, p, h);
     }
     if (f->destination) {
-        cg_ob_str(&o, "Destination: ");
-        cg_ob_str(&o, f->destination);
-        cg_ob_str(&o, "\r\n");
+        cg_buf_str(&o, "Destination: ");
+        cg_buf_str(&o, f->destination);
+        cg_buf_str(&o, "\r\n");
     }
     if (f->if_value) {
-        cg_ob_str(&o, "If: ");
-        cg_ob_str(&o, f->if_value);
-        cg_ob_str(&o, "\r\n");
+        cg_buf_str(&o, "If: ");
+        cg_buf_str(&o, f->if_value);
+        cg_buf_str(&o, "\r\n");
     }
-    cg_ob_str(&o, "X-Forwarded-For: ");
-    cg_ob_str(&o, f->client_addr);
-    cg_ob_str(&o, f->tls ? "\r\nX-Forwarded-Proto: https\r\n" : "\r\nX-Forwarded-Proto: http\r\n");
+    cg_buf_str(&o, "X-Forwarded-For: ");
+    cg_buf_str(&o, f->client_addr);
+    cg_buf_str(&o, f->tls ? "\r\nX-Forwarded-Proto: https\r\n" : "\r\nX-Forwarded-Proto: http\r\n");
     if (f->principal_header && f->principal && f->principal[0]) {
-        cg_ob_str(&o, f->principal_header);
-        cg_ob_str(&o, ": ");
-        cg_ob_str(&o, f->principal);
-        cg_ob_str(&o, "\r\n");
+        cg_buf_str(&o, f->principal_header);
+        cg_buf_str(&o, ": ");
+        cg_buf_str(&o, f->principal);
+        cg_buf_str(&o, "\r\n");
     }
     if (p->head.framing == CG_HTTP_BODY_LENGTH) {
-        char cl[48];
-        snprintf(cl, sizeof cl, "Content-Length: %" PRIu64 "\r\n", p->head.content_length);
-        cg_ob_str(&o, cl);
+        cg_buf_fmt(&o, "Content-Length: %" PRIu64 "\r\n", p->head.content_length);
     } else if (p->head.framing == CG_HTTP_BODY_CHUNKED) {
-        cg_ob_str(&o, "Transfer-Encoding: chunked\r\n");
+        cg_buf_str(&o, "Transfer-Encoding: chunked\r\n");
     } else if (strcmp(f->method, "PUT") == 0 || strcmp(f->method, "POST") == 0 ||
                strcmp(f->method, "PATCH") == 0) {
         /* nginx answers 411 to a PUT without a length */
-        cg_ob_str(&o, "Content-Length: 0\r\n");
+        cg_buf_str(&o, "Content-Length: 0\r\n");
     }
-    cg_ob_str(&o, "\r\n");
-    if (o.over)
+    cg_buf_str(&o, "\r\n");
+    if (o.failed)
         return CG_E_LIMIT;
     *len = o.len;
     return 0;

@@ -12,6 +12,20 @@
 #include "common/cg_error.h"
 #include "common/cg_util.h"
 
+/* The bytes are refused: the status to answer is kept in the parser, not
+ * returned (the checks below return true or, through this, false). */
+static bool refuse(cg_http_parser *p, int status)
+{
+    p->refused_status = status;
+    return false;
+}
+
+static cg_http_feed refused(cg_http_parser *p, int status)
+{
+    refuse(p, status);
+    return CG_HTTP_REFUSED;
+}
+
 static cg_http_parser *of(llhttp_t *ll)
 {
     return (cg_http_parser *)ll->data;
@@ -210,7 +224,7 @@ static bool request_line_ok(const uint8_t *b, size_t n)
  * CRLF CRLF): every line ends in CRLF (no bare CR or LF, RFC 9112 2.2),
  * no NUL or other control byte, no obs-fold (5.2), header names are
  * tokens directly followed by ':' (no whitespace before the colon, 5.1). */
-static int raw_check(cg_http_parser *p, size_t n, const char **reason)
+static bool raw_check(cg_http_parser *p, size_t n, const char **reason)
 {
     const uint8_t *b = p->buf;
     size_t line = 0;
@@ -219,32 +233,32 @@ static int raw_check(cg_http_parser *p, size_t n, const char **reason)
         while (e < n && b[e] != '\r' && b[e] != '\n') {
             if (b[e] == 0) {
                 *reason = "NUL in the message head";
-                return p->request ? 400 : 502;
+                return refuse(p, p->request ? 400 : 502);
             }
             if ((b[e] < 0x20 && b[e] != '\t') || b[e] == 0x7F) {
                 *reason = "control character in the message head";
-                return p->request ? 400 : 502;
+                return refuse(p, p->request ? 400 : 502);
             }
             e++;
         }
         if (e + 1 >= n || b[e] != '\r' || b[e + 1] != '\n') {
             *reason = "bare CR or LF in the message head";
-            return p->request ? 400 : 502;
+            return refuse(p, p->request ? 400 : 502);
         }
         size_t ll = e - i;
         if (line == 0) {
             if (p->request && ll > p->max_line) {
                 *reason = "request line too long";
-                return 414;
+                return refuse(p, 414);
             }
             if (p->request && !request_line_ok(b + i, ll)) {
                 *reason = "malformed request line";
-                return 400;
+                return refuse(p, 400);
             }
         } else if (ll > 0) {
             if (b[i] == ' ' || b[i] == '\t') {
                 *reason = "obsolete line folding in a header";
-                return p->request ? 400 : 502;
+                return refuse(p, p->request ? 400 : 502);
             }
             size_t k = i;
             while (k < e && cg_is_tchar(b[k]))
@@ -253,13 +267,13 @@ static int raw_check(cg_http_parser *p, size_t n, const char **reason)
                 *reason = k < e && (b[k] == ' ' || b[k] == '\t')
                               ? "whitespace before the colon of a header"
                               : "malformed header line";
-                return p->request ? 400 : 502;
+                return refuse(p, p->request ? 400 : 502);
             }
         }
         line++;
         i = e + 2;
     }
-    return 0;
+    return true;
 }
 
 bool cg_http_span_eq(const cg_http_parser *p, cg_http_span s, const char *lit)
@@ -332,7 +346,7 @@ static bool host_ok(const char *s, size_t n)
  * Content-Length, or a Transfer-Encoding that is exactly "chunked". Any
  * combination, repetition or other coding is refused: two parsers that
  * disagree on where a request ends is the whole of request smuggling. */
-static int framing_check(cg_http_parser *p, const char **reason)
+static bool framing_check(cg_http_parser *p, const char **reason)
 {
     size_t ncl, nte;
     const cg_http_header *cl = cg_http_header_get(p, "content-length", &ncl);
@@ -341,20 +355,20 @@ static int framing_check(cg_http_parser *p, const char **reason)
     cg_http_head *h = &p->head;
     if (ncl && nte) {
         *reason = "both Content-Length and Transfer-Encoding";
-        return bad;
+        return refuse(p, bad);
     }
     if (ncl > 1) {
         *reason = "more than one Content-Length";
-        return bad;
+        return refuse(p, bad);
     }
     if (nte > 1) {
         *reason = "more than one Transfer-Encoding";
-        return bad;
+        return refuse(p, bad);
     }
     if (ncl) {
         if (!all_digits(cg_http_str(p, cl->value), cl->value.len)) {
             *reason = "malformed Content-Length";
-            return bad;
+            return refuse(p, bad);
         }
         uint64_t v = 0;
         for (size_t i = 0; i < cl->value.len; i++)
@@ -364,11 +378,11 @@ static int framing_check(cg_http_parser *p, const char **reason)
     } else if (nte) {
         if (!cg_http_span_eq(p, te->value, "chunked")) {
             *reason = "Transfer-Encoding other than chunked";
-            return bad;
+            return refuse(p, bad);
         }
         if (h->major == 1 && h->minor == 0 && p->request) {
             *reason = "Transfer-Encoding in an HTTP/1.0 request";
-            return 400;
+            return refuse(p, 400);
         }
         h->framing = CG_HTTP_BODY_CHUNKED;
     } else {
@@ -379,34 +393,34 @@ static int framing_check(cg_http_parser *p, const char **reason)
         if (p->no_body || (st >= 100 && st < 200) || st == 204 || st == 304)
             h->framing = CG_HTTP_BODY_NONE;
     }
-    return 0;
+    return true;
 }
 
 /* Target forms (RFC 9112 3.2): origin-form; "*" for OPTIONS only;
  * absolute-form only for this host (the Host header), reduced to its
  * path; authority-form (CONNECT) never: this is no forward proxy. */
-static int target_check(cg_http_parser *p, const char **reason)
+static bool target_check(cg_http_parser *p, const char **reason)
 {
     cg_http_head *h = &p->head;
     const char *t = cg_http_str(p, h->target);
     size_t n = h->target.len;
     if (h->method == HTTP_CONNECT) {
         *reason = "CONNECT (authority-form) is not served";
-        return 400;
+        return refuse(p, 400);
     }
     if (n > 0 && t[0] == '/') {
         h->form = CG_HTTP_ORIGIN;
         h->path = h->target;
-        return 0;
+        return true;
     }
     if (n == 1 && t[0] == '*') {
         if (h->method != HTTP_OPTIONS) {
             *reason = "asterisk-form target outside OPTIONS";
-            return 400;
+            return refuse(p, 400);
         }
         h->form = CG_HTTP_ASTERISK;
         h->path = h->target;
-        return 0;
+        return true;
     }
     size_t skip = 0;
     if (n > 7 && strncasecmp(t, "http://", 7) == 0)
@@ -415,7 +429,7 @@ static int target_check(cg_http_parser *p, const char **reason)
         skip = 8;
     if (!skip) {
         *reason = "request target is neither origin-form nor absolute-form";
-        return 400;
+        return refuse(p, 400);
     }
     size_t a = skip, e = a;
     while (e < n && t[e] != '/' && t[e] != '?' && t[e] != '#')
@@ -423,19 +437,19 @@ static int target_check(cg_http_parser *p, const char **reason)
     const char *host = cg_http_str(p, h->host);
     if (e - a != h->host.len || strncasecmp(t + a, host, e - a) != 0) {
         *reason = "absolute-form target for another host";
-        return 400;
+        return refuse(p, 400);
     }
     h->form = CG_HTTP_ABSOLUTE;
     h->authority = (cg_http_span){h->target.off + (uint32_t)a, (uint32_t)(e - a)};
     if (e == n || t[e] != '/') {
         *reason = "absolute-form target without a path";
-        return 400;
+        return refuse(p, 400);
     }
     h->path = (cg_http_span){h->target.off + (uint32_t)e, (uint32_t)(n - e)};
-    return 0;
+    return true;
 }
 
-static int head_semantics(cg_http_parser *p, const char **reason)
+static bool head_semantics(cg_http_parser *p, const char **reason)
 {
     cg_http_head *h = &p->head;
     h->major = llhttp_get_http_major(&p->ll);
@@ -443,7 +457,7 @@ static int head_semantics(cg_http_parser *p, const char **reason)
     if (h->major != 1 || h->minor > 1) {
         /* HTTP/0.9 has no head at all; 2.0 is not spoken here */
         *reason = "HTTP version other than 1.0 or 1.1";
-        return h->major == 0 || !p->request ? (p->request ? 400 : 502) : 505;
+        return refuse(p, h->major == 0 || !p->request ? (p->request ? 400 : 502) : 505);
     }
     if (p->request) {
         h->method = llhttp_get_method(&p->ll);
@@ -452,18 +466,17 @@ static int head_semantics(cg_http_parser *p, const char **reason)
         /* RFC 9112 3.2: 400 for a missing (1.1) or repeated Host */
         if (nhost > 1 || (nhost == 0 && h->minor == 1)) {
             *reason = nhost ? "more than one Host header" : "no Host header";
-            return 400;
+            return refuse(p, 400);
         }
         if (host) {
             if (!host_ok(cg_http_str(p, host->value), host->value.len)) {
                 *reason = "malformed Host header";
-                return 400;
+                return refuse(p, 400);
             }
             h->host = host->value;
         }
-        int r = target_check(p, reason);
-        if (r)
-            return r;
+        if (!target_check(p, reason))
+            return false;
     } else {
         h->status = llhttp_get_status_code(&p->ll);
     }
@@ -482,13 +495,13 @@ static bool make_buffers(cg_http_parser *p)
     return true;
 }
 
-int cg_http_feed_head(cg_http_parser *p, const uint8_t *buf, size_t len,
-                      size_t *used, const char **reason)
+cg_http_feed cg_http_feed_head(cg_http_parser *p, const uint8_t *buf, size_t len,
+                               size_t *used, const char **reason)
 {
     *used = 0;
     if (!p->buf && !make_buffers(p)) {
         *reason = "out of memory";
-        return 503;
+        return refused(p, 503);
     }
     size_t i = 0;
     /* RFC 9112 2.2: ignore empty lines before a request line */
@@ -502,7 +515,7 @@ int cg_http_feed_head(cg_http_parser *p, const uint8_t *buf, size_t len,
         if (p->len >= p->max_header_bytes) {
             *used = i;
             *reason = "request head too large";
-            return p->request ? 431 : 502;
+            return refused(p, p->request ? 431 : 502);
         }
         uint8_t c = buf[i++];
         p->buf[p->len++] = c;
@@ -511,7 +524,7 @@ int cg_http_feed_head(cg_http_parser *p, const uint8_t *buf, size_t len,
             if (p->len >= 2 && p->buf[p->len - 2] != '\r') {
                 *used = i;
                 *reason = "bare LF in the message head";
-                return p->request ? 400 : 502;
+                return refused(p, p->request ? 400 : 502);
             }
             if (p->len >= 4 && memcmp(p->buf + p->len - 4, "\r\n\r\n", 4) == 0) {
                 end = p->len;
@@ -521,76 +534,74 @@ int cg_http_feed_head(cg_http_parser *p, const uint8_t *buf, size_t len,
         if (p->request && !p->line_done && p->len > p->max_line) {
             *used = i;
             *reason = "request line too long";
-            return 414;
+            return refused(p, 414);
         }
     }
     *used = i;
     if (!end)
-        return 0;
-    int r = raw_check(p, end, reason);
-    if (r)
-        return r;
+        return CG_HTTP_MORE;
+    if (!raw_check(p, end, reason))
+        return CG_HTTP_REFUSED;
     llhttp_errno_t e = llhttp_execute(&p->ll, (const char *)p->buf, end);
     if (p->cb_error) {
         *reason = p->cb_reason;
-        return p->cb_error;
+        return refused(p, p->cb_error);
     }
     if (e == HPE_INVALID_METHOD && p->request) {
         /* a well-formed token llhttp does not know: the method is not
          * served (405 with Allow), rather than a malformed request */
         *reason = "method not allowed";
-        return 405;
+        return refused(p, 405);
     }
     if ((e != HPE_OK && e != HPE_PAUSED) || !p->head_done) {
         *reason = llhttp_get_error_reason(&p->ll);
         if (!*reason)
             *reason = llhttp_errno_name(e);
-        return p->request ? 400 : 502;
+        return refused(p, p->request ? 400 : 502);
     }
     if (e == HPE_PAUSED)
         llhttp_resume(&p->ll);
-    r = head_semantics(p, reason);
-    if (r)
-        return r;
+    if (!head_semantics(p, reason))
+        return CG_HTTP_REFUSED;
     p->head.keep_alive = llhttp_should_keep_alive(&p->ll) != 0;
     if (p->head.framing == CG_HTTP_BODY_NONE)
         p->complete = true;
-    return 1;
+    return CG_HTTP_DONE;
 }
 
-int cg_http_feed_body(cg_http_parser *p, const uint8_t *buf, size_t len,
-                      size_t *used, const char **reason)
+cg_http_feed cg_http_feed_body(cg_http_parser *p, const uint8_t *buf, size_t len,
+                               size_t *used, const char **reason)
 {
     *used = 0;
     if (p->complete)
-        return 1;
+        return CG_HTTP_DONE;
     if (len == 0)
-        return 0;
+        return CG_HTTP_MORE;
     llhttp_errno_t e = llhttp_execute(&p->ll, (const char *)buf, len);
     if (e == HPE_PAUSED) {
         const char *pos = llhttp_get_error_pos(&p->ll);
         *used = pos ? (size_t)((const uint8_t *)pos - buf) : len;
         llhttp_resume(&p->ll);
-        return p->complete ? 1 : 0;
+        return p->complete ? CG_HTTP_DONE : CG_HTTP_MORE;
     }
     if (e != HPE_OK) {
         *reason = llhttp_get_error_reason(&p->ll);
         if (!*reason)
             *reason = "malformed message body";
-        return p->request ? 400 : 502;
+        return refused(p, p->request ? 400 : 502);
     }
     *used = len;
-    return p->complete ? 1 : 0;
+    return p->complete ? CG_HTTP_DONE : CG_HTTP_MORE;
 }
 
-int cg_http_finish(cg_http_parser *p, const char **reason)
+cg_http_feed cg_http_finish(cg_http_parser *p, const char **reason)
 {
     if (p->complete)
-        return 1;
+        return CG_HTTP_DONE;
     if (p->head_done && p->head.framing == CG_HTTP_BODY_EOF) {
         p->complete = true;
-        return 1;
+        return CG_HTTP_DONE;
     }
     *reason = "connection closed before the end of the message";
-    return p->request ? 400 : 502;
+    return refused(p, p->request ? 400 : 502);
 }

@@ -75,6 +75,9 @@ typedef struct cg_http_parser {
     bool in_value, in_field;   /* inside a value / a name (span extend) */
     bool head_done, complete, no_body, line_done;
     int cb_error;              /* set by a callback: status to answer */
+    int refused_status;        /* after CG_HTTP_REFUSED: the status to
+                                * answer (400, 405, 414, 431, 503, 505;
+                                * 502 for a response) */
     const char *cb_reason;
     cg_http_body_fn on_body;
     void *ctx;
@@ -92,22 +95,33 @@ void cg_http_parser_free(cg_http_parser *p);
  * to HEAD set no_body afterwards (p->no_body = true). */
 void cg_http_parser_reset(cg_http_parser *p);
 
+/* How feeding a parser ended: its own type, not an error code. */
+typedef enum cg_http_feed {
+    CG_HTTP_MORE,      /* every byte given was taken; more are needed */
+    CG_HTTP_DONE,      /* the head (or the message) is complete */
+    CG_HTTP_REFUSED,   /* not acceptable: p->refused_status is the status
+                        * to answer, *reason one sentence */
+} cg_http_feed;
+
 /* Feeds head bytes. *used: bytes taken from buf (the rest belongs to the
- * body or the next message). Returns 1 when the head is complete and
- * valid (p->head filled), 0 when more is needed (all of buf used), or the
- * HTTP status to answer (400, 405, 414, 431, 505 for requests; 502 for a
- * response) with *reason one sentence. */
-int cg_http_feed_head(cg_http_parser *p, const uint8_t *buf, size_t len,
-                      size_t *used, const char **reason);
+ * body or the next message). DONE when the head is complete and valid
+ * (p->head filled), MORE when more is needed (all of buf used), or
+ * REFUSED (400, 405, 414, 431, 505 for requests; 502 for a response; 503
+ * without memory for the head buffer). */
+cg_http_feed cg_http_feed_head(cg_http_parser *p, const uint8_t *buf, size_t len,
+                               size_t *used, const char **reason)
+    __attribute__((warn_unused_result));
 
 /* Feeds body bytes after a complete head. Decoded body bytes go to
  * on_body(ctx, ...). *used: bytes taken (stops at the end of the
- * message). Returns 1 when the message is complete, 0 when more is
- * needed, or a status (400 / 502) with *reason. */
-int cg_http_feed_body(cg_http_parser *p, const uint8_t *buf, size_t len,
-                      size_t *used, const char **reason);
-/* The peer closed: ends a close-delimited body. 1 complete, or a status. */
-int cg_http_finish(cg_http_parser *p, const char **reason);
+ * message). DONE when the message is complete, MORE when more is needed,
+ * or REFUSED (400 / 502). */
+cg_http_feed cg_http_feed_body(cg_http_parser *p, const uint8_t *buf, size_t len,
+                               size_t *used, const char **reason)
+    __attribute__((warn_unused_result));
+/* The peer closed: DONE ends a close-delimited body, else REFUSED. */
+cg_http_feed cg_http_finish(cg_http_parser *p, const char **reason)
+    __attribute__((warn_unused_result));
 
 /* Helpers over a parsed head. */
 static inline const char *cg_http_str(const cg_http_parser *p, cg_http_span s)

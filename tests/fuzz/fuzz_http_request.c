@@ -84,19 +84,19 @@ static void fuzz_response(const uint8_t *data, size_t size, size_t step, bool he
     p.on_body = count;
     p.ctx = &body;
     const char *why = NULL;
-    int r = 0;
-    while (off < size && r == 0) {
+    cg_http_feed r = CG_HTTP_MORE;
+    while (off < size && r == CG_HTTP_MORE) {
         size_t k = size - off < step ? size - off : step;
         r = cg_http_feed_head(&p, data + off, k, &used, &why);
         off += used;
     }
-    if (r == 1) {
+    if (r == CG_HTTP_DONE) {
         if (head_req && p.head.framing != CG_HTTP_BODY_NONE)
             abort();
         while (off < size && !p.complete) {
             size_t k = size - off < step ? size - off : step;
             r = cg_http_feed_body(&p, data + off, k, &used, &why);
-            if (r > 1)
+            if (r == CG_HTTP_REFUSED)
                 break;
             off += used;
             if (used == 0 && !p.complete)
@@ -104,8 +104,8 @@ static void fuzz_response(const uint8_t *data, size_t size, size_t step, bool he
         }
         if (p.head.framing == CG_HTTP_BODY_LENGTH && body > p.head.content_length)
             abort();
-        cg_http_finish(&p, &why);
-    } else if (r > 1 && !why) {
+        (void)cg_http_finish(&p, &why); /* the outcome does not matter here */
+    } else if (r == CG_HTTP_REFUSED && !why) {
         abort();
     }
     cg_http_parser_free(&p);
@@ -129,13 +129,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     size_t off = 0, used;
     const char *why = NULL;
-    int r = 0;
-    while (off < size && r == 0) {
+    cg_http_feed r = CG_HTTP_MORE;
+    while (off < size && r == CG_HTTP_MORE) {
         size_t k = size - off < step ? size - off : step;
         r = cg_http_feed_head(&p, data + off, k, &used, &why);
         off += used;
     }
-    if (r == 1) {
+    if (r == CG_HTTP_DONE) {
         if (p.head.path.len == 0 || p.head.major != 1)
             abort();
         if (p.head.form == CG_HTTP_ORIGIN || p.head.form == CG_HTTP_ABSOLUTE)
@@ -143,13 +143,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         while (off < size && !p.complete) {
             size_t k = size - off < step ? size - off : step;
             r = cg_http_feed_body(&p, data + off, k, &used, &why);
-            if (r > 1)
+            if (r == CG_HTTP_REFUSED)
                 break;
             off += used;
             if (used == 0 && !p.complete)
                 break;
         }
-    } else if (r > 1 && !why) {
+    } else if (r == CG_HTTP_REFUSED && !why) {
         abort();
     }
     /* the path normaliser on its own, on the raw bytes */

@@ -121,12 +121,12 @@ static bool feed(cg_http_parser *p, const uint8_t *buf, size_t len, void (*on_he
         size_t used = 0;
         const char *why = NULL;
         if (!p->head_done) {
-            int r = cg_http_feed_head(p, buf, len, &used, &why);
+            cg_http_feed r = cg_http_feed_head(p, buf, len, &used, &why);
             buf += used;
             len -= used;
-            if (r == 0)
+            if (r == CG_HTTP_MORE)
                 return true;
-            if (r != 1)
+            if (r != CG_HTTP_DONE)
                 return false;
             on_head();
             if (!p->head_done) /* an interim answer, already reset */
@@ -135,12 +135,12 @@ static bool feed(cg_http_parser *p, const uint8_t *buf, size_t len, void (*on_he
                 ck_reset(p);
             continue;
         }
-        int r = cg_http_feed_body(p, buf, len, &used, &why);
+        cg_http_feed r = cg_http_feed_body(p, buf, len, &used, &why);
         buf += used;
         len -= used;
-        if (r > 1)
+        if (r == CG_HTTP_REFUSED)
             return false;
-        if (r == 1)
+        if (r == CG_HTTP_DONE)
             ck_reset(p);
         else if (used == 0)
             return true;
@@ -356,12 +356,12 @@ static void ck_to_backend(unsigned conn, const uint8_t *buf, size_t len)
         size_t used = 0;
         const char *why = NULL;
         if (!ck.p.head_done) {
-            int r = cg_http_feed_head(&ck.p, buf, len, &used, &why);
+            cg_http_feed r = cg_http_feed_head(&ck.p, buf, len, &used, &why);
             buf += used;
             len -= used;
-            if (r == 0)
+            if (r == CG_HTTP_MORE)
                 return;
-            if (r != 1) {
+            if (r != CG_HTTP_DONE) {
                 ck.lost = true; /* not a request our parser takes: stop */
                 return;
             }
@@ -370,14 +370,14 @@ static void ck_to_backend(unsigned conn, const uint8_t *buf, size_t len)
                 ck_reset(&ck.p);
             continue;
         }
-        int r = cg_http_feed_body(&ck.p, buf, len, &used, &why);
+        cg_http_feed r = cg_http_feed_body(&ck.p, buf, len, &used, &why);
         buf += used;
         len -= used;
-        if (r > 1) {
+        if (r == CG_HTTP_REFUSED) {
             ck.lost = true;
             return;
         }
-        if (r == 1)
+        if (r == CG_HTTP_DONE)
             ck_reset(&ck.p);
         else if (used == 0)
             return;

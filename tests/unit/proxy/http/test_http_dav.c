@@ -26,29 +26,30 @@ static void test_url_canon(void **state)
     static const struct {
         const char *url;
         bool https;
-        int rc;
+        cg_http_dav_url rc;
         const char *canon;
     } t[] = {
-        {"https://gw.example:8443/a/b%20c", true, 0, "/a/b%20c"},
-        {"https://GW.example:8443/a/./x/../b", true, 0, "/a/b"},
-        {"/a/%2e%2e/b", true, 0, "/b"},
-        {"https://gw.example:8443", true, 0, "/"},
-        {"https://evil.example/a", true, 1, NULL},
-        {"https://gw.example:9999/a", true, 1, NULL},
-        {"http://gw.example:8443/a", true, 0, "/a"},
-        {"https://gw.example:8443/a%2fb", true, -1, NULL},
-        {"https://gw.example:8443/../a", true, -1, NULL},
-        {"https://gw.example:8443/a?q", true, -1, NULL},
-        {"ftp://gw.example:8443/a", true, -1, NULL},
-        {"a/b", true, -1, NULL},
+        {"https://gw.example:8443/a/b%20c", true, CG_HTTP_DAV_URL_OURS, "/a/b%20c"},
+        {"https://GW.example:8443/a/./x/../b", true, CG_HTTP_DAV_URL_OURS, "/a/b"},
+        {"/a/%2e%2e/b", true, CG_HTTP_DAV_URL_OURS, "/b"},
+        {"https://gw.example:8443", true, CG_HTTP_DAV_URL_OURS, "/"},
+        {"https://evil.example/a", true, CG_HTTP_DAV_URL_OTHER_HOST, NULL},
+        {"https://gw.example:9999/a", true, CG_HTTP_DAV_URL_OTHER_HOST, NULL},
+        {"http://gw.example:8443/a", true, CG_HTTP_DAV_URL_OURS, "/a"},
+        {"https://gw.example:8443/a%2fb", true, CG_HTTP_DAV_URL_MALFORMED, NULL},
+        {"https://gw.example:8443/../a", true, CG_HTTP_DAV_URL_MALFORMED, NULL},
+        {"https://gw.example:8443/a?q", true, CG_HTTP_DAV_URL_MALFORMED, NULL},
+        {"ftp://gw.example:8443/a", true, CG_HTTP_DAV_URL_MALFORMED, NULL},
+        {"a/b", true, CG_HTTP_DAV_URL_MALFORMED, NULL},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
         char dec[256], out[768];
         size_t ol = 0;
-        int rc = cg_http_dav_url_canon(t[i].url, strlen(t[i].url), HOST, strlen(HOST),
-                                       t[i].https, dec, sizeof dec, out, sizeof out, &ol);
-        if ((t[i].rc < 0 && rc >= 0) || (t[i].rc >= 0 && rc != t[i].rc))
-            fail_msg("%s: rc %d", t[i].url, rc);
+        cg_http_dav_url rc = cg_http_dav_url_canon(t[i].url, strlen(t[i].url), HOST,
+                                                   strlen(HOST), t[i].https, dec, sizeof dec,
+                                                   out, sizeof out, &ol);
+        if (rc != t[i].rc)
+            fail_msg("%s: rc %d", t[i].url, (int)rc);
         if (t[i].canon) {
             assert_int_equal(ol, strlen(t[i].canon));
             assert_string_equal(out, t[i].canon);
@@ -64,20 +65,20 @@ static void test_if_rewrite(void **state)
     char out[1024];
     size_t ol;
     assert_int_equal(cg_http_dav_rewrite_if(in, strlen(in), HOST, strlen(HOST), true, out,
-                                            sizeof out, &ol), 0);
+                                            sizeof out, &ol), CG_HTTP_DAV_URL_OURS);
     assert_string_equal(out, "</a/b> (<opaquelocktoken:1234> [\"etag\"]) (Not <DAV:no-lock>)");
     in = "<https://evil.example/a> (<opaquelocktoken:1>)";
     assert_int_equal(cg_http_dav_rewrite_if(in, strlen(in), HOST, strlen(HOST), true, out,
-                                            sizeof out, &ol), 1);
+                                            sizeof out, &ol), CG_HTTP_DAV_URL_OTHER_HOST);
     in = "(<opaquelocktoken:1>";
-    assert_true(cg_http_dav_rewrite_if(in, strlen(in), HOST, strlen(HOST), true, out,
-                                       sizeof out, &ol) < 0);
+    assert_int_equal(cg_http_dav_rewrite_if(in, strlen(in), HOST, strlen(HOST), true, out,
+                                            sizeof out, &ol), CG_HTTP_DAV_URL_MALFORMED);
     in = "<https://gw.example:8443/a";
-    assert_true(cg_http_dav_rewrite_if(in, strlen(in), HOST, strlen(HOST), true, out,
-                                       sizeof out, &ol) < 0);
+    assert_int_equal(cg_http_dav_rewrite_if(in, strlen(in), HOST, strlen(HOST), true, out,
+                                            sizeof out, &ol), CG_HTTP_DAV_URL_MALFORMED);
 }
 
-/* Paths past CG_HTTP_PATH_MAX are CG_E_LIMIT, not malformed; a buffer
+/* Paths past CG_HTTP_PATH_MAX are too long, not malformed; a buffer
  * smaller than the rewrite needs is refused, never written past (each is
  * allocated at exactly the size passed, so ASan sees a single byte over). */
 static void test_long_paths_are_limited_within_the_given_size(void **state)
@@ -94,10 +95,10 @@ static void test_long_paths_are_limited_within_the_given_size(void **state)
     assert_non_null(dec);
     assert_non_null(out);
     assert_int_equal(cg_http_dav_url_canon(url, n, HOST, strlen(HOST), true, dec, dcap, out,
-                                           cap, &ol), CG_E_LIMIT);
+                                           cap, &ol), CG_HTTP_DAV_URL_TOO_LONG);
     /* at the limit, ':' grows threefold and still fits its own array */
     assert_int_equal(cg_http_dav_url_canon(url, CG_HTTP_PATH_MAX, HOST, strlen(HOST), true,
-                                           dec, dcap, out, cap, &ol), 0);
+                                           dec, dcap, out, cap, &ol), CG_HTTP_DAV_URL_OURS);
     assert_int_equal(ol, 1 + 3 * (CG_HTTP_PATH_MAX - 1));
     free(out);
 
@@ -107,11 +108,12 @@ static void test_long_paths_are_limited_within_the_given_size(void **state)
     for (size_t small = 1; small < 3 * strlen(in) + 64; small++) {
         char *o = malloc(small);
         assert_non_null(o);
-        int rc = cg_http_dav_rewrite_if(in, strlen(in), HOST, strlen(HOST), true, o, small, &ol);
-        if (rc == 0)
+        cg_http_dav_url rc = cg_http_dav_rewrite_if(in, strlen(in), HOST, strlen(HOST), true, o,
+                                                    small, &ol);
+        if (rc == CG_HTTP_DAV_URL_OURS)
             assert_true(ol < small);
         else
-            assert_int_equal(rc, CG_E_LIMIT);
+            assert_int_equal(rc, CG_HTTP_DAV_URL_TOO_LONG);
         free(o);
     }
     char *big = malloc(n + 16), *o = malloc(3 * (n + 16) + 64);
@@ -119,7 +121,7 @@ static void test_long_paths_are_limited_within_the_given_size(void **state)
     assert_non_null(o);
     int bl = snprintf(big, n + 16, "<%s>", url);
     assert_int_equal(cg_http_dav_rewrite_if(big, (size_t)bl, HOST, strlen(HOST), true, o,
-                                            3 * (n + 16) + 64, &ol), CG_E_LIMIT);
+                                            3 * (n + 16) + 64, &ol), CG_HTTP_DAV_URL_TOO_LONG);
     free(big);
     free(o);
     free(dec);

@@ -29,6 +29,13 @@ static void sink_body(void *ctx, const uint8_t *b, size_t n)
     s->len += n;
 }
 
+/* A feed's outcome as the tables below write it: 1 done, 0 more, else
+ * the status the parser refused with. */
+static int outcome(const cg_http_parser *p, cg_http_feed f)
+{
+    return f == CG_HTTP_DONE ? 1 : f == CG_HTTP_MORE ? 0 : p->refused_status;
+}
+
 /* Feeds msg in pieces of step bytes: head, then body. Returns the head
  * result (1 ok or a status); body result in *body_r, body bytes in s. */
 static int parse(cg_http_parser *p, const char *msg, size_t step, int *body_r,
@@ -42,7 +49,7 @@ static int parse(cg_http_parser *p, const char *msg, size_t step, int *body_r,
     p->ctx = s;
     while (off < n && r == 0) {
         size_t k = n - off < step ? n - off : step;
-        r = cg_http_feed_head(p, (const uint8_t *)msg + off, k, &used, &why);
+        r = outcome(p, cg_http_feed_head(p, (const uint8_t *)msg + off, k, &used, &why));
         off += used;
     }
     if (r != 1) {
@@ -55,7 +62,7 @@ static int parse(cg_http_parser *p, const char *msg, size_t step, int *body_r,
     int b = p->complete ? 1 : 0;
     while (off < n && b == 0) {
         size_t k = n - off < step ? n - off : step;
-        b = cg_http_feed_body(p, (const uint8_t *)msg + off, k, &used, &why);
+        b = outcome(p, cg_http_feed_body(p, (const uint8_t *)msg + off, k, &used, &why));
         off += used;
     }
     *body_r = b;
@@ -150,7 +157,9 @@ static void test_nul_refused(void **state)
     assert_int_equal(cg_http_parser_init(&p, true, 4096, 20, 1024), 0);
     size_t used;
     const char *why;
-    assert_int_equal(cg_http_feed_head(&p, (const uint8_t *)msg, sizeof msg - 1, &used, &why), 400);
+    assert_int_equal(cg_http_feed_head(&p, (const uint8_t *)msg, sizeof msg - 1, &used, &why),
+                     CG_HTTP_REFUSED);
+    assert_int_equal(p.refused_status, 400);
     cg_http_parser_free(&p);
 }
 
@@ -254,7 +263,7 @@ static void test_responses(void **state)
     assert_int_equal(b, 0);
     assert_int_equal(p.head.framing, CG_HTTP_BODY_EOF);
     const char *why;
-    assert_int_equal(cg_http_finish(&p, &why), 1);
+    assert_int_equal(cg_http_finish(&p, &why), CG_HTTP_DONE);
     assert_int_equal(s.len, 10);
     /* HEAD response with Content-Length: no body follows */
     cg_http_parser_reset(&p);
@@ -281,7 +290,8 @@ static void test_responses(void **state)
     cg_http_parser_reset(&p);
     assert_int_equal(parse(&p, "HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\nabc", 100, &b, &s, &rest), 1);
     assert_int_equal(b, 0);
-    assert_int_equal(cg_http_finish(&p, &why), 502);
+    assert_int_equal(cg_http_finish(&p, &why), CG_HTTP_REFUSED);
+    assert_int_equal(p.refused_status, 502);
     cg_http_parser_free(&p);
 }
 

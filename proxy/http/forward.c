@@ -1,0 +1,151 @@
+/* proxy/http/forward.c — the request toward the backend: the rewritten head
+ * (kept for one retry on a fresh connection), the body decoded from the
+ * client's framing and re-framed, the filter's held last byte, the backend
+ * connect and its failures. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/cg_error.h"
+#include "proxy/core/conn.h"
+#include "proxy/http/internal.h"
+#include "proxy/http/parse.h"
+
+int cg_http_forward_head(http_sess *s, const cg_conn_info *ci, const char *dest_canon,
+                         const char *if_rewritten)
+{
+    const cg_upstream_cfg *u = ci->listener->upstream;
+    http_req *r = &s->r;
+    if (!s->out)
+        s->out = malloc(OUT_HEAD_MAX);
+    if (!s->out)
+        return CG_E_NOMEM;
+    cg_http_fwd f = {
+        .method = r->method, .canon = r->canon, .host = r->fwd_host, .query = r->query,
+        .query_len = r->query_len,
+        .destination = dest_canon, .if_value = if_rewritten, .client_addr = ci->client_addr,
+        .tls = ci->tls, .principal_header = u ? u->principal_header : NULL,
+        .principal = r->principal,
+    };
+    return cg_http_build_request(&s->req, &f, s->out, OUT_HEAD_MAX, &s->out_len);
+}
+
+int cg_http_start_forwarding(http_sess *s)
+{
+    s->state = S_CONNECTING;
+    s->retried = false;
+    s->up_bytes = false;
+    /* the client stays readable: what it pipelines meanwhile is kept (up
+     * to PEND_PAUSE, then reading stops), which spares two epoll_ctl
+     * calls per request on a keep-alive connection */
+    return cg_conn_upstream_connect(s->c);
+}
+
+void cg_http_body_fail(http_sess *s, int status, const char *detail)
+{
+    /* the backend got part of a body: drop that connection before the
+     * end, so nothing half-sent is ever committed */
+    cg_conn_upstream_release(s->c, false);
+    cg_http_refuse(s, &(cg_http_refusal){ .status = status, .detail = detail, .close = true });
+}
+
+/* Decoded request body bytes (from the request parser). */
+void cg_http_req_body(void *ctx, const uint8_t *buf, size_t len)
+{
+    http_sess *s = ctx;
+    http_req *r = &s->r;
+    cg_conn *c = s->c;
+    if (s->state != S_BODY || len == 0)
+        return;
+    const cg_listener_cfg *l = cg_conn_info_of(c)->listener;
+    r->bytes_in += len;
+    if (l->max_body && r->bytes_in > l->max_body) {
+        cg_http_body_fail(s, 413, "request body too large");
+        return;
+    }
+    if (r->filter && r->filter->on_data) {
+        int st = r->filter->on_data(r->fctx, buf, len, &r->verdict);
+        if (st) {
+            cg_http_body_fail(s, st, r->verdict.detail ? r->verdict.detail : "content refused");
+            return;
+        }
+    }
+    if (r->local)
+        return;
+    if (s->req.head.framing == CG_HTTP_BODY_CHUNKED) {
+        char sz[24];
+        int n = snprintf(sz, sizeof sz, "%zx\r\n", len);
+        cg_conn_write_upstream(c, sz, (size_t)n);
+        cg_conn_write_upstream(c, buf, len);
+        cg_conn_write_upstream(c, "\r\n", 2);
+        return;
+    }
+    r->body_left -= len;
+    if (r->hold_last && r->body_left == 0) {
+        /* keep the last byte until the filter approves (http.h) */
+        r->held = buf[len - 1];
+        len--;
+    }
+    if (len)
+        cg_conn_write_upstream(c, buf, len);
+}
+
+void cg_http_req_body_done(http_sess *s)
+{
+    http_req *r = &s->r;
+    cg_conn *c = s->c;
+    if (r->local) {
+        cg_http_local_end(s);
+        return;
+    }
+    if (r->filter && r->filter->on_end && r->has_body) {
+        int st = r->filter->on_end(r->fctx, &r->verdict);
+        if (st) {
+            r->body_done = true;
+            cg_http_body_fail(s, st, r->verdict.detail ? r->verdict.detail : "content refused");
+            return;
+        }
+    }
+    if (s->req.head.framing == CG_HTTP_BODY_CHUNKED)
+        cg_conn_write_upstream(c, "0\r\n\r\n", 5);
+    else if (r->hold_last)
+        cg_conn_write_upstream(c, &r->held, 1);
+    r->body_done = true;
+    cg_conn_set_timer(c, 0);
+    if (s->state == S_BODY) {
+        s->state = S_WAIT_RESP;
+        if (!s->up_bytes)
+            cg_conn_upstream_expect(c, true);
+    }
+}
+
+void cg_http_connected(cg_conn *c, int status)
+{
+    http_sess *s = cg_conn_session(c);
+    if (s->state != S_CONNECTING)
+        return;
+    if (status < 0) {
+        const char *why = status == CG_E_TIMEOUT ? "backend connect timeout"
+                                                 : "backend unavailable";
+        cg_http_refuse(s, &(cg_http_refusal){ .status = 502, .detail = why,
+                                              .close = s->r.has_body });
+        return;
+    }
+    cg_http_parser_reset(&s->resp);
+    s->resp.on_body = cg_http_resp_body;
+    s->resp.ctx = s;
+    s->resp.no_body = s->r.head_method;
+    cg_conn_write_upstream(c, s->out, s->out_len);
+    if (s->r.expect_continue && !s->retried)
+        cg_http_write_client(s, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    if (s->r.has_body && !s->r.body_done) {
+        s->state = S_BODY;
+        cg_conn_set_timer(c, (uint64_t)cg_conn_info_of(c)->listener->client_timeout * 1000);
+        cg_http_run_pending(s);
+    } else {
+        s->state = S_WAIT_RESP;
+        cg_conn_upstream_expect(c, true);
+    }
+}
