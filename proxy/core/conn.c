@@ -1,6 +1,6 @@
 /* proxy/core/conn.c — one proxied connection (proxy/core/conn.h): both halves, the identity
- * resolved from the TLS handshake or the source address, backpressure, one
- * deadline heap per worker for every timeout, refusals (log line + audit record + protocol
+ * resolved from the TLS handshake or the source address, backpressure, every
+ * timeout as one entry in the worker's deadline heap, refusals (log line + audit record + protocol
  * answer), and a teardown that is deferred while a callback runs. */
 #include "proxy/core/conn.h"
 
@@ -49,8 +49,7 @@ struct cg_conn {
     size_t li;
     const cg_proto_ops *proto;
     cg_stream *cli, *up;
-    uint64_t armed;         /* key in the worker's deadline heap, 0: not in it */
-    uint32_t hidx;          /* position in that heap */
+    cg_deadline dl;         /* in the worker's deadline heap */
     uint64_t t_hs, t_idle, t_proto, t_connect, t_response, t_linger;
     struct cg_conn *prev, *next;
     cg_conn_info info;
@@ -142,133 +141,25 @@ static uint64_t min_deadline(cg_conn *c)
     return m;
 }
 
-/* Deadlines live in one min-heap per worker (one uv timer per worker, not
- * per connection: 150 bytes less for every idle connection). A connection's
- * key is the deadline it is armed for; it only moves earlier, so the idle
- * deadline moving later with every byte costs nothing: when the key comes
- * up, the connection looks at its real deadlines and re-arms. */
-static void heap_swap(cg_worker *w, uint32_t a, uint32_t b)
-{
-    cg_conn *t = w->heap[a];
-    w->heap[a] = w->heap[b];
-    w->heap[b] = t;
-    w->heap[a]->hidx = a;
-    w->heap[b]->hidx = b;
-}
-
-static void heap_up(cg_worker *w, uint32_t i)
-{
-    while (i > 0) {
-        uint32_t parent = (i - 1) / 2;
-        if (w->heap[parent]->armed <= w->heap[i]->armed)
-            break;
-        heap_swap(w, i, parent);
-        i = parent;
-    }
-}
-
-static void heap_down(cg_worker *w, uint32_t i)
-{
-    for (;;) {
-        uint32_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < w->heap_n && w->heap[l]->armed < w->heap[m]->armed)
-            m = l;
-        if (r < w->heap_n && w->heap[r]->armed < w->heap[m]->armed)
-            m = r;
-        if (m == i)
-            break;
-        heap_swap(w, i, m);
-        i = m;
-    }
-}
-
-static void heap_remove(cg_conn *c)
-{
-    cg_worker *w = c->w;
-    if (!c->armed)
-        return;
-    uint32_t i = c->hidx, last = (uint32_t)--w->heap_n;
-    if (i != last) {
-        heap_swap(w, i, last);
-        heap_down(w, i);
-        heap_up(w, i);
-    }
-    c->armed = 0;
-}
-
-static void heap_timer_cb(uv_timer_t *t);
-
-static void heap_rearm(cg_worker *w)
-{
-    if (!w->heap_n) {
-        if (w->heap_armed)
-            uv_timer_stop(&w->heap_timer);
-        w->heap_armed = 0;
-        return;
-    }
-    uint64_t top = w->heap[0]->armed;
-    if (w->heap_armed == top)
-        return;
-    uint64_t now = uv_now(&w->loop);
-    uv_timer_start(&w->heap_timer, heap_timer_cb, top > now ? top - now : 0, 0);
-    w->heap_armed = top;
-}
-
-static bool heap_insert(cg_conn *c, uint64_t key)
-{
-    cg_worker *w = c->w;
-    if (w->heap_n == w->heap_cap) {
-        size_t cap = w->heap_cap ? w->heap_cap * 2 : 256;
-        cg_conn **n = realloc(w->heap, cap * sizeof *n);
-        if (!n)
-            return false;
-        w->heap = n;
-        w->heap_cap = cap;
-    }
-    c->armed = key;
-    c->hidx = (uint32_t)w->heap_n;
-    w->heap[w->heap_n++] = c;
-    heap_up(w, c->hidx);
-    return true;
-}
-
-static void conn_deadline(cg_conn *c);
-
-static void heap_timer_cb(uv_timer_t *t)
-{
-    cg_worker *w = t->data;
-    uint64_t now = uv_now(&w->loop);
-    w->heap_armed = 0;
-    /* bounded: a connection re-armed for "now" waits for the next round */
-    for (size_t budget = w->heap_n; budget && w->heap_n && w->heap[0]->armed <= now; budget--) {
-        cg_conn *c = w->heap[0];
-        heap_remove(c);
-        conn_deadline(c); /* may free c */
-    }
-    heap_rearm(w);
-}
-
-/* Puts the connection in the heap for its earliest deadline (only ever
- * earlier than what it is armed for). */
+/* Deadlines live in the worker's heap (proxy/core/deadline.h). A
+ * connection's key is the deadline it is armed for; it only moves earlier,
+ * so the idle deadline moving later with every byte costs nothing: when the
+ * key comes up, the connection looks at its real deadlines and re-arms. */
 static void schedule(cg_conn *c)
 {
     if (c->state == ST_DEAD)
         return;
     uint64_t m = min_deadline(c);
     if (!m) {
-        heap_remove(c);
-        heap_rearm(c->w);
+        cg_deadline_remove(&c->w->deadlines, &c->dl);
         return;
     }
-    if (c->armed && c->armed <= m)
+    if (c->dl.at && c->dl.at <= m)
         return;
-    heap_remove(c);
-    if (!heap_insert(c, m)) {
+    if (cg_deadline_set(&c->w->deadlines, &c->dl, m) < 0) {
         /* no memory for the heap: closing is the only safe way out */
         c->abort_pending = true;
-        return;
     }
-    heap_rearm(c->w);
 }
 
 static void fire_upstream_connected(cg_conn *c, int status)
@@ -277,8 +168,9 @@ static void fire_upstream_connected(cg_conn *c, int status)
         c->proto->on_upstream_connected(c, status);
 }
 
-static void conn_deadline(cg_conn *c)
+void cg_conn_deadline_fire(cg_deadline *d)
 {
+    cg_conn *c = (cg_conn *)((char *)d - offsetof(cg_conn, dl));
     uint64_t now = now_ms(c);
     enter(c);
     if (c->up_pending) {
@@ -988,8 +880,7 @@ static void teardown(cg_conn *c)
     if (c->counted)
         cg_addrlimit_put((const struct sockaddr *)&c->info.peer);
     worker_unlink(c);
-    heap_remove(c);
-    heap_rearm(c->w);
+    cg_deadline_remove(&c->w->deadlines, &c->dl);
     cg_metric_add(CG_M_CONN_ACTIVE, -1);
     /* nothing refers to c any more: the streams make no callbacks after
      * cg_stream_close, and teardown only runs with no callback on the

@@ -350,7 +350,7 @@ static void async_cb(uv_async_t *a)
     }
     if (req & REQ_EXIT) {
         uv_close((uv_handle_t *)&w->async, NULL);
-        uv_close((uv_handle_t *)&w->heap_timer, NULL);
+        cg_deadline_heap_close(&w->deadlines);
     }
 }
 
@@ -387,8 +387,7 @@ int cg_workers_create(cg_runtime *rt, unsigned n, const char **error_r)
             return CG_E_NOMEM;
         uv_async_init(&w->loop, &w->async, async_cb);
         w->async.data = w;
-        uv_timer_init(&w->loop, &w->heap_timer);
-        w->heap_timer.data = w;
+        cg_deadline_heap_init(&w->deadlines, &w->loop, cg_conn_deadline_fire);
         for (size_t j = 0; j < rt->cfg->nlisteners; j++) {
             int r = listen_on(w, &rt->cfg->listeners[j], error_r);
             if (r < 0)
@@ -438,7 +437,7 @@ void cg_workers_join(void)
         uv_thread_join(&g_workers[i].thread);
         free(g_workers[i].lc.rbuf);
         free(g_workers[i].lc.pbuf);
-        free(g_workers[i].heap);
+        cg_deadline_heap_free(&g_workers[i].deadlines);
     }
     free(g_workers);
     g_workers = NULL;

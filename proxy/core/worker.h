@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "proxy/core/config.h"
+#include "proxy/core/deadline.h"
 #include "proxy/core/stream.h"
 
 struct cg_saml_verifier;
@@ -77,11 +78,7 @@ struct cg_worker {
     size_t nlisteners;
     atomic_uint pending;   /* async request bits */
     bool stopping;
-    /* connection deadlines (proxy/core/conn.c): a min-heap and one timer */
-    struct cg_conn **heap;
-    size_t heap_n, heap_cap;
-    uv_timer_t heap_timer;
-    uint64_t heap_armed;
+    cg_deadline_heap deadlines; /* of its connections: one timer */
 };
 
 /* Per-address connection limit shared by all workers. */
@@ -92,6 +89,8 @@ void cg_addrlimit_put(const struct sockaddr *sa);
  * reference to rt is taken by the connection). */
 void cg_conn_accept(cg_worker *w, cg_runtime *rt, size_t li, cg_stream *s);
 void cg_conn_worker_link(cg_worker *w, struct cg_conn *c);
+/* A connection's deadline came up (the fire callback of w->deadlines). */
+void cg_conn_deadline_fire(cg_deadline *d);
 /* Every connection of w: told "shutting down" (on_refuse) and closed;
  * abort_now drops them at once (exit). */
 void cg_conn_shutdown_all(cg_worker *w, bool abort_now);
