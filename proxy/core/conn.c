@@ -3,6 +3,7 @@
  * timeout as one entry in the worker's deadline heap, refusals (log line + audit record + protocol
  * answer), and a teardown that is deferred while a callback runs. */
 #include "proxy/core/conn.h"
+#include "proxy/core/conn_internal.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -15,9 +16,7 @@
 #include "common/cg_error.h"
 #include "common/cg_log.h"
 #include "common/cg_util.h"
-#include "policy/identity.h"
 #include "proxy/admin/metrics.h"
-#include "policy/snapshot.h"
 #include "proxy/core/stream.h"
 #include "proxy/core/tls.h"
 #include "proxy/core/upstream.h"
@@ -25,7 +24,6 @@
 
 #define CONN_MAGIC 0xC6C0117Eu
 #define LINGER_MS 5000 /* flush-then-close: the longest we wait */
-#define MAX_CERT_NAMES 16
 
 enum conn_state { ST_HANDSHAKE, ST_OPEN, ST_CLOSING, ST_DEAD };
 
@@ -84,25 +82,7 @@ static void leave(cg_conn *c)
     }
 }
 
-/* ---- logging and audit ------------------------------------------------ */
-
-static void audit_conn(cg_conn *c, const char *operation, const char *result,
-                       const char *decision, const char *reason, bool refusal)
-{
-    cg_audit_rec r;
-    cg_conn_info_audit(&c->info, &r);
-    r.service = "tls";
-    r.operation = operation;
-    r.result = result;
-    r.decision = decision;
-    r.reason = reason;
-    /* refusals are rate-limited per address by the audit layer, so a
-     * flood of bad handshakes cannot flood the log */
-    if (refusal)
-        cg_audit_refused(&r);
-    else
-        cg_audit_submit(&r);
-}
+/* ---- refusal -------------------------------------------------------------- */
 
 /* The one refusal path: protocol answer, log line, audit record, close. */
 static void refuse(cg_conn *c, int err, const char *reason)
@@ -120,7 +100,7 @@ static void refuse(cg_conn *c, int err, const char *reason)
     cg_warn("conn=%llu client=%s listener=%s refused: %s", (unsigned long long)c->info.id,
             c->info.client, c->info.listener->name, reason);
     cg_metric_inc(CG_M_CONN_REFUSED);
-    audit_conn(c, "refused", "refused", "error", reason, true);
+    cg_conn_audit_tls(&c->info, "refused", "refused", "error", reason, true);
     cg_conn_close(c, reason);
     leave(c);
 }
@@ -248,92 +228,6 @@ static void update_reads(cg_conn *c)
         cg_stream_read(c->up, c->state == ST_OPEN && c->up_want && !c->up_bp);
 }
 
-/* ---- identity ---------------------------------------------------------------- */
-
-static const char *principal_name(const cg_principal *p) { return p->name; }
-
-/* Connection-level identity from PSK, certificate or source address (SPEC
- * section 2). Returns 0 when the connection may continue, else the
- * refusal's code (CG_E_UNAVAIL: no policy yet; CG_E_DENIED: a disabled
- * principal; CG_E_AUTH: no usable identity) with its reason in *why_r. */
-static int resolve_identity(cg_conn *c, const char **why_r)
-{
-    const cg_listener_cfg *l = c->info.listener;
-    cg_tls *tls = cg_stream_tls(c->cli);
-    const cg_principal *p = NULL;
-    unsigned method = 0;
-    const char *why = NULL;
-    cg_snapshot *s = cg_snapshot_acquire();
-    if (!s) {
-        *why_r = "policy not loaded";
-        return CG_E_UNAVAIL;
-    }
-    c->info.auth_method = 0;
-    c->info.principal[0] = '\0';
-    c->info.principal_id = 0;
-    if (tls && cg_tls_established(tls)) {
-        const char *psk = cg_tls_psk_identity(tls);
-        uint8_t fpr[32];
-        char namebuf[2048];
-        const char *names[MAX_CERT_NAMES];
-        int nn;
-        if (psk[0]) {
-            const uint8_t *key;
-            size_t klen;
-            method = CG_AUTH_PSK;
-            p = cg_identity_by_psk(s, psk, strlen(psk), &key, &klen);
-            if (!p)
-                why = "unknown psk identity";
-        } else if ((l->auth & CG_AUTH_CERT) &&
-                   (nn = cg_tls_peer_cert(tls, fpr, namebuf, sizeof namebuf, names,
-                                          MAX_CERT_NAMES, c->info.cert_subject,
-                                          sizeof c->info.cert_subject)) >= 0) {
-            /* verified by OpenSSL against client_ca (and crl) already */
-            method = CG_AUTH_CERT;
-            p = cg_identity_by_cert(s, fpr, names, (size_t)nn);
-            if (!p)
-                why = "certificate not registered";
-        }
-    }
-    if (!method && (l->auth & CG_AUTH_ADDRESS)) {
-        p = cg_identity_by_address(s, (const struct sockaddr *)&c->info.peer);
-        if (p)
-            method = CG_AUTH_ADDRESS;
-    }
-    if (p) {
-        c->info.auth_method = method;
-        c->info.principal_id = p->id;
-        cg_strlcpy(c->info.principal, principal_name(p), sizeof c->info.principal);
-        if (!p->enabled)
-            why = "principal disabled";
-    }
-    cg_snapshot_release(s);
-    if (why) {
-        *why_r = why;
-        return p && !p->enabled ? CG_E_DENIED : CG_E_AUTH;
-    }
-    if (!p) {
-        /* a request-level method (login, digest, saml) authenticates later;
-         * a plaintext listener answers in its protocol (426, BYE) */
-        unsigned later = CG_AUTH_LOGIN | CG_AUTH_DIGEST | CG_AUTH_SAML;
-        if ((l->auth & later) || l->tls == CG_TLS_NONE)
-            return 0;
-        /* STARTTLS before the upgrade: the protocol only allows STARTTLS */
-        if (l->tls == CG_TLS_STARTTLS && !c->info.tls)
-            return 0;
-        *why_r = "no identity";
-        return CG_E_AUTH;
-    }
-    cg_metric_inc(method == CG_AUTH_CERT ? CG_M_AUTH_CERT
-                  : method == CG_AUTH_PSK ? CG_M_AUTH_PSK
-                                          : CG_M_AUTH_ADDRESS);
-    cg_info("conn=%llu client=%s listener=%s auth method=%s principal=%s",
-            (unsigned long long)c->info.id, c->info.client, l->name,
-            cg_auth_method_name(method), c->info.principal);
-    audit_conn(c, "auth", "ok", "allow", NULL, false);
-    return 0;
-}
-
 static void fill_tls_info(cg_conn *c)
 {
     SSL *ssl = cg_tls_ssl(cg_stream_tls(c->cli));
@@ -373,7 +267,7 @@ static int cli_on_handshake(void *owner)
     int err;
     if (c->deferred_reason) {
         refuse(c, c->deferred_err, c->deferred_reason);
-    } else if ((err = resolve_identity(c, &why)) < 0) {
+    } else if ((err = cg_conn_identity_resolve(&c->info, cg_stream_tls(c->cli), &why)) < 0) {
         refuse(c, err, why);
     } else if (c->starttls) {
         c->state = ST_OPEN;
@@ -660,7 +554,7 @@ void cg_conn_accept(cg_worker *w, cg_runtime *rt, size_t li, cg_stream *s)
         }
     } else {
         const char *why = NULL;
-        int err = resolve_identity(c, &why);
+        int err = cg_conn_identity_resolve(&c->info, cg_stream_tls(c->cli), &why);
         if (err < 0) {
             refuse(c, err, why);
         } else {
