@@ -4,10 +4,62 @@
 #define CG_CONN_INTERNAL_H
 
 #include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
 
 #include "proxy/core/conn.h"
+#include "proxy/core/deadline.h"
+#include "proxy/core/stream.h"
+#include "proxy/core/worker.h"
 
 struct cg_tls;
+
+/* The connection itself: proxy/core/conn.c owns its life and the client
+ * half, proxy/core/conn_upstream.c the upstream half. */
+enum conn_state { ST_HANDSHAKE, ST_OPEN, ST_CLOSING, ST_DEAD };
+
+struct cg_conn {
+    uint32_t magic;
+    enum conn_state state;
+    int depth;              /* callbacks on the stack */
+    bool close_pending, abort_pending, opened, counted, starttls;
+    bool cli_want, up_want; /* the protocol's wish */
+    bool cli_bp, up_bp;     /* stopped by backpressure */
+    bool up_connecting, up_pending, expecting, refused, have_local;
+    int up_pending_status;
+    /* A refusal decided at accept on an implicit-TLS listener, given once
+     * the handshake is done so the client reads it in its protocol */
+    int deferred_err;
+    const char *deferred_reason;
+    struct sockaddr_storage local; /* the listener's address, for PROXY v2 */
+    const char *close_reason;
+    cg_worker *w;
+    cg_runtime *rt;
+    size_t li;
+    const cg_proto_ops *proto;
+    cg_stream *cli, *up;
+    cg_deadline dl;         /* in the worker's deadline heap */
+    uint64_t t_hs, t_idle, t_proto, t_connect, t_response, t_linger;
+    struct cg_conn *prev, *next;
+    cg_conn_info info;
+    _Alignas(16) unsigned char session[];
+};
+
+/* proxy/core/conn.c. Callbacks run between enter and leave: a close asked
+ * for inside one happens when the outermost returns. */
+void cg_conn_enter(cg_conn *c);
+void cg_conn_leave(cg_conn *c);
+uint64_t cg_conn_now(cg_conn *c);
+/* Puts c in the worker's deadline heap for its earliest deadline. */
+void cg_conn_schedule(cg_conn *c);
+/* Reading on or off on each side: the protocol's wish and backpressure. */
+void cg_conn_update_reads(cg_conn *c);
+
+/* proxy/core/conn_upstream.c, from the deadline: on_upstream_connected for
+ * an upstream taken from the pool (or failed at once), never inside the
+ * connect call; then the connect and response deadlines that are due. */
+void cg_conn_upstream_pending(cg_conn *c);
+void cg_conn_upstream_due(cg_conn *c, uint64_t now);
 
 /* proxy/core/conn_identity.c: the connection-level identity from the PSK
  * identity or the verified certificate of tls (NULL: plain), else the
