@@ -201,7 +201,7 @@ static void open_session(cg_conn *c)
         c->proto->on_open(c);
 }
 
-static int cli_on_handshake(void *owner)
+static bool cli_on_handshake(void *owner)
 {
     cg_conn *c = owner;
     cg_conn_enter(c);
@@ -222,9 +222,9 @@ static int cli_on_handshake(void *owner)
         open_session(c);
     }
     cg_conn_schedule(c);
-    bool stop = c->state != ST_OPEN || c->close_pending || c->abort_pending;
+    bool go_on = c->state == ST_OPEN && !c->close_pending && !c->abort_pending;
     cg_conn_leave(c);
-    return stop ? 1 : 0;
+    return go_on;
 }
 
 static void cli_on_data(void *owner, const uint8_t *buf, size_t len)

@@ -34,7 +34,8 @@ typedef struct cg_runtime {
 
 /* Builds the TLS contexts and the SAML verifier for cfg (taking ownership
  * of cfg on success). */
-int cg_runtime_new(cg_config *cfg, cg_runtime **out, const char **error_r);
+int cg_runtime_new(cg_config *cfg, cg_runtime **out, const char **error_r)
+    __attribute__((warn_unused_result));
 cg_runtime *cg_runtime_ref(cg_runtime *rt);
 void cg_runtime_release(cg_runtime *rt);
 /* The current runtime for new connections. */
@@ -47,8 +48,10 @@ struct cg_conn;
 
 /* Binds every listener of rt->cfg on every worker (SO_REUSEPORT), so
  * errors (address in use, permission) surface before the threads start. */
-int cg_workers_create(cg_runtime *rt, unsigned n, const char **error_r);
-int cg_workers_start(void);
+int cg_workers_create(cg_runtime *rt, unsigned n, const char **error_r)
+    __attribute__((warn_unused_result));
+int cg_workers_start(void)
+    __attribute__((warn_unused_result));
 /* SIGHUP: listeners that appeared or changed address are bound, vanished
  * ones closed (asynchronously, on each worker). */
 void cg_workers_reload(void);
@@ -82,7 +85,8 @@ struct cg_worker {
 };
 
 /* Per-address connection limit shared by all workers. */
-int cg_addrlimit_take(const struct sockaddr *sa, unsigned max);
+int cg_addrlimit_take(const struct sockaddr *sa, unsigned max)
+    __attribute__((warn_unused_result));
 void cg_addrlimit_put(const struct sockaddr *sa);
 
 /* proxy/core/conn.c: a new client connection on w for listener li of rt (the
