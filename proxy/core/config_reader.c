@@ -3,7 +3,8 @@
  * bytes, indented lines joined to the previous key, no line numbers, empty
  * sections not reported). One physical line per call: lines are counted,
  * over-long and indented lines and bytes a configuration cannot hold are
- * refused with file:line, and section headers are taken here. A value too long for inih's line is carried beside the text it
+ * refused with file:line, and section headers are taken here (inih sees
+ * none). A value too long for inih's line is carried beside the text it
  * gets, never inside it, so nothing is cut silently and nothing in the file
  * can pose as a reference. */
 #include "proxy/core/config_internal.h"
@@ -205,12 +206,10 @@ char *cg_config_reader(char *str, int num, void *stream)
         open_section(p, cg_config_trim(name));
         if (p->failed)
             return NULL;
-        /* inih keeps the name only to pass it to the handler; ours is
-         * p->cur, so any short stand-in is enough */
-        snprintf(str, (size_t)num, "[s]\n");
-        return str;
     }
-    if (blank || comment) {
+    if (*t == '[' || blank || comment) {
+        /* the section is p->cur from here on: inih gets an empty line (its
+         * handler's section argument is not used) */
         snprintf(str, (size_t)num, "\n");
         return str;
     }
