@@ -76,18 +76,6 @@ static int parse_hostport(const char *text, bool numeric_only, struct sockaddr_s
     return 0;
 }
 
-static const char *method_names(unsigned bits, char *out, size_t cap)
-{
-    out[0] = '\0';
-    for (const enum_val *e = cg_config_auth_methods; e->name; e++) {
-        if (!(bits & (unsigned)e->value))
-            continue;
-        size_t n = strlen(out);
-        snprintf(out + n, cap - n, "%s%s", n ? ", " : "", e->name);
-    }
-    return out;
-}
-
 /* server_names (proxy/http/host.h): an HTTP listener serves the names of its
  * certificate unless told otherwise; 421 for any other. */
 static int validate_server_names(parser *p, sect *s)
@@ -142,7 +130,7 @@ static int validate_listener(parser *p, sect *s)
     if (l->tls != CG_TLS_NONE) {
         if (!l->certificate || !l->private_key) {
             cg_config_fail(p, s->header_line, "[listener %s]: tls = %s needs certificate and private_key",
-                    l->name, l->tls == CG_TLS_IMPLICIT ? "implicit" : "starttls");
+                           l->name, l->tls == CG_TLS_IMPLICIT ? "implicit" : "starttls");
             return CG_E_INVAL;
         }
         if (!l->tls12 && !l->tls13) {
@@ -173,8 +161,9 @@ static int validate_listener(parser *p, sect *s)
     char names[128];
     if (l->auth & ~allowed) {
         cg_config_fail(p, cg_config_key_line(s, "auth"), "auth: %s not available for %s listeners",
-                method_names(l->auth & ~allowed, names, sizeof names),
-                l->protocol == CG_PROTO_IMAP ? "imap" : "http");
+                       cg_config_names(cg_config_auth_methods, false, l->auth & ~allowed,
+                                       names, sizeof names),
+                       l->protocol == CG_PROTO_IMAP ? "imap" : "http");
         return CG_E_INVAL;
     }
     if (l->tls == CG_TLS_NONE && (l->auth & (CG_AUTH_CERT | CG_AUTH_PSK))) {
@@ -223,7 +212,7 @@ static int validate_upstream(parser *p, sect *s)
     if (u->tls) {
         if (!u->ca && !u->has_pin) {
             cg_config_fail(p, cg_config_key_line(s, "tls"),
-                    "tls = yes needs ca or pin_sha256 (the backend's certificate is always verified)");
+                           "tls = yes needs ca or pin_sha256 (the backend's certificate is always verified)");
             return CG_E_INVAL;
         }
         if (!u->server_name) {
@@ -236,7 +225,7 @@ static int validate_upstream(parser *p, sect *s)
         }
     } else if (u->ca || u->has_pin || u->certificate || u->private_key) {
         cg_config_fail(p, s->header_line, "[upstream %s]: ca, pin_sha256, certificate and private_key need tls = yes",
-                u->name);
+                       u->name);
         return CG_E_INVAL;
     }
     if (!u->certificate != !u->private_key) {
@@ -339,7 +328,7 @@ int cg_config_check(parser *p)
                     l->upstream = &cfg->upstreams[j];
             if (!l->upstream) {
                 cg_config_fail(p, cg_config_key_line(s, "upstream"), "upstream: no [upstream %s] section",
-                        l->upstream_name);
+                               l->upstream_name);
                 return CG_E_INVAL;
             }
             cg_upstream_cfg *u = l->upstream;
@@ -347,15 +336,15 @@ int cg_config_check(parser *p)
             if (l->protocol == CG_PROTO_IMAP && u->imap_login == CG_IMAP_LOGIN_MASTER && gateway_auth &&
                 (!u->master_user || !u->master_password)) {
                 cg_config_fail(p, cg_config_key_line(s, "upstream"),
-                        "upstream %s: imap_login = master needs master_user and master_password_file",
-                        u->name);
+                               "upstream %s: imap_login = master needs master_user and master_password_file",
+                               u->name);
                 return CG_E_INVAL;
             }
         }
         for (const cg_listener_cfg *o = cfg->listeners; o < l; o++) {
             if (o->addrlen == l->addrlen && memcmp(&o->addr, &l->addr, l->addrlen) == 0) {
                 cg_config_fail(p, cg_config_key_line(s, "listen"), "listen: %s is also [listener %s]'s address",
-                        l->listen, o->name);
+                               l->listen, o->name);
                 return CG_E_INVAL;
             }
         }

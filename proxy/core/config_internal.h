@@ -101,6 +101,9 @@ char *cg_config_reader(char *str, int num, void *stream);
  * sentence (static, or written into why). */
 const char *cg_config_set_value(parser *p, const key_def *k, void *obj, const char *v,
                                 char *why, size_t whylen);
+/* config_value.c: the names of e (all, or those whose bit is in bits),
+ * comma-separated, into out (cap: its sizeof); returns out. */
+const char *cg_config_names(const enum_val *e, bool all, unsigned bits, char *out, size_t cap);
 
 /* config_check.c: moves the listener and upstream objects into the
  * configuration's arrays (cg_config_free owns them from then on), then

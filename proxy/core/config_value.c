@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/cg_buf.h"
 #include "common/cg_error.h"
 #include "common/cg_util.h"
 
@@ -50,13 +51,14 @@ static int parse_enum(const enum_val *e, const char *v, int *out)
     return CG_E_INVAL;
 }
 
-static void enum_names(const enum_val *e, char *out, size_t cap)
+const char *cg_config_names(const enum_val *e, bool all, unsigned bits, char *out, size_t cap)
 {
-    out[0] = '\0';
-    for (; e->name; e++) {
-        size_t n = strlen(out);
-        snprintf(out + n, cap - n, "%s%s", n ? ", " : "", e->name);
-    }
+    cg_buf b;
+    cg_buf_init_fixed(&b, out, cap);
+    for (; e->name; e++)
+        if (all || (bits & (unsigned)e->value))
+            cg_buf_fmt(&b, "%s%s", b.len ? ", " : "", e->name);
+    return out;
 }
 
 static bool valid_header_name(const char *v)
@@ -116,20 +118,16 @@ const char *cg_config_set_value(parser *p, const key_def *k, void *obj, const ch
         return NULL;
     }
     case K_UINT:
-        if (cg_parse_u64(v, k->min, k->max, &u) < 0) {
-            snprintf(why, whylen, "expected a whole number from %llu to %llu",
-                     (unsigned long long)k->min, (unsigned long long)k->max);
-            return why;
-        }
-        *(unsigned *)field = (unsigned)u;
-        return NULL;
     case K_SIZE:
         if (cg_parse_u64(v, k->min, k->max, &u) < 0) {
             snprintf(why, whylen, "expected a whole number from %llu to %llu",
                      (unsigned long long)k->min, (unsigned long long)k->max);
             return why;
         }
-        *(size_t *)field = (size_t)u;
+        if (k->type == K_UINT)
+            *(unsigned *)field = (unsigned)u; /* max bounds it */
+        else
+            *(size_t *)field = (size_t)u;
         return NULL;
     case K_WORKERS:
         if (strcmp(v, "auto") == 0) {
@@ -149,7 +147,7 @@ const char *cg_config_set_value(parser *p, const key_def *k, void *obj, const ch
         int e;
         if (parse_enum(k->enums, v, &e) < 0) {
             char names[128];
-            enum_names(k->enums, names, sizeof names);
+            cg_config_names(k->enums, true, 0, names, sizeof names);
             snprintf(why, whylen, "expected one of: %s", names);
             return why;
         }
