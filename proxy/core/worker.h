@@ -77,7 +77,7 @@ struct cg_worker {
     uint64_t nconns;
     void *pools;           /* upstream.c */
     uint64_t pool_generation; /* upstream.c: newest runtime generation seen */
-    void *listeners;       /* worker.c */
+    void *listeners;       /* listener.c */
     size_t nlisteners;
     atomic_uint pending;   /* async request bits */
     bool stopping;
@@ -88,6 +88,14 @@ struct cg_worker {
 int cg_addrlimit_take(const struct sockaddr *sa, unsigned max)
     __attribute__((warn_unused_result));
 void cg_addrlimit_put(const struct sockaddr *sa);
+
+/* proxy/core/listener.c: listen on l (SO_REUSEPORT, so every worker has
+ * its own socket); close them all (SIGTERM); follow rt's listeners
+ * (SIGHUP: same name and address kept, others closed, new ones bound). */
+int cg_listener_open(cg_worker *w, const cg_listener_cfg *l, const char **error_r)
+    __attribute__((warn_unused_result));
+void cg_listeners_close(cg_worker *w);
+void cg_listeners_sync(cg_worker *w, const cg_runtime *rt);
 
 /* proxy/core/conn.c: a new client connection on w for listener li of rt (the
  * reference to rt is taken by the connection). */
