@@ -189,6 +189,14 @@ static void fill_tls_info(cg_conn *c)
     }
 }
 
+void cg_conn_drained(cg_conn *c, const bool *bp)
+{
+    bool was = *bp;
+    cg_conn_update_reads(c);
+    if (c->state == ST_OPEN && was && !*bp && c->proto->on_drain)
+        c->proto->on_drain(c);
+}
+
 /* ---- client side callbacks ------------------------------------------------- */
 
 static void open_session(cg_conn *c)
@@ -275,10 +283,7 @@ static void cli_on_drain(void *owner)
 {
     cg_conn *c = owner;
     cg_conn_enter(c);
-    bool was = c->up_bp;
-    cg_conn_update_reads(c);
-    if (c->state == ST_OPEN && was && !c->up_bp && c->proto->on_drain)
-        c->proto->on_drain(c);
+    cg_conn_drained(c, &c->up_bp);
     if (c->state == ST_CLOSING && !cg_stream_queued(c->cli) && cg_stream_at_eof(c->cli))
         c->abort_pending = true;
     cg_conn_leave(c);

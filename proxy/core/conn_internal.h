@@ -54,6 +54,9 @@ uint64_t cg_conn_now(cg_conn *c);
 void cg_conn_schedule(cg_conn *c);
 /* Reading on or off on each side: the protocol's wish and backpressure. */
 void cg_conn_update_reads(cg_conn *c);
+/* A side's queue drained: reads follow, and on_drain when the reading
+ * that *bp held back (backpressure on the other side) is free again. */
+void cg_conn_drained(cg_conn *c, const bool *bp);
 
 /* proxy/core/conn_upstream.c, from the deadline: on_upstream_connected for
  * an upstream taken from the pool (or failed at once), never inside the

@@ -80,10 +80,7 @@ static void up_on_drain(void *owner)
 {
     cg_conn *c = owner;
     cg_conn_enter(c);
-    bool was = c->cli_bp;
-    cg_conn_update_reads(c);
-    if (c->state == ST_OPEN && was && !c->cli_bp && c->proto->on_drain)
-        c->proto->on_drain(c);
+    cg_conn_drained(c, &c->cli_bp);
     cg_conn_leave(c);
 }
 

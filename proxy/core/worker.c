@@ -37,30 +37,20 @@ int cg_runtime_new(cg_config *cfg, cg_runtime **out, const char **error_r)
     rt->uctx = calloc(cfg->nupstreams + 1, sizeof *rt->uctx);
     atomic_init(&rt->refs, 1);
     rt->cfg = cfg;
+    int r = 0;
     if (!rt->lctx || !rt->uctx) {
-        rt->cfg = NULL;
-        cg_runtime_release(rt);
-        return CG_E_NOMEM;
+        r = CG_E_NOMEM;
+        goto fail;
     }
     for (size_t i = 0; i < cfg->nlisteners; i++) {
-        if (cfg->listeners[i].tls == CG_TLS_NONE)
-            continue;
-        int r = cg_tls_server_ctx_new(&cfg->listeners[i], &rt->lctx[i], error_r);
-        if (r < 0) {
-            rt->cfg = NULL;
-            cg_runtime_release(rt);
-            return r;
-        }
+        if (cfg->listeners[i].tls != CG_TLS_NONE &&
+            (r = cg_tls_server_ctx_new(&cfg->listeners[i], &rt->lctx[i], error_r)) < 0)
+            goto fail;
     }
     for (size_t i = 0; i < cfg->nupstreams; i++) {
-        if (!cfg->upstreams[i].tls)
-            continue;
-        int r = cg_tls_client_ctx_new(&cfg->upstreams[i], &rt->uctx[i], error_r);
-        if (r < 0) {
-            rt->cfg = NULL;
-            cg_runtime_release(rt);
-            return r;
-        }
+        if (cfg->upstreams[i].tls &&
+            (r = cg_tls_client_ctx_new(&cfg->upstreams[i], &rt->uctx[i], error_r)) < 0)
+            goto fail;
     }
     if (cfg->saml.present) {
         cg_saml_params p = {
@@ -69,17 +59,18 @@ int cg_runtime_new(cg_config *cfg, cg_runtime **out, const char **error_r)
             .audience = cfg->saml.audience,
             .clock_skew = cfg->saml.clock_skew,
         };
-        int r = cg_saml_global_init(error_r);
+        r = cg_saml_global_init(error_r);
         if (r == 0)
             r = cg_saml_verifier_new(&p, &rt->saml, error_r);
-        if (r < 0) {
-            rt->cfg = NULL;
-            cg_runtime_release(rt);
-            return r;
-        }
+        if (r < 0)
+            goto fail;
     }
     *out = rt;
     return 0;
+fail:
+    rt->cfg = NULL; /* cfg stays the caller's */
+    cg_runtime_release(rt);
+    return r;
 }
 
 cg_runtime *cg_runtime_ref(cg_runtime *rt)
