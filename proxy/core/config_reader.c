@@ -111,22 +111,24 @@ static char *long_value(char *v)
     return (char *)cg_config_trim(v);
 }
 
-/* Reads one physical line into line[0..cap) with its true length (a NUL
- * byte does not end it, as it would for fgets). Returns the length without
- * the newline, -1 at the end of the file, -2 when the line does not fit. */
-static long read_line(FILE *f, char *line, size_t cap)
+enum line_read { LINE_OK, LINE_EOF, LINE_TOO_LONG };
+
+/* Reads one physical line into line[0..cap) with its true length in *len,
+ * without the newline (a NUL byte does not end it, as it would for fgets). */
+static enum line_read read_line(FILE *f, char *line, size_t cap, size_t *len)
 {
-    size_t len = 0;
+    size_t n = 0;
     int c;
     while ((c = getc(f)) != EOF && c != '\n') {
-        if (len + 1 >= cap)
-            return -2;
-        line[len++] = (char)c;
+        if (n + 1 >= cap)
+            return LINE_TOO_LONG;
+        line[n++] = (char)c;
     }
-    if (c == EOF && len == 0)
-        return -1;
-    line[len] = '\0';
-    return (long)len;
+    if (c == EOF && n == 0)
+        return LINE_EOF;
+    line[n] = '\0';
+    *len = n;
+    return LINE_OK;
 }
 
 /* A configuration file is UTF-8 text: no NUL, no control byte other than
@@ -158,15 +160,15 @@ char *cg_config_reader(char *str, int num, void *stream)
     if (p->failed)
         return NULL;
     char line[MAX_LINE + 2];
-    long got = read_line(p->f, line, sizeof line);
-    if (got == -1)
+    size_t len = 0;
+    enum line_read got = read_line(p->f, line, sizeof line, &len);
+    if (got == LINE_EOF)
         return NULL;
     p->lineno++;
-    if (got == -2) {
+    if (got == LINE_TOO_LONG) {
         cg_config_fail(p, p->lineno, "line longer than %d bytes", MAX_LINE);
         return NULL;
     }
-    size_t len = (size_t)got;
     if (len && line[len - 1] == '\r')
         line[--len] = '\0';
     if (!line_bytes_ok(p, line, len))

@@ -662,9 +662,9 @@ int cg_tls_peer_cert(cg_tls *t, uint8_t fpr[32], char *namebuf, size_t namecap,
     size_t used = 0, n = 0;
     bool full = false;
     if (!cert)
-        return -1;
+        return CG_E_NOTFOUND;
     if (X509_digest(cert, EVP_sha256(), fpr, &mdlen) != 1 || mdlen != 32)
-        return -1;
+        return CG_E_CRYPTO;
     GENERAL_NAMES *gens = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
     /* the subject CN names the holder only when there is no subjectAltName
      * at all (RFC 6125 6.4.4): a certificate whose issuer put the identity

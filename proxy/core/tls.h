@@ -86,7 +86,8 @@ const char *cg_tls_psk_identity(const cg_tls *t);
 /* Peer certificate: SHA-256 of the DER and names (email:, dns:, uri:
  * subjectAltNames; cn: the subject CN, only when there is no
  * subjectAltName) written into namebuf; returns the number of names (0 when
- * they do not all fit), or -1 when there is no peer certificate. */
+ * they do not all fit), CG_E_NOTFOUND without a peer certificate, or
+ * CG_E_CRYPTO when it cannot be hashed. */
 int cg_tls_peer_cert(cg_tls *t, uint8_t fpr[32], char *namebuf,
                      size_t namecap, const char **names, size_t maxnames,
                      char *subject, size_t subjcap)
