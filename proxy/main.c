@@ -125,11 +125,11 @@ static void policy_thread_main(void *arg)
 static int policy_thread_start(void)
 {
     if (uv_mutex_init(&g.policy_mu) < 0)
-        return -1;
+        return CG_E_NOMEM;
     if (uv_cond_init(&g.policy_cv) < 0 ||
         uv_thread_create(&g.policy_thread, policy_thread_main, NULL) < 0) {
         uv_mutex_destroy(&g.policy_mu);
-        return -1;
+        return CG_E_NOMEM;
     }
     g.policy_running = true;
     return 0;
@@ -253,20 +253,20 @@ static int drop_privileges(const cg_config *cfg)
     struct passwd *pw = getpwnam(cfg->user);
     if (!pw) {
         cg_error("user %s: no such user", cfg->user);
-        return -1;
+        return CG_E_DENIED;
     }
     gid_t gid = pw->pw_gid;
     if (cfg->group) {
         struct group *gr = getgrnam(cfg->group);
         if (!gr) {
             cg_error("group %s: no such group", cfg->group);
-            return -1;
+            return CG_E_DENIED;
         }
         gid = gr->gr_gid;
     }
     if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(pw->pw_uid) < 0) {
         cg_error("cannot drop privileges to %s: %s", cfg->user, strerror(errno));
-        return -1;
+        return CG_E_DENIED;
     }
     return 0;
 }
@@ -275,12 +275,12 @@ static int write_pid_file(const char *path)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
-        return -1;
+        return CG_E_IO;
     char buf[32];
     int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
     ssize_t w = write(fd, buf, (size_t)n);
     close(fd);
-    return w == n ? 0 : -1;
+    return w == n ? 0 : CG_E_IO;
 }
 
 /* systemd readiness without libsystemd: one datagram to $NOTIFY_SOCKET. */
@@ -338,14 +338,15 @@ static int start_failed(cg_runtime *rt)
 static int open_content_db(const cg_config *cfg, const char **why)
 {
     cg_content_store *cs = NULL;
-    if (cg_content_open(cfg->content_db, false, &cs, why) < 0)
-        return -1;
+    int r = cg_content_open(cfg->content_db, false, &cs, why);
+    if (r < 0)
+        return r;
     cg_content_close(cs);
     /* the workers open it again after privileges are dropped */
     struct passwd *pw = geteuid() == 0 && cfg->user ? getpwnam(cfg->user) : NULL;
     if (pw && chown(cfg->content_db, pw->pw_uid, (gid_t)-1) < 0) {
         *why = strerror(errno);
-        return -1;
+        return CG_E_IO;
     }
     return 0;
 }

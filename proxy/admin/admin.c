@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "store/audit.h"
+#include "common/cg_buf.h"
 #include "common/cg_log.h"
 #include "proxy/admin/metrics.h"
 #include "proxy/core/worker.h"
@@ -88,8 +89,10 @@ static void handle(admin_conn *a)
     }
     const char *target = sp + 1;
     if (strncmp(target, "/metrics ", 9) == 0) {
-        size_t n = cg_metrics_render(body, sizeof body);
-        answer(a, 200, "OK", "text/plain; version=0.0.4", body, n);
+        cg_buf b;
+        cg_buf_init_fixed(&b, body, sizeof body);
+        cg_metrics_render(&b); /* whole lines, up to what fits */
+        answer(a, 200, "OK", "text/plain; version=0.0.4", b.p, b.len);
     } else if (strncmp(target, "/healthz ", 9) == 0) {
         bool ok = cg_audit_available() && !cg_workers_shutting_down();
         if (ok)

@@ -8,7 +8,8 @@
 
 #include "proxy/core/config.h"
 
-int cg_admin_start(uv_loop_t *loop, const cg_config *cfg, const char **error_r);
+int cg_admin_start(uv_loop_t *loop, const cg_config *cfg, const char **error_r)
+    __attribute__((warn_unused_result));
 void cg_admin_stop(void);
 
 #endif

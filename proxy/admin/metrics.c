@@ -1,10 +1,10 @@
 /* proxy/admin/metrics.c — the process-wide counters of metrics.h and their Prometheus
  * text format (version 0.0.4). Operations by service and decision are a
- * small fixed table so that no label can grow without bound. */
+ * small fixed table so that no label can grow without bound. The text is
+ * written into a cg_buf: when a piece does not fit, the text ends with the
+ * last piece that did, never inside one. */
 #include "proxy/admin/metrics.h"
 
-#include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "store/audit.h"
@@ -28,86 +28,72 @@ void cg_metrics_operation(const char *service, const char *decision)
     atomic_fetch_add_explicit(&g_ops[s][d], 1, memory_order_relaxed);
 }
 
-typedef struct out {
-    char *buf;
-    size_t cap, len;
-} out;
-
-__attribute__((format(printf, 2, 3))) static void put(out *o, const char *fmt, ...)
-{
-    va_list ap;
-    if (o->len >= o->cap)
-        return;
-    va_start(ap, fmt);
-    int n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        o->len += (size_t)n < o->cap - o->len ? (size_t)n : o->cap - o->len - 1;
-}
-
 static uint64_t get(enum cg_metric m)
 {
     return atomic_load_explicit(&cg_metrics[m], memory_order_relaxed);
 }
 
-static void counter(out *o, const char *name, const char *help, uint64_t v)
+/* One metric: its HELP and TYPE lines and its value. */
+static void metric(cg_buf *o, const char *type, const char *name, const char *help, uint64_t v)
 {
-    put(o, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
-        (unsigned long long)v);
+    cg_buf_fmt(o, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
+               (unsigned long long)v);
 }
 
-size_t cg_metrics_render(char *buf, size_t cap)
+static void counter(cg_buf *o, const char *name, const char *help, uint64_t v)
 {
-    out o = { buf, cap, 0 };
-    if (cap)
-        buf[0] = '\0';
-    counter(&o, "cpmgate_connections_accepted_total", "Client connections accepted.",
+    metric(o, "counter", name, help, v);
+}
+
+static void gauge(cg_buf *o, const char *name, const char *help, uint64_t v)
+{
+    metric(o, "gauge", name, help, v);
+}
+
+bool cg_metrics_render(cg_buf *o)
+{
+    counter(o, "cpmgate_connections_accepted_total", "Client connections accepted.",
             get(CG_M_CONN_ACCEPTED));
-    put(&o, "# HELP cpmgate_connections_active Client connections open now.\n"
-            "# TYPE cpmgate_connections_active gauge\ncpmgate_connections_active %llu\n",
-        (unsigned long long)get(CG_M_CONN_ACTIVE));
-    counter(&o, "cpmgate_connections_refused_total", "Client connections refused.",
+    gauge(o, "cpmgate_connections_active", "Client connections open now.", get(CG_M_CONN_ACTIVE));
+    counter(o, "cpmgate_connections_refused_total", "Client connections refused.",
             get(CG_M_CONN_REFUSED));
-    put(&o, "# HELP cpmgate_tls_handshakes_total TLS handshakes by result.\n"
-            "# TYPE cpmgate_tls_handshakes_total counter\n"
-            "cpmgate_tls_handshakes_total{result=\"ok\"} %llu\n"
-            "cpmgate_tls_handshakes_total{result=\"failed\"} %llu\n",
-        (unsigned long long)get(CG_M_HS_OK), (unsigned long long)get(CG_M_HS_FAILED));
-    put(&o, "# HELP cpmgate_auth_total Connection-level authentications by method.\n"
-            "# TYPE cpmgate_auth_total counter\n"
-            "cpmgate_auth_total{method=\"cert\"} %llu\n"
-            "cpmgate_auth_total{method=\"psk\"} %llu\n"
-            "cpmgate_auth_total{method=\"address\"} %llu\n",
-        (unsigned long long)get(CG_M_AUTH_CERT), (unsigned long long)get(CG_M_AUTH_PSK),
-        (unsigned long long)get(CG_M_AUTH_ADDRESS));
-    put(&o, "# HELP cpmgate_operations_total Operations by service and decision.\n"
-            "# TYPE cpmgate_operations_total counter\n");
+    cg_buf_fmt(o, "# HELP cpmgate_tls_handshakes_total TLS handshakes by result.\n"
+                  "# TYPE cpmgate_tls_handshakes_total counter\n"
+                  "cpmgate_tls_handshakes_total{result=\"ok\"} %llu\n"
+                  "cpmgate_tls_handshakes_total{result=\"failed\"} %llu\n",
+               (unsigned long long)get(CG_M_HS_OK), (unsigned long long)get(CG_M_HS_FAILED));
+    cg_buf_fmt(o, "# HELP cpmgate_auth_total Connection-level authentications by method.\n"
+                  "# TYPE cpmgate_auth_total counter\n"
+                  "cpmgate_auth_total{method=\"cert\"} %llu\n"
+                  "cpmgate_auth_total{method=\"psk\"} %llu\n"
+                  "cpmgate_auth_total{method=\"address\"} %llu\n",
+               (unsigned long long)get(CG_M_AUTH_CERT), (unsigned long long)get(CG_M_AUTH_PSK),
+               (unsigned long long)get(CG_M_AUTH_ADDRESS));
+    cg_buf_fmt(o, "# HELP cpmgate_operations_total Operations by service and decision.\n"
+                  "# TYPE cpmgate_operations_total counter\n");
     for (size_t s = 0; s < 4; s++)
         for (size_t d = 0; d < NDECISIONS; d++)
-            put(&o, "cpmgate_operations_total{service=\"%s\",decision=\"%s\"} %llu\n",
-                services[s], decisions[d],
-                (unsigned long long)atomic_load_explicit(&g_ops[s][d], memory_order_relaxed));
-    counter(&o, "cpmgate_backend_errors_total", "Backend connect, TLS or timeout errors.",
+            cg_buf_fmt(o, "cpmgate_operations_total{service=\"%s\",decision=\"%s\"} %llu\n",
+                       services[s], decisions[d],
+                       (unsigned long long)atomic_load_explicit(&g_ops[s][d], memory_order_relaxed));
+    counter(o, "cpmgate_backend_errors_total", "Backend connect, TLS or timeout errors.",
             get(CG_M_BACKEND_ERRORS));
-    counter(&o, "cpmgate_policy_reloads_total", "Policy snapshots published.",
+    counter(o, "cpmgate_policy_reloads_total", "Policy snapshots published.",
             get(CG_M_POLICY_RELOADS));
-    put(&o, "# HELP cpmgate_policy_building 1 while a policy snapshot is being built.\n"
-            "# TYPE cpmgate_policy_building gauge\ncpmgate_policy_building %llu\n",
-        (unsigned long long)get(CG_M_POLICY_BUILDING));
-    counter(&o, "cpmgate_config_reloads_total", "Configuration reloads applied.",
+    gauge(o, "cpmgate_policy_building", "1 while a policy snapshot is being built.",
+          get(CG_M_POLICY_BUILDING));
+    counter(o, "cpmgate_config_reloads_total", "Configuration reloads applied.",
             get(CG_M_CONFIG_RELOADS));
-    counter(&o, "cpmgate_config_reload_failures_total", "Configuration reloads refused.",
+    counter(o, "cpmgate_config_reload_failures_total", "Configuration reloads refused.",
             get(CG_M_CONFIG_RELOAD_FAILURES));
     cg_audit_stats st;
     memset(&st, 0, sizeof st);
     cg_audit_get_stats(&st);
-    counter(&o, "cpmgate_audit_records_committed_total", "Audit records committed.", st.committed);
-    counter(&o, "cpmgate_audit_failures_total", "Audit commit failures.", st.failures);
-    put(&o, "# HELP cpmgate_audit_queue_depth Audit records waiting.\n"
-            "# TYPE cpmgate_audit_queue_depth gauge\ncpmgate_audit_queue_depth %llu\n",
-        (unsigned long long)st.queue_depth);
-    put(&o, "# HELP cpmgate_audit_commit_seconds Duration of the last audit batch commit.\n"
-            "# TYPE cpmgate_audit_commit_seconds gauge\ncpmgate_audit_commit_seconds %.6f\n",
-        (double)st.last_commit_usec / 1e6);
-    return o.len;
+    counter(o, "cpmgate_audit_records_committed_total", "Audit records committed.", st.committed);
+    counter(o, "cpmgate_audit_failures_total", "Audit commit failures.", st.failures);
+    gauge(o, "cpmgate_audit_queue_depth", "Audit records waiting.", st.queue_depth);
+    cg_buf_fmt(o, "# HELP cpmgate_audit_commit_seconds Duration of the last audit batch commit.\n"
+                  "# TYPE cpmgate_audit_commit_seconds gauge\ncpmgate_audit_commit_seconds %.6f\n",
+               (double)st.last_commit_usec / 1e6);
+    return !o->failed;
 }

@@ -4,8 +4,11 @@
 #define CG_METRICS_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "common/cg_buf.h"
 
 enum cg_metric {
     CG_M_CONN_ACCEPTED,
@@ -36,7 +39,9 @@ static inline void cg_metric_add(enum cg_metric m, int64_t v)
  * gateways. */
 void cg_metrics_operation(const char *service, const char *decision);
 
-/* Writes the exposition into buf; returns its length (truncated to cap). */
-size_t cg_metrics_render(char *buf, size_t cap);
+/* Adds the exposition to o (fixed storage for the admin listener); false
+ * when not all of it fit (o->failed): the text then ends with the last
+ * whole piece that did. */
+bool cg_metrics_render(cg_buf *o);
 
 #endif

@@ -99,7 +99,8 @@ typedef struct cg_config {
 
 /* Loads and validates path. On error returns a negative code and writes
  * "file:line: message" (line 0 for whole-file problems) to err. */
-int cg_config_load(const char *path, cg_config **out, char *err, size_t errlen);
+int cg_config_load(const char *path, cg_config **out, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 void cg_config_free(cg_config *cfg);
 
 const cg_listener_cfg *cg_config_listener(const cg_config *cfg,

@@ -1,8 +1,10 @@
-/* proxy/core/conn.c — one proxied connection (proxy/core/conn.h): both halves, the identity
- * resolved from the TLS handshake or the source address, backpressure, one
- * deadline heap per worker for every timeout, refusals (log line + audit record + protocol
- * answer), and a teardown that is deferred while a callback runs. */
-#include "proxy/core/conn.h"
+/* proxy/core/conn.c — one proxied connection (proxy/core/conn.h): accept, the
+ * client half and its TLS handshake, backpressure, every timeout as one
+ * entry in the worker's deadline heap, the one refusal path (log line +
+ * audit record + protocol answer), and a teardown that is deferred while a
+ * callback runs. The upstream half is in conn_upstream.c, the identity in
+ * conn_identity.c. */
+#include "proxy/core/conn_internal.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -15,47 +17,13 @@
 #include "common/cg_error.h"
 #include "common/cg_log.h"
 #include "common/cg_util.h"
-#include "policy/identity.h"
 #include "proxy/admin/metrics.h"
-#include "policy/snapshot.h"
 #include "proxy/core/stream.h"
 #include "proxy/core/tls.h"
-#include "proxy/core/upstream.h"
 #include "proxy/core/worker.h"
 
 #define CONN_MAGIC 0xC6C0117Eu
 #define LINGER_MS 5000 /* flush-then-close: the longest we wait */
-#define MAX_CERT_NAMES 16
-
-enum conn_state { ST_HANDSHAKE, ST_OPEN, ST_CLOSING, ST_DEAD };
-
-struct cg_conn {
-    uint32_t magic;
-    enum conn_state state;
-    int depth;              /* callbacks on the stack */
-    bool close_pending, abort_pending, opened, counted, starttls;
-    bool cli_want, up_want; /* the protocol's wish */
-    bool cli_bp, up_bp;     /* stopped by backpressure */
-    bool up_connecting, up_pending, expecting, refused, have_local;
-    int up_pending_status;
-    /* A refusal decided at accept on an implicit-TLS listener, given once
-     * the handshake is done so the client reads it in its protocol */
-    int deferred_err;
-    const char *deferred_reason;
-    struct sockaddr_storage local; /* the listener's address, for PROXY v2 */
-    const char *close_reason;
-    cg_worker *w;
-    cg_runtime *rt;
-    size_t li;
-    const cg_proto_ops *proto;
-    cg_stream *cli, *up;
-    uint64_t armed;         /* key in the worker's deadline heap, 0: not in it */
-    uint32_t hidx;          /* position in that heap */
-    uint64_t t_hs, t_idle, t_proto, t_connect, t_response, t_linger;
-    struct cg_conn *prev, *next;
-    cg_conn_info info;
-    _Alignas(16) unsigned char session[];
-};
 
 static atomic_uint_fast64_t g_next_id = 1;
 
@@ -65,14 +33,12 @@ uv_loop_t *cg_conn_loop(cg_conn *c) { return &c->w->loop; }
 
 static void teardown(cg_conn *c);
 static void do_close(cg_conn *c);
-static void schedule(cg_conn *c);
-static void update_reads(cg_conn *c);
 
 /* ---- callback nesting: closes requested inside run when it unwinds ------ */
 
-static void enter(cg_conn *c) { c->depth++; }
+void cg_conn_enter(cg_conn *c) { c->depth++; }
 
-static void leave(cg_conn *c)
+void cg_conn_leave(cg_conn *c)
 {
     if (--c->depth > 0)
         return;
@@ -85,25 +51,7 @@ static void leave(cg_conn *c)
     }
 }
 
-/* ---- logging and audit ------------------------------------------------ */
-
-static void audit_conn(cg_conn *c, const char *operation, const char *result,
-                       const char *decision, const char *reason, bool refusal)
-{
-    cg_audit_rec r;
-    cg_conn_info_audit(&c->info, &r);
-    r.service = "tls";
-    r.operation = operation;
-    r.result = result;
-    r.decision = decision;
-    r.reason = reason;
-    /* refusals are rate-limited per address by the audit layer, so a
-     * flood of bad handshakes cannot flood the log */
-    if (refusal)
-        cg_audit_refused(&r);
-    else
-        cg_audit_submit(&r);
-}
+/* ---- refusal -------------------------------------------------------------- */
 
 /* The one refusal path: protocol answer, log line, audit record, close. */
 static void refuse(cg_conn *c, int err, const char *reason)
@@ -111,7 +59,7 @@ static void refuse(cg_conn *c, int err, const char *reason)
     if (c->refused || c->state >= ST_CLOSING)
         return;
     c->refused = true;
-    enter(c);
+    cg_conn_enter(c);
     /* an answer only where the client can read one: never plaintext into
      * a TLS handshake */
     bool app_ready = (c->info.listener->tls != CG_TLS_IMPLICIT || c->info.tls) &&
@@ -121,14 +69,14 @@ static void refuse(cg_conn *c, int err, const char *reason)
     cg_warn("conn=%llu client=%s listener=%s refused: %s", (unsigned long long)c->info.id,
             c->info.client, c->info.listener->name, reason);
     cg_metric_inc(CG_M_CONN_REFUSED);
-    audit_conn(c, "refused", "refused", "error", reason, true);
+    cg_conn_audit_tls(&c->info, "refused", "refused", "error", reason, true);
     cg_conn_close(c, reason);
-    leave(c);
+    cg_conn_leave(c);
 }
 
 /* ---- timer ---------------------------------------------------------------- */
 
-static uint64_t now_ms(cg_conn *c) { return uv_now(&c->w->loop); }
+uint64_t cg_conn_now(cg_conn *c) { return uv_now(&c->w->loop); }
 
 static uint64_t min_deadline(cg_conn *c)
 {
@@ -138,153 +86,37 @@ static uint64_t min_deadline(cg_conn *c)
         if (d[i] && (!m || d[i] < m))
             m = d[i];
     if (c->up_pending)
-        m = now_ms(c);
+        m = cg_conn_now(c);
     return m;
 }
 
-/* Deadlines live in one min-heap per worker (one uv timer per worker, not
- * per connection: 150 bytes less for every idle connection). A connection's
- * key is the deadline it is armed for; it only moves earlier, so the idle
- * deadline moving later with every byte costs nothing: when the key comes
- * up, the connection looks at its real deadlines and re-arms. */
-static void heap_swap(cg_worker *w, uint32_t a, uint32_t b)
-{
-    cg_conn *t = w->heap[a];
-    w->heap[a] = w->heap[b];
-    w->heap[b] = t;
-    w->heap[a]->hidx = a;
-    w->heap[b]->hidx = b;
-}
-
-static void heap_up(cg_worker *w, uint32_t i)
-{
-    while (i > 0) {
-        uint32_t parent = (i - 1) / 2;
-        if (w->heap[parent]->armed <= w->heap[i]->armed)
-            break;
-        heap_swap(w, i, parent);
-        i = parent;
-    }
-}
-
-static void heap_down(cg_worker *w, uint32_t i)
-{
-    for (;;) {
-        uint32_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < w->heap_n && w->heap[l]->armed < w->heap[m]->armed)
-            m = l;
-        if (r < w->heap_n && w->heap[r]->armed < w->heap[m]->armed)
-            m = r;
-        if (m == i)
-            break;
-        heap_swap(w, i, m);
-        i = m;
-    }
-}
-
-static void heap_remove(cg_conn *c)
-{
-    cg_worker *w = c->w;
-    if (!c->armed)
-        return;
-    uint32_t i = c->hidx, last = (uint32_t)--w->heap_n;
-    if (i != last) {
-        heap_swap(w, i, last);
-        heap_down(w, i);
-        heap_up(w, i);
-    }
-    c->armed = 0;
-}
-
-static void heap_timer_cb(uv_timer_t *t);
-
-static void heap_rearm(cg_worker *w)
-{
-    if (!w->heap_n) {
-        if (w->heap_armed)
-            uv_timer_stop(&w->heap_timer);
-        w->heap_armed = 0;
-        return;
-    }
-    uint64_t top = w->heap[0]->armed;
-    if (w->heap_armed == top)
-        return;
-    uint64_t now = uv_now(&w->loop);
-    uv_timer_start(&w->heap_timer, heap_timer_cb, top > now ? top - now : 0, 0);
-    w->heap_armed = top;
-}
-
-static bool heap_insert(cg_conn *c, uint64_t key)
-{
-    cg_worker *w = c->w;
-    if (w->heap_n == w->heap_cap) {
-        size_t cap = w->heap_cap ? w->heap_cap * 2 : 256;
-        cg_conn **n = realloc(w->heap, cap * sizeof *n);
-        if (!n)
-            return false;
-        w->heap = n;
-        w->heap_cap = cap;
-    }
-    c->armed = key;
-    c->hidx = (uint32_t)w->heap_n;
-    w->heap[w->heap_n++] = c;
-    heap_up(w, c->hidx);
-    return true;
-}
-
-static void conn_deadline(cg_conn *c);
-
-static void heap_timer_cb(uv_timer_t *t)
-{
-    cg_worker *w = t->data;
-    uint64_t now = uv_now(&w->loop);
-    w->heap_armed = 0;
-    /* bounded: a connection re-armed for "now" waits for the next round */
-    for (size_t budget = w->heap_n; budget && w->heap_n && w->heap[0]->armed <= now; budget--) {
-        cg_conn *c = w->heap[0];
-        heap_remove(c);
-        conn_deadline(c); /* may free c */
-    }
-    heap_rearm(w);
-}
-
-/* Puts the connection in the heap for its earliest deadline (only ever
- * earlier than what it is armed for). */
-static void schedule(cg_conn *c)
+/* Deadlines live in the worker's heap (proxy/core/deadline.h). A
+ * connection's key is the deadline it is armed for; it only moves earlier,
+ * so the idle deadline moving later with every byte costs nothing: when the
+ * key comes up, the connection looks at its real deadlines and re-arms. */
+void cg_conn_schedule(cg_conn *c)
 {
     if (c->state == ST_DEAD)
         return;
     uint64_t m = min_deadline(c);
     if (!m) {
-        heap_remove(c);
-        heap_rearm(c->w);
+        cg_deadline_remove(&c->w->deadlines, &c->dl);
         return;
     }
-    if (c->armed && c->armed <= m)
+    if (c->dl.at && c->dl.at <= m)
         return;
-    heap_remove(c);
-    if (!heap_insert(c, m)) {
+    if (cg_deadline_set(&c->w->deadlines, &c->dl, m) < 0) {
         /* no memory for the heap: closing is the only safe way out */
         c->abort_pending = true;
-        return;
     }
-    heap_rearm(c->w);
 }
 
-static void fire_upstream_connected(cg_conn *c, int status)
+void cg_conn_deadline_fire(cg_deadline *d)
 {
-    if (c->state == ST_OPEN && c->proto->on_upstream_connected)
-        c->proto->on_upstream_connected(c, status);
-}
-
-static void conn_deadline(cg_conn *c)
-{
-    uint64_t now = now_ms(c);
-    enter(c);
-    if (c->up_pending) {
-        c->up_pending = false;
-        fire_upstream_connected(c, c->up_pending_status);
-    }
+    cg_conn *c = (cg_conn *)((char *)d - offsetof(cg_conn, dl));
+    uint64_t now = cg_conn_now(c);
+    cg_conn_enter(c);
+    cg_conn_upstream_pending(c);
     if (c->t_linger && now >= c->t_linger) {
         c->t_linger = 0;
         c->abort_pending = true;
@@ -292,23 +124,7 @@ static void conn_deadline(cg_conn *c)
         c->t_hs = 0;
         refuse(c, CG_E_TIMEOUT, "handshake timeout");
     } else if (c->state == ST_OPEN) {
-        if (c->t_connect && now >= c->t_connect) {
-            c->t_connect = 0;
-            c->up_connecting = false;
-            cg_stream_close(c->up);
-            c->up = NULL;
-            cg_metric_inc(CG_M_BACKEND_ERRORS);
-            cg_warn("conn=%llu upstream %s: connect timeout", (unsigned long long)c->info.id,
-                    c->info.listener->upstream ? c->info.listener->upstream->name : "-");
-            fire_upstream_connected(c, CG_E_TIMEOUT);
-        }
-        if (c->state == ST_OPEN && c->t_response && now >= c->t_response) {
-            c->t_response = 0;
-            c->expecting = false;
-            cg_metric_inc(CG_M_BACKEND_ERRORS);
-            if (c->proto->on_upstream_eof)
-                c->proto->on_upstream_eof(c, CG_E_TIMEOUT);
-        }
+        cg_conn_upstream_due(c, now);
         if (c->state == ST_OPEN && c->t_proto && now >= c->t_proto) {
             c->t_proto = 0;
             if (c->proto->on_timer)
@@ -324,14 +140,14 @@ static void conn_deadline(cg_conn *c)
             cg_conn_close(c, "idle timeout");
         }
     }
-    update_reads(c);
-    schedule(c);
-    leave(c);
+    cg_conn_update_reads(c);
+    cg_conn_schedule(c);
+    cg_conn_leave(c);
 }
 
 /* ---- reading and backpressure --------------------------------------------- */
 
-static void update_reads(cg_conn *c)
+void cg_conn_update_reads(cg_conn *c)
 {
     if (c->state == ST_DEAD)
         return;
@@ -356,92 +172,6 @@ static void update_reads(cg_conn *c)
         cg_stream_read(c->up, c->state == ST_OPEN && c->up_want && !c->up_bp);
 }
 
-/* ---- identity ---------------------------------------------------------------- */
-
-static const char *principal_name(const cg_principal *p) { return p->name; }
-
-/* Connection-level identity from PSK, certificate or source address (SPEC
- * section 2). Returns 0 when the connection may continue, else the
- * refusal's code (CG_E_UNAVAIL: no policy yet; CG_E_DENIED: a disabled
- * principal; CG_E_AUTH: no usable identity) with its reason in *why_r. */
-static int resolve_identity(cg_conn *c, const char **why_r)
-{
-    const cg_listener_cfg *l = c->info.listener;
-    cg_tls *tls = cg_stream_tls(c->cli);
-    const cg_principal *p = NULL;
-    unsigned method = 0;
-    const char *why = NULL;
-    cg_snapshot *s = cg_snapshot_acquire();
-    if (!s) {
-        *why_r = "policy not loaded";
-        return CG_E_UNAVAIL;
-    }
-    c->info.auth_method = 0;
-    c->info.principal[0] = '\0';
-    c->info.principal_id = 0;
-    if (tls && cg_tls_established(tls)) {
-        const char *psk = cg_tls_psk_identity(tls);
-        uint8_t fpr[32];
-        char namebuf[2048];
-        const char *names[MAX_CERT_NAMES];
-        int nn;
-        if (psk[0]) {
-            const uint8_t *key;
-            size_t klen;
-            method = CG_AUTH_PSK;
-            p = cg_identity_by_psk(s, psk, strlen(psk), &key, &klen);
-            if (!p)
-                why = "unknown psk identity";
-        } else if ((l->auth & CG_AUTH_CERT) &&
-                   (nn = cg_tls_peer_cert(tls, fpr, namebuf, sizeof namebuf, names,
-                                          MAX_CERT_NAMES, c->info.cert_subject,
-                                          sizeof c->info.cert_subject)) >= 0) {
-            /* verified by OpenSSL against client_ca (and crl) already */
-            method = CG_AUTH_CERT;
-            p = cg_identity_by_cert(s, fpr, names, (size_t)nn);
-            if (!p)
-                why = "certificate not registered";
-        }
-    }
-    if (!method && (l->auth & CG_AUTH_ADDRESS)) {
-        p = cg_identity_by_address(s, (const struct sockaddr *)&c->info.peer);
-        if (p)
-            method = CG_AUTH_ADDRESS;
-    }
-    if (p) {
-        c->info.auth_method = method;
-        c->info.principal_id = p->id;
-        cg_strlcpy(c->info.principal, principal_name(p), sizeof c->info.principal);
-        if (!p->enabled)
-            why = "principal disabled";
-    }
-    cg_snapshot_release(s);
-    if (why) {
-        *why_r = why;
-        return p && !p->enabled ? CG_E_DENIED : CG_E_AUTH;
-    }
-    if (!p) {
-        /* a request-level method (login, digest, saml) authenticates later;
-         * a plaintext listener answers in its protocol (426, BYE) */
-        unsigned later = CG_AUTH_LOGIN | CG_AUTH_DIGEST | CG_AUTH_SAML;
-        if ((l->auth & later) || l->tls == CG_TLS_NONE)
-            return 0;
-        /* STARTTLS before the upgrade: the protocol only allows STARTTLS */
-        if (l->tls == CG_TLS_STARTTLS && !c->info.tls)
-            return 0;
-        *why_r = "no identity";
-        return CG_E_AUTH;
-    }
-    cg_metric_inc(method == CG_AUTH_CERT ? CG_M_AUTH_CERT
-                  : method == CG_AUTH_PSK ? CG_M_AUTH_PSK
-                                          : CG_M_AUTH_ADDRESS);
-    cg_info("conn=%llu client=%s listener=%s auth method=%s principal=%s",
-            (unsigned long long)c->info.id, c->info.client, l->name,
-            cg_auth_method_name(method), c->info.principal);
-    audit_conn(c, "auth", "ok", "allow", NULL, false);
-    return 0;
-}
-
 static void fill_tls_info(cg_conn *c)
 {
     SSL *ssl = cg_tls_ssl(cg_stream_tls(c->cli));
@@ -459,29 +189,37 @@ static void fill_tls_info(cg_conn *c)
     }
 }
 
+void cg_conn_drained(cg_conn *c, const bool *bp)
+{
+    bool was = *bp;
+    cg_conn_update_reads(c);
+    if (c->state == ST_OPEN && was && !*bp && c->proto->on_drain)
+        c->proto->on_drain(c);
+}
+
 /* ---- client side callbacks ------------------------------------------------- */
 
 static void open_session(cg_conn *c)
 {
     c->state = ST_OPEN;
     c->t_hs = 0;
-    c->t_idle = now_ms(c) + (uint64_t)c->info.listener->idle_timeout * 1000;
+    c->t_idle = cg_conn_now(c) + (uint64_t)c->info.listener->idle_timeout * 1000;
     c->opened = true;
     if (c->proto->on_open)
         c->proto->on_open(c);
 }
 
-static int cli_on_handshake(void *owner)
+static bool cli_on_handshake(void *owner)
 {
     cg_conn *c = owner;
-    enter(c);
+    cg_conn_enter(c);
     fill_tls_info(c);
     cg_metric_inc(CG_M_HS_OK);
     const char *why = NULL;
     int err;
     if (c->deferred_reason) {
         refuse(c, c->deferred_err, c->deferred_reason);
-    } else if ((err = resolve_identity(c, &why)) < 0) {
+    } else if ((err = cg_conn_identity_resolve(&c->info, cg_stream_tls(c->cli), &why)) < 0) {
         refuse(c, err, why);
     } else if (c->starttls) {
         c->state = ST_OPEN;
@@ -491,10 +229,10 @@ static int cli_on_handshake(void *owner)
     } else {
         open_session(c);
     }
-    schedule(c);
-    bool stop = c->state != ST_OPEN || c->close_pending || c->abort_pending;
-    leave(c);
-    return stop ? 1 : 0;
+    cg_conn_schedule(c);
+    bool go_on = c->state == ST_OPEN && !c->close_pending && !c->abort_pending;
+    cg_conn_leave(c);
+    return go_on;
 }
 
 static void cli_on_data(void *owner, const uint8_t *buf, size_t len)
@@ -502,21 +240,21 @@ static void cli_on_data(void *owner, const uint8_t *buf, size_t len)
     cg_conn *c = owner;
     if (c->state != ST_OPEN)
         return; /* closing: discard what still arrives */
-    enter(c);
-    c->t_idle = now_ms(c) + (uint64_t)c->info.listener->idle_timeout * 1000;
+    cg_conn_enter(c);
+    c->t_idle = cg_conn_now(c) + (uint64_t)c->info.listener->idle_timeout * 1000;
     cg_stream *cli = c->cli;
     cg_stream_cork(cli);
     if (c->proto->on_client_data)
         c->proto->on_client_data(c, buf, len);
     cg_stream_uncork(cli); /* c->cli lives until leave tears c down */
-    update_reads(c);
-    leave(c);
+    cg_conn_update_reads(c);
+    cg_conn_leave(c);
 }
 
 static void cli_on_eof(void *owner, int status)
 {
     cg_conn *c = owner;
-    enter(c);
+    cg_conn_enter(c);
     if (c->state == ST_HANDSHAKE) {
         if (status == CG_E_TLS) {
             cg_metric_inc(CG_M_HS_FAILED);
@@ -538,20 +276,17 @@ static void cli_on_eof(void *owner, int status)
     } else {
         c->abort_pending = true; /* closing and the client is gone */
     }
-    leave(c);
+    cg_conn_leave(c);
 }
 
 static void cli_on_drain(void *owner)
 {
     cg_conn *c = owner;
-    enter(c);
-    bool was = c->up_bp;
-    update_reads(c);
-    if (c->state == ST_OPEN && was && !c->up_bp && c->proto->on_drain)
-        c->proto->on_drain(c);
+    cg_conn_enter(c);
+    cg_conn_drained(c, &c->up_bp);
     if (c->state == ST_CLOSING && !cg_stream_queued(c->cli) && cg_stream_at_eof(c->cli))
         c->abort_pending = true;
-    leave(c);
+    cg_conn_leave(c);
 }
 
 static const cg_stream_cbs cli_cbs = {
@@ -559,86 +294,6 @@ static const cg_stream_cbs cli_cbs = {
     .on_data = cli_on_data,
     .on_eof = cli_on_eof,
     .on_drain = cli_on_drain,
-};
-
-/* ---- upstream side callbacks ---------------------------------------------- */
-
-static void up_on_connect(void *owner, int status)
-{
-    cg_conn *c = owner;
-    enter(c);
-    c->up_connecting = false;
-    c->t_connect = 0;
-    if (status < 0) {
-        cg_metric_inc(CG_M_BACKEND_ERRORS);
-        cg_warn("conn=%llu upstream %s: %s", (unsigned long long)c->info.id,
-                c->info.listener->upstream->name,
-                status == CG_E_TLS ? cg_tls_error(cg_stream_tls(c->up)) : cg_strerror(status));
-        cg_stream_close(c->up);
-        c->up = NULL;
-        fire_upstream_connected(c, status == CG_E_TLS ? CG_E_TLS : CG_E_UNAVAIL);
-    } else {
-        update_reads(c);
-        fire_upstream_connected(c, 0);
-    }
-    update_reads(c);
-    schedule(c);
-    leave(c);
-}
-
-static void up_on_data(void *owner, const uint8_t *buf, size_t len)
-{
-    cg_conn *c = owner;
-    if (c->state != ST_OPEN)
-        return;
-    enter(c);
-    /* a long answer streaming to the client is not an idle connection */
-    cg_conn_touch(c);
-    if (c->expecting) {
-        c->expecting = false;
-        c->t_response = 0;
-    }
-    cg_stream *cli = c->cli;
-    cg_stream_cork(cli);
-    if (c->proto->on_upstream_data)
-        c->proto->on_upstream_data(c, buf, len);
-    cg_stream_uncork(cli);
-    update_reads(c);
-    leave(c);
-}
-
-static void up_on_eof(void *owner, int status)
-{
-    cg_conn *c = owner;
-    enter(c);
-    cg_stream_close(c->up);
-    c->up = NULL;
-    c->t_response = 0;
-    c->expecting = false;
-    if (status < 0)
-        cg_metric_inc(CG_M_BACKEND_ERRORS);
-    if (c->state == ST_OPEN && c->proto->on_upstream_eof)
-        c->proto->on_upstream_eof(c, status < 0 ? CG_E_UNAVAIL : 0);
-    update_reads(c);
-    leave(c);
-}
-
-static void up_on_drain(void *owner)
-{
-    cg_conn *c = owner;
-    enter(c);
-    bool was = c->cli_bp;
-    update_reads(c);
-    if (c->state == ST_OPEN && was && !c->cli_bp && c->proto->on_drain)
-        c->proto->on_drain(c);
-    leave(c);
-}
-
-static const cg_stream_cbs up_cbs = {
-    .on_connect = up_on_connect,
-    .on_data = up_on_data,
-    .on_eof = up_on_eof,
-    .on_drain = up_on_drain,
 };
 
 /* ---- accept ------------------------------------------------------------------ */
@@ -739,7 +394,7 @@ void cg_conn_accept(cg_worker *w, cg_runtime *rt, size_t li, cg_stream *s)
     cg_metric_inc(CG_M_CONN_ACTIVE);
     c->state = l->tls == CG_TLS_IMPLICIT ? ST_HANDSHAKE : ST_OPEN;
 
-    enter(c);
+    cg_conn_enter(c);
     /* Every refusal is answered in the protocol (HTTP 503, IMAP BYE): on
      * an implicit-TLS listener that needs the handshake first, so the
      * refusal waits for it (bounded by handshake_timeout, and counted
@@ -763,21 +418,21 @@ void cg_conn_accept(cg_worker *w, cg_runtime *rt, size_t li, cg_stream *s)
         if (cg_stream_start_tls_server(s, rt->lctx[li]) < 0) {
             c->abort_pending = true;
         } else {
-            c->t_hs = now_ms(c) + (uint64_t)l->handshake_timeout * 1000;
-            update_reads(c);
+            c->t_hs = cg_conn_now(c) + (uint64_t)l->handshake_timeout * 1000;
+            cg_conn_update_reads(c);
         }
     } else {
         const char *why = NULL;
-        int err = resolve_identity(c, &why);
+        int err = cg_conn_identity_resolve(&c->info, cg_stream_tls(c->cli), &why);
         if (err < 0) {
             refuse(c, err, why);
         } else {
             open_session(c);
-            update_reads(c);
+            cg_conn_update_reads(c);
         }
     }
-    schedule(c);
-    leave(c);
+    cg_conn_schedule(c);
+    cg_conn_leave(c);
 }
 
 /* ---- the API for protocols ---------------------------------------------------- */
@@ -789,93 +444,7 @@ int cg_conn_write_client(cg_conn *c, const void *buf, size_t len)
     return cg_stream_write(c->cli, buf, len);
 }
 
-int cg_conn_write_upstream(cg_conn *c, const void *buf, size_t len)
-{
-    if (c->state != ST_OPEN || !c->up)
-        return CG_E_IO;
-    int r = cg_stream_write(c->up, buf, len);
-    if (r == 0 && !c->depth)
-        update_reads(c);
-    return r;
-}
-
 size_t cg_conn_client_queued(const cg_conn *c) { return c->cli ? cg_stream_queued(c->cli) : 0; }
-size_t cg_conn_upstream_queued(const cg_conn *c) { return c->up ? cg_stream_queued(c->up) : 0; }
-bool cg_conn_upstream_attached(const cg_conn *c) { return c->up != NULL; }
-
-int cg_conn_upstream_connect(cg_conn *c)
-{
-    const cg_upstream_cfg *u = c->info.listener->upstream;
-    if (c->state != ST_OPEN || !u)
-        return CG_E_INVAL;
-    if (c->up) {
-        if (!c->up_connecting) {
-            c->up_pending = true;
-            c->up_pending_status = 0;
-            schedule(c);
-        }
-        return 0;
-    }
-    if (!c->have_local) {
-        /* once per connection, not per request */
-        int len = sizeof c->local;
-        if (uv_tcp_getsockname(cg_stream_tcp(c->cli), (struct sockaddr *)&c->local, &len) != 0)
-            return CG_E_IO; /* PROXY v2 would name no local address */
-        c->have_local = true;
-    }
-    bool pooled = false;
-    SSL_CTX *ctx = c->rt->uctx[cg_runtime_upstream_index(c->rt, u)];
-    int r = cg_upstream_open(c->w, u, c->rt->generation, ctx,
-                             (const struct sockaddr *)&c->info.peer,
-                             (const struct sockaddr *)&c->local, &up_cbs, c, &c->up, &pooled);
-    if (r < 0) {
-        c->up = NULL;
-        c->up_pending = true;
-        c->up_pending_status = CG_E_UNAVAIL;
-        cg_metric_inc(CG_M_BACKEND_ERRORS);
-        cg_warn("conn=%llu upstream %s: %s", (unsigned long long)c->info.id, u->name,
-                cg_strerror(r));
-    } else if (pooled) {
-        c->up_pending = true;
-        c->up_pending_status = 0;
-        update_reads(c);
-    } else {
-        c->up_connecting = true;
-        c->t_connect = now_ms(c) + (uint64_t)u->connect_timeout * 1000;
-    }
-    schedule(c);
-    return 0;
-}
-
-void cg_conn_upstream_release(cg_conn *c, bool reusable)
-{
-    if (!c->up)
-        return;
-    cg_stream *s = c->up;
-    c->up = NULL;
-    c->t_connect = c->t_response = 0;
-    c->expecting = false;
-    if (c->up_connecting)
-        reusable = false;
-    c->up_connecting = false;
-    cg_upstream_put(c->w, c->info.listener->upstream, c->rt->generation, s, reusable);
-    update_reads(c);
-}
-
-void cg_conn_upstream_shutdown(cg_conn *c)
-{
-    if (c->up)
-        cg_stream_shutdown(c->up);
-}
-
-void cg_conn_upstream_expect(cg_conn *c, bool expecting)
-{
-    const cg_upstream_cfg *u = c->info.listener->upstream;
-    c->expecting = expecting;
-    c->t_response = expecting && u ? now_ms(c) + (uint64_t)u->response_timeout * 1000 : 0;
-    schedule(c);
-}
-
 int cg_conn_start_tls(cg_conn *c)
 {
     if (c->state != ST_OPEN || c->info.tls || cg_stream_is_tls(c->cli) || !c->rt->lctx[c->li])
@@ -885,33 +454,33 @@ int cg_conn_start_tls(cg_conn *c)
         return r;
     c->starttls = true;
     c->state = ST_HANDSHAKE;
-    c->t_hs = now_ms(c) + (uint64_t)c->info.listener->handshake_timeout * 1000;
-    update_reads(c);
-    schedule(c);
+    c->t_hs = cg_conn_now(c) + (uint64_t)c->info.listener->handshake_timeout * 1000;
+    cg_conn_update_reads(c);
+    cg_conn_schedule(c);
     return 0;
 }
 
 void cg_conn_read_client(cg_conn *c, bool on)
 {
     c->cli_want = on;
-    update_reads(c);
+    cg_conn_update_reads(c);
 }
 
 void cg_conn_read_upstream(cg_conn *c, bool on)
 {
     c->up_want = on;
-    update_reads(c);
+    cg_conn_update_reads(c);
 }
 
 void cg_conn_set_timer(cg_conn *c, uint64_t ms)
 {
-    c->t_proto = ms ? now_ms(c) + ms : 0;
-    schedule(c);
+    c->t_proto = ms ? cg_conn_now(c) + ms : 0;
+    cg_conn_schedule(c);
 }
 
 void cg_conn_touch(cg_conn *c)
 {
-    c->t_idle = now_ms(c) + (uint64_t)c->info.listener->idle_timeout * 1000;
+    c->t_idle = cg_conn_now(c) + (uint64_t)c->info.listener->idle_timeout * 1000;
 }
 
 /* ---- closing ------------------------------------------------------------------------ */
@@ -954,7 +523,7 @@ static void do_close(cg_conn *c)
     }
     c->t_hs = c->t_idle = c->t_proto = c->t_connect = c->t_response = 0;
     c->up_pending = false;
-    c->t_linger = now_ms(c) + LINGER_MS;
+    c->t_linger = cg_conn_now(c) + LINGER_MS;
     cg_debug("conn=%llu closing: %s", (unsigned long long)c->info.id,
              c->close_reason ? c->close_reason : "-");
     /* the shutdown may report the client's EOF (or an error) at once: its
@@ -967,8 +536,8 @@ static void do_close(cg_conn *c)
         teardown(c);
         return;
     }
-    update_reads(c);
-    schedule(c);
+    cg_conn_update_reads(c);
+    cg_conn_schedule(c);
 }
 
 static void teardown(cg_conn *c)
@@ -988,8 +557,7 @@ static void teardown(cg_conn *c)
     if (c->counted)
         cg_addrlimit_put((const struct sockaddr *)&c->info.peer);
     worker_unlink(c);
-    heap_remove(c);
-    heap_rearm(c->w);
+    cg_deadline_remove(&c->w->deadlines, &c->dl);
     cg_metric_add(CG_M_CONN_ACTIVE, -1);
     /* nothing refers to c any more: the streams make no callbacks after
      * cg_stream_close, and teardown only runs with no callback on the

@@ -103,7 +103,8 @@ size_t cg_conn_upstream_queued(const cg_conn *c);
 
 /* Open (or take from the worker's pool for this listener's upstream) the
  * upstream half; on_upstream_connected follows. */
-int cg_conn_upstream_connect(cg_conn *c);
+int cg_conn_upstream_connect(cg_conn *c)
+    __attribute__((warn_unused_result));
 /* Detach the upstream half: back to the pool when reusable (HTTP
  * keep-alive, response complete), else closed. */
 void cg_conn_upstream_release(cg_conn *c, bool reusable);
@@ -118,7 +119,8 @@ void cg_conn_upstream_expect(cg_conn *c, bool expecting);
 /* IMAP STARTTLS: everything already queued to the client is sent in
  * plaintext first, then the server handshake starts; on_tls_ready follows.
  * The caller must drop any plaintext it still holds (CVE-2011-0411). */
-int cg_conn_start_tls(cg_conn *c);
+int cg_conn_start_tls(cg_conn *c)
+    __attribute__((warn_unused_result));
 
 /* Pause or resume reading a side (on top of the core's backpressure). */
 void cg_conn_read_client(cg_conn *c, bool on);

@@ -1,7 +1,8 @@
 /* proxy/core/conn_info.c — what a connection's own facts contribute to an audit
- * record. Beside proxy/core/conn.h's API but apart from proxy/core/conn.c, so the protocol
+ * record, and the connection-level (service "tls") records. Beside proxy/core/conn.h's API but apart from proxy/core/conn.c, so the protocol
  * gateways and the in-memory connection of the session fuzzers share it. */
 #include "proxy/core/conn.h"
+#include "proxy/core/conn_internal.h"
 
 #include "store/audit.h"
 #include "proxy/core/config.h"
@@ -16,4 +17,20 @@ void cg_conn_info_audit(const cg_conn_info *ci, cg_audit_rec *r)
     r->method = ci->auth_method ? cg_auth_method_name(ci->auth_method) : NULL;
     r->tls_version = ci->tls ? ci->tls_version : NULL;
     r->tls_cipher = ci->tls ? ci->tls_cipher : NULL;
+}
+
+void cg_conn_audit_tls(const cg_conn_info *ci, const char *operation, const char *result,
+                       const char *decision, const char *reason, bool refusal)
+{
+    cg_audit_rec r;
+    cg_conn_info_audit(ci, &r);
+    r.service = "tls";
+    r.operation = operation;
+    r.result = result;
+    r.decision = decision;
+    r.reason = reason;
+    if (refusal)
+        cg_audit_refused(&r);
+    else
+        cg_audit_submit(&r);
 }

@@ -284,7 +284,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init((char *)lc->rbuf, (unsigned)lc->rcap);
 }
 
-static int tls_on_handshake(void *ctx)
+static enum cg_tls_flow tls_on_handshake(void *ctx)
 {
     cg_stream *s = ctx;
     if (s->closing)
@@ -293,22 +293,22 @@ static int tls_on_handshake(void *ctx)
         flush_plain(s);
         if (s->cbs && s->cbs->on_connect)
             s->cbs->on_connect(s->owner, 0);
-        return s->closing ? CG_TLS_STOP : 0;
+        return s->closing ? CG_TLS_STOP : CG_TLS_CONTINUE;
     }
-    int rc = s->cbs && s->cbs->on_handshake ? s->cbs->on_handshake(s->owner) : 0;
+    bool go_on = !s->cbs || !s->cbs->on_handshake || s->cbs->on_handshake(s->owner);
     if (!s->closing)
         flush_plain(s);
-    return rc || s->closing ? CG_TLS_STOP : 0;
+    return !go_on || s->closing ? CG_TLS_STOP : CG_TLS_CONTINUE;
 }
 
-static int tls_on_data(void *ctx, const uint8_t *buf, size_t len)
+static enum cg_tls_flow tls_on_data(void *ctx, const uint8_t *buf, size_t len)
 {
     cg_stream *s = ctx;
     if (s->closing || s->eof_sent)
         return CG_TLS_STOP;
     if (s->cbs && s->cbs->on_data)
         s->cbs->on_data(s->owner, buf, len);
-    return s->closing || s->eof_sent ? CG_TLS_STOP : 0;
+    return s->closing || s->eof_sent ? CG_TLS_STOP : CG_TLS_CONTINUE;
 }
 
 static const cg_tls_cbs stream_tls_cbs = { tls_on_handshake, tls_on_data };
@@ -337,11 +337,12 @@ static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     bool was = cg_tls_established(s->tls);
-    int rc = cg_tls_feed(s->tls, (const uint8_t *)buf->base, (size_t)nread);
+    enum cg_tls_flow flow = CG_TLS_CONTINUE;
+    int rc = cg_tls_feed(s->tls, (const uint8_t *)buf->base, (size_t)nread, &flow);
     if (s->closing)
         return;
     flush_tls(s); /* alerts, handshake flights, TLS 1.3 tickets, KeyUpdate */
-    if (rc == CG_TLS_EOF) {
+    if (rc == 0 && flow == CG_TLS_EOF) {
         report_eof(s, 0);
     } else if (rc < 0) {
         if (s->tls_client && !was && s->cbs && s->cbs->on_connect) {

@@ -34,8 +34,8 @@ typedef struct cg_stream_cbs {
     /* TCP connect finished (and the TLS handshake, for TLS streams made
      * by cg_stream_connect): 0 or a negative code. */
     void (*on_connect)(void *owner, int status);
-    /* Server TLS handshake finished; non-zero refuses (stops reading). */
-    int (*on_handshake)(void *owner);
+    /* Server TLS handshake finished; false refuses (stops reading). */
+    bool (*on_handshake)(void *owner);
     void (*on_data)(void *owner, const uint8_t *buf, size_t len);
     /* Peer closed (0), read/write error or TLS failure (negative). Once. */
     void (*on_eof)(void *owner, int status);
@@ -53,16 +53,19 @@ void cg_stream_set_owner(cg_stream *s, const cg_stream_cbs *cbs, void *owner);
 void cg_stream_accepted(cg_stream *s);
 /* Server-side TLS from now on (implicit TLS at accept, or STARTTLS after
  * everything already queued was sent in plaintext). */
-int cg_stream_start_tls_server(cg_stream *s, SSL_CTX *ctx);
+int cg_stream_start_tls_server(cg_stream *s, SSL_CTX *ctx)
+    __attribute__((warn_unused_result));
 /* Connect; with ctx the client handshake follows (host: SNI and name
  * check; pin: SPKI SHA-256 or NULL). prefix (e.g. a PROXY v2 header) is
  * sent in plaintext before anything else. on_connect follows. */
 int cg_stream_connect(cg_stream *s, const struct sockaddr *addr, SSL_CTX *ctx,
                       const char *host, const uint8_t *pin, const void *prefix,
-                      size_t prefixlen);
+                      size_t prefixlen)
+    __attribute__((warn_unused_result));
 
 /* Queue plaintext (encrypted for TLS; held until the handshake is done). */
-int cg_stream_write(cg_stream *s, const void *buf, size_t len);
+int cg_stream_write(cg_stream *s, const void *buf, size_t len)
+    __attribute__((warn_unused_result));
 /* While corked, TLS records written are kept and leave in one send at the
  * matching uncork (a response head and its body: one write(2), not two).
  * Only for the span of one callback: the records are held in memory. */

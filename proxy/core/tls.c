@@ -14,6 +14,7 @@
 #include <openssl/hmac.h>
 #include <openssl/x509v3.h>
 
+#include "common/cg_buf.h"
 #include "common/cg_error.h"
 #include "common/cg_util.h"
 #include "policy/identity.h"
@@ -21,6 +22,7 @@
 
 #define PSK_ID_MAX 128
 #define DUMMY_KEY_LEN 32
+#define OUT_FIRST 4096 /* first ciphertext buffer: a few records */
 
 struct cg_tls {
     SSL *ssl;
@@ -32,7 +34,7 @@ struct cg_tls {
     const uint8_t *in;
     size_t inlen;
     uint8_t *stash;
-    size_t stashlen;
+    size_t stashlen, stashcap;
     /* output ciphertext; freed when drained */
     uint8_t *out;
     size_t outoff, outlen, outcap;
@@ -73,16 +75,8 @@ static int bio_write(BIO *b, const char *data, int len)
         return 0;
     if (t->outoff && t->outoff == t->outlen)
         t->outoff = t->outlen = 0;
-    if (t->outlen + (size_t)len > t->outcap) {
-        size_t cap = t->outcap ? t->outcap : 4096;
-        while (cap < t->outlen + (size_t)len)
-            cap *= 2;
-        uint8_t *n = realloc(t->out, cap);
-        if (!n)
-            return -1;
-        t->out = n;
-        t->outcap = cap;
-    }
+    if (!cg_buf_grow((void **)&t->out, &t->outcap, t->outlen + (size_t)len, OUT_FIRST, SIZE_MAX))
+        return -1;
     memcpy(t->out + t->outlen, data, (size_t)len);
     t->outlen += (size_t)len;
     return len;
@@ -519,8 +513,11 @@ static int fail(cg_tls *t, const char *what)
     return CG_E_TLS;
 }
 
-static int drive(cg_tls *t)
+/* Drives the handshake, then SSL_read until it wants more: 0 with *flow,
+ * or CG_E_TLS. */
+static int drive(cg_tls *t, enum cg_tls_flow *flow)
 {
+    *flow = CG_TLS_CONTINUE;
     if (t->failed)
         return CG_E_TLS;
     if (!t->established) {
@@ -544,10 +541,9 @@ static int drive(cg_tls *t)
             return fail(t, "upstream certificate does not match pin_sha256");
         }
         t->established = true;
-        if (t->cbs && t->cbs->on_handshake) {
-            int rc = t->cbs->on_handshake(t->cbctx);
-            if (rc)
-                return rc;
+        if (t->cbs && t->cbs->on_handshake && t->cbs->on_handshake(t->cbctx) == CG_TLS_STOP) {
+            *flow = CG_TLS_STOP;
+            return 0;
         }
     }
     for (;;) {
@@ -555,58 +551,60 @@ static int drive(cg_tls *t)
         ERR_clear_error();
         int r = SSL_read_ex(t->ssl, t->plain, t->plaincap, &n);
         if (r == 1) {
-            if (t->cbs && t->cbs->on_data) {
-                int rc = t->cbs->on_data(t->cbctx, t->plain, n);
-                if (rc)
-                    return rc;
+            if (t->cbs && t->cbs->on_data && t->cbs->on_data(t->cbctx, t->plain, n) == CG_TLS_STOP) {
+                *flow = CG_TLS_STOP;
+                return 0;
             }
             continue;
         }
         int e = SSL_get_error(t->ssl, r);
         if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
             return 0;
-        if (e == SSL_ERROR_ZERO_RETURN)
-            return CG_TLS_EOF;
+        if (e == SSL_ERROR_ZERO_RETURN) {
+            *flow = CG_TLS_EOF;
+            return 0;
+        }
         return fail(t, "TLS read failed");
     }
 }
 
 int cg_tls_start(cg_tls *t)
 {
-    return drive(t);
+    enum cg_tls_flow flow; /* a client's first flight: nothing to read yet */
+    return drive(t, &flow);
 }
 
-int cg_tls_feed(cg_tls *t, const uint8_t *in, size_t len)
+int cg_tls_feed(cg_tls *t, const uint8_t *in, size_t len, enum cg_tls_flow *flow)
 {
     int rc;
     if (t->stashlen) {
-        uint8_t *n = realloc(t->stash, t->stashlen + len);
-        if (!n)
+        if (!cg_buf_grow((void **)&t->stash, &t->stashcap, t->stashlen + len, len, SIZE_MAX))
             return CG_E_NOMEM;
-        memcpy(n + t->stashlen, in, len);
-        t->stash = n;
+        memcpy(t->stash + t->stashlen, in, len);
         t->stashlen += len;
         t->in = t->stash;
         t->inlen = t->stashlen;
-        rc = drive(t);
+        rc = drive(t, flow);
         /* keep what is left at the front of the stash */
         memmove(t->stash, t->in, t->inlen);
         t->stashlen = t->inlen;
         if (!t->stashlen) {
             free(t->stash);
             t->stash = NULL;
+            t->stashcap = 0;
         }
     } else {
         t->in = in;
         t->inlen = len;
-        rc = drive(t);
+        rc = drive(t, flow);
         if (t->inlen) {
             /* only when processing stopped early (a callback refused) */
-            t->stash = malloc(t->inlen);
-            if (!t->stash)
-                return CG_E_NOMEM;
-            memcpy(t->stash, t->in, t->inlen);
-            t->stashlen = t->inlen;
+            if (cg_buf_grow((void **)&t->stash, &t->stashcap, t->inlen, t->inlen, SIZE_MAX)) {
+                memcpy(t->stash, t->in, t->inlen);
+                t->stashlen = t->inlen;
+            } else {
+                rc = CG_E_NOMEM;
+            }
         }
     }
     t->in = NULL;
@@ -664,9 +662,9 @@ int cg_tls_peer_cert(cg_tls *t, uint8_t fpr[32], char *namebuf, size_t namecap,
     size_t used = 0, n = 0;
     bool full = false;
     if (!cert)
-        return -1;
+        return CG_E_NOTFOUND;
     if (X509_digest(cert, EVP_sha256(), fpr, &mdlen) != 1 || mdlen != 32)
-        return -1;
+        return CG_E_CRYPTO;
     GENERAL_NAMES *gens = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
     /* the subject CN names the holder only when there is no subjectAltName
      * at all (RFC 6125 6.4.4): a certificate whose issuer put the identity

@@ -23,22 +23,33 @@
 
 /* Once per process, before any context: the secret behind dummy PSK keys
  * and the ex_data index. */
-int cg_tls_global_init(const char **error_r);
+int cg_tls_global_init(const char **error_r)
+    __attribute__((warn_unused_result));
 
 /* Server context for a listener (tls != none). error_r: one sentence. */
 int cg_tls_server_ctx_new(const cg_listener_cfg *l, SSL_CTX **out,
-                          const char **error_r);
+                          const char **error_r)
+    __attribute__((warn_unused_result));
 /* Client context for an upstream with tls = yes. */
 int cg_tls_client_ctx_new(const cg_upstream_cfg *u, SSL_CTX **out,
-                          const char **error_r);
+                          const char **error_r)
+    __attribute__((warn_unused_result));
 
 typedef struct cg_tls cg_tls;
 
+/* Where processing the fed ciphertext stands: a protocol outcome, never an
+ * error (errors are negative CG_E_* codes beside it). */
+enum cg_tls_flow {
+    CG_TLS_CONTINUE, /* everything fed was processed: more ciphertext wanted */
+    CG_TLS_STOP,     /* a callback stopped processing (refused, closing) */
+    CG_TLS_EOF,      /* close_notify received: the peer's orderly end */
+};
+
 typedef struct cg_tls_cbs {
-    /* Handshake completed. Non-zero stops processing (refused). */
-    int (*on_handshake)(void *ctx);
-    /* Plaintext received. Non-zero stops processing. */
-    int (*on_data)(void *ctx, const uint8_t *buf, size_t len);
+    /* Handshake completed. CG_TLS_STOP stops processing (refused). */
+    enum cg_tls_flow (*on_handshake)(void *ctx);
+    /* Plaintext received. CG_TLS_STOP stops processing. */
+    enum cg_tls_flow (*on_data)(void *ctx, const uint8_t *buf, size_t len);
 } cg_tls_cbs;
 
 /* server: accept side; else connect side with host (SNI and name check
@@ -50,16 +61,14 @@ cg_tls *cg_tls_new(SSL_CTX *ctx, bool server, const char *host,
 void cg_tls_free(cg_tls *t);
 
 /* Feeds ciphertext; drives the handshake and drains SSL_read until it
- * wants more. Returns 0, CG_TLS_EOF (close_notify received), CG_E_TLS
- * (fatal: an alert may be waiting in the output), or a callback's code. */
-#define CG_TLS_EOF 1
-/* What a callback returns to stop processing (not an error, not EOF). */
-#define CG_TLS_STOP 2
-int cg_tls_feed(cg_tls *t, const uint8_t *in, size_t len);
-/* Starts the handshake (client: sends ClientHello). */
-int cg_tls_start(cg_tls *t);
+ * wants more. Returns 0 with where it stopped in *flow, or CG_E_TLS
+ * (fatal: an alert may be waiting in the output) or CG_E_NOMEM. */
+int cg_tls_feed(cg_tls *t, const uint8_t *in, size_t len, enum cg_tls_flow *flow)
+    __attribute__((warn_unused_result));
+/* Starts the handshake (client: sends ClientHello). 0 or CG_E_TLS. */
+int cg_tls_start(cg_tls *t) __attribute__((warn_unused_result));
 /* Encrypts plaintext (after the handshake). 0 or CG_E_TLS. */
-int cg_tls_write(cg_tls *t, const void *buf, size_t len);
+int cg_tls_write(cg_tls *t, const void *buf, size_t len) __attribute__((warn_unused_result));
 /* Queues close_notify. */
 void cg_tls_shutdown(cg_tls *t);
 
@@ -77,9 +86,11 @@ const char *cg_tls_psk_identity(const cg_tls *t);
 /* Peer certificate: SHA-256 of the DER and names (email:, dns:, uri:
  * subjectAltNames; cn: the subject CN, only when there is no
  * subjectAltName) written into namebuf; returns the number of names (0 when
- * they do not all fit), or -1 when there is no peer certificate. */
+ * they do not all fit), CG_E_NOTFOUND without a peer certificate, or
+ * CG_E_CRYPTO when it cannot be hashed. */
 int cg_tls_peer_cert(cg_tls *t, uint8_t fpr[32], char *namebuf,
                      size_t namecap, const char **names, size_t maxnames,
-                     char *subject, size_t subjcap);
+                     char *subject, size_t subjcap)
+    __attribute__((warn_unused_result));
 
 #endif

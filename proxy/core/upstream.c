@@ -88,6 +88,22 @@ static void host_of(const char *address, char *out, size_t cap)
     out[n] = '\0';
 }
 
+/* The address block of a PROXY v2 header (after its 12-byte signature and
+ * version byte): family, length, both addresses (alen bytes each), both
+ * ports; returns the header's whole length. */
+static size_t proxy_v2_addrs(uint8_t *out, uint8_t family, const void *caddr, const void *laddr,
+                             size_t alen, const void *cport, const void *lport)
+{
+    out[13] = family;
+    out[14] = 0;
+    out[15] = (uint8_t)(2 * alen + 4);
+    memcpy(out + 16, caddr, alen);
+    memcpy(out + 16 + alen, laddr, alen);
+    memcpy(out + 16 + 2 * alen, cport, 2);
+    memcpy(out + 18 + 2 * alen, lport, 2);
+    return 16 + 2 * alen + 4;
+}
+
 size_t cg_proxy_v2_header(const struct sockaddr *client, const struct sockaddr *local,
                           uint8_t *out, size_t cap)
 {
@@ -99,25 +115,13 @@ size_t cg_proxy_v2_header(const struct sockaddr *client, const struct sockaddr *
     out[12] = 0x21; /* version 2, PROXY */
     if (client->sa_family == AF_INET && local->sa_family == AF_INET) {
         const struct sockaddr_in *c = (const void *)client, *l = (const void *)local;
-        out[13] = 0x11; /* TCP over IPv4 */
-        out[14] = 0;
-        out[15] = 12;
-        memcpy(out + 16, &c->sin_addr, 4);
-        memcpy(out + 20, &l->sin_addr, 4);
-        memcpy(out + 24, &c->sin_port, 2);
-        memcpy(out + 26, &l->sin_port, 2);
-        return 28;
+        return proxy_v2_addrs(out, 0x11 /* TCP over IPv4 */, &c->sin_addr, &l->sin_addr,
+                              sizeof c->sin_addr, &c->sin_port, &l->sin_port);
     }
     if (client->sa_family == AF_INET6 && local->sa_family == AF_INET6) {
         const struct sockaddr_in6 *c = (const void *)client, *l = (const void *)local;
-        out[13] = 0x21; /* TCP over IPv6 */
-        out[14] = 0;
-        out[15] = 36;
-        memcpy(out + 16, &c->sin6_addr, 16);
-        memcpy(out + 32, &l->sin6_addr, 16);
-        memcpy(out + 48, &c->sin6_port, 2);
-        memcpy(out + 50, &l->sin6_port, 2);
-        return 52;
+        return proxy_v2_addrs(out, 0x21 /* TCP over IPv6 */, &c->sin6_addr, &l->sin6_addr,
+                              sizeof c->sin6_addr, &c->sin6_port, &l->sin6_port);
     }
     out[13] = 0x20; /* LOCAL: mixed families, no address block */
     out[14] = 0;

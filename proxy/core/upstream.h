@@ -30,7 +30,8 @@ int cg_upstream_open(struct cg_worker *w, const cg_upstream_cfg *u, uint64_t gen
                      SSL_CTX *ctx,
                      const struct sockaddr *client, const struct sockaddr *local,
                      const cg_stream_cbs *cbs, void *owner, cg_stream **out,
-                     bool *pooled);
+                     bool *pooled)
+    __attribute__((warn_unused_result));
 /* Gives a connection back: pooled when reusable and there is room, else
  * closed. */
 void cg_upstream_put(struct cg_worker *w, const cg_upstream_cfg *u, uint64_t generation,

@@ -1,19 +1,12 @@
-/* proxy/core/worker.c — `workers` threads, each with its own uv loop and its own
- * listening sockets bound with SO_REUSEPORT (libuv 1.44 has no
- * UV_TCP_REUSEPORT: socket, setsockopt, bind, listen, uv_tcp_open), the
- * runtime configuration swapped in by SIGHUP, and the per-address
- * connection limit shared by all workers. */
+/* proxy/core/worker.c — `workers` threads, each with its own uv loop (its
+ * listening sockets are listener.c's), the runtime configuration swapped in
+ * by SIGHUP, and the per-address connection limit shared by all workers. */
 #include "proxy/core/worker.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <pthread.h>
 #include <string.h>
-#include <unistd.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #include "common/cg_addrtab.h"
 #include "common/cg_error.h"
@@ -26,7 +19,6 @@
 
 #define RBUF_SIZE (64 * 1024)
 #define PBUF_SIZE (16 * 1024 + 256)
-#define BACKLOG 511
 
 enum { REQ_RELOAD = 1, REQ_STOP_ACCEPT = 2, REQ_FORCE_CLOSE = 4, REQ_EXIT = 8 };
 
@@ -45,30 +37,20 @@ int cg_runtime_new(cg_config *cfg, cg_runtime **out, const char **error_r)
     rt->uctx = calloc(cfg->nupstreams + 1, sizeof *rt->uctx);
     atomic_init(&rt->refs, 1);
     rt->cfg = cfg;
+    int r = 0;
     if (!rt->lctx || !rt->uctx) {
-        rt->cfg = NULL;
-        cg_runtime_release(rt);
-        return CG_E_NOMEM;
+        r = CG_E_NOMEM;
+        goto fail;
     }
     for (size_t i = 0; i < cfg->nlisteners; i++) {
-        if (cfg->listeners[i].tls == CG_TLS_NONE)
-            continue;
-        int r = cg_tls_server_ctx_new(&cfg->listeners[i], &rt->lctx[i], error_r);
-        if (r < 0) {
-            rt->cfg = NULL;
-            cg_runtime_release(rt);
-            return r;
-        }
+        if (cfg->listeners[i].tls != CG_TLS_NONE &&
+            (r = cg_tls_server_ctx_new(&cfg->listeners[i], &rt->lctx[i], error_r)) < 0)
+            goto fail;
     }
     for (size_t i = 0; i < cfg->nupstreams; i++) {
-        if (!cfg->upstreams[i].tls)
-            continue;
-        int r = cg_tls_client_ctx_new(&cfg->upstreams[i], &rt->uctx[i], error_r);
-        if (r < 0) {
-            rt->cfg = NULL;
-            cg_runtime_release(rt);
-            return r;
-        }
+        if (cfg->upstreams[i].tls &&
+            (r = cg_tls_client_ctx_new(&cfg->upstreams[i], &rt->uctx[i], error_r)) < 0)
+            goto fail;
     }
     if (cfg->saml.present) {
         cg_saml_params p = {
@@ -77,17 +59,18 @@ int cg_runtime_new(cg_config *cfg, cg_runtime **out, const char **error_r)
             .audience = cfg->saml.audience,
             .clock_skew = cfg->saml.clock_skew,
         };
-        int r = cg_saml_global_init(error_r);
+        r = cg_saml_global_init(error_r);
         if (r == 0)
             r = cg_saml_verifier_new(&p, &rt->saml, error_r);
-        if (r < 0) {
-            rt->cfg = NULL;
-            cg_runtime_release(rt);
-            return r;
-        }
+        if (r < 0)
+            goto fail;
     }
     *out = rt;
     return 0;
+fail:
+    rt->cfg = NULL; /* cfg stays the caller's */
+    cg_runtime_release(rt);
+    return r;
 }
 
 cg_runtime *cg_runtime_ref(cg_runtime *rt)
@@ -175,16 +158,7 @@ void cg_addrlimit_put(const struct sockaddr *sa)
         cg_addrtab_put(t, &k);
 }
 
-/* ---- listeners ------------------------------------------------------------------ */
-
-typedef struct lsock {
-    uv_tcp_t tcp;
-    struct lsock *next;
-    cg_worker *w;
-    char name[64];
-    struct sockaddr_storage addr;
-    bool closing;
-} lsock;
+/* ---- workers ------------------------------------------------------------------- */
 
 static cg_worker *g_workers;
 static unsigned g_nworkers;
@@ -192,145 +166,15 @@ static atomic_bool g_shutting_down;
 
 bool cg_workers_shutting_down(void) { return atomic_load(&g_shutting_down); }
 
-static void on_connection(uv_stream_t *server, int status)
-{
-    lsock *ls = server->data;
-    cg_worker *w = ls->w;
-    if (status < 0) {
-        cg_warn("listener %s: accept: %s", ls->name, uv_strerror(status));
-        return;
-    }
-    cg_stream *s = cg_stream_new(&w->loop);
-    if (!s)
-        return;
-    if (uv_accept(server, (uv_stream_t *)cg_stream_tcp(s)) < 0) {
-        cg_stream_close(s);
-        return;
-    }
-    cg_runtime *rt = cg_runtime_acquire();
-    size_t li = rt ? rt->cfg->nlisteners : 0;
-    for (size_t i = 0; rt && i < rt->cfg->nlisteners; i++)
-        if (strcmp(rt->cfg->listeners[i].name, ls->name) == 0)
-            li = i;
-    if (!rt || li == rt->cfg->nlisteners) {
-        cg_stream_close(s);
-        cg_runtime_release(rt);
-        return;
-    }
-    cg_conn_accept(w, rt, li, s);
-}
-
-static int bind_socket(const cg_listener_cfg *l, int *fd_out, const char **error_r)
-{
-    static __thread char msg[300];
-    int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
-    if (fd < 0)
-        goto fail;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
-        goto fail;
-    if (l->addr.ss_family == AF_INET6)
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    if (bind(fd, (const struct sockaddr *)&l->addr, l->addrlen) < 0 || listen(fd, BACKLOG) < 0)
-        goto fail;
-    *fd_out = fd;
-    return 0;
-fail:;
-    int e = errno;
-    if (fd >= 0)
-        close(fd);
-    snprintf(msg, sizeof msg, "[listener %s]: cannot listen on %s: %s", l->name, l->listen,
-             strerror(e));
-    *error_r = msg;
-    return -e;
-}
-
-static int listen_on(cg_worker *w, const cg_listener_cfg *l, const char **error_r)
-{
-    int fd = -1;
-    int r = bind_socket(l, &fd, error_r);
-    if (r < 0)
-        return r;
-    lsock *ls = calloc(1, sizeof *ls);
-    if (!ls) {
-        close(fd);
-        return CG_E_NOMEM;
-    }
-    uv_tcp_init(&w->loop, &ls->tcp);
-    ls->tcp.data = ls;
-    ls->w = w;
-    snprintf(ls->name, sizeof ls->name, "%s", l->name);
-    memcpy(&ls->addr, &l->addr, sizeof ls->addr);
-    if ((r = uv_tcp_open(&ls->tcp, fd)) < 0 ||
-        (r = uv_listen((uv_stream_t *)&ls->tcp, BACKLOG, on_connection)) < 0) {
-        static __thread char msg[200];
-        snprintf(msg, sizeof msg, "[listener %s]: %s", l->name, uv_strerror(r));
-        *error_r = msg;
-        uv_close((uv_handle_t *)&ls->tcp, (uv_close_cb)free);
-        return r;
-    }
-    ls->next = w->listeners;
-    w->listeners = ls;
-    w->nlisteners++;
-    return 0;
-}
-
-static void lsock_close(lsock *ls)
-{
-    if (ls->closing)
-        return;
-    ls->closing = true;
-    uv_close((uv_handle_t *)&ls->tcp, (uv_close_cb)free);
-}
-
-static void close_listeners(cg_worker *w)
-{
-    for (lsock *ls = w->listeners, *n; ls; ls = n) {
-        n = ls->next;
-        lsock_close(ls);
-    }
-    w->listeners = NULL;
-    w->nlisteners = 0;
-}
-
-/* SIGHUP: keep sockets whose listener still exists at the same address,
- * close the others, bind new ones. */
-static void sync_listeners(cg_worker *w)
+/* SIGHUP on one worker: idle backend connections made under an older
+ * configuration go, listeners follow the new one. */
+static void reload(cg_worker *w)
 {
     cg_runtime *rt = cg_runtime_acquire();
     if (!rt)
         return;
-    /* idle backend connections made under an older configuration go now */
     cg_upstream_pool_retire(w, rt->generation);
-    lsock **pp = (lsock **)&w->listeners;
-    while (*pp) {
-        lsock *ls = *pp;
-        bool keep = false;
-        for (size_t i = 0; i < rt->cfg->nlisteners; i++)
-            if (strcmp(rt->cfg->listeners[i].name, ls->name) == 0 &&
-                memcmp(&rt->cfg->listeners[i].addr, &ls->addr, sizeof ls->addr) == 0)
-                keep = true;
-        if (keep) {
-            pp = &ls->next;
-        } else {
-            *pp = ls->next;
-            w->nlisteners--;
-            lsock_close(ls);
-        }
-    }
-    for (size_t i = 0; i < rt->cfg->nlisteners; i++) {
-        const cg_listener_cfg *l = &rt->cfg->listeners[i];
-        bool have = false;
-        for (lsock *ls = w->listeners; ls; ls = ls->next)
-            if (strcmp(l->name, ls->name) == 0)
-                have = true;
-        const char *err = NULL;
-        if (!have && listen_on(w, l, &err) < 0)
-            cg_error("reload: %s", err);
-        else if (!have && w->index == 0)
-            cg_info("listener %s: listening on %s", l->name, l->listen);
-    }
+    cg_listeners_sync(w, rt);
     cg_runtime_release(rt);
 }
 
@@ -339,10 +183,10 @@ static void async_cb(uv_async_t *a)
     cg_worker *w = a->data;
     unsigned req = atomic_exchange(&w->pending, 0);
     if ((req & REQ_RELOAD) && !w->stopping)
-        sync_listeners(w);
+        reload(w);
     if (req & (REQ_STOP_ACCEPT | REQ_EXIT)) {
         w->stopping = true;
-        close_listeners(w);
+        cg_listeners_close(w);
         cg_upstream_pool_clear(w);
     }
     if (req & (REQ_FORCE_CLOSE | REQ_EXIT)) {
@@ -350,7 +194,7 @@ static void async_cb(uv_async_t *a)
     }
     if (req & REQ_EXIT) {
         uv_close((uv_handle_t *)&w->async, NULL);
-        uv_close((uv_handle_t *)&w->heap_timer, NULL);
+        cg_deadline_heap_close(&w->deadlines);
     }
 }
 
@@ -387,10 +231,9 @@ int cg_workers_create(cg_runtime *rt, unsigned n, const char **error_r)
             return CG_E_NOMEM;
         uv_async_init(&w->loop, &w->async, async_cb);
         w->async.data = w;
-        uv_timer_init(&w->loop, &w->heap_timer);
-        w->heap_timer.data = w;
+        cg_deadline_heap_init(&w->deadlines, &w->loop, cg_conn_deadline_fire);
         for (size_t j = 0; j < rt->cfg->nlisteners; j++) {
-            int r = listen_on(w, &rt->cfg->listeners[j], error_r);
+            int r = cg_listener_open(w, &rt->cfg->listeners[j], error_r);
             if (r < 0)
                 return r;
         }
@@ -438,7 +281,7 @@ void cg_workers_join(void)
         uv_thread_join(&g_workers[i].thread);
         free(g_workers[i].lc.rbuf);
         free(g_workers[i].lc.pbuf);
-        free(g_workers[i].heap);
+        cg_deadline_heap_free(&g_workers[i].deadlines);
     }
     free(g_workers);
     g_workers = NULL;

@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "proxy/core/config.h"
+#include "proxy/core/deadline.h"
 #include "proxy/core/stream.h"
 
 struct cg_saml_verifier;
@@ -33,7 +34,8 @@ typedef struct cg_runtime {
 
 /* Builds the TLS contexts and the SAML verifier for cfg (taking ownership
  * of cfg on success). */
-int cg_runtime_new(cg_config *cfg, cg_runtime **out, const char **error_r);
+int cg_runtime_new(cg_config *cfg, cg_runtime **out, const char **error_r)
+    __attribute__((warn_unused_result));
 cg_runtime *cg_runtime_ref(cg_runtime *rt);
 void cg_runtime_release(cg_runtime *rt);
 /* The current runtime for new connections. */
@@ -46,8 +48,10 @@ struct cg_conn;
 
 /* Binds every listener of rt->cfg on every worker (SO_REUSEPORT), so
  * errors (address in use, permission) surface before the threads start. */
-int cg_workers_create(cg_runtime *rt, unsigned n, const char **error_r);
-int cg_workers_start(void);
+int cg_workers_create(cg_runtime *rt, unsigned n, const char **error_r)
+    __attribute__((warn_unused_result));
+int cg_workers_start(void)
+    __attribute__((warn_unused_result));
 /* SIGHUP: listeners that appeared or changed address are bound, vanished
  * ones closed (asynchronously, on each worker). */
 void cg_workers_reload(void);
@@ -73,25 +77,32 @@ struct cg_worker {
     uint64_t nconns;
     void *pools;           /* upstream.c */
     uint64_t pool_generation; /* upstream.c: newest runtime generation seen */
-    void *listeners;       /* worker.c */
+    void *listeners;       /* listener.c */
     size_t nlisteners;
     atomic_uint pending;   /* async request bits */
     bool stopping;
-    /* connection deadlines (proxy/core/conn.c): a min-heap and one timer */
-    struct cg_conn **heap;
-    size_t heap_n, heap_cap;
-    uv_timer_t heap_timer;
-    uint64_t heap_armed;
+    cg_deadline_heap deadlines; /* of its connections: one timer */
 };
 
 /* Per-address connection limit shared by all workers. */
-int cg_addrlimit_take(const struct sockaddr *sa, unsigned max);
+int cg_addrlimit_take(const struct sockaddr *sa, unsigned max)
+    __attribute__((warn_unused_result));
 void cg_addrlimit_put(const struct sockaddr *sa);
+
+/* proxy/core/listener.c: listen on l (SO_REUSEPORT, so every worker has
+ * its own socket); close them all (SIGTERM); follow rt's listeners
+ * (SIGHUP: same name and address kept, others closed, new ones bound). */
+int cg_listener_open(cg_worker *w, const cg_listener_cfg *l, const char **error_r)
+    __attribute__((warn_unused_result));
+void cg_listeners_close(cg_worker *w);
+void cg_listeners_sync(cg_worker *w, const cg_runtime *rt);
 
 /* proxy/core/conn.c: a new client connection on w for listener li of rt (the
  * reference to rt is taken by the connection). */
 void cg_conn_accept(cg_worker *w, cg_runtime *rt, size_t li, cg_stream *s);
 void cg_conn_worker_link(cg_worker *w, struct cg_conn *c);
+/* A connection's deadline came up (the fire callback of w->deadlines). */
+void cg_conn_deadline_fire(cg_deadline *d);
 /* Every connection of w: told "shutting down" (on_refuse) and closed;
  * abort_now drops them at once (exit). */
 void cg_conn_shutdown_all(cg_worker *w, bool abort_now);

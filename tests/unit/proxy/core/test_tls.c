@@ -127,20 +127,20 @@ typedef struct peer {
 
 static peer *g_peer;
 
-static int on_hs(void *ctx)
+static enum cg_tls_flow on_hs(void *ctx)
 {
     ((peer *)ctx)->handshakes++;
-    return 0;
+    return CG_TLS_CONTINUE;
 }
 
-static int on_data(void *ctx, const uint8_t *b, size_t n)
+static enum cg_tls_flow on_data(void *ctx, const uint8_t *b, size_t n)
 {
     peer *p = ctx;
     if (p->gotlen + n < sizeof p->got) {
         memcpy(p->got + p->gotlen, b, n);
         p->gotlen += n;
     }
-    return 0;
+    return CG_TLS_CONTINUE;
 }
 
 static const cg_tls_cbs cbs = { on_hs, on_data };
@@ -216,7 +216,8 @@ static int pump(peer *p)
         char buf[16384];
         int n;
         while ((n = BIO_read(p->cout, buf, sizeof buf)) > 0) {
-            rc = cg_tls_feed(p->srv, (const uint8_t *)buf, (size_t)n);
+            enum cg_tls_flow flow;
+            rc = cg_tls_feed(p->srv, (const uint8_t *)buf, (size_t)n, &flow);
             moved = true;
         }
         const uint8_t *o;
@@ -280,7 +281,9 @@ static void test_handshake_and_data_both_ways(void **state)
     char tmp[256];
     int k = BIO_read(p.cout, tmp, sizeof tmp);
     assert_true(k > 0);
-    assert_int_equal(cg_tls_feed(p.srv, (uint8_t *)tmp, (size_t)k), CG_TLS_EOF);
+    enum cg_tls_flow flow = CG_TLS_CONTINUE;
+    assert_int_equal(cg_tls_feed(p.srv, (uint8_t *)tmp, (size_t)k, &flow), 0);
+    assert_int_equal(flow, CG_TLS_EOF);
     peer_free(&p);
     SSL_CTX_free(s);
     SSL_CTX_free(c);
@@ -297,8 +300,9 @@ static void test_handshake_fed_byte_by_byte(void **state)
     for (int round = 0; round < 20 && !cg_tls_established(p.srv); round++) {
         SSL_do_handshake(p.cli);
         char b;
+        enum cg_tls_flow flow;
         while (BIO_read(p.cout, &b, 1) == 1)
-            assert_true(cg_tls_feed(p.srv, (uint8_t *)&b, 1) >= 0);
+            assert_int_equal(cg_tls_feed(p.srv, (uint8_t *)&b, 1, &flow), 0);
         const uint8_t *o;
         size_t l;
         while ((l = cg_tls_out(p.srv, &o)) > 0) {

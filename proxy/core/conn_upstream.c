@@ -1,0 +1,208 @@
+/* proxy/core/conn_upstream.c — the upstream half of a connection
+ * (proxy/core/conn.h): connect or take from the pool, its stream's
+ * callbacks, writes toward it, release to the pool, and its two deadlines
+ * (connect_timeout, response_timeout). */
+#include "proxy/core/conn_internal.h"
+
+#include "common/cg_error.h"
+#include "common/cg_log.h"
+#include "proxy/admin/metrics.h"
+#include "proxy/core/tls.h"
+#include "proxy/core/upstream.h"
+
+static void fire_upstream_connected(cg_conn *c, int status)
+{
+    if (c->state == ST_OPEN && c->proto->on_upstream_connected)
+        c->proto->on_upstream_connected(c, status);
+}
+
+static void up_on_connect(void *owner, int status)
+{
+    cg_conn *c = owner;
+    cg_conn_enter(c);
+    c->up_connecting = false;
+    c->t_connect = 0;
+    if (status < 0) {
+        cg_metric_inc(CG_M_BACKEND_ERRORS);
+        cg_warn("conn=%llu upstream %s: %s", (unsigned long long)c->info.id,
+                c->info.listener->upstream->name,
+                status == CG_E_TLS ? cg_tls_error(cg_stream_tls(c->up)) : cg_strerror(status));
+        cg_stream_close(c->up);
+        c->up = NULL;
+        fire_upstream_connected(c, status == CG_E_TLS ? CG_E_TLS : CG_E_UNAVAIL);
+    } else {
+        cg_conn_update_reads(c);
+        fire_upstream_connected(c, 0);
+    }
+    cg_conn_update_reads(c);
+    cg_conn_schedule(c);
+    cg_conn_leave(c);
+}
+
+static void up_on_data(void *owner, const uint8_t *buf, size_t len)
+{
+    cg_conn *c = owner;
+    if (c->state != ST_OPEN)
+        return;
+    cg_conn_enter(c);
+    /* a long answer streaming to the client is not an idle connection */
+    cg_conn_touch(c);
+    if (c->expecting) {
+        c->expecting = false;
+        c->t_response = 0;
+    }
+    cg_stream *cli = c->cli;
+    cg_stream_cork(cli);
+    if (c->proto->on_upstream_data)
+        c->proto->on_upstream_data(c, buf, len);
+    cg_stream_uncork(cli);
+    cg_conn_update_reads(c);
+    cg_conn_leave(c);
+}
+
+static void up_on_eof(void *owner, int status)
+{
+    cg_conn *c = owner;
+    cg_conn_enter(c);
+    cg_stream_close(c->up);
+    c->up = NULL;
+    c->t_response = 0;
+    c->expecting = false;
+    if (status < 0)
+        cg_metric_inc(CG_M_BACKEND_ERRORS);
+    if (c->state == ST_OPEN && c->proto->on_upstream_eof)
+        c->proto->on_upstream_eof(c, status < 0 ? CG_E_UNAVAIL : 0);
+    cg_conn_update_reads(c);
+    cg_conn_leave(c);
+}
+
+static void up_on_drain(void *owner)
+{
+    cg_conn *c = owner;
+    cg_conn_enter(c);
+    cg_conn_drained(c, &c->cli_bp);
+    cg_conn_leave(c);
+}
+
+static const cg_stream_cbs up_cbs = {
+    .on_connect = up_on_connect,
+    .on_data = up_on_data,
+    .on_eof = up_on_eof,
+    .on_drain = up_on_drain,
+};
+
+int cg_conn_write_upstream(cg_conn *c, const void *buf, size_t len)
+{
+    if (c->state != ST_OPEN || !c->up)
+        return CG_E_IO;
+    int r = cg_stream_write(c->up, buf, len);
+    if (r == 0 && !c->depth)
+        cg_conn_update_reads(c);
+    return r;
+}
+
+
+size_t cg_conn_upstream_queued(const cg_conn *c) { return c->up ? cg_stream_queued(c->up) : 0; }
+bool cg_conn_upstream_attached(const cg_conn *c) { return c->up != NULL; }
+
+int cg_conn_upstream_connect(cg_conn *c)
+{
+    const cg_upstream_cfg *u = c->info.listener->upstream;
+    if (c->state != ST_OPEN || !u)
+        return CG_E_INVAL;
+    if (c->up) {
+        if (!c->up_connecting) {
+            c->up_pending = true;
+            c->up_pending_status = 0;
+            cg_conn_schedule(c);
+        }
+        return 0;
+    }
+    if (!c->have_local) {
+        /* once per connection, not per request */
+        int len = sizeof c->local;
+        if (uv_tcp_getsockname(cg_stream_tcp(c->cli), (struct sockaddr *)&c->local, &len) != 0)
+            return CG_E_IO; /* PROXY v2 would name no local address */
+        c->have_local = true;
+    }
+    bool pooled = false;
+    SSL_CTX *ctx = c->rt->uctx[cg_runtime_upstream_index(c->rt, u)];
+    int r = cg_upstream_open(c->w, u, c->rt->generation, ctx,
+                             (const struct sockaddr *)&c->info.peer,
+                             (const struct sockaddr *)&c->local, &up_cbs, c, &c->up, &pooled);
+    if (r < 0) {
+        c->up = NULL;
+        c->up_pending = true;
+        c->up_pending_status = CG_E_UNAVAIL;
+        cg_metric_inc(CG_M_BACKEND_ERRORS);
+        cg_warn("conn=%llu upstream %s: %s", (unsigned long long)c->info.id, u->name,
+                cg_strerror(r));
+    } else if (pooled) {
+        c->up_pending = true;
+        c->up_pending_status = 0;
+        cg_conn_update_reads(c);
+    } else {
+        c->up_connecting = true;
+        c->t_connect = cg_conn_now(c) + (uint64_t)u->connect_timeout * 1000;
+    }
+    cg_conn_schedule(c);
+    return 0;
+}
+
+void cg_conn_upstream_release(cg_conn *c, bool reusable)
+{
+    if (!c->up)
+        return;
+    cg_stream *s = c->up;
+    c->up = NULL;
+    c->t_connect = c->t_response = 0;
+    c->expecting = false;
+    if (c->up_connecting)
+        reusable = false;
+    c->up_connecting = false;
+    cg_upstream_put(c->w, c->info.listener->upstream, c->rt->generation, s, reusable);
+    cg_conn_update_reads(c);
+}
+
+void cg_conn_upstream_shutdown(cg_conn *c)
+{
+    if (c->up)
+        cg_stream_shutdown(c->up);
+}
+
+void cg_conn_upstream_expect(cg_conn *c, bool expecting)
+{
+    const cg_upstream_cfg *u = c->info.listener->upstream;
+    c->expecting = expecting;
+    c->t_response = expecting && u ? cg_conn_now(c) + (uint64_t)u->response_timeout * 1000 : 0;
+    cg_conn_schedule(c);
+}
+
+void cg_conn_upstream_pending(cg_conn *c)
+{
+    if (c->up_pending) {
+        c->up_pending = false;
+        fire_upstream_connected(c, c->up_pending_status);
+    }
+}
+
+void cg_conn_upstream_due(cg_conn *c, uint64_t now)
+{
+    if (c->t_connect && now >= c->t_connect) {
+        c->t_connect = 0;
+        c->up_connecting = false;
+        cg_stream_close(c->up);
+        c->up = NULL;
+        cg_metric_inc(CG_M_BACKEND_ERRORS);
+        cg_warn("conn=%llu upstream %s: connect timeout", (unsigned long long)c->info.id,
+                c->info.listener->upstream ? c->info.listener->upstream->name : "-");
+        fire_upstream_connected(c, CG_E_TIMEOUT);
+    }
+    if (c->state == ST_OPEN && c->t_response && now >= c->t_response) {
+        c->t_response = 0;
+        c->expecting = false;
+        cg_metric_inc(CG_M_BACKEND_ERRORS);
+        if (c->proto->on_upstream_eof)
+            c->proto->on_upstream_eof(c, CG_E_TIMEOUT);
+    }
+}
