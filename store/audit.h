@@ -64,7 +64,7 @@ void cg_audit_stop(void);
  * is unavailable (the record is kept, committed once writing works): the
  * caller refuses the operation. With audit_fail = open a full queue drops
  * and counts. Also CG_E_AUDIT when the writer is not running. */
-int cg_audit_submit(const cg_audit_rec *r);
+int cg_audit_submit(const cg_audit_rec *r) __attribute__((warn_unused_result));
 
 /* A place in the queue held for the record of one operation, taken when
  * the operation is decided (SPEC 5: no record, no operation). Zero it
@@ -93,7 +93,7 @@ void cg_audit_release(cg_audit_resv *rv);
  * reason, e.g. "tls handshake failed (x37)". A bounded table; beyond 1000
  * new addresses a second (or a full table), one summary record a second.
  * Same return as cg_audit_submit. */
-int cg_audit_refused(const cg_audit_rec *r);
+int cg_audit_refused(const cg_audit_rec *r) __attribute__((warn_unused_result));
 
 struct cg_pstore;
 /* Copies policy_log rows not yet in the chain (SPEC 5): one record per

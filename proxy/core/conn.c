@@ -69,7 +69,11 @@ static void refuse(cg_conn *c, int err, const char *reason)
     cg_warn("conn=%llu client=%s listener=%s refused: %s", (unsigned long long)c->info.id,
             c->info.client, c->info.listener->name, reason);
     cg_metric_inc(CG_M_CONN_REFUSED);
-    cg_conn_audit_tls(&c->info, "refused", "refused", "error", reason, true);
+    /* the refusal stands either way; a record the log could not take is
+     * counted by the audit layer and said here */
+    if (cg_conn_audit_tls(&c->info, "refused", "refused", "error", reason, true) < 0)
+        cg_debug("conn=%llu refusal not audited: audit log unavailable",
+                 (unsigned long long)c->info.id);
     cg_conn_close(c, reason);
     cg_conn_leave(c);
 }

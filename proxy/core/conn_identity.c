@@ -93,6 +93,11 @@ int cg_conn_identity_resolve(cg_conn_info *ci, cg_tls *tls, const char **why_r)
     cg_info("conn=%llu client=%s listener=%s auth method=%s principal=%s",
             (unsigned long long)ci->id, ci->client, l->name,
             cg_auth_method_name(method), ci->principal);
-    cg_conn_audit_tls(ci, "auth", "ok", "allow", NULL, false);
+    /* no record, no operation (SPEC 5): with audit_fail = closed an
+     * authentication the log did not take is a refusal */
+    if (cg_conn_audit_tls(ci, "auth", "ok", "allow", NULL, false) < 0) {
+        *why_r = "audit log unavailable";
+        return CG_E_AUDIT;
+    }
     return 0;
 }

@@ -19,8 +19,8 @@ void cg_conn_info_audit(const cg_conn_info *ci, cg_audit_rec *r)
     r->tls_cipher = ci->tls ? ci->tls_cipher : NULL;
 }
 
-void cg_conn_audit_tls(const cg_conn_info *ci, const char *operation, const char *result,
-                       const char *decision, const char *reason, bool refusal)
+int cg_conn_audit_tls(const cg_conn_info *ci, const char *operation, const char *result,
+                      const char *decision, const char *reason, bool refusal)
 {
     cg_audit_rec r;
     cg_conn_info_audit(ci, &r);
@@ -29,8 +29,5 @@ void cg_conn_audit_tls(const cg_conn_info *ci, const char *operation, const char
     r.result = result;
     r.decision = decision;
     r.reason = reason;
-    if (refusal)
-        cg_audit_refused(&r);
-    else
-        cg_audit_submit(&r);
+    return refusal ? cg_audit_refused(&r) : cg_audit_submit(&r);
 }

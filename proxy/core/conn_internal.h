@@ -75,8 +75,10 @@ int cg_conn_identity_resolve(cg_conn_info *ci, struct cg_tls *tls, const char **
 
 /* proxy/core/conn_info.c: one audit record of service "tls" with the
  * connection's fields. A refusal goes through the audit layer's limiter
- * per address, so a flood of bad handshakes cannot flood the log. */
-void cg_conn_audit_tls(const cg_conn_info *ci, const char *operation, const char *result,
-                       const char *decision, const char *reason, bool refusal);
+ * per address, so a flood of bad handshakes cannot flood the log.
+ * 0, or CG_E_AUDIT when the record was not taken (cg_audit_submit). */
+int cg_conn_audit_tls(const cg_conn_info *ci, const char *operation, const char *result,
+                      const char *decision, const char *reason, bool refusal)
+    __attribute__((warn_unused_result));
 
 #endif

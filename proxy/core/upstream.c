@@ -109,7 +109,7 @@ size_t cg_proxy_v2_header(const struct sockaddr *client, const struct sockaddr *
 {
     static const uint8_t sig[12] = { 0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
                                      0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A };
-    if (cap < 52)
+    if (cap < CG_PROXY_V2_MAX)
         return 0;
     memcpy(out, sig, 12);
     out[12] = 0x21; /* version 2, PROXY */
@@ -153,7 +153,7 @@ int cg_upstream_open(cg_worker *w, const cg_upstream_cfg *u, uint64_t generation
     if (!s)
         return CG_E_NOMEM;
     cg_stream_set_owner(s, cbs, owner);
-    uint8_t hdr[64];
+    uint8_t hdr[CG_PROXY_V2_MAX];
     size_t hlen = u->proxy_protocol ? cg_proxy_v2_header(client, local, hdr, sizeof hdr) : 0;
     char host[256];
     if (u->server_name)

@@ -43,8 +43,10 @@ void cg_upstream_pool_retire(struct cg_worker *w, uint64_t generation);
 void cg_upstream_pool_clear(struct cg_worker *w);
 
 /* PROXY protocol v2 (haproxy's proxy-protocol.txt, section 2.2): writes the
- * header for a TCP connection from client to local into out (>= 52 bytes);
- * returns its length. */
+ * header for a TCP connection from client to local into out (cap at least
+ * CG_PROXY_V2_MAX: the 16-byte head and the IPv6 address block, two
+ * addresses and two ports); returns its length, 0 when cap is smaller. */
+#define CG_PROXY_V2_MAX (16 + 2 * 16 + 2 * 2)
 size_t cg_proxy_v2_header(const struct sockaddr *client, const struct sockaddr *local,
                           uint8_t *out, size_t cap);
 
