@@ -262,9 +262,12 @@ static const char *header(const cg_http_request_view *req, const char *name, siz
 static bool signed_only(const cg_snapshot *snap, const char *path, const char *user)
 {
     size_t n = cg_snapshot_nrequire_signed(snap), len = strlen(path);
-    for (size_t i = 0; i < n; i++)
-        if (cg_acl_glob(cg_snapshot_require_signed(snap, i), user, path, len, '/') == 1)
+    for (size_t i = 0; i < n; i++) {
+        bool match; /* a pattern that does not compile matches nothing */
+        if (cg_acl_glob(cg_snapshot_require_signed(snap, i), user, path, len, '/', &match) == 0 &&
+            match)
             return true;
+    }
     return false;
 }
 
