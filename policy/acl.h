@@ -69,10 +69,11 @@ bool cg_acl_subtree_clear(const cg_acl *acl, const cg_principal *p,
                           size_t len, char delim, int64_t *rule_id);
 
 /* One pattern against one name, outside any rule set (signed-only paths):
- * 1 match, 0 no match, CG_E_INVAL for a pattern that does not compile.
- * user: the ${user} expansion (NULL: ${user} never matches). No heap. */
-int cg_acl_glob(const char *pattern, const char *user, const char *name, size_t len, char delim)
-    __attribute__((warn_unused_result));
+ * 0 with *matched telling whether it matches, or CG_E_INVAL for a pattern
+ * that does not compile (*matched false). user: the ${user} expansion
+ * (NULL: ${user} never matches). No heap. */
+int cg_acl_glob(const char *pattern, const char *user, const char *name, size_t len, char delim,
+                bool *matched) __attribute__((warn_unused_result));
 
 /* For explanations: the rule's text, or NULL when id is unknown. */
 typedef struct cg_acl_rule_info {

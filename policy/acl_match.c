@@ -309,12 +309,14 @@ bool cg_acl_subtree_clear(const cg_acl *acl, const cg_principal *p, int service,
     return clear;
 }
 
-int cg_acl_glob(const char *pattern, const char *user, const char *name, size_t len, char delim)
+int cg_acl_glob(const char *pattern, const char *user, const char *name, size_t len, char delim,
+                bool *matched)
 {
     rule r;
     memset(&r, 0, sizeof r);
     uint16_t elems[MAX_PATTERN];
     const char *err;
+    *matched = false;
     int rc = cg_acl__compile(pattern, elems, &r.nelems, &err);
     if (rc < 0)
         return rc;
@@ -324,5 +326,6 @@ int cg_acl_glob(const char *pattern, const char *user, const char *name, size_t 
     r.kind = M_GENERAL;
     subject_ctx m = { .user = user ? user : "", .ulen = user ? strlen(user) : 0, .delim = delim };
     m.user_ok = user && m.ulen <= MAX_USER;
-    return match(&r, &m, name, len) ? 1 : 0;
+    *matched = match(&r, &m, name, len);
+    return 0;
 }

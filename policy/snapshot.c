@@ -156,25 +156,28 @@ uint64_t cg_snapshot_generation(const cg_snapshot *s)
     return s ? s->generation : 0;
 }
 
-int cg_snapshot_reload_if_changed(struct cg_pstore *ro_store, const char **error_r)
+int cg_snapshot_reload_if_changed(struct cg_pstore *ro_store, bool *published,
+                                  const char **error_r)
 {
-    return cg_snapshot_reload_if_changed_cb(ro_store, NULL, NULL, error_r);
+    return cg_snapshot_reload_if_changed_cb(ro_store, NULL, NULL, published, error_r);
 }
 
 int cg_snapshot_reload_if_changed_cb(struct cg_pstore *ro_store,
                                      void (*building)(void *arg, bool on), void *arg,
-                                     const char **error_r)
+                                     bool *published, const char **error_r)
 {
     static _Thread_local bool retry; /* a build that failed on a busy database */
     const char *dummy;
     if (!error_r)
         error_r = &dummy;
-    int ch = cg_pstore_poll_changed(ro_store);
+    *published = false;
+    bool changed;
+    int ch = cg_pstore_poll_changed(ro_store, &changed, NULL);
     if (ch < 0) {
         *error_r = "cannot poll the policy database for changes";
         return ch;
     }
-    if (ch == 0 && !retry)
+    if (!changed && !retry)
         return 0;
     cg_snapshot *s = NULL;
     if (building)
@@ -186,7 +189,8 @@ int cg_snapshot_reload_if_changed_cb(struct cg_pstore *ro_store,
     if (rc < 0)
         return rc;
     cg_snapshot_publish(s);
-    return 1;
+    *published = true;
+    return 0;
 }
 
 /* ---- lookups ---------------------------------------------------------------------- */

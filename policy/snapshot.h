@@ -41,16 +41,18 @@ cg_snapshot *cg_snapshot_acquire(void);
 
 /* For the gateway's 200 ms timer, on its read-only store: when another
  * connection committed (PRAGMA data_version), builds and publishes a new
- * snapshot. 1 published, 0 unchanged, negative on error (the old snapshot
- * stays in force; a build that met a busy database is retried next call). */
-int cg_snapshot_reload_if_changed(struct cg_pstore *ro_store, const char **error_r)
-    __attribute__((warn_unused_result));
+ * snapshot. 0 with *published telling whether it did, or a negative code
+ * (*published false; the old snapshot stays in force; a build that met a
+ * busy database is retried next call). */
+int cg_snapshot_reload_if_changed(struct cg_pstore *ro_store, bool *published,
+                                  const char **error_r) __attribute__((warn_unused_result));
 /* The same, with building(arg, true) before a build and building(arg,
  * false) after it (not around the mere poll): the gateway shows a rebuild
  * in progress in its metrics. */
 int cg_snapshot_reload_if_changed_cb(struct cg_pstore *ro_store,
                                      void (*building)(void *arg, bool on), void *arg,
-                                     const char **error_r) __attribute__((warn_unused_result));
+                                     bool *published, const char **error_r)
+    __attribute__((warn_unused_result));
 
 /* Monotonic generation number of this snapshot (1, 2, ...). */
 uint64_t cg_snapshot_generation(const cg_snapshot *s);

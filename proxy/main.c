@@ -94,13 +94,13 @@ static void policy_building(void *arg, bool on)
 static void policy_tick(void)
 {
     const char *err = NULL;
-    int r = cg_snapshot_reload_if_changed_cb(g.pstore, policy_building, NULL, &err);
-    if (r < 0) {
+    bool published;
+    if (cg_snapshot_reload_if_changed_cb(g.pstore, policy_building, NULL, &published, &err) < 0) {
         /* the current snapshot stays: a broken edit must not open anything */
         cg_error("policy: reload failed, keeping the current policy: %s", err ? err : "?");
         return;
     }
-    if (r == 0)
+    if (!published)
         return;
     cg_metric_inc(CG_M_POLICY_RELOADS);
     cg_info("policy: reloaded");

@@ -170,15 +170,15 @@ void cg_pstore_close(cg_pstore *s)
 
 /* data_version moves only for commits of other connections (ENVIRONMENT.md
  * "SQLite change watching"), which is exactly what the gateway wants. */
-int cg_pstore_poll_changed(cg_pstore *s)
+int cg_pstore_poll_changed(cg_pstore *s, bool *changed, const char **error_r)
 {
     int64_t v;
-    if (cg_db_pragma_int(s->db, "data_version", &v, NULL) < 0)
+    *changed = false;
+    if (cg_db_pragma_int(s->db, "data_version", &v, error_r) < 0)
         return CG_E_DB;
-    if (v == s->data_version)
-        return 0;
+    *changed = v != s->data_version;
     s->data_version = v;
-    return 1;
+    return 0;
 }
 
 /* ---- load ------------------------------------------------------------------- */

@@ -27,9 +27,11 @@ int cg_pstore_open(const char *path, int flags, cg_pstore **out,
 void cg_pstore_close(cg_pstore *s);
 struct cg_db *cg_pstore_db(cg_pstore *s);
 
-/* 1 when another connection committed since the last call (PRAGMA
- * data_version), 0 when not, negative on error. */
-int cg_pstore_poll_changed(cg_pstore *s);
+/* *changed: whether another connection committed since the last call
+ * (PRAGMA data_version). 0, or CG_E_DB when the version cannot be read
+ * (*changed false; error_r, which may be NULL, says why). */
+int cg_pstore_poll_changed(cg_pstore *s, bool *changed, const char **error_r)
+    __attribute__((warn_unused_result));
 
 /* Reads the whole policy inside one read transaction. A callback that
  * returns non-zero stops the load with that code. */

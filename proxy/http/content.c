@@ -66,6 +66,22 @@ static cg_content_store *store(void)
     return cs;
 }
 
+/* A filter's refusal: status and sentence on its verdict. */
+static cg_http_gate_verdict refuse_body(cg_http_body_verdict *v, int status, const char *detail)
+{
+    v->status = status;
+    v->detail = detail;
+    return CG_HTTP_GATE_REFUSE;
+}
+
+/* A gate's refusal: status and sentence on its answer. */
+static cg_http_gate_verdict refuse_gate(cg_http_gate_answer *a, int status, const char *detail)
+{
+    a->status = status;
+    a->detail = detail;
+    return CG_HTTP_GATE_REFUSE;
+}
+
 /* ---- the upload filter (every PUT) ------------------------------------ */
 
 typedef struct upload {
@@ -83,7 +99,8 @@ typedef struct upload {
     char detail[300];
 } upload;
 
-static int up_data(void *fctx, const uint8_t *buf, size_t len, cg_http_body_verdict *v)
+static cg_http_gate_verdict up_data(void *fctx, const uint8_t *buf, size_t len,
+                                    cg_http_body_verdict *v)
 {
     upload *u = fctx;
     u->size += len;
@@ -91,43 +108,36 @@ static int up_data(void *fctx, const uint8_t *buf, size_t len, cg_http_body_verd
         snprintf(u->detail, sizeof u->detail,
                  "body longer than the manifest's size %llu", (unsigned long long)u->want_size);
         v->validation = "size-mismatch";
-        v->detail = u->detail;
-        return 422;
+        return refuse_body(v, 422, u->detail);
     }
-    if (EVP_DigestUpdate(u->md, buf, len) != 1) {
-        v->detail = "hashing failed";
-        return 500;
-    }
-    return 0;
+    if (EVP_DigestUpdate(u->md, buf, len) != 1)
+        return refuse_body(v, 500, "hashing failed");
+    return CG_HTTP_GATE_PASS;
 }
 
-static int up_end(void *fctx, cg_http_body_verdict *v)
+static cg_http_gate_verdict up_end(void *fctx, cg_http_body_verdict *v)
 {
     upload *u = fctx;
     unsigned int n = 0;
-    if (EVP_DigestFinal_ex(u->md, u->sha, &n) != 1 || n != 32) {
-        v->detail = "hashing failed";
-        return 500;
-    }
+    if (EVP_DigestFinal_ex(u->md, u->sha, &n) != 1 || n != 32)
+        return refuse_body(v, 500, "hashing failed");
     u->hashed = true;
     cg_hex_encode(u->sha, 32, v->content_sha256);
     if (!u->have_item)
-        return 0;
+        return CG_HTTP_GATE_PASS;
     v->key_id = u->key_id;
     if (u->size != u->want_size) {
         snprintf(u->detail, sizeof u->detail, "size %llu differs from the manifest's %llu",
                  (unsigned long long)u->size, (unsigned long long)u->want_size);
         v->validation = "size-mismatch";
-        v->detail = u->detail;
-        return 422;
+        return refuse_body(v, 422, u->detail);
     }
     if (!cg_ct_equal(u->sha, u->want_sha, 32)) {
         v->validation = "hash-mismatch";
-        v->detail = "SHA-256 of the body differs from the manifest's";
-        return 422;
+        return refuse_body(v, 422, "SHA-256 of the body differs from the manifest's");
     }
     v->validation = "valid";
-    return 0;
+    return CG_HTTP_GATE_PASS;
 }
 
 static void up_response(void *fctx, int status)
@@ -169,30 +179,32 @@ typedef struct decoupled {
     cg_http_gate_job *job;     /* made by on_end, until the gateway takes it */
 } decoupled;
 
-static int dc_data(void *fctx, const uint8_t *buf, size_t len, cg_http_body_verdict *v)
+static cg_http_gate_verdict dc_data(void *fctx, const uint8_t *buf, size_t len,
+                                    cg_http_body_verdict *v)
 {
     decoupled *d = fctx;
     if (len > sizeof d->buf - d->len) {
-        v->detail = "manifest larger than 64 KiB";
         v->validation = "invalid";
-        return 413;
+        return refuse_body(v, 413, "manifest larger than 64 KiB");
     }
     memcpy(d->buf + d->len, buf, len);
     d->len += len;
-    return 0;
+    return CG_HTTP_GATE_PASS;
 }
 
-static int refuse(decoupled *d, cg_http_body_verdict *v, const char *what, const char *why)
+/* The decoupled manifest refused: 422, "what: why". */
+static cg_http_gate_verdict refuse(decoupled *d, cg_http_body_verdict *v, const char *what,
+                                   const char *why)
 {
     snprintf(d->detail, sizeof d->detail, "%s%s%s", what, why ? ": " : "", why ? why : "");
-    v->detail = d->detail;
     v->validation = "invalid";
-    return 422;
+    return refuse_body(v, 422, d->detail);
 }
 
-static int validate_later(decoupled *d, const cg_manifest_item *it, cg_http_body_verdict *v);
+static cg_http_gate_verdict validate_later(decoupled *d, const cg_manifest_item *it,
+                                           cg_http_body_verdict *v);
 
-static int dc_end(void *fctx, cg_http_body_verdict *v)
+static cg_http_gate_verdict dc_end(void *fctx, cg_http_body_verdict *v)
 {
     decoupled *d = fctx;
     cg_manifest *m = NULL;
@@ -200,9 +212,9 @@ static int dc_end(void *fctx, cg_http_body_verdict *v)
     if (cg_manifest_parse(d->buf, d->len, &m, &err) < 0)
         return refuse(d, v, "manifest refused", err);
     const cg_manifest_item *it = cg_manifest_find_item(m, d->path);
-    int status = 0;
+    cg_http_gate_verdict g;
     if (!it) {
-        status = refuse(d, v, "the manifest has no item for this path", NULL);
+        g = refuse(d, v, "the manifest has no item for this path", NULL);
         goto out;
     }
     cg_strlcpy(d->key_id, it->key_id, sizeof d->key_id);
@@ -210,13 +222,13 @@ static int dc_end(void *fctx, cg_http_body_verdict *v)
     cg_strlcpy(d->sha_hex, it->sha256_hex, sizeof d->sha_hex);
     memcpy(v->content_sha256, d->sha_hex, sizeof d->sha_hex);
     if (cg_manifest_check_item(it, d->snap, d->who, &err) < 0) {
-        status = refuse(d, v, "signature refused", err);
+        g = refuse(d, v, "signature refused", err);
         goto out;
     }
-    status = validate_later(d, it, v); /* content_db: off the loop */
+    g = validate_later(d, it, v); /* content_db: off the loop */
 out:
     cg_manifest_free(m);
-    return status;
+    return g;
 }
 
 static cg_http_gate_job *dc_job(void *fctx)
@@ -250,9 +262,12 @@ static const char *header(const cg_http_request_view *req, const char *name, siz
 static bool signed_only(const cg_snapshot *snap, const char *path, const char *user)
 {
     size_t n = cg_snapshot_nrequire_signed(snap), len = strlen(path);
-    for (size_t i = 0; i < n; i++)
-        if (cg_acl_glob(cg_snapshot_require_signed(snap, i), user, path, len, '/') == 1)
+    for (size_t i = 0; i < n; i++) {
+        bool match; /* a pattern that does not compile matches nothing */
+        if (cg_acl_glob(cg_snapshot_require_signed(snap, i), user, path, len, '/', &match) == 0 &&
+            match)
             return true;
+    }
     return false;
 }
 
@@ -271,8 +286,10 @@ static void key_of(const char *path, char *out, size_t cap)
         out[n - 1] = '\0';
 }
 
-static int put_gate(const cg_http_request_view *req, void **fctx, const char **detail,
-                    const cg_principal *who)
+/* A PUT: its upload context in *out, after its Content-Manifest (if
+ * any) checked out. */
+static cg_http_gate_verdict put_gate(const cg_http_request_view *req, upload **out,
+                                     cg_http_gate_answer *a, const cg_principal *who)
 {
     static _Thread_local char why[400];
     upload *u = calloc(1, sizeof *u);
@@ -280,8 +297,7 @@ static int put_gate(const cg_http_request_view *req, void **fctx, const char **d
         if (u)
             EVP_MD_CTX_free(u->md);
         free(u);
-        *detail = "out of memory";
-        return 503;
+        return refuse_gate(a, 503, "out of memory");
     }
     key_of(req->path, u->path, sizeof u->path);
     cg_strlcpy(u->uploader, req->principal, sizeof u->uploader);
@@ -318,12 +334,11 @@ static int put_gate(const cg_http_request_view *req, void **fctx, const char **d
         cg_manifest_free(m);
         if (status) {
             up_free(u);
-            *detail = why;
-            return status;
+            return refuse_gate(a, status, why);
         }
     }
-    *fctx = u;
-    return 0;
+    *out = u;
+    return CG_HTTP_GATE_PASS;
 }
 
 /* Methods known to leave every resource's content as it is: RFC 9110's
@@ -435,31 +450,37 @@ static void hand_over(upload *u)
     pending_upload = u;
 }
 
-static int job_finish(cg_http_gate_job *base, const cg_http_body_filter **local, void **fctx,
-                      const char **detail)
+/* The decoupled manifest's answer once content_db had its say (the
+ * local filter's on_end: its sentence on the body verdict). */
+static cg_http_gate_verdict validated(content_job *j)
+{
+    decoupled *d = j->d;
+    cg_http_body_verdict *v = j->v;
+    if (j->rc == CG_E_NOTFOUND)
+        return refuse(d, v, "no upload recorded for this path", NULL);
+    if (j->rc < 0)
+        return refuse(d, v, "recorded upload differs", j->err);
+    v->validation = "valid";
+    snprintf(d->detail, sizeof d->detail, "manifest valid for %.300s", d->path);
+    v->detail = d->detail;
+    return CG_HTTP_GATE_PASS;
+}
+
+static cg_http_gate_verdict job_finish(cg_http_gate_job *base, cg_http_gate_answer *a)
 {
     content_job *j = (content_job *)base;
-    (void)local, (void)fctx;
     if (j->kind == JOB_VALIDATE && j->rc != CG_E_UNAVAIL && j->rc != CG_E_DB &&
         j->rc != CG_E_BUSY) {
-        decoupled *d = j->d;
-        cg_http_body_verdict *v = j->v;
-        if (j->rc == CG_E_NOTFOUND)
-            return refuse(d, v, "no upload recorded for this path", NULL);
-        if (j->rc < 0)
-            return refuse(d, v, "recorded upload differs", j->err);
-        v->validation = "valid";
-        snprintf(d->detail, sizeof d->detail, "manifest valid for %.300s", d->path);
-        v->detail = d->detail;
-        return 0;
+        cg_http_gate_verdict g = validated(j);
+        a->status = j->v->status;
+        return g;
     }
     if (j->kind == JOB_LOOKUP && (j->rc == 0 || j->rc == CG_E_NOTFOUND)) {
         if (j->validated)
-            return 0;
+            return CG_HTTP_GATE_PASS;
         snprintf(j->detail, sizeof j->detail,
                  "content under a signed-only path is not validated: %.300s", j->key);
-        *detail = j->detail;
-        return 403;
+        return refuse_gate(a, 403, j->detail);
     }
     if (j->rc < 0) {
         /* validation must never outlive the content it vouched for, and
@@ -469,25 +490,23 @@ static int job_finish(cg_http_gate_job *base, const cg_http_body_filter **local,
                  j->err);
         snprintf(j->detail, sizeof j->detail, "content store unavailable: validated state "
                  "of %.300s cannot be %s", j->what, verb[j->kind]);
-        *detail = j->detail;
         if (j->kind == JOB_VALIDATE)
-            j->v->detail = j->detail;
-        return 503;
+            (void)refuse_body(j->v, 503, j->detail);
+        return refuse_gate(a, 503, j->detail);
     }
     hand_over(j->u); /* PUT: to select_filter, which runs next on this thread */
     j->u = NULL;
-    return 0;
+    return CG_HTTP_GATE_PASS;
 }
 
-static int start_job(int kind, const cg_http_request_view *req, const char *key, upload *u,
-                     void **fctx, const char **detail)
+static cg_http_gate_verdict start_job(int kind, const cg_http_request_view *req,
+                                      const char *key, upload *u, cg_http_gate_answer *a)
 {
     content_job *j = calloc(1, sizeof *j);
     if (!j) {
         if (u)
             up_free(u);
-        *detail = "out of memory";
-        return 503;
+        return refuse_gate(a, 503, "out of memory");
     }
     j->base = (cg_http_gate_job){ .work = job_work, .finish = job_finish, .free = job_free };
     j->kind = kind;
@@ -497,20 +516,19 @@ static int start_job(int kind, const cg_http_request_view *req, const char *key,
     if (req->dest)
         key_of(req->dest, j->dest, sizeof j->dest);
     j->collection = is_collection(req->path);
-    *fctx = &j->base;
+    a->fctx = &j->base;
     return CG_HTTP_GATE_WAIT;
 }
 
 /* The decoupled manifest checked out: marking the recorded upload
  * validated is a job the gateway runs off the loop (http.h: on_end may
  * answer CG_HTTP_GATE_WAIT, the filter's job hands it over). */
-static int validate_later(decoupled *d, const cg_manifest_item *it, cg_http_body_verdict *v)
+static cg_http_gate_verdict validate_later(decoupled *d, const cg_manifest_item *it,
+                                           cg_http_body_verdict *v)
 {
     content_job *j = calloc(1, sizeof *j);
-    if (!j) {
-        v->detail = "out of memory";
-        return 503;
-    }
+    if (!j)
+        return refuse_body(v, 503, "out of memory");
     j->base = (cg_http_gate_job){ .work = job_work, .finish = job_finish, .free = job_free };
     j->kind = JOB_VALIDATE;
     cg_strlcpy(j->key, d->path, sizeof j->key);
@@ -523,22 +541,19 @@ static int validate_later(decoupled *d, const cg_manifest_item *it, cg_http_body
     return CG_HTTP_GATE_WAIT;
 }
 
-static int gate(const cg_http_request_view *req, const cg_http_body_filter **local, void **fctx,
-                const char **detail)
+static cg_http_gate_verdict gate(const cg_http_request_view *req, cg_http_gate_answer *a)
 {
     const char *m = req->method;
     const cg_principal *who = req->who;
-    if (!who) {
-        *detail = "principal unknown";
-        return 403;
-    }
+    if (!who)
+        return refuse_gate(a, 403, "principal unknown");
     char key[CG_CONTENT_MAX_PATH + 1];
     key_of(req->path, key, sizeof key);
 
     if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0) {
         if (!signed_only(req->snap, req->path, req->principal))
-            return 0;
-        return start_job(JOB_LOOKUP, req, key, NULL, fctx, detail);
+            return CG_HTTP_GATE_PASS;
+        return start_job(JOB_LOOKUP, req, key, NULL, a);
     }
     if (strcmp(m, "POST") == 0) {
         size_t tl = 0;
@@ -548,39 +563,33 @@ static int gate(const cg_http_request_view *req, const cg_http_body_filter **loc
                         (tl == ml || ct[ml] == ';' || ct[ml] == ' ');
         if (manifest) {
             decoupled *d = calloc(1, sizeof *d);
-            if (!d) {
-                *detail = "out of memory";
-                return 503;
-            }
+            if (!d)
+                return refuse_gate(a, 503, "out of memory");
             /* the request's snapshot is released when its head is done;
              * the manifest's key check at the end of the body needs it */
             d->snap = cg_snapshot_ref((cg_snapshot *)req->snap);
             d->who = who;
             cg_strlcpy(d->path, key, sizeof d->path);
-            *local = &decoupled_filter;
-            *fctx = d;
+            a->local = &decoupled_filter;
+            a->fctx = d;
             return CG_HTTP_GATE_LOCAL;
         }
     }
     if (leaves_content(m))
-        return 0;
+        return CG_HTTP_GATE_PASS;
     /* anything else may change content, so its validated state goes
      * before the request is forwarded (SPEC 6); a PUT's manifest is
      * checked first, so one refused for it changes nothing */
     upload *u = NULL;
-    if (strcmp(m, "PUT") == 0) {
-        int st = put_gate(req, (void **)&u, detail, who);
-        if (st)
-            return st;
-    }
-    return start_job(JOB_CHANGE, req, key, u, fctx, detail);
+    if (strcmp(m, "PUT") == 0 && put_gate(req, &u, a, who) != CG_HTTP_GATE_PASS)
+        return CG_HTTP_GATE_REFUSE;
+    return start_job(JOB_CHANGE, req, key, u, a);
 }
 
-static int gate_hook(const cg_http_request_view *req, const cg_http_body_filter **local,
-                     void **fctx, const char **detail)
+static cg_http_gate_verdict gate_hook(const cg_http_request_view *req, cg_http_gate_answer *a)
 {
     hand_over(NULL); /* what an earlier request left, unclaimed */
-    return gate(req, local, fctx, detail);
+    return gate(req, a);
 }
 
 static const cg_http_body_filter *select_filter(const cg_http_request_view *req, void **fctx)

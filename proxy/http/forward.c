@@ -51,6 +51,16 @@ void cg_http_body_fail(http_sess *s, int status, const char *detail)
     cg_http_refuse(s, &(cg_http_refusal){ .status = status, .detail = detail, .close = true });
 }
 
+/* The body filter did not pass the body (http.h): a refusal's status and
+ * sentence are on the verdict; LOCAL or WAIT, which a forwarded body's
+ * filter may not answer, are the gateway's own error. */
+static void filter_refused(http_sess *s, cg_http_gate_verdict g)
+{
+    const cg_http_body_verdict *v = &s->r.verdict;
+    cg_http_body_fail(s, g == CG_HTTP_GATE_REFUSE ? v->status : 500,
+                      v->detail ? v->detail : "content refused");
+}
+
 /* Decoded request body bytes (from the request parser). */
 void cg_http_req_body(void *ctx, const uint8_t *buf, size_t len)
 {
@@ -66,9 +76,9 @@ void cg_http_req_body(void *ctx, const uint8_t *buf, size_t len)
         return;
     }
     if (r->filter && r->filter->on_data) {
-        int st = r->filter->on_data(r->fctx, buf, len, &r->verdict);
-        if (st) {
-            cg_http_body_fail(s, st, r->verdict.detail ? r->verdict.detail : "content refused");
+        cg_http_gate_verdict g = r->filter->on_data(r->fctx, buf, len, &r->verdict);
+        if (g != CG_HTTP_GATE_PASS) {
+            filter_refused(s, g);
             return;
         }
     }
@@ -101,10 +111,10 @@ void cg_http_req_body_done(http_sess *s)
         return;
     }
     if (r->filter && r->filter->on_end && r->has_body) {
-        int st = r->filter->on_end(r->fctx, &r->verdict);
-        if (st) {
+        cg_http_gate_verdict g = r->filter->on_end(r->fctx, &r->verdict);
+        if (g != CG_HTTP_GATE_PASS) {
             r->body_done = true;
-            cg_http_body_fail(s, st, r->verdict.detail ? r->verdict.detail : "content refused");
+            filter_refused(s, g);
             return;
         }
     }

@@ -64,7 +64,7 @@ static void gate_wait_free(gate_wait *gw)
     free(gw);
 }
 
-static void local_answer(http_sess *s, int st);
+static void local_answer(http_sess *s, cg_http_gate_verdict g, int status);
 
 /* The request ends before its job: the job finishes alone and is freed. */
 void cg_http_gate_detach(http_sess *s)
@@ -81,18 +81,21 @@ static void gate_done(uv_work_t *w, int status)
     http_sess *s = gw->s;
     if (s) {
         s->gate = NULL;
-        const cg_http_body_filter *lf = NULL;
-        void *lctx = NULL;
-        const char *gd = "content check could not run";
-        int g = status == 0 ? gw->job->finish(gw->job, &lf, &lctx, &gd) : 503;
+        cg_http_gate_answer a = { .detail = "content check could not run" };
+        cg_http_gate_verdict g = CG_HTTP_GATE_REFUSE;
+        if (status == 0)
+            g = gw->job->finish(gw->job, &a);
+        else
+            a.status = 503;
         if (g == CG_HTTP_GATE_WAIT) {
-            g = 500;
-            gd = "content check asked to wait twice";
+            g = CG_HTTP_GATE_REFUSE;
+            a.status = 500;
+            a.detail = "content check asked to wait twice";
         }
         if (gw->local) { /* a local filter's on_end (no view, no forwarding) */
             if (!s->r.verdict.detail)
-                s->r.verdict.detail = gd;
-            local_answer(s, g);
+                s->r.verdict.detail = a.detail;
+            local_answer(s, g, a.status);
         } else {
             /* the request resumes at the gate's answer; the snapshot and
              * the rewritten If stay the wait's until it is freed */
@@ -103,9 +106,7 @@ static void gate_done(uv_work_t *w, int status)
             x.dest_canon = gw->dest_canon;
             x.if_out = gw->if_out;
             x.gate = g;
-            x.local = lf;
-            x.lctx = lctx;
-            x.gate_detail = gd;
+            x.answer = a;
             cg_http_run_stages(s, &x, cg_http_stage_gate_answer);
         }
         if (s->state == S_BODY) /* what the client sent while we waited */
@@ -142,27 +143,30 @@ int cg_http_gate_wait_start(http_sess *s, const cg_http_request_view *v, void *j
 }
 
 /* A request the gate answers itself: its whole body goes to the local
- * filter, on_end's status (0: 200) with the verdict's detail is the
- * answer. The backend never sees it. */
+ * filter, on_end's verdict (PASS: 200, REFUSE: its status) with the
+ * verdict's detail is the answer. The backend never sees it. */
 void cg_http_local_end(http_sess *s)
 {
     http_req *r = &s->r;
     r->body_done = true;
-    int st = r->filter && r->filter->on_end ? r->filter->on_end(r->fctx, &r->verdict) : 0;
-    if (st == CG_HTTP_GATE_WAIT && r->filter->job) {
+    cg_http_gate_verdict g = CG_HTTP_GATE_PASS;
+    if (r->filter && r->filter->on_end)
+        g = r->filter->on_end(r->fctx, &r->verdict);
+    if (g == CG_HTTP_GATE_WAIT && r->filter->job) {
         if (cg_http_gate_wait_start(s, NULL, r->filter->job(r->fctx), NULL, NULL, NULL) < 0)
             cg_http_refuse(s, &(cg_http_refusal){ .status = 503,
                                                   .detail = "content check could not start" });
         return;
     }
-    local_answer(s, st);
+    local_answer(s, g, r->verdict.status);
 }
 
-static void local_answer(http_sess *s, int st)
+/* PASS answers 200, REFUSE its status; a verdict a local filter may not
+ * give (LOCAL, WAIT without a job) is the gateway's own error. */
+static void local_answer(http_sess *s, cg_http_gate_verdict g, int status)
 {
     http_req *r = &s->r;
-    if (st == 0)
-        st = 200;
+    int st = g == CG_HTTP_GATE_PASS ? 200 : g == CG_HTTP_GATE_REFUSE ? status : 500;
     if (st >= 400)
         r->decision = "error";
     const char *detail = r->verdict.detail ? r->verdict.detail
@@ -185,8 +189,7 @@ void cg_http_start_local(http_sess *s)
     cg_conn_set_timer(s->c, (uint64_t)cg_conn_info_of(s->c)->listener->client_timeout * 1000);
 }
 
-int cg_http_gate_ask(const cg_http_request_view *v, const cg_http_body_filter **local,
-                     void **fctx, const char **detail)
+cg_http_gate_verdict cg_http_gate_ask(const cg_http_request_view *v, cg_http_gate_answer *a)
 {
-    return g_gate ? g_gate(v, local, fctx, detail) : 0;
+    return g_gate ? g_gate(v, a) : CG_HTTP_GATE_PASS;
 }

@@ -7,11 +7,12 @@
  * the filter's on_data, then written to the backend. With a filter, the
  * end of the body is held back: the last byte of a Content-Length body,
  * or the terminating "0\r\n\r\n" of a chunked one. When the client's body
- * is complete, on_end decides: 0 lets the end go out; an HTTP status
- * (e.g. 422) drops the backend connection before the end, so the backend
- * never commits the content (nginx writes a PUT to a temporary file and
- * renames it only after the last byte), and the client gets that status
- * through the gateway's one error path. */
+ * is complete, on_end decides: CG_HTTP_GATE_PASS lets the end go out;
+ * CG_HTTP_GATE_REFUSE with an HTTP status (e.g. 422) drops the backend
+ * connection before the end, so the backend never commits the content
+ * (nginx writes a PUT to a temporary file and renames it only after the
+ * last byte), and the client gets that status through the gateway's one
+ * error path. */
 #ifndef CG_HTTP_H
 #define CG_HTTP_H
 
@@ -37,21 +38,37 @@ typedef struct cg_http_request_view {
     const void *hctx;
 } cg_http_request_view;
 
-/* What a filter reports for the audit record (SPEC section 5). */
+/* What a request gate, a gate job's finish or a body filter decides. Its
+ * own type: an HTTP status is never a return value. */
+typedef enum cg_http_gate_verdict {
+    CG_HTTP_GATE_PASS,   /* go on: the request is forwarded, the body's held
+                          * end goes out (a local filter's on_end: 200) */
+    CG_HTTP_GATE_REFUSE, /* refused: the status and sentence are in the
+                          * answer (a gate) or the body verdict (a filter) */
+    CG_HTTP_GATE_LOCAL,  /* a gate only: the gateway answers the request */
+    CG_HTTP_GATE_WAIT,   /* a gate, or a local filter's on_end: the answer
+                          * needs blocking work first (cg_http_gate_job) */
+} cg_http_gate_verdict;
+
+/* What a filter reports for the audit record (SPEC section 5) and, when
+ * it refuses, for the answer. */
 typedef struct cg_http_body_verdict {
     char content_sha256[65];  /* "" when not computed */
     const char *key_id;       /* static or filter-owned until free */
     const char *validation;   /* e.g. "valid", "mismatch" */
-    const char *detail;       /* one sentence when status != 0 */
+    int status;               /* CG_HTTP_GATE_REFUSE: the HTTP status */
+    const char *detail;       /* one sentence when refused (or a local
+                               * answer's) */
 } cg_http_body_verdict;
 
 typedef struct cg_http_body_filter {
-    /* Every body byte, in order. Return 0, or an HTTP status to refuse at
-     * once (the backend connection is dropped, nothing is committed). */
-    int (*on_data)(void *fctx, const uint8_t *buf, size_t len,
-                   cg_http_body_verdict *v);
-    /* The client's body is complete: 0 sends the held end, else a status. */
-    int (*on_end)(void *fctx, cg_http_body_verdict *v);
+    /* Every body byte, in order. PASS, or REFUSE to refuse at once (the
+     * backend connection is dropped, nothing is committed). */
+    cg_http_gate_verdict (*on_data)(void *fctx, const uint8_t *buf, size_t len,
+                                    cg_http_body_verdict *v);
+    /* The client's body is complete: PASS sends the held end, REFUSE
+     * refuses. */
+    cg_http_gate_verdict (*on_end)(void *fctx, cg_http_body_verdict *v);
     /* The backend's final status for the request (optional): what the
      * filter saw is now stored (2xx) or not. Not called when the request
      * failed before an answer. */
@@ -59,7 +76,8 @@ typedef struct cg_http_body_filter {
     /* Optional, for the local filter of a gate (CG_HTTP_GATE_LOCAL): its
      * on_end may answer CG_HTTP_GATE_WAIT when the answer needs blocking
      * work; job then hands that work over (a cg_http_gate_job, below),
-     * run as a gate's is, finish's return being on_end's. */
+     * run as a gate's is, finish's verdict being on_end's (its status in
+     * the answer, its sentence in the body verdict or the answer). */
     struct cg_http_gate_job *(*job)(void *fctx);
     void (*free)(void *fctx);
 } cg_http_body_filter;
@@ -73,34 +91,39 @@ typedef const cg_http_body_filter *(*cg_http_filter_select_fn)(
     const cg_http_request_view *req, void **fctx);
 void cg_http_set_body_filter(cg_http_filter_select_fn fn);
 
+/* What goes with a gate's verdict. */
+typedef struct cg_http_gate_answer {
+    int status;                       /* REFUSE: the HTTP status */
+    const char *detail;               /* REFUSE: the sentence */
+    const cg_http_body_filter *local; /* LOCAL: the filter that answers */
+    void *fctx;                       /* LOCAL: its context; WAIT: the job */
+} cg_http_gate_answer;
+
 /* The request gate (SPEC section 6): called for every authorised request
  * after the ACL, before anything is forwarded and before the body filter
- * is selected. Returns 0 to go on; an HTTP status to refuse with *detail;
- * or CG_HTTP_GATE_LOCAL: the gateway answers the request itself, the
- * backend never sees it: every body byte goes to *local's on_data, and
- * on_end's return (0 for 200, else a status) with the verdict's detail is
- * the answer. Set once at start, before the workers run. */
-#define CG_HTTP_GATE_LOCAL 1
-typedef int (*cg_http_gate_fn)(const cg_http_request_view *req,
-                               const cg_http_body_filter **local, void **fctx,
-                               const char **detail);
+ * is selected. CG_HTTP_GATE_PASS goes on; CG_HTTP_GATE_REFUSE refuses
+ * with a->status and a->detail; CG_HTTP_GATE_LOCAL: the gateway answers
+ * the request itself, the backend never sees it: every body byte goes to
+ * a->local's on_data, and on_end's verdict (PASS for 200, else REFUSE
+ * with the verdict's status) with the verdict's detail is the answer.
+ * Set once at start, before the workers run. */
+typedef cg_http_gate_verdict (*cg_http_gate_fn)(const cg_http_request_view *req,
+                                                cg_http_gate_answer *a);
 void cg_http_set_gate(cg_http_gate_fn fn);
 
 /* A gate whose answer needs blocking work (content_db: SQLite waits up to
- * its busy timeout for a lock) returns CG_HTTP_GATE_WAIT with *fctx
+ * its busy timeout for a lock) returns CG_HTTP_GATE_WAIT with a->fctx
  * pointing to a cg_http_gate_job, so the worker loop is not stalled. The
  * gateway then holds the request (nothing of it is forwarded; what the
  * client sends meanwhile is buffered), runs work on libuv's thread pool
  * and then finish on the loop; finish answers as the gate would have
- * (0, a status, or CG_HTTP_GATE_LOCAL; never WAIT). free follows finish,
- * or comes alone when the connection closed meanwhile. work must not use
- * the request view: the job carries copies of what it needs. */
-#define CG_HTTP_GATE_WAIT 2
+ * (PASS, REFUSE or LOCAL; never WAIT). free follows finish, or comes
+ * alone when the connection closed meanwhile. work must not use the
+ * request view: the job carries copies of what it needs. */
 typedef struct cg_http_gate_job cg_http_gate_job;
 struct cg_http_gate_job {
     void (*work)(cg_http_gate_job *j);
-    int (*finish)(cg_http_gate_job *j, const cg_http_body_filter **local, void **fctx,
-                  const char **detail);
+    cg_http_gate_verdict (*finish)(cg_http_gate_job *j, cg_http_gate_answer *a);
     void (*free)(cg_http_gate_job *j);
 };
 

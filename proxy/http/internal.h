@@ -216,10 +216,8 @@ typedef struct cg_http_stage_ctx {
     char *if_out;                 /* the rewritten If (malloc'd); the caller
                                    * frees it unless handed on (then NULL) */
     cg_http_request_view view;    /* what the gate and the body filter see */
-    int gate;                     /* the gate's answer (http.h) */
-    const cg_http_body_filter *local;
-    void *lctx;
-    const char *gate_detail;
+    cg_http_gate_verdict gate;    /* the gate's verdict (http.h) */
+    cg_http_gate_answer answer;   /* and what goes with it */
     char text[4 * CG_HTTP_PATH_MAX]; /* a refusal's detail or head lines */
 } cg_http_stage_ctx;
 
@@ -259,8 +257,8 @@ void cg_http_handle_request(http_sess *s);
 
 /* ---- gate.c: the content gate (http.h), its wait, local answers ---- */
 
-int cg_http_gate_ask(const cg_http_request_view *v, const cg_http_body_filter **local,
-                     void **fctx, const char **detail);
+/* The gate's verdict on the request (PASS when no gate is set). */
+cg_http_gate_verdict cg_http_gate_ask(const cg_http_request_view *v, cg_http_gate_answer *a);
 /* The body filter for the request when a selector is set (then true). */
 bool cg_http_filter_select(const cg_http_request_view *v, const cg_http_body_filter **filter,
                            void **fctx);

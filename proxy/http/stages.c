@@ -415,34 +415,41 @@ cg_http_step cg_http_stage_gate(http_sess *s, cg_http_stage_ctx *x, cg_http_refu
                           : h->framing == CG_HTTP_BODY_NONE ? 0 : UINT64_MAX,
         .snap = x->snap, .dest = r->dest, .header = hdr_lookup, .hctx = &s->req,
     };
-    x->gate = cg_http_gate_ask(&x->view, &x->local, &x->lctx, &x->gate_detail);
+    x->gate = cg_http_gate_ask(&x->view, &x->answer);
     if (x->gate != CG_HTTP_GATE_WAIT)
         return CG_HTTP_NEXT;
     /* the snapshot and the rewritten If go with the wait */
-    int rc = cg_http_gate_wait_start(s, &x->view, x->lctx, x->snap, x->if_out, x->dest_canon);
+    int rc = cg_http_gate_wait_start(s, &x->view, x->answer.fctx, x->snap, x->if_out,
+                                     x->dest_canon);
     x->snap = NULL;
     x->if_out = NULL;
     return rc < 0 ? refuse(no, 503, "content check could not start", false) : CG_HTTP_TAKEN;
 }
 
-/* The gate's answer: 0 forwards the request, CG_HTTP_GATE_LOCAL answers
- * it here, a status refuses it. */
+/* The gate's answer: PASS forwards the request, LOCAL answers it here,
+ * REFUSE refuses it with the gate's status. */
 cg_http_step cg_http_stage_gate_answer(http_sess *s, cg_http_stage_ctx *x,
                                        cg_http_refusal *no)
 {
     http_req *r = &s->r;
-    if (x->gate == CG_HTTP_GATE_LOCAL) {
-        r->filter = x->local;
-        r->fctx = x->lctx;
+    const cg_http_gate_answer *a = &x->answer;
+    switch (x->gate) {
+    case CG_HTTP_GATE_PASS:
+        return CG_HTTP_NEXT;
+    case CG_HTTP_GATE_LOCAL:
+        r->filter = a->local;
+        r->fctx = a->fctx;
         cg_http_start_local(s);
         return CG_HTTP_TAKEN;
-    }
-    if (x->gate) {
-        if (x->gate >= 400)
+    case CG_HTTP_GATE_REFUSE:
+        if (a->status >= 400)
             r->decision = "error";
-        return refuse(no, x->gate, x->gate_detail ? x->gate_detail : "refused", false);
+        return refuse(no, a->status, a->detail ? a->detail : "refused", false);
+    case CG_HTTP_GATE_WAIT: /* stage_gate or gate_done took it */
+        break;
     }
-    return CG_HTTP_NEXT;
+    r->decision = "error";
+    return refuse(no, 500, "content check asked to wait twice", false);
 }
 
 /* The body filter chosen, the head rewritten, the backend connected. */

@@ -41,6 +41,23 @@ static void ok(int rc, const char *what, const char *err)
 
 /* Rules are written with SQL here: the rule edits are another module's;
  * this test is about what the snapshot makes of the table. */
+/* Whether another connection committed since the last poll of ro; the
+ * poll itself must succeed. */
+static bool polled_change(void)
+{
+    bool changed = true;
+    assert_int_equal(cg_pstore_poll_changed(ro, &changed, NULL), 0);
+    return changed;
+}
+
+/* Whether a reload on ro published a new snapshot; it must not fail. */
+static bool reloaded(const char **err)
+{
+    bool published = true;
+    assert_int_equal(cg_snapshot_reload_if_changed(ro, &published, err), 0);
+    return published;
+}
+
 static int64_t add_rule(const char *effect, const char *subject, const char *pattern)
 {
     sqlite3 *h = cg_db_handle(cg_pstore_db(rw));
@@ -209,7 +226,7 @@ static void test_rule_that_does_not_compile(void **state)
     /* a deny rule that cannot be compiled must not silently vanish: the
      * build fails, and the published snapshot stays as it was */
     cg_snapshot_publish(build(ro));
-    assert_int_equal(cg_pstore_poll_changed(ro), 1); /* consume the edits above */
+    assert_true(polled_change()); /* consume the edits above */
     cg_snapshot *before = cg_snapshot_acquire();
     int64_t bad_deny = add_rule("deny", "bob", "/y/${user");
     s = NULL;
@@ -220,7 +237,9 @@ static void test_rule_that_does_not_compile(void **state)
     snprintf(idtext, sizeof idtext, "%lld", (long long)bad_deny);
     assert_non_null(strstr(err, idtext));
     err = NULL;
-    assert_true(cg_snapshot_reload_if_changed(ro, &err) < 0);
+    bool published = true;
+    assert_true(cg_snapshot_reload_if_changed(ro, &published, &err) < 0);
+    assert_false(published);
     assert_non_null(err);
     cg_snapshot *after = cg_snapshot_acquire();
     assert_ptr_equal(before, after);
@@ -228,7 +247,7 @@ static void test_rule_that_does_not_compile(void **state)
     /* fixed: the next change publishes again */
     remove_rule(bad_deny);
     remove_rule(bad_allow);
-    assert_int_equal(cg_snapshot_reload_if_changed(ro, &err), 1);
+    assert_true(reloaded(&err));
     after = cg_snapshot_acquire();
     assert_true(cg_snapshot_generation(after) > cg_snapshot_generation(before));
     cg_snapshot_release(after);
@@ -239,14 +258,14 @@ static void test_reload_after_commit_by_another_connection(void **state)
 {
     const char *err = NULL;
     cg_snapshot_publish(build(ro));
-    (void)cg_pstore_poll_changed(ro);
-    assert_int_equal(cg_snapshot_reload_if_changed(ro, &err), 0); /* nothing committed */
+    (void)polled_change();
+    assert_false(reloaded(&err)); /* nothing committed */
     cg_snapshot *old = cg_snapshot_acquire();
     assert_true(cg_snapshot_principal_by_name(old, "alice")->enabled);
 
     ok(cg_pstore_principal_set_enabled(rw, "alice", false, &err), "disable", err);
-    assert_int_equal(cg_snapshot_reload_if_changed(ro, &err), 1);
-    assert_int_equal(cg_snapshot_reload_if_changed(ro, &err), 0);
+    assert_true(reloaded(&err));
+    assert_false(reloaded(&err));
     cg_snapshot *now = cg_snapshot_acquire();
     assert_ptr_not_equal(now, old);
     assert_true(cg_snapshot_generation(now) > cg_snapshot_generation(old));
@@ -265,7 +284,7 @@ static void test_reload_after_commit_by_another_connection(void **state)
     size_t len;
     assert_non_null(cg_identity_by_psk(old, "bob-id", 6, &key, &len));
     ok(cg_pstore_cred_remove(rw, "bob", bob_psk_id, &err), "remove psk", err);
-    assert_int_equal(cg_snapshot_reload_if_changed(ro, &err), 1);
+    assert_true(reloaded(&err));
     now = cg_snapshot_acquire();
     assert_null(cg_identity_by_psk(now, "bob-id", 6, &key, &len));
     assert_non_null(cg_identity_by_psk(old, "bob-id", 6, &key, &len));
@@ -274,10 +293,10 @@ static void test_reload_after_commit_by_another_connection(void **state)
 
     /* a refused edit commits nothing, so nothing is noticed */
     assert_true(cg_pstore_principal_add(rw, "alice", "user", NULL, &err) < 0);
-    assert_int_equal(cg_pstore_poll_changed(ro), 0);
+    assert_false(polled_change());
     ok(cg_pstore_principal_set_enabled(rw, "alice", true, &err), "enable", err);
-    assert_int_equal(cg_pstore_poll_changed(ro), 1);
-    assert_int_equal(cg_pstore_poll_changed(ro), 0);
+    assert_true(polled_change());
+    assert_false(polled_change());
 }
 
 static void test_ambiguous_login_identifies_no_one(void **state)

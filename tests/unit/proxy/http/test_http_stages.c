@@ -314,6 +314,72 @@ static void test_body_limit_stage_refuses_a_declared_body_past_max_body(void **s
     finish(o);
 }
 
+/* A request gate (http.h) that answers what the test sets and notes the
+ * request it saw. */
+static cg_http_gate_verdict gate_verdict;
+static int gate_status;
+static const char *gate_detail;
+static char gate_saw[64];
+
+static cg_http_gate_verdict test_gate(const cg_http_request_view *req, cg_http_gate_answer *a)
+{
+    snprintf(gate_saw, sizeof gate_saw, "%s %s", req->method, req->path);
+    a->status = gate_status;
+    a->detail = gate_detail;
+    return gate_verdict;
+}
+
+/* Runs a PUT through the gate's two stages; how the second ended. */
+static cg_http_step gate_put(one **op)
+{
+    one *o = start(&listener,
+                   "PUT /content/alice/a HTTP/1.1\r\nHost: gw\r\nContent-Length: 3\r\n\r\n",
+                   true);
+    *op = o;
+    gate_saw[0] = '\0';
+    assert_int_equal(run_to(o, cg_http_stage_body_limit), CG_HTTP_NEXT);
+    assert_int_equal(cg_http_stage_gate(&o->s, &o->x, &o->no), CG_HTTP_NEXT);
+    assert_string_equal(gate_saw, "PUT /content/alice/a");
+    memset(&o->no, 0, sizeof o->no);
+    return cg_http_stage_gate_answer(&o->s, &o->x, &o->no);
+}
+
+static void test_gate_stages_go_on_or_refuse_as_the_gate_answers(void **state)
+{
+    (void)state;
+    one *o;
+    cg_http_set_gate(test_gate);
+
+    /* PASS: on to forwarding, still allowed */
+    gate_verdict = CG_HTTP_GATE_PASS;
+    gate_status = 0;
+    gate_detail = NULL;
+    assert_int_equal(gate_put(&o), CG_HTTP_NEXT);
+    assert_string_equal(o->s.r.decision, "allow");
+    finish(o);
+
+    /* REFUSE: the gate's status and sentence are the answer */
+    gate_verdict = CG_HTTP_GATE_REFUSE;
+    gate_status = 422;
+    gate_detail = "manifest refused: no item";
+    assert_int_equal(gate_put(&o), CG_HTTP_REFUSE);
+    assert_int_equal(o->no.status, 422);
+    assert_string_equal(o->no.detail, "manifest refused: no item");
+    assert_false(o->no.close);
+    assert_string_equal(o->s.r.decision, "error");
+    finish(o);
+
+    /* a refusal without a sentence says "refused" */
+    gate_status = 403;
+    gate_detail = NULL;
+    assert_int_equal(gate_put(&o), CG_HTTP_REFUSE);
+    assert_int_equal(o->no.status, 403);
+    assert_string_equal(o->no.detail, "refused");
+    finish(o);
+
+    cg_http_set_gate(NULL);
+}
+
 static void test_tls_stage_redirects_a_plaintext_listener(void **state)
 {
     (void)state;
@@ -346,6 +412,7 @@ int main(void)
         cmocka_unit_test(test_authenticate_stage_challenges_without_credentials),
         cmocka_unit_test(test_body_limit_stage_refuses_a_declared_body_past_max_body),
         cmocka_unit_test(test_tls_stage_redirects_a_plaintext_listener),
+        cmocka_unit_test(test_gate_stages_go_on_or_refuse_as_the_gate_answers),
     };
     return cmocka_run_group_tests(tests, setup_all, NULL);
 }
