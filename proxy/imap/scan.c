@@ -136,54 +136,60 @@ static void classify(cg_imaps *s)
     }
 }
 
-/* Runs the lexer over one byte; returns 1 at the end of the response,
- * 2 when a literal header completed, -1 on error, else 0. */
-static int lex_byte(cg_imaps *s, uint8_t c)
+/* What one byte did to the lexer. */
+typedef enum lex_step {
+    LEX_MORE,      /* nothing to report */
+    LEX_END,       /* the response's last line ended */
+    LEX_LITERAL,   /* a literal header {n} completed: n bytes follow */
+    LEX_OVERFLOW,  /* the literal's size does not fit */
+} lex_step;
+
+static lex_step lex_byte(cg_imaps *s, uint8_t c)
 {
     if (s->nwords < 3 && s->lex != L_QUOTED && s->lex != L_QESC)
         track_word(s, c);
     switch (s->lex) {
     case L_TEXT:
-        return c == '\n' ? 1 : 0;
+        return c == '\n' ? LEX_END : LEX_MORE;
     case L_QUOTED:
         if (c == '\\') s->lex = L_QESC;
         else if (c == '"') s->lex = L_NORMAL;
-        else if (c == '\n') return 1; /* malformed: the line still ends */
-        return 0;
+        else if (c == '\n') return LEX_END; /* malformed: the line still ends */
+        return LEX_MORE;
     case L_QESC:
         s->lex = L_QUOTED;
-        return c == '\n' ? 1 : 0;
+        return c == '\n' ? LEX_END : LEX_MORE;
     case L_BRACE:
         if (c >= '0' && c <= '9') {
             if (s->lit_n > (UINT64_MAX / 4 - 9) / 10)
-                return -1;
+                return LEX_OVERFLOW;
             s->lit_n = s->lit_n * 10 + (uint64_t)(c - '0');
             s->lit_digits = true;
-            return 0;
+            return LEX_MORE;
         }
-        if (c == '}' && s->lit_digits) { s->lex = L_BRACE_END; return 0; }
+        if (c == '}' && s->lit_digits) { s->lex = L_BRACE_END; return LEX_MORE; }
         s->lex = L_NORMAL;
         break; /* not a literal after all: look at c normally */
     case L_BRACE_END:
-        if (c == '\r') { s->lex = L_BRACE_LF; return 0; }
-        if (c == '\n') { s->lex = L_LITERAL; s->lit_left = s->lit_n; return 2; }
+        if (c == '\r') { s->lex = L_BRACE_LF; return LEX_MORE; }
+        if (c == '\n') { s->lex = L_LITERAL; s->lit_left = s->lit_n; return LEX_LITERAL; }
         s->lex = L_NORMAL;
         break;
     case L_BRACE_LF:
-        if (c == '\n') { s->lex = L_LITERAL; s->lit_left = s->lit_n; return 2; }
+        if (c == '\n') { s->lex = L_LITERAL; s->lit_left = s->lit_n; return LEX_LITERAL; }
         s->lex = L_NORMAL;
         break;
     default:
         break;
     }
-    if (c == '"') { s->lex = L_QUOTED; return 0; }
+    if (c == '"') { s->lex = L_QUOTED; return LEX_MORE; }
     if (c == '{') {
         s->lex = L_BRACE;
         s->lit_n = 0;
         s->lit_digits = false;
-        return 0;
+        return LEX_MORE;
     }
-    return c == '\n' ? 1 : 0;
+    return c == '\n' ? LEX_END : LEX_MORE;
 }
 
 size_t cg_imaps_feed(cg_imaps *s, const uint8_t *buf, size_t len,
@@ -219,33 +225,33 @@ size_t cg_imaps_feed(cg_imaps *s, const uint8_t *buf, size_t len,
     while (i < len) {
         uint8_t c = buf[i++];
         s->started = true;
-        int r = lex_byte(s, c);
-        if (r < 0) {
+        lex_step r = lex_byte(s, c);
+        if (r == LEX_OVERFLOW) {
             ev->type = CG_IMAPS_EV_ERROR;
             ev->error = "literal size overflows";
             return i;
         }
         if (s->in_head) {
             s->head[s->headlen++] = c;
-            if (r == 0 && s->headlen < HEAD_CAP)
+            if (r == LEX_MORE && s->headlen < HEAD_CAP)
                 continue;
             classify(s);
-            s->h.complete = r == 1;
+            s->h.complete = r == LEX_END;
             s->in_head = false;
-            if (r == 1)
+            if (r == LEX_END)
                 s->pending_end = true;
-            if (r == 2 && s->lit_left == 0)
+            if (r == LEX_LITERAL && s->lit_left == 0)
                 s->lex = L_NORMAL;
             ev->type = CG_IMAPS_EV_HEAD;
             ev->data = s->head;
             ev->len = s->headlen;
             return i;
         }
-        if (r == 0)
+        if (r == LEX_MORE)
             continue;
-        if (r == 1)
+        if (r == LEX_END)
             s->pending_end = true;
-        if (r == 2 && s->lit_left == 0)
+        if (r == LEX_LITERAL && s->lit_left == 0)
             s->lex = L_NORMAL;
         break;
     }
