@@ -28,11 +28,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *err = NULL;
     /* first byte picks the entry point, so both are explored */
     int b64 = size > 0 && (data[0] & 1);
-    if (b64) {
-        cg_manifest_parse_b64((const char *)data + 1, size - 1, &m, &err);
-    } else {
-        cg_manifest_parse(data, size, &m, &err);
-    }
+    int rc = b64 ? cg_manifest_parse_b64((const char *)data + 1, size - 1, &m, &err)
+                 : cg_manifest_parse(data, size, &m, &err);
+    if ((rc < 0) != (m == NULL))
+        abort(); /* a manifest exactly when the parse succeeded */
     if (!m) {
         if (!err)
             abort(); /* every refusal names its reason */
