@@ -24,6 +24,8 @@
 #include "common/cg_log.h"
 #include "proxy/core/config.h"
 #include "proxy/http/content.h"
+#include "proxy/http/http.h"
+#include "proxy/imap/imap.h"
 #include "store/content_store.h"
 #include "proxy/admin/metrics.h"
 #include "store/policy_store.h"
@@ -425,6 +427,8 @@ int main(int argc, char **argv)
         return start_failed(rt);
     }
     cg_content_hooks_install(cfg->content_db);
+    cg_proto_register(CG_PROTO_IMAP, &cg_imap_proto);
+    cg_proto_register(CG_PROTO_HTTP, &cg_http_proto);
     if (cg_workers_create(rt, cfg->workers, &why) < 0) {
         cg_error("%s", why ? why : "cannot create workers");
         return start_failed(rt);

@@ -323,13 +323,27 @@ static void format_peer(cg_conn *c)
     cg_strlcpy(c->info.client_addr, a, sizeof c->info.client_addr);
 }
 
+/* Written before the workers start, read only after: no lock. */
+static const cg_proto_ops *g_protos[CG_PROTO_HTTP + 1];
+
+void cg_proto_register(enum cg_proto_kind kind, const cg_proto_ops *ops)
+{
+    if ((size_t)kind < CG_ARRAY_LEN(g_protos))
+        g_protos[kind] = ops;
+}
+
+void cg_protos_thread_end(void)
+{
+    for (size_t i = 0; i < CG_ARRAY_LEN(g_protos); i++)
+        if (g_protos[i] && g_protos[i]->on_thread_end)
+            g_protos[i]->on_thread_end();
+}
+
 static const cg_proto_ops *proto_for(const cg_listener_cfg *l)
 {
-    if (l->protocol == CG_PROTO_IMAP && cg_imap_proto.on_open)
-        return &cg_imap_proto;
-    if (l->protocol == CG_PROTO_HTTP && cg_http_proto.on_open)
-        return &cg_http_proto;
-    return &cg_relay_proto;
+    const cg_proto_ops *p = (size_t)l->protocol < CG_ARRAY_LEN(g_protos) ? g_protos[l->protocol]
+                                                                        : NULL;
+    return p ? p : &cg_relay_proto;
 }
 
 void cg_conn_worker_link(cg_worker *w, cg_conn *c)

@@ -51,6 +51,9 @@ typedef struct cg_proto_ops {
      * the session is then still zeroed. */
     void (*on_refuse)(cg_conn *c, int err, const char *reason); /* optional */
     void (*on_close)(cg_conn *c);   /* free what the session holds */
+    /* A worker thread ends (optional): free what the protocol keeps per
+     * thread. */
+    void (*on_thread_end)(void);
 } cg_proto_ops;
 
 /* What the connection knows about itself; valid for its life. */
@@ -138,9 +141,12 @@ void cg_conn_close(cg_conn *c, const char *reason);
 /* Close at once, dropping queued bytes. */
 void cg_conn_abort(cg_conn *c, const char *reason);
 
-/* Protocol table by listener protocol (implemented by each gateway). */
+/* The gateway of a listener protocol, registered by the daemon before the
+ * workers start: the core knows no protocol by name, and a listener whose
+ * protocol has none registered relays bytes (cg_relay_proto). */
 extern const cg_proto_ops cg_relay_proto;
-extern const cg_proto_ops cg_imap_proto;
-extern const cg_proto_ops cg_http_proto;
+void cg_proto_register(enum cg_proto_kind kind, const cg_proto_ops *ops);
+/* At a worker thread's end: every registered protocol's on_thread_end. */
+void cg_protos_thread_end(void);
 
 #endif

@@ -11,8 +11,8 @@
 #include "common/cg_addrtab.h"
 #include "common/cg_error.h"
 #include "common/cg_log.h"
-#include "proxy/http/content.h"
 #include "proxy/admin/metrics.h"
+#include "proxy/core/conn.h"
 #include "policy/saml.h"
 #include "proxy/core/tls.h"
 #include "proxy/core/upstream.h"
@@ -206,7 +206,7 @@ static void worker_main(void *arg)
     uv_run(&w->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&w->loop) != 0)
         cg_debug("worker %u: loop closed with handles left", w->index);
-    cg_content_hooks_thread_end();
+    cg_protos_thread_end();
 }
 
 int cg_workers_create(cg_runtime *rt, unsigned n, const char **error_r)

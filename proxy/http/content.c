@@ -601,6 +601,9 @@ static const cg_http_body_filter *select_filter(const cg_http_request_view *req,
     return &upload_filter;
 }
 
+/* A worker thread ends: an upload it selected and never started goes. */
+static void thread_end(void);
+
 void cg_content_hooks_install(const char *content_db)
 {
     pthread_once(&g_key_once, make_key);
@@ -608,9 +611,10 @@ void cg_content_hooks_install(const char *content_db)
     g_db_path = content_db ? strdup(content_db) : NULL;
     cg_http_set_gate(gate_hook);
     cg_http_set_body_filter(select_filter);
+    cg_http_set_thread_end(thread_end);
 }
 
-void cg_content_hooks_thread_end(void)
+static void thread_end(void)
 {
     if (pending_upload) {
         up_free(pending_upload);

@@ -15,10 +15,22 @@
 
 static cg_http_filter_select_fn g_filter_select;
 static cg_http_gate_fn g_gate;
+static void (*g_thread_end)(void);
 
 void cg_http_set_body_filter(cg_http_filter_select_fn fn)
 {
     g_filter_select = fn;
+}
+
+void cg_http_set_thread_end(void (*fn)(void))
+{
+    g_thread_end = fn;
+}
+
+void cg_http_thread_end(void)
+{
+    if (g_thread_end)
+        g_thread_end();
 }
 
 void cg_http_set_gate(cg_http_gate_fn fn)

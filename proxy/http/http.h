@@ -1,4 +1,5 @@
-/* proxy/http/http.h — the HTTP gateway (cg_http_proto in proxy/core/conn.h) and its extension
+/* proxy/http/http.h — the HTTP gateway (cg_http_proto, registered with the
+ * core by the daemon: proxy/core/conn.h) and its extension
  * point for request bodies: a per-request body filter that sees every
  * body byte as it streams and decides whether the end of the body goes
  * out (SPEC section 6, self-contained manifest validation).
@@ -21,6 +22,9 @@
 #include <stdint.h>
 
 #include "policy/snapshot.h"
+#include "proxy/core/conn.h"
+
+extern const cg_proto_ops cg_http_proto;
 
 /* What a filter may know about the request it watches. Valid for the
  * filter's life (the request). */
@@ -90,6 +94,10 @@ typedef struct cg_http_body_filter {
 typedef const cg_http_body_filter *(*cg_http_filter_select_fn)(
     const cg_http_request_view *req, void **fctx);
 void cg_http_set_body_filter(cg_http_filter_select_fn fn);
+
+/* Called at each worker thread's end (cg_http_proto's on_thread_end), for
+ * what the hooks keep per thread. Set once at start, like the hooks. */
+void cg_http_set_thread_end(void (*fn)(void));
 
 /* What goes with a gate's verdict. */
 typedef struct cg_http_gate_answer {

@@ -257,6 +257,8 @@ void cg_http_handle_request(http_sess *s);
 
 /* ---- gate.c: the content gate (http.h), its wait, local answers ---- */
 
+/* The hooks' per-thread end (cg_http_set_thread_end), as on_thread_end. */
+void cg_http_thread_end(void);
 /* The gate's verdict on the request (PASS when no gate is set). */
 cg_http_gate_verdict cg_http_gate_ask(const cg_http_request_view *v, cg_http_gate_answer *a);
 /* The body filter for the request when a selector is set (then true). */

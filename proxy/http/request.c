@@ -451,4 +451,5 @@ const cg_proto_ops cg_http_proto = {
     .on_timer = http_timer,
     .on_refuse = http_refuse,
     .on_close = http_close,
+    .on_thread_end = cg_http_thread_end,
 };

@@ -13,6 +13,7 @@
 #include "policy/acl.h"
 #include "policy/snapshot.h"
 #include "proxy/core/conn.h"
+#include "proxy/imap/imap.h"
 #include "proxy/imap/parser.h"
 #include "proxy/imap/scan.h"
 #include "store/audit.h"

@@ -26,6 +26,7 @@
 #include "policy/acl.h"
 #include "proxy/http/parse.h"
 #include "proxy/http/path.h"
+#include "proxy/http/http.h"
 #include "tests/support/session_driver.h"
 
 #define PRINCIPAL_HEADER "X-Remote-User"

@@ -25,6 +25,7 @@
 #include "policy/acl.h"
 #include "proxy/imap/mutf7.h"
 #include "proxy/imap/parser.h"
+#include "proxy/imap/imap.h"
 #include "tests/support/session_driver.h"
 
 #define MASTER "gwmaster"

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "proxy/core/conn.h"
+#include "proxy/http/http.h"
 #include "tests/support/session_driver.h"
 
 static cg_upstream_cfg up = {

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "policy/acl.h"
+#include "proxy/imap/imap.h"
 #include "tests/support/session_driver.h"
 
 static cg_upstream_cfg up_master = {
