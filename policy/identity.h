@@ -37,18 +37,4 @@ const char *cg_identity_digest_ha1(const cg_snapshot *s,
                                    const cg_principal *p, const char *realm,
                                    const char *alg);
 
-/* CIDR parsing and matching, shared with cpmgatectl's validation.
- * Accepts "a.b.c.d/n", "x::y/n" and a bare address (full length);
- * canonical writes the normalised text form (host bits must be zero). */
-typedef struct cg_cidr {
-    uint8_t family; /* 4 or 6 */
-    uint8_t prefix;
-    uint8_t addr[16];
-} cg_cidr;
-int cg_cidr_parse(const char *text, cg_cidr *out, const char **error_r)
-    __attribute__((warn_unused_result));
-void cg_cidr_format(const cg_cidr *c, char out[64]);
-int cg_cidr_match(const cg_cidr *c, const struct sockaddr *sa)
-    __attribute__((warn_unused_result));
-
 #endif

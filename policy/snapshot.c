@@ -25,6 +25,15 @@ int cg_snap_cmp_cert(const void *a, const void *b)
     return memcmp(((const cg_snap_cert *)a)->fpr, ((const cg_snap_cert *)b)->fpr, 32);
 }
 
+/* Certificate names compare exactly, but for the host of a dns: name
+ * (RFC 4343: DNS names are case-insensitive). */
+int cg_snap_name_cmp(const char *a, const char *b)
+{
+    if (strncmp(a, "dns:", 4) == 0 && strncmp(b, "dns:", 4) == 0)
+        return strcasecmp(a + 4, b + 4);
+    return strcmp(a, b);
+}
+
 int cg_snap_cmp_name(const void *a, const void *b)
 {
     return cg_snap_name_cmp(((const cg_snap_name *)a)->name, ((const cg_snap_name *)b)->name);

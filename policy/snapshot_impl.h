@@ -7,7 +7,7 @@
 
 #include <stdatomic.h>
 
-#include "policy/identity.h"
+#include "policy/cidr.h"
 #include "policy/snapshot.h"
 
 typedef struct cg_snap_cert {

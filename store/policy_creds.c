@@ -26,7 +26,7 @@ static bool hex_lower(const char *t, size_t len)
 }
 
 /* What the schema cannot check. CIDRs are canonicalised by the caller
- * (policy/identity.h's cg_cidr_parse); here only their alphabet. */
+ * (policy/cidr.h's cg_cidr_parse); here only their alphabet. */
 static int cred_check(const char *type, const char *value, const uint8_t *secret,
                       size_t secret_len, const char *md5, const char *sha256,
                       const char **error_r)

@@ -14,7 +14,7 @@
 
 #include "policy/ctl/ctl.h"
 #include "policy/ctl/ctl_cred.h"
-#include "policy/identity.h"
+#include "policy/cidr.h"
 #include "common/cg_error.h"
 #include "common/cg_util.h"
 

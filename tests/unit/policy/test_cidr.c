@@ -1,4 +1,4 @@
-/* tests/unit/policy/test_cidr.c — policy/identity.c's CIDR parser and matcher, table-driven:
+/* tests/unit/policy/test_cidr.c — policy/cidr.c, the CIDR parser and matcher, table-driven:
  * what is accepted and its canonical form, what is refused (junk, prefix
  * too long, leading zeros, host bits), and matching of IPv4, IPv6 and
  * v4-mapped IPv6 addresses at prefix boundaries. */
@@ -13,7 +13,7 @@
 #include <cmocka.h>
 
 #include "common/cg_error.h"
-#include "policy/identity.h"
+#include "policy/cidr.h"
 
 static const struct {
     const char *in, *canonical; /* canonical NULL: refused */
