@@ -99,8 +99,10 @@ struct uv_loop_s *cg_conn_loop(cg_conn *c);
 
 /* Queue bytes toward a side (encrypting for TLS). Returns 0, or a negative
  * code when the side is closed. */
-int cg_conn_write_client(cg_conn *c, const void *buf, size_t len);
-int cg_conn_write_upstream(cg_conn *c, const void *buf, size_t len);
+int cg_conn_write_client(cg_conn *c, const void *buf, size_t len)
+    __attribute__((warn_unused_result));
+int cg_conn_write_upstream(cg_conn *c, const void *buf, size_t len)
+    __attribute__((warn_unused_result));
 size_t cg_conn_client_queued(const cg_conn *c);
 size_t cg_conn_upstream_queued(const cg_conn *c);
 

@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "common/cg_error.h"
+#include "common/cg_log.h"
 #include "proxy/core/conn.h"
 #include "proxy/http/internal.h"
 #include "proxy/http/parse.h"
@@ -61,6 +62,19 @@ static void filter_refused(http_sess *s, cg_http_gate_verdict g)
                       v->detail ? v->detail : "content refused");
 }
 
+/* Body bytes toward the backend. A write fails only once the backend half
+ * is gone (it closed, or was released after its answer): the rest of the
+ * body has nowhere to go and the answer is the upstream end's
+ * (cg_http_upstream_eof), so the bytes are dropped and that is said once. */
+static void to_backend(http_sess *s, const void *buf, size_t len)
+{
+    if (cg_conn_write_upstream(s->c, buf, len) < 0 && !s->r.body_dropped) {
+        s->r.body_dropped = true;
+        cg_debug("conn=%llu request body dropped: the backend connection is gone",
+                 (unsigned long long)cg_conn_info_of(s->c)->id);
+    }
+}
+
 /* Decoded request body bytes (from the request parser). */
 void cg_http_req_body(void *ctx, const uint8_t *buf, size_t len)
 {
@@ -87,9 +101,9 @@ void cg_http_req_body(void *ctx, const uint8_t *buf, size_t len)
     if (s->req.head.framing == CG_HTTP_BODY_CHUNKED) {
         char sz[24];
         int n = snprintf(sz, sizeof sz, "%zx\r\n", len);
-        cg_conn_write_upstream(c, sz, (size_t)n);
-        cg_conn_write_upstream(c, buf, len);
-        cg_conn_write_upstream(c, "\r\n", 2);
+        to_backend(s, sz, (size_t)n);
+        to_backend(s, buf, len);
+        to_backend(s, "\r\n", 2);
         return;
     }
     r->body_left -= len;
@@ -99,7 +113,7 @@ void cg_http_req_body(void *ctx, const uint8_t *buf, size_t len)
         len--;
     }
     if (len)
-        cg_conn_write_upstream(c, buf, len);
+        to_backend(s, buf, len);
 }
 
 void cg_http_req_body_done(http_sess *s)
@@ -119,9 +133,9 @@ void cg_http_req_body_done(http_sess *s)
         }
     }
     if (s->req.head.framing == CG_HTTP_BODY_CHUNKED)
-        cg_conn_write_upstream(c, "0\r\n\r\n", 5);
+        to_backend(s, "0\r\n\r\n", 5);
     else if (r->hold_last)
-        cg_conn_write_upstream(c, &r->held, 1);
+        to_backend(s, &r->held, 1);
     r->body_done = true;
     cg_conn_set_timer(c, 0);
     if (s->state == S_BODY) {
@@ -147,7 +161,11 @@ void cg_http_connected(cg_conn *c, int status)
     s->resp.on_body = cg_http_resp_body;
     s->resp.ctx = s;
     s->resp.no_body = s->r.head_method;
-    cg_conn_write_upstream(c, s->out, s->out_len);
+    if (cg_conn_write_upstream(c, s->out, s->out_len) < 0) {
+        /* connected, yet the head cannot go: as unavailable as a refusal */
+        cg_http_body_fail(s, 502, "backend unavailable");
+        return;
+    }
     if (s->r.expect_continue && !s->retried)
         cg_http_write_client(s, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     if (s->r.has_body && !s->r.body_done) {

@@ -120,6 +120,7 @@ typedef struct http_req {
     const char *decision;
     bool head_method, keep_alive, expect_continue, filter_multistatus;
     bool has_body, body_done, close_after;
+    bool body_dropped;    /* the backend went mid-body: the rest is dropped */
     bool local;           /* answered by the gateway (http.h gate), no backend */
     uint64_t bytes_in, bytes_out;
     int status;

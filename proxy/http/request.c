@@ -78,7 +78,8 @@ void cg_http_req_free(http_sess *s)
 
 /* Writes "STATUS REASON: DETAIL (txid ID)" (or xml_body) with its head.
  * A head too large for its buffer becomes a bare one that closes
- * (*close_after set). Returns the body bytes written. */
+ * (*close_after set), and so does a client that can no longer be written
+ * to. Returns the body bytes written. */
 static uint64_t write_answer(cg_conn *c, int status, const char *detail, const char *txid,
                              const char *extra, const char *xml_body, bool head_only,
                              bool *close_after)
@@ -106,10 +107,16 @@ static uint64_t write_answer(cg_conn *c, int status, const char *detail, const c
                       "HTTP/1.1 %d %s\r\nContent-Length: 0\r\nX-Transaction-Id: %s\r\n"
                       "Connection: close\r\n\r\n", status, cg_http_reason(status), txid),
         bl = 0, *close_after = true;
-    cg_conn_write_client(c, head, (size_t)hl);
+    if (cg_conn_write_client(c, head, (size_t)hl) < 0) {
+        *close_after = true;
+        return 0;
+    }
     if (head_only || bl <= 0)
         return 0;
-    cg_conn_write_client(c, body, (size_t)bl);
+    if (cg_conn_write_client(c, body, (size_t)bl) < 0) {
+        *close_after = true;
+        return 0;
+    }
     return (uint64_t)bl;
 }
 
@@ -285,7 +292,9 @@ void cg_http_write_client(http_sess *s, const void *buf, size_t len)
 {
     if (len == 0)
         return;
-    cg_conn_write_client(s->c, buf, len);
+    /* fails only when the client half is gone: the connection ends */
+    if (cg_conn_write_client(s->c, buf, len) < 0)
+        cg_conn_close(s->c, "client connection lost");
 }
 
 /* ---- connection callbacks ------------------------------------------------- */
