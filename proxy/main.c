@@ -27,7 +27,7 @@
 #include "proxy/http/http.h"
 #include "proxy/imap/imap.h"
 #include "store/content_store.h"
-#include "proxy/admin/metrics.h"
+#include "proxy/core/counters.h"
 #include "store/policy_store.h"
 #include "policy/snapshot.h"
 #include "proxy/core/tls.h"

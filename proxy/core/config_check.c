@@ -13,7 +13,7 @@
 
 #include "common/cg_error.h"
 #include "common/cg_util.h"
-#include "proxy/http/host.h"
+#include "proxy/core/server_names.h"
 
 static int apply_defaults(parser *p, sect *s)
 {
@@ -89,11 +89,11 @@ static int validate_server_names(parser *p, sect *s)
         }
         return 0;
     }
-    if (l->server_names && cg_http_names_check(l->server_names, &why) < 0) {
+    if (l->server_names && cg_server_names_check(l->server_names, &why) < 0) {
         cg_config_fail(p, cg_config_key_line(s, "server_names"), "server_names: %s", why);
         return CG_E_INVAL;
     }
-    if (!l->server_names && !(l->server_names = cg_http_cert_names(l->certificate, &why))) {
+    if (!l->server_names && !(l->server_names = cg_server_names_of_cert(l->certificate, &why))) {
         cg_config_fail(p, cg_config_key_line(s, "certificate"), "server_names: %s (set server_names)", why);
         return CG_E_INVAL;
     }
@@ -234,7 +234,7 @@ static int validate_upstream(parser *p, sect *s)
     }
     const char *hn;
     size_t hl;
-    if (u->host && (!cg_http_host_name(u->host, strlen(u->host), &hn, &hl) ||
+    if (u->host && (!cg_host_name(u->host, strlen(u->host), &hn, &hl) ||
                     strpbrk(u->host, " \t,"))) {
         cg_config_fail(p, cg_config_key_line(s, "host"), "host: expected a host name, optionally with :port");
         return CG_E_INVAL;

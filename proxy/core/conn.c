@@ -17,7 +17,7 @@
 #include "common/cg_error.h"
 #include "common/cg_log.h"
 #include "common/cg_util.h"
-#include "proxy/admin/metrics.h"
+#include "proxy/core/counters.h"
 #include "proxy/core/stream.h"
 #include "proxy/core/tls.h"
 #include "proxy/core/worker.h"

@@ -12,7 +12,7 @@
 #include "common/cg_util.h"
 #include "policy/identity.h"
 #include "policy/snapshot.h"
-#include "proxy/admin/metrics.h"
+#include "proxy/core/counters.h"
 #include "proxy/core/tls.h"
 
 #define MAX_CERT_NAMES 16

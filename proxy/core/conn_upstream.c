@@ -6,7 +6,7 @@
 
 #include "common/cg_error.h"
 #include "common/cg_log.h"
-#include "proxy/admin/metrics.h"
+#include "proxy/core/counters.h"
 #include "proxy/core/tls.h"
 #include "proxy/core/upstream.h"
 

@@ -11,7 +11,7 @@
 #include "common/cg_addrtab.h"
 #include "common/cg_error.h"
 #include "common/cg_log.h"
-#include "proxy/admin/metrics.h"
+#include "proxy/core/counters.h"
 #include "proxy/core/conn.h"
 #include "policy/saml.h"
 #include "proxy/core/tls.h"

@@ -10,24 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Longest host name (RFC 1035: 253; an IPv6 literal is shorter). */
-#define CG_HTTP_HOST_MAX 255
-
-/* The DNS and IP subjectAltNames of the PEM certificate at path, as a
- * malloc'd list "localhost, 127.0.0.1, ::1": the default server_names.
- * NULL with *error_r (one sentence) when the file cannot be read or
- * names no host. */
-char *cg_http_cert_names(const char *path, const char **error_r);
-
-/* A server_names value: "*", or a comma-separated list of host names
- * ("*.example.com" matches one more label) and IP addresses. 0, or
- * CG_E_INVAL with *error_r. */
-int cg_http_names_check(const char *list, const char **error_r);
-
-/* The host of a Host value or an authority: "Name:8443" -> "Name",
- * "[::1]:8443" -> "::1", a trailing dot dropped. false when empty or
- * malformed. */
-bool cg_http_host_name(const char *v, size_t len, const char **name, size_t *nlen);
+#include "proxy/core/server_names.h"
 
 /* Two host names are the same: case-insensitive, IP addresses compared
  * as addresses ("::1" and "0:0::1"). */
@@ -38,9 +21,6 @@ bool cg_http_same_host(const char *a, size_t al, const char *b, size_t bl);
  * when an item names it exactly, else name itself. */
 bool cg_http_name_served(const char *list, const char *name, size_t nlen, const char **as,
                          size_t *aslen);
-
-/* s (NUL-terminated) is an IPv4 or IPv6 address. */
-bool cg_http_is_ip(const char *s);
 
 /* The first plain name of a server_names list (no wildcard), advancing
  * *list past it; false when there is none. */

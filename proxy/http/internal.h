@@ -108,7 +108,7 @@ typedef struct http_req {
     char method[24];
     int64_t principal_id;  /* what later steps look up; 0 when none */
     char principal[CG_NAME_MAX + 1]; /* for logs and audit */
-    char fwd_host[CG_HTTP_HOST_MAX + 9]; /* the Host the backend gets:
+    char fwd_host[CG_HOST_MAX + 9]; /* the Host the backend gets:
                                           * "[" name "]:" port NUL */
     const char *auth_method;
     char *path;           /* decoded (what the ACL judged) */

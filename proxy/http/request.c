@@ -13,7 +13,7 @@
 #include "common/cg_buf.h"
 #include "common/cg_error.h"
 #include "common/cg_log.h"
-#include "proxy/admin/metrics.h"
+#include "proxy/core/counters.h"
 #include "proxy/core/conn.h"
 #include "proxy/http/internal.h"
 #include "proxy/http/parse.h"

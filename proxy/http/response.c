@@ -42,8 +42,8 @@ static bool location_rewrite(http_sess *s, cg_buf *o, const char *v, size_t n)
     const char *ln, *fn;
     size_t lnl, fnl;
     const char *fwd = s->r.fwd_host;
-    if (!cg_http_host_name(v + skip, e - skip, &ln, &lnl) ||
-        !cg_http_host_name(fwd, strlen(fwd), &fn, &fnl) || !cg_http_same_host(ln, lnl, fn, fnl))
+    if (!cg_host_name(v + skip, e - skip, &ln, &lnl) ||
+        !cg_host_name(fwd, strlen(fwd), &fn, &fnl) || !cg_http_same_host(ln, lnl, fn, fnl))
         return false;
     const char *host = cg_http_str(&s->req, rq->host);
     size_t hl = rq->host.len;

@@ -166,11 +166,11 @@ cg_http_step cg_http_stage_host(http_sess *s, cg_http_stage_ctx *x, cg_http_refu
         size_t nl;
         if (!names[i].len)
             continue;
-        if (!cg_http_host_name(cg_http_str(&s->req, names[i]), names[i].len, &n, &nl))
+        if (!cg_host_name(cg_http_str(&s->req, names[i]), names[i].len, &n, &nl))
             return refuse(no, 400, "malformed Host", false);
         if (!every && !cg_http_name_served(list, n, nl, &n, &nl))
             return refuse(no, 421, "this listener does not serve that host", false);
-        if (!every && ci->sni[0] && !cg_http_is_ip(ci->sni) &&
+        if (!every && ci->sni[0] && !cg_host_is_ip(ci->sni) &&
             !cg_http_same_host(ci->sni, strlen(ci->sni), n, nl))
             return refuse(no, 421, "Host differs from the TLS server name", false);
         name = n;

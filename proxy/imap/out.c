@@ -11,7 +11,7 @@
 
 #include "common/cg_log.h"
 #include "common/cg_util.h"
-#include "proxy/admin/metrics.h"
+#include "proxy/core/counters.h"
 
 /* ---- output helpers ------------------------------------------------------ */
 

@@ -1,6 +1,6 @@
-/* tests/unit/proxy/http/test_http_host.c — proxy/http/host.c: the host of a Host value or
- * authority, server_names lists (checked, matched, wildcards, IP
- * spellings) and the Host written for the backend. */
+/* tests/unit/proxy/http/test_http_host.c — proxy/http/host.c: server_names
+ * lists matched (wildcards, IP spellings) and the Host written for the
+ * backend. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -11,59 +11,6 @@
 #include <cmocka.h>
 
 #include "proxy/http/host.h"
-
-static void test_host_name_of_a_host_value(void **state)
-{
-    (void)state;
-    static const struct {
-        const char *in, *name; /* name NULL: refused */
-    } t[] = {
-        {"localhost", "localhost"},
-        {"localhost:8443", "localhost"},
-        {"Example.COM.", "Example.COM"},
-        {"[::1]:443", "::1"},
-        {"[::1]", "::1"},
-        {"127.0.0.1:1", "127.0.0.1"},
-        {"", NULL},
-        {":443", NULL},
-        {"[::1", NULL},
-        {"[::1]x", NULL},
-        {"host:44x", NULL},
-    };
-    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
-        const char *n;
-        size_t nl;
-        bool ok = cg_http_host_name(t[i].in, strlen(t[i].in), &n, &nl);
-        if (ok != (t[i].name != NULL))
-            fail_msg("%s: %d", t[i].in, ok);
-        if (ok && (nl != strlen(t[i].name) || memcmp(n, t[i].name, nl) != 0))
-            fail_msg("%s: got %.*s", t[i].in, (int)nl, n);
-    }
-}
-
-static void test_server_names_lists(void **state)
-{
-    (void)state;
-    const char *why;
-    static const struct {
-        const char *list;
-        bool ok;
-    } t[] = {
-        {"*", true},
-        {"localhost, 127.0.0.1, ::1", true},
-        {"*.example.com,gw.example.com", true},
-        {"localhost, *", false},
-        {"", false},
-        {" , ", false},
-        {"bad name", false},
-        {"a..b", false},
-        {"[::1]", false},
-        {"ex*mple.com", false},
-    };
-    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
-        if ((cg_http_names_check(t[i].list, &why) == 0) != t[i].ok)
-            fail_msg("'%s'", t[i].list);
-}
 
 static void test_names_served(void **state)
 {
@@ -114,8 +61,6 @@ static void test_host_for_the_backend(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_host_name_of_a_host_value),
-        cmocka_unit_test(test_server_names_lists),
         cmocka_unit_test(test_names_served),
         cmocka_unit_test(test_host_for_the_backend),
     };

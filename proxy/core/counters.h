@@ -1,0 +1,49 @@
+/* proxy/core/counters.h — process-wide counters (atomic, relaxed) that
+ * connections and gateways bump; the admin listener shows them
+ * (proxy/admin/metrics.h). */
+#ifndef CG_COUNTERS_H
+#define CG_COUNTERS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum cg_metric {
+    CG_M_CONN_ACCEPTED,
+    CG_M_CONN_ACTIVE,     /* gauge */
+    CG_M_CONN_REFUSED,
+    CG_M_HS_OK,
+    CG_M_HS_FAILED,
+    CG_M_AUTH_CERT,
+    CG_M_AUTH_PSK,
+    CG_M_AUTH_ADDRESS,
+    CG_M_BACKEND_ERRORS,
+    CG_M_POLICY_RELOADS,
+    CG_M_POLICY_BUILDING, /* gauge: 1 while a policy snapshot is being built */
+    CG_M_CONFIG_RELOADS,
+    CG_M_CONFIG_RELOAD_FAILURES,
+    CG_M_COUNT
+};
+
+extern atomic_uint_fast64_t cg_metrics[CG_M_COUNT];
+
+static inline void cg_metric_add(enum cg_metric m, int64_t v)
+{
+    atomic_fetch_add_explicit(&cg_metrics[m], (uint_fast64_t)v, memory_order_relaxed);
+}
+#define cg_metric_inc(m) cg_metric_add((m), 1)
+
+/* Operations by service and decision (imap/http, allow/deny), for the
+ * gateways. */
+void cg_metrics_operation(const char *service, const char *decision);
+
+/* The operations table: services x decisions, fixed so that no label can
+ * grow without bound (an unknown service or decision counts as the last). */
+#define CG_OPS_SERVICES 4
+#define CG_OPS_DECISIONS 3
+extern const char *const cg_ops_services[CG_OPS_SERVICES];
+extern const char *const cg_ops_decisions[CG_OPS_DECISIONS];
+uint64_t cg_metric_get(enum cg_metric m);
+uint64_t cg_metrics_ops(size_t service, size_t decision);
+
+#endif
