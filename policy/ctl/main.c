@@ -100,7 +100,7 @@ static void usage(FILE *f)
         fprintf(f, " %s%s", commands[r].family, last ? "" : ",");
         col += 1 + n;
     }
-    fputs(" (each prints its usage without arguments)\n", f);
+    fputs(" (each prints its usage with --help)\n", f);
 }
 
 int main(int argc, char **argv)
