@@ -1,7 +1,7 @@
 /* ctl.h — what every cpmgatectl command shares: the command table's row,
  * the parsed arguments a handler gets, the one error path (one line on
  * stderr, exit 1; usage errors exit 2), the JSON writer for --json, and
- * what the shell reads from the table (--help). */
+ * what the shell reads from the table (--help, completion). */
 #ifndef CG_CTL_H
 #define CG_CTL_H
 
@@ -98,6 +98,11 @@ bool ctl_family_opt(const ctl_cmd *rows, size_t nrows, const char *family, const
 /* ---- at the shell (ctl_shell.c) ----------------------------------------- */
 /* A command's --help on stdout: its forms, then each option with its value. */
 void ctl_help(const ctl_cmd *row);
+/* cpmgatectl __complete WORD... : words holds what follows "cpmgatectl" on
+ * the command line, the last being the word under the cursor (maybe "").
+ * Prints the words that may stand there and start with it, a line each,
+ * or the line "::files" where a file name goes. Returns CTL_OK. */
+int ctl_complete(const ctl_cmd *rows, size_t nrows, int nwords, char **words);
 
 /* The value of option `name` (one of a->cmd->opts), NULL when absent. */
 const char *ctl_opt(const ctl_args *a, const char *name);
