@@ -1,6 +1,7 @@
 /* ctl.h — what every cpmgatectl command shares: the command table's row,
  * the parsed arguments a handler gets, the one error path (one line on
- * stderr, exit 1; usage errors exit 2), and the JSON writer for --json. */
+ * stderr, exit 1; usage errors exit 2), the JSON writer for --json, and
+ * what the shell reads from the table (--help, completion). */
 #ifndef CG_CTL_H
 #define CG_CTL_H
 
@@ -87,6 +88,21 @@ int ctl_audit_rotate(ctl_ctx *ctx, const ctl_args *a);
 int ctl_dispatch(ctl_ctx *ctx, const ctl_cmd *rows, size_t nrows, int argc, char **argv);
 /* The usage of a's family on stderr. Returns CTL_USAGE. */
 int ctl_usage(const ctl_args *a);
+/* Every form of family's rows, a line each, the first after "usage:". */
+void ctl_print_forms(FILE *f, const ctl_cmd *rows, size_t nrows, const char *family);
+/* "allow|deny" matches "allow" and "deny". */
+bool ctl_name_matches(const char *names, const char *word);
+/* Whether option name takes a value in any row of family. */
+bool ctl_family_opt(const ctl_cmd *rows, size_t nrows, const char *family, const char *name);
+
+/* ---- at the shell (ctl_shell.c) ----------------------------------------- */
+/* A command's --help on stdout: its forms, then each option with its value. */
+void ctl_help(const ctl_cmd *row);
+/* cpmgatectl __complete WORD... : words holds what follows "cpmgatectl" on
+ * the command line, the last being the word under the cursor (maybe "").
+ * Prints the words that may stand there and start with it, a line each,
+ * or the line "::files" where a file name goes. Returns CTL_OK. */
+int ctl_complete(const ctl_cmd *rows, size_t nrows, int nwords, char **words);
 
 /* The value of option `name` (one of a->cmd->opts), NULL when absent. */
 const char *ctl_opt(const ctl_args *a, const char *name);

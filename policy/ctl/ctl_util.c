@@ -1,6 +1,6 @@
 /* ctl_util.c — the shared pieces of ctl.h: dispatch against the command
- * table, usage from its rows, the error line, the store, small files, and
- * the JSON writer. */
+ * table (to the handler, a usage error, or --help), usage from its rows,
+ * the error line, the store, small files, and the JSON writer. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,8 +26,7 @@ int ctl_fail(const char *fmt, ...)
     return CTL_ERROR;
 }
 
-/* Every form of every row of one family, one line each. */
-static void family_usage(const ctl_cmd *rows, size_t nrows, const char *family)
+void ctl_print_forms(FILE *f, const ctl_cmd *rows, size_t nrows, const char *family)
 {
     bool first = true;
     for (size_t r = 0; r < nrows; r++) {
@@ -36,7 +35,7 @@ static void family_usage(const ctl_cmd *rows, size_t nrows, const char *family)
         const char *u = rows[r].usage;
         do {
             size_t n = strcspn(u, "\n");
-            fprintf(stderr, "%s cpmgatectl %s%s%s%s%.*s\n", first ? "usage:" : "      ",
+            fprintf(f, "%s cpmgatectl %s%s%s%s%.*s\n", first ? "usage:" : "      ",
                     family, rows[r].name ? " " : "", rows[r].name ? rows[r].name : "",
                     n ? " " : "", (int)n, u);
             first = false;
@@ -47,7 +46,7 @@ static void family_usage(const ctl_cmd *rows, size_t nrows, const char *family)
 
 int ctl_usage(const ctl_args *a)
 {
-    family_usage(a->rows, a->nrows, a->cmd->family);
+    ctl_print_forms(stderr, a->rows, a->nrows, a->cmd->family);
     return CTL_USAGE;
 }
 
@@ -63,8 +62,9 @@ static int index_of(const char *s, const char *const *list)
 
 static bool is_option(const char *s) { return strncmp(s, "--", 2) == 0 && s[2]; }
 
-/* "allow|deny" matches "allow" and "deny". */
-static bool name_matches(const char *names, const char *word)
+static bool is_help(const char *s) { return strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0; }
+
+bool ctl_name_matches(const char *names, const char *word)
 {
     size_t n = strlen(word);
     for (const char *p = names; *p;) {
@@ -78,7 +78,7 @@ static bool name_matches(const char *names, const char *word)
 
 /* Whether name takes a value in any row of the family (to find the
  * subcommand word behind options given before it). */
-static bool family_opt(const ctl_cmd *rows, size_t nrows, const char *family, const char *name)
+bool ctl_family_opt(const ctl_cmd *rows, size_t nrows, const char *family, const char *name)
 {
     for (size_t r = 0; r < nrows; r++)
         if (strcmp(rows[r].family, family) == 0 && index_of(name, rows[r].opts) >= 0)
@@ -122,6 +122,23 @@ static int parse_args(const ctl_cmd *row, int argc, char **argv, int skip, ctl_a
     return a->npos < row->min_args ? CTL_USAGE : CTL_OK;
 }
 
+/* Whether --help or -h stands among the words, other than as an option's
+ * value (row's options, or the family's while no row is chosen). */
+static bool wants_help(const ctl_cmd *rows, size_t nrows, const ctl_cmd *row, const char *family,
+                       int argc, char **argv, int skip)
+{
+    for (int i = 1; i < argc; i++) {
+        if (i == skip)
+            continue;
+        if (is_help(argv[i]))
+            return true;
+        if (is_option(argv[i]) && (row ? index_of(argv[i], row->opts) >= 0
+                                       : ctl_family_opt(rows, nrows, family, argv[i])))
+            i++;
+    }
+    return false;
+}
+
 int ctl_dispatch(ctl_ctx *ctx, const ctl_cmd *rows, size_t nrows, int argc, char **argv)
 {
     const char *family = argv[0];
@@ -133,20 +150,31 @@ int ctl_dispatch(ctl_ctx *ctx, const ctl_cmd *rows, size_t nrows, int argc, char
     if (!row) {
         /* the subcommand is the first word that is not an option or its value */
         for (int i = 1; i < argc && skip < 0; i++) {
+            if (is_help(argv[i]))
+                continue;
             if (!is_option(argv[i]))
                 skip = i;
-            else if (family_opt(rows, nrows, family, argv[i]))
+            else if (ctl_family_opt(rows, nrows, family, argv[i]))
                 i++;
         }
         for (size_t r = 0; skip > 0 && r < nrows && !row; r++)
-            if (strcmp(rows[r].family, family) == 0 && name_matches(rows[r].name, argv[skip]))
+            if (strcmp(rows[r].family, family) == 0 && ctl_name_matches(rows[r].name, argv[skip]))
                 row = &rows[r];
-        if (!row) {
-            if (skip > 0)
-                fprintf(stderr, "cpmgatectl: unknown %s command '%s'\n", family, argv[skip]);
-            family_usage(rows, nrows, family);
-            return CTL_USAGE;
-        }
+    }
+    /* --help: the command's usage and options, or the family's forms while
+     * no subcommand is named, on stdout */
+    if ((row || skip < 0) && wants_help(rows, nrows, row, family, argc, argv, skip)) {
+        if (row)
+            ctl_help(row);
+        else
+            ctl_print_forms(stdout, rows, nrows, family);
+        return CTL_OK;
+    }
+    if (!row) {
+        if (skip > 0)
+            fprintf(stderr, "cpmgatectl: unknown %s command '%s'\n", family, argv[skip]);
+        ctl_print_forms(stderr, rows, nrows, family);
+        return CTL_USAGE;
     }
     ctl_args a = { .cmd = row, .rows = rows, .nrows = nrows,
                    .sub = skip > 0 ? argv[skip] : NULL };

@@ -100,7 +100,7 @@ static void usage(FILE *f)
         fprintf(f, " %s%s", commands[r].family, last ? "" : ",");
         col += 1 + n;
     }
-    fputs(" (each prints its usage without arguments)\n", f);
+    fputs(" (each prints its usage with --help)\n", f);
 }
 
 int main(int argc, char **argv)
@@ -123,6 +123,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return CTL_USAGE;
     }
+    if (strcmp(argv[i], "__complete") == 0) /* for the bash completion; not in the usage */
+        return ctl_complete(commands, NCOMMANDS, argc - i - 1, argv + i + 1);
     if (!family_known(argv[i], NCOMMANDS)) {
         fprintf(stderr, "cpmgatectl: unknown command '%s'\n", argv[i]);
         usage(stderr);
