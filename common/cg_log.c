@@ -157,9 +157,11 @@ static size_t escaped_len(const char *s, size_t n)
 /* A "key=value" token at s, as the messages open with conn=, client=,
  * listener=: a lowercase key, '=', a value up to the next space. Only the
  * run of them that opens a message is taken (what follows may hold text a
- * client chose); a key the form has of its own or one seen before ends it. */
+ * client chose); a key the form has of its own or one seen before ends it,
+ * and so does a value ending in ':' ("client=A: closed"), the colon being
+ * the sentence's, not the value's (*last then). */
 static bool field_at(const char *s, const char *const *seen, size_t nseen, size_t *klen,
-                     size_t *vlen)
+                     size_t *vlen, bool *last)
 {
     size_t k = 0;
     while ((s[k] >= 'a' && s[k] <= 'z') || (k && ((s[k] >= '0' && s[k] <= '9') || s[k] == '_')))
@@ -167,6 +169,8 @@ static bool field_at(const char *s, const char *const *seen, size_t nseen, size_
     if (!k || k > FIELD_KEY_MAX || s[k] != '=')
         return false;
     size_t v = strcspn(s + k + 1, " ");
+    *last = v && s[k + v] == ':';
+    v -= *last;
     if (!v)
         return false;
     for (size_t i = 0; i < sizeof own_members / sizeof own_members[0]; i++)
@@ -190,7 +194,8 @@ static size_t json_line(enum cg_log_level lvl, const char *stamp, const char *ms
     cg_buf_fmt(&b, "{\"time\":\"%s\",\"level\":\"%s\"", stamp, level_names[lvl]);
     const char *seen[FIELDS_MAX];
     size_t nseen = 0, klen, vlen;
-    while (nseen < FIELDS_MAX && field_at(msg, seen, nseen, &klen, &vlen)) {
+    bool last = false;
+    while (!last && nseen < FIELDS_MAX && field_at(msg, seen, nseen, &klen, &vlen, &last)) {
         /* a member that would leave no room for "msg" goes there instead */
         size_t need = 6 + klen + escaped_len(msg + klen + 1, vlen) + sizeof msg_open - 1;
         if (b.len + need > b.cap - 1)
@@ -201,7 +206,7 @@ static size_t json_line(enum cg_log_level lvl, const char *stamp, const char *ms
         add_escaped(&b, CG_LOG_JSON, msg + klen + 1, vlen);
         cg_buf_str(&b, "\"");
         seen[nseen++] = msg;
-        msg += klen + 1 + vlen;
+        msg += klen + 1 + vlen + last;
         msg += *msg == ' ';
     }
     cg_buf_str(&b, msg_open);

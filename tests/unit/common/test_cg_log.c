@@ -143,6 +143,10 @@ static void test_json_members_from_the_opening_fields(void **state)
         { "conn= x", "\"msg\":\"conn= x\"" },
         { "=1 x", "\"msg\":\"=1 x\"" },
         { "policy_db2=a b", "\"policy_db2\":\"a\",\"msg\":\"b\"" },
+        /* a colon that ends a value is the sentence's, and ends the run */
+        { "conn=1 client=192.0.2.1:5: closed during handshake x=y",
+          "\"conn\":\"1\",\"client\":\"192.0.2.1:5\",\"msg\":\"closed during handshake x=y\"" },
+        { "conn=1 a=: b", "\"conn\":\"1\",\"msg\":\"a=: b\"" },
         /* a value is escaped like the message */
         { "user=a\"b\\c d", "\"user\":\"a\\\"b\\\\c\",\"msg\":\"d\"" },
     };
