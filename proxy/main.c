@@ -397,8 +397,12 @@ int main(int argc, char **argv)
     }
     cg_runtime *rt = NULL;
     if (cg_runtime_new(cfg, &rt, &why) < 0) {
-        /* certificates and keys are part of what -t checks */
-        fprintf(stderr, "%s:0: %s\n", path, why ? why : "TLS setup failed");
+        /* certificates and keys are part of what -t checks; a start says
+         * it in the log's own form (a JSON line with log_format = json) */
+        if (check)
+            fprintf(stderr, "%s:0: %s\n", path, why ? why : "TLS setup failed");
+        else
+            cg_error("%s:0: %s", path, why ? why : "TLS setup failed");
         cg_config_free(cfg);
         return 1;
     }

@@ -192,3 +192,17 @@ def test_no_prefix_without_the_journal_or_on_another_stream(gateway_factory, pki
         assert g.stop() == 0
         lines = log_lines(g)
         assert lines and all(re.match(rb'^\d{4}-\d\d-\d\dT', l) for l in lines), (env, lines)
+
+
+def test_a_start_that_fails_after_reading_the_file_logs_json(gateway_factory, pki, dovecot):
+    # a key that is not the certificate's: found when TLS is set up, after
+    # the file was read, so the one line says it in the configured form
+    g = make_gateway(gateway_factory, pki, dovecot, log_format='json')
+    g.sections['listener imaps']['private_key'] = pki.client('alice')[1]
+    g.write_config()
+    g.start(wait=False)
+    cg.wait_until(lambda: not g.alive(), timeout=20, what='cpmgate to give up')
+    assert g.stop() == 1
+    recs = [json.loads(line) for line in log_lines(g)]
+    assert [r['level'] for r in recs] == ['error'], recs
+    assert recs[0]['msg'].startswith(g.config_path + ':0: '), recs
