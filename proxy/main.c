@@ -177,6 +177,14 @@ static void warn_restart_only(const cg_config *n)
     cg_runtime_release(cur);
 }
 
+/* log_level and log_format: at start and again on each reload, so a
+ * SIGHUP can turn debug lines on and off without a restart. */
+static void apply_log_settings(const cg_config *cfg)
+{
+    cg_log_set_level((enum cg_log_level)cfg->log_level);
+    cg_log_set_format((enum cg_log_format)cfg->log_format);
+}
+
 static void reload_config(void)
 {
     char err[512];
@@ -195,6 +203,7 @@ static void reload_config(void)
         return;
     }
     g.drain_timeout = cfg->drain_timeout;
+    apply_log_settings(cfg);
     warn_restart_only(cfg);
     cg_runtime_publish(rt);
     cg_workers_reload();
@@ -378,6 +387,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s\n", err);
         return 1;
     }
+    apply_log_settings(cfg);
+    (void)cg_log_detect_journal(); /* priority prefixes under systemd */
     const char *why = NULL;
     if (cg_tls_global_init(&why) < 0) {
         fprintf(stderr, "%s: %s\n", path, why);
@@ -386,8 +397,12 @@ int main(int argc, char **argv)
     }
     cg_runtime *rt = NULL;
     if (cg_runtime_new(cfg, &rt, &why) < 0) {
-        /* certificates and keys are part of what -t checks */
-        fprintf(stderr, "%s:0: %s\n", path, why ? why : "TLS setup failed");
+        /* certificates and keys are part of what -t checks; a start says
+         * it in the log's own form (a JSON line with log_format = json) */
+        if (check)
+            fprintf(stderr, "%s:0: %s\n", path, why ? why : "TLS setup failed");
+        else
+            cg_error("%s:0: %s", path, why ? why : "TLS setup failed");
         cg_config_free(cfg);
         return 1;
     }

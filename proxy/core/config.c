@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "common/cg_error.h"
+#include "common/cg_log.h"
 #include "common/cg_util.h"
 
 static const enum_val e_protocol[] = { { "imap", CG_PROTO_IMAP }, { "http", CG_PROTO_HTTP }, { NULL, 0 } };
@@ -22,6 +23,10 @@ static const enum_val e_insecure[] = { { "reject", CG_INSECURE_REJECT },
 static const enum_val e_login[] = { { "master", CG_IMAP_LOGIN_MASTER },
                                     { "passthrough", CG_IMAP_LOGIN_PASSTHROUGH }, { NULL, 0 } };
 static const enum_val e_fail[] = { { "closed", 1 }, { "open", 0 }, { NULL, 0 } };
+static const enum_val e_log_level[] = { { "debug", CG_LOG_DEBUG }, { "info", CG_LOG_INFO },
+                                        { "warn", CG_LOG_WARN },   { "error", CG_LOG_ERROR },
+                                        { NULL, 0 } };
+static const enum_val e_log_format[] = { { "text", CG_LOG_TEXT }, { "json", CG_LOG_JSON }, { NULL, 0 } };
 
 const enum_val cg_config_auth_methods[] = {
     { "cert", CG_AUTH_CERT },     { "psk", CG_AUTH_PSK },       { "address", CG_AUTH_ADDRESS },
@@ -52,6 +57,8 @@ const key_def cg_config_keys[] = {
     { S_GATEWAY, "content_db", K_PATH, G(content_db), "content.db", 0, 0, NULL },
     { S_GATEWAY, "audit_checkpoint_records", K_UINT, G(audit_checkpoint_records), "1000", 1, 10000000, NULL },
     { S_GATEWAY, "audit_checkpoint_seconds", K_UINT, G(audit_checkpoint_seconds), "5", 1, 86400, NULL },
+    { S_GATEWAY, "log_level", K_ENUM, G(log_level), "info", 0, 0, e_log_level },
+    { S_GATEWAY, "log_format", K_ENUM, G(log_format), "text", 0, 0, e_log_format },
 
     { S_LISTENER, "protocol", K_ENUM, L(protocol), NULL, 0, 0, e_protocol },
     { S_LISTENER, "listen", K_STR, L(listen), NULL, 0, 0, NULL },

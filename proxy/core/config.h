@@ -90,6 +90,8 @@ typedef struct cg_config {
     char *user, *group, *pid_file;
     unsigned drain_timeout;
     unsigned audit_checkpoint_records, audit_checkpoint_seconds;
+    int log_level;                /* enum cg_log_level (common/cg_log.h) */
+    int log_format;               /* enum cg_log_format */
     cg_listener_cfg *listeners;
     size_t nlisteners;
     cg_upstream_cfg *upstreams;
