@@ -8,7 +8,9 @@ configuration needs, `cpmgate -t` passes on that configuration as the
 cpmgate user, and `dpkg --purge` removes it again."""
 import os
 import pwd
+import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -70,6 +72,12 @@ def test_package_holds_binaries_man_pages_unit_and_configuration(deb, tmp_path):
                     'debian/debhelper-build-stamp'):
         assert not (cg.REPO / product).exists(), product
     assert not list(cg.REPO.glob('obj-*'))
+    # bash completion goes into the package when meson installs one
+    meson_files = [p.read_text() for p in cg.REPO.rglob('meson.build')
+                   if not p.relative_to(cg.REPO).parts[0].startswith('build')]
+    if any('bash-completion' in t or 'bash_completion' in t for t in meson_files):
+        assert any(f.startswith('/usr/share/bash-completion/completions/') and
+                   not f.endswith('/') for f in files), 'bash completion is packaged'
     units = [f for f in files if f.endswith('/systemd/system/cpmgate.service')]
     assert len(units) == 1, files
     assert control_file(deb, 'conffiles', tmp_path).split() == ['/etc/cpmgate/cpmgate.conf']
@@ -95,6 +103,37 @@ def installed(name):
     out = subprocess.run(['dpkg-query', '-W', '-f=${Status}', name],
                          capture_output=True, text=True)
     return out.stdout.strip() == 'install ok installed'
+
+
+def run_as_service_user(user):
+    """The shipped configuration, on free ports, started as the user the
+    unit runs as: it can read its keys, open the policy database postinst
+    made and create the audit and content databases in /var/lib/cpmgate."""
+    text = Path('/etc/cpmgate/cpmgate.conf').read_text()
+    admin = cg.free_port()
+    text = re.sub(r'^listen = 127\.0\.0\.1:\d+', lambda m: f'listen = 127.0.0.1:{cg.free_port()}',
+                  text, flags=re.M)
+    text = re.sub(r'^admin_listen = \S+', f'admin_listen = 127.0.0.1:{admin}', text, flags=re.M)
+    conf = Path('/etc/cpmgate/free-ports.conf')   # beside it: same relative paths
+    conf.write_text(text)
+    proc = subprocess.Popen(['setpriv', f'--reuid={user.pw_uid}', f'--regid={user.pw_gid}',
+                             '--clear-groups', '/usr/sbin/cpmgate', '-c', str(conf)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    try:
+        try:
+            cg.wait_port('127.0.0.1', admin, timeout=20, proc=proc)
+        except RuntimeError as e:
+            raise AssertionError(f'{e}: {proc.communicate(timeout=30)[0].decode()}') from e
+        st, _, body = cg.http_plain(('127.0.0.1', admin), 'GET', '/metrics')
+        assert st == 200 and b'cpmgate_connections_active' in body
+        for db in ('audit.db', 'content.db'):
+            assert Path('/var/lib/cpmgate', db).stat().st_uid == user.pw_uid, db
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=30)[0].decode(errors='replace')
+        conf.unlink()
+    assert proc.returncode == 0, out
 
 
 def test_install_check_and_purge(deb):
@@ -128,6 +167,7 @@ def test_install_check_and_purge(deb):
         ctl = subprocess.run(['/usr/sbin/cpmgatectl', '-d', '/var/lib/cpmgate/policy.db',
                               'principal', 'list'], capture_output=True, text=True, timeout=60)
         assert ctl.returncode == 0, ctl.stdout + ctl.stderr
+        run_as_service_user(user)
         # configuring again (a reinstall) keeps what postinst made
         before = key.read_bytes()
         out = dpkg('-i', str(deb))
