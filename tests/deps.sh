@@ -13,6 +13,7 @@ PACKAGES=(
     dovecot-imapd nginx-light libnginx-mod-http-dav-ext libnginx-mod-mail
     curl openssl stunnel4 wrk haproxy docker-compose scdoc sqlite3 litmus isync
     systemd
+    dpkg-dev debhelper fakeroot lintian prometheus
 )
 
 missing=()
