@@ -119,7 +119,10 @@ static void event_cb(uv_fs_event_t *ev, const char *name, int events, int status
     (void)name;
     (void)events;
     (void)status;
-    uv_timer_start(&g.settle, settle_cb, SETTLE_MS, 0);
+    /* not pushed back by later events: a busy directory (a log beside the
+     * certificates) must not keep the check from running */
+    if (!uv_is_active((uv_handle_t *)&g.settle))
+        uv_timer_start(&g.settle, settle_cb, SETTLE_MS, 0);
 }
 
 static void dir_closed(uv_handle_t *h) { free(h->data); }

@@ -104,6 +104,37 @@ int cg_runtime_new(cg_config *cfg, cg_runtime **out, const char **error_r)
     return 0;
 }
 
+/* An expired certificate that is not the one in force (was's) is refused:
+ * one left expired on another listener does not block a renewal. */
+static bool expired_new(SSL_CTX *now, SSL_CTX *was, const char *kind, const char *name,
+                        const char *file, const char **error_r)
+{
+    static _Thread_local char why[256];
+    int64_t na = 0;
+    if (!now || cg_tls_ctx_not_after(now, &na) < 0 || na >= (int64_t)time(NULL))
+        return false;
+    X509 *a = SSL_CTX_get0_certificate(now), *b = was ? SSL_CTX_get0_certificate(was) : NULL;
+    if (b && X509_cmp(a, b) == 0)
+        return false;
+    snprintf(why, sizeof why, "[%s %s]: certificate %s has expired", kind, name, file);
+    *error_r = why;
+    return true;
+}
+
+static int check_expiry(const cg_runtime *rt, const cg_runtime *was, const char **error_r)
+{
+    const cg_config *c = rt->cfg;
+    for (size_t i = 0; i < c->nlisteners; i++)
+        if (expired_new(rt->lctx[i], was->lctx[i], "listener", c->listeners[i].name,
+                        c->listeners[i].certificate, error_r))
+            return CG_E_TLS;
+    for (size_t i = 0; i < c->nupstreams; i++)
+        if (expired_new(rt->uctx[i], was->uctx[i], "upstream", c->upstreams[i].name,
+                        c->upstreams[i].certificate, error_r))
+            return CG_E_TLS;
+    return 0;
+}
+
 int cg_runtime_renew(cg_runtime *cur, cg_runtime **out, const char **error_r)
 {
     cg_runtime *rt = calloc(1, sizeof *rt);
@@ -115,35 +146,12 @@ int cg_runtime_renew(cg_runtime *cur, cg_runtime **out, const char **error_r)
     atomic_fetch_add(&rt->cfg_owner->refs, 1);
     int r = runtime_load(rt, error_r);
     if (r == 0)
-        r = cg_runtime_check_expiry(rt, error_r);
+        r = check_expiry(rt, cur, error_r);
     if (r < 0) {
         cg_runtime_release(rt);
         return r;
     }
     *out = rt;
-    return 0;
-}
-
-int cg_runtime_check_expiry(const cg_runtime *rt, const char **error_r)
-{
-    static _Thread_local char why[256];
-    int64_t now = (int64_t)time(NULL), na = 0;
-    for (size_t i = 0; i < rt->cfg->nlisteners; i++) {
-        if (rt->lctx[i] && cg_tls_ctx_not_after(rt->lctx[i], &na) == 0 && na < now) {
-            snprintf(why, sizeof why, "[listener %s]: certificate %s has expired",
-                     rt->cfg->listeners[i].name, rt->cfg->listeners[i].certificate);
-            *error_r = why;
-            return CG_E_TLS;
-        }
-    }
-    for (size_t i = 0; i < rt->cfg->nupstreams; i++) {
-        if (rt->uctx[i] && cg_tls_ctx_not_after(rt->uctx[i], &na) == 0 && na < now) {
-            snprintf(why, sizeof why, "[upstream %s]: certificate %s has expired",
-                     rt->cfg->upstreams[i].name, rt->cfg->upstreams[i].certificate);
-            *error_r = why;
-            return CG_E_TLS;
-        }
-    }
     return 0;
 }
 

@@ -41,11 +41,9 @@ int cg_runtime_new(cg_config *cfg, cg_runtime **out, const char **error_r)
 /* A runtime for cur's configuration with every file it names loaded
  * again (a certificate, key, CA, CRL or IdP certificate changed on disk):
  * the configuration file is not read again. Refused, leaving cur as it
- * is, when a file does not load or a certificate has expired. */
+ * is, when a file does not load or a certificate other than cur's has
+ * expired. */
 int cg_runtime_renew(cg_runtime *cur, cg_runtime **out, const char **error_r)
-    __attribute__((warn_unused_result));
-/* CG_E_TLS when a listener's or upstream's certificate has expired. */
-int cg_runtime_check_expiry(const cg_runtime *rt, const char **error_r)
     __attribute__((warn_unused_result));
 cg_runtime *cg_runtime_ref(cg_runtime *rt);
 void cg_runtime_release(cg_runtime *rt);

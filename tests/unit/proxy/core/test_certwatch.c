@@ -24,7 +24,7 @@
 #include "proxy/core/tls.h"
 #include "proxy/core/worker.h"
 
-static char dir[256], cert_path[300], key_path[300];
+static char dir[256], cert_path[300], key_path[300], conf[300];
 
 static void path_in(char *out, size_t cap, const char *name)
 {
@@ -85,7 +85,7 @@ static int64_t not_after_of(const cg_runtime *rt)
 static int setup(void **state)
 {
     (void)state;
-    char conf[300], audit_key[300], err[512];
+    char audit_key[300], err[512];
     const char *why = NULL;
     snprintf(dir, sizeof dir, "/tmp/cg-test-certwatch-XXXXXX");
     assert_non_null(mkdtemp(dir));
@@ -147,6 +147,23 @@ static void test_renew_refuses_what_does_not_load(void **state)
     put_text(cert_path, "-----BEGIN CERTIFICATE-----\nnot base64\n");
     assert_true(cg_runtime_renew(cur, &rt, &why) < 0);
     assert_non_null(strstr(why, "cannot load certificate"));
+    cg_runtime_release(cur);
+    put_cert(86400);
+}
+
+static void test_expired_certificate_in_force_does_not_block_a_renewal(void **state)
+{
+    (void)state;
+    char err[512];
+    const char *why = NULL;
+    cg_config *cfg = NULL;
+    cg_runtime *cur = NULL, *rt = NULL;
+    put_cert(-3600); /* a start takes it (the expiry is for the operator to see) */
+    assert_int_equal(cg_config_load(conf, &cfg, err, sizeof err), 0);
+    assert_int_equal(cg_runtime_new(cfg, &cur, &why), 0);
+    /* another file changed: the expired certificate is the one in force */
+    assert_int_equal(cg_runtime_renew(cur, &rt, &why), 0);
+    cg_runtime_release(rt);
     cg_runtime_release(cur);
     put_cert(86400);
 }
@@ -225,6 +242,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_renew_shares_the_configuration_and_loads_the_new_file),
         cmocka_unit_test(test_renew_refuses_what_does_not_load),
+        cmocka_unit_test(test_expired_certificate_in_force_does_not_block_a_renewal),
         cmocka_unit_test(test_watcher_follows_a_rename_and_keeps_the_runtime_on_failure),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
