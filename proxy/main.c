@@ -1,7 +1,7 @@
 /* main.c — the cpmgate daemon: loads the configuration, starts the audit
  * writer, the first policy snapshot and the worker threads, then runs the
- * main loop for signals (HUP reload, TERM/INT drain, USR1 audit rotation)
- * and the admin listener. The policy watcher has a thread of its own: a
+ * main loop for signals (HUP reload, TERM/INT drain, USR1 audit rotation),
+ * the certificate files it follows and the admin listener. The policy watcher has a thread of its own: a
  * large snapshot build must not stall /healthz. */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +22,7 @@
 #include "store/audit.h"
 #include "common/cg_error.h"
 #include "common/cg_log.h"
+#include "proxy/core/certwatch.h"
 #include "proxy/core/config.h"
 #include "proxy/http/content.h"
 #include "proxy/http/http.h"
@@ -152,6 +153,23 @@ static void policy_thread_stop(void)
     g.policy_running = false;
 }
 
+/* ---- certificate files ---------------------------------------------------------- */
+
+/* The files a configuration names are followed (proxy/core/certwatch.h):
+ * a renewed certificate, key, CA or CRL is in force for new connections
+ * without a signal. */
+static void certs_follow_start(void)
+{
+    if (cg_certwatch_start(g.loop) < 0)
+        cg_error("tls: cannot follow certificate files; a renewal needs SIGHUP");
+}
+
+/* SIGHUP published a configuration that may name other files. */
+static void certs_follow_config(void)
+{
+    cg_certwatch_follow();
+}
+
 /* ---- configuration reload ------------------------------------------------------ */
 
 static bool str_differs(const char *a, const char *b)
@@ -207,6 +225,7 @@ static void reload_config(void)
     warn_restart_only(cfg);
     cg_runtime_publish(rt);
     cg_workers_reload();
+    certs_follow_config();
     cg_metric_inc(CG_M_CONFIG_RELOADS);
     cg_info("configuration reloaded: new connections use it");
 }
@@ -478,10 +497,12 @@ int main(int argc, char **argv)
     uv_timer_init(g.loop, &g.drain_timer);
     if (policy_thread_start() < 0)
         cg_error("policy: cannot start the watcher thread; changes need a restart");
+    certs_follow_start();
     notify_ready();
 
     uv_run(g.loop, UV_RUN_DEFAULT);
 
+    cg_certwatch_stop();
     cg_admin_stop();
     policy_thread_stop();
     cg_workers_join();

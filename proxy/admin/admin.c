@@ -14,6 +14,7 @@
 #include "common/cg_buf.h"
 #include "common/cg_log.h"
 #include "proxy/admin/metrics.h"
+#include "proxy/core/certwatch.h"
 #include "proxy/core/worker.h"
 
 #define HEAD_MAX 4096
@@ -95,7 +96,13 @@ static void handle(admin_conn *a)
         answer(a, 200, "OK", "text/plain; version=0.0.4", b.p, b.len);
     } else if (strncmp(target, "/healthz ", 9) == 0) {
         bool ok = cg_audit_available() && !cg_workers_shutting_down();
-        if (ok)
+        const char *problem = cg_certwatch_problem();
+        if (ok && problem) {
+            /* still serving with the files in force: degraded, not down */
+            int n = snprintf(body, sizeof body, "degraded: %s\n", problem);
+            answer(a, 200, "OK", "text/plain", body,
+                   n < 0 ? 0 : (size_t)n < sizeof body ? (size_t)n : sizeof body - 1);
+        } else if (ok)
             answer(a, 200, "OK", "text/plain", "ok\n", 3);
         else
             answer(a, 503, "Service Unavailable", "text/plain", "unavailable\n", 12);

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "store/audit.h"
+#include "proxy/core/tls.h"
+#include "proxy/core/worker.h"
 
 /* One metric: its HELP and TYPE lines and its value. */
 static void metric(cg_buf *o, const char *type, const char *name, const char *help, uint64_t v)
@@ -23,6 +25,24 @@ static void counter(cg_buf *o, const char *name, const char *help, uint64_t v)
 static void gauge(cg_buf *o, const char *name, const char *help, uint64_t v)
 {
     metric(o, "gauge", name, help, v);
+}
+
+/* The notAfter of each TLS listener's certificate in force. */
+static void not_after(cg_buf *o)
+{
+    cg_runtime *rt = cg_runtime_acquire();
+    if (!rt)
+        return;
+    cg_buf_fmt(o, "# HELP cpmgate_tls_certificate_not_after_seconds Expiry of the "
+                  "listener's certificate in force (Unix time).\n"
+                  "# TYPE cpmgate_tls_certificate_not_after_seconds gauge\n");
+    for (size_t i = 0; i < rt->cfg->nlisteners; i++) {
+        int64_t na = 0;
+        if (rt->lctx[i] && cg_tls_ctx_not_after(rt->lctx[i], &na) == 0)
+            cg_buf_fmt(o, "cpmgate_tls_certificate_not_after_seconds{listener=\"%s\"} %lld\n",
+                       rt->cfg->listeners[i].name, (long long)na);
+    }
+    cg_runtime_release(rt);
 }
 
 bool cg_metrics_render(cg_buf *o)
@@ -64,6 +84,13 @@ bool cg_metrics_render(cg_buf *o)
             cg_metric_get(CG_M_CONFIG_RELOADS));
     counter(o, "cpmgate_config_reload_failures_total", "Configuration reloads refused.",
             cg_metric_get(CG_M_CONFIG_RELOAD_FAILURES));
+    counter(o, "cpmgate_tls_reloads_total",
+            "Changed certificate, key, CA or CRL files put in force.",
+            cg_metric_get(CG_M_TLS_RELOADS));
+    counter(o, "cpmgate_tls_reload_failures_total",
+            "Changed certificate, key, CA or CRL files that did not load.",
+            cg_metric_get(CG_M_TLS_RELOAD_FAILURES));
+    not_after(o);
     cg_audit_stats st;
     memset(&st, 0, sizeof st);
     cg_audit_get_stats(&st);

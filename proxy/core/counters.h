@@ -22,6 +22,8 @@ enum cg_metric {
     CG_M_POLICY_BUILDING, /* gauge: 1 while a policy snapshot is being built */
     CG_M_CONFIG_RELOADS,
     CG_M_CONFIG_RELOAD_FAILURES,
+    CG_M_TLS_RELOADS,         /* runtimes rebuilt for changed certificate files */
+    CG_M_TLS_RELOAD_FAILURES, /* changed files that did not load */
     CG_M_COUNT
 };
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <arpa/inet.h>
 
 #include <openssl/err.h>
@@ -403,6 +404,17 @@ int cg_tls_client_ctx_new(const cg_upstream_cfg *u, SSL_CTX **out, const char **
     }
 #undef FAIL
     *out = ctx;
+    return 0;
+}
+
+int cg_tls_ctx_not_after(SSL_CTX *ctx, int64_t *out)
+{
+    X509 *x = ctx ? SSL_CTX_get0_certificate(ctx) : NULL;
+    const ASN1_TIME *t = x ? X509_get0_notAfter(x) : NULL;
+    struct tm tm;
+    if (!t || ASN1_TIME_to_tm(t, &tm) != 1)
+        return CG_E_NOTFOUND;
+    *out = (int64_t)timegm(&tm);
     return 0;
 }
 

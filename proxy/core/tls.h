@@ -35,6 +35,11 @@ int cg_tls_client_ctx_new(const cg_upstream_cfg *u, SSL_CTX **out,
                           const char **error_r)
     __attribute__((warn_unused_result));
 
+/* The notAfter of ctx's own certificate in Unix seconds; CG_E_NOTFOUND
+ * when ctx has none. */
+int cg_tls_ctx_not_after(SSL_CTX *ctx, int64_t *out)
+    __attribute__((warn_unused_result));
+
 typedef struct cg_tls cg_tls;
 
 /* Where processing the fed ciphertext stands: a protocol outcome, never an

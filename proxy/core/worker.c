@@ -1,12 +1,13 @@
 /* proxy/core/worker.c — `workers` threads, each with its own uv loop (its
  * listening sockets are listener.c's), the runtime configuration swapped in
- * by SIGHUP, and the per-address connection limit shared by all workers. */
+ * by SIGHUP or rebuilt when a certificate file changes, and the per-address connection limit shared by all workers. */
 #include "proxy/core/worker.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <pthread.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/cg_addrtab.h"
 #include "common/cg_error.h"
@@ -28,29 +29,40 @@ static uv_mutex_t g_rt_lock;
 static cg_runtime *g_rt;
 static uint64_t g_rt_gen;
 
-int cg_runtime_new(cg_config *cfg, cg_runtime **out, const char **error_r)
+/* The configuration a runtime was built from, shared by the runtimes that
+ * a certificate file's change builds from it again (cg_runtime_renew). */
+struct cg_runtime_cfg {
+    atomic_int refs;
+    cg_config *cfg;
+};
+
+static void cfg_release(struct cg_runtime_cfg *h)
 {
-    cg_runtime *rt = calloc(1, sizeof *rt);
-    if (!rt)
-        return CG_E_NOMEM;
+    if (!h || atomic_fetch_sub(&h->refs, 1) != 1)
+        return;
+    cg_config_free(h->cfg);
+    free(h);
+}
+
+/* Loads every file the configuration names (TLS contexts, SAML verifier)
+ * into rt, whose cfg is set. */
+static int runtime_load(cg_runtime *rt, const char **error_r)
+{
+    const cg_config *cfg = rt->cfg;
     rt->lctx = calloc(cfg->nlisteners + 1, sizeof *rt->lctx);
     rt->uctx = calloc(cfg->nupstreams + 1, sizeof *rt->uctx);
-    atomic_init(&rt->refs, 1);
-    rt->cfg = cfg;
     int r = 0;
-    if (!rt->lctx || !rt->uctx) {
-        r = CG_E_NOMEM;
-        goto fail;
-    }
+    if (!rt->lctx || !rt->uctx)
+        return CG_E_NOMEM;
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         if (cfg->listeners[i].tls != CG_TLS_NONE &&
             (r = cg_tls_server_ctx_new(&cfg->listeners[i], &rt->lctx[i], error_r)) < 0)
-            goto fail;
+            return r;
     }
     for (size_t i = 0; i < cfg->nupstreams; i++) {
         if (cfg->upstreams[i].tls &&
             (r = cg_tls_client_ctx_new(&cfg->upstreams[i], &rt->uctx[i], error_r)) < 0)
-            goto fail;
+            return r;
     }
     if (cfg->saml.present) {
         cg_saml_params p = {
@@ -63,14 +75,84 @@ int cg_runtime_new(cg_config *cfg, cg_runtime **out, const char **error_r)
         if (r == 0)
             r = cg_saml_verifier_new(&p, &rt->saml, error_r);
         if (r < 0)
-            goto fail;
+            return r;
+    }
+    return 0;
+}
+
+int cg_runtime_new(cg_config *cfg, cg_runtime **out, const char **error_r)
+{
+    cg_runtime *rt = calloc(1, sizeof *rt);
+    struct cg_runtime_cfg *h = calloc(1, sizeof *h);
+    if (!rt || !h) {
+        free(rt);
+        free(h);
+        return CG_E_NOMEM;
+    }
+    atomic_init(&rt->refs, 1);
+    atomic_init(&h->refs, 1);
+    rt->cfg = cfg;
+    int r = runtime_load(rt, error_r);
+    if (r < 0) {
+        free(h); /* cfg stays the caller's */
+        cg_runtime_release(rt);
+        return r;
+    }
+    h->cfg = cfg;
+    rt->cfg_owner = h;
+    *out = rt;
+    return 0;
+}
+
+/* An expired certificate that is not the one in force (was's) is refused:
+ * one left expired on another listener does not block a renewal. */
+static bool expired_new(SSL_CTX *now, SSL_CTX *was, const char *kind, const char *name,
+                        const char *file, const char **error_r)
+{
+    static _Thread_local char why[256];
+    int64_t na = 0;
+    if (!now || cg_tls_ctx_not_after(now, &na) < 0 || na >= (int64_t)time(NULL))
+        return false;
+    X509 *a = SSL_CTX_get0_certificate(now), *b = was ? SSL_CTX_get0_certificate(was) : NULL;
+    if (b && X509_cmp(a, b) == 0)
+        return false;
+    snprintf(why, sizeof why, "[%s %s]: certificate %s has expired", kind, name, file);
+    *error_r = why;
+    return true;
+}
+
+static int check_expiry(const cg_runtime *rt, const cg_runtime *was, const char **error_r)
+{
+    const cg_config *c = rt->cfg;
+    for (size_t i = 0; i < c->nlisteners; i++)
+        if (expired_new(rt->lctx[i], was->lctx[i], "listener", c->listeners[i].name,
+                        c->listeners[i].certificate, error_r))
+            return CG_E_TLS;
+    for (size_t i = 0; i < c->nupstreams; i++)
+        if (expired_new(rt->uctx[i], was->uctx[i], "upstream", c->upstreams[i].name,
+                        c->upstreams[i].certificate, error_r))
+            return CG_E_TLS;
+    return 0;
+}
+
+int cg_runtime_renew(cg_runtime *cur, cg_runtime **out, const char **error_r)
+{
+    cg_runtime *rt = calloc(1, sizeof *rt);
+    if (!rt)
+        return CG_E_NOMEM;
+    atomic_init(&rt->refs, 1);
+    rt->cfg = cur->cfg;
+    rt->cfg_owner = cur->cfg_owner;
+    atomic_fetch_add(&rt->cfg_owner->refs, 1);
+    int r = runtime_load(rt, error_r);
+    if (r == 0)
+        r = check_expiry(rt, cur, error_r);
+    if (r < 0) {
+        cg_runtime_release(rt);
+        return r;
     }
     *out = rt;
     return 0;
-fail:
-    rt->cfg = NULL; /* cfg stays the caller's */
-    cg_runtime_release(rt);
-    return r;
 }
 
 cg_runtime *cg_runtime_ref(cg_runtime *rt)
@@ -91,8 +173,7 @@ void cg_runtime_release(cg_runtime *rt)
     free(rt->lctx);
     free(rt->uctx);
     cg_saml_verifier_free(rt->saml);
-    if (rt->cfg)
-        cg_config_free(rt->cfg);
+    cfg_release(rt->cfg_owner);
     free(rt);
 }
 

@@ -18,10 +18,12 @@
 #include "proxy/core/stream.h"
 
 struct cg_saml_verifier;
+struct cg_runtime_cfg;
 
 typedef struct cg_runtime {
     atomic_int refs;
     cg_config *cfg;
+    struct cg_runtime_cfg *cfg_owner; /* cfg, shared with renewed runtimes */
     SSL_CTX **lctx; /* per listener (NULL for tls = none) */
     SSL_CTX **uctx; /* per upstream (NULL for plain) */
     /* [saml]'s verifier (NULL without [saml]): made and freed with this
@@ -35,6 +37,13 @@ typedef struct cg_runtime {
 /* Builds the TLS contexts and the SAML verifier for cfg (taking ownership
  * of cfg on success). */
 int cg_runtime_new(cg_config *cfg, cg_runtime **out, const char **error_r)
+    __attribute__((warn_unused_result));
+/* A runtime for cur's configuration with every file it names loaded
+ * again (a certificate, key, CA, CRL or IdP certificate changed on disk):
+ * the configuration file is not read again. Refused, leaving cur as it
+ * is, when a file does not load or a certificate other than cur's has
+ * expired. */
+int cg_runtime_renew(cg_runtime *cur, cg_runtime **out, const char **error_r)
     __attribute__((warn_unused_result));
 cg_runtime *cg_runtime_ref(cg_runtime *rt);
 void cg_runtime_release(cg_runtime *rt);
