@@ -81,6 +81,9 @@ int ctl_audit_keygen(ctl_ctx *ctx, const ctl_args *a);        /* ctl_audit.c */
 int ctl_audit_verify(ctl_ctx *ctx, const ctl_args *a);
 int ctl_audit_show(ctl_ctx *ctx, const ctl_args *a);          /* show and export */
 int ctl_audit_rotate(ctl_ctx *ctx, const ctl_args *a);
+/* export --follow (ctl_audit_follow.c): from_seq NULL starts after the
+ * last record; runs until SIGINT or SIGTERM. */
+int ctl_audit_follow(const char *db, const char *from_seq);
 int ctl_backup(ctl_ctx *ctx, const ctl_args *a);              /* ctl_backup.c */
 int ctl_restore(ctl_ctx *ctx, const ctl_args *a);
 

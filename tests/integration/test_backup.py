@@ -18,6 +18,7 @@ import cg
 
 @pytest.fixture
 def gw(gateway_factory, pki, nginx):
+    """A gateway serving HTTP to alice at 127.0.0.1 (also for test_audit_follow)."""
     g = gateway_factory({
         'listener content': {
             'protocol': 'http', 'tls': 'implicit',
@@ -31,9 +32,11 @@ def gw(gateway_factory, pki, nginx):
     return g.start()
 
 
-def _get(g, pki):
-    return cg.http_request(g.addr('content'), 'GET', '/content/index.html',
-                           ctx=cg.client_context(pki), source='127.0.0.1')
+def _get(g, pki, path='/content/index.html'):
+    r = cg.http_request(g.addr('content'), 'GET', path, ctx=cg.client_context(pki),
+                        source='127.0.0.1')
+    assert r is not None, path
+    return r
 
 
 def _traffic(g, pki, stop):
