@@ -71,13 +71,14 @@ def test_backup_while_serving_gives_copies_that_verify_and_open(gw, pki, tmp_pat
         load.join()
     assert m['format'] == 'cpmgate-backup-v1' and m['version'] and m['time']
     names = {f['name']: f for f in m['files']}
-    assert {'policy', 'audit'} <= set(names)
+    assert set(names) == {'policy', 'audit', 'content'}
     for f in m['files']:
         data = (tmp_path / 'bk' / f['file']).read_bytes()
         assert len(data) == f['size']
         assert hashlib.sha256(data).hexdigest() == f['sha256']
     assert names['policy']['source'] == gw.policy_db
     assert names['audit']['source'] == gw.audit_db
+    assert names['content']['source'] == str(gw.dir / 'content.db')
     # the audit copy verifies with the gateway's key and ends where the manifest says
     v = gw.ctl('audit', 'verify', '--audit-db', tmp_path / 'bk' / 'audit.db', '--key',
                gw.audit_pub, '--json', db=False)
