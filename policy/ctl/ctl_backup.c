@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,11 +20,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <ini.h>
 #include <openssl/evp.h>
 #include <sqlite3.h>
 
 #include "policy/ctl/ctl.h"
-#include "proxy/core/config.h"
 #include "store/audit_canon.h"
 #include "store/audit_file.h"
 #include "store/db_copy.h"
@@ -44,25 +45,68 @@ static const char *const db_name[NDB] = { "policy", "audit", "content" };
 static const char *const db_file[NDB] = { "policy.db", "audit.db", "content.db" };
 
 /* The databases a command line names: path[i] NULL when none; named[i]
- * when an option (not the configuration's default) named it. */
+ * when an option (not the configuration) named it. */
 typedef struct dbset {
     const char *path[NDB];
     bool named[NDB];
-    cg_config *cfg;
+    char conf[NDB][PATH_MAX];  /* from --config */
+    const char *conf_dir;
+    bool conf_bad;
 } dbset;
+
+/* --config: policy_db, audit_db and content_db of [gateway], defaults and
+ * relative paths as the gateway takes them (proxy/core/config.c's key
+ * table: policy.db, audit.db, content.db beside the file). Read with inih
+ * here, not with the gateway's loader: that one checks every certificate
+ * and key, which a backup user need not be able to read. */
+static int conf_key(void *user, const char *section, const char *name, const char *value)
+{
+    dbset *s = user;
+    if (strcmp(section, "gateway") != 0)
+        return 1;
+    for (int i = 0; i < NDB; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "%s_db", db_name[i]);
+        if (strcmp(name, key) != 0)
+            continue;
+        /* inih cuts values near 200 bytes: a path that long is refused */
+        if (!*value || strlen(value) >= 190)
+            s->conf_bad = true;
+        else if (value[0] == '/')
+            cg_strlcpy(s->conf[i], value, sizeof s->conf[i]);
+        else
+            snprintf(s->conf[i], sizeof s->conf[i], "%s/%s", s->conf_dir, value);
+    }
+    return 1;
+}
+
+static int read_conf(dbset *s, const char *conf)
+{
+    char dir[PATH_MAX];
+    if (!cg_strlcpy(dir, conf, sizeof dir))
+        return ctl_fail("%s: path too long", conf);
+    s->conf_dir = dirname(dir);
+    for (int i = 0; i < NDB; i++)
+        snprintf(s->conf[i], sizeof s->conf[i], "%s/%s", s->conf_dir, db_file[i]);
+    int line = ini_parse(conf, conf_key, s);
+    if (line < 0)
+        return ctl_fail("%s: cannot read the configuration", conf);
+    if (line > 0)
+        return ctl_fail("%s:%d: not a configuration line (cpmgate -t says more)", conf, line);
+    if (s->conf_bad)
+        return ctl_fail("%s: a database path is empty or too long to read here: name the "
+                        "databases with -d, --audit-db and --content-db", conf);
+    for (int i = 0; i < NDB; i++)
+        s->path[i] = s->conf[i];
+    return CTL_OK;
+}
 
 static int resolve(ctl_ctx *ctx, const ctl_args *a, dbset *s)
 {
     memset(s, 0, sizeof *s);
     const char *conf = ctl_opt(a, "--config");
-    if (conf) {
-        char err[1024];
-        if (cg_config_load(conf, &s->cfg, err, sizeof err) < 0)
-            return ctl_fail("%s", err);
-        s->path[DB_POLICY] = s->cfg->policy_db;
-        s->path[DB_AUDIT] = s->cfg->audit_db;
-        s->path[DB_CONTENT] = s->cfg->content_db;
-    }
+    if (conf && read_conf(s, conf) != CTL_OK)
+        return CTL_ERROR;
     const char *opt[NDB] = { ctx->db_path, ctl_opt(a, "--audit-db"), ctl_opt(a, "--content-db") };
     for (int i = 0; i < NDB; i++)
         if (opt[i]) {
@@ -71,8 +115,6 @@ static int resolve(ctl_ctx *ctx, const ctl_args *a, dbset *s)
         }
     return CTL_OK;
 }
-
-static void dbset_free(dbset *s) { cg_config_free(s->cfg); }
 
 static int load_key(const ctl_args *a, EVP_PKEY **key)
 {
@@ -220,16 +262,13 @@ int ctl_backup(ctl_ctx *ctx, const ctl_args *a)
     if (resolve(ctx, a, &s) != CTL_OK)
         return CTL_ERROR;
     if (!s.path[DB_POLICY] && !s.path[DB_AUDIT] && !s.path[DB_CONTENT]) {
-        dbset_free(&s);
         fputs("cpmgatectl: name the databases: -d POLICY_DB, --audit-db, --content-db "
               "or --config\n", stderr);
         return ctl_usage(a);
     }
     EVP_PKEY *key = NULL;
-    if (load_key(a, &key) != CTL_OK || make_dir(dir) != CTL_OK) {
-        dbset_free(&s);
+    if (load_key(a, &key) != CTL_OK || make_dir(dir) != CTL_OK)
         return CTL_ERROR;
-    }
     char t[CG_TIME_LEN];
     cg_time_rfc3339(cg_time_now_usec(), t);
     json_object *m = ctl_jobj(), *files = ctl_jarr();
@@ -268,7 +307,6 @@ int ctl_backup(ctl_ctx *ctx, const ctl_args *a)
     }
     json_object_put(m);
     EVP_PKEY_free(key);
-    dbset_free(&s);
     return rc;
 }
 
@@ -421,6 +459,5 @@ int ctl_restore(ctl_ctx *ctx, const ctl_args *a)
         rc = restore_checked(&s, ents);
     json_object_put(m);
     EVP_PKEY_free(key);
-    dbset_free(&s);
     return rc;
 }
