@@ -9,6 +9,7 @@ gone) while the databases it replaced are kept aside."""
 import hashlib
 import json
 import sqlite3
+import subprocess
 import threading
 
 import pytest
@@ -159,3 +160,26 @@ def test_restore_on_a_stopped_gateway_brings_the_policy_back(gw, pki, tmp_path):
     v = gw.audit('verify', '--key', gw.audit_pub, '--json')
     assert v.returncode == 0, v.stdout + v.stderr
     assert json.loads(v.stdout)['last_seq'] > m['audit']['last_seq']
+
+
+def test_backup_needs_a_database_and_restore_a_manifest(tmp_path):
+    ctl = [str(cg.BUILD / 'cpmgatectl')]
+    env = {k: v for k, v in cg.sanitizer_env().items() if k != 'CPMGATE_DB'}
+    r = subprocess.run(ctl + ['backup', tmp_path / 'bk'], capture_output=True, text=True,
+                       env=env)
+    assert r.returncode == 2 and 'name the databases' in r.stderr
+    (tmp_path / 'empty').mkdir()
+    r = subprocess.run(ctl + ['restore', tmp_path / 'empty', '--audit-db',
+                              tmp_path / 'audit.db'], capture_output=True, text=True, env=env)
+    assert r.returncode == 1 and 'MANIFEST.json' in r.stderr
+    # a configuration's databases that do not exist yet are skipped, said so
+    conf = tmp_path / 'cpmgate.conf'
+    conf.write_text('[gateway]\npolicy_db = p.db\naudit_db = /nonexistent/a.db\n')
+    subprocess.run(ctl + ['-d', tmp_path / 'p.db', 'init'], check=True, env=env,
+                   capture_output=True)
+    r = subprocess.run(ctl + ['backup', tmp_path / 'bk', '--config', conf],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert 'no audit database yet' in r.stderr and 'no content database yet' in r.stderr
+    m = json.loads((tmp_path / 'bk' / 'MANIFEST.json').read_text())
+    assert [f['source'] for f in m['files']] == [str(tmp_path / 'p.db')]
