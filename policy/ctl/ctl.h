@@ -23,7 +23,7 @@ typedef struct ctl_ctx {
 } ctl_ctx;
 
 #define CTL_MAX_POS 6  /* positional arguments a row may take */
-#define CTL_MAX_OPTS 8 /* options with a value a row may have; flags likewise */
+#define CTL_MAX_OPTS 10 /* options with a value a row may have; flags likewise */
 
 struct ctl_cmd;
 
@@ -82,6 +82,11 @@ int ctl_audit_keygen(ctl_ctx *ctx, const ctl_args *a);        /* ctl_audit.c */
 int ctl_audit_verify(ctl_ctx *ctx, const ctl_args *a);
 int ctl_audit_show(ctl_ctx *ctx, const ctl_args *a);          /* show and export */
 int ctl_audit_rotate(ctl_ctx *ctx, const ctl_args *a);
+/* export --follow (ctl_audit_follow.c): from_seq NULL starts after the
+ * last record; runs until SIGINT or SIGTERM. */
+int ctl_audit_follow(const char *db, const char *from_seq);
+int ctl_backup(ctl_ctx *ctx, const ctl_args *a);              /* ctl_backup.c */
+int ctl_restore(ctl_ctx *ctx, const ctl_args *a);
 
 /* Splits argv (after the family word) against the table's rows of that
  * family and runs the handler; the usage of the family on a usage error. */

@@ -1,6 +1,7 @@
 /* ctl_audit.c — `cpmgatectl audit`: keygen, verify, show, export, rotate
  * (SPEC sections 5 and 9). The audit database is read here (verify, show,
- * export) and only written by `rotate` when no gateway holds it. */
+ * export) and only written by `rotate` when no gateway holds it; export
+ * --follow is ctl_audit_follow.c. */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -245,6 +246,8 @@ int ctl_audit_show(ctl_ctx *ctx, const ctl_args *a)
     const char *decision = ctl_opt(a, "--decision");
     const char *limit = ctl_opt(a, "--limit");
     const char *format = ctl_opt(a, "--format");
+    const char *from_seq = export ? ctl_opt(a, "--from-seq") : NULL;
+    bool follow = export && ctl_flag(a, "--follow");
     if (!db)
         return ctl_usage(a);
     if (export && (!format || strcmp(format, "jsonl") != 0)) {
@@ -260,11 +263,20 @@ int ctl_audit_show(ctl_ctx *ctx, const ctl_args *a)
     if (decision && strcmp(decision, "allow") != 0 && strcmp(decision, "deny") != 0 &&
         strcmp(decision, "error") != 0)
         return ctl_fail("--decision: '%s' is not allow, deny or error", decision);
-    uint64_t lim = 0;
+    uint64_t lim = 0, from = 0;
     if (limit && cg_parse_u64(limit, 1, INT64_MAX, &lim) < 0)
         return ctl_fail("--limit: '%s' is not a positive number", limit);
+    if (from_seq && cg_parse_u64(from_seq, 1, INT64_MAX, &from) < 0)
+        return ctl_fail("--from-seq: '%s' is not a positive number", from_seq);
     if (access(db, F_OK) < 0)
         return ctl_fail("%s: no such audit database", db);
+    if (follow) {
+        /* the receiver checks the chain line by line: no holes in it */
+        if (txid || principal || since || until || decision || limit)
+            return ctl_fail("--follow streams the whole chain: of the filters only "
+                            "--from-seq applies");
+        return ctl_audit_follow(db, from_seq);
+    }
     sqlite3 *h = NULL;
     if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
         sqlite3_close(h);
@@ -276,7 +288,7 @@ int ctl_audit_show(ctl_ctx *ctx, const ctl_args *a)
             "SELECT canon, hash FROM records WHERE (?1 IS NULL OR txid = ?1)"
             " AND (?2 IS NULL OR principal = ?2) AND (?3 IS NULL OR time >= ?3)"
             " AND (?4 IS NULL OR time <= ?4) AND (?5 IS NULL OR decision = ?5)"
-            " ORDER BY seq LIMIT ?6", -1, &st, NULL) != SQLITE_OK) {
+            " AND (?7 IS NULL OR seq >= ?7) ORDER BY seq LIMIT ?6", -1, &st, NULL) != SQLITE_OK) {
         int rc = ctl_fail("%s: not a cpmgate audit database (%s)", db, sqlite3_errmsg(h));
         sqlite3_close(h);
         return rc;
@@ -287,6 +299,7 @@ int ctl_audit_show(ctl_ctx *ctx, const ctl_args *a)
     if (until) sqlite3_bind_text(st, 4, until_n, -1, SQLITE_STATIC);
     if (decision) sqlite3_bind_text(st, 5, decision, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 6, lim ? (sqlite3_int64)lim : -1);
+    if (from_seq) sqlite3_bind_int64(st, 7, (sqlite3_int64)from);
     enum out_mode mode = export ? OUT_JSONL : ctx->json ? OUT_JSON : OUT_TEXT;
     cg_audit_parsed *p = malloc(sizeof *p);
     if (!p) {

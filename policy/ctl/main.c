@@ -15,6 +15,9 @@
 #define SHOW_FILTERS "[--txid T] [--principal P] [--since TIME] [--until TIME] " \
                      "[--decision allow|deny|error] [--limit N]"
 
+#define BACKUP_OPTS "--config", "--audit-db", "--content-db", "--key"
+#define BACKUP_OPTS_USAGE "[--config FILE] [--audit-db FILE] [--content-db FILE] [--key PUB.pem]"
+
 static const ctl_cmd commands[] = {
     /* family, name, usage (a line per form), handler, min and max positionals,
      * options with a value, flags */
@@ -66,10 +69,13 @@ static const ctl_cmd commands[] = {
       L("--audit-db", "--key"), NULL },
     { "audit", "show", "--audit-db FILE " SHOW_FILTERS " [--json]", ctl_audit_show, 0, 0,
       L(SHOW_OPTS), NULL },
-    { "audit", "export", "--audit-db FILE --format jsonl " SHOW_FILTERS, ctl_audit_show, 0, 0,
-      L(SHOW_OPTS, "--format"), NULL },
+    { "audit", "export", "--audit-db FILE --format jsonl " SHOW_FILTERS " [--from-seq N]\n"
+      "--audit-db FILE --format jsonl --follow [--from-seq N]", ctl_audit_show, 0, 0,
+      L(SHOW_OPTS, "--format", "--from-seq"), L("--follow") },
     { "audit", "rotate", "--audit-db FILE [--audit-key PRIV.pem]", ctl_audit_rotate, 0, 0,
       L("--audit-db", "--audit-key"), NULL },
+    { "backup", NULL, "DIR " BACKUP_OPTS_USAGE, ctl_backup, 1, 1, L(BACKUP_OPTS), NULL },
+    { "restore", NULL, "DIR " BACKUP_OPTS_USAGE, ctl_restore, 1, 1, L(BACKUP_OPTS), NULL },
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
