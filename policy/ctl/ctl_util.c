@@ -206,8 +206,12 @@ int ctl_open_store(ctl_ctx *ctx, bool create)
     const char *err = NULL;
     int rc = cg_pstore_open(ctx->db_path, create ? CG_PSTORE_CREATE : 0,
                             &ctx->store, &err);
-    if (rc < 0)
+    if (rc < 0) {
+        /* the store's sentence may name the file already */
+        if (err && strstr(err, ctx->db_path))
+            return ctl_fail("%s", err);
         return ctl_fail("%s: %s", ctx->db_path, err ? err : "cannot open");
+    }
     return CTL_OK;
 }
 

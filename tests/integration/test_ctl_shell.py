@@ -249,6 +249,7 @@ def test_exit_codes_success_failure_misuse_and_deny(tmp_path):
     missing = tmp_path / 'missing.db'
     p = run('principal', 'list', db=missing)
     assert p.returncode == 1 and len(p.stderr.splitlines()) == 1, p.stderr
+    assert p.stderr.count(str(missing)) == 1, p.stderr  # named once, not twice
     assert not missing.exists()
     p = run('principal', 'list')  # no -d and no $CPMGATE_DB
     assert p.returncode == 1 and 'no policy database' in p.stderr
