@@ -15,6 +15,7 @@
 #include "common/cg_error.h"
 #include "common/cg_log.h"
 #include "common/cg_util.h"
+#include "store/db.h"
 
 /* Version 1 of the audit schema. records.canon is what is hashed; the
  * other columns are copies for filtering, checked against canon by
@@ -357,22 +358,6 @@ int cg_afile_register_key(cg_afile *f, EVP_PKEY *key)
 
 /* ---- rotation ----------------------------------------------------------- */
 
-static void fsync_path(const char *p, bool dir)
-{
-    int fd = open(p, (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
-
-static void fsync_dir_of(const char *path)
-{
-    char tmp[4096];
-    cg_strlcpy(tmp, path, sizeof tmp);
-    fsync_path(dirname(tmp), true);
-}
-
 /* path is sealed and closed: switch it to a rollback journal (so no -wal
  * file is left to pair with its successor), build "<path>.new", then
  * rename both into place. */
@@ -448,12 +433,17 @@ static int finish_rotation(const char *path, const char **error_r)
         unlink(newp);
         return rc;
     }
-    fsync_path(newp, false);
+    /* the rotation goes on either way (the data is committed by SQLite);
+     * a file or directory not made durable is said */
+    int synced = cg_db_fsync_path(newp, false);
+    if (synced < 0)
+        cg_warn("audit: cannot fsync %s: %s", newp, cg_strerror(synced));
     if (rename(path, sealed) < 0 || rename(newp, path) < 0) {
         *error_r = "cannot rename the audit database during rotation";
         return CG_E_IO;
     }
-    fsync_dir_of(path);
+    if (cg_db_fsync_dir_of(path) < 0)
+        cg_warn("audit: cannot fsync the directory of %s", path);
     cg_info("audit: sealed %s (seq %llu-%llu), continuing in %s", sealed,
             (unsigned long long)old.first_seq, (unsigned long long)old.last_seq, path);
     return 0;

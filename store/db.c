@@ -3,6 +3,7 @@
  * PRAGMA user_version, and turn SQLite errors into one sentence. */
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/cg_error.h"
+#include "common/cg_util.h"
 #include "store/db.h"
 
 struct cg_db {
@@ -218,4 +220,22 @@ int cg_db_migrate(cg_db *db, const char *const *migrations, size_t n,
             return rc;
         }
     }
+}
+
+int cg_db_fsync_path(const char *path, bool dir)
+{
+    int fd = open(path, (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) < 0 ? -errno : 0;
+    close(fd);
+    return rc;
+}
+
+int cg_db_fsync_dir_of(const char *path)
+{
+    char tmp[4096];
+    if (!cg_strlcpy(tmp, path, sizeof tmp))
+        return CG_E_INVAL;
+    return cg_db_fsync_path(dirname(tmp), true);
 }

@@ -43,4 +43,11 @@ int cg_db_pragma_int(cg_db *db, const char *name, int64_t *out, const char **err
 /* The last SQLite error of db as one sentence. */
 const char *cg_db_errmsg(cg_db *db);
 
+/* Makes a file durable (dir: a directory, so the names in it are):
+ * 0 or -errno. */
+int cg_db_fsync_path(const char *path, bool dir) __attribute__((warn_unused_result));
+/* Makes the directory holding path durable (after a rename into it):
+ * 0, -errno, or CG_E_INVAL for a path too long. */
+int cg_db_fsync_dir_of(const char *path) __attribute__((warn_unused_result));
+
 #endif

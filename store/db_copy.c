@@ -3,7 +3,6 @@
  * atomic install of a copy in place of a database. */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,29 +14,12 @@
 
 #include "common/cg_error.h"
 #include "common/cg_util.h"
+#include "store/db.h"
 #include "store/db_copy.h"
 
 /* Pages per sqlite3_backup_step: small enough that each step is short,
  * large enough that a big database is not thousands of calls. */
 #define COPY_PAGES 256
-
-static int fsync_file(const char *path, bool dir)
-{
-    int fd = open(path, (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    int rc = fsync(fd) < 0 ? -errno : 0;
-    close(fd);
-    return rc;
-}
-
-static int fsync_dir_of(const char *path)
-{
-    char tmp[4096];
-    if (!cg_strlcpy(tmp, path, sizeof tmp))
-        return CG_E_INVAL;
-    return fsync_file(dirname(tmp), true);
-}
 
 static int sql_fail(sqlite3 *h, const char *what, const char *path, const char **error_r)
 {
@@ -98,8 +80,9 @@ done:
     sqlite3_close(out);
     if (rc == 0)
         rc = cg_db_copy_check(dst, error_r);
-    if (rc == 0 && fsync_file(dst, false) < 0) {
-        *error_r = cg_say("cannot fsync %s: %s", dst, strerror(errno));
+    int synced = rc == 0 ? cg_db_fsync_path(dst, false) : 0;
+    if (synced < 0) {
+        *error_r = cg_say("cannot fsync %s: %s", dst, cg_strerror(synced));
         rc = CG_E_IO;
     }
     return rc;
@@ -248,7 +231,7 @@ int cg_file_install(const char *src, const char *dst, const char **error_r)
         unlink(aside);
         return -e;
     }
-    if (fsync_dir_of(dst) < 0) {
+    if (cg_db_fsync_dir_of(dst) < 0) {
         *error_r = cg_say("cannot fsync the directory of %s", dst);
         return CG_E_IO;
     }
