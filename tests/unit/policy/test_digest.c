@@ -18,6 +18,7 @@
 #include "store/policy_rules.h"
 #include "store/policy_store.h"
 #include "policy/snapshot.h"
+#include "tests/unit/unit_util.h"
 
 #define REALM "http-auth@example.org"
 #define NOW 1800000000
@@ -369,12 +370,7 @@ static void test_with_snapshot(void **state)
     }
     cg_snapshot_release(snap);
     cg_pstore_close(ps);
-    char p[700];
-    const char *sfx[] = { "", "-wal", "-shm" };
-    for (int i = 0; i < 3; i++) {
-        snprintf(p, sizeof p, "%s%s", db, sfx[i]);
-        unlink(p);
-    }
+    tu_remove_db(db);
     rmdir(dir);
 }
 

@@ -20,6 +20,7 @@
 #include "policy/identity.h"
 #include "store/policy_store.h"
 #include "policy/snapshot.h"
+#include "tests/unit/unit_util.h"
 
 static char dir[256], db_path[300];
 static cg_snapshot *snap;
@@ -94,12 +95,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     cg_snapshot_release(snap);
-    char p[400];
-    const char *sfx[] = { "", "-wal", "-shm" };
-    for (int i = 0; i < 3; i++) {
-        snprintf(p, sizeof p, "%s%s", db_path, sfx[i]);
-        unlink(p);
-    }
+    tu_remove_db(db_path);
     rmdir(dir);
     return 0;
 }

@@ -23,6 +23,7 @@
 #include "store/policy_rules.h"
 #include "store/policy_store.h"
 #include "policy/snapshot.h"
+#include "tests/unit/unit_util.h"
 
 static const uint8_t HASH[32] = { 0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14,
                                   0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
@@ -441,12 +442,7 @@ static void test_with_snapshot(void **state)
     free(xml);
     cg_snapshot_release(snap);
     cg_pstore_close(ps);
-    char p[700];
-    const char *sfx[] = { "", "-wal", "-shm" };
-    for (int i = 0; i < 3; i++) {
-        snprintf(p, sizeof p, "%s%s", db, sfx[i]);
-        unlink(p);
-    }
+    tu_remove_db(db);
     rmdir(dir);
 }
 

@@ -28,6 +28,7 @@
 #include "store/policy_keys.h"
 #include "store/policy_store.h"
 #include "policy/snapshot.h"
+#include "tests/unit/unit_util.h"
 
 static char dir[256], db_path[300];
 static cg_pstore *rw, *ro;
@@ -138,12 +139,7 @@ static int teardown(void **state)
     cg_snapshot_publish(NULL);
     cg_pstore_close(ro);
     cg_pstore_close(rw);
-    char p[400];
-    const char *sfx[] = { "", "-wal", "-shm" };
-    for (int i = 0; i < 3; i++) {
-        snprintf(p, sizeof p, "%s%s", db_path, sfx[i]);
-        unlink(p);
-    }
+    tu_remove_db(db_path);
     rmdir(dir);
     return 0;
 }

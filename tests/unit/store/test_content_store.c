@@ -14,6 +14,7 @@
 
 #include "common/cg_error.h"
 #include "store/content_store.h"
+#include "tests/unit/unit_util.h"
 
 static char dir[512], file[600];
 
@@ -29,12 +30,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    char p[700];
-    const char *sfx[] = { "", "-wal", "-shm" };
-    for (int i = 0; i < 3; i++) {
-        snprintf(p, sizeof p, "%s%s", file, sfx[i]);
-        unlink(p);
-    }
+    tu_remove_db(file);
     rmdir(dir);
     return 0;
 }

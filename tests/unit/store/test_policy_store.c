@@ -21,6 +21,7 @@
 #include "store/db.h"
 #include "store/policy_schema.h"
 #include "store/policy_store.h"
+#include "tests/unit/unit_util.h"
 
 static char dir[256], path[300];
 
@@ -29,16 +30,6 @@ static int setup(void **state)
     const char *tmp = getenv("TMPDIR");
     snprintf(dir, sizeof dir, "%s/cg-pstore-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     return mkdtemp(dir) ? 0 : -1;
-}
-
-static void remove_db(const char *p)
-{
-    char f[400];
-    const char *sfx[] = { "", "-wal", "-shm", "-journal" };
-    for (int i = 0; i < 4; i++) {
-        snprintf(f, sizeof f, "%s%s", p, sfx[i]);
-        unlink(f);
-    }
 }
 
 static int teardown(void **state)
@@ -56,7 +47,7 @@ static int each_setup(void **state)
 
 static int each_teardown(void **state)
 {
-    remove_db(path);
+    tu_remove_db(path);
     return 0;
 }
 
@@ -126,7 +117,7 @@ static void test_junk_and_uninitialised_files_are_refused(void **state)
     const char *err = NULL;
     assert_true(cg_pstore_open(path, 0, &s, &err) < 0);
     assert_non_null(strstr(err, path));
-    remove_db(path);
+    tu_remove_db(path);
 
     /* an empty SQLite file: the gateway must not start on it */
     cg_db *db = NULL;

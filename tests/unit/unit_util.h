@@ -1,0 +1,9 @@
+/* tests/unit/unit_util.h — what several unit tests need alike. */
+#ifndef CG_UNIT_UTIL_H
+#define CG_UNIT_UTIL_H
+
+/* Removes a SQLite database and the files SQLite keeps beside it
+ * (-wal, -shm, -journal); missing ones are no error. */
+void tu_remove_db(const char *path);
+
+#endif
