@@ -189,9 +189,10 @@ static void warn_restart_only(const cg_config *n)
         n->audit_fail_closed != o->audit_fail_closed ||
         str_differs(n->admin_listen, o->admin_listen) || n->admin_timeout != o->admin_timeout ||
         n->admin_max_connections != o->admin_max_connections || str_differs(n->user, o->user) ||
-        str_differs(n->group, o->group) || str_differs(n->pid_file, o->pid_file))
-        cg_warn("reload: workers, policy_db, audit_*, admin_*, user, group and "
-                "pid_file take effect only after a restart");
+        str_differs(n->group, o->group) || str_differs(n->pid_file, o->pid_file) ||
+        str_differs(n->node_id, o->node_id))
+        cg_warn("reload: workers, policy_db, audit_*, admin_*, user, group, pid_file "
+                "and node_id take effect only after a restart");
     cg_runtime_release(cur);
 }
 
@@ -442,6 +443,7 @@ int main(int argc, char **argv)
         .fail_closed = cfg->audit_fail_closed,
         .checkpoint_records = cfg->audit_checkpoint_records,
         .checkpoint_seconds = cfg->audit_checkpoint_seconds,
+        .node_id = cfg->node_id,
     };
     if (cg_audit_start(&ac, &why) < 0) {
         cg_error("audit log %s: %s", cfg->audit_db, why ? why : "cannot start");

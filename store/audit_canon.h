@@ -80,6 +80,7 @@ typedef struct cg_audit_verify_result {
     uint64_t last_checkpoint_seq;  /* 0: none */
     uint64_t broken_seq;           /* when !intact */
     char what[512];                /* when !intact: how it broke */
+    char node[CG_AUDIT_NODE_MAX + 1]; /* the node of the last record read, "" none */
     char notes[768];               /* what the verdict cannot say */
 } cg_audit_verify_result;
 

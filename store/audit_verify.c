@@ -322,6 +322,7 @@ static void walk(vctx *v, uint64_t first, const uint8_t genesis[CG_AUDIT_HASH_LE
         memcpy(prev2, prev, sizeof prev2);
         memcpy(prev, h, sizeof prev);
         res->last_seq = seq;
+        cg_strlcpy(res->node, p->rec.node ? p->rec.node : "", sizeof res->node);
         expect = seq + 1;
     }
     sqlite3_finalize(st);

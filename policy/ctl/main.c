@@ -65,13 +65,15 @@ static const ctl_cmd commands[] = {
     { "peer", "list", "[--json]", ctl_keys_list, 0, 0, NULL, NULL },
     { "peer", "remove", "DOMAIN", ctl_peer_remove, 1, 1, NULL, NULL },
     { "audit", "keygen", "--out FILE", ctl_audit_keygen, 0, 0, L("--out"), NULL },
-    { "audit", "verify", "--audit-db FILE [--key PUB.pem] [--json]", ctl_audit_verify, 0, 0,
+    { "audit", "verify", "--audit-db FILE [--audit-db FILE]... [--key PUB.pem] [--json]",
+      ctl_audit_verify, 0, 0,
       L("--audit-db", "--key"), NULL },
     { "audit", "show", "--audit-db FILE " SHOW_FILTERS " [--json]", ctl_audit_show, 0, 0,
       L(SHOW_OPTS), NULL },
     { "audit", "export", "--audit-db FILE --format jsonl " SHOW_FILTERS " [--from-seq N]\n"
-      "--audit-db FILE --format jsonl --follow [--from-seq N]", ctl_audit_show, 0, 0,
-      L(SHOW_OPTS, "--format", "--from-seq"), L("--follow") },
+      "--audit-db FILE --format jsonl --follow [--from-seq N]\n"
+      "--audit-db FILE --audit-db FILE... --format jsonl --merge " SHOW_FILTERS,
+      ctl_audit_show, 0, 0, L(SHOW_OPTS, "--format", "--from-seq"), L("--follow", "--merge") },
     { "audit", "rotate", "--audit-db FILE [--audit-key PRIV.pem]", ctl_audit_rotate, 0, 0,
       L("--audit-db", "--audit-key"), NULL },
     { "backup", NULL, "DIR " BACKUP_OPTS_USAGE, ctl_backup, 1, 1, L(BACKUP_OPTS), NULL },

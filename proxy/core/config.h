@@ -92,6 +92,7 @@ typedef struct cg_config {
     unsigned audit_checkpoint_records, audit_checkpoint_seconds;
     int log_level;                /* enum cg_log_level (common/cg_log.h) */
     int log_format;               /* enum cg_log_format */
+    char *node_id;                /* in every audit record; default: the host name */
     cg_listener_cfg *listeners;
     size_t nlisteners;
     cg_upstream_cfg *upstreams;

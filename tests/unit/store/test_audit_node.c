@@ -3,7 +3,8 @@
  * audit_verify.c, the writer): left out of the canon when null so old
  * records keep their exact bytes and hash, round-tripped when set, signed
  * into checkpoints, a file of schema version 1 still verified and upgraded
- * in place, and a changed node caught by the verifier. */
+ * in place, and a changed node caught by the verifier; the order in which
+ * export --merge interleaves several nodes' records (store/audit_merge.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +21,7 @@
 #include "store/audit.h"
 #include "store/audit_canon.h"
 #include "store/audit_file.h"
+#include "store/audit_merge.h"
 #include "common/cg_error.h"
 #include "common/cg_util.h"
 #include "tests/unit/store/audit_helpers.h"
@@ -307,6 +309,33 @@ static void test_writer_stamps_its_node(void **state)
     EVP_PKEY_free(k);
 }
 
+/* ---- merge order ------------------------------------------------------------ */
+
+static void test_merge_orders_by_time_then_node_then_seq(void **state)
+{
+    /* three sources; heads as export --merge would see them */
+    cg_audit_mkey h[3] = {
+        { true, "2026-12-02T10:00:01.000000Z", "gw-b", 7 },
+        { true, "2026-12-02T10:00:01.000000Z", "gw-a", 9 },
+        { true, "2026-12-02T10:00:00.999999Z", "gw-c", 1 },
+    };
+    assert_int_equal(cg_audit_merge_pick(h, 3), 2);      /* earliest time */
+    h[2].live = false;
+    assert_int_equal(cg_audit_merge_pick(h, 3), 1);      /* same time: node */
+    h[1].node = "gw-b";
+    h[1].seq = 3;
+    assert_int_equal(cg_audit_merge_pick(h, 3), 1);      /* same node: seq */
+    h[1].seq = 7;
+    assert_int_equal(cg_audit_merge_cmp(&h[0], &h[1]), 0);
+    assert_int_equal(cg_audit_merge_pick(h, 3), 0);      /* a full tie: first source */
+    h[0].node = NULL;                                    /* no node sorts first */
+    assert_true(cg_audit_merge_cmp(&h[0], &h[1]) < 0);
+    assert_true(cg_audit_merge_cmp(&h[1], &h[0]) > 0);
+    h[0].live = h[1].live = false;
+    assert_int_equal(cg_audit_merge_pick(h, 3), -1);
+    assert_int_equal(cg_audit_merge_pick(h, 0), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -317,6 +346,7 @@ int main(void)
         cmocka_unit_test(test_v1_file_verifies_then_upgrades_in_place),
         cmocka_unit_test(test_changed_node_fails_verification),
         cmocka_unit_test(test_writer_stamps_its_node),
+        cmocka_unit_test(test_merge_orders_by_time_then_node_then_seq),
     };
     return cmocka_run_group_tests(tests, audit_setup, audit_teardown);
 }
