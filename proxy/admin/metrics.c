@@ -80,6 +80,10 @@ bool cg_metrics_render(cg_buf *o)
             cg_metric_get(CG_M_POLICY_RELOADS));
     gauge(o, "cpmgate_policy_building", "1 while a policy snapshot is being built.",
           cg_metric_get(CG_M_POLICY_BUILDING));
+    gauge(o, "cpmgate_policy_store_up", "1 while the policy store answers, 0 while it does "
+          "not (the last good policy serves).", cg_metric_get(CG_M_POLICY_STORE_UP));
+    gauge(o, "cpmgate_policy_snapshot_age_seconds", "Seconds since the policy in force was "
+          "last confirmed current against the store.", cg_policy_age_seconds());
     counter(o, "cpmgate_config_reloads_total", "Configuration reloads applied.",
             cg_metric_get(CG_M_CONFIG_RELOADS));
     counter(o, "cpmgate_config_reload_failures_total", "Configuration reloads refused.",

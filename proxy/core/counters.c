@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "common/cg_util.h"
+
 atomic_uint_fast64_t cg_metrics[CG_M_COUNT];
 
 const char *const cg_ops_services[CG_OPS_SERVICES] = { "imap", "http", "tls", "other" };
@@ -29,4 +31,11 @@ uint64_t cg_metric_get(enum cg_metric m)
 uint64_t cg_metrics_ops(size_t service, size_t decision)
 {
     return atomic_load_explicit(&g_ops[service][decision], memory_order_relaxed);
+}
+
+uint64_t cg_policy_age_seconds(void)
+{
+    uint64_t at = cg_metric_get(CG_M_POLICY_CONFIRMED_MS);
+    uint64_t now = (uint64_t)(cg_time_now_usec() / 1000);
+    return at && now > at ? (now - at) / 1000 : 0;
 }

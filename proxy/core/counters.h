@@ -24,6 +24,8 @@ enum cg_metric {
     CG_M_CONFIG_RELOAD_FAILURES,
     CG_M_TLS_RELOADS,         /* runtimes rebuilt for changed certificate files */
     CG_M_TLS_RELOAD_FAILURES, /* changed files that did not load */
+    CG_M_POLICY_STORE_UP,     /* gauge: 1 while the policy store answers */
+    CG_M_POLICY_CONFIRMED_MS, /* Unix ms: the snapshot last known current (store or cache) */
     CG_M_COUNT
 };
 
@@ -34,6 +36,11 @@ static inline void cg_metric_add(enum cg_metric m, int64_t v)
     atomic_fetch_add_explicit(&cg_metrics[m], (uint_fast64_t)v, memory_order_relaxed);
 }
 #define cg_metric_inc(m) cg_metric_add((m), 1)
+
+static inline void cg_metric_set(enum cg_metric m, uint64_t v)
+{
+    atomic_store_explicit(&cg_metrics[m], (uint_fast64_t)v, memory_order_relaxed);
+}
 
 /* Operations by service and decision (imap/http, allow/deny), for the
  * gateways. */
@@ -46,6 +53,9 @@ void cg_metrics_operation(const char *service, const char *decision);
 extern const char *const cg_ops_services[CG_OPS_SERVICES];
 extern const char *const cg_ops_decisions[CG_OPS_DECISIONS];
 uint64_t cg_metric_get(enum cg_metric m);
+/* Seconds since the published policy snapshot was last confirmed current
+ * against the store (CG_M_POLICY_CONFIRMED_MS); 0 before the first. */
+uint64_t cg_policy_age_seconds(void);
 uint64_t cg_metrics_ops(size_t service, size_t decision);
 
 #endif

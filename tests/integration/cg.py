@@ -765,9 +765,10 @@ def standard_sections(pki, dovecot, nginx, admin=True):
     }
 
 
-def http_alice_gateway(factory, pki, nginx, gateway=None):
-    """A gateway (started) serving nginx over HTTPS to alice at 127.0.0.1
-    (auth address), with `gateway` keys added to [gateway]."""
+def http_alice_gateway(factory, pki, nginx, gateway=None, start=True):
+    """A gateway (started unless start is false) serving nginx over HTTPS
+    to alice at 127.0.0.1 (auth address), with `gateway` keys added to
+    [gateway]."""
     g = factory({
         'gateway': dict(gateway or {}),
         'listener content': {
@@ -779,7 +780,7 @@ def http_alice_gateway(factory, pki, nginx, gateway=None):
     g.ctl_ok('principal', 'add', 'alice')
     g.ctl_ok('cred', 'add', 'alice', 'address', '127.0.0.1/32')
     g.ctl_ok('acl', 'allow', 'alice', '*', '*', 'all')
-    return g.start()
+    return g.start() if start else g
 
 
 def merge_sections(base, overrides):
