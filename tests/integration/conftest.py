@@ -126,3 +126,26 @@ def pytest_runtest_protocol(item, nextitem):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
+
+
+@pytest.fixture(scope='session')
+def pg_cluster(cg_root):
+    """A throw-away PostgreSQL cluster for the session (tests/integration/
+    pg.py); the test skips when the server programs are not installed."""
+    import pg
+    why = pg.missing()
+    if why:
+        pytest.skip(why)
+    cluster = pg.Cluster(cg_root / 'pg').create()
+    yield cluster
+    cluster.destroy()
+
+
+_pg_dbs = [0]
+
+
+@pytest.fixture
+def pg_db(pg_cluster):
+    """A new empty database in the session's cluster: its URL."""
+    _pg_dbs[0] += 1
+    return pg_cluster.fresh_db(f'cg_test_{os.getpid()}_{_pg_dbs[0]}')
