@@ -51,8 +51,13 @@ const char *cg_ps_now(char buf[CG_TIME_LEN])
 
 bool cg_pstore_url(const char *name)
 {
-    return name && (strncmp(name, "postgresql://", 13) == 0 ||
-                    strncmp(name, "postgres://", 11) == 0 || strchr(name, '='));
+    if (!name)
+        return false;
+    if (strncmp(name, "postgresql://", 13) == 0 || strncmp(name, "postgres://", 11) == 0)
+        return true;
+    /* libpq's "keyword=value ..." form: a keyword first */
+    size_t k = strspn(name, "abcdefghijklmnopqrstuvwxyz_");
+    return k > 0 && name[k + strspn(name + k, " \t")] == '=';
 }
 
 static int lite_open(cg_pstore *s, const char *path, int flags, const char **error_r)

@@ -48,6 +48,13 @@ bool cg_pstore_up(cg_pstore *s);
  * its query (password=) or a key=value string becomes "xxx". */
 void cg_pstore_redact(const char *in, char *out, size_t cap);
 
+/* Copies the whole policy of from into to (either backend), ids kept, in
+ * one transaction of to with its policy_log row. The target must hold no
+ * policy unless replace, which removes what it holds in the same
+ * transaction (CG_E_EXISTS otherwise). summary: what was copied. */
+int cg_pstore_copy(cg_pstore *from, cg_pstore *to, bool replace, char *summary, size_t cap,
+                   const char **error_r) __attribute__((warn_unused_result));
+
 /* ---- PostgreSQL: reconnecting and notifications ------------------------ */
 
 /* A new connection for a store that lost its own (the watcher's thread):

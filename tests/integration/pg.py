@@ -15,6 +15,8 @@ from pathlib import Path
 import cg
 
 BIN_DIRS = ['/usr/lib/postgresql/15/bin']
+PASSWORD_ROLE = 'cg_pw'
+PASSWORD = 'pw-Secret-9137'
 
 
 def find_bin(name):
@@ -65,12 +67,17 @@ class Cluster:
         self.sock.chmod(0o777)
         self._run([find_bin('initdb'), '-D', str(self.data), '-A', 'trust', '-U', self.role,
                    '-E', 'UTF8', '--locale=C', '--no-sync'])
+        # one role signs in with a password over TCP (the password tests);
+        # everything else is trusted
+        hba = self.data / 'pg_hba.conf'
+        hba.write_text(f'host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n' + hba.read_text())
         with open(self.data / 'postgresql.conf', 'a') as f:
             f.write(f"port = {self.port}\nlisten_addresses = '127.0.0.1'\n"
                     f"unix_socket_directories = '{self.sock}'\nfsync = off\n"
                     "synchronous_commit = off\nfull_page_writes = off\n")
         self.start()
         self.psql(f'CREATE DATABASE {self.dbname}', db='postgres')
+        self.psql(f"CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{PASSWORD}'", db='postgres')
         return self
 
     def start(self):
@@ -90,16 +97,19 @@ class Cluster:
         return (f'postgresql://{self.role}@/{db or self.dbname}'
                 f'?host={self.sock}&port={self.port}')
 
-    def tcp_url(self, db=None, password=None):
-        auth = f'{self.role}:{password}' if password else self.role
+    def tcp_url(self, db=None, password=None, role=PASSWORD_ROLE):
+        """A URL over TCP for the role that must give a password."""
+        auth = f'{role}:{password}' if password else role
         return f'postgresql://{auth}@127.0.0.1:{self.port}/{db or self.dbname}'
 
     def psql(self, sql, db=None, check=True):
-        """Runs sql with psql; returns its stdout (unaligned, no headers)."""
-        r = subprocess.run([find_bin('psql'), '-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1',
-                            '-h', str(self.sock), '-p', str(self.port), '-U', self.role,
-                            '-d', db or self.dbname, '-c', sql],
-                           capture_output=True, text=True, timeout=60)
+        """Runs sql with psql in db (a name or a URL); returns its stdout
+        (unaligned, no headers)."""
+        where = (['-d', db] if db and '://' in db else
+                 ['-h', str(self.sock), '-p', str(self.port), '-U', self.role,
+                  '-d', db or self.dbname])
+        r = subprocess.run([find_bin('psql'), '-X', '-A', '-t', '-v', 'ON_ERROR_STOP=1'] +
+                           where + ['-c', sql], capture_output=True, text=True, timeout=60)
         if check and r.returncode != 0:
             raise AssertionError(f'psql {sql!r}: {r.stderr}')
         return r.stdout
