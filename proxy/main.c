@@ -31,6 +31,7 @@
 #include "proxy/core/counters.h"
 #include "store/policy_store.h"
 #include "policy/snapshot.h"
+#include "proxy/core/policy_listen.h"
 #include "proxy/core/tls.h"
 #include "proxy/core/worker.h"
 
@@ -46,7 +47,7 @@ static struct {
     uv_thread_t policy_thread;
     uv_mutex_t policy_mu;
     uv_cond_t policy_cv;
-    bool policy_stop, policy_running;
+    bool policy_stop, policy_running, policy_kick;
     cg_pstore *pstore;
     uint64_t drain_start;
     bool draining, forced;
@@ -92,12 +93,16 @@ static void policy_building(void *arg, bool on)
 
 /* The policy database is read-only here; cpmgatectl commits, and the
  * snapshot layer notices (PRAGMA data_version; every 200 ms keeps the 1 s
- * promise of SPEC section 8). Runs on the policy thread, the only user of
- * g.pstore once it started; the snapshot is published by atomic swap. */
+ * promise of SPEC section 8; PostgreSQL's notifications wake the thread at
+ * once, proxy/core/policy_listen.h). Runs on the policy thread, the only
+ * user of g.pstore once it started; the snapshot is published by atomic
+ * swap. A store that is down leaves the snapshot in force. */
 static void policy_tick(void)
 {
     const char *err = NULL;
     bool published;
+    if (!cg_policy_listen_tend())
+        return;
     if (cg_snapshot_reload_if_changed_cb(g.pstore, policy_building, NULL, &published, &err) < 0) {
         /* the current snapshot stays: a broken edit must not open anything */
         cg_error("policy: reload failed, keeping the current policy: %s", err ? err : "?");
@@ -118,10 +123,20 @@ static void policy_thread_main(void *arg)
         uv_mutex_unlock(&g.policy_mu);
         policy_tick();
         uv_mutex_lock(&g.policy_mu);
-        if (!g.policy_stop)
+        if (!g.policy_stop && !g.policy_kick)
             (void)uv_cond_timedwait(&g.policy_cv, &g.policy_mu,
                                     (uint64_t)POLICY_POLL_MS * 1000000u);
+        g.policy_kick = false;
     }
+    uv_mutex_unlock(&g.policy_mu);
+}
+
+/* Any thread: the policy thread looks at the store now. */
+static void policy_wake(void)
+{
+    uv_mutex_lock(&g.policy_mu);
+    g.policy_kick = true;
+    uv_cond_signal(&g.policy_cv);
     uv_mutex_unlock(&g.policy_mu);
 }
 
@@ -448,11 +463,14 @@ int main(int argc, char **argv)
         cg_runtime_release(rt);
         return 1;
     }
-    if (cg_pstore_open(cfg->policy_db, CG_PSTORE_READONLY, &g.pstore, &why) < 0 ||
+    if (cg_pstore_open_auth(cfg->policy_db, cfg->policy_db_password, CG_PSTORE_READONLY,
+                            &g.pstore, &why) < 0 ||
         load_policy(&why) < 0) {
         /* no policy, no gateway: refusing everything would look like an
          * outage, allowing anything would fail open */
-        cg_error("policy database %s: %s", cfg->policy_db, why ? why : "cannot read");
+        char label[512];
+        cg_pstore_redact(cfg->policy_db, label, sizeof label);
+        cg_error("policy database %s: %s", label, why ? why : "cannot read");
         return start_failed(rt);
     }
     import_policy_log();
@@ -495,7 +513,7 @@ int main(int argc, char **argv)
     uv_signal_start(&g.sigint, on_signal, SIGINT);
     uv_signal_start(&g.sigusr1, on_signal, SIGUSR1);
     uv_timer_init(g.loop, &g.drain_timer);
-    if (policy_thread_start() < 0)
+    if (cg_policy_listen_start(g.loop, g.pstore, policy_wake) < 0 || policy_thread_start() < 0)
         cg_error("policy: cannot start the watcher thread; changes need a restart");
     certs_follow_start();
     notify_ready();
@@ -505,6 +523,7 @@ int main(int argc, char **argv)
     cg_certwatch_stop();
     cg_admin_stop();
     policy_thread_stop();
+    cg_policy_listen_stop();
     cg_workers_join();
     cg_audit_stop();
     cg_pstore_close(g.pstore);

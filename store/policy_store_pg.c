@@ -143,13 +143,11 @@ void cg_pspg_rollback(cg_pstore *s)
  * it so it wins; libpq's messages without the notice chatter. */
 static PGconn *connect_db(const cg_pstore *s, const char **error_r)
 {
-    const char *keys[] = { "dbname", "password", "application_name", NULL };
-    const char *vals[] = { s->conninfo, s->password, "cpmgate", NULL };
-    if (!s->password) {
-        keys[1] = "application_name";
-        vals[1] = "cpmgate";
-        keys[2] = vals[2] = NULL;
-    }
+    /* a connect_timeout of the string's own wins over this default */
+    const char *keys[] = { "connect_timeout", "application_name", "dbname", "password", NULL };
+    const char *vals[] = { "5", "cpmgate", s->conninfo, s->password, NULL };
+    if (!s->password)
+        keys[3] = vals[3] = NULL;
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     if (!c) {
         *error_r = "out of memory";

@@ -133,12 +133,8 @@ def pg_cluster(cg_root):
     """A throw-away PostgreSQL cluster for the session (tests/integration/
     pg.py); the test skips when the server programs are not installed."""
     import pg
-    why = pg.missing()
-    if why:
-        pytest.skip(why)
-    cluster = pg.Cluster(cg_root / 'pg').create()
-    yield cluster
-    cluster.destroy()
+    with pg.throwaway(cg_root / 'pg') as cluster:
+        yield cluster
 
 
 _pg_dbs = [0]

@@ -10,6 +10,7 @@ import pwd
 import shutil
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import cg
@@ -123,3 +124,18 @@ class Cluster:
         end = time.time() + timeout
         while time.time() < end and (self.data / 'postmaster.pid').exists():
             time.sleep(0.05)
+
+
+@contextmanager
+def throwaway(root):
+    """A started cluster in root for a with-block (pytest skips when the
+    server programs are missing), destroyed after."""
+    import pytest
+    why = missing()
+    if why:
+        pytest.skip(why)
+    c = Cluster(root).create()
+    try:
+        yield c
+    finally:
+        c.destroy()
