@@ -8,6 +8,7 @@ installed."""
 import os
 import pwd
 import shutil
+import sqlite3
 import subprocess
 import time
 from contextlib import contextmanager
@@ -139,3 +140,21 @@ def throwaway(root):
         yield c
     finally:
         c.destroy()
+
+
+def rows(db, sql):
+    """The rows of a query on a policy database: a SQLite file's path, or
+    a PostgreSQL URL (whose values come back as text)."""
+    if '://' not in str(db):
+        con = sqlite3.connect(f'file:{db}?mode=ro', uri=True)
+        try:
+            return con.execute(sql).fetchall()
+        finally:
+            con.close()
+    r = subprocess.run([find_bin('psql'), '-X', '-A', '-t', '-F', '\x1f', '-R', '\x1e',
+                        '-v', 'ON_ERROR_STOP=1', '-d', str(db), '-c', sql],
+                       capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise AssertionError(f'psql {sql!r}: {r.stderr}')
+    out = r.stdout.rstrip('\n')
+    return [tuple(rec.split('\x1f')) for rec in out.split('\x1e')] if out else []
