@@ -31,6 +31,7 @@
 #include "store/content_store.h"
 #include "proxy/core/counters.h"
 #include "proxy/policy_watch.h"
+#include "store/policy_store.h"
 #include "proxy/core/tls.h"
 #include "proxy/core/worker.h"
 
@@ -355,7 +356,9 @@ int main(int argc, char **argv)
     if (cg_policy_start(cfg, &why) < 0) {
         /* no policy, no gateway: refusing everything would look like an
          * outage, allowing anything would fail open */
-        cg_error("policy database %s: %s", cfg->policy_db, why ? why : "cannot read");
+        char label[512];
+        cg_pstore_redact(cfg->policy_db, label, sizeof label);
+        cg_error("policy database %s: %s", label, why ? why : "cannot read");
         return start_failed(rt);
     }
     if (open_content_db(cfg, &why) < 0) {
@@ -397,7 +400,7 @@ int main(int argc, char **argv)
     uv_signal_start(&g.sigint, on_signal, SIGINT);
     uv_signal_start(&g.sigusr1, on_signal, SIGUSR1);
     uv_timer_init(g.loop, &g.drain_timer);
-    if (cg_policy_thread_start() < 0)
+    if (cg_policy_thread_start(g.loop) < 0)
         cg_error("policy: cannot start the watcher thread; changes need a restart");
     certs_follow_start();
     notify_ready();

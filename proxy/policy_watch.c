@@ -17,6 +17,7 @@
 #include "common/cg_util.h"
 #include "policy/snapshot.h"
 #include "proxy/core/counters.h"
+#include "proxy/core/policy_listen.h"
 #include "store/audit.h"
 #include "store/policy_cache.h"
 #include "store/policy_store.h"
@@ -29,9 +30,11 @@ static struct {
     uv_thread_t thread;
     uv_mutex_t mu;
     uv_cond_t cv;
-    bool stop, running;
+    bool stop, running, kick;
     cg_pstore *pstore;       /* NULL while the store cannot be opened */
-    char *db, *cache;        /* policy_db, policy_cache (NULL: none) */
+    char *db, *password;     /* policy_db, policy_db_password (NULL: none) */
+    char label[512];         /* policy_db for messages (no password) */
+    char *cache;             /* policy_cache (NULL: none) */
     bool up_known, up;       /* for the log: said once per change */
     bool stale;              /* the store's latest policy did not build */
     bool retry;              /* a build that met a store error: again next tick */
@@ -46,10 +49,10 @@ static void set_up(bool up, const char *why)
     if (w.up_known && w.up == up)
         return;
     if (up && w.up_known)
-        cg_info("policy: the store %s answers again", w.db);
+        cg_info("policy: the store %s answers again", w.label);
     else if (!up)
         cg_error("policy: the store %s does not answer (%s); the last good policy "
-                 "stays in force", w.db, why ? why : "?");
+                 "stays in force", w.label, why ? why : "?");
     w.up_known = true;
     w.up = up;
 }
@@ -137,8 +140,9 @@ static void reopen(void)
     if (now < w.reopen_at)
         return;
     const char *why = NULL;
-    int rc = cg_pstore_open(w.db, CG_PSTORE_READONLY, &w.pstore, &why);
+    int rc = cg_pstore_open_auth(w.db, w.password, CG_PSTORE_READONLY, &w.pstore, &why);
     if (rc == 0) {
+        cg_policy_listen_attach(w.pstore);
         rc = build_publish(&why);
         if (rc < 0 && store_error(rc)) {
             cg_pstore_close(w.pstore);
@@ -159,7 +163,8 @@ static void reopen(void)
 
 /* The policy database is read-only here; cpmgatectl commits, and the
  * store notices (PRAGMA data_version; every 200 ms keeps the 1 s promise
- * of SPEC section 8). Runs on the policy thread, the only user of
+ * of SPEC section 8; PostgreSQL's notifications wake the thread at once,
+ * proxy/core/policy_listen.h). Runs on the policy thread, the only user of
  * w.pstore once it started; the snapshot is published by atomic swap. */
 static void policy_tick(void)
 {
@@ -169,6 +174,11 @@ static void policy_tick(void)
     }
     const char *why = NULL;
     bool changed = false;
+    /* PostgreSQL: reconnects a store that went away (then all is reloaded) */
+    if (!cg_policy_listen_tend()) {
+        set_up(false, "the policy database is not connected");
+        return;
+    }
     if (cg_pstore_poll_changed(w.pstore, &changed, &why) < 0) {
         set_up(false, why ? why : "cannot poll the policy database for changes");
         return;
@@ -191,18 +201,34 @@ static void policy_thread_main(void *arg)
         uv_mutex_unlock(&w.mu);
         policy_tick();
         uv_mutex_lock(&w.mu);
-        if (!w.stop)
+        if (!w.stop && !w.kick)
             (void)uv_cond_timedwait(&w.cv, &w.mu, (uint64_t)POLICY_POLL_MS * 1000000u);
+        w.kick = false;
     }
     uv_mutex_unlock(&w.mu);
 }
 
-int cg_policy_thread_start(void)
+/* Any thread: the policy thread looks at the store now. */
+static void policy_wake(void)
+{
+    uv_mutex_lock(&w.mu);
+    w.kick = true;
+    uv_cond_signal(&w.cv);
+    uv_mutex_unlock(&w.mu);
+}
+
+int cg_policy_thread_start(uv_loop_t *loop)
 {
     if (uv_mutex_init(&w.mu) < 0)
         return CG_E_NOMEM;
+    int rc = cg_policy_listen_start(loop, w.pstore, w.db, policy_wake);
+    if (rc < 0) {
+        uv_mutex_destroy(&w.mu);
+        return rc;
+    }
     if (uv_cond_init(&w.cv) < 0 ||
         uv_thread_create(&w.thread, policy_thread_main, NULL) < 0) {
+        cg_policy_listen_stop();
         uv_mutex_destroy(&w.mu);
         return CG_E_NOMEM;
     }
@@ -219,6 +245,7 @@ void cg_policy_thread_stop(void)
     uv_cond_signal(&w.cv);
     uv_mutex_unlock(&w.mu);
     uv_thread_join(&w.thread);
+    cg_policy_listen_stop();
     uv_cond_destroy(&w.cv);
     uv_mutex_destroy(&w.mu);
     w.running = false;
@@ -260,13 +287,15 @@ static int start_from_cache(const char *store_why, const char **why)
 int cg_policy_start(const cg_config *cfg, const char **why)
 {
     w.db = strdup(cfg->policy_db);
+    w.password = cfg->policy_db_password ? strdup(cfg->policy_db_password) : NULL;
     w.cache = cfg->policy_cache ? strdup(cfg->policy_cache) : NULL;
-    if (!w.db || (cfg->policy_cache && !w.cache)) {
+    if (!w.db || (cfg->policy_cache && !w.cache) || (cfg->policy_db_password && !w.password)) {
         *why = "out of memory";
         return CG_E_NOMEM;
     }
+    cg_pstore_redact(w.db, w.label, sizeof w.label);
     const char *store_why = NULL;
-    int rc = cg_pstore_open(w.db, CG_PSTORE_READONLY, &w.pstore, &store_why);
+    int rc = cg_pstore_open_auth(w.db, w.password, CG_PSTORE_READONLY, &w.pstore, &store_why);
     if (rc == 0)
         rc = build_publish(&store_why);
     if (rc == 0) {
@@ -279,7 +308,7 @@ int cg_policy_start(const cg_config *cfg, const char **why)
         cg_pstore_close(w.pstore);
     w.pstore = NULL;
     if (w.cache)
-        cg_error("policy database %s: %s", w.db, store_why ? store_why : "cannot read");
+        cg_error("policy database %s: %s", w.label, store_why ? store_why : "cannot read");
     return start_from_cache(store_why, why);
 }
 
@@ -288,7 +317,10 @@ void cg_policy_close(void)
     if (w.pstore)
         cg_pstore_close(w.pstore);
     w.pstore = NULL;
+    if (w.password)
+        explicit_bzero(w.password, strlen(w.password));
     free(w.db);
+    free(w.password);
     free(w.cache);
-    w.db = w.cache = NULL;
+    w.db = w.password = w.cache = NULL;
 }

@@ -79,6 +79,7 @@ int ctl_signed_edit(ctl_ctx *ctx, const ctl_args *a);         /* require-signed 
 int ctl_peer_add(ctl_ctx *ctx, const ctl_args *a);
 int ctl_keys_list(ctl_ctx *ctx, const ctl_args *a);           /* key, require-signed, peer */
 int ctl_peer_remove(ctl_ctx *ctx, const ctl_args *a);
+int ctl_copy(ctl_ctx *ctx, const ctl_args *a);                /* ctl_copy.c */
 int ctl_manifest_create(ctl_ctx *ctx, const ctl_args *a);     /* ctl_manifest.c */
 int ctl_manifest_verify(ctl_ctx *ctx, const ctl_args *a);
 int ctl_audit_keygen(ctl_ctx *ctx, const ctl_args *a);        /* ctl_audit.c */
@@ -133,6 +134,10 @@ bool ctl_flag(const ctl_args *a, const char *name);
 
 /* Opens ctx->store (read-write; create for init). Prints the error. */
 int ctl_open_store(ctl_ctx *ctx, bool create);
+/* Opens the policy database name (a file or a PostgreSQL URL; the
+ * password from $CPMGATE_DB_PASSWORD_FILE or libpq's own places): CTL_OK,
+ * or CTL_ERROR after one line that names it without a password. */
+int ctl_store_open(const char *name, bool create, cg_pstore **out);
 
 /* One line on stderr, "cpmgatectl: ...". Returns CTL_ERROR. */
 int ctl_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -78,6 +78,7 @@ static const ctl_cmd commands[] = {
       L("--audit-db", "--audit-key"), NULL },
     { "backup", NULL, "DIR " BACKUP_OPTS_USAGE, ctl_backup, 1, 1, L(BACKUP_OPTS), NULL },
     { "restore", NULL, "DIR " BACKUP_OPTS_USAGE, ctl_restore, 1, 1, L(BACKUP_OPTS), NULL },
+    { "copy", NULL, "FROM TO [--replace]", ctl_copy, 2, 2, NULL, L("--replace") },
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

@@ -44,6 +44,7 @@ const enum_val cg_config_auth_methods[] = {
 const key_def cg_config_keys[] = {
     { S_GATEWAY, "workers", K_WORKERS, G(workers), "auto", 1, 256, NULL },
     { S_GATEWAY, "policy_db", K_PATH, G(policy_db), "policy.db", 0, 0, NULL },
+    { S_GATEWAY, "policy_db_password_file", K_SECRET, G(policy_db_password), NULL, 0, 0, NULL },
     { S_GATEWAY, "audit_db", K_PATH, G(audit_db), "audit.db", 0, 0, NULL },
     { S_GATEWAY, "audit_key", K_RFILE, G(audit_key), NULL, 0, 0, NULL },
     { S_GATEWAY, "audit_fail", K_ENUM, G(audit_fail_closed), "closed", 0, 0, e_fail },
@@ -275,6 +276,8 @@ void cg_config_free(cg_config *cfg)
     }
     free(cfg->listeners);
     free(cfg->upstreams);
+    if (cfg->policy_db_password)
+        explicit_bzero(cfg->policy_db_password, strlen(cfg->policy_db_password));
     free_fields(cfg, S_GATEWAY);
     free_fields(&cfg->saml, S_SAML);
     free(cfg->path);

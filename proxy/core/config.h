@@ -80,7 +80,8 @@ typedef struct cg_config {
     char *path;                   /* the file, as given */
     char *dir;                    /* its directory: base of relative paths */
     unsigned workers;             /* resolved: auto = online CPUs */
-    char *policy_db, *audit_db, *audit_key, *content_db;
+    char *policy_db, *audit_db, *audit_key, *content_db; /* policy_db: a file or a URL */
+    char *policy_db_password;     /* read from policy_db_password_file */
     bool audit_fail_closed;
     char *admin_listen;           /* NULL: off */
     struct sockaddr_storage admin_addr;

@@ -14,10 +14,12 @@
 #include "common/cg_buf.h"
 #include "common/cg_error.h"
 #include "common/cg_util.h"
+#include "store/policy_store.h"
 
 static char *resolve_path(const cg_config *cfg, const char *v)
 {
-    if (v[0] == '/' || !cfg->dir[0])
+    /* policy_db may name a PostgreSQL database instead of a file */
+    if (v[0] == '/' || !cfg->dir[0] || cg_pstore_url(v))
         return cg_config_strdup(v);
     size_t n = strlen(cfg->dir) + 1 + strlen(v) + 1;
     char *out = cg_config_calloc(1, n);

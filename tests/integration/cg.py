@@ -494,8 +494,8 @@ class Gateway:
 
     # -- configuration --
     def _abs(self, p):
-        if p is None:
-            return None
+        if p is None or '://' in str(p):  # a PostgreSQL policy_db is no file
+            return p
         return str(p if os.path.isabs(p) else self.dir / p)
 
     def _copy_in(self, value):
