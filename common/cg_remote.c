@@ -49,3 +49,13 @@ bool cg_remote_user(const char *in, size_t len, bool wildcard, char *out, size_t
         *at = ll;
     return true;
 }
+
+bool cg_remote_txid(const char *v, size_t len)
+{
+    if (!v || len == 0 || len >= CG_REMOTE_TXID_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!isalnum((unsigned char)v[i]) && (!v[i] || !strchr("._:-", v[i])))
+            return false;
+    return true;
+}

@@ -26,4 +26,10 @@ bool cg_remote_domain(const char *in, size_t len, char *out, size_t cap)
 bool cg_remote_user(const char *in, size_t len, bool wildcard, char *out, size_t cap,
                     size_t *at) __attribute__((warn_unused_result));
 
+/* Another gateway's transaction id (IMAP ID "cpm-transaction-id", HTTP
+ * CPM-Transaction-Id): 1..63 of [A-Za-z0-9._:-], so that it goes into a
+ * log line or an audit record as it is. */
+#define CG_REMOTE_TXID_MAX 64
+bool cg_remote_txid(const char *v, size_t len) __attribute__((warn_unused_result));
+
 #endif

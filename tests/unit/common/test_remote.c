@@ -1,5 +1,6 @@
 /* tests/unit/common/test_remote.c — common/cg_remote.c: which domains and
- * remote user addresses are accepted, and their one spelling. */
+ * remote user addresses are accepted, their one spelling, and the
+ * transaction ids another gateway may send. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -77,11 +78,28 @@ static void test_users(void **state)
     assert_true(cg_remote_user(big + 1, strlen(big + 1), false, out, sizeof out, NULL));
 }
 
+static void test_txids(void **state)
+{
+    (void)state;
+    assert_true(cg_remote_txid("a1B2.c3:d_e-f", 13));
+    assert_true(cg_remote_txid("x", 1));
+    assert_false(cg_remote_txid("", 0));
+    assert_false(cg_remote_txid("a b", 3));
+    assert_false(cg_remote_txid("a\"b", 3));
+    assert_false(cg_remote_txid("a\0b", 3)); /* a NUL inside */
+    assert_false(cg_remote_txid("a\r\n", 3));
+    char long_id[80];
+    memset(long_id, 'a', sizeof long_id);
+    assert_true(cg_remote_txid(long_id, CG_REMOTE_TXID_MAX - 1));
+    assert_false(cg_remote_txid(long_id, CG_REMOTE_TXID_MAX));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_domains),
         cmocka_unit_test(test_users),
+        cmocka_unit_test(test_txids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
