@@ -42,9 +42,9 @@ static void authz_refuse(cg_conn *c, imap_sess *s, const cg_principal *p, const 
     cg_info("conn=%llu imap login of %s for \"%s\" refused: %s",
             (unsigned long long)cg_conn_info_of(c)->id, p->name, authz, why);
     snprintf(s->principal, sizeof s->principal, "%s", p->name);
-    snprintf(s->originator, sizeof s->originator, "%s", authz);
+    s->origin_txid[0] = '\0';
     cg_imap_refuse(c, s, "NO", "AUTHORIZATIONFAILED", authz, 0, "%s", why);
-    s->principal[0] = s->originator[0] = s->origin_txid[0] = '\0';
+    s->principal[0] = '\0';
 }
 
 /* The peer's counters (proxy/core/counters.h): the peer named, else the
