@@ -196,6 +196,23 @@ def test_optional_peer_by_address_is_accepted(gw, pki):
     s.close()
 
 
+def test_removing_the_peer_ends_its_sessions(gw, pki):
+    s = session(gw, pki, None, source='127.0.0.4')
+    assert external(s, 'bob@c.example')[0].split()[1] == b'OK'
+    gw.ctl_ok('peer', 'remove', 'c.example')
+    try:
+        def ended():
+            try:
+                tagged, lines = s.command('NOOP')
+            except ConnectionError as e:
+                return 'peer no longer allows this session' in str(e)
+            return False
+        cg.wait_until(ended, timeout=10, what='the session to end')
+    finally:
+        gw.ctl_ok('peer', 'add', 'c.example', '--principal', 'gw-c', '--auth', 'optional')
+        s.close()
+
+
 def test_user_principal_id_transaction_id_is_not_recorded(gw, pki):
     s = session(gw, pki, 'alice')
     s.command('ID ("cpm-transaction-id" "forged.1")')
