@@ -1,6 +1,7 @@
-/* ctl_key.c — `cpmgatectl key`, `require-signed` and `peer` (SPEC section
- * 9): content-signing keys of principals, signed-only path patterns, and
- * remote CPM environments. Input is validated here (key ids as manifests
+/* ctl_key.c — `cpmgatectl key`, `require-signed` and `peer add|remove`
+ * (SPEC section 9): content-signing keys of principals, signed-only path
+ * patterns, and remote CPM environments (`peer list`, which also reads the
+ * gateway's counters, is ctl_peer.c). Input is validated here (key ids as manifests
  * carry them, ACL pattern syntax, host names); the store keeps it. */
 #include <ctype.h>
 #include <stdio.h>
