@@ -28,6 +28,11 @@ struct cg_pcache {
     cg_buf body;
 };
 
+/* Every callback of the store's visitor is recorded below: one more must
+ * be added there too, or the copy would silently lack what it carries. */
+_Static_assert(sizeof(cg_pstore_visitor) == 8 * sizeof(int (*)(void)),
+               "a new cg_pstore_visitor callback needs its entry in the policy cache");
+
 /* ---- recording ------------------------------------------------------------ */
 
 static void put_i64(cg_buf *b, int64_t v)
