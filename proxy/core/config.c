@@ -38,6 +38,7 @@ const enum_val cg_config_auth_methods[] = {
 #define L(f) offsetof(cg_listener_cfg, f)
 #define U(f) offsetof(cg_upstream_cfg, f)
 #define A(f) offsetof(cg_saml_cfg, f)
+#define R(f) offsetof(cg_route_cfg, f)
 
 /* The table: every key the file may hold, its type, default and bounds.
  * deploy/cpmgate.conf names them all. */
@@ -59,6 +60,7 @@ const key_def cg_config_keys[] = {
     { S_GATEWAY, "audit_checkpoint_seconds", K_UINT, G(audit_checkpoint_seconds), "5", 1, 86400, NULL },
     { S_GATEWAY, "log_level", K_ENUM, G(log_level), "info", 0, 0, e_log_level },
     { S_GATEWAY, "log_format", K_ENUM, G(log_format), "text", 0, 0, e_log_format },
+    { S_GATEWAY, "local_domain", K_STR, G(local_domain), NULL, 0, 0, NULL },
 
     { S_LISTENER, "protocol", K_ENUM, L(protocol), NULL, 0, 0, e_protocol },
     { S_LISTENER, "listen", K_STR, L(listen), NULL, 0, 0, NULL },
@@ -71,6 +73,7 @@ const key_def cg_config_keys[] = {
     { S_LISTENER, "digest_realm", K_STR, L(digest_realm), NULL, 0, 0, NULL },
     { S_LISTENER, "digest_nonce_lifetime", K_UINT, L(digest_nonce_lifetime), "300", 1, 86400, NULL },
     { S_LISTENER, "upstream", K_STR, L(upstream_name), NULL, 0, 0, NULL },
+    { S_LISTENER, "route", K_STR, L(route_name), NULL, 0, 0, NULL },
     { S_LISTENER, "insecure", K_ENUM, L(insecure), "reject", 0, 0, e_insecure },
     { S_LISTENER, "redirect_to", K_STR, L(redirect_to), NULL, 0, 0, NULL },
     { S_LISTENER, "allow_plaintext", K_BOOL, L(allow_plaintext), "no", 0, 0, NULL },
@@ -105,6 +108,11 @@ const key_def cg_config_keys[] = {
     { S_UPSTREAM, "proxy_protocol", K_BOOL, U(proxy_protocol), "no", 0, 0, NULL },
     { S_UPSTREAM, "principal_header", K_HEADER, U(principal_header), "X-Authenticated-Principal", 0, 0, NULL },
     { S_UPSTREAM, "host", K_STR, U(host), NULL, 0, 0, NULL },
+
+    { S_ROUTE, "imap", K_STR, R(imap_name), NULL, 0, 0, NULL },
+    { S_ROUTE, "http", K_STR, R(http_name), NULL, 0, 0, NULL },
+    { S_ROUTE, "http_prefix", K_STR, R(http_prefix), NULL, 0, 0, NULL }, /* /remote/DOMAIN/ */
+    { S_ROUTE, "max_connections", K_UINT, R(max_connections), "256", 1, 1000000, NULL },
 
     { S_SAML, "idp_certificate", K_RFILE, A(idp_certificate), NULL, 0, 0, NULL },
     { S_SAML, "issuer", K_STR, A(issuer), NULL, 0, 0, NULL },
@@ -270,8 +278,13 @@ void cg_config_free(cg_config *cfg)
         free_fields(u, S_UPSTREAM);
         free(u->name);
     }
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        free_fields(&cfg->routes[i], S_ROUTE);
+        free(cfg->routes[i].domain);
+    }
     free(cfg->listeners);
     free(cfg->upstreams);
+    free(cfg->routes);
     free_fields(cfg, S_GATEWAY);
     free_fields(&cfg->saml, S_SAML);
     free(cfg->path);
@@ -297,7 +310,7 @@ const char *cg_auth_method_name(unsigned bit)
 
 bool cg_config_key(size_t i, const char **section, const char **name)
 {
-    static const char *const sect_names[] = { "gateway", "listener", "upstream", "saml" };
+    static const char *const sect_names[] = { "gateway", "listener", "upstream", "saml", "route" };
     if (i >= cg_config_nkeys)
         return false;
     *section = sect_names[cg_config_keys[i].sect];
