@@ -90,6 +90,7 @@ bool cg_http_drop_field(const cg_http_parser *p, cg_http_span name,
     static const char *const drop_req[] = {
         "authorization", "expect", "forwarded", "x-real-ip", "x-authenticated-principal",
         "destination", "if", "x-transaction-id", "host",
+        "cpm-originator", "cpm-transaction-id", /* a gateway's own (SPEC 7) */
     };
     static const char *const drop_resp[] = {"x-transaction-id"};
     for (size_t i = 0; i < CG_ARRAY_LEN(drop); i++)
@@ -177,6 +178,13 @@ int cg_http_build_request(const cg_http_parser *p, const cg_http_fwd *f, char *o
         cg_buf_str(&o, f->principal_header);
         cg_buf_str(&o, ": ");
         cg_buf_str(&o, f->principal);
+        cg_buf_str(&o, "\r\n");
+    }
+    if (f->originator) {
+        cg_buf_str(&o, "CPM-Originator: ");
+        cg_buf_str(&o, f->originator);
+        cg_buf_str(&o, "\r\nCPM-Transaction-Id: ");
+        cg_buf_str(&o, f->txid);
         cg_buf_str(&o, "\r\n");
     }
     if (p->head.framing == CG_HTTP_BODY_LENGTH) {

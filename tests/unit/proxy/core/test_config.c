@@ -347,7 +347,7 @@ static const struct bad_case bad[] = {
     { GATEWAY, ":0: no [listener NAME] section" },
     /* routes (SPEC section 7) */
     { GATEWAY IMAPS UP_DOVECOT UP_REMOTE("b-imap", "993") "[route b.example]\nimap = b-imap\n",
-      ":24: [route b.example]: local_domain is required in [gateway]" },
+      ":23: [route b.example]: local_domain is required in [gateway]" },
     { GATEWAY LOCAL_DOMAIN IMAPS UP_DOVECOT "[route b.example]\nimap = nowhere\n",
       ":18: imap: no [upstream nowhere] section" },
     { GATEWAY LOCAL_DOMAIN IMAPS UP_DOVECOT "[route b.example]\nimap = dovecot\n",
@@ -357,18 +357,20 @@ static const struct bad_case bad[] = {
       "0000000000000000000000000000000000000000000000000000000000000000\n"
       "[route b.example]\nimap = r\n",
       ":22: imap: upstream r needs certificate and private_key" },
-    { GATEWAY LOCAL_DOMAIN IMAPS UP_DOVECOT "[route b.example]\n", ":16: [route b.example]: imap or http is required" },
+    { GATEWAY LOCAL_DOMAIN IMAPS UP_DOVECOT "[route b.example]\n", ":17: [route b.example]: imap or http is required" },
     { GATEWAY LOCAL_DOMAIN IMAPS UP_DOVECOT UP_REMOTE("b-http", "443")
       "[route b.example]\nhttp = b-http\nhttp_prefix = /remote/../b/\n",
-      ":27: http_prefix: expected /path/" },
+      ":26: http_prefix: expected /path/" },
     { GATEWAY LOCAL_DOMAIN IMAPS UP_DOVECOT UP_REMOTE("b-http", "443") UP_REMOTE("c-http", "444")
       "[route b.example]\nhttp = b-http\n[route c.example]\nhttp = c-http\nhttp_prefix = /remote/\n",
-      ":38: http_prefix: /remote/ overlaps [route b.example]'s /remote/b.example/" },
-    { GATEWAY LOCAL_DOMAIN IMAPS UP_DOVECOT "[route bad/name]\n", ":16: invalid route domain 'bad/name'" },
+      ":35: http_prefix: /remote/ overlaps [route b.example]'s /remote/b.example/" },
+    { GATEWAY LOCAL_DOMAIN IMAPS UP_DOVECOT "[route bad/name]\n", ":17: invalid route domain 'bad/name'" },
     { GATEWAY LOCAL_DOMAIN ROUTED_IMAPS UP_REMOTE("b-imap", "993") "[route b.example]\nhttp = b-imap\n",
       ":12: route: [route b.example] has no imap upstream" },
-    { GATEWAY LOCAL_DOMAIN ROUTED_IMAPS "upstream = b-imap\n" UP_REMOTE("b-imap", "993") ROUTE_B,
+    { GATEWAY LOCAL_DOMAIN ROUTED_IMAPS "upstream = dovecot\n" UP_DOVECOT UP_REMOTE("b-imap", "993") "[route b.example]\nimap = b-imap\n",
       ":12: route and upstream exclude each other" },
+    { GATEWAY LOCAL_DOMAIN ROUTED_IMAPS "upstream = b-imap\n" UP_REMOTE("b-imap", "993") ROUTE_B,
+      ":22: imap: upstream b-imap is also [listener imaps-b]'s backend" },
     { GATEWAY LOCAL_DOMAIN ROUTED_IMAPS UP_REMOTE("b-imap", "993") UP_REMOTE("b-http", "443")
       "[route c.example]\nimap = b-imap\n",
       ":12: route: no [route b.example] section" },
