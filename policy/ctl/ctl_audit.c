@@ -229,6 +229,9 @@ static void show_line(const cg_audit_parsed *p)
     print_field("key_id", r->key_id, &first);
     print_field("validation", r->validation, &first);
     print_field("reason", r->reason, &first);
+    print_field("node", r->node, &first);
+    print_field("originator", r->originator, &first);
+    print_field("origin_txid", r->origin_txid, &first);
     putchar('\n');
 }
 
@@ -372,7 +375,7 @@ int ctl_audit_rotate(ctl_ctx *ctx, const ctl_args *a)
         return ctl_fail("%s: %s", keyf, err);
     }
     char sealed[4200];
-    rc = cg_afile_rotate(db, key, sealed, sizeof sealed, &err);
+    rc = cg_afile_rotate(db, key, NULL, sealed, sizeof sealed, &err);
     EVP_PKEY_free(key);
     cg_afile_unlock(fd);
     if (rc < 0)
