@@ -11,6 +11,7 @@
 #include "policy/acl.h"
 #include "store/policy_keys.h"
 #include "common/cg_error.h"
+#include "common/cg_remote.h"
 
 #define MAX_PEM 65536
 
@@ -118,21 +119,7 @@ int ctl_signed_edit(ctl_ctx *ctx, const ctl_args *a)
  * for the change; false with the error printed when either fails. */
 static bool peer_begin(ctl_ctx *ctx, const char *in, char d[256])
 {
-    size_t n = strlen(in);
-    bool ok = n > 0 && n <= 253 && in[n - 1] != '.';
-    size_t label = 0;
-    for (size_t i = 0; ok && i <= n; i++) {
-        char c = in[i];
-        if (c == '.' || c == '\0') {
-            ok = label > 0 && label <= 63 && in[i - 1] != '-';
-            d[i] = c;
-            label = 0;
-        } else {
-            ok = (isalnum((unsigned char)c) || c == '-') && !(c == '-' && label == 0);
-            d[i] = (char)tolower((unsigned char)c);
-            label++;
-        }
-    }
+    bool ok = cg_remote_domain(in, strlen(in), d, 256);
     if (!ok)
         ctl_fail("peer '%s': not a domain name", in);
     return ok && ctl_open_store(ctx, false) == CTL_OK;

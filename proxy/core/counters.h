@@ -5,6 +5,7 @@
 #define CG_COUNTERS_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -45,6 +46,17 @@ void cg_metrics_operation(const char *service, const char *decision);
 #define CG_OPS_DECISIONS 3
 extern const char *const cg_ops_services[CG_OPS_SERVICES];
 extern const char *const cg_ops_decisions[CG_OPS_DECISIONS];
+/* Per peer (SPEC 7, inbound): sessions a peer's server principal opened
+ * (an IMAP login, an HTTP connection's first request) and its refusals.
+ * At most CG_PEER_SLOTS - 1 domains get their own label; the rest count
+ * as peer="other", so the label set stays bounded whatever the policy. A
+ * known domain is counted without a lock; a new one takes a lock once. */
+#define CG_PEER_SLOTS 64
+void cg_metrics_peer(const char *domain, bool refused);
+/* Slot i (0..CG_PEER_SLOTS-1): false when unused; else its label
+ * ("other" for the last), sessions and refusals. */
+bool cg_metrics_peer_get(size_t i, const char **domain, uint64_t *sessions, uint64_t *refused);
+
 uint64_t cg_metric_get(enum cg_metric m);
 uint64_t cg_metrics_ops(size_t service, size_t decision);
 

@@ -31,7 +31,7 @@ int cg_http_forward_head(http_sess *s, const cg_conn_info *ci, const char *dest_
         .destination = dest_canon, .if_value = if_rewritten, .client_addr = ci->client_addr,
         .tls = ci->tls, .principal_header = u && !r->route ? u->principal_header : NULL,
         .principal = r->principal,
-        .originator = r->route ? r->originator : NULL, .txid = r->txid,
+        .originator = r->route ? r->route_user : NULL, .txid = r->txid,
     };
     return cg_http_build_request(&s->req, &f, s->out, OUT_HEAD_MAX, &s->out_len);
 }

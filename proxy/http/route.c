@@ -30,9 +30,10 @@ static const char *remote_path(const cg_route_cfg *r, const char *canon)
     return canon[n - 1] == '/' ? canon + n - 1 : NULL;
 }
 
-/* After authentication: the route of the path, if any, and what goes with
- * it. A peer's server principal (acting for a remote user, or not) is
- * never routed onward: 508, as a loop that would otherwise go on. */
+/* After authentication and a peer's originator (originator.c): the route
+ * of the path, if any, and what goes with it. A request acting for a
+ * remote user, or any of a peer's server principal, is never routed
+ * onward: 508, as a loop that would otherwise go on. */
 cg_http_step cg_http_stage_route(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no)
 {
     http_req *r = &s->r;
@@ -43,7 +44,7 @@ cg_http_step cg_http_stage_route(http_sess *s, cg_http_stage_ctx *x, cg_http_ref
     r->route = cg_config_route_of_path(cfg, r->path);
     if (!r->route)
         return CG_HTTP_NEXT;
-    if (x->who->is_server || cg_http_header_get(&s->req, "cpm-originator", NULL)) {
+    if (x->who->is_server || r->originator[0]) {
         r->decision = "deny";
         return refuse(no, 508, "a request for a remote user is not routed onward");
     }
@@ -51,9 +52,9 @@ cg_http_step cg_http_stage_route(http_sess *s, cg_http_stage_ctx *x, cg_http_ref
     if (!path)
         return refuse(no, 400, "malformed request target"); /* canonical: cannot be */
     r->fwd_canon = path;
-    int n = snprintf(r->originator, sizeof r->originator, "%s@%s", x->who->name,
+    int n = snprintf(r->route_user, sizeof r->route_user, "%s@%s", x->who->name,
                      cfg->local_domain);
-    if (n < 0 || (size_t)n >= sizeof r->originator)
+    if (n < 0 || (size_t)n >= sizeof r->route_user)
         return refuse(no, 403, "originator name too long");
     /* the remote gateway serves its own names: the Host its TLS name says */
     const cg_upstream_cfg *u = r->route->http;

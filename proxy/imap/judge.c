@@ -70,8 +70,9 @@ cg_decision cg_imap_decide(const imap_judge *j, const imap_sess *s, unsigned rig
     size_t len;
     if (!judged_name(s, name, full, sizeof full, &len))
         return (cg_decision){ .allow = false };
-    return cg_acl_decide(cg_snapshot_acl(j->snap), j->p, CG_SVC_IMAP, right,
-                         full, len, s->delim);
+    return cg_acl_decide_as(cg_snapshot_acl(j->snap), j->p,
+                            s->originator[0] ? s->originator : NULL, CG_SVC_IMAP, right,
+                            full, len, s->delim);
 }
 
 /* Judges one right on one name; refuses on the wire when denied. */
@@ -85,8 +86,9 @@ bool cg_imap_need(cg_conn *c, imap_sess *s, const imap_judge *j, unsigned right,
     size_t len;
     if (ok && subtree)
         ok = judged_name(s, name, full, sizeof full, &len) &&
-             cg_acl_subtree_clear(cg_snapshot_acl(j->snap), j->p, CG_SVC_IMAP,
-                                  right, full, len, s->delim, &rule);
+             cg_acl_subtree_clear_as(cg_snapshot_acl(j->snap), j->p,
+                                     s->originator[0] ? s->originator : NULL, CG_SVC_IMAP,
+                                     right, full, len, s->delim, &rule);
     if (!ok) {
         char shown[NAME_MAX_ + 64];
         cg_imap_text_name(name, shown, sizeof shown);
@@ -134,7 +136,7 @@ bool cg_imap_judge_acquire(cg_conn *c, imap_sess *s, imap_judge *j)
 {
     j->snap = cg_snapshot_acquire();
     j->p = j->snap ? cg_snapshot_principal_by_id(j->snap, s->principal_id) : NULL;
-    if (j->p && j->p->enabled)
+    if (j->p && j->p->enabled && cg_imap_remote_still(j->snap, j->p, s))
         return true;
     imap_txid id;
     cg_imap_txid(c, s, &id);

@@ -91,7 +91,7 @@ static cg_http_step run_to(one *o, cg_http_stage_fn last)
     static const cg_http_stage_fn order[] = {
         cg_http_stage_request, cg_http_stage_target, cg_http_stage_host,
         cg_http_stage_upstream, cg_http_stage_policy, cg_http_stage_authenticate,
-        cg_http_stage_route, cg_http_stage_method, cg_http_stage_expect, cg_http_stage_depth,
+        cg_http_stage_originator, cg_http_stage_route, cg_http_stage_method, cg_http_stage_expect, cg_http_stage_depth,
         cg_http_stage_acl, cg_http_stage_destination, cg_http_stage_route_destination,
         cg_http_stage_if, cg_http_stage_route_if, cg_http_stage_body_limit,
     };
@@ -434,7 +434,7 @@ static void test_route_stage_sends_a_prefixed_path_to_the_remote_gateway(void **
     assert_int_equal(run_to(o, cg_http_stage_body_limit), CG_HTTP_NEXT);
     assert_ptr_equal(o->s.r.route, &route_b);
     assert_string_equal(o->s.r.fwd_canon, "/shared/a%20b");
-    assert_string_equal(o->s.r.originator, "alice@a.example");
+    assert_string_equal(o->s.r.route_user, "alice@a.example");
     assert_string_equal(o->s.r.fwd_host, "gw.b.example");
     /* the local ACL judged the full local path */
     assert_string_equal(o->s.r.path, "/content/alice/b/shared/a b");
@@ -455,9 +455,15 @@ static void test_route_stage_sends_a_prefixed_path_to_the_remote_gateway(void **
 static void test_route_stage_refuses_a_request_that_has_an_originator(void **state)
 {
     (void)state;
-    routed_refused_at("GET /content/alice/b/x HTTP/1.1\r\nHost: gw\r\n"
-                      "CPM-Originator: mallory@c.example\r\n\r\n",
-                      cg_http_stage_route, 508);
+    /* a request a peer's server principal made for a remote user (the
+     * originator stage honoured its CPM-Originator) */
+    one *o = start_routed("GET /content/alice/b/x HTTP/1.1\r\nHost: gw\r\n\r\n");
+    assert_int_equal(run_to(o, cg_http_stage_authenticate), CG_HTTP_NEXT);
+    snprintf(o->s.r.originator, sizeof o->s.r.originator, "mallory@c.example");
+    assert_int_equal(cg_http_stage_route(&o->s, &o->x, &o->no), CG_HTTP_REFUSE);
+    assert_int_equal(o->no.status, 508);
+    assert_string_equal(o->s.r.decision, "deny");
+    finish(o);
 }
 
 static void test_route_destination_stays_in_one_environment(void **state)
@@ -499,6 +505,7 @@ static void test_routed_head_carries_originator_and_transaction_id(void **state)
 {
     (void)state;
     one *o = start_routed("GET /content/alice/b/x HTTP/1.1\r\nHost: gw\r\n"
+                          "CPM-Originator: forged@c.example\r\n"
                           "CPM-Transaction-Id: forged\r\n\r\n");
     assert_int_equal(run_to(o, cg_http_stage_body_limit), CG_HTTP_NEXT);
     assert_int_equal(cg_http_forward_head(&o->s, &o->ci, NULL, NULL), 0);
