@@ -135,3 +135,82 @@ def routed_sections(pki, dovecot, nginx, imap_up, http_up, route_extra=None):
         'upstream b-http': http_up,
         'route b.example': route,
     })
+
+
+class Environment:
+    """One CPM environment for the two-gateway tests: its domain, PKI,
+    Dovecot and nginx, and the gateway in front of them on host. Its
+    listeners: imaps (local users), peers and content-peers (another
+    environment's gateway, by its certificate), content (HTTP, local
+    users), and imaps-DOMAIN, routed to the other environment."""
+
+    def __init__(self, domain, host, pki, dovecot, nginx):
+        self.domain, self.host, self.pki = domain, host, pki
+        self.dovecot, self.nginx = dovecot, nginx
+        self.ports = {n: cg.free_port(host) for n in ('peers', 'content-peers')}
+        self.gw = None
+
+    def addr(self, listener):
+        return self.gw.addr(listener)
+
+    def sections(self, other, route_extra=None):
+        """This environment's gateway, routed to other (an Environment)."""
+        pki, o = self.pki, other.pki
+
+        def listener(protocol, port=None, **extra):
+            sec = {'protocol': protocol, 'tls': 'implicit',
+                   'certificate': pki.server_cert, 'private_key': pki.server_key,
+                   'client_ca': pki.client_ca, 'auth': 'cert'}
+            if port:
+                sec['listen'] = f'{self.host}:{port}'
+            sec.update(extra)
+            return sec
+
+        def remote(listener_name):
+            return {'address': f'{other.host}:{other.ports[listener_name]}', 'tls': 'yes',
+                    'ca': o.ca, 'server_name': 'localhost',
+                    'certificate': pki.gateway_cert, 'private_key': pki.gateway_key,
+                    'connect_timeout': '3'}
+
+        route = {'imap': 'remote-imap', 'http': 'remote-http'}
+        route.update(route_extra or {})
+        return {
+            'gateway': {'local_domain': self.domain,
+                        'admin_listen': f'127.0.0.1:{cg.free_port()}'},
+            'listener imaps': listener('imap', cg.free_port(self.host), upstream='dovecot'),
+            'listener content': listener('http', cg.free_port(self.host), upstream='nginx'),
+            # the other environment's gateway, known by its certificate
+            'listener peers': listener('imap', self.ports['peers'], client_ca=o.ca,
+                                       upstream='dovecot'),
+            'listener content-peers': listener('http', self.ports['content-peers'],
+                                               client_ca=o.ca, upstream='nginx'),
+            f'listener imaps-{other.domain.split(".")[0]}': listener(
+                'imap', cg.free_port(self.host), route=other.domain),
+            'upstream dovecot': self.dovecot.upstream(),
+            'upstream nginx': self.nginx.upstream(),
+            'upstream remote-imap': remote('peers'),
+            'upstream remote-http': remote('content-peers'),
+            f'route {other.domain}': route,
+        }
+
+    def trust_peer(self, other, interop='carol'):
+        """other's gateway acts for users of other's domain, on the
+        mailbox interop here (policy of this gateway, not yet started)."""
+        name = 'gw-' + other.domain.split('.')[0]
+        self.gw.ctl_ok('principal', 'add', name, '--kind', 'server', '--mailbox', interop)
+        self.gw.ctl_ok('cred', 'add', name, 'cert', '--file', other.pki.gateway_cert)
+        self.gw.ctl_ok('peer', 'add', other.domain, '--principal', name, '--auth', 'required')
+
+
+def audit_records(g):
+    """Every audit record of gateway g (cpmgatectl audit export)."""
+    import json
+    r = g.ctl('audit', 'export', '--audit-db', g.audit_db, '--format', 'jsonl', db=False)
+    assert r.returncode == 0, r.stderr
+    return [json.loads(line) for line in r.stdout.splitlines()]
+
+
+def audit_record(g, pred, what):
+    """The first audit record of g that pred accepts, waited for."""
+    return cg.wait_until(lambda: next((x for x in audit_records(g) if pred(x)), None),
+                         timeout=10, what=what)

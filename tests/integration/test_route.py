@@ -9,19 +9,12 @@ another pin, a remote gateway that is down, and a full route are refused
 with an audit record; a peer's server principal is never routed onward."""
 
 import base64
-import json
 import socket
 
 import pytest
 
 import cg
 import remote_env
-
-
-@pytest.fixture(scope='module')
-def pki_b(cg_root):
-    """The remote environment's own PKI (tests/pki/mkpki.sh again)."""
-    return cg.PKI.create(cg_root / 'pki-b')
 
 
 @pytest.fixture
@@ -54,15 +47,7 @@ def _gateway(gateway_factory, pki, pki_b, dovecot, nginx, remotes, up_extra=None
     return g.start()
 
 
-def _records(g):
-    r = g.ctl('audit', 'export', '--audit-db', g.audit_db, '--format', 'jsonl', db=False)
-    assert r.returncode == 0, r.stderr
-    return [json.loads(line) for line in r.stdout.splitlines()]
-
-
-def _record(g, pred, what):
-    return cg.wait_until(lambda: next((x for x in _records(g) if pred(x)), None),
-                         timeout=10, what=what)
+_record = remote_env.audit_record
 
 
 def _imap(g, pki, who='alice'):
