@@ -116,6 +116,12 @@ def test_http_routed_both_ways_each_acl_deciding(envs, pki, pki_b):
         r = cg.http_request(env.addr('content'), 'GET', base + 'note.txt', ctx=ctx)
         assert r[0] == 200 and r[2] == body, r
         assert (other.nginx.root / path.strip('/') / 'note.txt').read_bytes() == body
+        # a listing names this gateway's paths, the prefix put back
+        r = cg.http_request(env.addr('content'), 'PROPFIND', base, ctx=ctx,
+                            headers={'Depth': '1'})
+        assert r[0] == 207, r
+        assert f'{base}note.txt'.encode() in r[2], r[2]
+        assert f'>{path}note.txt<'.encode() not in r[2], r[2]
         # allowed here, denied there
         r = cg.http_request(env.addr('content'), 'GET',
                             f'/remote/{other.domain}/content/private/x', ctx=ctx)
