@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/cg_error.h"
+#include "common/cg_remote.h"
 
 static sect *section_of(parser *p, const void *obj)
 {
@@ -90,6 +91,18 @@ static int check_route(parser *p, sect *s)
         cg_config_fail(p, s->header_line,
                        "[route %s]: local_domain is required in [gateway] (routed users are NAME@local_domain)",
                        r->domain);
+        return CG_E_INVAL;
+    }
+    char dom[CG_REMOTE_DOMAIN_MAX + 1];
+    if (!cg_remote_domain(cfg->local_domain, strlen(cfg->local_domain), dom, sizeof dom) ||
+        strcmp(dom, cfg->local_domain) != 0) {
+        cg_config_fail(p, cg_config_key_line(section_of(p, cfg), "local_domain"),
+                       "local_domain: expected a DNS name in lower case");
+        return CG_E_INVAL;
+    }
+    if (!cg_remote_domain(r->domain, strlen(r->domain), dom, sizeof dom) ||
+        strcmp(dom, r->domain) != 0) {
+        cg_config_fail(p, s->header_line, "[route %s]: expected a DNS name in lower case", r->domain);
         return CG_E_INVAL;
     }
     if (strcmp(r->domain, cfg->local_domain) == 0) {

@@ -365,6 +365,12 @@ static const struct bad_case bad[] = {
       "[route b.example]\nhttp = b-http\n[route c.example]\nhttp = c-http\nhttp_prefix = /remote/\n",
       ":35: http_prefix: /remote/ overlaps [route b.example]'s /remote/b.example/" },
     { GATEWAY LOCAL_DOMAIN IMAPS UP_DOVECOT "[route bad/name]\n", ":17: invalid route domain 'bad/name'" },
+    { GATEWAY "local_domain = A..example\n" IMAPS UP_DOVECOT UP_REMOTE("b-imap", "993")
+      "[route b.example]\nimap = b-imap\n",
+      ":4: local_domain: expected a DNS name in lower case" },
+    { GATEWAY LOCAL_DOMAIN IMAPS UP_DOVECOT UP_REMOTE("b-imap", "993")
+      "[route B.example]\nimap = b-imap\n",
+      ":24: [route B.example]: expected a DNS name in lower case" },
     { GATEWAY LOCAL_DOMAIN ROUTED_IMAPS UP_REMOTE("b-imap", "993") "[route b.example]\nhttp = b-imap\n",
       ":12: route: [route b.example] has no imap upstream" },
     { GATEWAY LOCAL_DOMAIN ROUTED_IMAPS "upstream = dovecot\n" UP_DOVECOT UP_REMOTE("b-imap", "993") "[route b.example]\nimap = b-imap\n",
