@@ -74,8 +74,9 @@ int ctl_key_add(ctl_ctx *ctx, const ctl_args *a);             /* ctl_key.c */
 int ctl_key_remove(ctl_ctx *ctx, const ctl_args *a);
 int ctl_signed_edit(ctl_ctx *ctx, const ctl_args *a);         /* require-signed add, remove */
 int ctl_peer_add(ctl_ctx *ctx, const ctl_args *a);
-int ctl_keys_list(ctl_ctx *ctx, const ctl_args *a);           /* key, require-signed, peer */
+int ctl_keys_list(ctl_ctx *ctx, const ctl_args *a);           /* key, require-signed */
 int ctl_peer_remove(ctl_ctx *ctx, const ctl_args *a);
+int ctl_peer_list(ctl_ctx *ctx, const ctl_args *a);           /* ctl_peer.c */
 int ctl_manifest_create(ctl_ctx *ctx, const ctl_args *a);     /* ctl_manifest.c */
 int ctl_manifest_verify(ctl_ctx *ctx, const ctl_args *a);
 int ctl_audit_keygen(ctl_ctx *ctx, const ctl_args *a);        /* ctl_audit.c */

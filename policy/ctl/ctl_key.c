@@ -1,6 +1,7 @@
-/* ctl_key.c — `cpmgatectl key`, `require-signed` and `peer` (SPEC section
- * 9): content-signing keys of principals, signed-only path patterns, and
- * remote CPM environments. Input is validated here (key ids as manifests
+/* ctl_key.c — `cpmgatectl key`, `require-signed` and `peer add|remove`
+ * (SPEC section 9): content-signing keys of principals, signed-only path
+ * patterns, and remote CPM environments (`peer list`, which also reads the
+ * gateway's counters, is ctl_peer.c). Input is validated here (key ids as manifests
  * carry them, ACL pattern syntax, host names); the store keeps it. */
 #include <ctype.h>
 #include <stdio.h>
@@ -125,14 +126,6 @@ static bool peer_begin(ctl_ctx *ctx, const char *in, char d[256])
     return ok && ctl_open_store(ctx, false) == CTL_OK;
 }
 
-static int print_peer(void *c, const cg_pkeys_peer *p)
-{
-    static const char *const keys[] = { "domain", "principal", "auth", "created" };
-    const char *vals[] = { p->domain, p->principal, p->auth, p->created };
-    ctl_list_strings(c, sizeof keys / sizeof keys[0], keys, vals, 3);
-    return 0;
-}
-
 /* peer add DOMAIN --principal NAME --auth required|optional */
 int ctl_peer_add(ctl_ctx *ctx, const ctl_args *a)
 {
@@ -158,7 +151,8 @@ int ctl_peer_remove(ctl_ctx *ctx, const ctl_args *a)
 
 /* ---- the three lists ------------------------------------------------------ */
 
-/* key list, require-signed list, peer list: the row's family says which */
+/* key list, require-signed list: the row's family says which (peer list
+ * is ctl_peer.c's: it also reads the gateway's counters) */
 int ctl_keys_list(ctl_ctx *ctx, const ctl_args *a)
 {
     ctl_list l;
@@ -168,8 +162,6 @@ int ctl_keys_list(ctl_ctx *ctx, const ctl_args *a)
     int rc;
     if (strcmp(family, "key") == 0)
         rc = cg_pkeys_key_list(ctx->store, NULL, print_key, &l, &l.err);
-    else if (strcmp(family, "peer") == 0)
-        rc = cg_pkeys_peer_list(ctx->store, print_peer, &l, &l.err);
     else
         rc = cg_pkeys_require_signed_list(ctx->store, print_pattern, &l, &l.err);
     char what[64];

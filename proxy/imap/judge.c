@@ -136,18 +136,19 @@ bool cg_imap_judge_acquire(cg_conn *c, imap_sess *s, imap_judge *j)
 {
     j->snap = cg_snapshot_acquire();
     j->p = j->snap ? cg_snapshot_principal_by_id(j->snap, s->principal_id) : NULL;
-    if (j->p && j->p->enabled && cg_imap_remote_still(j->snap, j->p, s))
+    bool gone = !j->p || !j->p->enabled;
+    if (!gone && cg_imap_remote_still(j->snap, j->p, s))
         return true;
+    /* SPEC 7: a peer removed or made stricter ends its sessions too */
+    const char *why = gone ? "principal disabled or removed" : "peer no longer allows this session";
     imap_txid id;
     cg_imap_txid(c, s, &id);
-    cg_imap_send(c, s, "* BYE [AUTHORIZATIONFAILED] principal disabled or removed (txid %s)",
-                 id.s);
-    cg_imap_audit(c, s, s->op[0] ? s->op : "command", NULL, "deny", 0, "BYE",
-                  "principal disabled or removed");
+    cg_imap_send(c, s, "* BYE [AUTHORIZATIONFAILED] %s (txid %s)", why, id.s);
+    cg_imap_audit(c, s, s->op[0] ? s->op : "command", NULL, "deny", 0, "BYE", why);
     if (j->snap)
         cg_snapshot_release(j->snap);
     j->snap = NULL;
     s->state = S_CLOSED;
-    cg_conn_close(c, "principal disabled");
+    cg_conn_close(c, why);
     return false;
 }
