@@ -38,6 +38,7 @@ const enum_val cg_config_auth_methods[] = {
 #define L(f) offsetof(cg_listener_cfg, f)
 #define U(f) offsetof(cg_upstream_cfg, f)
 #define A(f) offsetof(cg_saml_cfg, f)
+#define R(f) offsetof(cg_route_cfg, f)
 
 /* The table: every key the file may hold, its type, default and bounds.
  * deploy/cpmgate.conf names them all. */
@@ -63,6 +64,7 @@ const key_def cg_config_keys[] = {
     { S_GATEWAY, "node_id", K_STR, G(node_id), NULL, 0, 0, NULL }, /* default: host name */
     { S_GATEWAY, "policy_max_age", K_DURATION, G(policy_max_age), NULL, 1, 86400 * 365, NULL },
     { S_GATEWAY, "policy_cache", K_PATH, G(policy_cache), NULL, 0, 0, NULL },
+    { S_GATEWAY, "local_domain", K_STR, G(local_domain), NULL, 0, 0, NULL },
 
     { S_LISTENER, "protocol", K_ENUM, L(protocol), NULL, 0, 0, e_protocol },
     { S_LISTENER, "listen", K_STR, L(listen), NULL, 0, 0, NULL },
@@ -75,6 +77,7 @@ const key_def cg_config_keys[] = {
     { S_LISTENER, "digest_realm", K_STR, L(digest_realm), NULL, 0, 0, NULL },
     { S_LISTENER, "digest_nonce_lifetime", K_UINT, L(digest_nonce_lifetime), "300", 1, 86400, NULL },
     { S_LISTENER, "upstream", K_STR, L(upstream_name), NULL, 0, 0, NULL },
+    { S_LISTENER, "route", K_STR, L(route_name), NULL, 0, 0, NULL },
     { S_LISTENER, "insecure", K_ENUM, L(insecure), "reject", 0, 0, e_insecure },
     { S_LISTENER, "redirect_to", K_STR, L(redirect_to), NULL, 0, 0, NULL },
     { S_LISTENER, "allow_plaintext", K_BOOL, L(allow_plaintext), "no", 0, 0, NULL },
@@ -109,6 +112,11 @@ const key_def cg_config_keys[] = {
     { S_UPSTREAM, "proxy_protocol", K_BOOL, U(proxy_protocol), "no", 0, 0, NULL },
     { S_UPSTREAM, "principal_header", K_HEADER, U(principal_header), "X-Authenticated-Principal", 0, 0, NULL },
     { S_UPSTREAM, "host", K_STR, U(host), NULL, 0, 0, NULL },
+
+    { S_ROUTE, "imap", K_STR, R(imap_name), NULL, 0, 0, NULL },
+    { S_ROUTE, "http", K_STR, R(http_name), NULL, 0, 0, NULL },
+    { S_ROUTE, "http_prefix", K_STR, R(http_prefix), NULL, 0, 0, NULL }, /* /remote/DOMAIN/ */
+    { S_ROUTE, "max_connections", K_UINT, R(max_connections), "256", 1, 1000000, NULL },
 
     { S_SAML, "idp_certificate", K_RFILE, A(idp_certificate), NULL, 0, 0, NULL },
     { S_SAML, "issuer", K_STR, A(issuer), NULL, 0, 0, NULL },
@@ -274,10 +282,15 @@ void cg_config_free(cg_config *cfg)
         free_fields(u, S_UPSTREAM);
         free(u->name);
     }
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        free_fields(&cfg->routes[i], S_ROUTE);
+        free(cfg->routes[i].domain);
+    }
     free(cfg->listeners);
     free(cfg->upstreams);
     if (cfg->policy_db_password)
         explicit_bzero(cfg->policy_db_password, strlen(cfg->policy_db_password));
+    free(cfg->routes);
     free_fields(cfg, S_GATEWAY);
     free_fields(&cfg->saml, S_SAML);
     free(cfg->path);
@@ -303,7 +316,7 @@ const char *cg_auth_method_name(unsigned bit)
 
 bool cg_config_key(size_t i, const char **section, const char **name)
 {
-    static const char *const sect_names[] = { "gateway", "listener", "upstream", "saml" };
+    static const char *const sect_names[] = { "gateway", "listener", "upstream", "saml", "route" };
     if (i >= cg_config_nkeys)
         return false;
     *section = sect_names[cg_config_keys[i].sect];

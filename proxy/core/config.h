@@ -41,7 +41,24 @@ typedef struct cg_upstream_cfg {
     char *principal_header;       /* NULL when "none" */
     char *host;                   /* HTTP: the Host the backend gets; NULL:
                                    * the name the request matched */
+    struct cg_route_cfg *route;   /* the [route] this upstream serves, or
+                                   * NULL (a local backend) */
 } cg_upstream_cfg;
+
+/* A remote CPM environment (SPEC section 7): where its IMAP and HTTP
+ * gateways are and which local paths lead there. */
+typedef struct cg_route_cfg {
+    char *domain;                 /* the section's name */
+    char *imap_name, *http_name;  /* upstream names as written, or NULL */
+    cg_upstream_cfg *imap, *http; /* resolved */
+    char *http_prefix;            /* "/remote/DOMAIN/": starts and ends
+                                   * with '/', unreserved characters only */
+    size_t http_prefix_len;
+    unsigned max_connections;     /* client connections relayed at once */
+    /* The one field of a loaded configuration that changes: the client
+     * connections holding a place on this route now (all workers). */
+    _Atomic unsigned active;
+} cg_route_cfg;
 
 typedef struct cg_listener_cfg {
     char *name;
@@ -55,7 +72,11 @@ typedef struct cg_listener_cfg {
     char *digest_realm;
     unsigned digest_nonce_lifetime; /* seconds; older nonces are stale */
     char *upstream_name;
-    cg_upstream_cfg *upstream;    /* resolved */
+    cg_upstream_cfg *upstream;    /* resolved (a route's imap upstream when
+                                   * route is set) */
+    char *route_name;             /* imap: sessions go to this remote
+                                   * domain's gateway */
+    cg_route_cfg *route;          /* resolved */
     int insecure;                 /* enum cg_insecure */
     char *redirect_to;
     bool allow_plaintext;
@@ -96,10 +117,14 @@ typedef struct cg_config {
     char *node_id;                /* in every audit record; default: the host name */
     unsigned policy_max_age;      /* seconds; 0: unset (/healthz ignores the age) */
     char *policy_cache;           /* the verified copy of the last policy; NULL: none */
+    char *local_domain;           /* this environment's domain: routed
+                                   * users are NAME@local_domain */
     cg_listener_cfg *listeners;
     size_t nlisteners;
     cg_upstream_cfg *upstreams;
     size_t nupstreams;
+    cg_route_cfg *routes;
+    size_t nroutes;
     cg_saml_cfg saml;
 } cg_config;
 
@@ -113,8 +138,12 @@ const cg_listener_cfg *cg_config_listener(const cg_config *cfg,
                                           const char *name);
 const char *cg_auth_method_name(unsigned method_bit);
 
+/* The route whose http_prefix the decoded path is under (the prefix
+ * without its last '/' counts too), or NULL. */
+const cg_route_cfg *cg_config_route_of_path(const cg_config *cfg, const char *path);
+
 /* The key table, for documentation checks: section ("gateway",
- * "listener", "upstream", "saml") and key name of entry i, false past the
+ * "listener", "upstream", "route", "saml") and key name of entry i, false past the
  * end. */
 bool cg_config_key(size_t i, const char **section, const char **name);
 

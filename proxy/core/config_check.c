@@ -192,7 +192,9 @@ static int validate_listener(parser *p, sect *s)
         cg_config_fail(p, cg_config_key_line(s, "auth"), "auth = saml needs a [saml] section");
         return CG_E_INVAL;
     }
-    if (!l->upstream_name) {
+    if (cg_config_listener_route(p, s) < 0)
+        return CG_E_INVAL;
+    if (!l->upstream_name && !l->route) {
         cg_config_fail(p, s->header_line, "[listener %s]: upstream is required", l->name);
         return CG_E_INVAL;
     }
@@ -244,18 +246,20 @@ static int validate_upstream(parser *p, sect *s)
     return 0;
 }
 
-/* Moves every listener and upstream object into the config's arrays, in
+/* Moves every listener, upstream and route object into the config's arrays, in
  * file order, so that cg_config_free owns them whatever happens next. */
 void cg_config_adopt(parser *p)
 {
     cg_config *cfg = p->cfg;
-    size_t nl = 0, nu = 0;
+    size_t nl = 0, nu = 0, nr = 0;
     for (size_t i = 0; i < p->nsects; i++) {
         nl += p->sects[i].kind == S_LISTENER;
         nu += p->sects[i].kind == S_UPSTREAM;
+        nr += p->sects[i].kind == S_ROUTE;
     }
     cfg->listeners = nl ? cg_config_calloc(nl, sizeof *cfg->listeners) : NULL;
     cfg->upstreams = nu ? cg_config_calloc(nu, sizeof *cfg->upstreams) : NULL;
+    cfg->routes = nr ? cg_config_calloc(nr, sizeof *cfg->routes) : NULL;
     for (size_t i = 0; i < p->nsects; i++) {
         sect *s = &p->sects[i];
         if (s->kind == S_UPSTREAM) {
@@ -266,6 +270,10 @@ void cg_config_adopt(parser *p)
             cfg->listeners[cfg->nlisteners++] = *(cg_listener_cfg *)s->obj;
             free(s->obj);
             s->obj = &cfg->listeners[cfg->nlisteners - 1];
+        } else if (s->kind == S_ROUTE) {
+            cfg->routes[cfg->nroutes++] = *(cg_route_cfg *)s->obj;
+            free(s->obj);
+            s->obj = &cfg->routes[cfg->nroutes - 1];
         }
     }
 }
@@ -329,6 +337,8 @@ int cg_config_check(parser *p)
         if (rc < 0)
             return rc;
     }
+    if (cg_config_check_routes(p) < 0)
+        return CG_E_INVAL;
     for (size_t i = 0; i < p->nsects; i++) {
         sect *s = &p->sects[i];
         if (s->kind != S_LISTENER)

@@ -2,7 +2,8 @@
  * key table's types, the parser's state, and what its files share.
  * config.c: the key table and loading; config_reader.c: the lines in front
  * of inih; config_value.c: a value by its key's type; config_check.c: the
- * checks across keys and sections. */
+ * checks across keys and sections; config_route.c: [route] sections and
+ * the listeners that use them. */
 #ifndef CG_CONFIG_INTERNAL_H
 #define CG_CONFIG_INTERNAL_H
 
@@ -16,7 +17,7 @@
 /* The most keys the table may hold (checked at compile time). */
 #define CG_CONFIG_KEYS_MAX 128
 
-enum sect_kind { S_GATEWAY, S_LISTENER, S_UPSTREAM, S_SAML };
+enum sect_kind { S_GATEWAY, S_LISTENER, S_UPSTREAM, S_SAML, S_ROUTE };
 
 enum key_type {
     K_STR,      /* free text */
@@ -112,5 +113,11 @@ const char *cg_config_names(const enum_val *e, bool all, unsigned bits, char *ou
  * combinations, references between sections. */
 void cg_config_adopt(parser *p);
 int cg_config_check(parser *p);
+
+/* config_route.c: every [route DOMAIN] checked and its upstreams resolved
+ * (after the upstreams are validated); then a listener's route = DOMAIN
+ * resolved and checked (before its upstream is required). */
+int cg_config_check_routes(parser *p) __attribute__((warn_unused_result));
+int cg_config_listener_route(parser *p, sect *s) __attribute__((warn_unused_result));
 
 #endif

@@ -49,6 +49,14 @@ static void open_section(parser *p, const char *name)
         s.kind = S_SAML;
         s.obj = &cfg->saml;
         cfg->saml.present = true;
+    } else if (strcmp(kind, "route") == 0 && inst) {
+        if (!valid_name(inst) || !strchr(inst, '.')) {
+            cg_config_fail(p, p->lineno, "invalid route domain '%s'", inst);
+            return;
+        }
+        s.kind = S_ROUTE;
+        s.obj = cg_config_calloc(1, sizeof(cg_route_cfg));
+        ((cg_route_cfg *)s.obj)->domain = cg_config_strdup(inst);
     } else if ((strcmp(kind, "listener") == 0 || strcmp(kind, "upstream") == 0) && inst) {
         if (!valid_name(inst)) {
             cg_config_fail(p, p->lineno, "invalid %s name '%s'", kind, inst);
@@ -78,12 +86,16 @@ static void open_section(parser *p, const char *name)
         } else if (s.kind == S_UPSTREAM) {
             a = ((cg_upstream_cfg *)o->obj)->name;
             b = ((cg_upstream_cfg *)s.obj)->name;
+        } else if (s.kind == S_ROUTE) {
+            a = ((cg_route_cfg *)o->obj)->domain;
+            b = ((cg_route_cfg *)s.obj)->domain;
         }
         if (!a || strcmp(a, b) == 0) {
             cg_config_fail(p, p->lineno, "duplicate section [%s] (first at line %u)", name, o->header_line);
-            if (s.kind == S_LISTENER || s.kind == S_UPSTREAM) {
-                free(*(char **)((char *)s.obj + (s.kind == S_LISTENER ? offsetof(cg_listener_cfg, name)
-                                                                     : offsetof(cg_upstream_cfg, name))));
+            if (s.kind == S_LISTENER || s.kind == S_UPSTREAM || s.kind == S_ROUTE) {
+                free(*(char **)((char *)s.obj + (s.kind == S_LISTENER   ? offsetof(cg_listener_cfg, name)
+                                                 : s.kind == S_UPSTREAM ? offsetof(cg_upstream_cfg, name)
+                                                                        : offsetof(cg_route_cfg, domain))));
                 free(s.obj);
             }
             return;

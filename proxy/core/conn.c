@@ -572,6 +572,7 @@ static void teardown(cg_conn *c)
     c->cli = NULL;
     cg_stream_close(c->up);
     c->up = NULL;
+    cg_conn_route_put(c);
     if (c->counted)
         cg_addrlimit_put((const struct sockaddr *)&c->info.peer);
     worker_unlink(c);

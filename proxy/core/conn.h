@@ -36,7 +36,7 @@ typedef struct cg_proto_ops {
     /* After cg_conn_start_tls(): the handshake finished (identity updated). */
     void (*on_tls_ready)(cg_conn *c);
     /* After cg_conn_upstream_connect(): 0, or CG_E_UNAVAIL / CG_E_TIMEOUT /
-     * CG_E_TLS. Always called from the loop, never inside the connect call. */
+     * CG_E_TLS / CG_E_LIMIT (a route's max_connections). Always called from the loop, never inside the connect call. */
     void (*on_upstream_connected)(cg_conn *c, int status);
     void (*on_upstream_data)(cg_conn *c, const uint8_t *buf, size_t len);
     /* Upstream closed (status 0), failed, or response_timeout passed
@@ -110,6 +110,15 @@ size_t cg_conn_upstream_queued(const cg_conn *c);
  * upstream half; on_upstream_connected follows. */
 int cg_conn_upstream_connect(cg_conn *c)
     __attribute__((warn_unused_result));
+/* The same toward u, an upstream of the connection's configuration (a
+ * route's, SPEC section 7). A route's upstream first takes a place on the
+ * route for the connection's life: past its max_connections,
+ * on_upstream_connected gets CG_E_LIMIT. */
+int cg_conn_upstream_connect_to(cg_conn *c, const cg_upstream_cfg *u)
+    __attribute__((warn_unused_result));
+/* Why the last upstream connect failed ("" when not known): the TLS
+ * verification's sentence, a limit, a refused connect. */
+const char *cg_conn_upstream_why(const cg_conn *c);
 /* Detach the upstream half: back to the pool when reusable (HTTP
  * keep-alive, response complete), else closed. */
 void cg_conn_upstream_release(cg_conn *c, bool reusable);

@@ -38,6 +38,10 @@ struct cg_conn {
     size_t li;
     const cg_proto_ops *proto;
     cg_stream *cli, *up;
+    const cg_upstream_cfg *up_cfg; /* the upstream c->up belongs to */
+    cg_route_cfg *route_held; /* a place taken on this route (freed at
+                               * teardown) */
+    char up_why[160];       /* the last upstream failure, for the answer */
     cg_deadline dl;         /* in the worker's deadline heap */
     uint64_t t_hs, t_idle, t_proto, t_connect, t_response, t_linger;
     struct cg_conn *prev, *next;
@@ -63,6 +67,8 @@ void cg_conn_drained(cg_conn *c, const bool *bp);
  * connect call; then the connect and response deadlines that are due. */
 void cg_conn_upstream_pending(cg_conn *c);
 void cg_conn_upstream_due(cg_conn *c, uint64_t now);
+/* The route place c holds, given back (teardown). */
+void cg_conn_route_put(cg_conn *c);
 
 /* proxy/core/conn_identity.c: the connection-level identity from the PSK
  * identity or the verified certificate of tls (NULL: plain), else the

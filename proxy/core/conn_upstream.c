@@ -1,8 +1,12 @@
 /* proxy/core/conn_upstream.c — the upstream half of a connection
  * (proxy/core/conn.h): connect or take from the pool, its stream's
- * callbacks, writes toward it, release to the pool, and its two deadlines
- * (connect_timeout, response_timeout). */
+ * callbacks, writes toward it, release to the pool, its two deadlines
+ * (connect_timeout, response_timeout), and the place a connection holds on
+ * a route (max_connections). */
 #include "proxy/core/conn_internal.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
 
 #include "common/cg_error.h"
 #include "common/cg_log.h"
@@ -24,9 +28,10 @@ static void up_on_connect(void *owner, int status)
     c->t_connect = 0;
     if (status < 0) {
         cg_metric_inc(CG_M_BACKEND_ERRORS);
-        cg_warn("conn=%llu upstream %s: %s", (unsigned long long)c->info.id,
-                c->info.listener->upstream->name,
-                status == CG_E_TLS ? cg_tls_error(cg_stream_tls(c->up)) : cg_strerror(status));
+        snprintf(c->up_why, sizeof c->up_why, "%s",
+                 status == CG_E_TLS ? cg_tls_error(cg_stream_tls(c->up)) : cg_strerror(status));
+        cg_warn("conn=%llu upstream %s: %s", (unsigned long long)c->info.id, c->up_cfg->name,
+                c->up_why);
         cg_stream_close(c->up);
         c->up = NULL;
         fire_upstream_connected(c, status == CG_E_TLS ? CG_E_TLS : CG_E_UNAVAIL);
@@ -105,11 +110,52 @@ int cg_conn_write_upstream(cg_conn *c, const void *buf, size_t len)
 size_t cg_conn_upstream_queued(const cg_conn *c) { return c->up ? cg_stream_queued(c->up) : 0; }
 bool cg_conn_upstream_attached(const cg_conn *c) { return c->up != NULL; }
 
+const char *cg_conn_upstream_why(const cg_conn *c) { return c->up_why; }
+
+/* A place on u's route for the connection's life; false past the route's
+ * max_connections (all workers count together). */
+static bool route_take(cg_conn *c, const cg_upstream_cfg *u)
+{
+    cg_route_cfg *r = u->route;
+    if (!r || c->route_held == r)
+        return true;
+    cg_conn_route_put(c);
+    if (atomic_fetch_add(&r->active, 1) >= r->max_connections) {
+        atomic_fetch_sub(&r->active, 1);
+        return false;
+    }
+    c->route_held = r;
+    return true;
+}
+
+void cg_conn_route_put(cg_conn *c)
+{
+    if (c->route_held)
+        atomic_fetch_sub(&c->route_held->active, 1);
+    c->route_held = NULL;
+}
+
 int cg_conn_upstream_connect(cg_conn *c)
 {
-    const cg_upstream_cfg *u = c->info.listener->upstream;
+    return cg_conn_upstream_connect_to(c, c->info.listener->upstream);
+}
+
+int cg_conn_upstream_connect_to(cg_conn *c, const cg_upstream_cfg *u)
+{
     if (c->state != ST_OPEN || !u)
         return CG_E_INVAL;
+    if (c->up && c->up_cfg != u)
+        cg_conn_upstream_release(c, false); /* another upstream's */
+    c->up_why[0] = '\0';
+    if (!route_take(c, u)) {
+        snprintf(c->up_why, sizeof c->up_why, "route %s: max_connections (%u) reached",
+                 u->route->domain, u->route->max_connections);
+        cg_warn("conn=%llu upstream %s: %s", (unsigned long long)c->info.id, u->name, c->up_why);
+        c->up_pending = true;
+        c->up_pending_status = CG_E_LIMIT;
+        cg_conn_schedule(c);
+        return 0;
+    }
     if (c->up) {
         if (!c->up_connecting) {
             c->up_pending = true;
@@ -130,8 +176,11 @@ int cg_conn_upstream_connect(cg_conn *c)
     int r = cg_upstream_open(c->w, u, c->rt->generation, ctx,
                              (const struct sockaddr *)&c->info.peer,
                              (const struct sockaddr *)&c->local, &up_cbs, c, &c->up, &pooled);
+    if (r >= 0)
+        c->up_cfg = u;
     if (r < 0) {
         c->up = NULL;
+        snprintf(c->up_why, sizeof c->up_why, "%s", cg_strerror(r));
         c->up_pending = true;
         c->up_pending_status = CG_E_UNAVAIL;
         cg_metric_inc(CG_M_BACKEND_ERRORS);
@@ -160,7 +209,7 @@ void cg_conn_upstream_release(cg_conn *c, bool reusable)
     if (c->up_connecting)
         reusable = false;
     c->up_connecting = false;
-    cg_upstream_put(c->w, c->info.listener->upstream, c->rt->generation, s, reusable);
+    cg_upstream_put(c->w, c->up_cfg, c->rt->generation, s, reusable);
     cg_conn_update_reads(c);
 }
 
@@ -172,7 +221,7 @@ void cg_conn_upstream_shutdown(cg_conn *c)
 
 void cg_conn_upstream_expect(cg_conn *c, bool expecting)
 {
-    const cg_upstream_cfg *u = c->info.listener->upstream;
+    const cg_upstream_cfg *u = c->up_cfg ? c->up_cfg : c->info.listener->upstream;
     c->expecting = expecting;
     c->t_response = expecting && u ? cg_conn_now(c) + (uint64_t)u->response_timeout * 1000 : 0;
     cg_conn_schedule(c);
@@ -194,8 +243,9 @@ void cg_conn_upstream_due(cg_conn *c, uint64_t now)
         cg_stream_close(c->up);
         c->up = NULL;
         cg_metric_inc(CG_M_BACKEND_ERRORS);
+        snprintf(c->up_why, sizeof c->up_why, "connect timeout");
         cg_warn("conn=%llu upstream %s: connect timeout", (unsigned long long)c->info.id,
-                c->info.listener->upstream ? c->info.listener->upstream->name : "-");
+                c->up_cfg ? c->up_cfg->name : "-");
         fire_upstream_connected(c, CG_E_TIMEOUT);
     }
     if (c->state == ST_OPEN && c->t_response && now >= c->t_response) {

@@ -136,7 +136,8 @@ static bool is_dav(xmlNode *n, const char *name)
 
 int cg_http_dav_filter(const char *xml, size_t len, const char *host,
                        size_t hostlen, bool https, cg_http_dav_keep_fn keep,
-                       void *ctx, char **out, size_t *outlen, size_t *removed)
+                       void *ctx, const char *href_prefix, size_t href_prefix_len,
+                       char **out, size_t *outlen, size_t *removed)
 {
     *removed = 0;
     /* the backend's answer is as untrusted as a client's body: one nginx
@@ -167,7 +168,7 @@ int cg_http_dav_filter(const char *xml, size_t len, const char *host,
             xmlChar *t = xmlNodeGetContent(h);
             const char *s = t ? (const char *)t : "";
             size_t sl = strlen(s);
-            char *dec = malloc(sl + 1), *can = malloc(3 * sl + 1);
+            char *dec = malloc(sl + 1), *can = malloc(3 * sl + 1 + href_prefix_len);
             size_t cl;
             if (!dec || !can) {
                 free(dec);
@@ -180,6 +181,13 @@ int cg_http_dav_filter(const char *xml, size_t len, const char *host,
                                                       can, 3 * sl + 1, &cl);
             if (r != CG_HTTP_DAV_URL_OURS || !keep(ctx, dec, strlen(dec)))
                 ok = false;
+            if (ok && href_prefix) {
+                /* the href as the client addresses it: prefix first */
+                memmove(can + href_prefix_len, can, cl + 1);
+                memcpy(can, href_prefix, href_prefix_len);
+                xmlNodeSetContent(h, NULL);
+                xmlNodeAddContent(h, (const xmlChar *)can);
+            }
             free(dec);
             free(can);
             xmlFree(t);

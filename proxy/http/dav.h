@@ -46,7 +46,10 @@ cg_http_dav_url cg_http_dav_rewrite_if(const char *in, size_t len, const char *h
 
 /* Filters a multistatus body (RFC 4918 13): each DAV:response whose
  * DAV:href keep() refuses (called with the decoded, normalised path) is
- * removed; an href that does not normalise is removed too. Parsed with
+ * removed; an href that does not normalise is removed too. With
+ * href_prefix (href_prefix_len bytes, no '/' at its end), every href kept
+ * becomes the prefix and its canonical path (a remote environment's
+ * answer made this gateway's paths, SPEC section 7). Parsed with
  * cg_xml_parse_untrusted (no DTD, no entities, no network, at most
  * CG_HTTP_MULTISTATUS_MAX bytes and CG_HTTP_MULTISTATUS_MAX_DEPTH levels).
  * On success *out is a malloc'd document (caller frees). Returns 0 or
@@ -55,6 +58,7 @@ cg_http_dav_url cg_http_dav_rewrite_if(const char *in, size_t len, const char *h
 typedef bool (*cg_http_dav_keep_fn)(void *ctx, const char *path, size_t len);
 int cg_http_dav_filter(const char *xml, size_t len, const char *host,
                        size_t hostlen, bool https, cg_http_dav_keep_fn keep,
-                       void *ctx, char **out, size_t *outlen, size_t *removed);
+                       void *ctx, const char *href_prefix, size_t href_prefix_len,
+                       char **out, size_t *outlen, size_t *removed);
 
 #endif

@@ -23,12 +23,15 @@ int cg_http_forward_head(http_sess *s, const cg_conn_info *ci, const char *dest_
         s->out = malloc(OUT_HEAD_MAX);
     if (!s->out)
         return CG_E_NOMEM;
+    /* a remote gateway authenticates this one and takes the originator;
+     * a principal header means nothing to it */
     cg_http_fwd f = {
-        .method = r->method, .canon = r->canon, .host = r->fwd_host, .query = r->query,
-        .query_len = r->query_len,
+        .method = r->method, .canon = r->route ? r->fwd_canon : r->canon, .host = r->fwd_host,
+        .query = r->query, .query_len = r->query_len,
         .destination = dest_canon, .if_value = if_rewritten, .client_addr = ci->client_addr,
-        .tls = ci->tls, .principal_header = u ? u->principal_header : NULL,
+        .tls = ci->tls, .principal_header = u && !r->route ? u->principal_header : NULL,
         .principal = r->principal,
+        .originator = r->route ? r->route_user : NULL, .txid = r->txid,
     };
     return cg_http_build_request(&s->req, &f, s->out, OUT_HEAD_MAX, &s->out_len);
 }
@@ -41,7 +44,14 @@ int cg_http_start_forwarding(http_sess *s)
     /* the client stays readable: what it pipelines meanwhile is kept (up
      * to PEND_PAUSE, then reading stops), which spares two epoll_ctl
      * calls per request on a keep-alive connection */
-    return cg_conn_upstream_connect(s->c);
+    return cg_http_connect_backend(s);
+}
+
+int cg_http_connect_backend(http_sess *s)
+{
+    const cg_upstream_cfg *u = s->r.route ? s->r.route->http
+                                          : cg_conn_info_of(s->c)->listener->upstream;
+    return cg_conn_upstream_connect_to(s->c, u);
 }
 
 void cg_http_body_fail(http_sess *s, int status, const char *detail)
@@ -151,9 +161,18 @@ void cg_http_connected(cg_conn *c, int status)
     if (s->state != S_CONNECTING)
         return;
     if (status < 0) {
+        /* a remote gateway: the same answers, its certificate's refusal
+         * and a full route besides; the log and audit name why */
         const char *why = status == CG_E_TIMEOUT ? "backend connect timeout"
-                                                 : "backend unavailable";
-        cg_http_refuse(s, &(cg_http_refusal){ .status = 502, .detail = why,
+                          : status == CG_E_LIMIT ? "too many connections to the remote gateway"
+                          : status == CG_E_TLS && s->r.route ? "remote gateway not trusted"
+                                                             : "backend unavailable";
+        const char *detail = cg_conn_upstream_why(c);
+        cg_http_refuse(s, &(cg_http_refusal){ .status = status == CG_E_LIMIT ? 503 : 502,
+                                              .detail = why,
+                                              .reason = s->r.route && detail[0] ? detail : NULL,
+                                              .extra = status == CG_E_LIMIT ? CG_HTTP_RETRY_AFTER
+                                                                            : NULL,
                                               .close = s->r.has_body });
         return;
     }

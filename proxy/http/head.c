@@ -90,7 +90,8 @@ bool cg_http_drop_field(const cg_http_parser *p, cg_http_span name,
     static const char *const drop_req[] = {
         "authorization", "expect", "forwarded", "x-real-ip", "x-authenticated-principal",
         "destination", "if", "x-transaction-id", "host",
-        /* SPEC 7: read by originator.c only, never the backend's */
+        /* SPEC 7: read by originator.c only, never the backend's (a
+         * routed request gets this gateway's own, route.c) */
         "cpm-originator", "cpm-transaction-id",
     };
     static const char *const drop_resp[] = {"x-transaction-id"};
@@ -179,6 +180,13 @@ int cg_http_build_request(const cg_http_parser *p, const cg_http_fwd *f, char *o
         cg_buf_str(&o, f->principal_header);
         cg_buf_str(&o, ": ");
         cg_buf_str(&o, f->principal);
+        cg_buf_str(&o, "\r\n");
+    }
+    if (f->originator) {
+        cg_buf_str(&o, "CPM-Originator: ");
+        cg_buf_str(&o, f->originator);
+        cg_buf_str(&o, "\r\nCPM-Transaction-Id: ");
+        cg_buf_str(&o, f->txid);
         cg_buf_str(&o, "\r\n");
     }
     if (p->head.framing == CG_HTTP_BODY_LENGTH) {

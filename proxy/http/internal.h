@@ -77,6 +77,8 @@ typedef struct cg_http_fwd {
     bool tls;
     const char *principal_header; /* NULL: none */
     const char *principal;
+    const char *originator;      /* routed: CPM-Originator, else NULL */
+    const char *txid;            /* routed: CPM-Transaction-Id */
 } cg_http_fwd;
 
 /* A header field as it arrived, "Name: value" CRLF, into b. */
@@ -135,6 +137,10 @@ typedef struct http_req {
      * itself), and its gateway's transaction id */
     char originator[CG_REMOTE_USER_MAX + 1];
     char origin_txid[CG_REMOTE_TXID_MAX];
+    /* a request for a remote environment (proxy/http/route.c) */
+    const cg_route_cfg *route; /* NULL: this environment's backend */
+    const char *fwd_canon;     /* the path the remote gateway gets (in canon) */
+    char route_user[CG_NAME_MAX + 1 + 64]; /* NAME@local_domain there */
 } http_req;
 
 /* The paths of one request, each in its own array: a decoded path is at
@@ -255,6 +261,12 @@ cg_http_step cg_http_stage_gate(http_sess *s, cg_http_stage_ctx *x, cg_http_refu
 cg_http_step cg_http_stage_gate_answer(http_sess *s, cg_http_stage_ctx *x,
                                        cg_http_refusal *no);
 cg_http_step cg_http_stage_forward(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no);
+/* route.c: the route of the path (after authentication), the Destination
+ * and If of a routed request */
+cg_http_step cg_http_stage_route(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no);
+cg_http_step cg_http_stage_route_destination(http_sess *s, cg_http_stage_ctx *x,
+                                             cg_http_refusal *no);
+cg_http_step cg_http_stage_route_if(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no);
 
 /* A context with nothing found yet (the text buffer is not cleared). */
 void cg_http_stage_ctx_init(cg_http_stage_ctx *x, const cg_conn_info *ci);
@@ -294,6 +306,9 @@ int cg_http_forward_head(http_sess *s, const cg_conn_info *ci, const char *dest_
 /* Connects the backend for the request; the negative code of the connect
  * when it cannot start. */
 int cg_http_start_forwarding(http_sess *s) __attribute__((warn_unused_result));
+/* Connects the request's backend: its route's remote gateway, else the
+ * listener's upstream (cg_conn_upstream_connect_to). */
+int cg_http_connect_backend(http_sess *s) __attribute__((warn_unused_result));
 void cg_http_body_fail(http_sess *s, int status, const char *detail);
 void cg_http_req_body(void *ctx, const uint8_t *buf, size_t len);
 void cg_http_req_body_done(http_sess *s);

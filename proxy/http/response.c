@@ -49,6 +49,8 @@ static bool location_rewrite(http_sess *s, cg_buf *o, const char *v, size_t n)
     size_t hl = rq->host.len;
     cg_buf_str(o, cg_conn_info_of(s->c)->tls ? "Location: https://" : "Location: http://");
     cg_buf_add(o, host, hl);
+    if (s->r.route && e < n && v[e] == '/') /* a remote environment's path */
+        cg_buf_add(o, s->r.route->http_prefix, s->r.route->http_prefix_len - 1);
     cg_buf_add(o, v + e, n - e);
     cg_buf_str(o, "\r\n");
     return true;
@@ -122,11 +124,24 @@ typedef struct keep_ctx {
     const cg_snapshot *snap;
     const cg_principal *p;
     const char *originator; /* SPEC 7: the remote user p acts for, or NULL */
+    const cg_route_cfg *route; /* a remote environment's answer: its paths
+                                * are judged under the route's prefix */
 } keep_ctx;
 
 static bool keep_href(void *ctx, const char *path, size_t len)
 {
     keep_ctx *k = ctx;
+    char full[CG_HTTP_PATH_MAX + 1];
+    if (k->route) {
+        size_t pl = k->route->http_prefix_len - 1;
+        if (pl + len >= sizeof full)
+            return false;
+        memcpy(full, k->route->http_prefix, pl);
+        memcpy(full + pl, path, len);
+        full[pl + len] = '\0';
+        path = full;
+        len += pl;
+    }
     cg_decision d = cg_acl_decide_as(cg_snapshot_acl(k->snap), k->p, k->originator,
                                      CG_SVC_HTTP, CG_RIGHT_LIST, path, len, '/');
     return d.allow;
@@ -164,11 +179,14 @@ static void filtered_multistatus(http_sess *s)
     const cg_principal *p = snap ? cg_snapshot_principal_by_id(snap, s->r.principal_id) : NULL;
     char *out = NULL;
     size_t ol = 0, removed = 0;
-    keep_ctx k = {snap, p, s->r.originator[0] ? s->r.originator : NULL};
+    const cg_route_cfg *rt = s->r.route;
+    keep_ctx k = {snap, p, s->r.originator[0] ? s->r.originator : NULL, rt};
     const cg_http_head *h = &s->req.head;
     int rc = p ? cg_http_dav_filter(s->xml.p ? s->xml.p : "", s->xml.len,
                                     cg_http_str(&s->req, h->host), h->host.len,
-                                    cg_conn_info_of(s->c)->tls, keep_href, &k, &out, &ol, &removed)
+                                    cg_conn_info_of(s->c)->tls, keep_href, &k,
+                                    rt ? rt->http_prefix : NULL, rt ? rt->http_prefix_len - 1 : 0,
+                                    &out, &ol, &removed)
                : CG_E_AUTH;
     if (snap)
         cg_snapshot_release(snap);
@@ -328,7 +346,7 @@ void cg_http_upstream_eof(cg_conn *c, int status)
     if (!s->up_bytes && !s->retried && !s->r.has_body && s->out_len && idempotent) {
         s->retried = true;
         s->state = S_CONNECTING;
-        if (cg_conn_upstream_connect(c) == 0)
+        if (cg_http_connect_backend(s) == 0)
             return;
     }
     cg_http_refuse(s, &(cg_http_refusal){ .status = 502,

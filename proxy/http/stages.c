@@ -2,8 +2,9 @@
  * chain of stages run in order from one table (as h2o chains handlers):
  * the request's facts, its target, TLS, the audit place, Host, the
  * upstream, the policy snapshot, authentication, a peer's originator
- * (originator.c), method rights, Expect,
- * PROPFIND Depth, the ACL, Destination, If, the body limit, the content
+ * (originator.c), the route (route.c), method rights, Expect, PROPFIND
+ * Depth, the ACL, Destination, If (each then for the route), the body
+ * limit, the content
  * gate and its answer, forwarding. Each stage ends in "next", in one
  * refusal (cg_http_refusal, answered by request.c's one answer path) or
  * with the request handed on (forwarded, answered here, waiting). The
@@ -277,7 +278,8 @@ cg_http_step cg_http_stage_depth(http_sess *s, cg_http_stage_ctx *x, cg_http_ref
                        "<D:error xmlns:D=\"DAV:\"><D:propfind-finite-depth/></D:error>\n";
         return CG_HTTP_REFUSE;
     }
-    s->r.filter_multistatus = d1;
+    /* a remote environment's answer always: its hrefs become local paths */
+    s->r.filter_multistatus = d1 || s->r.route;
     return CG_HTTP_NEXT;
 }
 
@@ -486,12 +488,15 @@ static const struct {
     {"policy", cg_http_stage_policy},
     {"authenticate", cg_http_stage_authenticate},
     {"originator", cg_http_stage_originator},
+    {"route", cg_http_stage_route},
     {"method", cg_http_stage_method},
     {"expect", cg_http_stage_expect},
     {"depth", cg_http_stage_depth},
     {"acl", cg_http_stage_acl},
     {"destination", cg_http_stage_destination},
+    {"route destination", cg_http_stage_route_destination},
     {"if", cg_http_stage_if},
+    {"route if", cg_http_stage_route_if},
     {"body limit", cg_http_stage_body_limit},
     {"gate", cg_http_stage_gate},
     {"gate answer", cg_http_stage_gate_answer},

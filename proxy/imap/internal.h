@@ -28,6 +28,8 @@
 #define HOLD_KEEP 4096          /* hold buffer kept between responses */
 #define IN_KEEP 2048            /* client input buffer kept while idle */
 #define NAME_MAX_ 1024          /* a decoded mailbox name */
+#define ROUTED_NAME_MAX (NAME_MAX_ + 64) /* "DOMAIN:" and a name (a route's
+                                          * domain is at most 40 bytes) */
 
 enum state { S_CONNECTING, S_PREAUTH, S_LOGIN, S_AUTH, S_CLOSED };
 /* What the tagged answer of the command in flight means. */
@@ -92,6 +94,8 @@ typedef struct imap_sess {
     bool literal_plus;
     char caps_backend[2048];    /* filtered, without our own */
     bool logout;
+    const cg_route_cfg *route;  /* the remote domain the session goes to
+                                 * (its listener's route), or NULL */
 } imap_sess;
 
 /* ---- proxy/imap/out.c: wire output, the audit record, the one refusal ---- */

@@ -48,12 +48,31 @@ bool cg_imap_mailbox_decode(const imap_sess *s, const char *raw, size_t len,
 
 /* ---- policy -------------------------------------------------------------- */
 
+/* The name the ACL judges: on a routed listener (SPEC section 7) the
+ * remote domain's mailboxes are "DOMAIN:NAME", so no rule written for a
+ * local mailbox ever reaches a remote one. Into out (cap: its sizeof);
+ * false when it does not fit. */
+static bool judged_name(const imap_sess *s, const char *name, char *out, size_t cap,
+                        size_t *len)
+{
+    const cg_route_cfg *r = s->route;
+    int n = r ? snprintf(out, cap, "%s:%s", r->domain, name) : snprintf(out, cap, "%s", name);
+    if (n < 0 || (size_t)n >= cap)
+        return false;
+    *len = (size_t)n;
+    return true;
+}
+
 cg_decision cg_imap_decide(const imap_judge *j, const imap_sess *s, unsigned right,
                            const char *name)
 {
+    char full[ROUTED_NAME_MAX];
+    size_t len;
+    if (!judged_name(s, name, full, sizeof full, &len))
+        return (cg_decision){ .allow = false };
     return cg_acl_decide_as(cg_snapshot_acl(j->snap), j->p,
                             s->originator[0] ? s->originator : NULL, CG_SVC_IMAP, right,
-                            name, strlen(name), s->delim);
+                            full, len, s->delim);
 }
 
 /* Judges one right on one name; refuses on the wire when denied. */
@@ -63,10 +82,13 @@ bool cg_imap_need(cg_conn *c, imap_sess *s, const imap_judge *j, unsigned right,
     cg_decision d = cg_imap_decide(j, s, right, name);
     int64_t rule = d.rule_id;
     bool ok = d.allow;
+    char full[ROUTED_NAME_MAX];
+    size_t len;
     if (ok && subtree)
-        ok = cg_acl_subtree_clear_as(cg_snapshot_acl(j->snap), j->p,
+        ok = judged_name(s, name, full, sizeof full, &len) &&
+             cg_acl_subtree_clear_as(cg_snapshot_acl(j->snap), j->p,
                                      s->originator[0] ? s->originator : NULL, CG_SVC_IMAP,
-                                     right, name, strlen(name), s->delim, &rule);
+                                     right, full, len, s->delim, &rule);
     if (!ok) {
         char shown[NAME_MAX_ + 64];
         cg_imap_text_name(name, shown, sizeof shown);

@@ -126,6 +126,38 @@ static void backend_login(cg_conn *c, imap_sess *s, const char *user,
     s->busy = true;
 }
 
+/* A routed session (SPEC section 7): the remote gateway learns the
+ * transaction id of this login (RFC 2971 ID, before authenticating) and
+ * takes the session as NAME@local_domain with SASL EXTERNAL over the TLS
+ * client certificate of this gateway. */
+static void route_login(cg_conn *c, imap_sess *s, const cg_principal *p)
+{
+    const cg_conn_info *ci = cg_conn_info_of(c);
+    char authz[CG_NAME_MAX + 1 + 256];
+    char b64[CG_B64_ENCLEN(sizeof authz)];
+    int n = snprintf(authz, sizeof authz, "%s@%s", p->name, ci->config->local_domain);
+    size_t bl = n > 0 && (size_t)n < sizeof authz
+                    ? cg_b64_encode((const uint8_t *)authz, (size_t)n, b64, sizeof b64) : 0;
+    if (!bl) {
+        cg_imap_login_fail(c, s, "routed user name too long", false);
+        return;
+    }
+    imap_txid id;
+    cg_imap_txid(c, s, &id);
+    cg_buf o;
+    cg_buf_init(&o, OUT_MAX);
+    cg_buf_str(&o, "cgi1 ID (\"cpm-transaction-id\" ");
+    cg_imap_astring(&o, id.s, strlen(id.s));
+    cg_buf_str(&o, ")\r\ncgi2 AUTHENTICATE EXTERNAL ");
+    cg_buf_add(&o, b64, bl);
+    cg_imap_send_upstream(c, &o);
+    cg_info("conn=%llu imap routed to %s as %s txid=%s", (unsigned long long)ci->id,
+            ci->listener->route->domain, authz, id.s);
+    s->istage = I_ID;
+    s->state = S_LOGIN;
+    s->busy = true;
+}
+
 /* The login decision (SPEC section 10): a client the gateway identified
  * (cert, psk, address) logs in as itself only, by master user unless the
  * upstream says passthrough; otherwise the name must be a known, enabled
@@ -180,6 +212,16 @@ void cg_imap_login(cg_conn *c, imap_sess *s, const char *authz,
         s->principal_id = p->id;
         snprintf(s->mailbox_login, sizeof s->mailbox_login, "%s", p->mailbox);
         s->method = ci->auth_method;
+        if (ci->listener->route) {
+            /* no chains: a peer's server principal is never routed onward */
+            bool server = p->is_server;
+            if (!server)
+                route_login(c, s, p);
+            cg_snapshot_release(snap);
+            if (server)
+                cg_imap_login_fail(c, s, "a server principal is not routed onward", true);
+            return;
+        }
         cg_snapshot_release(snap);
         if (u->imap_login == CG_IMAP_LOGIN_MASTER && u->master_user &&
             u->master_password) {

@@ -244,6 +244,7 @@ static void imap_open(cg_conn *c)
     const cg_listener_cfg *l = ci->listener;
     cg_buf_init(&s->hold, HOLD_MAX + 1); /* content up to HOLD_MAX */
     s->delim = '/';
+    s->route = l->route;
     s->state = S_CONNECTING;
     if (l->tls == CG_TLS_NONE &&
         !(l->allow_plaintext && ci->auth_method == CG_AUTH_ADDRESS)) {
@@ -279,12 +280,31 @@ static void imap_open(cg_conn *c)
     cg_conn_upstream_expect(c, true);
 }
 
+/* A remote gateway that cannot be reached, whose certificate fails
+ * verification, or a route that is full: refused like a local backend
+ * that is down, and recorded here (SPEC section 7). */
+static void route_unavailable(cg_conn *c, imap_sess *s, int status)
+{
+    char reason[256];
+    snprintf(reason, sizeof reason, "route %s: %s", s->route->domain,
+             cg_conn_upstream_why(c)[0] ? cg_conn_upstream_why(c) : cg_strerror(status));
+    cg_imap_audit(c, s, "connect", s->route->domain, "error", 0, "BYE", reason);
+    cg_imap_bye(c, s, "remote gateway unavailable", "[UNAVAILABLE] %s",
+                status == CG_E_TLS     ? "remote gateway not trusted"
+                : status == CG_E_LIMIT ? "too many sessions to the remote gateway"
+                                       : "backend unavailable");
+}
+
 static void imap_upstream_connected(cg_conn *c, int status)
 {
     imap_sess *s = cg_conn_session(c);
     if (status < 0 && s->state != S_CLOSED) {
         cg_warn("conn=%llu imap: backend unavailable: %s",
                 (unsigned long long)cg_conn_info_of(c)->id, cg_strerror(status));
+        if (s->route) {
+            route_unavailable(c, s, status);
+            return;
+        }
         cg_imap_bye(c, s, "backend unavailable", "[UNAVAILABLE] backend unavailable");
     }
 }

@@ -30,6 +30,12 @@ def pki(cg_root):
 
 
 @pytest.fixture(scope='session')
+def pki_b(cg_root):
+    """A second, unrelated test PKI: a remote CPM environment's own."""
+    return cg.PKI.create(cg_root / 'pki-b')
+
+
+@pytest.fixture(scope='session')
 def dovecot(cg_root):
     """A real Dovecot on 127.0.0.1:<free> with users alice, bob, carol and
     the master user gw (password in .master_password_file)."""

@@ -1,7 +1,9 @@
 """test_demo.py — deploy/demo, the first of the project's two commands: it
 starts Dovecot, nginx and cpmgate, the GET command it prints works as
 printed, and Ctrl-C (SIGINT to its process group, as a terminal sends it)
-stops everything it started."""
+stops everything it started. Beside it runs a second environment,
+b.example: the printed commands read its shared folder through a.example's
+gateway, and both gateways record the same transaction id."""
 
 import os
 import random
@@ -15,7 +17,8 @@ import pytest
 import cg
 
 DEMO = cg.REPO / 'deploy' / 'demo'
-BASE_PORTS = (10993, 10143, 10443, 10080, 9464, 20143, 20080)
+BASE_PORTS = (10993, 10143, 10443, 10080, 9464, 20143, 20080,
+              11993, 12993, 12443, 9465, 21143, 21080)
 
 
 def free_offset():
@@ -29,12 +32,13 @@ def free_offset():
 
 def _free(port):
     import socket
-    with socket.socket() as s:
-        try:
-            s.bind(('127.0.0.1', port))
-            return True
-        except OSError:
-            return False
+    for host in ('127.0.0.1', '127.0.0.2'):
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                return False
+    return True
 
 
 def listening(port):
@@ -142,3 +146,32 @@ def test_demo_prints_a_psk_command(demo):
     assert re.search(r'-psk [0-9a-f]{64}\b', cmd)
     r = subprocess.run(['bash', '-c', cmd], capture_output=True, timeout=60)
     assert b'Hello from the content store' in r.stdout, r.stdout + r.stderr
+
+
+def test_demo_reads_a_remote_shared_folder_through_the_local_gateway(demo):
+    import json
+    text = read_instructions(demo)
+    get = command_after(text, "b.example's shared folder, read through")
+    r = subprocess.run(['bash', '-c', get], capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr.decode()
+    assert b"Hello from b.example's shared folder." in r.stdout, r.stdout
+    fetch = command_after(text, 'Remote environment over IMAP')
+    r = subprocess.run(['bash', '-c', fetch], capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr.decode()
+    assert b'Hello from b.example.' in r.stdout, r.stdout
+    lines = text.splitlines()
+    i = next(i for i, l in enumerate(lines) if l.startswith("# Both gateways' last audit"))
+    # the GET once more, then each side's last record: the same operation
+    subprocess.run(['bash', '-c', get], capture_output=True, timeout=60, check=True)
+
+    def records():
+        out = [subprocess.run(['bash', '-c', lines[i + k]], capture_output=True,
+                              timeout=60).stdout for k in (1, 2)]
+        recs = [json.loads(o) for o in out if o.strip()]
+        if len(recs) == 2 and recs[0].get('txid') == recs[1].get('origin_txid'):
+            return recs
+        return None
+    here, there = cg.wait_until(records, timeout=10, what='both records of one GET')
+    assert here['resource'] == '/remote/b.example/content/shared/hello.txt'
+    assert there['resource'] == '/content/shared/hello.txt'
+    assert there['originator'] == 'alice@a.example'

@@ -50,8 +50,16 @@ def test_compose_backends_are_internal_and_gateway_ports_published():
         assert services[backend]['depends_on']['init']['condition'] == \
             'service_completed_successfully'
     published = {published_target(p) for p in services['cpmgate']['ports']}
-    assert published == {10993, 10143, 10443, 10080, 9464}
-    assert set(services['cpmgate']['networks']) == {'backend', 'frontend'}
+    assert published == {10993, 10143, 10443, 10080, 11993, 9464}
+    assert set(services['cpmgate']['networks']) == {'backend', 'frontend', 'peering'}
+    # b.example: its backends and gateway publish nothing; its gateway is
+    # reached from a.example's over the internal peering network only
+    for name in ('dovecot-b', 'nginx-b', 'cpmgate-b'):
+        assert not services[name].get('ports'), f'{name} must not publish ports'
+    assert c['networks']['backend-b'].get('internal') is True
+    assert c['networks']['peering'].get('internal') is True
+    assert list(services['dovecot-b']['networks']) == ['backend-b']
+    assert set(services['cpmgate-b']['networks']) == {'backend-b', 'peering'}
     for name in ('init', 'dovecot', 'nginx'):
         dockerfile = services[name]['build']['dockerfile']
         text = (cg.REPO / dockerfile).read_text()
@@ -60,8 +68,8 @@ def test_compose_backends_are_internal_and_gateway_ports_published():
 
 
 def test_compose_init_builds_state_from_the_shared_sample(tmp_path):
-    state = tmp_path / 'state'
-    env = dict(os.environ, STATE=str(state), DEPLOY=str(DEPLOY),
+    state, state_b = tmp_path / 'state', tmp_path / 'state-b'
+    env = dict(os.environ, STATE=str(state), STATE_B=str(state_b), DEPLOY=str(DEPLOY),
                MKPKI=str(cg.REPO / 'tests/pki/mkpki.sh'),
                PATH=f'{cg.BUILD}:{os.environ["PATH"]}')
     out = subprocess.run(['sh', str(DEPLOY / 'compose-init')], env=env,
@@ -69,19 +77,27 @@ def test_compose_init_builds_state_from_the_shared_sample(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     made = (state / 'cpmgate.conf').read_text().splitlines()
     sample = (DEPLOY / 'cpmgate.conf').read_text().splitlines()
-    assert len(made) == len(sample)
+    # the sample, then the route to b.example appended
+    assert len(made) > len(sample) and '[route b.example]' in made[len(sample):]
     changed = [(a, b) for a, b in zip(sample, made) if a != b]
     assert changed, 'the compose configuration must rebind the listeners'
     for a, b in changed:
-        key = a.split('=')[0].strip()
-        assert key in ('listen', 'admin_listen', 'address'), (a, b)
-    # With the service names resolved as loopback, it is a valid configuration.
-    text = '\n'.join(made).replace('dovecot:20143', '127.0.0.1:20143') \
-                          .replace('nginx:20080', '127.0.0.1:20080')
-    (state / 'check.conf').write_text(text + '\n')
-    chk = subprocess.run([str(cg.BUILD / 'cpmgate'), '-t', '-c', str(state / 'check.conf')],
-                         capture_output=True, text=True, timeout=30)
-    assert chk.returncode == 0, chk.stderr
+        key = a.lstrip('; ').split('=')[0].strip()
+        assert key in ('listen', 'admin_listen', 'address', 'local_domain'), (a, b)
+    # With the service names resolved as loopback, both are valid
+    # configurations.
+    for d in (state, state_b):
+        text = (d / 'cpmgate.conf').read_text()
+        for name in ('dovecot', 'nginx', 'dovecot-b', 'nginx-b', 'cpmgate-b'):
+            text = text.replace(f'= {name}:', '= 127.0.0.1:')
+        (d / 'check.conf').write_text(text)
+        chk = subprocess.run([str(cg.BUILD / 'cpmgate'), '-t', '-c', str(d / 'check.conf')],
+                             capture_output=True, text=True, timeout=30)
+        assert chk.returncode == 0, chk.stderr
+    # b.example lets a.example's gateway act for alice@a.example there
+    ctl_b = [str(cg.BUILD / 'cpmgatectl'), '-d', str(state_b / 'policy.db')]
+    peers = subprocess.run(ctl_b + ['peer', 'list'], capture_output=True, text=True)
+    assert 'a.example' in peers.stdout and 'gw-a' in peers.stdout, peers.stdout
     # The policy it made decides as the demo's does.
     ctl = [str(cg.BUILD / 'cpmgatectl'), '-d', str(state / 'policy.db')]
     allow = subprocess.run(ctl + ['check', 'alice', 'http', 'write', '/content/x'],

@@ -40,7 +40,7 @@ def test_scale_profile_wires_postgres_two_nodes_and_one_address():
         assert not s[name].get('ports'), name
         assert list(s[name]['networks']) == ['backend'], name
     assert set(s['haproxy']['networks']) == {'backend', 'frontend'}
-    assert {published_target(p) for p in s['haproxy']['ports']} == {11993, 11443}
+    assert {published_target(p) for p in s['haproxy']['ports']} == {13993, 13443}
     assert all('127.0.0.1' in str(p) for p in s['haproxy']['ports'])
     # each node its own configuration, made once PostgreSQL holds the policy
     for n in (1, 2):

@@ -175,9 +175,22 @@ static void new_backend_conn(cg_conn *c)
 
 int cg_conn_upstream_connect(cg_conn *c)
 {
+    return cg_conn_upstream_connect_to(c, c->info.listener->upstream);
+}
+
+const char *cg_conn_upstream_why(const cg_conn *c)
+{
+    (void)c;
+    return "";
+}
+
+/* One scripted backend whatever the upstream: the script decides what it
+ * says. */
+int cg_conn_upstream_connect_to(cg_conn *c, const cg_upstream_cfg *u)
+{
     if (c->state == C_DEAD)
         __builtin_trap();
-    if (c->state != C_OPEN || !c->info.listener->upstream)
+    if (c->state != C_OPEN || !u)
         return CG_E_INVAL;
     if (c->up != U_NONE) {
         if (c->up == U_CONNECTED) {

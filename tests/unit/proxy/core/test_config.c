@@ -242,6 +242,46 @@ static void test_long_value_is_not_cut(void **state)
     cg_config_free(cfg);
 }
 
+/* A routed environment (SPEC section 7): upstreams over TLS with the
+ * gateway's own certificate, a route, an IMAP listener routed there. */
+#define LOCAL_DOMAIN "local_domain = a.example\n"
+#define UP_REMOTE(name, port)                                                 \
+    "[upstream " name "]\naddress = 127.0.0.2:" port "\ntls = yes\nca = server.pem\n" \
+    "server_name = localhost\ncertificate = server.pem\nprivate_key = server.key\n"
+#define ROUTE_B "[route b.example]\nimap = b-imap\nhttp = b-http\n"
+#define ROUTED_IMAPS                                                          \
+    "[listener imaps-b]\nprotocol = imap\nlisten = 127.0.0.1:10994\n"         \
+    "certificate = server.pem\nprivate_key = server.key\n"                    \
+    "client_ca = clients-ca.pem\nauth = cert\nroute = b.example\n"
+
+static void test_route_resolves(void **state)
+{
+    char err[600] = "";
+    int rc;
+    cg_config *cfg = load_text(GATEWAY LOCAL_DOMAIN ROUTED_IMAPS UP_REMOTE("b-imap", "993")
+                                   UP_REMOTE("b-http", "443") ROUTE_B "max_connections = 3\n",
+                               err, sizeof err, &rc);
+    assert_int_equal(rc, 0);
+    assert_string_equal(cfg->local_domain, "a.example");
+    assert_int_equal(cfg->nroutes, 1);
+    const cg_route_cfg *r = &cfg->routes[0];
+    assert_string_equal(r->domain, "b.example");
+    assert_ptr_equal(r->imap, &cfg->upstreams[0]);
+    assert_ptr_equal(r->http, &cfg->upstreams[1]);
+    assert_ptr_equal(cfg->upstreams[0].route, r);
+    assert_string_equal(r->http_prefix, "/remote/b.example/");
+    assert_int_equal(r->max_connections, 3);
+    const cg_listener_cfg *l = cg_config_listener(cfg, "imaps-b");
+    assert_ptr_equal(l->route, r);
+    assert_ptr_equal(l->upstream, r->imap);
+    /* the prefix with and without its last slash, nothing beside it */
+    assert_ptr_equal(cg_config_route_of_path(cfg, "/remote/b.example/shared/a"), r);
+    assert_ptr_equal(cg_config_route_of_path(cfg, "/remote/b.example"), r);
+    assert_null(cg_config_route_of_path(cfg, "/remote/b.examplex/a"));
+    assert_null(cg_config_route_of_path(cfg, "/d/remote/b.example/"));
+    cg_config_free(cfg);
+}
+
 struct bad_case {
     const char *text;
     const char *expect; /* ":LINE: ...substring" */
@@ -305,6 +345,45 @@ static const struct bad_case bad[] = {
     { GATEWAY "user = \xc0\xaf\n", ":4: invalid UTF-8 in line" },
     { GATEWAY "[saml]\nissuer = x\n", ":4: [saml]: idp_certificate, issuer and audience are required" },
     { GATEWAY, ":0: no [listener NAME] section" },
+    /* routes (SPEC section 7) */
+    { GATEWAY IMAPS UP_DOVECOT UP_REMOTE("b-imap", "993") "[route b.example]\nimap = b-imap\n",
+      ":23: [route b.example]: local_domain is required in [gateway]" },
+    { GATEWAY LOCAL_DOMAIN IMAPS UP_DOVECOT "[route b.example]\nimap = nowhere\n",
+      ":18: imap: no [upstream nowhere] section" },
+    { GATEWAY LOCAL_DOMAIN IMAPS UP_DOVECOT "[route b.example]\nimap = dovecot\n",
+      ":18: imap: upstream dovecot must have tls = yes" },
+    { GATEWAY LOCAL_DOMAIN IMAPS UP_DOVECOT
+      "[upstream r]\naddress = 127.0.0.2:993\ntls = yes\npin_sha256 = "
+      "0000000000000000000000000000000000000000000000000000000000000000\n"
+      "[route b.example]\nimap = r\n",
+      ":22: imap: upstream r needs certificate and private_key" },
+    { GATEWAY LOCAL_DOMAIN IMAPS UP_DOVECOT "[route b.example]\n", ":17: [route b.example]: imap or http is required" },
+    { GATEWAY LOCAL_DOMAIN IMAPS UP_DOVECOT UP_REMOTE("b-http", "443")
+      "[route b.example]\nhttp = b-http\nhttp_prefix = /remote/../b/\n",
+      ":26: http_prefix: expected /path/" },
+    { GATEWAY LOCAL_DOMAIN IMAPS UP_DOVECOT UP_REMOTE("b-http", "443") UP_REMOTE("c-http", "444")
+      "[route b.example]\nhttp = b-http\n[route c.example]\nhttp = c-http\nhttp_prefix = /remote/\n",
+      ":35: http_prefix: /remote/ overlaps [route b.example]'s /remote/b.example/" },
+    { GATEWAY LOCAL_DOMAIN IMAPS UP_DOVECOT "[route bad/name]\n", ":17: invalid route domain 'bad/name'" },
+    { GATEWAY "local_domain = A..example\n" IMAPS UP_DOVECOT UP_REMOTE("b-imap", "993")
+      "[route b.example]\nimap = b-imap\n",
+      ":4: local_domain: expected a DNS name in lower case" },
+    { GATEWAY LOCAL_DOMAIN IMAPS UP_DOVECOT UP_REMOTE("b-imap", "993")
+      "[route B.example]\nimap = b-imap\n",
+      ":24: [route B.example]: expected a DNS name in lower case" },
+    { GATEWAY LOCAL_DOMAIN ROUTED_IMAPS UP_REMOTE("b-imap", "993") "[route b.example]\nhttp = b-imap\n",
+      ":12: route: [route b.example] has no imap upstream" },
+    { GATEWAY LOCAL_DOMAIN ROUTED_IMAPS "upstream = dovecot\n" UP_DOVECOT UP_REMOTE("b-imap", "993") "[route b.example]\nimap = b-imap\n",
+      ":12: route and upstream exclude each other" },
+    { GATEWAY LOCAL_DOMAIN ROUTED_IMAPS "upstream = b-imap\n" UP_REMOTE("b-imap", "993") ROUTE_B,
+      ":22: imap: upstream b-imap is also [listener imaps-b]'s backend" },
+    { GATEWAY LOCAL_DOMAIN ROUTED_IMAPS UP_REMOTE("b-imap", "993") UP_REMOTE("b-http", "443")
+      "[route c.example]\nimap = b-imap\n",
+      ":12: route: no [route b.example] section" },
+    { GATEWAY LOCAL_DOMAIN "[listener imaps-b]\nprotocol = imap\nlisten = 127.0.0.1:10994\n"
+      "certificate = server.pem\nprivate_key = server.key\nauth = login\nroute = b.example\n"
+      UP_REMOTE("b-imap", "993") UP_REMOTE("b-http", "443") ROUTE_B,
+      ":10: auth: a routed listener identifies its clients itself" },
     { "[listener a]\nprotocol = imap\n", ":0: no [gateway] section" },
 };
 
@@ -443,6 +522,7 @@ int main(void)
         cmocka_unit_test(test_spec_example_loads),
         cmocka_unit_test(test_long_value_is_not_cut),
         cmocka_unit_test(test_bad_files_name_their_line),
+        cmocka_unit_test(test_route_resolves),
         cmocka_unit_test(test_line_over_4096_is_refused),
         cmocka_unit_test(test_nul_byte_is_refused_not_cut),
         cmocka_unit_test(test_utf8_and_crlf_are_accepted),

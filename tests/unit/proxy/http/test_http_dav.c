@@ -148,7 +148,7 @@ static void test_filter(void **state)
     size_t ol = 0, removed = 0;
     int calls = 0;
     assert_int_equal(cg_http_dav_filter(xml, strlen(xml), HOST, strlen(HOST), true,
-                                        keep_public, &calls, &out, &ol, &removed), 0);
+                                        keep_public, &calls, NULL, 0, &out, &ol, &removed), 0);
     assert_int_equal(removed, 4);
     assert_non_null(strstr(out, "<D:href>/d/</D:href>"));
     assert_non_null(strstr(out, "<D:href>/d/pub/</D:href>"));
@@ -157,12 +157,24 @@ static void test_filter(void **state)
     assert_null(strstr(out, "/x<"));
     free(out);
 
+    /* a remote environment's answer: each href kept gets the route's
+     * prefix, so the client addresses it through this gateway */
+    out = NULL;
+    assert_int_equal(cg_http_dav_filter(xml, strlen(xml), HOST, strlen(HOST), true,
+                                        keep_public, &calls, "/remote/b.example", 17, &out, &ol,
+                                        &removed), 0);
+    assert_int_equal(removed, 4);
+    assert_non_null(strstr(out, "<D:href>/remote/b.example/d/</D:href>"));
+    assert_non_null(strstr(out, "<D:href>/remote/b.example/d/pub/</D:href>"));
+    assert_null(strstr(out, "<D:href>/d/"));
+    free(out);
+
     /* a DOCTYPE (entities, external DTD) is refused outright */
     const char *evil = "<?xml version=\"1.0\"?><!DOCTYPE m [<!ENTITY e \"x\">]>"
                        "<D:multistatus xmlns:D=\"DAV:\">" RESP("/d/&e;") "</D:multistatus>";
     out = NULL;
     assert_true(cg_http_dav_filter(evil, strlen(evil), HOST, strlen(HOST), true, keep_public,
-                                   &calls, &out, &ol, &removed) < 0);
+                                   &calls, NULL, 0, &out, &ol, &removed) < 0);
     assert_null(out);
     /* nesting past the bound (a prop value is the backend's to choose) */
     char deep[4096];
@@ -173,14 +185,14 @@ static void test_filter(void **state)
         dn += (size_t)snprintf(deep + dn, sizeof deep - dn, "</D:x>");
     dn += (size_t)snprintf(deep + dn, sizeof deep - dn, "</D:multistatus>");
     assert_true(dn < sizeof deep);
-    assert_true(cg_http_dav_filter(deep, dn, HOST, strlen(HOST), true, keep_public, &calls,
+    assert_true(cg_http_dav_filter(deep, dn, HOST, strlen(HOST), true, keep_public, &calls, NULL, 0,
                                    &out, &ol, &removed) < 0);
     assert_null(out);
     /* not a multistatus, or not XML */
     const char *other = "<x/>";
     assert_true(cg_http_dav_filter(other, strlen(other), HOST, strlen(HOST), true, keep_public,
-                                   &calls, &out, &ol, &removed) < 0);
-    assert_true(cg_http_dav_filter("<<", 2, HOST, strlen(HOST), true, keep_public, &calls,
+                                   &calls, NULL, 0, &out, &ol, &removed) < 0);
+    assert_true(cg_http_dav_filter("<<", 2, HOST, strlen(HOST), true, keep_public, &calls, NULL, 0,
                                    &out, &ol, &removed) < 0);
 }
 

@@ -91,8 +91,9 @@ static cg_http_step run_to(one *o, cg_http_stage_fn last)
     static const cg_http_stage_fn order[] = {
         cg_http_stage_request, cg_http_stage_target, cg_http_stage_host,
         cg_http_stage_upstream, cg_http_stage_policy, cg_http_stage_authenticate,
-        cg_http_stage_method, cg_http_stage_expect, cg_http_stage_depth, cg_http_stage_acl,
-        cg_http_stage_destination, cg_http_stage_if, cg_http_stage_body_limit,
+        cg_http_stage_originator, cg_http_stage_route, cg_http_stage_method, cg_http_stage_expect, cg_http_stage_depth,
+        cg_http_stage_acl, cg_http_stage_destination, cg_http_stage_route_destination,
+        cg_http_stage_if, cg_http_stage_route_if, cg_http_stage_body_limit,
     };
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
         memset(&o->no, 0, sizeof o->no);
@@ -396,6 +397,128 @@ static void test_tls_stage_redirects_a_plaintext_listener(void **state)
     finish(o);
 }
 
+/* A remote environment under /content/alice/b/ (alice may do all there
+ * in the driver's policy), reached through a TLS upstream named
+ * gw.b.example. */
+static cg_upstream_cfg remote_up = {
+    .name = "b-http", .address = "127.0.0.2:443", .tls = true, .server_name = "gw.b.example",
+};
+static cg_route_cfg route_b = {
+    .domain = "b.example", .http = &remote_up, .http_prefix = "/content/alice/b/",
+    .http_prefix_len = 17, .max_connections = 4,
+};
+static cg_config routed_cfg = {
+    .local_domain = "a.example", .routes = &route_b, .nroutes = 1,
+};
+
+static one *start_routed(const char *head)
+{
+    one *o = start(&listener, head, true);
+    o->ci.config = &routed_cfg;
+    return o;
+}
+
+/* head, routed, is refused with status at stage last. */
+static void routed_refused_at(const char *head, cg_http_stage_fn last, int status)
+{
+    one *o = start_routed(head);
+    assert_int_equal(run_to(o, last), CG_HTTP_REFUSE);
+    assert_int_equal(o->no.status, status);
+    finish(o);
+}
+
+static void test_route_stage_sends_a_prefixed_path_to_the_remote_gateway(void **state)
+{
+    (void)state;
+    one *o = start_routed("GET /content/alice/b/shared/a%20b HTTP/1.1\r\nHost: gw\r\n\r\n");
+    assert_int_equal(run_to(o, cg_http_stage_body_limit), CG_HTTP_NEXT);
+    assert_ptr_equal(o->s.r.route, &route_b);
+    assert_string_equal(o->s.r.fwd_canon, "/shared/a%20b");
+    assert_string_equal(o->s.r.route_user, "alice@a.example");
+    assert_string_equal(o->s.r.fwd_host, "gw.b.example");
+    /* the local ACL judged the full local path */
+    assert_string_equal(o->s.r.path, "/content/alice/b/shared/a b");
+    finish(o);
+
+    /* the prefix without its slash is the remote root; beside it, local */
+    o = start_routed("PROPFIND /content/alice/b HTTP/1.1\r\nHost: gw\r\nDepth: 0\r\n\r\n");
+    assert_int_equal(run_to(o, cg_http_stage_body_limit), CG_HTTP_NEXT);
+    assert_string_equal(o->s.r.fwd_canon, "/");
+    assert_true(o->s.r.filter_multistatus); /* hrefs made local */
+    finish(o);
+    o = start_routed("GET /content/alice/bx HTTP/1.1\r\nHost: gw\r\n\r\n");
+    assert_int_equal(run_to(o, cg_http_stage_body_limit), CG_HTTP_NEXT);
+    assert_null(o->s.r.route);
+    finish(o);
+}
+
+static void test_route_stage_refuses_a_request_that_has_an_originator(void **state)
+{
+    (void)state;
+    /* a request a peer's server principal made for a remote user (the
+     * originator stage honoured its CPM-Originator) */
+    one *o = start_routed("GET /content/alice/b/x HTTP/1.1\r\nHost: gw\r\n\r\n");
+    assert_int_equal(run_to(o, cg_http_stage_authenticate), CG_HTTP_NEXT);
+    snprintf(o->s.r.originator, sizeof o->s.r.originator, "mallory@c.example");
+    assert_int_equal(cg_http_stage_route(&o->s, &o->x, &o->no), CG_HTTP_REFUSE);
+    assert_int_equal(o->no.status, 508);
+    assert_string_equal(o->s.r.decision, "deny");
+    finish(o);
+}
+
+static void test_route_destination_stays_in_one_environment(void **state)
+{
+    (void)state;
+    one *o = start_routed("MOVE /content/alice/b/x HTTP/1.1\r\nHost: gw\r\n"
+                          "Destination: https://gw/content/alice/b/y%20z\r\n\r\n");
+    assert_int_equal(run_to(o, cg_http_stage_body_limit), CG_HTTP_NEXT);
+    assert_string_equal(o->x.dest_canon, "/y%20z");
+    finish(o);
+
+    /* out of the remote environment, or into it from here: another server */
+    routed_refused_at("COPY /content/alice/b/x HTTP/1.1\r\nHost: gw\r\n"
+                      "Destination: /content/alice/y\r\n\r\n",
+                      cg_http_stage_route_destination, 502);
+    routed_refused_at("COPY /content/alice/y HTTP/1.1\r\nHost: gw\r\n"
+                      "Destination: /content/alice/b/y\r\n\r\n",
+                      cg_http_stage_route_destination, 502);
+}
+
+static void test_route_if_tags_lose_the_prefix(void **state)
+{
+    (void)state;
+    one *o = start_routed("PUT /content/alice/b/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 1\r\n"
+                          "If: <https://gw/content/alice/b/x> (<urn:t:1>) <https://gw/content/alice/b> "
+                          "([\"e\"])\r\n\r\n");
+    assert_int_equal(run_to(o, cg_http_stage_body_limit), CG_HTTP_NEXT);
+    assert_string_equal(o->x.if_out, "</x> (<urn:t:1>) </> ([\"e\"])");
+    finish(o);
+
+    routed_refused_at("PUT /content/alice/b/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 1\r\n"
+                      "If: </content/alice/x> (<urn:t:1>)\r\n\r\n",
+                      cg_http_stage_route_if, 502);
+}
+
+/* The head a remote gateway gets: the route's originator and transaction
+ * id, never the client's own fields of those names, no principal header. */
+static void test_routed_head_carries_originator_and_transaction_id(void **state)
+{
+    (void)state;
+    one *o = start_routed("GET /content/alice/b/x HTTP/1.1\r\nHost: gw\r\n"
+                          "CPM-Originator: forged@c.example\r\n"
+                          "CPM-Transaction-Id: forged\r\n\r\n");
+    assert_int_equal(run_to(o, cg_http_stage_body_limit), CG_HTTP_NEXT);
+    assert_int_equal(cg_http_forward_head(&o->s, &o->ci, NULL, NULL), 0);
+    const char *h = o->s.out;
+    assert_non_null(strstr(h, "GET /x HTTP/1.1\r\nHost: gw.b.example\r\n"));
+    assert_non_null(strstr(h, "\r\nCPM-Originator: alice@a.example\r\n"));
+    assert_non_null(strstr(h, "\r\nCPM-Transaction-Id: t.1\r\n"));
+    assert_null(strstr(h, "forged"));
+    assert_null(strstr(h, "X-Remote-User"));
+    free(o->s.out);
+    finish(o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -413,6 +536,11 @@ int main(void)
         cmocka_unit_test(test_body_limit_stage_refuses_a_declared_body_past_max_body),
         cmocka_unit_test(test_tls_stage_redirects_a_plaintext_listener),
         cmocka_unit_test(test_gate_stages_go_on_or_refuse_as_the_gate_answers),
+        cmocka_unit_test(test_route_stage_sends_a_prefixed_path_to_the_remote_gateway),
+        cmocka_unit_test(test_route_stage_refuses_a_request_that_has_an_originator),
+        cmocka_unit_test(test_route_destination_stays_in_one_environment),
+        cmocka_unit_test(test_route_if_tags_lose_the_prefix),
+        cmocka_unit_test(test_routed_head_carries_originator_and_transaction_id),
     };
     return cmocka_run_group_tests(tests, setup_all, NULL);
 }
