@@ -21,23 +21,9 @@
 #include "policy/snapshot.h"
 #include "store/db.h"
 #include "store/policy_store.h"
+#include "tests/bench/bench_util.h"
 
 #define PRINCIPALS 1000
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void check(int rc, const char *what, const char *err)
-{
-    if (rc < 0) {
-        fprintf(stderr, "bench_rebuild: %s: %s\n", what, err ? err : "error");
-        exit(1);
-    }
-}
 
 /* A FROM item with a column i from 0 to n - 1. */
 static void series(char *out, size_t cap, long n, bool pg)
