@@ -200,6 +200,7 @@ static void warn_restart_only(const cg_config *n)
         return;
     const cg_config *o = cur->cfg;
     if (n->workers != o->workers || str_differs(n->policy_db, o->policy_db) ||
+        str_differs(n->policy_db_password, o->policy_db_password) ||
         str_differs(n->audit_db, o->audit_db) || str_differs(n->audit_key, o->audit_key) ||
         n->audit_fail_closed != o->audit_fail_closed ||
         str_differs(n->admin_listen, o->admin_listen) || n->admin_timeout != o->admin_timeout ||

@@ -68,7 +68,8 @@ void cg_pstore_mark_changed(cg_pstore *s);
 
 /* A second connection that LISTENs for the store's notifications, read
  * without blocking (its socket is watched by an event loop). Opening
- * blocks (connect); the rest is for one thread at a time. */
+ * blocks (connect), and a failure marks the store down; the rest is for
+ * one thread at a time. */
 typedef struct cg_pslisten cg_pslisten;
 int cg_pslisten_open(cg_pstore *s, cg_pslisten **out, const char **error_r)
     __attribute__((warn_unused_result));

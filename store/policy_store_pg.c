@@ -306,6 +306,8 @@ int cg_pslisten_open(cg_pstore *s, cg_pslisten **out, const char **error_r)
             *error_r = cg_say("policy database %s: LISTEN failed: %s", s->label,
                               PQerrorMessage(l->conn));
         cg_pslisten_close(l);
+        /* no notifications, no following: down until a reconnect */
+        atomic_store(&s->up, false);
         return CG_E_DB;
     }
     *out = l;
