@@ -471,7 +471,10 @@ int main(int argc, char **argv)
          * outage, allowing anything would fail open */
         char label[512];
         cg_pstore_redact(cfg->policy_db, label, sizeof label);
-        cg_error("policy database %s: %s", label, why ? why : "cannot read");
+        if (why && strstr(why, label)) /* the store's sentence names it */
+            cg_error("%s", why);
+        else
+            cg_error("policy database %s: %s", label, why ? why : "cannot read");
         return start_failed(rt);
     }
     import_policy_log();
