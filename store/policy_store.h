@@ -1,8 +1,9 @@
 /* policy_store.h — the policy database behind one interface: open, load a
  * snapshot through a visitor, notice committed changes, and the edits that
- * cpmgatectl makes. Only this layer speaks SQL, so another backend
- * (PostgreSQL, LISTEN/NOTIFY) can slot in beside SQLite.
- * Every edit runs in one transaction together with its policy_log row. */
+ * cpmgatectl makes. Only this layer speaks SQL; the database is a SQLite
+ * file or PostgreSQL (shared by several gateways, changes announced by
+ * NOTIFY). Every edit runs in one transaction together with its
+ * policy_log row. */
 #ifndef CG_POLICY_STORE_H
 #define CG_POLICY_STORE_H
 
