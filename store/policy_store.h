@@ -50,7 +50,9 @@ bool cg_pstore_up(cg_pstore *s);
 void cg_pstore_redact(const char *in, char *out, size_t cap);
 
 /* Copies the whole policy of from into to (either backend), ids kept, in
- * one transaction of to with its policy_log row. The target must hold no
+ * one transaction of to with its policy_log row; from's policy_log rows
+ * too (same numbers) when to has none, so gateways that copy the log into
+ * their audit chains go on where they were. The target must hold no
  * policy unless replace, which removes what it holds in the same
  * transaction (CG_E_EXISTS otherwise). summary: what was copied. */
 int cg_pstore_copy(cg_pstore *from, cg_pstore *to, bool replace, char *summary, size_t cap,
