@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/cg_error.h"
+#include "common/cg_remote.h"
 #include "common/cg_util.h"
 #include "store/policy_store_impl.h"
 
@@ -40,9 +41,17 @@ int cg_pstore_rule_add(cg_pstore *s, bool deny, const char *subject, const char 
     if (rc < 0)
         return rc;
     int64_t subject_id;
+    char remote[CG_REMOTE_USER_MAX + 1];
     if (strcmp(subject, "*") != 0)
         rc = subject[0] == '@' ? cg_ps_group_id(s, subject + 1, &subject_id, error_r)
                                : cg_ps_principal_id(s, subject, &subject_id, error_r);
+    /* SPEC 7: a remote user (user@DOMAIN, *@DOMAIN) is no principal of
+     * this store; the name of a local principal stays that principal */
+    if (rc == CG_E_NOTFOUND && subject[0] != '@' &&
+        cg_remote_user(subject, strlen(subject), true, remote, sizeof remote, NULL)) {
+        subject = remote;
+        rc = 0;
+    }
     char t[CG_TIME_LEN];
     int64_t id = 0;
     bool found;

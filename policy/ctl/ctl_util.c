@@ -177,7 +177,8 @@ int ctl_dispatch(ctl_ctx *ctx, const ctl_cmd *rows, size_t nrows, int argc, char
         return CTL_USAGE;
     }
     ctl_args a = { .cmd = row, .rows = rows, .nrows = nrows,
-                   .sub = skip > 0 ? argv[skip] : NULL };
+                   .sub = skip > 0 ? argv[skip] : NULL, .argc = argc, .argv = argv,
+                   .skip = skip };
     if (parse_args(row, argc, argv, skip, &a) != CTL_OK)
         return ctl_usage(&a);
     return row->fn(ctx, &a);
@@ -187,6 +188,23 @@ const char *ctl_opt(const ctl_args *a, const char *name)
 {
     int i = index_of(name, a->cmd->opts);
     return i >= 0 ? a->val[i] : NULL;
+}
+
+size_t ctl_opt_all(const ctl_args *a, const char *name, const char **out, size_t max)
+{
+    size_t n = 0;
+    /* the words as parse_args took them: an option's value is never an option */
+    for (int i = 1; i < a->argc; i++) {
+        if (i == a->skip || !is_option(a->argv[i]) || index_of(a->argv[i], a->cmd->opts) < 0)
+            continue;
+        if (i + 1 < a->argc && strcmp(a->argv[i], name) == 0) {
+            if (n < max)
+                out[n] = a->argv[i + 1];
+            n++;
+        }
+        i++;
+    }
+    return n;
 }
 
 bool ctl_flag(const ctl_args *a, const char *name)

@@ -60,6 +60,9 @@ const key_def cg_config_keys[] = {
     { S_GATEWAY, "audit_checkpoint_seconds", K_UINT, G(audit_checkpoint_seconds), "5", 1, 86400, NULL },
     { S_GATEWAY, "log_level", K_ENUM, G(log_level), "info", 0, 0, e_log_level },
     { S_GATEWAY, "log_format", K_ENUM, G(log_format), "text", 0, 0, e_log_format },
+    { S_GATEWAY, "node_id", K_STR, G(node_id), NULL, 0, 0, NULL }, /* default: host name */
+    { S_GATEWAY, "policy_max_age", K_DURATION, G(policy_max_age), NULL, 1, 86400 * 365, NULL },
+    { S_GATEWAY, "policy_cache", K_PATH, G(policy_cache), NULL, 0, 0, NULL },
 
     { S_LISTENER, "protocol", K_ENUM, L(protocol), NULL, 0, 0, e_protocol },
     { S_LISTENER, "listen", K_STR, L(listen), NULL, 0, 0, NULL },

@@ -116,9 +116,9 @@ static void on_handover(uv_async_t *a)
         watch(l);
 }
 
-int cg_policy_listen_start(uv_loop_t *loop, cg_pstore *s, void (*wake)(void))
+int cg_policy_listen_start(uv_loop_t *loop, cg_pstore *s, const char *db, void (*wake)(void))
 {
-    if (!cg_pstore_is_pg(s))
+    if (s ? !cg_pstore_is_pg(s) : !cg_pstore_url(db))
         return 0;
     int rc = uv_mutex_init(&L.mu);
     if (rc < 0)
@@ -134,6 +134,14 @@ int cg_policy_listen_start(uv_loop_t *loop, cg_pstore *s, void (*wake)(void))
     atomic_store(&L.need_listener, true);
     L.on = true;
     return 0;
+}
+
+void cg_policy_listen_attach(cg_pstore *s)
+{
+    if (L.on && !L.store) {
+        L.store = s;
+        atomic_store(&L.need_listener, true);
+    }
 }
 
 void cg_policy_listen_stop(void)
@@ -176,7 +184,7 @@ static bool reconnect(uint64_t now)
 
 bool cg_policy_listen_tend(void)
 {
-    if (!L.on)
+    if (!L.on || !L.store)
         return true;
     uint64_t now = uv_hrtime() / 1000000u;
     if (!cg_pstore_up(L.store) && !reconnect(now))

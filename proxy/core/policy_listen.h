@@ -16,9 +16,13 @@
 
 /* Main thread, before the policy thread starts. wake: makes the policy
  * thread look now (any thread). 0, or a negative libuv code; a no-op for
- * a SQLite store. */
-int cg_policy_listen_start(uv_loop_t *loop, cg_pstore *s, void (*wake)(void))
+ * a SQLite store. s may be NULL for a store not open yet (a gateway
+ * started from its policy cache): db, the policy_db value, says whether
+ * it is PostgreSQL, and cg_policy_listen_attach gives the store later. */
+int cg_policy_listen_start(uv_loop_t *loop, cg_pstore *s, const char *db, void (*wake)(void))
     __attribute__((warn_unused_result));
+/* Policy thread: the store, once it could be opened. */
+void cg_policy_listen_attach(cg_pstore *s);
 /* Main thread, after the policy thread stopped. */
 void cg_policy_listen_stop(void);
 /* Policy thread, before each look at the store: reconnects a store that

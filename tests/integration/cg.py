@@ -765,6 +765,24 @@ def standard_sections(pki, dovecot, nginx, admin=True):
     }
 
 
+def http_alice_gateway(factory, pki, nginx, gateway=None, start=True):
+    """A gateway (started unless start is false) serving nginx over HTTPS
+    to alice at 127.0.0.1 (auth address), with `gateway` keys added to
+    [gateway]."""
+    g = factory({
+        'gateway': dict(gateway or {}),
+        'listener content': {
+            'protocol': 'http', 'tls': 'implicit',
+            'certificate': pki.server_cert, 'private_key': pki.server_key,
+            'auth': 'address', 'upstream': 'nginx'},
+        'upstream nginx': nginx.upstream(),
+    })
+    g.ctl_ok('principal', 'add', 'alice')
+    g.ctl_ok('cred', 'add', 'alice', 'address', '127.0.0.1/32')
+    g.ctl_ok('acl', 'allow', 'alice', '*', '*', 'all')
+    return g.start() if start else g
+
+
 def merge_sections(base, overrides):
     """A copy of base with overrides merged per section (None drops a key,
     a section mapped to None is removed)."""
