@@ -357,12 +357,13 @@ int main(int argc, char **argv)
     if (cg_policy_start(cfg, &why) < 0) {
         /* no policy, no gateway: refusing everything would look like an
          * outage, allowing anything would fail open */
-        char label[512];
+        char label[512], named[600];
         cg_pstore_redact(cfg->policy_db, label, sizeof label);
-        if (why && strstr(why, label)) /* the store's sentence names it */
+        snprintf(named, sizeof named, "policy database %s", label);
+        if (why && strstr(why, named)) /* the store's sentence says it */
             cg_error("%s", why);
         else
-            cg_error("policy database %s: %s", label, why ? why : "cannot read");
+            cg_error("%s: %s", named, why ? why : "cannot read");
         return start_failed(rt);
     }
     if (open_content_db(cfg, &why) < 0) {
