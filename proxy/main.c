@@ -89,6 +89,7 @@ static void warn_restart_only(const cg_config *n)
         return;
     const cg_config *o = cur->cfg;
     if (n->workers != o->workers || str_differs(n->policy_db, o->policy_db) ||
+        str_differs(n->policy_db_password, o->policy_db_password) ||
         str_differs(n->audit_db, o->audit_db) || str_differs(n->audit_key, o->audit_key) ||
         n->audit_fail_closed != o->audit_fail_closed ||
         str_differs(n->admin_listen, o->admin_listen) || n->admin_timeout != o->admin_timeout ||
@@ -356,9 +357,13 @@ int main(int argc, char **argv)
     if (cg_policy_start(cfg, &why) < 0) {
         /* no policy, no gateway: refusing everything would look like an
          * outage, allowing anything would fail open */
-        char label[512];
+        char label[512], named[600];
         cg_pstore_redact(cfg->policy_db, label, sizeof label);
-        cg_error("policy database %s: %s", label, why ? why : "cannot read");
+        snprintf(named, sizeof named, "policy database %s", label);
+        if (why && strstr(why, named)) /* the store's sentence says it */
+            cg_error("%s", why);
+        else
+            cg_error("%s: %s", named, why ? why : "cannot read");
         return start_failed(rt);
     }
     if (open_content_db(cfg, &why) < 0) {

@@ -39,6 +39,8 @@ void cg_pspg_close(cg_pstore *s);
 /* One command without arguments or rows ("BEGIN", "COMMIT"). */
 int cg_pspg_exec(cg_pstore *s, const char *sql, const char **error_r)
     __attribute__((warn_unused_result));
+/* Marks the store down when its connection is gone. */
+void cg_pspg_check(cg_pstore *s);
 /* ROLLBACK; a failure leaves nothing to undo. */
 void cg_pspg_rollback(cg_pstore *s);
 /* The sentence for the connection's last error; marks the store down when

@@ -1,7 +1,8 @@
 /* store/policy_copy.c — a whole policy from one store into another
  * (SQLite to PostgreSQL and back): every table read in one read
  * transaction of the source, written with its ids in one transaction of
- * the target together with its policy_log row. */
+ * the target together with its policy_log row; the source's change log
+ * too when the target has none. */
 #include <stdio.h>
 #include <string.h>
 
@@ -14,18 +15,25 @@
  * type of each ('i' integer, 't' text, 'b' blob). */
 static const struct table {
     const char *name, *cols, *types;
-    bool ids; /* an id column the target's counter must pass */
+    const char *id; /* a counted column the target's counter must pass */
 } tables[] = {
-    { "principal", "id, name, kind, mailbox, enabled, created", "itttit", true },
+    { "principal", "id, name, kind, mailbox, enabled, created", "itttit", "id" },
     { "credential", "id, principal_id, type, value, secret, ha1_md5, ha1_sha256, created",
-      "iittbttt", true },
-    { "grp", "id, name, created", "itt", true },
-    { "grp_member", "group_id, principal_id", "ii", false },
+      "iittbttt", "id" },
+    { "grp", "id, name, created", "itt", "id" },
+    { "grp_member", "group_id, principal_id", "ii", NULL },
     { "acl_rule", "id, effect, subject, service, pattern, rights, comment, created",
-      "ittttitt", true },
-    { "pubkey", "id, key_id, principal_id, alg, pem, created", "itittt", true },
-    { "require_signed", "pattern, created", "tt", false },
-    { "peer", "domain, principal_id, auth, created", "titt", false },
+      "ittttitt", "id" },
+    { "pubkey", "id, key_id, principal_id, alg, pem, created", "itittt", "id" },
+    { "require_signed", "pattern, created", "tt", NULL },
+    { "peer", "domain, principal_id, auth, created", "titt", NULL },
+};
+
+/* The change log goes along into a target that has none, with its
+ * numbers: a gateway that has copied rows 1..n into its audit chain
+ * goes on at n + 1 on the new store. */
+static const struct table log_table = {
+    "policy_log", "seq, time, actor, operation, detail", "itttt", "seq",
 };
 
 typedef struct copy_row {
@@ -68,11 +76,11 @@ static int copy_table(cg_pstore *from, cg_pstore *to, const struct table *t, int
     copy_row c = { to, t, insert, error_r, 0 };
     int rc = cg_ps_each(from, select, one_row, &c, error_r);
     *count = c.n;
-    if (rc == 0 && t->ids && to->pg) {
+    if (rc == 0 && t->id && to->pg) {
         /* the next id the target hands out follows the copied ones */
         char sql[200];
-        snprintf(sql, sizeof sql, "SELECT setval(pg_get_serial_sequence('%s', 'id'), "
-                 "coalesce(max(id), 0) + 1, false) FROM %s", t->name, t->name);
+        snprintf(sql, sizeof sql, "SELECT setval(pg_get_serial_sequence('%s', '%s'), "
+                 "coalesce(max(%s), 0) + 1, false) FROM %s", t->name, t->id, t->id, t->name);
         rc = cg_ps_done(to, cg_ps_prep(to, error_r, sql, ""), NULL, error_r);
     }
     return rc;
@@ -119,15 +127,21 @@ int cg_pstore_copy(cg_pstore *from, cg_pstore *to, bool replace, char *summary, 
     if (rc == 0)
         rc = cg_ps_read_begin(from, error_r);
     bool reading = rc == 0;
-    int64_t n[CG_ARRAY_LEN(tables)] = { 0 };
+    int64_t n[CG_ARRAY_LEN(tables)] = { 0 }, logged = 0, nlog = 0;
     for (size_t i = 0; rc == 0 && i < CG_ARRAY_LEN(tables); i++)
         rc = copy_table(from, to, &tables[i], &n[i], error_r);
+    bool found;
+    if (rc == 0)
+        rc = cg_ps_one_int(to, cg_ps_prep(to, error_r, "SELECT count(*) FROM policy_log", ""),
+                           &logged, &found, error_r);
+    if (rc == 0 && logged == 0)
+        rc = copy_table(from, to, &log_table, &nlog, error_r);
     if (reading)
         rc = cg_ps_read_end(from, rc, error_r);
     snprintf(summary, cap, "%lld principals, %lld credentials, %lld groups, %lld rules, "
-             "%lld keys, %lld signed patterns, %lld peers",
+             "%lld keys, %lld signed patterns, %lld peers, %lld log rows",
              (long long)n[0], (long long)n[1], (long long)n[2], (long long)n[4],
-             (long long)n[5], (long long)n[6], (long long)n[7]);
+             (long long)n[5], (long long)n[6], (long long)n[7], (long long)nlog);
     char detail[1200];
     snprintf(detail, sizeof detail, "from %.500s%s: %s", from->label,
              replace ? " (replacing)" : "", summary);

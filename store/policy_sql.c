@@ -182,6 +182,7 @@ static int pg_outcome(cg_pstore *s, const PGresult *r, const char **error_r)
     const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
     const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
     *error_r = msg ? cg_say("policy database: %s", msg) : cg_pspg_error(s);
+    cg_pspg_check(s);
     if (state && strncmp(state, "23", 2) == 0)
         return CG_E_EXISTS;
     if (state && (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0))

@@ -1,8 +1,9 @@
 /* policy_store.h — the policy database behind one interface: open, load a
  * snapshot through a visitor, notice committed changes, and the edits that
- * cpmgatectl makes. Only this layer speaks SQL, so another backend
- * (PostgreSQL, LISTEN/NOTIFY) can slot in beside SQLite.
- * Every edit runs in one transaction together with its policy_log row. */
+ * cpmgatectl makes. Only this layer speaks SQL; the database is a SQLite
+ * file or PostgreSQL (shared by several gateways, changes announced by
+ * NOTIFY). Every edit runs in one transaction together with its
+ * policy_log row. */
 #ifndef CG_POLICY_STORE_H
 #define CG_POLICY_STORE_H
 
@@ -49,7 +50,9 @@ bool cg_pstore_up(cg_pstore *s);
 void cg_pstore_redact(const char *in, char *out, size_t cap);
 
 /* Copies the whole policy of from into to (either backend), ids kept, in
- * one transaction of to with its policy_log row. The target must hold no
+ * one transaction of to with its policy_log row; from's policy_log rows
+ * too (same numbers) when to has none, so gateways that copy the log into
+ * their audit chains go on where they were. The target must hold no
  * policy unless replace, which removes what it holds in the same
  * transaction (CG_E_EXISTS otherwise). summary: what was copied. */
 int cg_pstore_copy(cg_pstore *from, cg_pstore *to, bool replace, char *summary, size_t cap,
@@ -68,7 +71,8 @@ void cg_pstore_mark_changed(cg_pstore *s);
 
 /* A second connection that LISTENs for the store's notifications, read
  * without blocking (its socket is watched by an event loop). Opening
- * blocks (connect); the rest is for one thread at a time. */
+ * blocks (connect), and a failure marks the store down; the rest is for
+ * one thread at a time. */
 typedef struct cg_pslisten cg_pslisten;
 int cg_pslisten_open(cg_pstore *s, cg_pslisten **out, const char **error_r)
     __attribute__((warn_unused_result));

@@ -102,14 +102,25 @@ void cg_pstore_redact(const char *in, char *out, size_t cap)
 
 /* ---- the connection ------------------------------------------------------------ */
 
-const char *cg_pspg_error(cg_pstore *s)
+/* The sentence for connection c's last error (its first line). */
+static const char *conn_error(const char *label, const PGconn *c, const char *otherwise)
 {
     char msg[CG_SAY_MAX];
-    cg_strlcpy(msg, s->pg ? PQerrorMessage(s->pg) : "no connection", sizeof msg);
+    cg_strlcpy(msg, c ? PQerrorMessage(c) : "", sizeof msg);
     msg[strcspn(msg, "\n")] = '\0';
-    if (s->pg && PQstatus(s->pg) != CONNECTION_OK)
+    return cg_say("policy database %s: %s", label, msg[0] ? msg : otherwise);
+}
+
+void cg_pspg_check(cg_pstore *s)
+{
+    if (!s->pg || PQstatus(s->pg) != CONNECTION_OK)
         atomic_store(&s->up, false);
-    return cg_say("policy database %s: %s", s->label, msg);
+}
+
+const char *cg_pspg_error(cg_pstore *s)
+{
+    cg_pspg_check(s);
+    return conn_error(s->label, s->pg, "no connection");
 }
 
 int cg_pspg_exec(cg_pstore *s, const char *sql, const char **error_r)
@@ -120,6 +131,7 @@ int cg_pspg_exec(cg_pstore *s, const char *sql, const char **error_r)
     if (t != PGRES_COMMAND_OK && t != PGRES_TUPLES_OK) {
         const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
         *error_r = msg ? cg_say("policy database %s: %s", s->label, msg) : cg_pspg_error(s);
+        cg_pspg_check(s);
         const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
         rc = state && (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0)
                  ? CG_E_BUSY : CG_E_DB;
@@ -154,10 +166,7 @@ static PGconn *connect_db(const cg_pstore *s, const char **error_r)
         return NULL;
     }
     if (PQstatus(c) != CONNECTION_OK) {
-        char msg[CG_SAY_MAX];
-        cg_strlcpy(msg, PQerrorMessage(c), sizeof msg);
-        msg[strcspn(msg, "\n")] = '\0';
-        *error_r = cg_say("policy database %s: %s", s->label, msg);
+        *error_r = conn_error(s->label, c, "cannot connect");
         PQfinish(c);
         return NULL;
     }
@@ -303,9 +312,10 @@ int cg_pslisten_open(cg_pstore *s, cg_pslisten **out, const char **error_r)
     PQclear(r);
     if (!ok) {
         if (l->conn)
-            *error_r = cg_say("policy database %s: LISTEN failed: %s", s->label,
-                              PQerrorMessage(l->conn));
+            *error_r = conn_error(s->label, l->conn, "LISTEN failed");
         cg_pslisten_close(l);
+        /* no notifications, no following: down until a reconnect */
+        atomic_store(&s->up, false);
         return CG_E_DB;
     }
     *out = l;
@@ -321,11 +331,7 @@ int cg_pslisten_read(cg_pslisten *l, bool *notified, const char **error_r)
 {
     *notified = false;
     if (PQconsumeInput(l->conn) != 1 || PQstatus(l->conn) != CONNECTION_OK) {
-        char msg[CG_SAY_MAX];
-        cg_strlcpy(msg, PQerrorMessage(l->conn), sizeof msg);
-        msg[strcspn(msg, "\n")] = '\0';
-        *error_r = cg_say("policy database %s: %s", l->store->label,
-                          msg[0] ? msg : "connection lost");
+        *error_r = conn_error(l->store->label, l->conn, "connection lost");
         atomic_store(&l->store->up, false);
         return CG_E_DB;
     }

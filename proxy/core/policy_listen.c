@@ -193,9 +193,9 @@ bool cg_policy_listen_tend(void)
         cg_pslisten *l = NULL;
         const char *err = NULL;
         if (cg_pslisten_open(L.store, &l, &err) < 0) {
-            /* the next tick tries again; the store's own state says more */
+            /* the store is down now: reconnect() says so and backs off */
             cg_debug("policy: LISTEN failed: %s", err ? err : "?");
-            return cg_pstore_up(L.store);
+            return false;
         }
         atomic_store(&L.need_listener, false);
         uv_mutex_lock(&L.mu);

@@ -16,25 +16,11 @@
 #include "store/policy_rules.h"
 #include "store/policy_store.h"
 #include "policy/snapshot.h"
+#include "tests/bench/bench_util.h"
 
 #define NPRINCIPALS 1000
 #define NGROUPS 50
 #define NRULES 10000
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void check(int rc, const char *what, const char *err)
-{
-    if (rc < 0) {
-        fprintf(stderr, "bench_acl: %s: %s\n", what, err ? err : "error");
-        exit(1);
-    }
-}
 
 int main(int argc, char **argv)
 {

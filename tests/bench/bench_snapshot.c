@@ -22,25 +22,11 @@
 #include "policy/identity.h"
 #include "store/policy_store.h"
 #include "policy/snapshot.h"
+#include "tests/bench/bench_util.h"
 
 #define N 10000
 #define LOOKUPS 2000000
 #define ACQUIRES 4000000
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void check(int rc, const char *what, const char *err)
-{
-    if (rc < 0) {
-        fprintf(stderr, "bench_snapshot: %s: %s\n", what, err ? err : "error");
-        exit(1);
-    }
-}
 
 static void fpr_of(int i, uint8_t fpr[32])
 {

@@ -142,16 +142,18 @@ def throwaway(root):
         c.destroy()
 
 
-def rows(db, sql):
-    """The rows of a query on a policy database: a SQLite file's path, or
-    a PostgreSQL URL (whose values come back as text)."""
+def rows(db, sql, write=False):
+    """The rows of a statement on a policy database: a SQLite file's path,
+    or a PostgreSQL URL (whose values come back as text). write: the
+    statement may change it (committed)."""
     if '://' not in str(db):
-        con = sqlite3.connect(f'file:{db}?mode=ro', uri=True)
+        con = sqlite3.connect(f'file:{db}?mode={"rw" if write else "ro"}', uri=True)
         try:
-            return con.execute(sql).fetchall()
+            with con:
+                return con.execute(sql).fetchall()
         finally:
             con.close()
-    r = subprocess.run([find_bin('psql'), '-X', '-A', '-t', '-F', '\x1f', '-R', '\x1e',
+    r = subprocess.run([find_bin('psql'), '-X', '-q', '-A', '-t', '-F', '\x1f', '-R', '\x1e',
                         '-v', 'ON_ERROR_STOP=1', '-d', str(db), '-c', sql],
                        capture_output=True, text=True, timeout=60)
     if r.returncode != 0:

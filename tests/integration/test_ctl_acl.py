@@ -1,8 +1,9 @@
 """cpmgatectl acl / check (SPEC sections 4 and 9) end to end against a real
-policy database, a SQLite file and a PostgreSQL database alike: rules are added with their ids, listed (text and --json),
-removed; check explains every decision with the deciding rule and exits 0
-for allow and 3 for deny; each change writes its policy_log row; and bad
-input exits 1 with one line on stderr and changes nothing."""
+policy database, a SQLite file and a PostgreSQL database alike: rules are
+added with their ids, listed (text and --json), removed; check explains
+every decision with the deciding rule and exits 0 for allow and 3 for
+deny; each change writes its policy_log row; and bad input exits 1 with
+one line on stderr and changes nothing."""
 
 import json
 

@@ -117,3 +117,36 @@ def test_a_change_made_while_the_nodes_were_away_is_loaded_on_return(nodes, pki,
     all_say(nodes, pki, 403)
     cluster.psql("DELETE FROM acl_rule WHERE effect = 'deny'")
     all_say(nodes, pki, 200)
+
+
+def test_the_password_comes_from_a_file_and_is_never_logged(gateway_factory, pki, nginx,
+                                                            cluster, tmp_path, monkeypatch):
+    cluster.psql(f'CREATE DATABASE cg_pw_node OWNER {pg.PASSWORD_ROLE}', db='postgres')
+    # cpmgatectl (the harness's init and edits) reads its own variable;
+    # the gateway only policy_db_password_file
+    ctl_pw = tmp_path / 'ctl.password'
+    ctl_pw.write_text(pg.PASSWORD + '\n')
+    monkeypatch.setenv('CPMGATE_DB_PASSWORD_FILE', str(ctl_pw))
+
+    def node(password):
+        g = gateway_factory({
+            'gateway': {'policy_db': cluster.tcp_url(db='cg_pw_node'),
+                        'policy_db_password_file': 'pg.password'},
+            'listener content': {
+                'protocol': 'http', 'tls': 'implicit',
+                'certificate': pki.server_cert, 'private_key': pki.server_key,
+                'auth': 'address', 'upstream': 'nginx'},
+            'upstream nginx': nginx.upstream(),
+        })
+        (g.dir / 'pg.password').write_text(password + '\n')
+        return g
+
+    good = node(pg.PASSWORD).start()
+    assert status(good, pki) == 403  # serving the policy (which admits nobody)
+    assert pg.PASSWORD not in good.log()
+    bad = node('wrong-Password-5').start(wait=False)
+    cg.wait_until(lambda: not bad.alive(), timeout=20, what='cpmgate to give up')
+    assert bad.stop() == 1
+    assert 'password authentication failed' in bad.log()
+    assert bad.log().count('postgresql://cg_pw@127.0.0.1') == 1  # named once
+    assert 'wrong-Password-5' not in bad.log() and pg.PASSWORD not in bad.log()

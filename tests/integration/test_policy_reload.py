@@ -3,14 +3,14 @@ changes without a restart or signal (SPEC sections 2 and 8): a removed PSK
 and a replaced PSK key are refused on the next connection, a removed
 principal is refused, a group change reaches the next request; and an edit
 that would silently drop a deny rule (one that cannot be compiled) is not
-applied: the gateway keeps its current policy until the database is fixed."""
+applied: the gateway keeps its current policy until the database is fixed.
+All of it on a SQLite file and on PostgreSQL."""
 
 import json
-import sqlite3
-
 import pytest
 
 import cg
+import pg
 
 KEY1 = '00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff'
 KEY2 = 'ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100'
@@ -18,9 +18,14 @@ LOGOUT = b'a1 LOGOUT\r\n'
 SRC = '127.0.0.21'  # frank's address (address auth on the content listener)
 
 
-@pytest.fixture(scope='module')
-def gw(module_gateway_factory, pki, dovecot, nginx):
+@pytest.fixture(scope='module', params=['sqlite', 'postgresql'])
+def gw(request, module_gateway_factory, pki, dovecot, nginx):
+    """One gateway per backend: a policy.db file, then a PostgreSQL URL."""
+    gateway = {}
+    if request.param == 'postgresql':
+        gateway['policy_db'] = request.getfixturevalue('pg_cluster').fresh_db('cg_reload')
     g = module_gateway_factory({
+        'gateway': gateway,
         'listener imaps': {
             'protocol': 'imap', 'tls': 'implicit',
             'certificate': pki.server_cert, 'private_key': pki.server_key,
@@ -100,18 +105,13 @@ def test_a_deny_rule_that_cannot_be_compiled_keeps_the_current_policy(gw):
     cg.wait_until(lambda: psk_ok(gw, 'bob-desk', KEY1), timeout=3, what='PSK accepted')
     start = gw.log_size()
     # cpmgatectl refuses such a pattern; a hand edit of the file does not
-    con = sqlite3.connect(gw.policy_db)
-    with con:
-        con.execute("INSERT INTO acl_rule (effect, subject, service, pattern, rights, created) "
-                    "VALUES ('deny', 'bob', 'imap', 'secret/${user', 31, 'now')")
-        rid = con.execute('SELECT max(id) FROM acl_rule').fetchone()[0]
-    con.close()
+    rid = int(pg.rows(gw.policy_db,
+                      "INSERT INTO acl_rule (effect, subject, service, pattern, rights, created) "
+                      "VALUES ('deny', 'bob', 'imap', 'secret/${user', 31, 'now') RETURNING id",
+                      write=True)[0][0])
     gw.wait_log(r'reload failed, keeping the current policy.*deny rule %d' % rid, timeout=3,
                 start=start)
     gw.ctl_ok('cred', 'remove', 'bob', cred_id(gw, 'bob', 'bob-desk'))
-    con = sqlite3.connect(gw.policy_db)
-    with con:
-        con.execute('DELETE FROM acl_rule WHERE id = ?', (rid,))
-    con.close()
+    pg.rows(gw.policy_db, f'DELETE FROM acl_rule WHERE id = {rid}', write=True)
     cg.wait_until(lambda: not psk_ok(gw, 'bob-desk', KEY1), timeout=3,
                   what='policy reloaded once the database compiles again')
