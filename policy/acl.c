@@ -390,6 +390,56 @@ static int cmp_rule(const void *a, const void *b)
     return x->info.id < y->info.id ? -1 : x->info.id > y->info.id;
 }
 
+/* A name and the index it has in the array it came from. */
+typedef struct name_ix {
+    const char *name;
+    uint32_t idx;
+} name_ix;
+
+static int cmp_name_ix(const void *a, const void *b)
+{
+    const name_ix *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+static const char *principal_name(const void *arr, size_t i)
+{
+    return ((const cg_principal *)arr)[i].name;
+}
+
+static const char *group_name(const void *arr, size_t i)
+{
+    return ((const char *const *)arr)[i];
+}
+
+/* The n names of arr sorted (ties by index); NULL when out of memory. */
+static name_ix *names_sorted(size_t n, const char *(*name)(const void *, size_t), const void *arr)
+{
+    name_ix *v = malloc((n ? n : 1) * sizeof *v);
+    if (!v)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        v[i] = (name_ix){ name(arr, i), (uint32_t)i };
+    if (n)
+        qsort(v, n, sizeof *v, cmp_name_ix);
+    return v;
+}
+
+/* The lowest index holding name, or -1 (as the first match of a walk). */
+static long name_find(const name_ix *v, size_t n, const char *name)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(v[mid].name, name) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && strcmp(v[lo].name, name) == 0 ? (long)v[lo].idx : -1;
+}
+
 static void builder_free(cg_acl_builder *b)
 {
     for (size_t i = 0; i < b->n; i++)
@@ -411,6 +461,18 @@ cg_acl *cg_acl_build(cg_acl_builder *b, const cg_principal *principals, size_t n
         *error_r = "out of memory";
         return NULL;
     }
+    /* subjects are found by name in sorted indexes: a million rules over
+     * thousands of principals must not compare every pair */
+    name_ix *pnames = names_sorted(np, principal_name, principals);
+    name_ix *gnames = names_sorted(ng, group_name, groups);
+    if (!pnames || !gnames) {
+        free(pnames);
+        free(gnames);
+        free(acl);
+        builder_free(b);
+        *error_r = "out of memory";
+        return NULL;
+    }
     if (b->n)
         qsort(b->rules, b->n, sizeof *b->rules, cmp_rule);
     /* resolve subjects; rules naming nobody that exists grant nothing */
@@ -423,21 +485,19 @@ cg_acl *cg_acl_build(cg_acl_builder *b, const cg_principal *principals, size_t n
             r->subject_kind = 2;
             ok = true;
         } else if (s[0] == '@') {
-            for (size_t g = 0; g < ng; g++)
-                if (strcmp(groups[g], s + 1) == 0) {
-                    r->subject_kind = 1;
-                    r->subject_idx = (uint32_t)g;
-                    ok = true;
-                    break;
-                }
+            long g = name_find(gnames, ng, s + 1);
+            if (g >= 0) {
+                r->subject_kind = 1;
+                r->subject_idx = (uint32_t)g;
+                ok = true;
+            }
         } else {
-            for (size_t p = 0; p < np; p++)
-                if (strcmp(principals[p].name, s) == 0) {
-                    r->subject_kind = 0;
-                    r->subject_idx = (uint32_t)p;
-                    ok = true;
-                    break;
-                }
+            long p = name_find(pnames, np, s);
+            if (p >= 0) {
+                r->subject_kind = 0;
+                r->subject_idx = (uint32_t)p;
+                ok = true;
+            }
             /* not a local principal: a remote user or a whole remote
              * domain (SPEC 7), in its one spelling */
             char norm[CG_REMOTE_USER_MAX + 1];
@@ -453,6 +513,8 @@ cg_acl *cg_acl_build(cg_acl_builder *b, const cg_principal *principals, size_t n
         }
         b->rules[kept++] = *r;
     }
+    free(pnames);
+    free(gnames);
     acl->rules = b->rules;
     acl->nrules = kept;
     b->rules = NULL;
