@@ -282,6 +282,8 @@ static void async_cb(uv_async_t *a)
 static void worker_main(void *arg)
 {
     cg_worker *w = arg;
+    /* named for perf/top: profiles attribute samples by thread */
+    (void)pthread_setname_np(pthread_self(), "cg-worker");
     uv_run(&w->loop, UV_RUN_DEFAULT);
     cg_upstream_pool_clear(w);
     uv_run(&w->loop, UV_RUN_DEFAULT);
