@@ -338,7 +338,7 @@ def main():
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--conns", type=int, default=50)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--idle", type=int, default=5000)
+    ap.add_argument("--idle", type=int, default=10000)
     ap.add_argument("--bulk-mib", type=int, default=256)
     ap.add_argument("--peers", default=None, help="comma list to run a subset")
     ap.add_argument("--noaudit-build", default=None,
