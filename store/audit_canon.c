@@ -38,6 +38,15 @@ static void put_str(cg_buf *b, const char *s)
     const unsigned char *p = (const unsigned char *)s;
     size_t len = strlen(s);
     while (*p) {
+        /* a run of printable ASCII other than '"' and '\\' goes as it is,
+         * in one copy (most fields are nothing else) */
+        const unsigned char *run = p;
+        while (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\')
+            p++;
+        if (p > run) {
+            cg_buf_add(b, run, (size_t)(p - run));
+            continue;
+        }
         unsigned c = *p;
         const char *esc = NULL;
         switch (c) {
