@@ -14,6 +14,7 @@
 
 #include "common/cg_buf.h"
 #include "common/cg_error.h"
+#include "common/cg_remote.h"
 #include "common/cg_util.h"
 #include "policy/acl_impl.h"
 
@@ -212,7 +213,8 @@ static size_t bucket_index(const cg_acl *acl, const rule *r)
 {
     size_t subj = r->subject_kind == 0   ? r->subject_idx
                   : r->subject_kind == 1 ? acl->nprincipals + r->subject_idx
-                                         : acl->nprincipals + acl->ngroups;
+                  : r->subject_kind == 2 ? acl->nprincipals + acl->ngroups
+                                         : acl->nprincipals + acl->ngroups + 1 + r->subject_idx;
     return subj * 3 + (size_t)r->info.service;
 }
 
@@ -339,6 +341,49 @@ int cg_acl_builder_add(cg_acl_builder *b, int64_t id, bool deny, const char *sub
     return 0;
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The distinct remote subjects, sorted; each remote rule gets its index. */
+static int index_remote(cg_acl *acl)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < acl->nrules; i++)
+        n += acl->rules[i].subject_kind == 3;
+    acl->remote = calloc(n ? n : 1, sizeof *acl->remote);
+    if (!acl->remote)
+        return CG_E_NOMEM;
+    for (size_t i = 0; i < acl->nrules; i++)
+        if (acl->rules[i].subject_kind == 3)
+            acl->remote[acl->nremote++] = acl->rules[i].info.subject;
+    if (acl->nremote)
+        qsort(acl->remote, acl->nremote, sizeof *acl->remote, cmp_str);
+    size_t kept = 0;
+    for (size_t i = 0; i < acl->nremote; i++)
+        if (kept == 0 || strcmp(acl->remote[kept - 1], acl->remote[i]) != 0)
+            acl->remote[kept++] = acl->remote[i];
+    acl->nremote = kept;
+    for (size_t i = 0; i < acl->nrules; i++) {
+        rule *r = &acl->rules[i];
+        if (r->subject_kind != 3)
+            continue;
+        const char **hit = bsearch(&r->info.subject, acl->remote, acl->nremote,
+                                   sizeof *acl->remote, cmp_str);
+        r->subject_idx = (uint32_t)(hit - acl->remote);
+    }
+    return 0;
+}
+
+int cg_acl__remote_index(const cg_acl *acl, const char *subject)
+{
+    const char **hit = acl->nremote ? bsearch(&subject, acl->remote, acl->nremote,
+                                              sizeof *acl->remote, cmp_str)
+                                    : NULL;
+    return hit ? (int)(hit - acl->remote) : -1;
+}
+
 static int cmp_rule(const void *a, const void *b)
 {
     const rule *x = a, *y = b;
@@ -393,6 +438,14 @@ cg_acl *cg_acl_build(cg_acl_builder *b, const cg_principal *principals, size_t n
                     ok = true;
                     break;
                 }
+            /* not a local principal: a remote user or a whole remote
+             * domain (SPEC 7), in its one spelling */
+            char norm[CG_REMOTE_USER_MAX + 1];
+            if (!ok && cg_remote_user(s, strlen(s), true, norm, sizeof norm, NULL)) {
+                memcpy((char *)s, norm, strlen(s)); /* only the domain's case differs */
+                r->subject_kind = 3;
+                ok = true;
+            }
         }
         if (!ok) {
             free_rule(r);
@@ -407,7 +460,12 @@ cg_acl *cg_acl_build(cg_acl_builder *b, const cg_principal *principals, size_t n
     builder_free(b);
     acl->nprincipals = np;
     acl->ngroups = ng;
-    size_t nb = (np + ng + 1) * 3;
+    if (index_remote(acl) < 0) {
+        cg_acl_free(acl);
+        *error_r = "out of memory";
+        return NULL;
+    }
+    size_t nb = (np + ng + 1 + acl->nremote) * 3;
     acl->buckets = calloc(nb, sizeof *acl->buckets);
     acl->pool = calloc(kept ? kept : 1, sizeof *acl->pool);
     if (!acl->buckets || !acl->pool) {
@@ -456,6 +514,7 @@ void cg_acl_free(cg_acl *acl)
     for (size_t i = 0; i < acl->nrules; i++)
         free_rule(&acl->rules[i]);
     free(acl->rules);
+    free(acl->remote);
     free(acl->buckets);
     free(acl->pool);
     free(acl->index);

@@ -42,7 +42,9 @@ int cg_acl_pattern_check(const char *pattern, const char **error_r)
     __attribute__((warn_unused_result));
 
 /* Building, done by the snapshot builder. Subjects are resolved against
- * the principals and groups of the snapshot being built. */
+ * the principals and groups of the snapshot being built; a subject that
+ * names no local principal but reads "user@DOMAIN" or "*@DOMAIN" is a
+ * remote user or domain (SPEC 7). */
 typedef struct cg_acl_builder cg_acl_builder;
 cg_acl_builder *cg_acl_builder_new(void);
 int cg_acl_builder_add(cg_acl_builder *b, int64_t id, bool deny,
@@ -67,6 +69,20 @@ cg_decision cg_acl_decide(const cg_acl *acl, const cg_principal *p,
 bool cg_acl_subtree_clear(const cg_acl *acl, const cg_principal *p,
                           int service, unsigned right, const char *prefix,
                           size_t len, char delim, int64_t *rule_id);
+
+/* The same for a server principal p acting for a remote user (SPEC 7):
+ * originator is "user@domain" in its normal spelling (common/cg_remote.h),
+ * NULL for p itself. The rules that apply: those of p, of p's groups,
+ * of "user@domain" and of "*@domain"; of everyone ("*") only the denies.
+ * Deny wins over allow whichever subject either names; ${user} expands
+ * to the originator. */
+cg_decision cg_acl_decide_as(const cg_acl *acl, const cg_principal *p,
+                             const char *originator, int service, unsigned right,
+                             const char *resource, size_t len, char delim);
+bool cg_acl_subtree_clear_as(const cg_acl *acl, const cg_principal *p,
+                             const char *originator, int service, unsigned right,
+                             const char *prefix, size_t len, char delim,
+                             int64_t *rule_id);
 
 /* One pattern against one name, outside any rule set (signed-only paths):
  * 0 with *matched telling whether it matches, or CG_E_INVAL for a pattern

@@ -32,7 +32,7 @@ typedef struct rule {
     uint32_t head;     /* leading literal and ${user} elements */
     uint8_t kind;
     bool has_user;
-    uint8_t subject_kind; /* 0 principal, 1 group, 2 everyone */
+    uint8_t subject_kind; /* 0 principal, 1 group, 2 everyone, 3 remote user */
     uint32_t subject_idx;
 } rule;
 
@@ -60,9 +60,13 @@ struct cg_acl {
     rule *rules;   /* sorted by id */
     size_t nrules;
     /* buckets[subject][service]: subject 0..np-1 principals, np..np+ng-1
-     * groups, np+ng everyone; service 0 = '*', 1 = imap, 2 = http */
+     * groups, np+ng everyone, then the remote subjects (SPEC 7);
+     * service 0 = '*', 1 = imap, 2 = http */
     bucket *buckets;
     size_t nprincipals, ngroups;
+    const char **remote; /* "user@domain" and "*@domain", sorted, distinct
+                          * (the rules' own subject strings) */
+    size_t nremote;
     uint32_t *pool; /* storage of every bucket's index lists */
     pentry *index;
     size_t index_mask;
@@ -104,6 +108,7 @@ typedef struct subject_ctx {
     char delim;
     bool user_ok;   /* the ${user} expansion fits */
     bool res_inbox; /* the name starts with INBOX in some case */
+    bool remote;    /* the principal acts for a remote user (SPEC 7) */
 } subject_ctx;
 
 static inline unsigned char res_at(const subject_ctx *m, const char *s, size_t i)
@@ -111,6 +116,11 @@ static inline unsigned char res_at(const subject_ctx *m, const char *s, size_t i
     unsigned char c = (unsigned char)s[i];
     return m->res_inbox && i < 5 ? (unsigned char)toupper(c) : c;
 }
+
+/* The index of a remote subject ("user@domain", "*@domain") among
+ * acl->remote, or -1 when no rule names it. */
+int cg_acl__remote_index(const cg_acl *acl, const char *subject)
+    __attribute__((warn_unused_result));
 
 /* Compiles a pattern's text into elements (at most MAX_PATTERN); elems may
  * be NULL to only validate. 0 or CG_E_INVAL with *error_r. */

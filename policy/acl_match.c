@@ -9,10 +9,12 @@
  * no match is deny. The decision path allocates nothing and takes no lock. */
 #include "policy/acl.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
 #include "common/cg_error.h"
+#include "common/cg_remote.h"
 #include "policy/acl_impl.h"
 
 /* ---- matching --------------------------------------------------------- */
@@ -189,19 +191,43 @@ static void match_below(const rule *r, const subject_ctx *m, const char *s, size
 
 /* ---- deciding --------------------------------------------------------- */
 
-#define MAX_SUBJECTS 258
+#define MAX_SUBJECTS 260
 
-/* The subjects whose rules apply to p: itself, its groups, everyone. */
-static size_t subjects_of(const cg_acl *acl, const cg_principal *p, size_t out[MAX_SUBJECTS])
+/* The subjects whose rules apply to p: itself, its groups, everyone; when
+ * p acts for a remote user (SPEC 7), also "user@domain" and "*@domain".
+ * Returns the count; *everyone is the position of the everyone subject. */
+static size_t subjects_of(const cg_acl *acl, const cg_principal *p, const char *originator,
+                          size_t out[MAX_SUBJECTS], size_t *everyone)
 {
     size_t n = 0;
     if (p->idx < acl->nprincipals)
         out[n++] = p->idx;
-    for (uint32_t g = 0; g < p->ngroups && n < MAX_SUBJECTS - 1; g++)
+    for (uint32_t g = 0; g < p->ngroups && n < MAX_SUBJECTS - 3; g++)
         if (p->groups[g] < acl->ngroups)
             out[n++] = acl->nprincipals + p->groups[g];
+    *everyone = n;
     out[n++] = acl->nprincipals + acl->ngroups;
+    const char *at = originator ? strchr(originator, '@') : NULL;
+    if (at && acl->nremote) {
+        size_t base = acl->nprincipals + acl->ngroups + 1;
+        int i = cg_acl__remote_index(acl, originator);
+        if (i >= 0)
+            out[n++] = base + (size_t)i;
+        char any[CG_REMOTE_USER_MAX + 2];
+        if ((size_t)snprintf(any, sizeof any, "*%s", at) < sizeof any &&
+            (i = cg_acl__remote_index(acl, any)) >= 0)
+            out[n++] = base + (size_t)i;
+    }
     return n;
+}
+
+/* Acting for a remote user, the allows of everyone ("*": every local
+ * principal) grant nothing: a catch-all such as "allow * imap INBOX*"
+ * would otherwise open the whole shared mailbox to every remote user.
+ * Its denies still apply, as a deny anywhere does. */
+static bool allow_counts(const subject_ctx *m, size_t b, size_t everyone)
+{
+    return !m->remote || b / 2 != everyone;
 }
 
 /* Bucket i of 2*n: subject i/2, for service '*' (even) or the service. */
@@ -210,10 +236,15 @@ static const bucket *bucket_of(const cg_acl *acl, const size_t *subj, size_t i, 
     return &acl->buckets[subj[i / 2] * 3 + (i % 2 ? (size_t)service : 0)];
 }
 
-static void init_ctx(subject_ctx *m, const cg_principal *p, int service, const char *res,
-                     size_t len, char delim)
+/* ${user} is the mailbox (IMAP) or the name of the principal, or the
+ * remote user's address when the principal acts for one. */
+static void init_ctx(subject_ctx *m, const cg_principal *p, const char *originator,
+                     int service, const char *res, size_t len, char delim)
 {
-    m->user = service == CG_SVC_IMAP && p->mailbox ? p->mailbox : p->name;
+    m->remote = originator != NULL;
+    m->user = originator                               ? originator
+              : service == CG_SVC_IMAP && p->mailbox ? p->mailbox
+                                                     : p->name;
     m->ulen = strlen(m->user);
     m->user_ok = m->ulen <= MAX_USER;
     m->delim = delim;
@@ -224,11 +255,24 @@ static void init_ctx(subject_ctx *m, const cg_principal *p, int service, const c
 cg_decision cg_acl_decide(const cg_acl *acl, const cg_principal *p, int service, unsigned right,
                           const char *resource, size_t len, char delim)
 {
+    return cg_acl_decide_as(acl, p, NULL, service, right, resource, len, delim);
+}
+
+bool cg_acl_subtree_clear(const cg_acl *acl, const cg_principal *p, int service, unsigned right,
+                          const char *prefix, size_t len, char delim, int64_t *rule_id)
+{
+    return cg_acl_subtree_clear_as(acl, p, NULL, service, right, prefix, len, delim, rule_id);
+}
+
+cg_decision cg_acl_decide_as(const cg_acl *acl, const cg_principal *p, const char *originator,
+                             int service, unsigned right, const char *resource, size_t len,
+                             char delim)
+{
     cg_decision d = { false, 0 };
     if (!acl || !p || !p->enabled || (service != CG_SVC_IMAP && service != CG_SVC_HTTP))
         return d;
     subject_ctx m;
-    init_ctx(&m, p, service, resource, len, delim);
+    init_ctx(&m, p, originator, service, resource, len, delim);
     int64_t deny_id = 0, allow_id = 0;
     /* hashes of the name's prefixes, as far as any rule's prefix reaches */
     uint64_t ph[MAX_PATTERN + 1];
@@ -236,9 +280,10 @@ cg_decision cg_acl_decide(const cg_acl *acl, const cg_principal *p, int service,
     ph[0] = FNV_BASIS;
     for (size_t i = 0; i < reach; i++)
         ph[i + 1] = (ph[i] ^ res_at(&m, resource, i)) * FNV_PRIME;
-    size_t subj[MAX_SUBJECTS];
-    size_t nb = 2 * subjects_of(acl, p, subj);
+    size_t subj[MAX_SUBJECTS], everyone;
+    size_t nb = 2 * subjects_of(acl, p, originator, subj, &everyone);
     for (size_t b = 0; b < nb; b++) {
+        bool allows = allow_counts(&m, b, everyone);
         uint32_t bi = (uint32_t)(subj[b / 2] * 3 + (b % 2 ? (size_t)service : 0));
         const bucket *bk = &acl->buckets[bi];
         for (uint32_t l = 0; l < bk->nlens && bk->lens[l] <= reach; l++) {
@@ -252,7 +297,7 @@ cg_decision cg_acl_decide(const cg_acl *acl, const cg_principal *p, int service,
                 if (r->info.deny) {
                     if ((deny_id == 0 || r->info.id < deny_id) && match(r, &m, resource, len))
                         deny_id = r->info.id;
-                } else if (deny_id == 0 && (allow_id == 0 || r->info.id < allow_id) &&
+                } else if (allows && deny_id == 0 && (allow_id == 0 || r->info.id < allow_id) &&
                            match(r, &m, resource, len)) {
                     allow_id = r->info.id;
                 }
@@ -268,8 +313,9 @@ cg_decision cg_acl_decide(const cg_acl *acl, const cg_principal *p, int service,
     return d;
 }
 
-bool cg_acl_subtree_clear(const cg_acl *acl, const cg_principal *p, int service, unsigned right,
-                          const char *prefix, size_t len, char delim, int64_t *rule_id)
+bool cg_acl_subtree_clear_as(const cg_acl *acl, const cg_principal *p, const char *originator,
+                             int service, unsigned right, const char *prefix, size_t len,
+                             char delim, int64_t *rule_id)
 {
     int64_t dummy;
     if (!rule_id)
@@ -284,13 +330,14 @@ bool cg_acl_subtree_clear(const cg_acl *acl, const cg_principal *p, int service,
     if (n == 0 || below[n - 1] != delim)
         below[n++] = delim;
     subject_ctx m;
-    init_ctx(&m, p, service, below, n, delim);
+    init_ctx(&m, p, originator, service, below, n, delim);
     bool clear = true;
-    size_t subj[MAX_SUBJECTS];
-    size_t nb = 2 * subjects_of(acl, p, subj);
+    size_t subj[MAX_SUBJECTS], everyone;
+    size_t nb = 2 * subjects_of(acl, p, originator, subj, &everyone);
     for (size_t b = 0; b < nb; b++) {
         const bucket *bk = bucket_of(acl, subj, b, service);
-        for (uint32_t k = 0; k < bk->ndeny + bk->nallow; k++) {
+        uint32_t nk = bk->ndeny + (allow_counts(&m, b, everyone) ? bk->nallow : 0);
+        for (uint32_t k = 0; k < nk; k++) {
             bool is_deny = k < bk->ndeny;
             const rule *r = &acl->rules[is_deny ? bk->deny[k] : bk->allow[k - bk->ndeny]];
             if (!(r->info.rights & right))

@@ -29,6 +29,15 @@ typedef struct cg_snapshot cg_snapshot;
 int cg_snapshot_build(struct cg_pstore *store, cg_snapshot **out,
                       const char **error_r) __attribute__((warn_unused_result));
 
+/* Builds a snapshot from another source of the same calls, e.g. a
+ * recorded policy (store/policy_cache.h): load calls v's callbacks with
+ * ctx as cg_pstore_load would. */
+struct cg_pstore_visitor;
+typedef int (*cg_snapshot_loader)(void *src, const struct cg_pstore_visitor *v, void *ctx,
+                                  const char **error_r);
+int cg_snapshot_build_with(cg_snapshot_loader load, void *src, cg_snapshot **out,
+                           const char **error_r) __attribute__((warn_unused_result));
+
 /* Reference counting (atomic). A snapshot is freed at its last release. */
 cg_snapshot *cg_snapshot_ref(cg_snapshot *s);
 void cg_snapshot_release(cg_snapshot *s);

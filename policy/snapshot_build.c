@@ -501,7 +501,18 @@ static int compile_acl(cg_snapshot *s, build_ctx *b, const char **error_r)
 
 static atomic_uint_fast64_t built_generations;
 
+static int load_store(void *src, const cg_pstore_visitor *v, void *ctx, const char **error_r)
+{
+    return cg_pstore_load(src, v, ctx, error_r);
+}
+
 int cg_snapshot_build(struct cg_pstore *store, cg_snapshot **out, const char **error_r)
+{
+    return cg_snapshot_build_with(load_store, store, out, error_r);
+}
+
+int cg_snapshot_build_with(cg_snapshot_loader load, void *src, cg_snapshot **out,
+                           const char **error_r)
 {
     const char *dummy;
     if (!error_r)
@@ -525,7 +536,7 @@ int cg_snapshot_build(struct cg_pstore *store, cg_snapshot **out, const char **e
         .peer = v_peer,
     };
     const char *err = NULL;
-    int rc = cg_pstore_load(store, &v, &b, &err);
+    int rc = load(src, &v, &b, &err);
     if (rc < 0)
         *error_r = cg_say("cannot read the policy: %s", b.error ? b.error : err ? err : "?");
     if (rc == 0)

@@ -1,8 +1,9 @@
 /* main.c — the cpmgate daemon: loads the configuration, starts the audit
  * writer, the first policy snapshot and the worker threads, then runs the
  * main loop for signals (HUP reload, TERM/INT drain, USR1 audit rotation),
- * the certificate files it follows and the admin listener. The policy watcher has a thread of its own: a
- * large snapshot build must not stall /healthz. */
+ * the certificate files it follows and the admin listener. The policy
+ * watcher (policy_watch.c) has a thread of its own: a large snapshot build
+ * must not stall /healthz. */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -29,12 +30,11 @@
 #include "proxy/imap/imap.h"
 #include "store/content_store.h"
 #include "proxy/core/counters.h"
+#include "proxy/policy_watch.h"
 #include "store/policy_store.h"
-#include "policy/snapshot.h"
 #include "proxy/core/tls.h"
 #include "proxy/core/worker.h"
 
-#define POLICY_POLL_MS 200
 #define DRAIN_POLL_MS 100
 #define EXIT_GRACE_MS 3000
 
@@ -43,11 +43,6 @@ static struct {
     uv_loop_t *loop;
     uv_signal_t sighup, sigterm, sigint, sigusr1;
     uv_timer_t drain_timer;
-    uv_thread_t policy_thread;
-    uv_mutex_t policy_mu;
-    uv_cond_t policy_cv;
-    bool policy_stop, policy_running;
-    cg_pstore *pstore;
     uint64_t drain_start;
     bool draining, forced;
     unsigned drain_timeout;
@@ -60,97 +55,6 @@ static void usage(FILE *f)
                "  -c FILE  configuration file (SPEC section 10)\n"
                "  -t       check the configuration and exit (0, or 1 with file:line: message)\n"
                "  -h       this help\n");
-}
-
-/* ---- policy ----------------------------------------------------------------- */
-
-static int load_policy(const char **error_r)
-{
-    cg_snapshot *s = NULL;
-    int r = cg_snapshot_build(g.pstore, &s, error_r);
-    if (r < 0)
-        return r;
-    cg_snapshot_publish(s);
-    cg_metric_inc(CG_M_POLICY_RELOADS);
-    return 0;
-}
-
-/* Every committed policy change is also a record in the audit chain
- * (SPEC section 5); the audit layer remembers how far it got. */
-static void import_policy_log(void)
-{
-    const char *err = NULL;
-    if (cg_audit_import_policy_log(g.pstore, &err) < 0)
-        cg_warn("policy: copying policy_log into the audit log failed: %s", err ? err : "?");
-}
-
-static void policy_building(void *arg, bool on)
-{
-    (void)arg;
-    cg_metric_add(CG_M_POLICY_BUILDING, on ? 1 : -1);
-}
-
-/* The policy database is read-only here; cpmgatectl commits, and the
- * snapshot layer notices (PRAGMA data_version; every 200 ms keeps the 1 s
- * promise of SPEC section 8). Runs on the policy thread, the only user of
- * g.pstore once it started; the snapshot is published by atomic swap. */
-static void policy_tick(void)
-{
-    const char *err = NULL;
-    bool published;
-    if (cg_snapshot_reload_if_changed_cb(g.pstore, policy_building, NULL, &published, &err) < 0) {
-        /* the current snapshot stays: a broken edit must not open anything */
-        cg_error("policy: reload failed, keeping the current policy: %s", err ? err : "?");
-        return;
-    }
-    if (!published)
-        return;
-    cg_metric_inc(CG_M_POLICY_RELOADS);
-    cg_info("policy: reloaded");
-    import_policy_log();
-}
-
-static void policy_thread_main(void *arg)
-{
-    (void)arg;
-    uv_mutex_lock(&g.policy_mu);
-    while (!g.policy_stop) {
-        uv_mutex_unlock(&g.policy_mu);
-        policy_tick();
-        uv_mutex_lock(&g.policy_mu);
-        if (!g.policy_stop)
-            (void)uv_cond_timedwait(&g.policy_cv, &g.policy_mu,
-                                    (uint64_t)POLICY_POLL_MS * 1000000u);
-    }
-    uv_mutex_unlock(&g.policy_mu);
-}
-
-static int policy_thread_start(void)
-{
-    if (uv_mutex_init(&g.policy_mu) < 0)
-        return CG_E_NOMEM;
-    if (uv_cond_init(&g.policy_cv) < 0 ||
-        uv_thread_create(&g.policy_thread, policy_thread_main, NULL) < 0) {
-        uv_mutex_destroy(&g.policy_mu);
-        return CG_E_NOMEM;
-    }
-    g.policy_running = true;
-    return 0;
-}
-
-/* Waits for a build in progress to finish: g.pstore is closed next. */
-static void policy_thread_stop(void)
-{
-    if (!g.policy_running)
-        return;
-    uv_mutex_lock(&g.policy_mu);
-    g.policy_stop = true;
-    uv_cond_signal(&g.policy_cv);
-    uv_mutex_unlock(&g.policy_mu);
-    uv_thread_join(&g.policy_thread);
-    uv_cond_destroy(&g.policy_cv);
-    uv_mutex_destroy(&g.policy_mu);
-    g.policy_running = false;
 }
 
 /* ---- certificate files ---------------------------------------------------------- */
@@ -189,9 +93,10 @@ static void warn_restart_only(const cg_config *n)
         n->audit_fail_closed != o->audit_fail_closed ||
         str_differs(n->admin_listen, o->admin_listen) || n->admin_timeout != o->admin_timeout ||
         n->admin_max_connections != o->admin_max_connections || str_differs(n->user, o->user) ||
-        str_differs(n->group, o->group) || str_differs(n->pid_file, o->pid_file))
-        cg_warn("reload: workers, policy_db, audit_*, admin_*, user, group and "
-                "pid_file take effect only after a restart");
+        str_differs(n->group, o->group) || str_differs(n->pid_file, o->pid_file) ||
+        str_differs(n->node_id, o->node_id))
+        cg_warn("reload: workers, policy_db, audit_*, admin_*, user, group, pid_file "
+                "and node_id take effect only after a restart");
     cg_runtime_release(cur);
 }
 
@@ -357,8 +262,7 @@ static int start_failed(cg_runtime *rt)
 {
     cg_runtime_release(rt);
     cg_audit_stop();
-    if (g.pstore)
-        cg_pstore_close(g.pstore);
+    cg_policy_close();
     return 1;
 }
 
@@ -442,20 +346,21 @@ int main(int argc, char **argv)
         .fail_closed = cfg->audit_fail_closed,
         .checkpoint_records = cfg->audit_checkpoint_records,
         .checkpoint_seconds = cfg->audit_checkpoint_seconds,
+        .node_id = cfg->node_id,
     };
     if (cg_audit_start(&ac, &why) < 0) {
         cg_error("audit log %s: %s", cfg->audit_db, why ? why : "cannot start");
         cg_runtime_release(rt);
         return 1;
     }
-    if (cg_pstore_open(cfg->policy_db, CG_PSTORE_READONLY, &g.pstore, &why) < 0 ||
-        load_policy(&why) < 0) {
+    if (cg_policy_start(cfg, &why) < 0) {
         /* no policy, no gateway: refusing everything would look like an
          * outage, allowing anything would fail open */
-        cg_error("policy database %s: %s", cfg->policy_db, why ? why : "cannot read");
+        char label[512];
+        cg_pstore_redact(cfg->policy_db, label, sizeof label);
+        cg_error("policy database %s: %s", label, why ? why : "cannot read");
         return start_failed(rt);
     }
-    import_policy_log();
     if (open_content_db(cfg, &why) < 0) {
         cg_error("content_db %s: %s", cfg->content_db, why ? why : "cannot open");
         return start_failed(rt);
@@ -495,7 +400,7 @@ int main(int argc, char **argv)
     uv_signal_start(&g.sigint, on_signal, SIGINT);
     uv_signal_start(&g.sigusr1, on_signal, SIGUSR1);
     uv_timer_init(g.loop, &g.drain_timer);
-    if (policy_thread_start() < 0)
+    if (cg_policy_thread_start(g.loop) < 0)
         cg_error("policy: cannot start the watcher thread; changes need a restart");
     certs_follow_start();
     notify_ready();
@@ -504,10 +409,10 @@ int main(int argc, char **argv)
 
     cg_certwatch_stop();
     cg_admin_stop();
-    policy_thread_stop();
+    cg_policy_thread_stop();
     cg_workers_join();
     cg_audit_stop();
-    cg_pstore_close(g.pstore);
+    cg_policy_close();
     if (g.pid_file) {
         unlink(g.pid_file);
         free(g.pid_file);

@@ -39,7 +39,8 @@ static int open_file(const char **error_r)
 {
     if (cg_aq.file_open)
         return 0;
-    int rc = cg_afile_open(&cg_aq.file, cg_aq.db_path, true, error_r);
+    int rc = cg_afile_open(&cg_aq.file, cg_aq.db_path, cg_aq.node[0] ? cg_aq.node : NULL,
+                           true, error_r);
     if (rc < 0)
         return rc;
     cg_aq.file_open = true;
@@ -101,6 +102,8 @@ static int commit_batch(uint64_t head, uint64_t n, bool final)
         const slot *s = &cg_aq.slots[(head + i) % cg_aq.cfg.queue_capacity];
         cg_audit_rec r;
         cg_audit__slot_rec(s, &r);
+        if (cg_aq.node[0])
+            r.node = cg_aq.node; /* every record says which node wrote it */
         if (s->usec > cg_aq.last_usec)
             cg_aq.last_usec = s->usec;
         char t[CG_TIME_LEN];
@@ -172,7 +175,8 @@ static void rotate_now(void)
         cg_aq.file_open = false;
     }
     char sealed[4200];
-    if (cg_afile_rotate(cg_aq.db_path, cg_aq.key, sealed, sizeof sealed, &err) < 0)
+    if (cg_afile_rotate(cg_aq.db_path, cg_aq.key, cg_aq.node[0] ? cg_aq.node : NULL, sealed,
+                        sizeof sealed, &err) < 0)
         cg_error("audit: rotation of %s failed: %s", cg_aq.db_path, err ? err : "error");
     if (open_file(&err) < 0)
         cg_error("audit: cannot reopen %s after rotation: %s", cg_aq.db_path, err);
@@ -288,8 +292,14 @@ int cg_audit_start(const cg_audit_config *cfg, const char **error_r)
         *error_r = "no audit database path";
         return CG_E_INVAL;
     }
+    if (cfg->node_id && !cg_audit_node_ok(cfg->node_id)) {
+        *error_r = "the node id must be 1 to 64 of A-Z a-z 0-9 . _ -";
+        return CG_E_INVAL;
+    }
+    cg_strlcpy(cg_aq.node, cfg->node_id ? cfg->node_id : "", sizeof cg_aq.node);
     cg_aq.cfg = *cfg;
     cg_aq.cfg.db_path = cg_aq.db_path;
+    cg_aq.cfg.node_id = NULL; /* cg_aq.node holds it */
     if (!cg_aq.cfg.checkpoint_records) cg_aq.cfg.checkpoint_records = 1000;
     if (!cg_aq.cfg.checkpoint_seconds) cg_aq.cfg.checkpoint_seconds = 5;
     if (!cg_aq.cfg.queue_capacity) cg_aq.cfg.queue_capacity = 65536;

@@ -34,7 +34,17 @@ typedef struct cg_audit_rec {
     const char *key_id;
     const char *validation;
     const char *reason;
+    /* Set on the records of several-node and remote setups; a null one is
+     * left out of the canon, so records written before these existed keep
+     * their exact canon and hash. */
+    const char *node;        /* the node_id of the gateway that wrote it
+                              * (the writer fills it in, see node_id) */
+    const char *originator;  /* "user@DOMAIN" a peer server acts for */
+    const char *origin_txid; /* the originating gateway's transaction id */
 } cg_audit_rec;
+
+/* Longest node id: a host name's length. */
+#define CG_AUDIT_NODE_MAX 64
 
 /* Initialises every field to null. */
 void cg_audit_rec_init(cg_audit_rec *r);
@@ -48,7 +58,13 @@ typedef struct cg_audit_config {
     size_t queue_capacity;           /* records; default 65536 */
     unsigned queue_full_ms;          /* fail_closed: a queue full this long
                                         makes the log unavailable; default 1000 */
+    const char *node_id;             /* written into every record and checkpoint;
+                                        NULL: none (the records of one node) */
 } cg_audit_config;
+
+/* Whether s may be a node id: 1 to CG_AUDIT_NODE_MAX characters of
+ * [A-Za-z0-9._-] (a host name fits), so it needs no escaping anywhere. */
+bool cg_audit_node_ok(const char *s);
 
 /* Starts the writer thread (opens/creates the database, resumes the
  * chain). Takes an exclusive lock on "<db_path>.lock" (flock, holding the

@@ -25,6 +25,8 @@
     S(tls_version) S(tls_cipher) S(service) S(operation) S(resource) S(decision)   \
     N(rule_id) S(result) N(bytes_in) N(bytes_out) S(content_sha256) S(key_id)      \
     S(validation) S(reason)
+/* Appended after reason, each only when not null (see audit_canon.h). */
+#define CANON_OPTIONAL(O) O(node) O(originator) O(origin_txid)
 
 /* A JSON string, or null; bytes that are not strict UTF-8 become U+FFFD,
  * one each. */
@@ -111,6 +113,9 @@ int cg_audit_canon(char *out, size_t cap, uint64_t seq, const char *time,
 #undef S
 #undef N
 #undef C
+#define O(name) if (r->name) { cg_buf_str(&b, ",\"" #name "\":"); put_str(&b, r->name); }
+    CANON_OPTIONAL(O)
+#undef O
     cg_buf_add(&b, "}", 1);
     if (b.failed)
         return CG_E_LIMIT;
@@ -248,6 +253,11 @@ int cg_audit_canon_parse(const char *canon, size_t len, cg_audit_parsed *out)
 #undef S
 #undef N
 #undef C
+#define O(name)                                                                    \
+    if (lit(&r, ",\"" #name "\":") && (!get_str(&r, &rec->name) || !rec->name))   \
+        return CG_E_PARSE;
+    CANON_OPTIONAL(O)
+#undef O
     if (!lit(&r, "}") || r.p != r.end)
         return CG_E_PARSE;
     return 0;
@@ -269,13 +279,30 @@ void cg_audit_chain_hash(const uint8_t prev[CG_AUDIT_HASH_LEN],
 }
 
 size_t cg_audit_checkpoint_msg(uint64_t seq, const uint8_t hash[CG_AUDIT_HASH_LEN],
-                               char out[128])
+                               const char *node, char out[CG_AUDIT_CKPT_MSG_MAX])
 {
     char hex[2 * CG_AUDIT_HASH_LEN + 1];
     cg_hex_encode(hash, CG_AUDIT_HASH_LEN, hex);
-    int n = snprintf(out, 128, "cpmgate-audit-checkpoint-v1\n%llu\n%s",
+    int n;
+    if (node)
+        n = snprintf(out, CG_AUDIT_CKPT_MSG_MAX, "cpmgate-audit-checkpoint-v2\n%llu\n%s\n%.*s",
+                     (unsigned long long)seq, hex, CG_AUDIT_NODE_MAX, node);
+    else
+        n = snprintf(out, CG_AUDIT_CKPT_MSG_MAX, "cpmgate-audit-checkpoint-v1\n%llu\n%s",
                      (unsigned long long)seq, hex);
     return (size_t)n;
+}
+
+bool cg_audit_node_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > CG_AUDIT_NODE_MAX)
+        return false;
+    for (const char *p = s; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+              (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
+            return false;
+    return true;
 }
 
 static bool key_ok(EVP_PKEY *k, const char **error_r)

@@ -19,8 +19,11 @@ typedef struct evp_pkey_st EVP_PKEY;
 
 /* Canon JSON of r with the writer's seq and time: compact, the keys of
  * SPEC 5 in that order, absent values null, strings JSON-escaped UTF-8
- * (invalid UTF-8 becomes U+FFFD so the text is always valid). Returns the
- * length (out is NUL-terminated) or CG_E_LIMIT when cap is too small. */
+ * (invalid UTF-8 becomes U+FFFD so the text is always valid). After
+ * "reason" come "node", "originator" and "origin_txid" in that order, each
+ * only when not null: a record without them has the canon (and the hash)
+ * it had before they existed. Returns the length (out is NUL-terminated)
+ * or CG_E_LIMIT when cap is too small. */
 int cg_audit_canon(char *out, size_t cap, uint64_t seq, const char *time,
                    const cg_audit_rec *r);
 
@@ -32,7 +35,8 @@ typedef struct cg_audit_parsed {
     char buf[CG_AUDIT_CANON_MAX];
 } cg_audit_parsed;
 
-/* Strict parse of a canon (keys in order, no whitespace). 0 or
+/* Strict parse of a canon (keys in order, no whitespace; the trailing
+ * node, originator, origin_txid each optional, in order, never null). 0 or
  * CG_E_PARSE. Callers that need "is canonical" re-encode and compare. */
 int cg_audit_canon_parse(const char *canon, size_t len, cg_audit_parsed *out)
     __attribute__((warn_unused_result));
@@ -42,10 +46,14 @@ void cg_audit_chain_hash(const uint8_t prev[CG_AUDIT_HASH_LEN],
                          const char *canon, size_t len,
                          uint8_t out[CG_AUDIT_HASH_LEN]);
 
-/* The signed checkpoint text:
- * "cpmgate-audit-checkpoint-v1\n" seq "\n" hex(hash). Returns length. */
+/* The signed checkpoint text: without a node (checkpoints written before
+ * node ids, and those of a gateway with none)
+ * "cpmgate-audit-checkpoint-v1\n" seq "\n" hex(hash); with one
+ * "cpmgate-audit-checkpoint-v2\n" seq "\n" hex(hash) "\n" node, so the
+ * node is signed too. node must pass cg_audit_node_ok. Returns length. */
+#define CG_AUDIT_CKPT_MSG_MAX 192
 size_t cg_audit_checkpoint_msg(uint64_t seq, const uint8_t hash[CG_AUDIT_HASH_LEN],
-                               char out[128]);
+                               const char *node, char out[CG_AUDIT_CKPT_MSG_MAX]);
 
 /* Keys: Ed25519 (PureEdDSA) or ECDSA P-256 with SHA-256. */
 int cg_audit_key_load_private(const char *path, EVP_PKEY **out, const char **error_r)
@@ -72,6 +80,7 @@ typedef struct cg_audit_verify_result {
     uint64_t last_checkpoint_seq;  /* 0: none */
     uint64_t broken_seq;           /* when !intact */
     char what[512];                /* when !intact: how it broke */
+    char node[CG_AUDIT_NODE_MAX + 1]; /* the node of the last record read, "" none */
     char notes[768];               /* what the verdict cannot say */
 } cg_audit_verify_result;
 

@@ -38,6 +38,17 @@ static const char schema_v1[] =
     "INSERT INTO meta VALUES ('sealed', '0');"
     "PRAGMA user_version = 1;";
 
+/* Version 2: checkpoints name the node that signed them (NULL in those
+ * written before, which keep their v1 signed text). Records need no
+ * column: the node is in the canon. */
+static const char schema_v2[] =
+    "ALTER TABLE checkpoints ADD COLUMN node TEXT;"
+    "PRAGMA user_version = 2;";
+
+/* Migration i takes user_version i to i + 1; a new file runs them all. */
+static const char *const migrations[] = { schema_v1, schema_v2 };
+#define AUDIT_SCHEMA_VERSION 2
+
 static const char *sqlerr(sqlite3 *db)
 {
     return cg_say("audit database: %s", db ? sqlite3_errmsg(db) : "cannot open");
@@ -110,16 +121,18 @@ static int open_db(const char *path, bool create, bool wal, sqlite3 **out,
             ver = sqlite3_column_int(st, 0);
         sqlite3_finalize(st);
     }
-    if (ver == 0 && create) {
-        if (exec(db, "BEGIN IMMEDIATE") < 0 || exec(db, schema_v1) < 0 ||
+    /* A new file, or one an older version wrote: each step in its own
+     * transaction, so a crash leaves a file of some whole version. */
+    while (ver >= (create ? 0 : 1) && ver < AUDIT_SCHEMA_VERSION) {
+        if (exec(db, "BEGIN IMMEDIATE") < 0 || exec(db, migrations[ver]) < 0 ||
             exec(db, "COMMIT") < 0) {
             *error_r = sqlerr(db);
             sqlite3_close(db);
             return CG_E_DB;
         }
-        ver = 1;
+        ver++;
     }
-    if (ver != 1) {
+    if (ver != AUDIT_SCHEMA_VERSION) {
         *error_r = ver < 0 ? sqlerr(db) : "not an audit database of this version";
         sqlite3_close(db);
         return CG_E_DB;
@@ -192,8 +205,8 @@ static int prepare(cg_afile *f, const char **error_r)
             "INSERT INTO records (seq, time, txid, principal, decision, canon, hash)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)", -1, &f->ins_rec, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(f->db,
-            "INSERT INTO checkpoints (seq, hash, signature, key_fpr, time, final)"
-            " VALUES (?, ?, ?, ?, ?, ?)", -1, &f->ins_ckpt, NULL) != SQLITE_OK ||
+            "INSERT INTO checkpoints (seq, hash, signature, key_fpr, time, final, node)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)", -1, &f->ins_ckpt, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(f->db, "INSERT OR REPLACE INTO meta VALUES (?, ?)", -1,
                            &f->set_meta, NULL) != SQLITE_OK) {
         *error_r = sqlerr(f->db);
@@ -202,11 +215,27 @@ static int prepare(cg_afile *f, const char **error_r)
     return 0;
 }
 
-static int finish_rotation(const char *path, const char **error_r);
+static int finish_rotation(const char *path, const char *node, const char **error_r);
 
-int cg_afile_open(cg_afile *f, const char *path, bool create, const char **error_r)
+/* Zeroes f up to its scratch buffer and sets its node. */
+static int afile_init(cg_afile *f, const char *node, const char **error_r)
 {
     memset(f, 0, offsetof(cg_afile, canon));
+    if (node && !cg_audit_node_ok(node)) {
+        *error_r = "the node id must be 1 to 64 of A-Z a-z 0-9 . _ -";
+        return CG_E_INVAL;
+    }
+    if (node)
+        cg_strlcpy(f->node, node, sizeof f->node);
+    return 0;
+}
+
+int cg_afile_open(cg_afile *f, const char *path, const char *node, bool create,
+                  const char **error_r)
+{
+    int rc = afile_init(f, node, error_r);
+    if (rc < 0)
+        return rc;
     if (!cg_strlcpy(f->path, path, sizeof f->path)) {
         *error_r = "audit database path too long";
         return CG_E_INVAL;
@@ -218,7 +247,7 @@ int cg_afile_open(cg_afile *f, const char *path, bool create, const char **error
         *error_r = "cannot finish an interrupted rotation (rename)";
         return CG_E_IO;
     }
-    int rc = open_db(path, create, true, &f->db, error_r);
+    rc = open_db(path, create, true, &f->db, error_r);
     if (rc < 0)
         return rc;
     rc = cg_afile_load_state(f, error_r);
@@ -226,7 +255,7 @@ int cg_afile_open(cg_afile *f, const char *path, bool create, const char **error
         /* A sealed file is never written again: finish its rotation. */
         sqlite3_close(f->db);
         f->db = NULL;
-        rc = finish_rotation(path, error_r);
+        rc = finish_rotation(path, node, error_r);
         if (rc == 0)
             rc = open_db(path, false, true, &f->db, error_r);
         if (rc == 0)
@@ -303,8 +332,9 @@ int cg_afile_checkpoint(cg_afile *f, EVP_PKEY *key, bool final, const char *time
 {
     if (!key || f->last_seq < f->first_seq || f->last_ckpt_seq >= f->last_seq)
         return 0;
-    char msg[128], fpr[65];
-    size_t mlen = cg_audit_checkpoint_msg(f->last_seq, f->last_hash, msg);
+    char msg[CG_AUDIT_CKPT_MSG_MAX], fpr[65];
+    size_t mlen = cg_audit_checkpoint_msg(f->last_seq, f->last_hash,
+                                          f->node[0] ? f->node : NULL, msg);
     uint8_t sig[256];
     size_t siglen = sizeof sig;
     if (cg_audit_sign(key, msg, mlen, sig, &siglen) < 0 ||
@@ -317,6 +347,7 @@ int cg_afile_checkpoint(cg_afile *f, EVP_PKEY *key, bool final, const char *time
     sqlite3_bind_text(st, 4, fpr, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 5, time, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 6, final ? 1 : 0);
+    bind_opt(st, 7, f->node[0] ? f->node : NULL);
     int rc = step_reset(st);
     if (rc == 0)
         f->last_ckpt_seq = f->last_seq;
@@ -361,7 +392,7 @@ int cg_afile_register_key(cg_afile *f, EVP_PKEY *key)
 /* path is sealed and closed: switch it to a rollback journal (so no -wal
  * file is left to pair with its successor), build "<path>.new", then
  * rename both into place. */
-static int finish_rotation(const char *path, const char **error_r)
+static int finish_rotation(const char *path, const char *node, const char **error_r)
 {
     *error_r = NULL;
     sqlite3 *db;
@@ -390,7 +421,9 @@ static int finish_rotation(const char *path, const char **error_r)
     }
     unlink(newp); /* a partial one from a crash is rebuilt */
     cg_afile nf;
-    memset(&nf, 0, offsetof(cg_afile, canon));
+    rc = afile_init(&nf, node, error_r);
+    if (rc < 0)
+        return rc;
     rc = open_db(newp, true, false, &nf.db, error_r);
     if (rc < 0)
         return rc;
@@ -422,6 +455,7 @@ static int finish_rotation(const char *path, const char **error_r)
         r.resource = base;
         r.result = "OK";
         r.reason = reason;
+        r.node = nf.node[0] ? nf.node : NULL;
         rc = cg_afile_append(&nf, t, &r);
     }
     if (rc == 0)
@@ -449,13 +483,15 @@ static int finish_rotation(const char *path, const char **error_r)
     return 0;
 }
 
-int cg_afile_rotate(const char *path, EVP_PKEY *key, char *sealed_r, size_t cap,
-                    const char **error_r)
+int cg_afile_rotate(const char *path, EVP_PKEY *key, const char *node, char *sealed_r,
+                    size_t cap, const char **error_r)
 {
     cg_afile f;
-    memset(&f, 0, offsetof(cg_afile, canon));
+    int rc = afile_init(&f, node, error_r);
+    if (rc < 0)
+        return rc;
     sqlite3 *db;
-    int rc = open_db(path, false, true, &db, error_r);
+    rc = open_db(path, false, true, &db, error_r);
     if (rc < 0)
         return rc;
     f.db = db;
@@ -491,7 +527,7 @@ int cg_afile_rotate(const char *path, EVP_PKEY *key, char *sealed_r, size_t cap,
     }
     cg_afile_close(&f);
     if (rc == 0)
-        rc = finish_rotation(path, error_r);
+        rc = finish_rotation(path, node, error_r);
     if (rc == 0 && sealed_r)
         snprintf(sealed_r, cap, "%s.%llu-%llu", path, (unsigned long long)first,
                  (unsigned long long)last);

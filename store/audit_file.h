@@ -29,12 +29,16 @@ typedef struct cg_afile {
     uint8_t last_hash[CG_AUDIT_HASH_LEN];
     int64_t policy_seq;                   /* last policy_log row copied */
     bool sealed;
+    char node[CG_AUDIT_NODE_MAX + 1];     /* signed into checkpoints; "" none */
     char canon[CG_AUDIT_CANON_MAX];       /* scratch for append */
 } cg_afile;
 
 /* Opens path read-write (create: make it if missing, mode 0600), finishing
- * an interrupted rotation first, and loads the chain state. */
-int cg_afile_open(cg_afile *f, const char *path, bool create, const char **error_r)
+ * an interrupted rotation first, upgrades the schema of a file written by
+ * an older version, and loads the chain state. node (NULL: none) is the
+ * node id its checkpoints (and the record of a rotation) carry. */
+int cg_afile_open(cg_afile *f, const char *path, const char *node, bool create,
+                  const char **error_r)
     __attribute__((warn_unused_result));
 void cg_afile_close(cg_afile *f);
 
@@ -64,9 +68,10 @@ int cg_afile_meta_get(sqlite3 *db, const char *key, char *out, size_t cap)
 
 /* Seals the (closed) file at path and starts its successor; key signs the
  * final checkpoint (NULL allowed when a checkpoint already covers the last
- * record). sealed_r: the sealed file's path. */
-int cg_afile_rotate(const char *path, EVP_PKEY *key, char *sealed_r, size_t cap,
-                    const char **error_r) __attribute__((warn_unused_result));
+ * record); node (NULL: none) goes into that checkpoint and the rotation
+ * record. sealed_r: the sealed file's path. */
+int cg_afile_rotate(const char *path, EVP_PKEY *key, const char *node, char *sealed_r,
+                    size_t cap, const char **error_r) __attribute__((warn_unused_result));
 
 /* The gateway's exclusive hold on "<path>.lock" (flock, holding the pid).
  * 0 and *fd_r on success; CG_E_BUSY and *holder_r when another process

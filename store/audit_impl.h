@@ -21,7 +21,8 @@
 enum {
     F_TXID, F_REQUEST_ID, F_LISTENER, F_CLIENT, F_PRINCIPAL, F_METHOD,
     F_TLS_VERSION, F_TLS_CIPHER, F_SERVICE, F_OPERATION, F_DECISION, F_RESULT,
-    F_CONTENT_SHA256, F_KEY_ID, F_VALIDATION, F_RESOURCE, F_REASON, NF
+    F_CONTENT_SHA256, F_KEY_ID, F_VALIDATION, F_NODE, F_ORIGINATOR, F_ORIGIN_TXID,
+    F_RESOURCE, F_REASON, NF
 };
 #define SLOT_ARENA 2048
 
@@ -52,6 +53,7 @@ typedef struct cg_audit_state {
     bool started, stop;
     cg_audit_config cfg;
     char db_path[4096];
+    char node[CG_AUDIT_NODE_MAX + 1]; /* "" when none is configured */
     EVP_PKEY *key;
     int lock_fd;
     slot *slots;

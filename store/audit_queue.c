@@ -19,13 +19,14 @@ static const size_t rec_off[NF] = {
     REC_OFF(txid), REC_OFF(request_id), REC_OFF(listener), REC_OFF(client),
     REC_OFF(principal), REC_OFF(method), REC_OFF(tls_version), REC_OFF(tls_cipher),
     REC_OFF(service), REC_OFF(operation), REC_OFF(decision), REC_OFF(result),
-    REC_OFF(content_sha256), REC_OFF(key_id), REC_OFF(validation), REC_OFF(resource),
-    REC_OFF(reason),
+    REC_OFF(content_sha256), REC_OFF(key_id), REC_OFF(validation), REC_OFF(node),
+    REC_OFF(originator), REC_OFF(origin_txid), REC_OFF(resource), REC_OFF(reason),
 };
 /* Per-field caps, including the terminator. Long free text (resource,
  * reason) last, so the short identifying fields always fit the arena. */
 static const uint16_t field_cap[NF] = {
-    128, 128, 64, 64, 256, 16, 16, 64, 16, 64, 16, 32, 72, 128, 64, 1024, 512,
+    128, 128, 64, 64, 256, 16, 16, 64, 16, 64, 16, 32, 72, 128, 64,
+    CG_AUDIT_NODE_MAX + 1, 256, 128, 1024, 512,
 };
 static const char trunc_mark[] = "...[truncated]";
 

@@ -31,6 +31,8 @@ typedef struct ckpt {
     uint8_t sig[256];
     size_t siglen;
     char fpr[65];
+    bool has_node;                       /* NULL node: a v1 checkpoint */
+    char node[CG_AUDIT_NODE_MAX + 2];    /* one more: a longer one is caught */
 } ckpt;
 
 typedef struct vkey {
@@ -83,9 +85,18 @@ static void note(vctx *v, const char *fmt, ...)
 
 static int load_checkpoints(vctx *v)
 {
+    /* files of schema version 1 (before node ids) have no node column */
+    int ver = 0;
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(v->db, "SELECT seq, hash, signature, key_fpr FROM checkpoints "
-                           "ORDER BY seq", -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(v->db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            ver = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+    }
+    if (sqlite3_prepare_v2(v->db, ver >= 2
+                           ? "SELECT seq, hash, signature, key_fpr, node FROM checkpoints ORDER BY seq"
+                           : "SELECT seq, hash, signature, key_fpr, NULL FROM checkpoints ORDER BY seq",
+                           -1, &st, NULL) != SQLITE_OK)
         return CG_E_DB;
     size_t cap = 0; /* bytes behind v->ck */
     while (sqlite3_step(st) == SQLITE_ROW) {
@@ -107,6 +118,9 @@ static int load_checkpoints(vctx *v)
         }
         const char *f = (const char *)sqlite3_column_text(st, 3);
         cg_strlcpy(c->fpr, f ? f : "", sizeof c->fpr);
+        const char *nd = (const char *)sqlite3_column_text(st, 4);
+        c->has_node = nd != NULL;
+        cg_strlcpy(c->node, nd ? nd : "", sizeof c->node);
     }
     sqlite3_finalize(st);
     return 0;
@@ -139,8 +153,10 @@ static void load_keys(vctx *v)
     sqlite3_finalize(st);
 }
 
-/* One checkpoint against the chain hash of its record. */
-static void check_ckpt(vctx *v, const ckpt *c, const uint8_t chain[CG_AUDIT_HASH_LEN])
+/* One checkpoint against the chain hash of its record, and its node
+ * against the node that wrote the record (rec_node, NULL: none). */
+static void check_ckpt(vctx *v, const ckpt *c, const uint8_t chain[CG_AUDIT_HASH_LEN],
+                       const char *rec_node)
 {
     if (!c->hash_ok || memcmp(c->hash, chain, CG_AUDIT_HASH_LEN) != 0) {
         broken(v, c->seq, "checkpoint at seq %llu does not match the chain "
@@ -148,8 +164,14 @@ static void check_ckpt(vctx *v, const ckpt *c, const uint8_t chain[CG_AUDIT_HASH
                (unsigned long long)c->seq);
         return;
     }
-    char msg[128];
-    size_t mlen = cg_audit_checkpoint_msg(c->seq, chain, msg);
+    if (c->has_node && (!cg_audit_node_ok(c->node) ||
+                        (rec_node && strcmp(rec_node, c->node) != 0))) {
+        broken(v, c->seq, "checkpoint at seq %llu names node \"%.64s\", not the node "
+               "of its record", (unsigned long long)c->seq, c->node);
+        return;
+    }
+    char msg[CG_AUDIT_CKPT_MSG_MAX];
+    size_t mlen = cg_audit_checkpoint_msg(c->seq, chain, c->has_node ? c->node : NULL, msg);
     EVP_PKEY *k = NULL;
     if (v->key) {
         if (strcmp(c->fpr, v->key_fpr) != 0) {
@@ -293,13 +315,14 @@ static void walk(vctx *v, uint64_t first, const uint8_t genesis[CG_AUDIT_HASH_LE
             break;
         }
         while (v->ci < v->nck && v->ck[v->ci].seq == seq) {
-            check_ckpt(v, &v->ck[v->ci], h);
+            check_ckpt(v, &v->ck[v->ci], h, p->rec.node);
             res->last_checkpoint_seq = seq;
             v->ci++;
         }
         memcpy(prev2, prev, sizeof prev2);
         memcpy(prev, h, sizeof prev);
         res->last_seq = seq;
+        cg_strlcpy(res->node, p->rec.node ? p->rec.node : "", sizeof res->node);
         expect = seq + 1;
     }
     sqlite3_finalize(st);

@@ -8,8 +8,6 @@
 
 #include "common/cg_error.h"
 #include "common/cg_util.h"
-#include "store/db.h"
-#include "store/policy_schema.h"
 #include "store/policy_store.h"
 #include "store/policy_store_impl.h"
 
@@ -117,20 +115,21 @@ int cg_pstore_cred_add(cg_pstore *s, const char *principal, const char *type,
     int64_t pid = 0;
     rc = cg_ps_principal_id(s, principal, &pid, error_r);
     char t[CG_TIME_LEN];
+    int64_t id = 0;
+    bool found;
     if (rc == 0)
-        rc = cg_ps_done(s, cg_ps_prep(s, error_r,
+        rc = cg_ps_one_int(s, cg_ps_prep(s, error_r,
                           "INSERT INTO credential (principal_id, type, value, secret, ha1_md5, "
-                          "ha1_sha256, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)", "ittbttt",
-                          pid, type, value, psk ? (const void *)secret : NULL,
+                          "ha1_sha256, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+                          "ittbttt", pid, type, value, psk ? (const void *)secret : NULL,
                           psk ? secret_len : (size_t)0, digest ? ha1_md5 : NULL,
                           digest ? ha1_sha256 : NULL, cg_ps_now(t)),
-                  NULL, error_r);
+                  &id, &found, error_r);
     if (rc == CG_E_EXISTS)
         *error_r = digest ? cg_say("principal '%.200s' already has a digest credential for realm '%.200s'",
                                 principal, value)
                  : psk ? cg_say("PSK identity '%.200s' is already registered", value)
                        : cg_say("%s credential '%.200s' is already registered", type, value);
-    int64_t id = rc == 0 ? sqlite3_last_insert_rowid(cg_ps_sqlite(s)) : 0;
     /* the log names the credential, never its secret */
     char detail[1500];
     snprintf(detail, sizeof detail, "%s %s %s (id %lld)", principal, type, value, (long long)id);
@@ -166,16 +165,16 @@ typedef struct cred_rows {
     void *ctx;
 } cred_rows;
 
-static int cred_row(sqlite3_stmt *st, void *arg)
+static int cred_row(cg_ps_row *st, void *arg)
 {
     const cred_rows *l = arg;
     cg_pstore_cred c = {
-        .id = sqlite3_column_int64(st, 0),
-        .principal_id = sqlite3_column_int64(st, 1),
+        .id = cg_ps_col_int(st, 0),
+        .principal_id = cg_ps_col_int(st, 1),
         .type = cg_ps_col_text(st, 2),
         .value = cg_ps_col_text(st, 3),
         .created = cg_ps_col_text(st, 4),
-        .secret_len = (size_t)sqlite3_column_int64(st, 5),
+        .secret_len = (size_t)cg_ps_col_int(st, 5),
     };
     return l->cb(l->ctx, &c);
 }

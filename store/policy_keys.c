@@ -11,7 +11,6 @@
 
 #include "common/cg_error.h"
 #include "common/cg_util.h"
-#include "store/db.h"
 #include "store/policy_keys.h"
 #include "store/policy_store_impl.h"
 
@@ -104,13 +103,12 @@ static int apply(cg_pstore *s, const edit *e, const char **error_r)
     int rc = cg_ps_begin(s, &error_r);
     if (rc < 0)
         return rc;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(cg_ps_sqlite(s), e->sql, -1, &st, NULL) != SQLITE_OK)
-        *error_r = cg_ps_dberr(s);
-    for (int i = 0; st && e->params[i]; i++)
-        sqlite3_bind_text(st, i + 1, e->params[i], -1, SQLITE_TRANSIENT);
+    cg_ps_arg args[CG_PS_MAXARGS];
+    int n = 0;
+    for (; e->params[n] && n < CG_PS_MAXARGS; n++)
+        args[n] = (cg_ps_arg){ .type = 't', .t = e->params[n] };
     int changes = 0;
-    rc = cg_ps_done(s, st, &changes, error_r);
+    rc = cg_ps_done(s, cg_ps_prepa(s, error_r, e->sql, n, args), &changes, error_r);
     /* the sentences live in the caller's frame: copied by cg_ps_say */
     if (rc == CG_E_EXISTS) {
         *error_r = cg_say("%s", e->on_exists ? e->on_exists : "already exists");
@@ -174,11 +172,11 @@ typedef struct key_rows {
     int n;
 } key_rows;
 
-static int key_row(sqlite3_stmt *st, void *arg)
+static int key_row(cg_ps_row *st, void *arg)
 {
     key_rows *l = arg;
     cg_pkeys_key k = {
-        sqlite3_column_int64(st, 0), cg_ps_col_text(st, 1), cg_ps_col_text(st, 2),
+        cg_ps_col_int(st, 0), cg_ps_col_text(st, 1), cg_ps_col_text(st, 2),
         cg_ps_col_text(st, 3),       cg_ps_col_text(st, 4), cg_ps_col_text(st, 5),
     };
     l->n++;
@@ -232,7 +230,7 @@ typedef struct pattern_rows {
     void *ctx;
 } pattern_rows;
 
-static int pattern_row(sqlite3_stmt *st, void *arg)
+static int pattern_row(cg_ps_row *st, void *arg)
 {
     const pattern_rows *l = arg;
     return l->cb(l->ctx, cg_ps_col_text(st, 0), cg_ps_col_text(st, 1));
@@ -289,7 +287,7 @@ typedef struct peer_rows {
     void *ctx;
 } peer_rows;
 
-static int peer_row(sqlite3_stmt *st, void *arg)
+static int peer_row(cg_ps_row *st, void *arg)
 {
     const peer_rows *l = arg;
     cg_pkeys_peer p = { cg_ps_col_text(st, 0), cg_ps_col_text(st, 1), cg_ps_col_text(st, 2),

@@ -8,8 +8,6 @@
 
 #include "common/cg_error.h"
 #include "common/cg_util.h"
-#include "store/db.h"
-#include "store/policy_schema.h"
 #include "store/policy_store.h"
 #include "store/policy_store_impl.h"
 
@@ -120,15 +118,15 @@ typedef struct principal_rows {
     int n;
 } principal_rows;
 
-static int principal_row(sqlite3_stmt *st, void *arg)
+static int principal_row(cg_ps_row *st, void *arg)
 {
     principal_rows *l = arg;
     cg_pstore_principal p = {
-        .id = sqlite3_column_int64(st, 0),
+        .id = cg_ps_col_int(st, 0),
         .name = cg_ps_col_text(st, 1),
         .kind = cg_ps_col_text(st, 2),
         .mailbox = cg_ps_col_text(st, 3),
-        .enabled = sqlite3_column_int(st, 4) != 0,
+        .enabled = cg_ps_col_int(st, 4) != 0,
         .created = cg_ps_col_text(st, 5),
     };
     l->n++;
@@ -207,7 +205,7 @@ typedef struct group_rows {
     void *ctx;
 } group_rows;
 
-static int group_row(sqlite3_stmt *st, void *arg)
+static int group_row(cg_ps_row *st, void *arg)
 {
     const group_rows *l = arg;
     return l->cb(l->ctx, cg_ps_col_text(st, 0), cg_ps_col_text(st, 1));

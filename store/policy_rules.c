@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "common/cg_error.h"
+#include "common/cg_remote.h"
 #include "common/cg_util.h"
-#include "store/db.h"
 #include "store/policy_store_impl.h"
 
 static bool text_ok(const char *t)
@@ -41,19 +41,28 @@ int cg_pstore_rule_add(cg_pstore *s, bool deny, const char *subject, const char 
     if (rc < 0)
         return rc;
     int64_t subject_id;
+    char remote[CG_REMOTE_USER_MAX + 1];
     if (strcmp(subject, "*") != 0)
         rc = subject[0] == '@' ? cg_ps_group_id(s, subject + 1, &subject_id, error_r)
                                : cg_ps_principal_id(s, subject, &subject_id, error_r);
+    /* SPEC 7: a remote user (user@DOMAIN, *@DOMAIN) is no principal of
+     * this store; the name of a local principal stays that principal */
+    if (rc == CG_E_NOTFOUND && subject[0] != '@' &&
+        cg_remote_user(subject, strlen(subject), true, remote, sizeof remote, NULL)) {
+        subject = remote;
+        rc = 0;
+    }
     char t[CG_TIME_LEN];
+    int64_t id = 0;
+    bool found;
     if (rc == 0)
-        rc = cg_ps_done(s, cg_ps_prep(s, error_r,
-                                      "INSERT INTO acl_rule (effect, subject, service, pattern, "
-                                      "rights, comment, created) "
-                                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)", "ttttitt",
-                                      deny ? "deny" : "allow", subject, service, pattern,
-                                      (int64_t)rights, comment, cg_ps_now(t)),
-                        NULL, error_r);
-    int64_t id = sqlite3_last_insert_rowid(cg_ps_sqlite(s));
+        rc = cg_ps_one_int(s, cg_ps_prep(s, error_r,
+                                         "INSERT INTO acl_rule (effect, subject, service, pattern, "
+                                         "rights, comment, created) "
+                                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+                                         "ttttitt", deny ? "deny" : "allow", subject, service,
+                                         pattern, (int64_t)rights, comment, cg_ps_now(t)),
+                           &id, &found, error_r);
     char detail[1400];
     snprintf(detail, sizeof detail, "id=%lld %s %s %s %.1000s rights=%u", (long long)id,
              deny ? "deny" : "allow", subject, service, pattern, rights);
@@ -85,16 +94,16 @@ typedef struct rule_rows {
     void *ctx;
 } rule_rows;
 
-static int rule_row(sqlite3_stmt *st, void *arg)
+static int rule_row(cg_ps_row *st, void *arg)
 {
     const rule_rows *l = arg;
     cg_pstore_rule r = {
-        .id = sqlite3_column_int64(st, 0),
+        .id = cg_ps_col_int(st, 0),
         .deny = strcmp(cg_ps_col_text(st, 1), "deny") == 0,
         .subject = cg_ps_col_text(st, 2),
         .service = cg_ps_col_text(st, 3),
         .pattern = cg_ps_col_text(st, 4),
-        .rights = (unsigned)sqlite3_column_int(st, 5),
+        .rights = (unsigned)cg_ps_col_int(st, 5),
         .comment = cg_ps_col_text(st, 6),
         .created = cg_ps_col_text(st, 7),
     };

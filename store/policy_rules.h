@@ -16,7 +16,9 @@ typedef struct cg_pstore_rule {
     unsigned rights;
 } cg_pstore_rule;
 
-/* subject: an existing principal, "@group" of an existing group, or "*";
+/* subject: an existing principal, "@group" of an existing group, "*",
+ * or a remote user "user@DOMAIN" / "*@DOMAIN" (SPEC 7; stored with the
+ * domain lowercased; the name of a local principal stays that principal);
  * service: imap | http | *. One transaction with its policy_log row. */
 int cg_pstore_rule_add(cg_pstore *s, bool deny, const char *subject, const char *service,
                        const char *pattern, unsigned rights, const char *comment,

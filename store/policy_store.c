@@ -1,12 +1,14 @@
-/* store/policy_store.c — the SQLite policy store (see policy_store.h): open
- * and migrate, notice commits by other connections (PRAGMA data_version),
- * load everything in one read transaction, transactions and the change
- * log, and the statement and name helpers every edit uses
- * (policy_store_impl.h). The edits themselves: policy_principals.c
- * (principals, groups), policy_creds.c (credentials). */
+/* store/policy_store.c — the policy store (see policy_store.h): open and
+ * migrate a SQLite file (a PostgreSQL URL goes to policy_store_pg.c),
+ * notice commits by other connections (PRAGMA data_version; PostgreSQL's
+ * notifications), load everything in one read transaction, transactions
+ * and the change log, and the name helpers every edit uses
+ * (policy_store_impl.h). Statements: policy_sql.c. The edits themselves:
+ * policy_principals.c (principals, groups), policy_creds.c (credentials),
+ * policy_rules.c, policy_keys.c. */
 #include <ctype.h>
 #include <pwd.h>
-#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,104 +16,29 @@
 
 #include "common/cg_error.h"
 #include "common/cg_util.h"
-#include "store/db.h"
+#include "store/policy_backend.h"
 #include "store/policy_schema.h"
 #include "store/policy_store.h"
 #include "store/policy_store_impl.h"
-
-struct cg_pstore {
-    cg_db *db;
-    bool readonly;
-    int64_t data_version;
-};
-
-sqlite3 *cg_ps_sqlite(cg_pstore *s)
-{
-    return cg_db_handle(s->db);
-}
-
-const char *cg_ps_dberr(cg_pstore *s)
-{
-    return cg_say("policy database: %s", sqlite3_errmsg(cg_ps_sqlite(s)));
-}
 
 struct cg_db *cg_pstore_db(cg_pstore *s)
 {
     return s ? s->db : NULL;
 }
 
-/* ---- statements ----------------------------------------------------------- */
-
-/* Prepares sql and binds the arguments described by types: 't' text (NULL
- * binds NULL), 'i' int64, 'b' blob (pointer, size_t). */
-sqlite3_stmt *cg_ps_prep(cg_pstore *s, const char **error_r, const char *sql,
-                          const char *types, ...)
+bool cg_pstore_is_pg(const cg_pstore *s)
 {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(cg_ps_sqlite(s), sql, -1, &st, NULL) != SQLITE_OK) {
-        *error_r = cg_ps_dberr(s);
-        return NULL;
-    }
-    va_list ap;
-    va_start(ap, types);
-    for (int i = 0; types[i]; i++) {
-        if (types[i] == 't') {
-            const char *t = va_arg(ap, const char *);
-            if (t)
-                sqlite3_bind_text(st, i + 1, t, -1, SQLITE_TRANSIENT);
-            else
-                sqlite3_bind_null(st, i + 1);
-        } else if (types[i] == 'i') {
-            sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
-        } else {
-            const void *p = va_arg(ap, const void *);
-            size_t n = va_arg(ap, size_t);
-            if (p)
-                sqlite3_bind_blob(st, i + 1, p, (int)n, SQLITE_TRANSIENT);
-            else
-                sqlite3_bind_null(st, i + 1);
-        }
-    }
-    va_end(ap);
-    return st;
+    return s && s->pg;
 }
 
-/* Steps a statement that returns no rows and finalizes it: 0, CG_E_EXISTS
- * on a constraint (the caller replaces the sentence to say which), or
- * CG_E_DB. *changes: rows changed. */
-int cg_ps_done(cg_pstore *s, sqlite3_stmt *st, int *changes, const char **error_r)
+const char *cg_pstore_label(const cg_pstore *s)
 {
-    if (!st)
-        return CG_E_DB;
-    int r = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (r == SQLITE_DONE) {
-        if (changes)
-            *changes = sqlite3_changes(cg_ps_sqlite(s));
-        return 0;
-    }
-    *error_r = cg_ps_dberr(s);
-    if ((r & 0xff) == SQLITE_CONSTRAINT)
-        return CG_E_EXISTS;
-    return (r & 0xff) == SQLITE_BUSY ? CG_E_BUSY : CG_E_DB;
+    return s->label;
 }
 
-/* One integer from a one-row query; *found false when no row. */
-int cg_ps_one_int(cg_pstore *s, sqlite3_stmt *st, int64_t *v, bool *found,
-                   const char **error_r)
+bool cg_pstore_up(cg_pstore *s)
 {
-    if (!st)
-        return CG_E_DB;
-    int r = sqlite3_step(st);
-    *found = r == SQLITE_ROW;
-    if (*found)
-        *v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    if (r != SQLITE_ROW && r != SQLITE_DONE) {
-        *error_r = cg_ps_dberr(s);
-        return CG_E_DB;
-    }
-    return 0;
+    return atomic_load(&s->up);
 }
 
 const char *cg_ps_now(char buf[CG_TIME_LEN])
@@ -122,18 +49,19 @@ const char *cg_ps_now(char buf[CG_TIME_LEN])
 
 /* ---- open, watch ------------------------------------------------------------ */
 
-int cg_pstore_open(const char *path, int flags, cg_pstore **out, const char **error_r)
+bool cg_pstore_url(const char *name)
 {
-    const char *dummy;
-    if (!error_r)
-        error_r = &dummy;
-    *out = NULL;
-    cg_pstore *s = calloc(1, sizeof *s);
-    if (!s) {
-        *error_r = "out of memory";
-        return CG_E_NOMEM;
-    }
-    s->readonly = flags & CG_PSTORE_READONLY;
+    if (!name)
+        return false;
+    if (strncmp(name, "postgresql://", 13) == 0 || strncmp(name, "postgres://", 11) == 0)
+        return true;
+    /* libpq's "keyword=value ..." form: a keyword first */
+    size_t k = strspn(name, "abcdefghijklmnopqrstuvwxyz_");
+    return k > 0 && name[k + strspn(name + k, " \t")] == '=';
+}
+
+static int lite_open(cg_pstore *s, const char *path, int flags, const char **error_r)
+{
     int dbf = s->readonly ? CG_DB_READONLY : (flags & CG_PSTORE_CREATE) ? CG_DB_CREATE : 0;
     int rc = cg_db_open(path, dbf, &s->db, error_r);
     if (rc == 0 && !s->readonly)
@@ -152,6 +80,36 @@ int cg_pstore_open(const char *path, int flags, cg_pstore **out, const char **er
     }
     if (rc == 0)
         rc = cg_db_pragma_int(s->db, "data_version", &s->data_version, error_r);
+    return rc;
+}
+
+int cg_pstore_open(const char *path, int flags, cg_pstore **out, const char **error_r)
+{
+    return cg_pstore_open_auth(path, NULL, flags, out, error_r);
+}
+
+int cg_pstore_open_auth(const char *path, const char *password, int flags, cg_pstore **out,
+                        const char **error_r)
+{
+    const char *dummy;
+    if (!error_r)
+        error_r = &dummy;
+    *out = NULL;
+    cg_pstore *s = calloc(1, sizeof *s);
+    if (!s) {
+        *error_r = "out of memory";
+        return CG_E_NOMEM;
+    }
+    s->readonly = flags & CG_PSTORE_READONLY;
+    atomic_init(&s->changed, false);
+    atomic_init(&s->up, true);
+    int rc;
+    if (cg_pstore_url(path)) {
+        rc = cg_pspg_open(s, path, password, flags, error_r);
+    } else {
+        s->label = strdup(path);
+        rc = s->label ? lite_open(s, path, flags, error_r) : CG_E_NOMEM;
+    }
     if (rc < 0) {
         cg_pstore_close(s);
         return rc;
@@ -165,6 +123,8 @@ void cg_pstore_close(cg_pstore *s)
     if (!s)
         return;
     cg_db_close(s->db);
+    cg_pspg_close(s);
+    free(s->label);
     free(s);
 }
 
@@ -174,6 +134,10 @@ int cg_pstore_poll_changed(cg_pstore *s, bool *changed, const char **error_r)
 {
     int64_t v;
     *changed = false;
+    if (s->pg) {
+        *changed = atomic_exchange(&s->changed, false);
+        return 0;
+    }
     if (cg_db_pragma_int(s->db, "data_version", &v, error_r) < 0)
         return CG_E_DB;
     *changed = v != s->data_version;
@@ -183,33 +147,9 @@ int cg_pstore_poll_changed(cg_pstore *s, bool *changed, const char **error_r)
 
 /* ---- load ------------------------------------------------------------------- */
 
-const char *cg_ps_col_text(sqlite3_stmt *st, int i)
-{
-    return (const char *)sqlite3_column_text(st, i);
-}
-
-int cg_ps_rows(cg_pstore *s, sqlite3_stmt *st, cg_ps_row_fn row, void *arg,
-               const char **error_r)
-{
-    if (!st)
-        return CG_E_DB;
-    int r, rc = 0;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        rc = row(st, arg);
-        if (rc != 0)
-            break;
-    }
-    if (rc == 0 && r != SQLITE_DONE) {
-        *error_r = cg_ps_dberr(s);
-        rc = CG_E_DB;
-    }
-    sqlite3_finalize(st);
-    return rc;
-}
-
 /* Runs one SELECT of the load and calls row() per row; row returns
  * non-zero to stop. */
-typedef int (*row_fn)(sqlite3_stmt *st, const cg_pstore_visitor *v, void *ctx);
+typedef int (*row_fn)(cg_ps_row *st, const cg_pstore_visitor *v, void *ctx);
 
 typedef struct load_rows {
     row_fn row;
@@ -217,7 +157,7 @@ typedef struct load_rows {
     void *ctx;
 } load_rows;
 
-static int load_row(sqlite3_stmt *st, void *arg)
+static int load_row(cg_ps_row *st, void *arg)
 {
     const load_rows *l = arg;
     return l->row(st, l->v, l->ctx);
@@ -227,54 +167,54 @@ static int each_row(cg_pstore *s, const char *sql, row_fn row, const cg_pstore_v
                     void *ctx, const char **error_r)
 {
     load_rows l = { row, v, ctx };
-    return cg_ps_rows(s, cg_ps_prep(s, error_r, sql, ""), load_row, &l, error_r);
+    return cg_ps_each(s, sql, load_row, &l, error_r);
 }
 
-static int row_principal(sqlite3_stmt *st, const cg_pstore_visitor *v, void *ctx)
+static int row_principal(cg_ps_row *st, const cg_pstore_visitor *v, void *ctx)
 {
-    return v->principal(ctx, sqlite3_column_int64(st, 0), cg_ps_col_text(st, 1), cg_ps_col_text(st, 2),
-                        cg_ps_col_text(st, 3), sqlite3_column_int(st, 4) != 0);
+    return v->principal(ctx, cg_ps_col_int(st, 0), cg_ps_col_text(st, 1), cg_ps_col_text(st, 2),
+                        cg_ps_col_text(st, 3), cg_ps_col_int(st, 4) != 0);
 }
 
-static int row_credential(sqlite3_stmt *st, const cg_pstore_visitor *v, void *ctx)
+static int row_credential(cg_ps_row *st, const cg_pstore_visitor *v, void *ctx)
 {
-    const uint8_t *secret = sqlite3_column_blob(st, 4);
-    size_t slen = (size_t)sqlite3_column_bytes(st, 4);
-    return v->credential(ctx, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+    size_t slen;
+    const uint8_t *secret = cg_ps_col_blob(st, 4, &slen);
+    return v->credential(ctx, cg_ps_col_int(st, 0), cg_ps_col_int(st, 1),
                          cg_ps_col_text(st, 2), cg_ps_col_text(st, 3), secret, secret ? slen : 0,
                          cg_ps_col_text(st, 5), cg_ps_col_text(st, 6));
 }
 
-static int row_group(sqlite3_stmt *st, const cg_pstore_visitor *v, void *ctx)
+static int row_group(cg_ps_row *st, const cg_pstore_visitor *v, void *ctx)
 {
-    return v->group(ctx, sqlite3_column_int64(st, 0), cg_ps_col_text(st, 1));
+    return v->group(ctx, cg_ps_col_int(st, 0), cg_ps_col_text(st, 1));
 }
 
-static int row_member(sqlite3_stmt *st, const cg_pstore_visitor *v, void *ctx)
+static int row_member(cg_ps_row *st, const cg_pstore_visitor *v, void *ctx)
 {
-    return v->member(ctx, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1));
+    return v->member(ctx, cg_ps_col_int(st, 0), cg_ps_col_int(st, 1));
 }
 
-static int row_rule(sqlite3_stmt *st, const cg_pstore_visitor *v, void *ctx)
+static int row_rule(cg_ps_row *st, const cg_pstore_visitor *v, void *ctx)
 {
-    return v->rule(ctx, sqlite3_column_int64(st, 0), cg_ps_col_text(st, 1), cg_ps_col_text(st, 2),
-                   cg_ps_col_text(st, 3), cg_ps_col_text(st, 4), (unsigned)sqlite3_column_int(st, 5));
+    return v->rule(ctx, cg_ps_col_int(st, 0), cg_ps_col_text(st, 1), cg_ps_col_text(st, 2),
+                   cg_ps_col_text(st, 3), cg_ps_col_text(st, 4), (unsigned)cg_ps_col_int(st, 5));
 }
 
-static int row_pubkey(sqlite3_stmt *st, const cg_pstore_visitor *v, void *ctx)
+static int row_pubkey(cg_ps_row *st, const cg_pstore_visitor *v, void *ctx)
 {
-    return v->pubkey(ctx, sqlite3_column_int64(st, 0), cg_ps_col_text(st, 1),
-                     sqlite3_column_int64(st, 2), cg_ps_col_text(st, 3), cg_ps_col_text(st, 4));
+    return v->pubkey(ctx, cg_ps_col_int(st, 0), cg_ps_col_text(st, 1),
+                     cg_ps_col_int(st, 2), cg_ps_col_text(st, 3), cg_ps_col_text(st, 4));
 }
 
-static int row_require_signed(sqlite3_stmt *st, const cg_pstore_visitor *v, void *ctx)
+static int row_require_signed(cg_ps_row *st, const cg_pstore_visitor *v, void *ctx)
 {
     return v->require_signed(ctx, cg_ps_col_text(st, 0));
 }
 
-static int row_peer(sqlite3_stmt *st, const cg_pstore_visitor *v, void *ctx)
+static int row_peer(cg_ps_row *st, const cg_pstore_visitor *v, void *ctx)
 {
-    return v->peer(ctx, cg_ps_col_text(st, 0), sqlite3_column_int64(st, 1), cg_ps_col_text(st, 2));
+    return v->peer(ctx, cg_ps_col_text(st, 0), cg_ps_col_int(st, 1), cg_ps_col_text(st, 2));
 }
 
 int cg_pstore_load(cg_pstore *s, const cg_pstore_visitor *v, void *ctx, const char **error_r)
@@ -308,16 +248,12 @@ int cg_pstore_load(cg_pstore *s, const cg_pstore_visitor *v, void *ctx, const ch
     };
     /* one read transaction: the snapshot sees one committed state, never
      * half of an edit */
-    int rc = cg_db_begin_read(s->db, error_r);
+    int rc = cg_ps_read_begin(s, error_r);
     for (size_t i = 0; rc == 0 && i < CG_ARRAY_LEN(parts); i++) {
         if (parts[i].on)
             rc = each_row(s, parts[i].sql, parts[i].row, v, ctx, error_r);
     }
-    if (rc == 0)
-        rc = cg_db_commit(s->db, error_r);
-    else
-        cg_db_rollback(s->db);
-    return rc;
+    return cg_ps_read_end(s, rc, error_r);
 }
 
 typedef struct log_rows {
@@ -325,10 +261,10 @@ typedef struct log_rows {
     void *ctx;
 } log_rows;
 
-static int log_row(sqlite3_stmt *st, void *arg)
+static int log_row(cg_ps_row *st, void *arg)
 {
     const log_rows *l = arg;
-    return l->cb(l->ctx, sqlite3_column_int64(st, 0), cg_ps_col_text(st, 1),
+    return l->cb(l->ctx, cg_ps_col_int(st, 0), cg_ps_col_text(st, 1),
                  cg_ps_col_text(st, 2), cg_ps_col_text(st, 3), cg_ps_col_text(st, 4));
 }
 
@@ -353,17 +289,23 @@ int cg_pstore_begin(cg_pstore *s, const char **error_r)
         *error_r = "policy database is open read-only";
         return CG_E_INVAL;
     }
+    if (s->pg)
+        return cg_pspg_exec(s, "BEGIN; SELECT pg_advisory_xact_lock(" CG_PSPG_EDIT_LOCK ")",
+                            error_r);
     return cg_db_begin(s->db, error_r);
 }
 
 int cg_pstore_commit(cg_pstore *s, const char **error_r)
 {
-    return cg_db_commit(s->db, error_r);
+    return s->pg ? cg_pspg_exec(s, "COMMIT", error_r) : cg_db_commit(s->db, error_r);
 }
 
 void cg_pstore_rollback(cg_pstore *s)
 {
-    cg_db_rollback(s->db);
+    if (s->pg)
+        cg_pspg_rollback(s);
+    else
+        cg_db_rollback(s->db);
 }
 
 int cg_pstore_log_change(cg_pstore *s, const char *operation, const char *detail,

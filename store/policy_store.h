@@ -22,13 +22,67 @@ enum cg_pstore_open_flags {
     CG_PSTORE_CREATE = 2,   /* cpmgatectl init */
 };
 
+/* path: a SQLite file, or a PostgreSQL database (a postgresql:// or
+ * postgres:// URL, or a libpq "key=value ..." string); see
+ * cg_pstore_url. The password comes from libpq's own places
+ * (PGPASSWORD, PGPASSFILE, ~/.pgpass) or cg_pstore_set_password_file. */
 int cg_pstore_open(const char *path, int flags, cg_pstore **out,
                    const char **error_r) __attribute__((warn_unused_result));
+/* The same with a PostgreSQL password (policy_db_password_file); NULL:
+ * libpq's own places. Ignored for a file. */
+int cg_pstore_open_auth(const char *path, const char *password, int flags, cg_pstore **out,
+                        const char **error_r) __attribute__((warn_unused_result));
 void cg_pstore_close(cg_pstore *s);
+/* The SQLite handle; NULL for PostgreSQL. */
 struct cg_db *cg_pstore_db(cg_pstore *s);
+/* Whether a policy_db value names a PostgreSQL database. */
+bool cg_pstore_url(const char *name);
+bool cg_pstore_is_pg(const cg_pstore *s);
+/* The database as messages may name it: a file's path, or the URL with
+ * any password replaced by "xxx". */
+const char *cg_pstore_label(const cg_pstore *s);
+/* Whether the last use of the store succeeded (a SQLite file is always
+ * up; PostgreSQL is down from a lost connection until a reconnect). */
+bool cg_pstore_up(cg_pstore *s);
+/* A policy_db value fit for a message: a password in a URL's user part,
+ * its query (password=) or a key=value string becomes "xxx". */
+void cg_pstore_redact(const char *in, char *out, size_t cap);
+
+/* Copies the whole policy of from into to (either backend), ids kept, in
+ * one transaction of to with its policy_log row. The target must hold no
+ * policy unless replace, which removes what it holds in the same
+ * transaction (CG_E_EXISTS otherwise). summary: what was copied. */
+int cg_pstore_copy(cg_pstore *from, cg_pstore *to, bool replace, char *summary, size_t cap,
+                   const char **error_r) __attribute__((warn_unused_result));
+
+/* ---- PostgreSQL: reconnecting and notifications ------------------------ */
+
+/* A new connection for a store that lost its own (the watcher's thread):
+ * 0 (the next cg_pstore_poll_changed reports a change, so everything is
+ * reloaded), or CG_E_UNAVAIL / CG_E_DB with the sentence. A no-op on a
+ * file. */
+int cg_pstore_reconnect(cg_pstore *s, const char **error_r)
+    __attribute__((warn_unused_result));
+/* Makes the next cg_pstore_poll_changed report a change; any thread. */
+void cg_pstore_mark_changed(cg_pstore *s);
+
+/* A second connection that LISTENs for the store's notifications, read
+ * without blocking (its socket is watched by an event loop). Opening
+ * blocks (connect); the rest is for one thread at a time. */
+typedef struct cg_pslisten cg_pslisten;
+int cg_pslisten_open(cg_pstore *s, cg_pslisten **out, const char **error_r)
+    __attribute__((warn_unused_result));
+int cg_pslisten_fd(const cg_pslisten *l);
+/* Reads what the socket has: *notified when the policy changed (the store
+ * then reports a change), CG_E_DB when the connection is lost (the store
+ * is then down until cg_pstore_reconnect). */
+int cg_pslisten_read(cg_pslisten *l, bool *notified, const char **error_r)
+    __attribute__((warn_unused_result));
+void cg_pslisten_close(cg_pslisten *l);
 
 /* *changed: whether another connection committed since the last call
- * (PRAGMA data_version). 0, or CG_E_DB when the version cannot be read
+ * (PRAGMA data_version; on PostgreSQL, whether a notification arrived or
+ * a reconnect happened). 0, or CG_E_DB when the version cannot be read
  * (*changed false; error_r, which may be NULL, says why). */
 int cg_pstore_poll_changed(cg_pstore *s, bool *changed, const char **error_r)
     __attribute__((warn_unused_result));

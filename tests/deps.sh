@@ -7,11 +7,11 @@ set -euo pipefail
 
 PACKAGES=(
     meson ninja-build pkg-config gcc clang libclang-rt-14-dev
-    libuv1-dev libssl-dev libsqlite3-dev libxml2-dev libxmlsec1-dev xmlsec1
+    libuv1-dev libssl-dev libsqlite3-dev libpq-dev libxml2-dev libxmlsec1-dev xmlsec1
     node-llhttp libinih-dev libjson-c-dev libcmocka-dev libsystemd-dev
     python3 python3-pytest python3-cryptography
     dovecot-imapd nginx-light libnginx-mod-http-dav-ext libnginx-mod-mail
-    curl openssl stunnel4 wrk haproxy docker-compose scdoc sqlite3 litmus isync
+    curl openssl stunnel4 wrk haproxy docker-compose scdoc sqlite3 postgresql-15 litmus isync
     systemd
     dpkg-dev debhelper fakeroot lintian prometheus
 )

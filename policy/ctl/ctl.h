@@ -38,6 +38,9 @@ typedef struct ctl_args {
     const char *pos[CTL_MAX_POS];   /* NULL past npos */
     const char *val[CTL_MAX_OPTS];  /* by index in cmd->opts */
     bool set[CTL_MAX_OPTS];         /* by index in cmd->flags */
+    int argc;                       /* the words, for ctl_opt_all */
+    char **argv;
+    int skip;
 } ctl_args;
 
 typedef int (*ctl_cmd_fn)(ctl_ctx *ctx, const ctl_args *a);
@@ -74,8 +77,10 @@ int ctl_key_add(ctl_ctx *ctx, const ctl_args *a);             /* ctl_key.c */
 int ctl_key_remove(ctl_ctx *ctx, const ctl_args *a);
 int ctl_signed_edit(ctl_ctx *ctx, const ctl_args *a);         /* require-signed add, remove */
 int ctl_peer_add(ctl_ctx *ctx, const ctl_args *a);
-int ctl_keys_list(ctl_ctx *ctx, const ctl_args *a);           /* key, require-signed, peer */
+int ctl_keys_list(ctl_ctx *ctx, const ctl_args *a);           /* key, require-signed */
 int ctl_peer_remove(ctl_ctx *ctx, const ctl_args *a);
+int ctl_peer_list(ctl_ctx *ctx, const ctl_args *a);           /* ctl_peer.c */
+int ctl_copy(ctl_ctx *ctx, const ctl_args *a);                /* ctl_copy.c */
 int ctl_manifest_create(ctl_ctx *ctx, const ctl_args *a);     /* ctl_manifest.c */
 int ctl_manifest_verify(ctl_ctx *ctx, const ctl_args *a);
 int ctl_audit_keygen(ctl_ctx *ctx, const ctl_args *a);        /* ctl_audit.c */
@@ -85,6 +90,16 @@ int ctl_audit_rotate(ctl_ctx *ctx, const ctl_args *a);
 /* export --follow (ctl_audit_follow.c): from_seq NULL starts after the
  * last record; runs until SIGINT or SIGTERM. */
 int ctl_audit_follow(const char *db, const char *from_seq);
+/* export --merge (ctl_audit_merge.c): the rows of sts[i] (canon, hash,
+ * seq, time of dbs[i], in seq order) interleaved by time, node, seq; at
+ * most limit lines (0: all). */
+#define CTL_MAX_DBS 64 /* --audit-db given more than once: verify, export --merge */
+struct sqlite3_stmt;
+int ctl_audit_merge(const char *const *dbs, struct sqlite3_stmt **sts, size_t n,
+                    uint64_t limit);
+/* One exported line of the row st is on (canon, hash, ...): the canon with
+ * ,"hash":HEX and, when db is not NULL, ,"audit_db":DB before its brace. */
+void ctl_audit_jsonl(struct sqlite3_stmt *st, const char *db);
 int ctl_backup(ctl_ctx *ctx, const ctl_args *a);              /* ctl_backup.c */
 int ctl_restore(ctl_ctx *ctx, const ctl_args *a);
 
@@ -111,11 +126,19 @@ int ctl_complete(const ctl_cmd *rows, size_t nrows, int nwords, char **words);
 
 /* The value of option `name` (one of a->cmd->opts), NULL when absent. */
 const char *ctl_opt(const ctl_args *a, const char *name);
+/* Every value of option `name`, in the order given (an option a command
+ * takes more than once, e.g. --audit-db A --audit-db B), at most max;
+ * returns how many there were (may exceed max). */
+size_t ctl_opt_all(const ctl_args *a, const char *name, const char **out, size_t max);
 /* Whether flag `name` (one of a->cmd->flags) was given. */
 bool ctl_flag(const ctl_args *a, const char *name);
 
 /* Opens ctx->store (read-write; create for init). Prints the error. */
 int ctl_open_store(ctl_ctx *ctx, bool create);
+/* Opens the policy database name (a file or a PostgreSQL URL; the
+ * password from $CPMGATE_DB_PASSWORD_FILE or libpq's own places): CTL_OK,
+ * or CTL_ERROR after one line that names it without a password. */
+int ctl_store_open(const char *name, bool create, cg_pstore **out);
 
 /* One line on stderr, "cpmgatectl: ...". Returns CTL_ERROR. */
 int ctl_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -8,8 +8,10 @@
 
 #include "policy/ctl/ctl.h"
 #include "common/cg_error.h"
+#include "common/cg_remote.h"
 #include "common/cg_util.h"
 #include "policy/acl.h"
+#include "policy/peer.h"
 #include "policy/snapshot.h"
 #include "store/policy_rules.h"
 
@@ -115,6 +117,27 @@ static void print_rule_ref(const cg_acl *acl, int64_t id)
            r->pattern, rights);
 }
 
+/* SPEC 7: a remote user "user@DOMAIN" is judged as the server principal
+ * of DOMAIN's peer acting for them (--via names that principal, and must
+ * be it). CTL_OK with *p and the address in its one spelling in out;
+ * CTL_ERROR printed when there is no such peer or principal. */
+static int remote_subject(const cg_snapshot *snap, const char *who, const char *via,
+                          char out[CG_REMOTE_USER_MAX + 1], const cg_principal **p)
+{
+    size_t at;
+    *p = NULL;
+    if (!cg_remote_user(who, strlen(who), false, out, CG_REMOTE_USER_MAX + 1, &at))
+        return ctl_fail("unknown principal '%s' (nor a remote user@DOMAIN)", who);
+    const cg_peer *peer = cg_snapshot_peer(snap, out + at + 1);
+    if (!peer)
+        return ctl_fail("unknown principal '%s', and no peer for %s", who, out + at + 1);
+    const cg_principal *server = cg_snapshot_principal(snap, peer->principal_idx);
+    if (via && (!server || strcmp(server->name, via) != 0))
+        return ctl_fail("%s is not the server principal of the peer %s", via, peer->domain);
+    *p = server;
+    return server ? CTL_OK : CTL_ERROR;
+}
+
 int ctl_check(ctl_ctx *ctx, const ctl_args *a)
 {
     const char *who = a->pos[0], *service = a->pos[1], *right_text = a->pos[2];
@@ -136,9 +159,20 @@ int ctl_check(ctl_ctx *ctx, const ctl_args *a)
     if (cg_snapshot_build(ctx->store, &snap, &err) < 0)
         return ctl_fail("cannot read the policy: %s", err ? err : "error");
     const cg_principal *p = cg_snapshot_principal_by_name(snap, who);
-    if (!p) {
+    char remote[CG_REMOTE_USER_MAX + 1];
+    const char *originator = NULL;
+    const char *via = ctl_opt(a, "--via");
+    if (!p && strchr(who, '@')) {
+        if (remote_subject(snap, who, via, remote, &p) != CTL_OK) {
+            cg_snapshot_release(snap);
+            return CTL_ERROR;
+        }
+        originator = remote;
+    }
+    if (!p || (via && !originator)) {
         cg_snapshot_release(snap);
-        return ctl_fail("unknown principal '%s'", who);
+        return p ? ctl_fail("--via is for a remote user (user@DOMAIN)")
+                 : ctl_fail("unknown principal '%s'", who);
     }
     size_t len = strlen(resource);
     char *res = strdup(resource);
@@ -149,7 +183,7 @@ int ctl_check(ctl_ctx *ctx, const ctl_args *a)
     if (svc == CG_SVC_IMAP)
         normalise_inbox(res, delim);
     const cg_acl *acl = cg_snapshot_acl(snap);
-    cg_decision d = cg_acl_decide(acl, p, svc, right, res, len, delim);
+    cg_decision d = cg_acl_decide_as(acl, p, originator, svc, right, res, len, delim);
     if (!p->enabled)
         printf("deny: principal %s is disabled\n", p->name);
     else if (d.rule_id == 0)

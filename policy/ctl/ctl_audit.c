@@ -59,48 +59,83 @@ int ctl_audit_keygen(ctl_ctx *ctx, const ctl_args *a)
 
 /* ---- verify ----------------------------------------------------------------- */
 
+static json_object *verify_json(const char *db, const cg_audit_verify_result *res)
+{
+    json_object *o = ctl_jobj();
+    if (db)
+        ctl_jset(o, "audit_db", ctl_jstr(db));
+    ctl_jset(o, "intact", ctl_jbool(res->intact));
+    ctl_jset(o, "records", ctl_juint(res->records));
+    ctl_jset(o, "checkpoints", ctl_juint(res->checkpoints));
+    ctl_jset(o, "first_seq", ctl_juint(res->first_seq));
+    ctl_jset(o, "last_seq", ctl_juint(res->last_seq));
+    ctl_jset(o, "last_checkpoint_seq", ctl_juint(res->last_checkpoint_seq));
+    ctl_jset(o, "node", ctl_jstr(res->node[0] ? res->node : NULL));
+    ctl_jset(o, "broken_seq", res->intact ? NULL : ctl_juint(res->broken_seq));
+    ctl_jset(o, "what", ctl_jstr(res->intact ? NULL : res->what));
+    ctl_jset(o, "notes", ctl_jstr(res->notes[0] ? res->notes : NULL));
+    return o;
+}
+
+/* The verdict's line; with several databases each line starts with its
+ * file. */
+static void verify_line(const char *db, const cg_audit_verify_result *res)
+{
+    if (db)
+        printf("%s: ", db);
+    if (res->intact) {
+        printf("audit chain intact: %llu records, %llu checkpoints, last seq %llu",
+               (unsigned long long)res->records, (unsigned long long)res->checkpoints,
+               (unsigned long long)res->last_seq);
+        if (res->node[0])
+            printf(", node %s", res->node);
+        putchar('\n');
+        if (res->notes[0])
+            printf("%snote: %s\n", db ? "  " : "", res->notes);
+    } else {
+        printf("audit chain broken at seq %llu: %s\n", (unsigned long long)res->broken_seq,
+               res->what);
+    }
+}
+
+/* Each --audit-db proves its own chain (a node's log); the exit status
+ * is 1 when any of them is broken or unreadable. */
 int ctl_audit_verify(ctl_ctx *ctx, const ctl_args *a)
 {
-    const char *db = ctl_opt(a, "--audit-db");
+    const char *dbs[CTL_MAX_DBS];
+    size_t n = ctl_opt_all(a, "--audit-db", dbs, CTL_MAX_DBS);
     const char *keyf = ctl_opt(a, "--key");
-    if (!db)
+    if (n == 0)
         return ctl_usage(a);
+    if (n > CTL_MAX_DBS)
+        return ctl_fail("at most %d --audit-db at once", CTL_MAX_DBS);
     EVP_PKEY *key = NULL;
     const char *err = NULL;
     if (keyf && cg_audit_key_load_public(keyf, &key, &err) < 0)
         return ctl_fail("%s: %s", keyf, err);
-    cg_audit_verify_result res;
-    int rc = cg_audit_verify_db(db, key, &res, &err);
-    EVP_PKEY_free(key);
-    if (rc < 0)
-        return ctl_fail("%s: %s", db, err);
-    if (ctx->json) {
-        json_object *o = ctl_jobj();
-        ctl_jset(o, "intact", ctl_jbool(res.intact));
-        ctl_jset(o, "records", ctl_juint(res.records));
-        ctl_jset(o, "checkpoints", ctl_juint(res.checkpoints));
-        ctl_jset(o, "first_seq", ctl_juint(res.first_seq));
-        ctl_jset(o, "last_seq", ctl_juint(res.last_seq));
-        ctl_jset(o, "last_checkpoint_seq", ctl_juint(res.last_checkpoint_seq));
-        ctl_jset(o, "broken_seq", res.intact ? NULL : ctl_juint(res.broken_seq));
-        ctl_jset(o, "what", ctl_jstr(res.intact ? NULL : res.what));
-        ctl_jset(o, "notes", ctl_jstr(res.notes[0] ? res.notes : NULL));
-        if (ctl_json_print(o) != CTL_OK)
-            return CTL_ERROR;
-    } else if (res.intact) {
-        printf("audit chain intact: %llu records, %llu checkpoints, last seq %llu\n",
-               (unsigned long long)res.records, (unsigned long long)res.checkpoints,
-               (unsigned long long)res.last_seq);
-        if (res.notes[0])
-            printf("note: %s\n", res.notes);
-    } else {
-        printf("audit chain broken at seq %llu: %s\n", (unsigned long long)res.broken_seq,
-               res.what);
+    bool many = n > 1;
+    json_object *arr = ctx->json && many ? ctl_jarr() : NULL;
+    int rc = CTL_OK;
+    for (size_t i = 0; i < n; i++) {
+        cg_audit_verify_result res;
+        if (cg_audit_verify_db(dbs[i], key, &res, &err) < 0) {
+            rc = ctl_fail("%s: %s", dbs[i], err);
+            continue;
+        }
+        if (arr)
+            ctl_jset(arr, NULL, verify_json(dbs[i], &res));
+        else if (ctx->json && ctl_json_print(verify_json(NULL, &res)) != CTL_OK)
+            rc = CTL_ERROR;
+        else if (!ctx->json)
+            verify_line(many ? dbs[i] : NULL, &res);
+        if (!res.intact)
+            rc = ctl_fail("%s: audit chain broken at seq %llu", dbs[i],
+                          (unsigned long long)res.broken_seq);
     }
-    if (!res.intact)
-        return ctl_fail("%s: audit chain broken at seq %llu", db,
-                        (unsigned long long)res.broken_seq);
-    return CTL_OK;
+    EVP_PKEY_free(key);
+    if (arr && ctl_json_print(arr) != CTL_OK)
+        rc = CTL_ERROR;
+    return rc;
 }
 
 /* ---- show / export ---------------------------------------------------------- */
@@ -229,25 +264,94 @@ static void show_line(const cg_audit_parsed *p)
     print_field("key_id", r->key_id, &first);
     print_field("validation", r->validation, &first);
     print_field("reason", r->reason, &first);
+    print_field("node", r->node, &first);
+    print_field("originator", r->originator, &first);
+    print_field("origin_txid", r->origin_txid, &first);
     putchar('\n');
 }
 
 enum out_mode { OUT_TEXT, OUT_JSON, OUT_JSONL };
 
-/* show and export: one reader, three outputs */
+/* The filters of show and export. */
+typedef struct show_filter {
+    const char *txid, *principal, *since, *until, *decision; /* times normalised */
+    uint64_t limit, from;                                    /* 0: none */
+    bool origin;  /* --txid also matches a record's origin_txid (merge) */
+} show_filter;
+
+/* Opens db read-only and prepares the filtered rows (canon, hash, seq,
+ * time) in seq order. Prints the error. */
+static int open_query(const char *db, const show_filter *f, sqlite3 **hr, sqlite3_stmt **st)
+{
+    if (access(db, F_OK) < 0)
+        return ctl_fail("%s: no such audit database", db);
+    sqlite3 *h = NULL;
+    if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        sqlite3_close(h);
+        return ctl_fail("%s: cannot open the audit database", db);
+    }
+    sqlite3_busy_timeout(h, 5000);
+    /* origin_txid is the canon's last key when set: a node's record of a
+     * request another node started names that node's txid there */
+    if (sqlite3_prepare_v2(h,
+            "SELECT canon, hash, seq, time FROM records WHERE (?1 IS NULL OR txid = ?1"
+            " OR (?8 AND instr(canon, ',\"origin_txid\":' || json_quote(?1) || '}') > 0))"
+            " AND (?2 IS NULL OR principal = ?2) AND (?3 IS NULL OR time >= ?3)"
+            " AND (?4 IS NULL OR time <= ?4) AND (?5 IS NULL OR decision = ?5)"
+            " AND (?7 IS NULL OR seq >= ?7) ORDER BY seq LIMIT ?6", -1, st, NULL) != SQLITE_OK) {
+        int rc = ctl_fail("%s: not a cpmgate audit database (%s)", db, sqlite3_errmsg(h));
+        sqlite3_close(h);
+        return rc;
+    }
+    if (f->txid) sqlite3_bind_text(*st, 1, f->txid, -1, SQLITE_STATIC);
+    if (f->principal) sqlite3_bind_text(*st, 2, f->principal, -1, SQLITE_STATIC);
+    if (f->since) sqlite3_bind_text(*st, 3, f->since, -1, SQLITE_STATIC);
+    if (f->until) sqlite3_bind_text(*st, 4, f->until, -1, SQLITE_STATIC);
+    if (f->decision) sqlite3_bind_text(*st, 5, f->decision, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(*st, 6, f->limit ? (sqlite3_int64)f->limit : -1);
+    if (f->from) sqlite3_bind_int64(*st, 7, (sqlite3_int64)f->from);
+    sqlite3_bind_int(*st, 8, f->origin);
+    *hr = h;
+    return CTL_OK;
+}
+
+void ctl_audit_jsonl(sqlite3_stmt *st, const char *db)
+{
+    /* canon plus its hash: drop the key "hash" (and "audit_db") to get the
+     * hashed text. The canon goes out as stored, never re-encoded through
+     * the JSON writer: its bytes are what the chain hashed, and a SIEM
+     * checks the chain from exactly these bytes. */
+    const char *canon = (const char *)sqlite3_column_text(st, 0);
+    size_t len = (size_t)sqlite3_column_bytes(st, 0);
+    char hex[2 * CG_AUDIT_HASH_LEN + 1] = "";
+    if (sqlite3_column_bytes(st, 1) == CG_AUDIT_HASH_LEN)
+        cg_hex_encode(sqlite3_column_blob(st, 1), CG_AUDIT_HASH_LEN, hex);
+    fwrite(canon, 1, len - 1, stdout);
+    printf(",\"hash\":\"%s\"", hex);
+    if (db) {
+        fputs(",\"audit_db\":", stdout);
+        ctl_json_write(stdout, ctl_jstr(db));
+    }
+    fputs("}\n", stdout);
+}
+
+/* show and export: one reader, three outputs; export --merge interleaves
+ * several databases (ctl_audit_merge.c) */
 int ctl_audit_show(ctl_ctx *ctx, const ctl_args *a)
 {
     bool export = strcmp(a->sub, "export") == 0;
+    const char *dbs[CTL_MAX_DBS];
+    size_t ndb = ctl_opt_all(a, "--audit-db", dbs, CTL_MAX_DBS);
     const char *db = ctl_opt(a, "--audit-db");
-    const char *txid = ctl_opt(a, "--txid");
-    const char *principal = ctl_opt(a, "--principal");
     const char *since = ctl_opt(a, "--since");
     const char *until = ctl_opt(a, "--until");
-    const char *decision = ctl_opt(a, "--decision");
     const char *limit = ctl_opt(a, "--limit");
     const char *format = ctl_opt(a, "--format");
     const char *from_seq = export ? ctl_opt(a, "--from-seq") : NULL;
     bool follow = export && ctl_flag(a, "--follow");
+    bool merge = export && ctl_flag(a, "--merge");
+    show_filter f = { .txid = ctl_opt(a, "--txid"), .principal = ctl_opt(a, "--principal"),
+                      .decision = ctl_opt(a, "--decision"), .origin = merge };
     if (!db)
         return ctl_usage(a);
     if (export && (!format || strcmp(format, "jsonl") != 0)) {
@@ -255,51 +359,54 @@ int ctl_audit_show(ctl_ctx *ctx, const ctl_args *a)
             fprintf(stderr, "cpmgatectl: unknown export format '%s' (jsonl)\n", format);
         return ctl_usage(a);
     }
+    if (ndb > 1 && !merge)
+        return ctl_fail("several --audit-db: export them with --merge");
+    if (ndb > CTL_MAX_DBS)
+        return ctl_fail("at most %d --audit-db at once", CTL_MAX_DBS);
     char since_n[CG_TIME_LEN], until_n[CG_TIME_LEN];
     if (since && !norm_time(since, false, since_n))
         return ctl_fail("--since: '%s' is not an RFC 3339 time or a date", since);
     if (until && !norm_time(until, true, until_n))
         return ctl_fail("--until: '%s' is not an RFC 3339 time or a date", until);
-    if (decision && strcmp(decision, "allow") != 0 && strcmp(decision, "deny") != 0 &&
-        strcmp(decision, "error") != 0)
-        return ctl_fail("--decision: '%s' is not allow, deny or error", decision);
-    uint64_t lim = 0, from = 0;
-    if (limit && cg_parse_u64(limit, 1, INT64_MAX, &lim) < 0)
+    f.since = since ? since_n : NULL;
+    f.until = until ? until_n : NULL;
+    if (f.decision && strcmp(f.decision, "allow") != 0 && strcmp(f.decision, "deny") != 0 &&
+        strcmp(f.decision, "error") != 0)
+        return ctl_fail("--decision: '%s' is not allow, deny or error", f.decision);
+    if (limit && cg_parse_u64(limit, 1, INT64_MAX, &f.limit) < 0)
         return ctl_fail("--limit: '%s' is not a positive number", limit);
-    if (from_seq && cg_parse_u64(from_seq, 1, INT64_MAX, &from) < 0)
+    if (from_seq && cg_parse_u64(from_seq, 1, INT64_MAX, &f.from) < 0)
         return ctl_fail("--from-seq: '%s' is not a positive number", from_seq);
-    if (access(db, F_OK) < 0)
-        return ctl_fail("%s: no such audit database", db);
     if (follow) {
         /* the receiver checks the chain line by line: no holes in it */
-        if (txid || principal || since || until || decision || limit)
-            return ctl_fail("--follow streams the whole chain: of the filters only "
-                            "--from-seq applies");
+        if (f.txid || f.principal || since || until || f.decision || limit || merge)
+            return ctl_fail("--follow streams the whole chain of one database: of the "
+                            "options only --from-seq applies");
+        if (access(db, F_OK) < 0)
+            return ctl_fail("%s: no such audit database", db);
         return ctl_audit_follow(db, from_seq);
     }
-    sqlite3 *h = NULL;
-    if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        sqlite3_close(h);
-        return ctl_fail("%s: cannot open the audit database", db);
-    }
-    sqlite3_busy_timeout(h, 5000);
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(h,
-            "SELECT canon, hash FROM records WHERE (?1 IS NULL OR txid = ?1)"
-            " AND (?2 IS NULL OR principal = ?2) AND (?3 IS NULL OR time >= ?3)"
-            " AND (?4 IS NULL OR time <= ?4) AND (?5 IS NULL OR decision = ?5)"
-            " AND (?7 IS NULL OR seq >= ?7) ORDER BY seq LIMIT ?6", -1, &st, NULL) != SQLITE_OK) {
-        int rc = ctl_fail("%s: not a cpmgate audit database (%s)", db, sqlite3_errmsg(h));
-        sqlite3_close(h);
+    if (merge) {
+        if (from_seq)
+            return ctl_fail("--from-seq counts in one database: not with --merge");
+        sqlite3 *hs[CTL_MAX_DBS] = { NULL };
+        sqlite3_stmt *sts[CTL_MAX_DBS] = { NULL };
+        int rc = CTL_OK;
+        for (size_t i = 0; i < ndb && rc == CTL_OK; i++)
+            rc = open_query(dbs[i], &f, &hs[i], &sts[i]);
+        if (rc == CTL_OK)
+            rc = ctl_audit_merge(dbs, sts, ndb, f.limit);
+        for (size_t i = 0; i < ndb; i++) {
+            sqlite3_finalize(sts[i]);
+            sqlite3_close(hs[i]);
+        }
         return rc;
     }
-    if (txid) sqlite3_bind_text(st, 1, txid, -1, SQLITE_STATIC);
-    if (principal) sqlite3_bind_text(st, 2, principal, -1, SQLITE_STATIC);
-    if (since) sqlite3_bind_text(st, 3, since_n, -1, SQLITE_STATIC);
-    if (until) sqlite3_bind_text(st, 4, until_n, -1, SQLITE_STATIC);
-    if (decision) sqlite3_bind_text(st, 5, decision, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 6, lim ? (sqlite3_int64)lim : -1);
-    if (from_seq) sqlite3_bind_int64(st, 7, (sqlite3_int64)from);
+    sqlite3 *h;
+    sqlite3_stmt *st;
+    int rc = open_query(db, &f, &h, &st);
+    if (rc != CTL_OK)
+        return rc;
     enum out_mode mode = export ? OUT_JSONL : ctx->json ? OUT_JSON : OUT_TEXT;
     cg_audit_parsed *p = malloc(sizeof *p);
     if (!p) {
@@ -317,15 +424,7 @@ int ctl_audit_show(ctl_ctx *ctx, const ctl_args *a)
         if (!canon || len < 2)
             continue;
         if (mode == OUT_JSONL) {
-            /* canon plus its hash: drop the key "hash" to get the hashed text.
-             * The canon goes out as stored, never re-encoded through the JSON
-             * writer: its bytes are what the chain hashed, and a SIEM checks
-             * the chain from exactly these bytes. */
-            char hex[2 * CG_AUDIT_HASH_LEN + 1] = "";
-            if (sqlite3_column_bytes(st, 1) == CG_AUDIT_HASH_LEN)
-                cg_hex_encode(sqlite3_column_blob(st, 1), CG_AUDIT_HASH_LEN, hex);
-            fwrite(canon, 1, len - 1, stdout);
-            printf(",\"hash\":\"%s\"}\n", hex);
+            ctl_audit_jsonl(st, NULL);
         } else if (mode == OUT_JSON) {
             /* records as stored (they are JSON), streamed: a log can be large */
             printf("%s\n", n ? "," : "");
@@ -372,7 +471,7 @@ int ctl_audit_rotate(ctl_ctx *ctx, const ctl_args *a)
         return ctl_fail("%s: %s", keyf, err);
     }
     char sealed[4200];
-    rc = cg_afile_rotate(db, key, sealed, sizeof sealed, &err);
+    rc = cg_afile_rotate(db, key, NULL, sealed, sizeof sealed, &err);
     EVP_PKEY_free(key);
     cg_afile_unlock(fd);
     if (rc < 0)

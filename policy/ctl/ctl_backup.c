@@ -72,7 +72,7 @@ static int conf_key(void *user, const char *section, const char *name, const cha
         /* inih cuts values near 200 bytes: a path that long is refused */
         if (!*value || strlen(value) >= 190)
             s->conf_bad = true;
-        else if (value[0] == '/')
+        else if (value[0] == '/' || cg_pstore_url(value))
             cg_strlcpy(s->conf[i], value, sizeof s->conf[i]);
         else
             snprintf(s->conf[i], sizeof s->conf[i], "%s/%s", s->conf_dir, value);
@@ -113,6 +113,13 @@ static int resolve(ctl_ctx *ctx, const ctl_args *a, dbset *s)
             s->path[i] = opt[i];
             s->named[i] = true;
         }
+    if (cg_pstore_url(s->path[DB_POLICY])) {
+        char label[512];
+        cg_pstore_redact(s->path[DB_POLICY], label, sizeof label);
+        return ctl_fail("%s is a PostgreSQL database: backup and restore copy SQLite files; "
+                        "back it up with pg_dump, or copy the policy into a file with "
+                        "cpmgatectl copy", label);
+    }
     return CTL_OK;
 }
 

@@ -1,6 +1,7 @@
-/* ctl_key.c — `cpmgatectl key`, `require-signed` and `peer` (SPEC section
- * 9): content-signing keys of principals, signed-only path patterns, and
- * remote CPM environments. Input is validated here (key ids as manifests
+/* ctl_key.c — `cpmgatectl key`, `require-signed` and `peer add|remove`
+ * (SPEC section 9): content-signing keys of principals, signed-only path
+ * patterns, and remote CPM environments (`peer list`, which also reads the
+ * gateway's counters, is ctl_peer.c). Input is validated here (key ids as manifests
  * carry them, ACL pattern syntax, host names); the store keeps it. */
 #include <ctype.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include "policy/acl.h"
 #include "store/policy_keys.h"
 #include "common/cg_error.h"
+#include "common/cg_remote.h"
 
 #define MAX_PEM 65536
 
@@ -118,32 +120,10 @@ int ctl_signed_edit(ctl_ctx *ctx, const ctl_args *a)
  * for the change; false with the error printed when either fails. */
 static bool peer_begin(ctl_ctx *ctx, const char *in, char d[256])
 {
-    size_t n = strlen(in);
-    bool ok = n > 0 && n <= 253 && in[n - 1] != '.';
-    size_t label = 0;
-    for (size_t i = 0; ok && i <= n; i++) {
-        char c = in[i];
-        if (c == '.' || c == '\0') {
-            ok = label > 0 && label <= 63 && in[i - 1] != '-';
-            d[i] = c;
-            label = 0;
-        } else {
-            ok = (isalnum((unsigned char)c) || c == '-') && !(c == '-' && label == 0);
-            d[i] = (char)tolower((unsigned char)c);
-            label++;
-        }
-    }
+    bool ok = cg_remote_domain(in, strlen(in), d, 256);
     if (!ok)
         ctl_fail("peer '%s': not a domain name", in);
     return ok && ctl_open_store(ctx, false) == CTL_OK;
-}
-
-static int print_peer(void *c, const cg_pkeys_peer *p)
-{
-    static const char *const keys[] = { "domain", "principal", "auth", "created" };
-    const char *vals[] = { p->domain, p->principal, p->auth, p->created };
-    ctl_list_strings(c, sizeof keys / sizeof keys[0], keys, vals, 3);
-    return 0;
 }
 
 /* peer add DOMAIN --principal NAME --auth required|optional */
@@ -171,7 +151,8 @@ int ctl_peer_remove(ctl_ctx *ctx, const ctl_args *a)
 
 /* ---- the three lists ------------------------------------------------------ */
 
-/* key list, require-signed list, peer list: the row's family says which */
+/* key list, require-signed list: the row's family says which (peer list
+ * is ctl_peer.c's: it also reads the gateway's counters) */
 int ctl_keys_list(ctl_ctx *ctx, const ctl_args *a)
 {
     ctl_list l;
@@ -181,8 +162,6 @@ int ctl_keys_list(ctl_ctx *ctx, const ctl_args *a)
     int rc;
     if (strcmp(family, "key") == 0)
         rc = cg_pkeys_key_list(ctx->store, NULL, print_key, &l, &l.err);
-    else if (strcmp(family, "peer") == 0)
-        rc = cg_pkeys_peer_list(ctx->store, print_peer, &l, &l.err);
     else
         rc = cg_pkeys_require_signed_list(ctx->store, print_pattern, &l, &l.err);
     char what[64];

@@ -16,7 +16,7 @@ int ctl_init(ctl_ctx *ctx, const ctl_args *a)
     int rc = ctl_open_store(ctx, true);
     if (rc != CTL_OK)
         return rc;
-    printf("policy database %s is ready\n", ctx->db_path);
+    printf("policy database %s is ready\n", cg_pstore_label(ctx->store));
     return CTL_OK;
 }
 

@@ -177,7 +177,8 @@ int ctl_dispatch(ctl_ctx *ctx, const ctl_cmd *rows, size_t nrows, int argc, char
         return CTL_USAGE;
     }
     ctl_args a = { .cmd = row, .rows = rows, .nrows = nrows,
-                   .sub = skip > 0 ? argv[skip] : NULL };
+                   .sub = skip > 0 ? argv[skip] : NULL, .argc = argc, .argv = argv,
+                   .skip = skip };
     if (parse_args(row, argc, argv, skip, &a) != CTL_OK)
         return ctl_usage(&a);
     return row->fn(ctx, &a);
@@ -189,6 +190,23 @@ const char *ctl_opt(const ctl_args *a, const char *name)
     return i >= 0 ? a->val[i] : NULL;
 }
 
+size_t ctl_opt_all(const ctl_args *a, const char *name, const char **out, size_t max)
+{
+    size_t n = 0;
+    /* the words as parse_args took them: an option's value is never an option */
+    for (int i = 1; i < a->argc; i++) {
+        if (i == a->skip || !is_option(a->argv[i]) || index_of(a->argv[i], a->cmd->opts) < 0)
+            continue;
+        if (i + 1 < a->argc && strcmp(a->argv[i], name) == 0) {
+            if (n < max)
+                out[n] = a->argv[i + 1];
+            n++;
+        }
+        i++;
+    }
+    return n;
+}
+
 bool ctl_flag(const ctl_args *a, const char *name)
 {
     int i = index_of(name, a->cmd->flags);
@@ -197,22 +215,53 @@ bool ctl_flag(const ctl_args *a, const char *name)
 
 /* ---- store and files ------------------------------------------------------------ */
 
+/* The password for a PostgreSQL store from the file $CPMGATE_DB_PASSWORD_FILE
+ * names (its first line), into pw; "" when the variable is unset. */
+static int db_password(char *pw, size_t cap)
+{
+    pw[0] = '\0';
+    const char *file = getenv("CPMGATE_DB_PASSWORD_FILE");
+    if (!file || !*file)
+        return CTL_OK;
+    FILE *f = fopen(file, "r");
+    if (!f)
+        return ctl_fail("CPMGATE_DB_PASSWORD_FILE %s: cannot open", file);
+    bool ok = fgets(pw, (int)cap, f) != NULL;
+    fclose(f);
+    pw[strcspn(pw, "\r\n")] = '\0';
+    if (!ok || !pw[0])
+        return ctl_fail("CPMGATE_DB_PASSWORD_FILE %s: empty", file);
+    return CTL_OK;
+}
+
+int ctl_store_open(const char *name, bool create, cg_pstore **out)
+{
+    char pw[256];
+    if (db_password(pw, sizeof pw) != CTL_OK)
+        return CTL_ERROR;
+    const char *err = NULL;
+    int rc = cg_pstore_open_auth(name, pw[0] ? pw : NULL, create ? CG_PSTORE_CREATE : 0, out,
+                                 &err);
+    explicit_bzero(pw, sizeof pw);
+    if (rc < 0) {
+        /* the store's sentence may name the database already; a URL only
+         * without its password */
+        char label[512];
+        cg_pstore_redact(name, label, sizeof label);
+        if (err && strstr(err, label))
+            return ctl_fail("%s", err);
+        return ctl_fail("%s: %s", label, err ? err : "cannot open");
+    }
+    return CTL_OK;
+}
+
 int ctl_open_store(ctl_ctx *ctx, bool create)
 {
     if (ctx->store)
         return CTL_OK;
     if (!ctx->db_path || !*ctx->db_path)
         return ctl_fail("no policy database: give -d FILE or set CPMGATE_DB");
-    const char *err = NULL;
-    int rc = cg_pstore_open(ctx->db_path, create ? CG_PSTORE_CREATE : 0,
-                            &ctx->store, &err);
-    if (rc < 0) {
-        /* the store's sentence may name the file already */
-        if (err && strstr(err, ctx->db_path))
-            return ctl_fail("%s", err);
-        return ctl_fail("%s: %s", ctx->db_path, err ? err : "cannot open");
-    }
-    return CTL_OK;
+    return ctl_store_open(ctx->db_path, create, &ctx->store);
 }
 
 char *ctl_slurp(const char *path, size_t max, size_t *len, const char **why)

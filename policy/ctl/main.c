@@ -46,8 +46,9 @@ static const ctl_cmd commands[] = {
     { "acl", "list", "[--subject S] [--service S] [--json]", ctl_acl_list, 0, 0,
       L("--subject", "--service"), NULL },
     { "acl", "remove", "ID", ctl_acl_remove, 1, 1, NULL, NULL },
-    { "check", NULL, "PRINCIPAL SERVICE RIGHT RESOURCE [--delimiter C]", ctl_check, 4, 4,
-      L("--delimiter"), NULL },
+    { "check", NULL, "PRINCIPAL SERVICE RIGHT RESOURCE [--delimiter C]\n"
+      "USER@DOMAIN SERVICE RIGHT RESOURCE [--via SERVER] [--delimiter C]", ctl_check, 4, 4,
+      L("--delimiter", "--via"), NULL },
     { "key", "add", "NAME --id KEYID --file PUB.pem", ctl_key_add, 1, 1, L("--id", "--file"),
       NULL },
     { "key", "list", "[--json]", ctl_keys_list, 0, 0, NULL, NULL },
@@ -62,20 +63,23 @@ static const ctl_cmd commands[] = {
       NULL },
     { "peer", "add", "DOMAIN --principal NAME --auth required|optional", ctl_peer_add, 1, 1,
       L("--principal", "--auth"), NULL },
-    { "peer", "list", "[--json]", ctl_keys_list, 0, 0, NULL, NULL },
+    { "peer", "list", "[--metrics URL] [--json]", ctl_peer_list, 0, 0, L("--metrics"), NULL },
     { "peer", "remove", "DOMAIN", ctl_peer_remove, 1, 1, NULL, NULL },
     { "audit", "keygen", "--out FILE", ctl_audit_keygen, 0, 0, L("--out"), NULL },
-    { "audit", "verify", "--audit-db FILE [--key PUB.pem] [--json]", ctl_audit_verify, 0, 0,
+    { "audit", "verify", "--audit-db FILE [--audit-db FILE]... [--key PUB.pem] [--json]",
+      ctl_audit_verify, 0, 0,
       L("--audit-db", "--key"), NULL },
     { "audit", "show", "--audit-db FILE " SHOW_FILTERS " [--json]", ctl_audit_show, 0, 0,
       L(SHOW_OPTS), NULL },
     { "audit", "export", "--audit-db FILE --format jsonl " SHOW_FILTERS " [--from-seq N]\n"
-      "--audit-db FILE --format jsonl --follow [--from-seq N]", ctl_audit_show, 0, 0,
-      L(SHOW_OPTS, "--format", "--from-seq"), L("--follow") },
+      "--audit-db FILE --format jsonl --follow [--from-seq N]\n"
+      "--audit-db FILE --audit-db FILE... --format jsonl --merge " SHOW_FILTERS,
+      ctl_audit_show, 0, 0, L(SHOW_OPTS, "--format", "--from-seq"), L("--follow", "--merge") },
     { "audit", "rotate", "--audit-db FILE [--audit-key PRIV.pem]", ctl_audit_rotate, 0, 0,
       L("--audit-db", "--audit-key"), NULL },
     { "backup", NULL, "DIR " BACKUP_OPTS_USAGE, ctl_backup, 1, 1, L(BACKUP_OPTS), NULL },
     { "restore", NULL, "DIR " BACKUP_OPTS_USAGE, ctl_restore, 1, 1, L(BACKUP_OPTS), NULL },
+    { "copy", NULL, "FROM TO [--replace]", ctl_copy, 2, 2, NULL, L("--replace") },
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

@@ -15,6 +15,7 @@
 #include "common/cg_log.h"
 #include "proxy/admin/metrics.h"
 #include "proxy/core/certwatch.h"
+#include "proxy/core/counters.h"
 #include "proxy/core/worker.h"
 
 #define HEAD_MAX 4096
@@ -80,6 +81,23 @@ static void answer(admin_conn *a, int code, const char *reason, const char *ctyp
         conn_close(a);
 }
 
+/* With policy_max_age set, a snapshot not confirmed current for longer
+ * (the store unreachable, or a change that does not build) makes /healthz
+ * unhealthy: the sentence into out, its length; 0 when fresh enough. */
+static int policy_too_old(char *out, size_t cap)
+{
+    cg_runtime *rt = cg_runtime_acquire();
+    unsigned max = rt ? rt->cfg->policy_max_age : 0;
+    cg_runtime_release(rt);
+    uint64_t age = cg_policy_age_seconds();
+    if (!max || age <= max)
+        return 0;
+    int n = snprintf(out, cap, "unavailable: the policy in force was last confirmed current "
+                     "%llu s ago (policy_max_age %u s)%s\n", (unsigned long long)age, max,
+                     cg_metric_get(CG_M_POLICY_STORE_UP) ? "" : "; the policy store is down");
+    return n < 0 ? 0 : n;
+}
+
 static void handle(admin_conn *a)
 {
     static char body[BODY_MAX];
@@ -97,9 +115,14 @@ static void handle(admin_conn *a)
     } else if (strncmp(target, "/healthz ", 9) == 0) {
         bool ok = cg_audit_available() && !cg_workers_shutting_down();
         const char *problem = cg_certwatch_problem();
-        if (ok && problem) {
+        int n;
+        if (ok && (n = policy_too_old(body, sizeof body)) > 0) {
+            /* a node that lost its policy store: a balancer drains it */
+            answer(a, 503, "Service Unavailable", "text/plain", body,
+                   (size_t)n < sizeof body ? (size_t)n : sizeof body - 1);
+        } else if (ok && problem) {
             /* still serving with the files in force: degraded, not down */
-            int n = snprintf(body, sizeof body, "degraded: %s\n", problem);
+            n = snprintf(body, sizeof body, "degraded: %s\n", problem);
             answer(a, 200, "OK", "text/plain", body,
                    n < 0 ? 0 : (size_t)n < sizeof body ? (size_t)n : sizeof body - 1);
         } else if (ok)

@@ -45,6 +45,18 @@ static void not_after(cg_buf *o)
     cg_runtime_release(rt);
 }
 
+/* SPEC 7: one family of per-peer counters (a bounded label set). */
+static void peer_family(cg_buf *o, const char *name, const char *help, bool refusals)
+{
+    cg_buf_fmt(o, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+    const char *d;
+    uint64_t n, r;
+    for (size_t i = 0; i < CG_PEER_SLOTS; i++)
+        if (cg_metrics_peer_get(i, &d, &n, &r))
+            cg_buf_fmt(o, "%s{peer=\"%s\"} %llu\n", name, d,
+                       (unsigned long long)(refusals ? r : n));
+}
+
 bool cg_metrics_render(cg_buf *o)
 {
     counter(o, "cpmgate_connections_accepted_total", "Client connections accepted.",
@@ -80,6 +92,10 @@ bool cg_metrics_render(cg_buf *o)
             cg_metric_get(CG_M_POLICY_RELOADS));
     gauge(o, "cpmgate_policy_building", "1 while a policy snapshot is being built.",
           cg_metric_get(CG_M_POLICY_BUILDING));
+    gauge(o, "cpmgate_policy_store_up", "1 while the policy store answers, 0 while it does "
+          "not (the last good policy serves).", cg_metric_get(CG_M_POLICY_STORE_UP));
+    gauge(o, "cpmgate_policy_snapshot_age_seconds", "Seconds since the policy in force was "
+          "last confirmed current against the store.", cg_policy_age_seconds());
     counter(o, "cpmgate_config_reloads_total", "Configuration reloads applied.",
             cg_metric_get(CG_M_CONFIG_RELOADS));
     counter(o, "cpmgate_config_reload_failures_total", "Configuration reloads refused.",
@@ -91,6 +107,11 @@ bool cg_metrics_render(cg_buf *o)
             "Changed certificate, key, CA or CRL files that did not load.",
             cg_metric_get(CG_M_TLS_RELOAD_FAILURES));
     not_after(o);
+    peer_family(o, "cpmgate_peer_sessions_total",
+                "Sessions opened by a peer's server principal (IMAP logins, HTTP connections).",
+                false);
+    peer_family(o, "cpmgate_peer_refusals_total",
+                "Logins and requests of a peer's server principal refused.", true);
     cg_audit_stats st;
     memset(&st, 0, sizeof st);
     cg_audit_get_stats(&st);

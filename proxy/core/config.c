@@ -44,6 +44,7 @@ const enum_val cg_config_auth_methods[] = {
 const key_def cg_config_keys[] = {
     { S_GATEWAY, "workers", K_WORKERS, G(workers), "auto", 1, 256, NULL },
     { S_GATEWAY, "policy_db", K_PATH, G(policy_db), "policy.db", 0, 0, NULL },
+    { S_GATEWAY, "policy_db_password_file", K_SECRET, G(policy_db_password), NULL, 0, 0, NULL },
     { S_GATEWAY, "audit_db", K_PATH, G(audit_db), "audit.db", 0, 0, NULL },
     { S_GATEWAY, "audit_key", K_RFILE, G(audit_key), NULL, 0, 0, NULL },
     { S_GATEWAY, "audit_fail", K_ENUM, G(audit_fail_closed), "closed", 0, 0, e_fail },
@@ -59,6 +60,9 @@ const key_def cg_config_keys[] = {
     { S_GATEWAY, "audit_checkpoint_seconds", K_UINT, G(audit_checkpoint_seconds), "5", 1, 86400, NULL },
     { S_GATEWAY, "log_level", K_ENUM, G(log_level), "info", 0, 0, e_log_level },
     { S_GATEWAY, "log_format", K_ENUM, G(log_format), "text", 0, 0, e_log_format },
+    { S_GATEWAY, "node_id", K_STR, G(node_id), NULL, 0, 0, NULL }, /* default: host name */
+    { S_GATEWAY, "policy_max_age", K_DURATION, G(policy_max_age), NULL, 1, 86400 * 365, NULL },
+    { S_GATEWAY, "policy_cache", K_PATH, G(policy_cache), NULL, 0, 0, NULL },
 
     { S_LISTENER, "protocol", K_ENUM, L(protocol), NULL, 0, 0, e_protocol },
     { S_LISTENER, "listen", K_STR, L(listen), NULL, 0, 0, NULL },
@@ -272,6 +276,8 @@ void cg_config_free(cg_config *cfg)
     }
     free(cfg->listeners);
     free(cfg->upstreams);
+    if (cfg->policy_db_password)
+        explicit_bzero(cfg->policy_db_password, strlen(cfg->policy_db_password));
     free_fields(cfg, S_GATEWAY);
     free_fields(&cfg->saml, S_SAML);
     free(cfg->path);

@@ -80,7 +80,8 @@ typedef struct cg_config {
     char *path;                   /* the file, as given */
     char *dir;                    /* its directory: base of relative paths */
     unsigned workers;             /* resolved: auto = online CPUs */
-    char *policy_db, *audit_db, *audit_key, *content_db;
+    char *policy_db, *audit_db, *audit_key, *content_db; /* policy_db: a file or a URL */
+    char *policy_db_password;     /* read from policy_db_password_file */
     bool audit_fail_closed;
     char *admin_listen;           /* NULL: off */
     struct sockaddr_storage admin_addr;
@@ -92,6 +93,9 @@ typedef struct cg_config {
     unsigned audit_checkpoint_records, audit_checkpoint_seconds;
     int log_level;                /* enum cg_log_level (common/cg_log.h) */
     int log_format;               /* enum cg_log_format */
+    char *node_id;                /* in every audit record; default: the host name */
+    unsigned policy_max_age;      /* seconds; 0: unset (/healthz ignores the age) */
+    char *policy_cache;           /* the verified copy of the last policy; NULL: none */
     cg_listener_cfg *listeners;
     size_t nlisteners;
     cg_upstream_cfg *upstreams;

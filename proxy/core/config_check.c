@@ -8,12 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
 #include "common/cg_error.h"
 #include "common/cg_util.h"
 #include "proxy/core/server_names.h"
+#include "store/audit.h"
 
 static int apply_defaults(parser *p, sect *s)
 {
@@ -284,6 +286,19 @@ int cg_config_check(parser *p)
             return CG_E_INVAL;
     if (!cfg->audit_key) {
         cg_config_fail(p, gw->header_line, "[gateway]: audit_key is required (cpmgatectl audit keygen)");
+        return CG_E_INVAL;
+    }
+    if (!cfg->node_id) {
+        char host[256] = "";
+        if (gethostname(host, sizeof host - 1) < 0 || !cg_audit_node_ok(host)) {
+            cg_config_fail(p, gw->header_line, "[gateway]: the host name '%s' cannot be a "
+                           "node id: set node_id", host);
+            return CG_E_INVAL;
+        }
+        cfg->node_id = cg_config_strdup(host);
+    } else if (!cg_audit_node_ok(cfg->node_id)) {
+        cg_config_fail(p, cg_config_key_line(gw, "node_id"),
+                       "node_id: 1 to %d of A-Z a-z 0-9 . _ - expected", CG_AUDIT_NODE_MAX);
         return CG_E_INVAL;
     }
     if (cfg->admin_listen) {

@@ -32,6 +32,7 @@ enum key_type {
     K_PIN,      /* 64 hex */
     K_SECRET,   /* path of a file whose first line is the value */
     K_HEADER,   /* header name or none */
+    K_DURATION, /* N, Ns, Nm or Nh -> unsigned seconds with min/max */
 };
 
 typedef struct enum_val {

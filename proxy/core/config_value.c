@@ -1,6 +1,6 @@
 /* proxy/core/config_value.c — one written value by its key's type (string,
  * path, readable file, number in bounds, yes/no, one of a list, auth
- * methods, TLS versions, workers, pin, secret file, header name), into the
+ * methods, TLS versions, workers, pin, secret file, header name, duration), into the
  * field the key table names. */
 #include "proxy/core/config_internal.h"
 
@@ -14,10 +14,12 @@
 #include "common/cg_buf.h"
 #include "common/cg_error.h"
 #include "common/cg_util.h"
+#include "store/policy_store.h"
 
 static char *resolve_path(const cg_config *cfg, const char *v)
 {
-    if (v[0] == '/' || !cfg->dir[0])
+    /* policy_db may name a PostgreSQL database instead of a file */
+    if (v[0] == '/' || !cfg->dir[0] || cg_pstore_url(v))
         return cg_config_strdup(v);
     size_t n = strlen(cfg->dir) + 1 + strlen(v) + 1;
     char *out = cg_config_calloc(1, n);
@@ -139,6 +141,26 @@ const char *cg_config_set_value(parser *p, const key_def *k, void *obj, const ch
             return "expected 'auto' or a whole number from 1 to 256";
         *(unsigned *)field = (unsigned)u;
         return NULL;
+    case K_DURATION: {
+        char num[32];
+        size_t n = strlen(v);
+        unsigned mul = 1;
+        if (n && (v[n - 1] == 's' || v[n - 1] == 'm' || v[n - 1] == 'h')) {
+            mul = v[n - 1] == 'h' ? 3600 : v[n - 1] == 'm' ? 60 : 1;
+            n--;
+        }
+        if (n == 0 || n >= sizeof num)
+            return "expected a duration: N seconds, or N followed by s, m or h";
+        memcpy(num, v, n);
+        num[n] = '\0';
+        if (cg_parse_u64(num, 0, UINT32_MAX, &u) < 0 || u * mul < k->min || u * mul > k->max) {
+            snprintf(why, whylen, "expected a duration from %llu to %llu seconds "
+                     "(N, Ns, Nm or Nh)", (unsigned long long)k->min, (unsigned long long)k->max);
+            return why;
+        }
+        *(unsigned *)field = (unsigned)(u * mul);
+        return NULL;
+    }
     case K_BOOL:
         if (parse_bool(v, (bool *)field) < 0)
             return "expected yes or no";

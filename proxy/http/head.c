@@ -90,6 +90,8 @@ bool cg_http_drop_field(const cg_http_parser *p, cg_http_span name,
     static const char *const drop_req[] = {
         "authorization", "expect", "forwarded", "x-real-ip", "x-authenticated-principal",
         "destination", "if", "x-transaction-id", "host",
+        /* SPEC 7: read by originator.c only, never the backend's */
+        "cpm-originator", "cpm-transaction-id",
     };
     static const char *const drop_resp[] = {"x-transaction-id"};
     for (size_t i = 0; i < CG_ARRAY_LEN(drop); i++)

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "common/cg_buf.h"
+#include "common/cg_remote.h"
 #include "proxy/core/conn.h"
 #include "proxy/http/host.h"
 #include "proxy/http/http.h"
@@ -130,6 +131,10 @@ typedef struct http_req {
     bool hold_last;       /* CL body with a filter: last byte held */
     uint8_t held;
     uint64_t body_left;   /* CL bodies: bytes still to come */
+    /* SPEC 7: the remote user a peer's server principal acts for ("" for
+     * itself), and its gateway's transaction id */
+    char originator[CG_REMOTE_USER_MAX + 1];
+    char origin_txid[CG_REMOTE_TXID_MAX];
 } http_req;
 
 /* The paths of one request, each in its own array: a decoded path is at
@@ -161,6 +166,7 @@ typedef struct http_sess {
     cg_buf xml;           /* buffered multistatus (at most
                            * CG_HTTP_MULTISTATUS_MAX; failed past it) */
     struct http_paths *paths; /* made at the first request */
+    bool peer_counted;    /* a peer's session counted for this connection */
 } http_sess;
 
 /* ---- request.c: the session, the one answer path, audit ---- */
@@ -235,6 +241,8 @@ cg_http_step cg_http_stage_upstream(http_sess *s, cg_http_stage_ctx *x, cg_http_
 cg_http_step cg_http_stage_policy(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no);
 cg_http_step cg_http_stage_authenticate(http_sess *s, cg_http_stage_ctx *x,
                                         cg_http_refusal *no);
+/* proxy/http/originator.c: a peer's server principal and CPM-Originator */
+cg_http_step cg_http_stage_originator(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no);
 cg_http_step cg_http_stage_method(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no);
 cg_http_step cg_http_stage_expect(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no);
 cg_http_step cg_http_stage_depth(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no);

@@ -42,6 +42,8 @@ void cg_http_audit(http_sess *s, const char *reason)
     a.txid = r->txid;
     a.request_id = r->request_id[0] ? r->request_id : NULL;
     a.principal = r->principal[0] ? r->principal : NULL;
+    a.originator = r->originator[0] ? r->originator : NULL;
+    a.origin_txid = r->origin_txid[0] ? r->origin_txid : NULL;
     a.method = r->auth_method;
     a.service = "http";
     a.operation = r->method[0] ? r->method : NULL;

@@ -121,13 +121,14 @@ static void send_response_head(http_sess *s, bool have_length, uint64_t length)
 typedef struct keep_ctx {
     const cg_snapshot *snap;
     const cg_principal *p;
+    const char *originator; /* SPEC 7: the remote user p acts for, or NULL */
 } keep_ctx;
 
 static bool keep_href(void *ctx, const char *path, size_t len)
 {
     keep_ctx *k = ctx;
-    cg_decision d = cg_acl_decide(cg_snapshot_acl(k->snap), k->p, CG_SVC_HTTP, CG_RIGHT_LIST,
-                                  path, len, '/');
+    cg_decision d = cg_acl_decide_as(cg_snapshot_acl(k->snap), k->p, k->originator,
+                                     CG_SVC_HTTP, CG_RIGHT_LIST, path, len, '/');
     return d.allow;
 }
 
@@ -163,7 +164,7 @@ static void filtered_multistatus(http_sess *s)
     const cg_principal *p = snap ? cg_snapshot_principal_by_id(snap, s->r.principal_id) : NULL;
     char *out = NULL;
     size_t ol = 0, removed = 0;
-    keep_ctx k = {snap, p};
+    keep_ctx k = {snap, p, s->r.originator[0] ? s->r.originator : NULL};
     const cg_http_head *h = &s->req.head;
     int rc = p ? cg_http_dav_filter(s->xml.p ? s->xml.p : "", s->xml.len,
                                     cg_http_str(&s->req, h->host), h->host.len,

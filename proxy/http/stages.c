@@ -1,7 +1,8 @@
 /* proxy/http/stages.c — a request head's way from parsed to forwarded, as a
  * chain of stages run in order from one table (as h2o chains handlers):
  * the request's facts, its target, TLS, the audit place, Host, the
- * upstream, the policy snapshot, authentication, method rights, Expect,
+ * upstream, the policy snapshot, authentication, a peer's originator
+ * (originator.c), method rights, Expect,
  * PROPFIND Depth, the ACL, Destination, If, the body limit, the content
  * gate and its answer, forwarding. Each stage ends in "next", in one
  * refusal (cg_http_refusal, answered by request.c's one answer path) or
@@ -287,10 +288,12 @@ static cg_http_step judge(http_sess *s, cg_http_stage_ctx *x, unsigned rights,
 {
     http_req *r = &s->r;
     const struct cg_acl *acl = cg_snapshot_acl(x->snap);
+    const char *originator = r->originator[0] ? r->originator : NULL;
     for (unsigned bit = 1; bit <= CG_RIGHT_DELETE; bit <<= 1) {
         if (!(rights & bit))
             continue;
-        cg_decision d = cg_acl_decide(acl, x->who, CG_SVC_HTTP, bit, path, strlen(path), '/');
+        cg_decision d = cg_acl_decide_as(acl, x->who, originator, CG_SVC_HTTP, bit, path,
+                                         strlen(path), '/');
         r->rule_id = d.rule_id;
         if (!d.allow) {
             r->decision = "deny";
@@ -308,7 +311,8 @@ static cg_http_step judge(http_sess *s, cg_http_stage_ctx *x, unsigned rights,
                 prefix[pl++] = '/';
             prefix[pl] = '\0';
             int64_t rid = 0;
-            if (!cg_acl_subtree_clear(acl, x->who, CG_SVC_HTTP, bit, prefix, pl, '/', &rid)) {
+            if (!cg_acl_subtree_clear_as(acl, x->who, originator, CG_SVC_HTTP, bit, prefix, pl,
+                                         '/', &rid)) {
                 r->decision = "deny";
                 r->rule_id = rid;
                 snprintf(x->text, sizeof x->text, "%s denied below \"%.256s\"",
@@ -481,6 +485,7 @@ static const struct {
     {"upstream", cg_http_stage_upstream},
     {"policy", cg_http_stage_policy},
     {"authenticate", cg_http_stage_authenticate},
+    {"originator", cg_http_stage_originator},
     {"method", cg_http_stage_method},
     {"expect", cg_http_stage_expect},
     {"depth", cg_http_stage_depth},

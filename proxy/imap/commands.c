@@ -39,10 +39,12 @@ static void pre_noop(cg_conn *c, imap_sess *s, const imap_judge *j,
 }
 
 /* Answered here: a client's ID never reaches the backend before login (it
- * could claim another x-originating-ip). */
+ * could claim another x-originating-ip); a peer's gateway's transaction
+ * id is kept from it (remote.c). */
 static void pre_id(cg_conn *c, imap_sess *s, const imap_judge *j,
                    const cg_imap_cmd *cmd)
 {
+    cg_imap_id_origin(s);
     cg_imap_send(c, s, "* ID NIL");
     cg_imap_send(c, s, "%s OK ID completed", s->tag);
     cg_imap_command_done(c, s, "OK");

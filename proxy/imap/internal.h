@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "common/cg_buf.h"
+#include "common/cg_remote.h"
 #include "policy/acl.h"
 #include "policy/snapshot.h"
 #include "proxy/core/conn.h"
@@ -79,6 +80,11 @@ typedef struct imap_sess {
     char principal[CG_NAME_MAX + 1]; /* for logs and audit */
     char mailbox_login[CG_NAME_MAX + 1];
     unsigned method;
+    /* SPEC 7: the remote user a peer's server principal acts for ("" for
+     * itself), and the transaction id its gateway sent with ID (kept only
+     * with an originator) */
+    char originator[CG_REMOTE_USER_MAX + 1];
+    char origin_txid[CG_REMOTE_TXID_MAX];
     char selected[NAME_MAX_];
     bool has_selected;
     char delim;
@@ -229,6 +235,8 @@ void cg_imap_stream_start(cg_conn *c, imap_sess *s, const cg_imapp_event *ev);
 /* ---- proxy/imap/login.c: login and failed-login limiting ---------------- */
 
 void cg_imap_login_fail(cg_conn *c, imap_sess *s, const char *why, bool delay);
+/* Counts a failed login of the client's address (the limit of the listener). */
+void cg_imap_login_count_failure(cg_conn *c);
 void cg_imap_login(cg_conn *c, imap_sess *s, const char *authz,
                    const char *user, const char *pass, size_t passlen,
                    bool external);
@@ -239,6 +247,22 @@ cg_imap_cmd_fn cg_imap_cmd_starttls, cg_imap_cmd_login, cg_imap_cmd_authenticate
 /* A backend answer during the internal login sequence. */
 void cg_imap_login_response(cg_conn *c, imap_sess *s, const uint8_t *d,
                             size_t n);
+
+/* ---- proxy/imap/remote.c: a peer's gateway logging in (SPEC 7) --------- */
+
+/* Keeps the "cpm-transaction-id" of a client's ID before login. */
+void cg_imap_id_origin(imap_sess *s);
+/* The peer rules for a principal the TLS layer or the address identified:
+ * accepted as its peer's auth says, acting for the authzid of EXTERNAL
+ * (s->originator) only when it is a user of its own peer's domain. False
+ * when refused (answered, counted, audited). */
+bool cg_imap_remote_login(cg_conn *c, imap_sess *s, const cg_snapshot *snap,
+                          const cg_principal *p, const char *authz, bool external)
+    __attribute__((warn_unused_result));
+/* The same judged again in the current snapshot (a peer removed, its auth
+ * made required): false when the session may no longer continue. */
+bool cg_imap_remote_still(const cg_snapshot *snap, const cg_principal *p, const imap_sess *s)
+    __attribute__((warn_unused_result));
 
 /* ---- proxy/imap/filter.c: capabilities and mailbox lines ---------------- */
 

@@ -51,8 +51,9 @@ bool cg_imap_mailbox_decode(const imap_sess *s, const char *raw, size_t len,
 cg_decision cg_imap_decide(const imap_judge *j, const imap_sess *s, unsigned right,
                            const char *name)
 {
-    return cg_acl_decide(cg_snapshot_acl(j->snap), j->p, CG_SVC_IMAP, right,
-                         name, strlen(name), s->delim);
+    return cg_acl_decide_as(cg_snapshot_acl(j->snap), j->p,
+                            s->originator[0] ? s->originator : NULL, CG_SVC_IMAP, right,
+                            name, strlen(name), s->delim);
 }
 
 /* Judges one right on one name; refuses on the wire when denied. */
@@ -63,8 +64,9 @@ bool cg_imap_need(cg_conn *c, imap_sess *s, const imap_judge *j, unsigned right,
     int64_t rule = d.rule_id;
     bool ok = d.allow;
     if (ok && subtree)
-        ok = cg_acl_subtree_clear(cg_snapshot_acl(j->snap), j->p, CG_SVC_IMAP,
-                                  right, name, strlen(name), s->delim, &rule);
+        ok = cg_acl_subtree_clear_as(cg_snapshot_acl(j->snap), j->p,
+                                     s->originator[0] ? s->originator : NULL, CG_SVC_IMAP,
+                                     right, name, strlen(name), s->delim, &rule);
     if (!ok) {
         char shown[NAME_MAX_ + 64];
         cg_imap_text_name(name, shown, sizeof shown);
@@ -112,18 +114,19 @@ bool cg_imap_judge_acquire(cg_conn *c, imap_sess *s, imap_judge *j)
 {
     j->snap = cg_snapshot_acquire();
     j->p = j->snap ? cg_snapshot_principal_by_id(j->snap, s->principal_id) : NULL;
-    if (j->p && j->p->enabled)
+    bool gone = !j->p || !j->p->enabled;
+    if (!gone && cg_imap_remote_still(j->snap, j->p, s))
         return true;
+    /* SPEC 7: a peer removed or made stricter ends its sessions too */
+    const char *why = gone ? "principal disabled or removed" : "peer no longer allows this session";
     imap_txid id;
     cg_imap_txid(c, s, &id);
-    cg_imap_send(c, s, "* BYE [AUTHORIZATIONFAILED] principal disabled or removed (txid %s)",
-                 id.s);
-    cg_imap_audit(c, s, s->op[0] ? s->op : "command", NULL, "deny", 0, "BYE",
-                  "principal disabled or removed");
+    cg_imap_send(c, s, "* BYE [AUTHORIZATIONFAILED] %s (txid %s)", why, id.s);
+    cg_imap_audit(c, s, s->op[0] ? s->op : "command", NULL, "deny", 0, "BYE", why);
     if (j->snap)
         cg_snapshot_release(j->snap);
     j->snap = NULL;
     s->state = S_CLOSED;
-    cg_conn_close(c, "principal disabled");
+    cg_conn_close(c, why);
     return false;
 }

@@ -69,13 +69,19 @@ static void client_port(const cg_conn_info *ci, char *out, size_t cap)
 
 /* A failed login: answered after a fixed delay whatever the reason, so
  * the answer does not tell whether the user exists. */
-void cg_imap_login_fail(cg_conn *c, imap_sess *s, const char *why, bool delay)
+void cg_imap_login_count_failure(cg_conn *c)
 {
     const cg_conn_info *ci = cg_conn_info_of(c);
     unsigned count;
     if (fail_count(ci, 1, &count) < 0) /* the next login is refused for it */
         cg_debug("conn=%llu imap: a failed login not counted",
                  (unsigned long long)ci->id);
+}
+
+void cg_imap_login_fail(cg_conn *c, imap_sess *s, const char *why, bool delay)
+{
+    const cg_conn_info *ci = cg_conn_info_of(c);
+    cg_imap_login_count_failure(c);
     cg_info("conn=%llu imap login failed for \"%s\": %s",
             (unsigned long long)ci->id, s->login_user, why);
     if (delay) {
@@ -158,9 +164,10 @@ void cg_imap_login(cg_conn *c, imap_sess *s, const char *authz,
             cg_imap_login_fail(c, s, "principal unknown or disabled", true);
             return;
         }
-        if (external && authz && authz[0] && strcmp(authz, p->mailbox) != 0) {
+        /* SPEC 7: a peer's server principal as its peer's auth says, and
+         * acting for a user of its own domain only */
+        if (!cg_imap_remote_login(c, s, snap, p, authz, external)) {
             cg_snapshot_release(snap);
-            cg_imap_login_fail(c, s, "authzid is not the principal's mailbox", true);
             return;
         }
         if (!external && strcmp(user, p->mailbox) != 0) {
@@ -204,6 +211,10 @@ void cg_imap_login(cg_conn *c, imap_sess *s, const char *authz,
     if (!p || !p->enabled) {
         cg_snapshot_release(snap);
         cg_imap_login_fail(c, s, p ? "principal disabled" : "unknown user", true);
+        return;
+    }
+    if (!cg_imap_remote_login(c, s, snap, p, NULL, false)) {
+        cg_snapshot_release(snap);
         return;
     }
     snprintf(s->principal, sizeof s->principal, "%s", p->name);
@@ -282,6 +293,7 @@ void cg_imap_login_response(cg_conn *c, imap_sess *s, const uint8_t *d,
             s->istage = I_NONE;
             s->state = S_PREAUTH;
             s->principal[0] = '\0';
+            s->originator[0] = s->origin_txid[0] = '\0';
             s->principal_id = 0;
             s->method = 0;
             cg_imap_login_fail(c, s, "backend refused the login", false);
@@ -298,8 +310,9 @@ void cg_imap_login_response(cg_conn *c, imap_sess *s, const uint8_t *d,
         s->state = S_AUTH;
         cg_imap_send(c, s, "%s OK [CAPABILITY %s] Logged in", s->tag,
                      s->caps_backend);
-        cg_info("conn=%llu imap login principal=%s mailbox=%s method=%s",
+        cg_info("conn=%llu imap login principal=%s%s%s mailbox=%s method=%s",
                 (unsigned long long)cg_conn_info_of(c)->id, s->principal,
+                s->originator[0] ? " originator=" : "", s->originator,
                 s->mailbox_login, cg_imap_method_name(s->method));
         cg_imap_command_done(c, s, "OK");
         cg_imap_process_input(c, s);

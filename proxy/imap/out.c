@@ -92,6 +92,9 @@ void cg_imap_audit(cg_conn *c, imap_sess *s, const char *operation,
     cg_conn_info_audit(ci, &r);
     r.txid = s->n ? id.s : NULL;
     r.principal = s->principal[0] ? s->principal : NULL;
+    r.originator = s->originator[0] ? s->originator : NULL;
+    /* before login the ID's transaction id is not yet anyone's */
+    r.origin_txid = s->originator[0] && s->origin_txid[0] ? s->origin_txid : NULL;
     r.method = cg_imap_method_name(s->method);
     r.service = "imap";
     r.operation = operation;

@@ -494,8 +494,8 @@ class Gateway:
 
     # -- configuration --
     def _abs(self, p):
-        if p is None:
-            return None
+        if p is None or '://' in str(p):  # a PostgreSQL policy_db is no file
+            return p
         return str(p if os.path.isabs(p) else self.dir / p)
 
     def _copy_in(self, value):
@@ -763,6 +763,24 @@ def standard_sections(pki, dovecot, nginx, admin=True):
                  'issuer': 'https://idp.example.com/',
                  'audience': 'https://gw.example.com/', 'clock_skew': '60'},
     }
+
+
+def http_alice_gateway(factory, pki, nginx, gateway=None, start=True):
+    """A gateway (started unless start is false) serving nginx over HTTPS
+    to alice at 127.0.0.1 (auth address), with `gateway` keys added to
+    [gateway]."""
+    g = factory({
+        'gateway': dict(gateway or {}),
+        'listener content': {
+            'protocol': 'http', 'tls': 'implicit',
+            'certificate': pki.server_cert, 'private_key': pki.server_key,
+            'auth': 'address', 'upstream': 'nginx'},
+        'upstream nginx': nginx.upstream(),
+    })
+    g.ctl_ok('principal', 'add', 'alice')
+    g.ctl_ok('cred', 'add', 'alice', 'address', '127.0.0.1/32')
+    g.ctl_ok('acl', 'allow', 'alice', '*', '*', 'all')
+    return g.start() if start else g
 
 
 def merge_sections(base, overrides):

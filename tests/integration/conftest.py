@@ -126,3 +126,31 @@ def pytest_runtest_protocol(item, nextitem):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
+
+
+@pytest.fixture(scope='session')
+def pg_cluster(cg_root):
+    """A throw-away PostgreSQL cluster for the session (tests/integration/
+    pg.py); the test skips when the server programs are not installed."""
+    import pg
+    with pg.throwaway(cg_root / 'pg') as cluster:
+        yield cluster
+
+
+_pg_dbs = [0]
+
+
+@pytest.fixture
+def pg_db(pg_cluster):
+    """A new empty database in the session's cluster: its URL."""
+    _pg_dbs[0] += 1
+    return pg_cluster.fresh_db(f'cg_test_{os.getpid()}_{_pg_dbs[0]}')
+
+
+@pytest.fixture(params=['sqlite', 'postgresql'])
+def any_policy_db(request, tmp_path):
+    """An empty policy database on each backend in turn: a SQLite file's
+    path (not created yet), then a PostgreSQL URL (pg_db)."""
+    if request.param == 'sqlite':
+        return tmp_path / 'policy.db'
+    return request.getfixturevalue('pg_db')

@@ -20,17 +20,7 @@ import cg
 @pytest.fixture
 def gw(gateway_factory, pki, nginx):
     """A gateway serving HTTP to alice at 127.0.0.1 (also for test_audit_follow)."""
-    g = gateway_factory({
-        'listener content': {
-            'protocol': 'http', 'tls': 'implicit',
-            'certificate': pki.server_cert, 'private_key': pki.server_key,
-            'auth': 'address', 'upstream': 'nginx'},
-        'upstream nginx': nginx.upstream(),
-    })
-    g.ctl_ok('principal', 'add', 'alice')
-    g.ctl_ok('cred', 'add', 'alice', 'address', '127.0.0.1/32')
-    g.ctl_ok('acl', 'allow', 'alice', '*', '*', 'all')
-    return g.start()
+    return cg.http_alice_gateway(gateway_factory, pki, nginx)
 
 
 def _get(g, pki, path='/content/index.html'):

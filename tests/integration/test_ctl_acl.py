@@ -1,22 +1,29 @@
 """cpmgatectl acl / check (SPEC sections 4 and 9) end to end against a real
-policy database: rules are added with their ids, listed (text and --json),
+policy database, a SQLite file and a PostgreSQL database alike: rules are added with their ids, listed (text and --json),
 removed; check explains every decision with the deciding rule and exits 0
 for allow and 3 for deny; each change writes its policy_log row; and bad
 input exits 1 with one line on stderr and changes nothing."""
 
 import json
-import sqlite3
 
 import pytest
 
-from test_ctl_principal import CTL, TABLES, dump, run  # noqa: F401
+import pg
+
+from test_ctl_principal import CTL, TABLES, run
 
 pytestmark = pytest.mark.skipif(not CTL.exists(), reason=f'{CTL} not built')
 
 
+def dump(db):
+    """Every row of every policy table, to compare before and after."""
+    return {t: pg.rows(db, f'SELECT * FROM {t} ORDER BY 1') for t in TABLES}
+
+
 @pytest.fixture
-def db(tmp_path):
-    db = tmp_path / 'policy.db'
+def db(any_policy_db):
+    """A policy with three principals and a group, on each backend."""
+    db = any_policy_db
     run('init', db=db, check=0)
     for name in ('alice', 'bob'):
         run('principal', 'add', name, db=db, check=0)
@@ -50,8 +57,8 @@ def test_rules_are_added_listed_and_removed(db):
     run('acl', 'remove', str(b), db=db, check=0)
     rows = json.loads(run('acl', 'list', '--json', db=db, check=0).stdout)
     assert [r['id'] for r in rows] == [a, c]
-    con = sqlite3.connect(db)
-    ops = [r[0] for r in con.execute("SELECT operation FROM policy_log WHERE operation LIKE 'acl%'")]
+    ops = [r[0] for r in pg.rows(db, "SELECT operation FROM policy_log "
+                                     "WHERE operation LIKE 'acl%' ORDER BY seq")]
     assert ops == ['acl add', 'acl add', 'acl add', 'acl remove']
 
 

@@ -8,11 +8,12 @@ import hashlib
 import json
 import os
 import re
-import sqlite3
 import subprocess
 from pathlib import Path
 
 import pytest
+
+import pg
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get('CPMGATE_BUILD', REPO / 'build')).resolve()
@@ -57,8 +58,9 @@ def keypair(d, name, opts):
 
 
 @pytest.fixture
-def db(tmp_path):
-    path = tmp_path / 'policy.db'
+def db(any_policy_db):
+    """alice and bob, on each backend."""
+    path = any_policy_db
     run('init', db=path, check=0)
     run('principal', 'add', 'alice', db=path, check=0)
     run('principal', 'add', 'bob', db=path, check=0)
@@ -66,14 +68,12 @@ def db(tmp_path):
 
 
 def counts(db):
-    with sqlite3.connect(db) as c:
-        return tuple(c.execute(f'SELECT count(*) FROM {t}').fetchone()[0]
-                     for t in ('pubkey', 'require_signed', 'peer', 'policy_log'))
+    return tuple(int(pg.rows(db, f'SELECT count(*) FROM {t}')[0][0])
+                 for t in ('pubkey', 'require_signed', 'peer', 'policy_log'))
 
 
 def log_ops(db):
-    with sqlite3.connect(db) as c:
-        return [r[0] for r in c.execute('SELECT operation FROM policy_log ORDER BY seq')]
+    return [r[0] for r in pg.rows(db, 'SELECT operation FROM policy_log ORDER BY seq')]
 
 
 # ------------------------------------------------------------------- keys --

@@ -174,16 +174,20 @@ def test_external_and_own_login_reach_own_mailbox(gw, pki):
     s.close()
 
 
-@pytest.mark.parametrize('cmd', [
-    'LOGIN bob bobpw',                                   # another mailbox
-    'LOGIN "alice*gw" x',                                # master-login syntax
-    'AUTHENTICATE EXTERNAL ' + base64.b64encode(b'bob').decode(),
-    'AUTHENTICATE PLAIN ' + base64.b64encode(b'bob\0alice\0x').decode(),
+@pytest.mark.parametrize('cmd,code', [
+    ('LOGIN bob bobpw', b'AUTHENTICATIONFAILED'),        # another mailbox
+    ('LOGIN "alice*gw" x', b'AUTHENTICATIONFAILED'),     # master-login syntax
+    # the certificate is good, the authzid not: RFC 5530, SPEC 7
+    ('AUTHENTICATE EXTERNAL ' + base64.b64encode(b'bob').decode(), b'AUTHORIZATIONFAILED'),
+    ('AUTHENTICATE EXTERNAL ' + base64.b64encode(b'bob@b.example').decode(),
+     b'AUTHORIZATIONFAILED'),
+    ('AUTHENTICATE PLAIN ' + base64.b64encode(b'bob\0alice\0x').decode(),
+     b'AUTHENTICATIONFAILED'),
 ])
-def test_login_as_someone_else_is_refused(gw, pki, cmd):
+def test_login_as_someone_else_is_refused(gw, pki, cmd, code):
     s = Raw.open(gw.addr('imaps'), tls_ctx(pki))
     tagged, _ = s.command(cmd)
-    assert b' NO [AUTHENTICATIONFAILED]' in tagged, tagged
+    assert b' NO [' + code + b']' in tagged, tagged
     # still not logged in
     tagged, _ = s.command('SELECT INBOX')
     assert tagged.split()[1] != b'OK'

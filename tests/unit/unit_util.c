@@ -13,3 +13,9 @@ void tu_remove_db(const char *path)
         unlink(p);
     }
 }
+
+void tu_remove_db_dir(const char *path, const char *dir)
+{
+    tu_remove_db(path);
+    rmdir(dir);
+}

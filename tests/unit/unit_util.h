@@ -5,5 +5,7 @@
 /* Removes a SQLite database and the files SQLite keeps beside it
  * (-wal, -shm, -journal); missing ones are no error. */
 void tu_remove_db(const char *path);
+/* The same, then its (emptied) temporary directory. */
+void tu_remove_db_dir(const char *path, const char *dir);
 
 #endif

@@ -95,8 +95,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     cg_snapshot_release(snap);
-    tu_remove_db(db_path);
-    rmdir(dir);
+    tu_remove_db_dir(db_path, dir);
     return 0;
 }
 

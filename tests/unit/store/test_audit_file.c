@@ -128,8 +128,8 @@ static void test_chain_hash_is_sha256_of_prev_and_canon(void **state)
     unsigned len;
     EVP_Digest(buf, 32 + strlen(canon), want, &len, EVP_sha256(), NULL);
     assert_memory_equal(h, want, 32);
-    char msg[128];
-    size_t m = cg_audit_checkpoint_msg(1000, want, msg);
+    char msg[CG_AUDIT_CKPT_MSG_MAX];
+    size_t m = cg_audit_checkpoint_msg(1000, want, NULL, msg);
     char hex[65];
     cg_hex_encode(want, 32, hex);
     char expect[128];
@@ -229,7 +229,7 @@ static void test_rotation_chains_files(void **state)
     /* offline rotation (no gateway): works on a clean file */
     char sealed2[600];
     const char *err = NULL;
-    assert_int_equal(cg_afile_rotate(db, NULL, sealed2, sizeof sealed2, &err), 0);
+    assert_int_equal(cg_afile_rotate(db, NULL, NULL, sealed2, sizeof sealed2, &err), 0);
     snprintf(cut, sizeof cut, "%s.51-71", db);
     assert_string_equal(sealed2, cut);
     res = verify(db, k);
@@ -263,7 +263,7 @@ static void test_interrupted_rotation_is_finished_on_open(void **state)
     /* crash between the two renames: only "<db>.new" is there */
     const char *err = NULL;
     char sealed2[600];
-    assert_int_equal(cg_afile_rotate(db, NULL, sealed2, sizeof sealed2, &err), 0);
+    assert_int_equal(cg_afile_rotate(db, NULL, NULL, sealed2, sizeof sealed2, &err), 0);
     snprintf(newp, sizeof newp, "%s.new", db);
     assert_int_equal(rename(db, newp), 0);
     start(db, kp, 1000, true, 256, 1000);
@@ -334,8 +334,8 @@ static void rewrite_chain(const char *db, EVP_PKEY *forger)
     sqlite3_prepare_v2(h, "UPDATE checkpoints SET hash = ?, signature = ?, key_fpr = ? "
                        "WHERE seq = ?", -1, &up, NULL);
     for (int seq = 10; seq <= 30; seq += 10) {
-        char msg[128];
-        size_t ml = cg_audit_checkpoint_msg((uint64_t)seq, hashes[seq], msg);
+        char msg[CG_AUDIT_CKPT_MSG_MAX];
+        size_t ml = cg_audit_checkpoint_msg((uint64_t)seq, hashes[seq], NULL, msg);
         uint8_t sig[256];
         size_t sl = sizeof sig;
         cg_audit_sign(forger, msg, ml, sig, &sl);

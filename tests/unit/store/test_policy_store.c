@@ -20,6 +20,7 @@
 #include "common/cg_error.h"
 #include "store/db.h"
 #include "store/policy_schema.h"
+#include "store/policy_rules.h"
 #include "store/policy_store.h"
 #include "tests/unit/unit_util.h"
 
@@ -360,6 +361,35 @@ static void test_remove_with_rules_needs_force(void **state)
     cg_pstore_close(s);
 }
 
+static int on_rule(void *ctx, const cg_pstore_rule *r)
+{
+    snprintf(ctx, 64, "%s", r->subject);
+    return 0;
+}
+
+/* SPEC 7: a remote user or a whole remote domain is a subject without a
+ * principal row, stored in one spelling; a malformed one is still unknown */
+static void test_remote_subjects(void **state)
+{
+    cg_pstore *s = create();
+    const char *err = NULL;
+    int64_t id = 0;
+    assert_int_equal(cg_pstore_rule_add(s, false, "alice@B.Example", "imap", "Shared/*", 3, NULL,
+                                        &id, &err), 0);
+    char subject[64] = "";
+    assert_int_equal(cg_pstore_rule_list(s, NULL, NULL, on_rule, subject, &err), 0);
+    assert_string_equal(subject, "alice@b.example");
+    assert_int_equal(cg_pstore_rule_add(s, true, "*@b.example", "*", "x", 1, NULL, &id, &err), 0);
+    assert_int_equal(cg_pstore_rule_add(s, false, "alice", "imap", "x", 1, NULL, &id, &err),
+                     CG_E_NOTFOUND);
+    assert_int_equal(cg_pstore_rule_add(s, false, "a*b@b.example", "imap", "x", 1, NULL, &id,
+                                        &err), CG_E_NOTFOUND);
+    assert_int_equal(cg_pstore_rule_add(s, false, "alice@b..example", "imap", "x", 1, NULL, &id,
+                                        &err), CG_E_NOTFOUND);
+    assert_int_equal(count(s, "acl_rule"), 2);
+    cg_pstore_close(s);
+}
+
 typedef struct logrows {
     int n;
     int64_t last_seq;
@@ -468,6 +498,7 @@ int main(void)
         T(test_credential_validation),
         T(test_lists),
         T(test_remove_with_rules_needs_force),
+        T(test_remote_subjects),
         T(test_log_since),
         T(test_readonly_and_load),
     };

@@ -1,11 +1,12 @@
 /* tests/unit/proxy/admin/test_metrics.c — proxy/admin/metrics.c: a render
  * into a buffer of any size never writes past its sizeof and stops at a
  * whole line of the full text; a full render holds every counter with the
- * value it was moved to. */
+ * value it was moved to; the per-peer counters keep a bounded label set. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -14,7 +15,7 @@
 #include "common/cg_util.h"
 #include "proxy/admin/metrics.h"
 
-static char full[16384];
+static char full[32768];
 static size_t full_len;
 
 static void render_full(void)
@@ -95,10 +96,43 @@ static void test_small_buffer_never_written_past(void **state)
     }
 }
 
+/* SPEC 7: per-peer sessions and refusals, one label per domain up to
+ * CG_PEER_SLOTS - 1 domains, the rest as peer="other". */
+static void test_peer_counters_are_bounded(void **state)
+{
+    (void)state;
+    cg_metrics_peer("b.example", false);
+    cg_metrics_peer("b.example", false);
+    cg_metrics_peer("b.example", true);
+    cg_metrics_peer("c.example", true);
+    char d[32];
+    for (int i = 0; i < CG_PEER_SLOTS + 5; i++) {
+        snprintf(d, sizeof d, "p%d.example", i);
+        cg_metrics_peer(d, false);
+    }
+    cg_metrics_peer(NULL, true); /* no domain: not counted */
+    render_full();
+    assert_non_null(strstr(full, "cpmgate_peer_sessions_total{peer=\"b.example\"} 2\n"));
+    assert_non_null(strstr(full, "cpmgate_peer_refusals_total{peer=\"b.example\"} 1\n"));
+    assert_non_null(strstr(full, "cpmgate_peer_sessions_total{peer=\"c.example\"} 0\n"));
+    assert_non_null(strstr(full, "cpmgate_peer_refusals_total{peer=\"c.example\"} 1\n"));
+    assert_non_null(strstr(full, "cpmgate_peer_sessions_total{peer=\"p0.example\"} 1\n"));
+    /* two slots went to b and c, the last is "other": 61 more own labels */
+    assert_non_null(strstr(full, "cpmgate_peer_sessions_total{peer=\"p60.example\"} 1\n"));
+    assert_null(strstr(full, "p61.example"));
+    assert_non_null(strstr(full, "cpmgate_peer_sessions_total{peer=\"other\"} 8\n"));
+    size_t labels = 0;
+    for (const char *q = full; (q = strstr(q, "cpmgate_peer_sessions_total{")); q++)
+        labels++;
+    assert_int_equal(labels, CG_PEER_SLOTS);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_render_holds_every_counter),
+        cmocka_unit_test(test_small_buffer_never_written_past),
+        cmocka_unit_test(test_peer_counters_are_bounded),
         cmocka_unit_test(test_small_buffer_never_written_past),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -68,7 +68,7 @@ static const char *backend(void)
 
 /* An allowed GET goes to the backend with the rewritten head (canonical
  * path, the gateway's Host, the principal header it sets, never the
- * client's), and the backend's answer reaches the client with
+ * client's, nor CPM-Originator or CPM-Transaction-Id), and the backend's answer reaches the client with
  * X-Transaction-Id. */
 static void test_allowed_get_is_forwarded_and_answered(void **state)
 {
@@ -77,7 +77,8 @@ static void test_allowed_get_is_forwarded_and_answered(void **state)
     sd_script_init(&s, V_ALICE);
     sd_script_text(&s, SD_CLIENT,
                    "GET /content/alice/./docs/../a%20b HTTP/1.1\r\nHost: gw.example:8443\r\n"
-                   "X-Remote-User: mallory\r\nAccept: text/plain\r\n\r\n");
+                   "X-Remote-User: mallory\r\nAccept: text/plain\r\n"
+                   "CPM-Originator: bob@b.example\r\nCPM-Transaction-Id: a.1\r\n\r\n");
     sd_script_op(&s, SD_CONNECT_OK);
     sd_script_text(&s, SD_BACKEND,
                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello");
@@ -89,6 +90,9 @@ static void test_allowed_get_is_forwarded_and_answered(void **state)
     assert_non_null(strstr(b, "\r\nAccept: text/plain\r\n"));
     assert_non_null(strstr(b, "\r\nX-Remote-User: alice\r\n"));
     assert_null(strstr(b, "mallory"));
+    /* SPEC 7: a user principal's CPM- fields are ignored and never forwarded */
+    assert_null(strstr(b, "CPM-"));
+    assert_null(strstr(b, "bob@b.example"));
     assert_non_null(strstr(b, "\r\nX-Forwarded-Proto: https\r\n"));
 
     const char *c = client();
