@@ -23,17 +23,7 @@ def small(nginx):
 
 @pytest.fixture(scope='module')
 def gw(module_gateway_factory, pki, nginx):
-    g = module_gateway_factory({
-        'listener web': {
-            'protocol': 'http', 'tls': 'implicit',
-            'certificate': pki.server_cert, 'private_key': pki.server_key,
-            'client_ca': pki.client_ca, 'auth': 'cert', 'upstream': 'nginx'},
-        'upstream nginx': nginx.upstream(),
-    })
-    g.ctl_ok('principal', 'add', 'alice')
-    g.ctl_ok('cred', 'add', 'alice', 'cert-name', 'email:alice@example.com')
-    g.ctl_ok('acl', 'allow', 'alice', 'http', '/*', 'all')
-    return g.start()
+    return cg.http_alice_gateway(module_gateway_factory, pki, nginx)
 
 
 class Wire:
@@ -85,7 +75,7 @@ class Wire:
 
 
 def test_small_answer_is_one_record(gw, pki, small):
-    w = Wire(gw.addr('web'), cg.client_context(pki, 'alice'))
+    w = Wire(gw.addr('content'), cg.client_context(pki))
     for _ in range(3):  # the first and the keep-alive ones after it
         got, records = w.request(small, BODY)
         assert got.startswith(b'HTTP/1.1 200 '), got[:40]
