@@ -3,6 +3,7 @@
  * Pure functions: no I/O except loading key files. */
 #include "store/audit_canon.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,15 @@ static void put_str(cg_buf *b, const char *s)
     const unsigned char *p = (const unsigned char *)s;
     size_t len = strlen(s);
     while (*p) {
+        /* a run of printable ASCII other than '"' and '\\' goes as it is,
+         * in one copy (most fields are nothing else) */
+        const unsigned char *run = p;
+        while (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\')
+            p++;
+        if (p > run) {
+            cg_buf_add(b, run, (size_t)(p - run));
+            continue;
+        }
         unsigned c = *p;
         const char *esc = NULL;
         switch (c) {
@@ -72,20 +82,31 @@ static void put_str(cg_buf *b, const char *s)
     cg_buf_add(b, "\"", 1);
 }
 
-static void put_i64(cg_buf *b, int64_t v, bool null)
-{
-    if (null)
-        cg_buf_str(b, "null");
-    else
-        cg_buf_fmt(b, "%lld", (long long)v);
-}
-
+/* Decimal as printf's %llu / %lld writes it, without printf's machinery
+ * (a few numbers per record). */
 static void put_u64(cg_buf *b, uint64_t v, bool null)
 {
-    if (null)
+    if (null) {
         cg_buf_str(b, "null");
-    else
-        cg_buf_fmt(b, "%llu", (unsigned long long)v);
+        return;
+    }
+    char d[20]; /* UINT64_MAX has 20 digits */
+    size_t i = sizeof d;
+    do {
+        d[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    cg_buf_add(b, d + i, sizeof d - i);
+}
+
+static void put_i64(cg_buf *b, int64_t v, bool null)
+{
+    if (!null && v < 0) {
+        cg_buf_add(b, "-", 1);
+        put_u64(b, (uint64_t)0 - (uint64_t)v, false);
+        return;
+    }
+    put_u64(b, (uint64_t)v, null);
 }
 
 int cg_audit_canon(char *out, size_t cap, uint64_t seq, const char *time,
@@ -256,13 +277,30 @@ int cg_audit_canon_parse(const char *canon, size_t len, cg_audit_parsed *out)
 
 /* ---- chain and signatures ----------------------------------------------- */
 
+/* SHA-256 fetched from the provider once: EVP_sha256() in every
+ * EVP_DigestInit_ex fetches it again, a good part of hashing one record.
+ * Kept for the process's life. */
+static EVP_MD *g_sha256;
+static pthread_once_t g_sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+    g_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static const EVP_MD *sha256(void)
+{
+    (void)pthread_once(&g_sha256_once, sha256_fetch);
+    return g_sha256 ? g_sha256 : EVP_sha256();
+}
+
 void cg_audit_chain_hash(const uint8_t prev[CG_AUDIT_HASH_LEN],
                          const char *canon, size_t len,
                          uint8_t out[CG_AUDIT_HASH_LEN])
 {
     EVP_MD_CTX *c = EVP_MD_CTX_new();
     unsigned n = 0;
-    if (!c || !EVP_DigestInit_ex(c, EVP_sha256(), NULL) ||
+    if (!c || !EVP_DigestInit_ex(c, sha256(), NULL) ||
         !EVP_DigestUpdate(c, prev, CG_AUDIT_HASH_LEN) ||
         !EVP_DigestUpdate(c, canon, len) || !EVP_DigestFinal_ex(c, out, &n))
         memset(out, 0, CG_AUDIT_HASH_LEN); /* never matches a real chain */

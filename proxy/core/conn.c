@@ -28,7 +28,31 @@
 static atomic_uint_fast64_t g_next_id = 1;
 
 const cg_conn_info *cg_conn_info_of(const cg_conn *c) { return &c->info; }
-void *cg_conn_session(cg_conn *c) { return c->session; }
+/* The session's memory is made when first asked for; NULL only when out
+ * of memory (hooks are called only once it exists: session_ready). */
+void *cg_conn_session(cg_conn *c)
+{
+    if (!c->session)
+        c->session = calloc(1, c->proto->session_size ? c->proto->session_size : 1);
+    return c->session;
+}
+
+/* Before a protocol hook: the session exists and, for a lazy_open
+ * protocol, on_open ran. false: out of memory, the connection aborts. */
+static bool session_ready(cg_conn *c)
+{
+    if (!cg_conn_session(c)) {
+        cg_conn_abort(c, "out of memory");
+        return false;
+    }
+    if (c->open_deferred) {
+        c->open_deferred = false;
+        c->opened = true;
+        if (c->proto->on_open)
+            c->proto->on_open(c);
+    }
+    return c->state == ST_OPEN;
+}
 uv_loop_t *cg_conn_loop(cg_conn *c) { return &c->w->loop; }
 
 static void teardown(cg_conn *c);
@@ -64,8 +88,11 @@ static void refuse(cg_conn *c, int err, const char *reason)
      * a TLS handshake */
     bool app_ready = (c->info.listener->tls != CG_TLS_IMPLICIT || c->info.tls) &&
                      (!cg_stream_is_tls(c->cli) || cg_stream_established(c->cli));
-    if (app_ready && c->proto->on_refuse)
-        c->proto->on_refuse(c, err, reason);
+    if (app_ready && c->proto->on_refuse) {
+        (void)session_ready(c); /* a deferred on_open first, as if a byte had come */
+        if (c->session)
+            c->proto->on_refuse(c, err, reason);
+    }
     cg_warn("conn=%llu client=%s listener=%s refused: %s", (unsigned long long)c->info.id,
             c->info.client, c->info.listener->name, reason);
     cg_metric_inc(CG_M_CONN_REFUSED);
@@ -131,7 +158,7 @@ void cg_conn_deadline_fire(cg_deadline *d)
         cg_conn_upstream_due(c, now);
         if (c->state == ST_OPEN && c->t_proto && now >= c->t_proto) {
             c->t_proto = 0;
-            if (c->proto->on_timer)
+            if (c->session && c->proto->on_timer)
                 c->proto->on_timer(c);
         }
         if (c->state == ST_OPEN && c->t_idle && now >= c->t_idle) {
@@ -197,7 +224,7 @@ void cg_conn_drained(cg_conn *c, const bool *bp)
 {
     bool was = *bp;
     cg_conn_update_reads(c);
-    if (c->state == ST_OPEN && was && !*bp && c->proto->on_drain)
+    if (c->state == ST_OPEN && was && !*bp && c->session && c->proto->on_drain)
         c->proto->on_drain(c);
 }
 
@@ -208,9 +235,12 @@ static void open_session(cg_conn *c)
     c->state = ST_OPEN;
     c->t_hs = 0;
     c->t_idle = cg_conn_now(c) + (uint64_t)c->info.listener->idle_timeout * 1000;
-    c->opened = true;
-    if (c->proto->on_open)
-        c->proto->on_open(c);
+    if (c->proto->lazy_open) {
+        c->open_deferred = true;
+        return;
+    }
+    c->open_deferred = true;
+    (void)session_ready(c);
 }
 
 static bool cli_on_handshake(void *owner)
@@ -248,7 +278,7 @@ static void cli_on_data(void *owner, const uint8_t *buf, size_t len)
     c->t_idle = cg_conn_now(c) + (uint64_t)c->info.listener->idle_timeout * 1000;
     cg_stream *cli = c->cli;
     cg_stream_cork(cli);
-    if (c->proto->on_client_data)
+    if (session_ready(c) && c->proto->on_client_data)
         c->proto->on_client_data(c, buf, len);
     cg_stream_uncork(cli); /* c->cli lives until leave tears c down */
     cg_conn_update_reads(c);
@@ -271,7 +301,7 @@ static void cli_on_eof(void *owner, int status)
             c->abort_pending = true;
         }
     } else if (c->state == ST_OPEN) {
-        if (status == 0 && c->proto->on_client_eof)
+        if (status == 0 && session_ready(c) && c->proto->on_client_eof)
             c->proto->on_client_eof(c);
         else if (status == 0)
             cg_conn_close(c, "client closed");
@@ -373,7 +403,7 @@ void cg_conn_accept(cg_worker *w, cg_runtime *rt, size_t li, cg_stream *s)
 {
     const cg_listener_cfg *l = &rt->cfg->listeners[li];
     const cg_proto_ops *proto = proto_for(l);
-    cg_conn *c = calloc(1, sizeof *c + proto->session_size);
+    cg_conn *c = calloc(1, sizeof *c);
     uint8_t sid[8];
     struct sockaddr_storage peer;
     int plen = sizeof peer;
@@ -583,6 +613,7 @@ static void teardown(cg_conn *c)
      * stack (leave) */
     cg_runtime_release(c->rt);
     c->magic = 0;
+    free(c->session);
     free(c);
 }
 

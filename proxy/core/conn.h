@@ -27,6 +27,10 @@ typedef struct cg_conn cg_conn;
 typedef struct cg_proto_ops {
     const char *name;
     size_t session_size; /* zeroed per-connection state: cg_conn_session() */
+    /* on_open (and the session's memory) wait for the client's first byte
+     * (or its end, a refusal, a timer): an idle connection of a protocol
+     * that says nothing first holds no session. */
+    bool lazy_open;
     /* Client side ready for application bytes: after the TLS handshake
      * (implicit) or at accept (starttls/none). Identity already resolved
      * into cg_conn_info. */

@@ -23,6 +23,7 @@ struct cg_conn {
     enum conn_state state;
     int depth;              /* callbacks on the stack */
     bool close_pending, abort_pending, opened, counted, starttls;
+    bool open_deferred;     /* lazy_open: on_open waits for the first byte */
     bool cli_want, up_want; /* the protocol's wish */
     bool cli_bp, up_bp;     /* stopped by backpressure */
     bool up_connecting, up_pending, expecting, refused, have_local;
@@ -46,7 +47,8 @@ struct cg_conn {
     uint64_t t_hs, t_idle, t_proto, t_connect, t_response, t_linger;
     struct cg_conn *prev, *next;
     cg_conn_info info;
-    _Alignas(16) unsigned char session[];
+    void *session;          /* proto->session_size zeroed bytes, made
+                             * when first needed (cg_conn_session) */
 };
 
 /* proxy/core/conn.c. Callbacks run between enter and leave: a close asked

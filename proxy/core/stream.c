@@ -94,6 +94,52 @@ bool cg_stream_is_tls(const cg_stream *s) { return s->tls != NULL; }
 bool cg_stream_at_eof(const cg_stream *s) { return s->eof_sent; }
 bool cg_stream_established(const cg_stream *s) { return !s->tls || cg_tls_established(s->tls); }
 static void flush_tls(cg_stream *s);
+static void report_eof(cg_stream *s, int status);
+
+/* The loop's staging buffer: plaintext of the corked TLS stream that holds
+ * it, encrypted as one record when it is released. */
+static int stage_flush(cg_stream *s)
+{
+    cg_loop_ctx *lc = s->tcp.loop->data;
+    if (lc->sowner != s)
+        return 0;
+    size_t n = lc->slen;
+    lc->sowner = NULL;
+    lc->slen = 0;
+    return n ? cg_tls_write(s->tls, lc->sbuf, n) : 0;
+}
+
+static void stage_drop(cg_stream *s)
+{
+    cg_loop_ctx *lc = s->tcp.loop->data;
+    if (lc->sowner == s) {
+        lc->sowner = NULL;
+        lc->slen = 0;
+    }
+}
+
+/* Stages what fits of buf for corked TLS stream s; returns the bytes
+ * taken (0: write them directly). A full stage leaves as one record. */
+static size_t stage(cg_stream *s, const uint8_t *buf, size_t len, int *rc)
+{
+    cg_loop_ctx *lc = s->tcp.loop->data;
+    size_t taken = 0;
+    *rc = 0;
+    while (len && lc->sbuf && (lc->sowner == s || !lc->sowner)) {
+        if (!lc->slen && len >= lc->scap)
+            break; /* a record's worth already: no copy */
+        size_t n = lc->scap - lc->slen < len ? lc->scap - lc->slen : len;
+        memcpy(lc->sbuf + lc->slen, buf, n);
+        lc->sowner = s;
+        lc->slen += n;
+        buf += n;
+        len -= n;
+        taken += n;
+        if (lc->slen == lc->scap && (*rc = stage_flush(s)) < 0)
+            break;
+    }
+    return taken;
+}
 
 void cg_stream_cork(cg_stream *s)
 {
@@ -102,8 +148,14 @@ void cg_stream_cork(cg_stream *s)
 
 void cg_stream_uncork(cg_stream *s)
 {
-    if (s->corked && --s->corked == 0 && s->tls && !s->closing)
+    if (s->corked && --s->corked == 0 && s->tls && !s->closing) {
+        if (stage_flush(s) < 0) {
+            flush_tls(s);
+            report_eof(s, CG_E_TLS);
+            return;
+        }
         flush_tls(s);
+    }
 }
 
 size_t cg_stream_queued(const cg_stream *s) { return s->queued; }
@@ -265,7 +317,13 @@ int cg_stream_write(cg_stream *s, const void *buf, size_t len)
                 s->queued += len;
             return r;
         }
-        if (cg_tls_write(s->tls, buf, len) < 0) {
+        int rc = 0;
+        if (s->corked) {
+            size_t n = stage(s, buf, len, &rc);
+            buf = (const uint8_t *)buf + n;
+            len -= n;
+        }
+        if (rc < 0 || (len && (stage_flush(s) < 0 || cg_tls_write(s->tls, buf, len) < 0))) {
             flush_tls(s);
             report_eof(s, CG_E_TLS);
             return CG_E_TLS;
@@ -465,6 +523,8 @@ void cg_stream_shutdown(cg_stream *s)
     if (s->closing || s->want_shutdown)
         return;
     if (s->tls) {
+        if (stage_flush(s) < 0)
+            stage_drop(s); /* the TLS endpoint failed: nothing more leaves */
         cg_tls_shutdown(s->tls);
         flush_tls(s);
     }
@@ -488,6 +548,7 @@ void cg_stream_close(cg_stream *s)
     if (!s || s->closing)
         return;
     s->closing = true;
+    stage_drop(s);
     if (s->reading)
         uv_read_stop((uv_stream_t *)&s->tcp);
     uv_close((uv_handle_t *)&s->tcp, close_cb);

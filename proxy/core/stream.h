@@ -25,6 +25,11 @@ typedef struct cg_loop_ctx {
     size_t rcap;
     uint8_t *pbuf; /* TLS plaintext */
     size_t pcap;
+    /* plaintext written to a corked TLS stream, sent as one record at
+     * uncork; held by one stream at a time (sowner) */
+    uint8_t *sbuf;
+    size_t scap, slen;
+    void *sowner;
     void *worker;
 } cg_loop_ctx;
 
@@ -66,9 +71,11 @@ int cg_stream_connect(cg_stream *s, const struct sockaddr *addr, SSL_CTX *ctx,
 /* Queue plaintext (encrypted for TLS; held until the handshake is done). */
 int cg_stream_write(cg_stream *s, const void *buf, size_t len)
     __attribute__((warn_unused_result));
-/* While corked, TLS records written are kept and leave in one send at the
- * matching uncork (a response head and its body: one write(2), not two).
- * Only for the span of one callback: the records are held in memory. */
+/* While corked, plaintext written to a TLS stream is staged (up to one
+ * record, in the loop's buffer) and TLS records are kept: at the matching
+ * uncork they leave as few records as fit in one send (a response head and
+ * its body: one SSL_write, one record, one write(2)). Only for the span of
+ * one callback: the records are held in memory. */
 void cg_stream_cork(cg_stream *s);
 void cg_stream_uncork(cg_stream *s);
 size_t cg_stream_queued(const cg_stream *s);

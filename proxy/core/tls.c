@@ -3,6 +3,7 @@
  * snapshot; an unknown identity gets a dummy key so that it fails exactly
  * like a wrong key (SPEC section 2: not distinguishable). */
 #include "proxy/core/tls.h"
+#include "proxy/core/tls_tickets.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -307,13 +308,19 @@ int cg_tls_server_ctx_new(const cg_listener_cfg *l, SSL_CTX **out, const char **
 
     if (!set_versions(ctx, l->tls12, l->tls13))
         FAIL("[listener %s]: tls_versions not supported", l->name);
-    /* no renegotiation (CVE-2009-3555 family), no compression (CRIME);
-     * no tickets or session cache: resumption would skip certificate and
-     * principal checks against the current CRL and policy. */
+    /* no renegotiation (CVE-2009-3555 family), no compression (CRIME), no
+     * server-side session cache. Tickets (tls_tickets.c) resume only under
+     * the context that issued them: a new certificate, CA or CRL is a new
+     * context, and the principal is looked up in the current policy on
+     * every connection, resumed or not. A PSK listener has none: its
+     * identity lookup answers every PSK offered, tickets included. */
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
                                  SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_TICKET);
     SSL_CTX_set_num_tickets(ctx, 0);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    const char *terr = NULL;
+    if (!(l->auth & CG_AUTH_PSK) && cg_tickets_enable(ctx, &terr) < 0)
+        FAIL("[listener %s]: %s", l->name, terr);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"cpmgate", 7);
 
@@ -340,6 +347,10 @@ int cg_tls_server_ctx_new(const cg_listener_cfg *l, SSL_CTX **out, const char **
         FAIL("[listener %s]: cannot load private_key %s", l->name, l->private_key);
     if (SSL_CTX_check_private_key(ctx) != 1)
         FAIL("[listener %s]: private_key does not match certificate", l->name);
+    /* the chain sent is built once here as OpenSSL would at every
+     * handshake (verify store, errors ignored: as far as issuers are found) */
+    (void)SSL_CTX_build_cert_chain(ctx, SSL_BUILD_CHAIN_FLAG_IGNORE_ERROR);
+    ERR_clear_error();
 
     if (l->client_ca) {
         if (SSL_CTX_load_verify_locations(ctx, l->client_ca, NULL) != 1)

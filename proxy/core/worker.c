@@ -20,6 +20,7 @@
 
 #define RBUF_SIZE (64 * 1024)
 #define PBUF_SIZE (16 * 1024 + 256)
+#define SBUF_SIZE (16 * 1024) /* one TLS record's plaintext */
 
 enum { REQ_RELOAD = 1, REQ_STOP_ACCEPT = 2, REQ_FORCE_CLOSE = 4, REQ_EXIT = 8 };
 
@@ -282,6 +283,8 @@ static void async_cb(uv_async_t *a)
 static void worker_main(void *arg)
 {
     cg_worker *w = arg;
+    /* named for perf/top: profiles attribute samples by thread */
+    (void)pthread_setname_np(pthread_self(), "cg-worker");
     uv_run(&w->loop, UV_RUN_DEFAULT);
     cg_upstream_pool_clear(w);
     uv_run(&w->loop, UV_RUN_DEFAULT);
@@ -306,9 +309,11 @@ int cg_workers_create(cg_runtime *rt, unsigned n, const char **error_r)
         w->lc.rcap = RBUF_SIZE;
         w->lc.pbuf = malloc(PBUF_SIZE);
         w->lc.pcap = PBUF_SIZE;
+        w->lc.sbuf = malloc(SBUF_SIZE);
+        w->lc.scap = SBUF_SIZE;
         w->lc.worker = w;
         w->loop.data = &w->lc;
-        if (!w->lc.rbuf || !w->lc.pbuf)
+        if (!w->lc.rbuf || !w->lc.pbuf || !w->lc.sbuf)
             return CG_E_NOMEM;
         uv_async_init(&w->loop, &w->async, async_cb);
         w->async.data = w;
@@ -362,6 +367,7 @@ void cg_workers_join(void)
         uv_thread_join(&g_workers[i].thread);
         free(g_workers[i].lc.rbuf);
         free(g_workers[i].lc.pbuf);
+        free(g_workers[i].lc.sbuf);
         cg_deadline_heap_free(&g_workers[i].deadlines);
     }
     free(g_workers);

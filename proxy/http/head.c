@@ -79,37 +79,50 @@ bool cg_http_method_rights(const char *m, unsigned *src, unsigned *dst, bool *su
     return false;
 }
 
+/* A field name and its length, so a list is checked by length first (a
+ * few fields per message, each against every name of the lists). */
+typedef struct field_name {
+    const char *s;
+    size_t n;
+} field_name;
+#define FN(x) { x, sizeof x - 1 }
+
+static bool name_in(const cg_http_parser *p, cg_http_span name, const field_name *l, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (l[i].n == name.len && strncasecmp(cg_http_str(p, name), l[i].s, l[i].n) == 0)
+            return true;
+    return false;
+}
+
 bool cg_http_drop_field(const cg_http_parser *p, cg_http_span name,
                         const char *principal_header, bool request)
 {
-    static const char *const drop[] = {
-        "connection", "keep-alive", "proxy-connection", "te", "trailer",
-        "transfer-encoding", "upgrade", "content-length", "proxy-authorization",
-        "proxy-authenticate",
+    static const field_name drop[] = {
+        FN("connection"), FN("keep-alive"), FN("proxy-connection"), FN("te"), FN("trailer"),
+        FN("transfer-encoding"), FN("upgrade"), FN("content-length"),
+        FN("proxy-authorization"), FN("proxy-authenticate"),
     };
-    static const char *const drop_req[] = {
-        "authorization", "expect", "forwarded", "x-real-ip", "x-authenticated-principal",
-        "destination", "if", "x-transaction-id", "host",
+    static const field_name drop_req[] = {
+        FN("authorization"), FN("expect"), FN("forwarded"), FN("x-real-ip"),
+        FN("x-authenticated-principal"), FN("destination"), FN("if"), FN("x-transaction-id"),
+        FN("host"),
         /* SPEC 7: read by originator.c only, never the backend's (a
          * routed request gets this gateway's own, route.c) */
-        "cpm-originator", "cpm-transaction-id",
+        FN("cpm-originator"), FN("cpm-transaction-id"),
     };
-    static const char *const drop_resp[] = {"x-transaction-id"};
-    for (size_t i = 0; i < CG_ARRAY_LEN(drop); i++)
-        if (cg_http_span_eq(p, name, drop[i]))
-            return true;
+    static const field_name drop_resp[] = { FN("x-transaction-id") };
+    if (name_in(p, name, drop, CG_ARRAY_LEN(drop)))
+        return true;
     if (request) {
-        for (size_t i = 0; i < CG_ARRAY_LEN(drop_req); i++)
-            if (cg_http_span_eq(p, name, drop_req[i]))
-                return true;
+        if (name_in(p, name, drop_req, CG_ARRAY_LEN(drop_req)))
+            return true;
         if (name.len >= 12 && strncasecmp(cg_http_str(p, name), "x-forwarded-", 12) == 0)
             return true;
         if (principal_header && cg_http_span_eq(p, name, principal_header))
             return true;
-    } else {
-        for (size_t i = 0; i < CG_ARRAY_LEN(drop_resp); i++)
-            if (cg_http_span_eq(p, name, drop_resp[i]))
-                return true;
+    } else if (name_in(p, name, drop_resp, CG_ARRAY_LEN(drop_resp))) {
+        return true;
     }
     /* RFC 9110 7.6.1: fields named in Connection are hop-by-hop too */
     const cg_http_header *conn = cg_http_header_get(p, "connection", NULL);

@@ -452,6 +452,7 @@ static void http_close(cg_conn *c)
 const cg_proto_ops cg_http_proto = {
     .name = "http",
     .session_size = sizeof(http_sess),
+    .lazy_open = true, /* the client speaks first: an idle connection holds no session */
     .on_open = http_open,
     .on_client_data = http_client_data,
     .on_client_eof = http_client_eof,

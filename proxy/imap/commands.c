@@ -185,12 +185,37 @@ const cg_imap_cmd cg_imap_commands[] = {
 };
 const size_t cg_imap_ncommands = CG_ARRAY_LEN(cg_imap_commands);
 
+/* The table by name: an open-addressing index made once at load, so a
+ * command (and every untagged answer the backend sends) is found with one
+ * hash and, nearly always, one comparison, not a walk of the table. */
+#define CMD_INDEX 128 /* a power of two, at least twice the table */
+_Static_assert(CG_ARRAY_LEN(cg_imap_commands) * 2 <= CMD_INDEX, "CMD_INDEX too small");
+static uint8_t cmd_index[CMD_INDEX]; /* 1 + the row; 0: empty */
+
+static unsigned name_slot(const char *s)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    while (*s)
+        h = (h ^ (uint8_t)*s++) * 16777619u;
+    return h & (CMD_INDEX - 1);
+}
+
+__attribute__((constructor)) static void cmd_index_build(void)
+{
+    for (size_t i = 0; i < CG_ARRAY_LEN(cg_imap_commands); i++) {
+        unsigned k = name_slot(cg_imap_commands[i].name);
+        while (cmd_index[k])
+            k = (k + 1) & (CMD_INDEX - 1);
+        cmd_index[k] = (uint8_t)(i + 1);
+    }
+}
+
 const cg_imap_cmd *cg_imap_cmd_find(const char *op)
 {
     bool uid = strncmp(op, "UID ", 4) == 0;
     const char *name = uid ? op + 4 : op;
-    for (size_t i = 0; i < CG_ARRAY_LEN(cg_imap_commands); i++) {
-        const cg_imap_cmd *cmd = &cg_imap_commands[i];
+    for (unsigned k = name_slot(name); cmd_index[k]; k = (k + 1) & (CMD_INDEX - 1)) {
+        const cg_imap_cmd *cmd = &cg_imap_commands[cmd_index[k] - 1];
         if (strcmp(cmd->name, name) == 0)
             return !uid || (cmd->flags & CG_IMAP_UID) ? cmd : NULL;
     }

@@ -119,11 +119,16 @@ static bool must_hold(const imap_sess *s, const cg_imaps_head *h)
     const cg_imap_cmd *cmd = cg_imap_cmd_find(h->word);
     if (cmd && cmd->answer != ANS_PASS)
         return true; /* filtered */
-    static const char *const words[] = { "ENABLED", "OK", "NO", "BAD", "BYE", "PREAUTH" };
-    for (size_t i = 0; i < CG_ARRAY_LEN(words); i++)
-        if (!strcmp(h->word, words[i]))
-            return true;
-    return false;
+    /* answers the gateway reads: ENABLED, OK, NO, BAD, BYE, PREAUTH */
+    const char *w = h->word;
+    switch (w[0]) {
+    case 'E': return !strcmp(w, "ENABLED");
+    case 'O': return !strcmp(w, "OK");
+    case 'N': return !strcmp(w, "NO");
+    case 'B': return !strcmp(w, "BAD") || !strcmp(w, "BYE");
+    case 'P': return !strcmp(w, "PREAUTH");
+    default: return false;
+    }
 }
 
 void cg_imap_upstream_data(cg_conn *c, const uint8_t *buf, size_t len)

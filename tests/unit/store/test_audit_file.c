@@ -58,6 +58,7 @@ static void test_canon_fields_and_escapes(void **state)
         { "bad\xff\xc0\xafx", "\"bad\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdx\"" }, /* invalid, overlong */
         { "\xed\xa0\x80", "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\"" },             /* surrogate */
         { "", "\"\"" },
+        { "a\x7f" "b\"c\x01", "\"a\x7f" "b\\\"c\\u0001\"" }, /* runs end at DEL, '"', controls */
     };
     for (size_t i = 0; i < CG_ARRAY_LEN(cases); i++) {
         cg_audit_rec r;

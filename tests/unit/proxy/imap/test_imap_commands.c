@@ -82,6 +82,19 @@ static void test_uid_finds_only_rows_that_allow_it(void **state)
     assert_null(cg_imap_cmd_find("GETACL"));
 }
 
+/* The index by name finds every row as itself, and nothing that only
+ * shares a row's hash slot or prefix. */
+static void test_index_finds_every_row(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < cg_imap_ncommands; i++)
+        assert_ptr_equal(cg_imap_cmd_find(cg_imap_commands[i].name), &cg_imap_commands[i]);
+    assert_null(cg_imap_cmd_find(""));
+    assert_null(cg_imap_cmd_find("FETCHX"));
+    assert_null(cg_imap_cmd_find("FETC"));
+    assert_null(cg_imap_cmd_find("FLAGS")); /* an untagged answer, not a command */
+}
+
 /* The rows the policy rests on (SPEC 4), as the table states them. */
 static void test_rows_state_the_rights_of_the_spec(void **state)
 {
@@ -149,6 +162,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_row_is_consistent),
         cmocka_unit_test(test_uid_finds_only_rows_that_allow_it),
+        cmocka_unit_test(test_index_finds_every_row),
         cmocka_unit_test(test_rows_state_the_rights_of_the_spec),
         cmocka_unit_test(test_every_capability_names_rows),
         cmocka_unit_test(test_capabilities_without_rows_are_not_offered),
