@@ -30,7 +30,7 @@
 #include "proxy/imap/imap.h"
 #include "store/content_store.h"
 #include "proxy/core/counters.h"
-#include "proxy/policy_watch.h"
+#include "proxy/core/policy_watch.h"
 #include "store/policy_store.h"
 #include "proxy/core/tls.h"
 #include "proxy/core/worker.h"

@@ -1,11 +1,11 @@
-/* proxy/policy_watch.c — the gateway's policy (policy_watch.h): the
+/* proxy/core/policy_watch.c — the gateway's policy (policy_watch.h): the
  * read-only store, the first snapshot (from the store, or from the
  * policy_cache copy when the store cannot be loaded), and the watcher
  * thread that polls for committed changes, publishes each new snapshot,
  * keeps the copy, copies policy_log rows into the audit chain, and says in
  * the log and in /metrics whether the store answers and how old the policy
  * in force is. */
-#include "proxy/policy_watch.h"
+#include "proxy/core/policy_watch.h"
 
 #include <stdlib.h>
 #include <string.h>

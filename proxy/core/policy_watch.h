@@ -1,4 +1,4 @@
-/* proxy/policy_watch.h — the gateway's policy: the store opened read-only
+/* proxy/core/policy_watch.h — the gateway's policy: the store opened read-only
  * and the first snapshot published at start, then a thread of its own
  * that notices committed changes and publishes each new snapshot (a large
  * build must not stall the main loop), copying policy_log rows into the
