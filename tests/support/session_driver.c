@@ -6,6 +6,7 @@
  * cg_conn_upstream_connect), without sockets, TLS or a loop: the script
  * decides what the client and the backend do and when deadlines pass. */
 #include "tests/support/session_driver.h"
+#include "tests/support/session_policy.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -574,75 +575,6 @@ void sd_run(const cg_proto_ops *proto, const sd_variant *variants, size_t nvaria
 
 /* ---- the world the session runs in ---------------------------------------- */
 
-static void must(int rc, const char *what, const char *why)
-{
-    if (rc < 0) {
-        fprintf(stderr, "session fuzzer setup: %s: %s\n", what, why ? why : "failed");
-        abort();
-    }
-}
-
-static void rule(cg_pstore *ps, bool deny, const char *subject, const char *service,
-                 const char *pattern, const char *rights)
-{
-    unsigned r = 0;
-    const char *why = NULL;
-    must(cg_rights_parse(rights, &r, &why), rights, why);
-    must(cg_pstore_rule_add(ps, deny, subject, service, pattern, r, NULL, NULL, &why), pattern,
-         why);
-}
-
-/* The policy both targets' checkers model (keep them in step). */
-static void make_policy(const char *path)
-{
-    cg_pstore *ps = NULL;
-    const char *why = NULL;
-    must(cg_pstore_open(path, CG_PSTORE_CREATE, &ps, &why), path, why);
-    must(cg_pstore_principal_add(ps, "alice", "user", NULL, &why), "alice", why);
-    must(cg_pstore_principal_add(ps, "bob", "user", "bob@example.org", &why), "bob", why);
-    must(cg_pstore_principal_add(ps, "carol", "user", NULL, &why), "carol", why);
-    must(cg_pstore_principal_set_enabled(ps, "carol", false, &why), "carol", why);
-    must(cg_pstore_group_add(ps, "staff", &why), "staff", why);
-    must(cg_pstore_group_member(ps, "staff", "alice", true, &why), "staff", why);
-    must(cg_pstore_group_member(ps, "staff", "bob", true, &why), "staff", why);
-    char md5[65], sha[65];
-    must(cg_digest_ha1(CG_DIGEST_MD5, "alice", "cpm", "alicepw", md5), "ha1", NULL);
-    must(cg_digest_ha1(CG_DIGEST_SHA256, "alice", "cpm", "alicepw", sha), "ha1", NULL);
-    must(cg_pstore_cred_add(ps, "alice", "digest", "cpm", NULL, 0, md5, sha, NULL, &why),
-         "digest", why);
-
-    /* IMAP */
-    rule(ps, false, "alice", "imap", "*", "all");
-    rule(ps, true, "alice", "imap", "Secret", "all");
-    rule(ps, true, "alice", "imap", "Secret/*", "all");
-    rule(ps, true, "alice", "imap", "Archive", "write,create,delete");
-    rule(ps, true, "alice", "imap", "Archive/*", "write,create,delete");
-    rule(ps, false, "bob", "imap", "*", "list,read");
-    rule(ps, false, "bob", "imap", "INBOX", "all");
-    rule(ps, false, "bob", "imap", "INBOX/*", "all");
-    rule(ps, true, "@staff", "imap", "Private", "all");
-    rule(ps, true, "@staff", "imap", "Private/*", "all");
-    /* HTTP */
-    rule(ps, false, "alice", "http", "/content/alice/*", "all");
-    rule(ps, true, "alice", "http", "/content/alice/private", "all");
-    rule(ps, true, "alice", "http", "/content/alice/private/*", "all");
-    rule(ps, false, "bob", "http", "/content/bob/*", "all");
-    rule(ps, false, "bob", "http", "/content/alice/shared/*", "list,read");
-    rule(ps, false, "*", "http", "/content/pub/*", "list,read");
-    rule(ps, true, "*", "http", "/content/secret", "all");
-    rule(ps, true, "*", "http", "/content/secret/*", "all");
-    rule(ps, false, "@staff", "http", "/content/team/*", "all");
-    rule(ps, true, "bob", "http", "/content/team/ro/*", "write,create,delete");
-    must(cg_pkeys_require_signed_add(ps, "/content/alice/signed/*", &why), "signed", why);
-    cg_pstore_close(ps);
-
-    must(cg_pstore_open(path, CG_PSTORE_READONLY, &ps, &why), path, why);
-    cg_snapshot *snap = NULL;
-    must(cg_snapshot_build(ps, &snap, &why), "snapshot", why);
-    cg_snapshot_publish(snap);
-    cg_pstore_close(ps);
-}
-
 #define SCRATCH_PREFIX "cg-fuzz-session-"
 
 static void remove_dir(const char *dir)
@@ -704,13 +636,13 @@ void sd_init(void)
     snprintf(policy, sizeof policy, "%s/policy.db", g_dir);
     snprintf(content, sizeof content, "%s/content.db", g_dir);
     snprintf(g_audit_db, sizeof g_audit_db, "%s/audit.db", g_dir);
-    make_policy(policy);
+    sd_make_policy(policy);
 
     const char *why = NULL;
     cg_audit_config ac = { .db_path = g_audit_db };
-    must(cg_audit_start(&ac, &why), "audit", why);
+    sd_must(cg_audit_start(&ac, &why), "audit", why);
     cg_content_store *cs = NULL;
-    must(cg_content_open(content, false, &cs, &why), "content_db", why);
+    sd_must(cg_content_open(content, false, &cs, &why), "content_db", why);
     cg_content_close(cs);
     cg_content_hooks_install(content);
     atexit(cleanup);
