@@ -171,3 +171,44 @@ def test_a_routed_request_is_not_routed_onward(envs):
     assert rec['origin_txid'] == r[1]['x-transaction-id']
     # and a's own gateway never saw it come back
     assert not any(x.get('origin_txid') == rec['txid'] for x in audit_records(a.gw))
+
+
+@pytest.mark.parametrize('wrong', [{'server_name': 'wrong.example'},
+                                   {'server_name': None, 'pin_sha256': 'ab' * 32}],
+                         ids=['server-name', 'pin'])
+def test_a_remote_certificate_refused_here_is_a_refused_handshake_there(
+        envs, gateway_factory, wrong):
+    """A gateway of a.example whose route does not trust b.example's
+    certificate (another name, another pin) refuses the session with
+    BYE [UNAVAILABLE] and says why in its own audit log; b.example's
+    gateway records the handshake that a.example broke off."""
+    a, b = envs
+    sections = a.sections(b)
+    for name in ('listener peers', 'listener content-peers'):
+        del sections[name]  # a's own gateway has these addresses
+    for up in ('upstream remote-imap', 'upstream remote-http'):
+        for k, v in wrong.items():
+            if v is None:
+                sections[up].pop(k, None)
+            else:
+                sections[up][k] = v
+    g = gateway_factory(sections)
+    if g.ctl('principal', 'show', 'alice').returncode != 0:  # (one directory per test name)
+        g.ctl_ok('principal', 'add', 'alice')
+        g.ctl_ok('cred', 'add', 'alice', 'cert-name', 'email:alice@example.com')
+        g.ctl_ok('acl', 'allow', 'alice', 'imap', 'b.example:Shared', 'all')
+    g.start()
+    seen_g, seen_b = len(audit_records(g)), len(audit_records(b.gw))
+    s = cg.IMAPSession.open(g.addr('imaps-b'), cg.client_context(a.pki, 'alice'))
+    assert s.greeting.startswith(b'* BYE [UNAVAILABLE]'), s.greeting
+    s.close()
+    here = cg.wait_until(lambda: next((x for x in audit_records(g)[seen_g:]
+                                       if x.get('operation') == 'connect'), None),
+                         timeout=10, what='the refused connect here')
+    assert 'certificate' in (here.get('reason') or '') or 'pin' in (here.get('reason') or ''), here
+    there = cg.wait_until(
+        lambda: next((x for x in audit_records(b.gw)[seen_b:]
+                      if x.get('service') == 'tls' and x.get('operation') == 'refused'
+                      and (x.get('client') or '').startswith('127.0.0.1:')), None),
+        timeout=10, what='the broken-off handshake at b.example')
+    assert 'handshake' in (there.get('reason') or ''), there
