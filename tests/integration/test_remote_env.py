@@ -144,6 +144,8 @@ def test_both_gateways_record_the_same_transaction_id(envs):
                          and x.get('operation') == 'AUTHENTICATE', 'the routed login at b.example')
     assert there['originator'] == 'alice@a.example', there
     assert there['principal'] == 'gw-a'
+    here = audit_record(a.gw, lambda x: x.get('txid') == txid, 'the login at a.example')
+    print('\na.example:', here, '\nb.example:', there)
     ctx = cg.client_context(a.pki, 'alice')
     r = cg.http_request(a.addr('content'), 'PUT', '/remote/b.example/content/shared/txid.txt',
                         ctx=ctx, body=b'same transaction\n')
