@@ -248,10 +248,10 @@ def test_admin_connections_past_the_cap_are_refused(gateway_factory, pki, nginx)
     cg.wait_until(served, timeout=10, what='/healthz once the held connections closed')
 
 
-def bulk_policy(db, n):
-    """n principals, each with an address credential and an ACL rule,
-    written straight into the policy database in one transaction (cpmgatectl
-    would take one process per row)."""
+def bulk_policy(db, n, rules_each=1):
+    """n principals, each with an address credential and rules_each ACL
+    rules, written straight into the policy database in one transaction
+    (cpmgatectl would take one process per row)."""
     import sqlite3
     con = sqlite3.connect(db)
     now = '2026-01-01T00:00:00Z'
@@ -262,15 +262,18 @@ def bulk_policy(db, n):
                     "SELECT id, 'address', '10.' || (id / 65536 % 256) || '.' || "
                     "(id / 256 % 256) || '.' || (id % 256) || '/32', ? "
                     "FROM principal WHERE name LIKE 'bulk%'", (now,))
-        con.execute("INSERT INTO acl_rule (effect, subject, service, pattern, rights, created) "
-                    "SELECT 'allow', name, 'http', '/bulk/' || name || '/*', 1, ? "
-                    "FROM principal WHERE name LIKE 'bulk%'", (now,))
+        con.execute("WITH RECURSIVE k(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM k "
+                    "WHERE i + 1 < ?) "
+                    "INSERT INTO acl_rule (effect, subject, service, pattern, rights, created) "
+                    "SELECT 'allow', name, 'http', '/bulk/' || name || '/' || i || '/*', 1, ? "
+                    "FROM principal, k WHERE name LIKE 'bulk%'", (rules_each, now))
     con.close()
 
 
 def test_healthz_answers_while_a_large_policy_is_built(gateway_factory, pki, nginx):
     g = admin_gateway(gateway_factory, pki, nginx)
-    bulk_policy(g.policy_db, 6000)
+    # large enough that a build lasts while /metrics is asked (seconds)
+    bulk_policy(g.policy_db, 6000, rules_each=100)
     g.start(timeout=60)
     before = scrape(g)
     assert before['cpmgate_policy_building'] == 0
