@@ -526,6 +526,12 @@ void cg_conn_set_timer(cg_conn *c, uint64_t ms)
     cg_conn_schedule(c);
 }
 
+bool cg_conn_draining(const cg_conn *c)
+{
+    (void)c;
+    return cg_workers_shutting_down();
+}
+
 void cg_conn_touch(cg_conn *c)
 {
     c->t_idle = cg_conn_now(c) + (uint64_t)c->info.listener->idle_timeout * 1000;
@@ -615,6 +621,21 @@ static void teardown(cg_conn *c)
     c->magic = 0;
     free(c->session);
     free(c);
+}
+
+void cg_conn_close_idle_all(cg_worker *w)
+{
+    cg_conn *c = w->conns;
+    while (c) {
+        cg_conn *next = c->next; /* teardown unlinks c */
+        bool idle = c->session ? c->proto->on_idle && c->proto->on_idle(c)
+                               : c->proto->lazy_open;
+        if (c->state == ST_OPEN && idle && !c->depth) {
+            c->info.shutting_down = true;
+            cg_conn_close(c, "shutting down: idle");
+        }
+        c = next;
+    }
 }
 
 void cg_conn_shutdown_all(cg_worker *w, bool abort_now)

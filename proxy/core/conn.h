@@ -55,6 +55,9 @@ typedef struct cg_proto_ops {
      * the session is then still zeroed. */
     void (*on_refuse)(cg_conn *c, int err, const char *reason); /* optional */
     void (*on_close)(cg_conn *c);   /* free what the session holds */
+    /* Optional: true when the connection owes its client nothing (between
+     * requests): at SIGTERM it is closed at once instead of drained. */
+    bool (*on_idle)(cg_conn *c);
     /* A worker thread ends (optional): free what the protocol keeps per
      * thread. */
     void (*on_thread_end)(void);
@@ -146,6 +149,8 @@ void cg_conn_read_upstream(cg_conn *c, bool on);
 
 /* One protocol deadline (ms from now; 0 cancels): on_timer. */
 void cg_conn_set_timer(cg_conn *c, uint64_t ms);
+/* The gateway is draining (SIGTERM): answers close their connection. */
+bool cg_conn_draining(const cg_conn *c);
 /* Reset the idle timer (the core resets it on every client byte too). */
 void cg_conn_touch(cg_conn *c);
 

@@ -270,6 +270,7 @@ static void async_cb(uv_async_t *a)
         w->stopping = true;
         cg_listeners_close(w);
         cg_upstream_pool_clear(w);
+        cg_conn_close_idle_all(w);
     }
     if (req & (REQ_FORCE_CLOSE | REQ_EXIT)) {
         cg_conn_shutdown_all(w, (req & REQ_EXIT) != 0);

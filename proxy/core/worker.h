@@ -115,5 +115,9 @@ void cg_conn_deadline_fire(cg_deadline *d);
 /* Every connection of w: told "shutting down" (on_refuse) and closed;
  * abort_now drops them at once (exit). */
 void cg_conn_shutdown_all(cg_worker *w, bool abort_now);
+/* SIGTERM: the connections of w that owe nothing (a protocol's on_idle
+ * says so, or a lazy protocol's client never spoke) close now, as nginx
+ * and HAProxy close idle keep-alive connections; the others drain. */
+void cg_conn_close_idle_all(cg_worker *w);
 
 #endif

@@ -429,6 +429,14 @@ static void http_drain(cg_conn *c)
     cg_conn_touch(c);
 }
 
+/* Between requests: no head begun, nothing pipelined, nothing running. */
+static bool http_idle(cg_conn *c)
+{
+    const http_sess *s = cg_conn_session(c);
+    return s->ready && s->state == S_HEAD && s->req.len == 0 && s->pend.len == 0 &&
+           !s->in_process;
+}
+
 static void http_close(cg_conn *c)
 {
     http_sess *s = cg_conn_session(c);
@@ -463,5 +471,6 @@ const cg_proto_ops cg_http_proto = {
     .on_timer = http_timer,
     .on_refuse = http_refuse,
     .on_close = http_close,
+    .on_idle = http_idle,
     .on_thread_end = cg_http_thread_end,
 };

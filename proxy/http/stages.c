@@ -75,7 +75,8 @@ cg_http_step cg_http_stage_request(http_sess *s, cg_http_stage_ctx *x, cg_http_r
     memcpy(r->method, cg_http_str(&s->req, h->method_name), ml);
     r->method[ml] = '\0';
     r->head_method = h->method == HTTP_HEAD;
-    r->keep_alive = h->keep_alive;
+    /* draining (SIGTERM): this answer is the connection's last */
+    r->keep_alive = h->keep_alive && !cg_conn_draining(s->c);
     r->has_body = h->framing != CG_HTTP_BODY_NONE;
     r->body_done = !r->has_body;
     r->body_left = h->framing == CG_HTTP_BODY_LENGTH ? h->content_length : 0;

@@ -344,3 +344,32 @@ def test_starts_with_an_empty_policy_and_refuses_everyone(gateway_factory, pki,
                         ctx=cg.client_context(pki, 'alice'))
     assert cg.http_refused(r), r
     assert g.alive()
+
+
+def test_sigterm_closes_idle_keepalive_connections_without_waiting_for_the_drain(
+        gateway_factory, pki, nginx):
+    """SIGTERM closes HTTP connections that owe nothing at once, as nginx
+    and HAProxy do: one kept alive after an answer, one whose client never
+    spoke. Only connections with a request under way use the drain, so the
+    drain never times out here."""
+    g = cg.http_alice_gateway(gateway_factory, pki, nginx, gateway={'drain_timeout': '60'})
+    ctx = cg.client_context(pki)
+    kept = cg.connect(g.addr('content'), ctx)
+    kept.sendall(b'GET /content/ HTTP/1.1\r\nHost: localhost\r\n\r\n')
+    head = cg.recv_until(kept, b'\r\n\r\n')
+    assert head.startswith(b'HTTP/1.1 '), head
+    assert b'connection: close' not in head.lower()
+    silent = cg.connect(g.addr('content'), ctx)
+    mark = g.log_size()
+    g.proc.send_signal(signal.SIGTERM)
+    for s in (kept, silent):
+        s.settimeout(30)
+        try:
+            while s.recv(65536):
+                pass  # (the rest of the answer's body)
+        except (ssl.SSLError, ConnectionResetError):
+            pass
+        s.close()
+    assert g.stop(signal.SIGTERM, timeout=60) == 0, cg.tail(g.log_path)
+    log = g.log()[mark:]
+    assert 'drain timeout' not in log, log

@@ -249,6 +249,7 @@ void cg_conn_read_upstream(cg_conn *c, bool on) { (void)c, (void)on; }
 
 void cg_conn_set_timer(cg_conn *c, uint64_t ms) { c->timer_armed = ms != 0; }
 void cg_conn_touch(cg_conn *c) { (void)c; }
+bool cg_conn_draining(const cg_conn *c) { (void)c; return false; }
 
 void cg_conn_close(cg_conn *c, const char *reason)
 {
