@@ -117,6 +117,11 @@ int cg_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 
 void cg_time_rfc3339(int64_t usec, char out[CG_TIME_LEN])
 {
+    /* four-digit years only: the text has a fixed length */
+    if (usec < 0)
+        usec = 0;
+    if (usec > CG_TIME_USEC_MAX)
+        usec = CG_TIME_USEC_MAX;
     time_t sec = (time_t)(usec / 1000000);
     struct tm tm;
     gmtime_r(&sec, &tm);

@@ -34,6 +34,9 @@ int cg_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 
 /* RFC 3339 UTC with microseconds: "2026-12-02T10:00:00.123456Z" (28 bytes). */
 #define CG_TIME_LEN 28
+/* 9999-12-31T23:59:59.999999Z: later (and negative) times are written as
+ * this (and 1970-01-01T00:00:00.000000Z). */
+#define CG_TIME_USEC_MAX 253402300799999999LL
 void cg_time_rfc3339(int64_t usec_since_epoch, char out[CG_TIME_LEN]);
 int64_t cg_time_now_usec(void);
 /* Monotonic milliseconds. */

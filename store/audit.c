@@ -18,23 +18,6 @@
 
 /* ---- writer ------------------------------------------------------------- */
 
-/* RFC 3339 with microseconds; the second's prefix is cached because a
- * batch mostly shares one second. */
-static void format_time(int64_t usec, char out[CG_TIME_LEN])
-{
-    int64_t sec = usec / 1000000;
-    if (sec != cg_aq.tcache_sec || !cg_aq.tcache_prefix[0]) {
-        cg_time_rfc3339(sec * 1000000, cg_aq.tcache_prefix);
-        cg_aq.tcache_sec = sec;
-    }
-    memcpy(out, cg_aq.tcache_prefix, CG_TIME_LEN);
-    long us = (long)(usec % 1000000);
-    for (int i = 25; i >= 20; i--) {
-        out[i] = (char)('0' + us % 10);
-        us /= 10;
-    }
-}
-
 static int open_file(const char **error_r)
 {
     if (cg_aq.file_open)
@@ -106,9 +89,7 @@ static int commit_batch(uint64_t head, uint64_t n, bool final)
             r.node = cg_aq.node; /* every record says which node wrote it */
         if (s->usec > cg_aq.last_usec)
             cg_aq.last_usec = s->usec;
-        char t[CG_TIME_LEN];
-        format_time(cg_aq.last_usec, t);
-        rc = cg_afile_append(&cg_aq.file, t, &r);
+        rc = cg_afile_append(&cg_aq.file, cg_aq.last_usec, &r);
         if (s->policy_seq > max_policy)
             max_policy = s->policy_seq;
         if (rc == 0 && cg_aq.key && ++cg_aq.since_ckpt >= cg_aq.cfg.checkpoint_records)
@@ -339,7 +320,6 @@ int cg_audit_start(const cg_audit_config *cfg, const char **error_r)
     cg_aq.stop = false;
     cg_aq.last_usec = 0;
     cg_aq.last_ckpt_ms = cg_mono_ms();
-    cg_aq.tcache_prefix[0] = '\0';
     atomic_store(&cg_aq.policy_submitted, cg_aq.file.policy_seq);
     /* Counters are per run of the writer (the gateway runs one). */
     atomic_store(&cg_aq.st_queued, 0);

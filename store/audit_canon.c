@@ -29,54 +29,105 @@
 /* Appended after reason, each only when not null (see audit_canon.h). */
 #define CANON_OPTIONAL(O) O(node) O(originator) O(origin_txid)
 
-/* A JSON string, or null; bytes that are not strict UTF-8 become U+FFFD,
- * one each. */
-static void put_str(cg_buf *b, const char *s)
+/* Bytes a canon string carries as they are: printable ASCII but '"' and
+ * '\\'. */
+static const bool plain[256] = {
+    [0x20 ... 0x21] = true, /* '"' is 0x22 */
+    [0x23 ... 0x5b] = true, /* '\\' is 0x5c */
+    [0x5d ... 0x7e] = true,
+};
+
+/* The JSON text for the byte at s[at], which is not plain: its escape,
+ * the whole UTF-8 sequence it begins, or U+FFFD for a byte that begins no
+ * strict UTF-8 (one each). Writes at most 6 bytes per input byte into out;
+ * returns their count and sets *used to the input bytes taken. */
+static size_t special(const unsigned char *s, size_t len, size_t at, char out[8], size_t *used)
 {
+    unsigned c = s[at];
+    const char *esc = NULL;
+    switch (c) {
+    case '"': esc = "\\\""; break;
+    case '\\': esc = "\\\\"; break;
+    case '\b': esc = "\\b"; break;
+    case '\f': esc = "\\f"; break;
+    case '\n': esc = "\\n"; break;
+    case '\r': esc = "\\r"; break;
+    case '\t': esc = "\\t"; break;
+    default: break;
+    }
+    *used = 1;
+    if (esc) {
+        memcpy(out, esc, 2);
+        return 2;
+    }
+    if (c < 0x20) {
+        static const char hex[] = "0123456789abcdef";
+        memcpy(out, "\\u00", 4);
+        out[4] = hex[c >> 4];
+        out[5] = hex[c & 15];
+        return 6;
+    }
+    size_t next = at;
+    if (cg_utf8_next(s, len, &next) < 0) {
+        memcpy(out, "\xef\xbf\xbd", 3);
+        return 3;
+    }
+    *used = next - at; /* 2 to 4 bytes, copied as they are */
+    memcpy(out, s + at, *used);
+    return *used;
+}
+
+/* ,"key": and a JSON string, or null. Where the worst case (6 bytes out
+ * per byte in) fits, it is written straight into the storage; otherwise
+ * piece by piece through cg_buf, which fails exactly when the text does
+ * not fit. */
+static void put_str(cg_buf *b, const char *key, size_t klen, const char *s)
+{
+    size_t len = s ? strlen(s) : 0;
+    const unsigned char *u = (const unsigned char *)s;
+    if (!b->max && !b->failed && b->cap - 1 - b->len >= klen + 6 * len + 6) {
+        char *o = b->p + b->len;
+        memcpy(o, key, klen);
+        o += klen;
+        if (!s) {
+            memcpy(o, "null", 4);
+            o += 4;
+        } else {
+            *o++ = '"';
+            for (size_t i = 0; i < len;) {
+                size_t run = i;
+                while (i < len && plain[u[i]])
+                    i++;
+                memcpy(o, u + run, i - run);
+                o += i - run;
+                if (i < len) {
+                    size_t used;
+                    o += special(u, len, i, o, &used);
+                    i += used;
+                }
+            }
+            *o++ = '"';
+        }
+        *o = '\0';
+        b->len = (size_t)(o - b->p);
+        return;
+    }
+    cg_buf_add(b, key, klen);
     if (!s) {
-        cg_buf_str(b, "null");
+        cg_buf_add(b, "null", 4);
         return;
     }
     cg_buf_add(b, "\"", 1);
-    const unsigned char *p = (const unsigned char *)s;
-    size_t len = strlen(s);
-    while (*p) {
-        /* a run of printable ASCII other than '"' and '\\' goes as it is,
-         * in one copy (most fields are nothing else) */
-        const unsigned char *run = p;
-        while (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\')
-            p++;
-        if (p > run) {
-            cg_buf_add(b, run, (size_t)(p - run));
-            continue;
-        }
-        unsigned c = *p;
-        const char *esc = NULL;
-        switch (c) {
-        case '"': esc = "\\\""; break;
-        case '\\': esc = "\\\\"; break;
-        case '\b': esc = "\\b"; break;
-        case '\f': esc = "\\f"; break;
-        case '\n': esc = "\\n"; break;
-        case '\r': esc = "\\r"; break;
-        case '\t': esc = "\\t"; break;
-        default: break;
-        }
-        if (esc) {
-            cg_buf_str(b, esc);
-            p++;
-        } else if (c < 0x20) {
-            cg_buf_fmt(b, "\\u%04x", c);
-            p++;
-        } else {
-            size_t at = (size_t)(p - (const unsigned char *)s), next = at;
-            if (cg_utf8_next((const unsigned char *)s, len, &next) < 0) {
-                cg_buf_add(b, "\xef\xbf\xbd", 3); /* U+FFFD for each bad byte */
-                p++;
-            } else {
-                cg_buf_add(b, p, next - at);
-                p += next - at;
-            }
+    for (size_t i = 0; i < len;) {
+        size_t run = i;
+        while (i < len && plain[u[i]])
+            i++;
+        cg_buf_add(b, u + run, i - run);
+        if (i < len) {
+            char out[8];
+            size_t used, n = special(u, len, i, out, &used);
+            cg_buf_add(b, out, n);
+            i += used;
         }
     }
     cg_buf_add(b, "\"", 1);
@@ -116,18 +167,19 @@ int cg_audit_canon(char *out, size_t cap, uint64_t seq, const char *time,
     cg_buf_init_fixed(&b, out, cap);
     cg_buf_str(&b, "{\"seq\":");
     put_u64(&b, seq, false);
-    cg_buf_str(&b, ",\"time\":");
-    put_str(&b, time);
-#define S(name) cg_buf_str(&b, ",\"" #name "\":"); put_str(&b, r->name);
-#define N(name) cg_buf_str(&b, ",\"" #name "\":"); put_i64(&b, r->name, r->name < 0);
-#define C(name) cg_buf_str(&b, ",\"" #name "\":"); put_u64(&b, r->name, r->name == 0);
+#define KEY(name) ",\"" #name "\":", sizeof ",\"" #name "\":" - 1
+    put_str(&b, KEY(time), time);
+#define S(name) put_str(&b, KEY(name), r->name);
+#define N(name) cg_buf_add(&b, KEY(name)); put_i64(&b, r->name, r->name < 0);
+#define C(name) cg_buf_add(&b, KEY(name)); put_u64(&b, r->name, r->name == 0);
     CANON_FIELDS(S, N, C)
 #undef S
 #undef N
 #undef C
-#define O(name) if (r->name) { cg_buf_str(&b, ",\"" #name "\":"); put_str(&b, r->name); }
+#define O(name) if (r->name) put_str(&b, KEY(name), r->name);
     CANON_OPTIONAL(O)
 #undef O
+#undef KEY
     cg_buf_add(&b, "}", 1);
     if (b.failed)
         return CG_E_LIMIT;
@@ -294,16 +346,22 @@ static const EVP_MD *sha256(void)
     return g_sha256 ? g_sha256 : EVP_sha256();
 }
 
-void cg_audit_chain_hash(const uint8_t prev[CG_AUDIT_HASH_LEN],
-                         const char *canon, size_t len,
-                         uint8_t out[CG_AUDIT_HASH_LEN])
+void cg_audit_chain_hash_in(EVP_MD_CTX *c, const uint8_t prev[CG_AUDIT_HASH_LEN],
+                            const char *canon, size_t len, uint8_t out[CG_AUDIT_HASH_LEN])
 {
-    EVP_MD_CTX *c = EVP_MD_CTX_new();
     unsigned n = 0;
     if (!c || !EVP_DigestInit_ex(c, sha256(), NULL) ||
         !EVP_DigestUpdate(c, prev, CG_AUDIT_HASH_LEN) ||
         !EVP_DigestUpdate(c, canon, len) || !EVP_DigestFinal_ex(c, out, &n))
         memset(out, 0, CG_AUDIT_HASH_LEN); /* never matches a real chain */
+}
+
+void cg_audit_chain_hash(const uint8_t prev[CG_AUDIT_HASH_LEN],
+                         const char *canon, size_t len,
+                         uint8_t out[CG_AUDIT_HASH_LEN])
+{
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    cg_audit_chain_hash_in(c, prev, canon, len, out);
     EVP_MD_CTX_free(c);
 }
 

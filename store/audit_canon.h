@@ -12,6 +12,7 @@
 #include "store/audit.h"
 
 typedef struct evp_pkey_st EVP_PKEY;
+typedef struct evp_md_ctx_st EVP_MD_CTX;
 
 #define CG_AUDIT_HASH_LEN 32
 /* Longest canon: every string field at its slot cap, each byte escaped. */
@@ -41,10 +42,15 @@ typedef struct cg_audit_parsed {
 int cg_audit_canon_parse(const char *canon, size_t len, cg_audit_parsed *out)
     __attribute__((warn_unused_result));
 
-/* hash = SHA-256(prev || canon). */
+/* hash = SHA-256(prev || canon) (OpenSSL's EVP: SHA-NI where the CPU has
+ * it). */
 void cg_audit_chain_hash(const uint8_t prev[CG_AUDIT_HASH_LEN],
                          const char *canon, size_t len,
                          uint8_t out[CG_AUDIT_HASH_LEN]);
+/* The same in a context the caller keeps (EVP_MD_CTX_new), so a writer
+ * hashing record after record allocates nothing per record. */
+void cg_audit_chain_hash_in(EVP_MD_CTX *c, const uint8_t prev[CG_AUDIT_HASH_LEN],
+                            const char *canon, size_t len, uint8_t out[CG_AUDIT_HASH_LEN]);
 
 /* The signed checkpoint text: without a node (checkpoints written before
  * node ids, and those of a gateway with none)

@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "common/cg_error.h"
 #include "common/cg_log.h"
 #include "common/cg_util.h"
@@ -45,9 +47,19 @@ static const char schema_v2[] =
     "ALTER TABLE checkpoints ADD COLUMN node TEXT;"
     "PRAGMA user_version = 2;";
 
+/* Version 3: records are stored in blocks of the compact form
+ * (audit_bin.h), one row per block; the rows of records written before
+ * stay where they are and the blocks continue their chain. first_time and
+ * last_time let a reader skip blocks by time. */
+static const char schema_v3[] =
+    "CREATE TABLE blocks ("
+    "  last_seq INTEGER PRIMARY KEY, first_seq INTEGER NOT NULL,"
+    "  first_time TEXT NOT NULL, last_time TEXT NOT NULL, data BLOB NOT NULL);"
+    "PRAGMA user_version = 3;";
+
 /* Migration i takes user_version i to i + 1; a new file runs them all. */
-static const char *const migrations[] = { schema_v1, schema_v2 };
-#define AUDIT_SCHEMA_VERSION 2
+static const char *const migrations[] = { schema_v1, schema_v2, schema_v3 };
+#define AUDIT_SCHEMA_VERSION 3
 
 static const char *sqlerr(sqlite3 *db)
 {
@@ -157,6 +169,57 @@ static int open_db(const char *path, bool create, bool wal, sqlite3 **out,
     return 0;
 }
 
+/* The seq and hash of the last entry of a block's data: 1, or 0 when the
+ * data holds none or is malformed. */
+static int block_last(const uint8_t *data, size_t len, uint64_t first, uint64_t *seq,
+                      uint8_t hash[CG_AUDIT_HASH_LEN])
+{
+    cg_audit_block_cur c = { data, data + len };
+    const uint8_t *rec, *h = NULL;
+    size_t rlen;
+    uint64_t n = 0;
+    int rc;
+    while ((rc = cg_audit_block_next(&c, &rec, &rlen, &h)) == 1)
+        n++;
+    if (rc < 0 || n == 0)
+        return 0;
+    *seq = first + n - 1;
+    memcpy(hash, h, CG_AUDIT_HASH_LEN);
+    return 1;
+}
+
+int cg_afile_last(sqlite3 *db, uint64_t *seq, uint8_t hash[CG_AUDIT_HASH_LEN])
+{
+    sqlite3_stmt *st;
+    int found = 0;
+    /* blocks follow the rows: the last block, when there is one */
+    if (sqlite3_prepare_v2(db, "SELECT first_seq, data FROM blocks ORDER BY last_seq DESC "
+                           "LIMIT 1", -1, &st, NULL) == SQLITE_OK) {
+        int step = sqlite3_step(st);
+        if (step == SQLITE_ROW)
+            found = block_last(sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1),
+                               (uint64_t)sqlite3_column_int64(st, 0), seq, hash);
+        sqlite3_finalize(st);
+        if (step != SQLITE_ROW && step != SQLITE_DONE)
+            return CG_E_DB;
+        if (step == SQLITE_ROW)
+            return found ? 1 : CG_E_DB;
+    } /* else a file of schema 2 or before, which has no blocks */
+    if (sqlite3_prepare_v2(db, "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1",
+                           -1, &st, NULL) != SQLITE_OK)
+        return CG_E_DB;
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        *seq = (uint64_t)sqlite3_column_int64(st, 0);
+        memset(hash, 0, CG_AUDIT_HASH_LEN);
+        if (sqlite3_column_bytes(st, 1) == CG_AUDIT_HASH_LEN)
+            memcpy(hash, sqlite3_column_blob(st, 1), CG_AUDIT_HASH_LEN);
+        found = 1;
+    }
+    sqlite3_finalize(st);
+    return step == SQLITE_ROW || step == SQLITE_DONE ? found : CG_E_DB;
+}
+
 int cg_afile_load_state(cg_afile *f, const char **error_r)
 {
     char v[128];
@@ -177,18 +240,20 @@ int cg_afile_load_state(cg_afile *f, const char **error_r)
     f->last_seq = first - 1;
     memcpy(f->last_hash, f->genesis, CG_AUDIT_HASH_LEN);
     f->last_ckpt_seq = 0;
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(f->db, "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1",
-                           -1, &st, NULL) != SQLITE_OK) {
+    f->blk_len = 0;
+    f->blk_n = 0;
+    uint64_t seq;
+    uint8_t h[CG_AUDIT_HASH_LEN];
+    int found = cg_afile_last(f->db, &seq, h);
+    if (found < 0) {
         *error_r = sqlerr(f->db);
         return CG_E_DB;
     }
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        f->last_seq = (uint64_t)sqlite3_column_int64(st, 0);
-        if (sqlite3_column_bytes(st, 1) == CG_AUDIT_HASH_LEN)
-            memcpy(f->last_hash, sqlite3_column_blob(st, 1), CG_AUDIT_HASH_LEN);
+    if (found) {
+        f->last_seq = seq;
+        memcpy(f->last_hash, h, CG_AUDIT_HASH_LEN);
     }
-    sqlite3_finalize(st);
+    sqlite3_stmt *st;
     if (sqlite3_prepare_v2(f->db, "SELECT max(seq) FROM checkpoints", -1, &st, NULL) != SQLITE_OK) {
         *error_r = sqlerr(f->db);
         return CG_E_DB;
@@ -205,12 +270,20 @@ static int prepare(cg_afile *f, const char **error_r)
             "INSERT INTO records (seq, time, txid, principal, decision, canon, hash)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)", -1, &f->ins_rec, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(f->db,
+            "INSERT INTO blocks (last_seq, first_seq, first_time, last_time, data)"
+            " VALUES (?, ?, ?, ?, ?)", -1, &f->ins_blk, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(f->db,
             "INSERT INTO checkpoints (seq, hash, signature, key_fpr, time, final, node)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)", -1, &f->ins_ckpt, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(f->db, "INSERT OR REPLACE INTO meta VALUES (?, ?)", -1,
                            &f->set_meta, NULL) != SQLITE_OK) {
         *error_r = sqlerr(f->db);
         return CG_E_DB;
+    }
+    if ((!f->blk && !(f->blk = malloc(CG_AUDIT_BLOCK_BYTES + CG_AUDIT_ENTRY_MAX))) ||
+        (!f->md && !(f->md = EVP_MD_CTX_new()))) {
+        *error_r = "out of memory for the audit block";
+        return CG_E_NOMEM;
     }
     return 0;
 }
@@ -271,21 +344,19 @@ int cg_afile_open(cg_afile *f, const char *path, const char *node, bool create,
 void cg_afile_close(cg_afile *f)
 {
     sqlite3_finalize(f->ins_rec);
+    sqlite3_finalize(f->ins_blk);
     sqlite3_finalize(f->ins_ckpt);
     sqlite3_finalize(f->set_meta);
-    f->ins_rec = f->ins_ckpt = f->set_meta = NULL;
+    f->ins_rec = f->ins_blk = f->ins_ckpt = f->set_meta = NULL;
+    free(f->blk);
+    f->blk = NULL;
+    EVP_MD_CTX_free(f->md);
+    f->md = NULL;
+    f->blk_len = 0;
+    f->blk_n = 0;
     if (f->db)
         sqlite3_close(f->db);
     f->db = NULL;
-}
-
-int cg_afile_begin(cg_afile *f) { return exec(f->db, "BEGIN IMMEDIATE"); }
-int cg_afile_commit(cg_afile *f) { return exec(f->db, "COMMIT"); }
-
-void cg_afile_rollback(cg_afile *f)
-{
-    if (f->db && !sqlite3_get_autocommit(f->db))
-        exec(f->db, "ROLLBACK");
 }
 
 static int step_reset(sqlite3_stmt *st)
@@ -296,6 +367,82 @@ static int step_reset(sqlite3_stmt *st)
     return rc == SQLITE_DONE ? 0 : CG_E_DB;
 }
 
+/* Stores the block being filled as one row. */
+static int flush_block(cg_afile *f)
+{
+    if (f->blk_n == 0)
+        return 0;
+    sqlite3_stmt *st = f->ins_blk;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)(f->blk_first + f->blk_n - 1));
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)f->blk_first);
+    sqlite3_bind_text(st, 3, f->blk_time0, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, f->blk_time1, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 5, f->blk, (int)f->blk_len, SQLITE_STATIC);
+    int rc = step_reset(st);
+    if (rc == 0) {
+        f->blk_len = 0;
+        f->blk_n = 0;
+    }
+    return rc;
+}
+
+int cg_afile_begin(cg_afile *f) { return exec(f->db, "BEGIN IMMEDIATE"); }
+
+int cg_afile_commit(cg_afile *f)
+{
+    int rc = flush_block(f);
+    return rc < 0 ? rc : exec(f->db, "COMMIT");
+}
+
+void cg_afile_rollback(cg_afile *f)
+{
+    f->blk_len = 0;
+    f->blk_n = 0;
+    if (f->db && !sqlite3_get_autocommit(f->db))
+        exec(f->db, "ROLLBACK");
+}
+
+/* RFC 3339 with microseconds; the second's prefix is cached because a
+ * batch mostly shares one second. */
+static void format_time(cg_afile *f, int64_t usec, char out[CG_TIME_LEN])
+{
+    int64_t sec = usec / 1000000;
+    if (sec != f->tcache_sec || !f->tcache[0]) {
+        cg_time_rfc3339(sec * 1000000, f->tcache);
+        f->tcache_sec = sec;
+    }
+    memcpy(out, f->tcache, CG_TIME_LEN);
+    long us = (long)(usec % 1000000);
+    for (int i = 25; i >= 20; i--) {
+        out[i] = (char)('0' + us % 10);
+        us /= 10;
+    }
+}
+
+/* Adds the record and its hash to the block being filled; stores the
+ * block when it is full. */
+static int block_add(cg_afile *f, uint64_t seq, int64_t usec, const char *time,
+                     const cg_audit_rec *r, const uint8_t h[CG_AUDIT_HASH_LEN])
+{
+    int m = cg_audit_bin_encode(f->bin, sizeof f->bin, seq, usec, r);
+    if (m < 0)
+        return m;
+    int k = cg_audit_block_put(f->blk + f->blk_len,
+                               CG_AUDIT_BLOCK_BYTES + CG_AUDIT_ENTRY_MAX - f->blk_len,
+                               f->bin, (size_t)m, h);
+    if (k < 0)
+        return k;
+    if (f->blk_n++ == 0) {
+        f->blk_first = seq;
+        memcpy(f->blk_time0, time, CG_TIME_LEN);
+    }
+    memcpy(f->blk_time1, time, CG_TIME_LEN);
+    f->blk_len += (size_t)k;
+    if (f->blk_n >= CG_AUDIT_BLOCK_RECORDS || f->blk_len >= CG_AUDIT_BLOCK_BYTES)
+        return flush_block(f);
+    return 0;
+}
+
 static void bind_opt(sqlite3_stmt *st, int i, const char *s)
 {
     if (s)
@@ -304,23 +451,30 @@ static void bind_opt(sqlite3_stmt *st, int i, const char *s)
         sqlite3_bind_null(st, i);
 }
 
-int cg_afile_append(cg_afile *f, const char *time, const cg_audit_rec *r)
+int cg_afile_append(cg_afile *f, int64_t usec, const cg_audit_rec *r)
 {
     uint64_t seq = f->last_seq + 1;
+    char time[CG_TIME_LEN];
+    format_time(f, usec, time);
     int n = cg_audit_canon(f->canon, sizeof f->canon, seq, time, r);
     if (n < 0)
         return n;
     uint8_t h[CG_AUDIT_HASH_LEN];
-    cg_audit_chain_hash(f->last_hash, f->canon, (size_t)n, h);
-    sqlite3_stmt *st = f->ins_rec;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
-    sqlite3_bind_text(st, 2, time, -1, SQLITE_STATIC);
-    bind_opt(st, 3, r->txid);
-    bind_opt(st, 4, r->principal);
-    bind_opt(st, 5, r->decision);
-    sqlite3_bind_text(st, 6, f->canon, n, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 7, h, CG_AUDIT_HASH_LEN, SQLITE_STATIC);
-    int rc = step_reset(st);
+    cg_audit_chain_hash_in(f->md, f->last_hash, f->canon, (size_t)n, h);
+    int rc;
+    if (f->form == CG_AFILE_BLOCKS) {
+        rc = block_add(f, seq, usec, time, r, h);
+    } else {
+        sqlite3_stmt *st = f->ins_rec;
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
+        sqlite3_bind_text(st, 2, time, -1, SQLITE_STATIC);
+        bind_opt(st, 3, r->txid);
+        bind_opt(st, 4, r->principal);
+        bind_opt(st, 5, r->decision);
+        sqlite3_bind_text(st, 6, f->canon, n, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 7, h, CG_AUDIT_HASH_LEN, SQLITE_STATIC);
+        rc = step_reset(st);
+    }
     if (rc < 0)
         return rc;
     f->last_seq = seq;
@@ -444,10 +598,9 @@ static int finish_rotation(const char *path, const char *node, const char **erro
     if (rc == 0) {
         /* The first record names the sealed file; it chains to that file's
          * last hash through prev_hash, so the link is itself hashed. */
-        char reason[256], t[CG_TIME_LEN];
+        char reason[256];
         snprintf(reason, sizeof reason, "continues %s after seq %llu, hash %s", base,
                  (unsigned long long)old.last_seq, hex);
-        cg_time_rfc3339(cg_time_now_usec(), t);
         cg_audit_rec r;
         cg_audit_rec_init(&r);
         r.service = "gateway";
@@ -456,10 +609,10 @@ static int finish_rotation(const char *path, const char *node, const char **erro
         r.result = "OK";
         r.reason = reason;
         r.node = nf.node[0] ? nf.node : NULL;
-        rc = cg_afile_append(&nf, t, &r);
+        rc = cg_afile_append(&nf, cg_time_now_usec(), &r);
     }
     if (rc == 0)
-        rc = exec(nf.db, "COMMIT");
+        rc = cg_afile_commit(&nf);
     if (rc < 0 && !*error_r)
         *error_r = sqlerr(nf.db);
     cg_afile_close(&nf);

@@ -17,13 +17,32 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/cg_util.h"
 #include "store/audit.h"
+#include "store/audit_bin.h"
 #include "store/audit_canon.h"
+
+/* How records are stored: in blocks of the compact form (audit_bin.h;
+ * schema 3 on, what the gateway writes), or one row of canon text each
+ * (what versions before schema 3 wrote; kept to test that such files
+ * still verify). The hash is the same either way. */
+enum { CG_AFILE_BLOCKS = 0, CG_AFILE_ROWS = 1 };
 
 typedef struct cg_afile {
     sqlite3 *db;
     char path[4096];
-    sqlite3_stmt *ins_rec, *ins_ckpt, *set_meta;
+    int form;                             /* CG_AFILE_BLOCKS or CG_AFILE_ROWS */
+    sqlite3_stmt *ins_rec, *ins_blk, *ins_ckpt, *set_meta;
+    /* the block being filled (stored at CG_AUDIT_BLOCK_RECORDS or _BYTES,
+     * and at commit): entries, count, first seq, first and last time */
+    uint8_t *blk;
+    EVP_MD_CTX *md;                       /* the chain's hashing, reused */
+    size_t blk_len;
+    unsigned blk_n;
+    uint64_t blk_first;
+    char blk_time0[CG_TIME_LEN], blk_time1[CG_TIME_LEN];
+    int64_t tcache_sec;                   /* the second tcache holds */
+    char tcache[CG_TIME_LEN];
     uint64_t first_seq, last_seq, last_ckpt_seq;
     uint8_t genesis[CG_AUDIT_HASH_LEN];   /* prev_hash of first_seq */
     uint8_t last_hash[CG_AUDIT_HASH_LEN];
@@ -31,6 +50,7 @@ typedef struct cg_afile {
     bool sealed;
     char node[CG_AUDIT_NODE_MAX + 1];     /* signed into checkpoints; "" none */
     char canon[CG_AUDIT_CANON_MAX];       /* scratch for append */
+    uint8_t bin[CG_AUDIT_BIN_MAX];        /* scratch for append */
 } cg_afile;
 
 /* Opens path read-write (create: make it if missing, mode 0600), finishing
@@ -49,9 +69,11 @@ int cg_afile_begin(cg_afile *f) __attribute__((warn_unused_result));
 int cg_afile_commit(cg_afile *f) __attribute__((warn_unused_result));
 void cg_afile_rollback(cg_afile *f);
 
-/* Inside a transaction: appends r as seq last_seq+1 with time, chaining
- * to last_hash; updates the in-memory state (reload it on rollback). */
-int cg_afile_append(cg_afile *f, const char *time, const cg_audit_rec *r)
+/* Inside a transaction: appends r as seq last_seq+1 at usec (its time in
+ * the canon, RFC 3339 with microseconds), chaining to last_hash; updates
+ * the in-memory state (reload it on rollback). In blocks, the record is
+ * stored at the latest by cg_afile_commit. */
+int cg_afile_append(cg_afile *f, int64_t usec, const cg_audit_rec *r)
     __attribute__((warn_unused_result));
 /* Inside a transaction: signs a checkpoint over last_seq unless one
  * already covers it. */
@@ -61,6 +83,11 @@ int cg_afile_checkpoint(cg_afile *f, EVP_PKEY *key, bool final, const char *time
 int cg_afile_set_policy_seq(cg_afile *f, int64_t seq) __attribute__((warn_unused_result));
 /* Stores the public key (by fingerprint) for self-contained verification. */
 int cg_afile_register_key(cg_afile *f, EVP_PKEY *key) __attribute__((warn_unused_result));
+
+/* The last record of an audit database, rows or blocks: 1 and its seq and
+ * hash, 0 when it has none, CG_E_DB when it cannot be read. */
+int cg_afile_last(sqlite3 *db, uint64_t *seq, uint8_t hash[CG_AUDIT_HASH_LEN])
+    __attribute__((warn_unused_result));
 
 /* The meta table: value into out; CG_E_NOTFOUND when absent. */
 int cg_afile_meta_get(sqlite3 *db, const char *key, char *out, size_t cap)

@@ -71,8 +71,6 @@ typedef struct cg_audit_state {
     bool log_pending, log_final;    /* writer only: a checkpoint to log */
     uint64_t log_seq;
     char log_hex[2 * CG_AUDIT_HASH_LEN + 1];
-    char tcache_prefix[CG_TIME_LEN];
-    int64_t tcache_sec;
     /* read without mu */
     atomic_bool available, failing, rotate;
     _Atomic int64_t policy_submitted;

@@ -20,6 +20,7 @@
 
 #include "store/audit_canon.h"
 #include "store/audit_file.h"
+#include "store/audit_rows.h"
 #include "common/cg_buf.h"
 #include "common/cg_error.h"
 #include "common/cg_util.h"
@@ -195,28 +196,8 @@ static void check_ckpt(vctx *v, const ckpt *c, const uint8_t chain[CG_AUDIT_HASH
                v->key ? " with the given key" : "");
 }
 
-/* The canon seq of the first row after seq, 0 if none or unreadable. */
-static uint64_t next_canon_seq(vctx *v, uint64_t seq)
+static bool str_eq(const char *got, const char *want)
 {
-    sqlite3_stmt *st;
-    uint64_t out = 0;
-    if (sqlite3_prepare_v2(v->db, "SELECT canon FROM records WHERE seq > ? ORDER BY seq LIMIT 1",
-                           -1, &st, NULL) != SQLITE_OK)
-        return 0;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        const char *c = (const char *)sqlite3_column_text(st, 0);
-        unsigned long long s;
-        if (c && sscanf(c, "{\"seq\":%llu,", &s) == 1)
-            out = s;
-    }
-    sqlite3_finalize(st);
-    return out;
-}
-
-static bool col_eq(sqlite3_stmt *st, int i, const char *want)
-{
-    const char *got = (const char *)sqlite3_column_text(st, i);
     if (!got || !want)
         return got == want;
     return strcmp(got, want) == 0;
@@ -225,9 +206,8 @@ static bool col_eq(sqlite3_stmt *st, int i, const char *want)
 static void walk(vctx *v, uint64_t first, const uint8_t genesis[CG_AUDIT_HASH_LEN])
 {
     cg_audit_verify_result *res = v->res;
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(v->db, "SELECT seq, time, txid, principal, decision, canon, hash "
-                           "FROM records ORDER BY seq", -1, &st, NULL) != SQLITE_OK) {
+    cg_arows *it;
+    if (cg_arows_open(v->db, 1, NULL, NULL, &it) < 0) {
         broken(v, first, "the records table cannot be read");
         return;
     }
@@ -235,21 +215,17 @@ static void walk(vctx *v, uint64_t first, const uint8_t genesis[CG_AUDIT_HASH_LE
     memcpy(prev, genesis, sizeof prev);
     memcpy(prev2, genesis, sizeof prev2);
     uint64_t expect = first;
-    while (res->intact && sqlite3_step(st) == SQLITE_ROW) {
-        uint64_t seq = (uint64_t)sqlite3_column_int64(st, 0);
-        const char *canon = (const char *)sqlite3_column_text(st, 5);
-        size_t clen = (size_t)sqlite3_column_bytes(st, 5);
+    cg_arow row;
+    int step = 1;
+    while (res->intact && (step = cg_arows_next(it, &row)) == 1) {
+        uint64_t seq = row.seq;
+        const char *canon = row.canon;
+        size_t clen = row.canon_len;
         res->records++;
         if (seq < expect) {
             broken(v, seq, "record %llu precedes the file's first seq %llu (inserted)",
                    (unsigned long long)seq, (unsigned long long)first);
             break;
-        }
-        /* Checkpoints at seqs that no row holds any more. */
-        while (v->ci < v->nck && v->ck[v->ci].seq < seq) {
-            broken(v, v->ck[v->ci].seq, "checkpoint at seq %llu names a record that is "
-                   "missing (removed)", (unsigned long long)v->ck[v->ci].seq);
-            v->ci++;
         }
         if (!canon || cg_audit_canon_parse(canon, clen, v->parsed) < 0) {
             broken(v, seq, "record %llu changed: its content is not a valid record",
@@ -258,7 +234,7 @@ static void walk(vctx *v, uint64_t first, const uint8_t genesis[CG_AUDIT_HASH_LE
         }
         cg_audit_parsed *p = v->parsed;
         if (p->seq != seq) {
-            uint64_t nxt = next_canon_seq(v, seq);
+            uint64_t nxt = cg_arows_peek_seq(it);
             if (p->seq > seq && nxt == seq)
                 broken(v, seq, "records %llu and %llu reordered (this row holds record %llu)",
                        (unsigned long long)seq, (unsigned long long)p->seq,
@@ -272,8 +248,7 @@ static void walk(vctx *v, uint64_t first, const uint8_t genesis[CG_AUDIT_HASH_LE
                  * the row before it is the inserted one. */
                 uint8_t h2[CG_AUDIT_HASH_LEN];
                 cg_audit_chain_hash(prev2, canon, clen, h2);
-                if (seq > first && sqlite3_column_bytes(st, 6) == CG_AUDIT_HASH_LEN &&
-                    memcmp(sqlite3_column_blob(st, 6), h2, CG_AUDIT_HASH_LEN) == 0)
+                if (seq > first && row.hash && memcmp(row.hash, h2, CG_AUDIT_HASH_LEN) == 0)
                     broken(v, seq - 1, "record %llu inserted (the next row continues the "
                            "chain from record %llu)", (unsigned long long)(seq - 1),
                            (unsigned long long)(seq - 2));
@@ -294,22 +269,29 @@ static void walk(vctx *v, uint64_t first, const uint8_t genesis[CG_AUDIT_HASH_LE
                        (unsigned long long)(expect - 1), (unsigned long long)seq);
             break;
         }
+        /* Checkpoints at seqs that no record holds any more. */
+        while (v->ci < v->nck && v->ck[v->ci].seq < seq) {
+            broken(v, v->ck[v->ci].seq, "checkpoint at seq %llu names a record that is "
+                   "missing (removed)", (unsigned long long)v->ck[v->ci].seq);
+            v->ci++;
+        }
         int n = cg_audit_canon(v->canon2, CG_AUDIT_CANON_MAX, p->seq, p->time, &p->rec);
         if (n < 0 || (size_t)n != clen || memcmp(v->canon2, canon, clen) != 0) {
             broken(v, seq, "record %llu changed: its content is not in canonical form",
                    (unsigned long long)seq);
             break;
         }
-        if (!col_eq(st, 1, p->time) || !col_eq(st, 2, p->rec.txid) ||
-            !col_eq(st, 3, p->rec.principal) || !col_eq(st, 4, p->rec.decision)) {
+        if (!row.in_block &&
+            (!str_eq(row.time, p->time) || !str_eq(row.txid, p->rec.txid) ||
+             !str_eq(row.principal, p->rec.principal) ||
+             !str_eq(row.decision, p->rec.decision))) {
             broken(v, seq, "record %llu changed: a search column (time, txid, principal, "
                    "decision) differs from its hashed content", (unsigned long long)seq);
             break;
         }
         uint8_t h[CG_AUDIT_HASH_LEN];
         cg_audit_chain_hash(prev, canon, clen, h);
-        if (sqlite3_column_bytes(st, 6) != CG_AUDIT_HASH_LEN ||
-            memcmp(sqlite3_column_blob(st, 6), h, CG_AUDIT_HASH_LEN) != 0) {
+        if (!row.hash || memcmp(row.hash, h, CG_AUDIT_HASH_LEN) != 0) {
             broken(v, seq, "record %llu changed: its hash does not follow from its content "
                    "and the previous record's hash", (unsigned long long)seq);
             break;
@@ -325,7 +307,10 @@ static void walk(vctx *v, uint64_t first, const uint8_t genesis[CG_AUDIT_HASH_LE
         cg_strlcpy(res->node, p->rec.node ? p->rec.node : "", sizeof res->node);
         expect = seq + 1;
     }
-    sqlite3_finalize(st);
+    if (res->intact && step < 0)
+        broken(v, expect, "the records cannot be read from record %llu on",
+               (unsigned long long)expect);
+    cg_arows_close(it);
     if (res->intact && v->ci < v->nck)
         broken(v, res->last_seq + 1, "tail truncated: checkpoint at seq %llu covers records "
                "beyond the last record (seq %llu)", (unsigned long long)v->ck[v->ci].seq,
@@ -348,16 +333,9 @@ static void check_link(vctx *v, const char *path, const char *prev_file, uint64_
     bool ok = false;
     uint64_t last = 0;
     if (sqlite3_open_v2(pp, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
-        sqlite3_stmt *st;
-        if (sqlite3_prepare_v2(db, "SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1",
-                               -1, &st, NULL) == SQLITE_OK) {
-            if (sqlite3_step(st) == SQLITE_ROW) {
-                last = (uint64_t)sqlite3_column_int64(st, 0);
-                ok = last + 1 == first && sqlite3_column_bytes(st, 1) == CG_AUDIT_HASH_LEN &&
-                     memcmp(sqlite3_column_blob(st, 1), genesis, CG_AUDIT_HASH_LEN) == 0;
-            }
-            sqlite3_finalize(st);
-        }
+        uint8_t h[CG_AUDIT_HASH_LEN];
+        if (cg_afile_last(db, &last, h) == 1)
+            ok = last + 1 == first && memcmp(h, genesis, CG_AUDIT_HASH_LEN) == 0;
     }
     sqlite3_close(db);
     if (ok)

@@ -90,16 +90,41 @@ int ctl_audit_rotate(ctl_ctx *ctx, const ctl_args *a);
 /* export --follow (ctl_audit_follow.c): from_seq NULL starts after the
  * last record; runs until SIGINT or SIGTERM. */
 int ctl_audit_follow(const char *db, const char *from_seq);
-/* export --merge (ctl_audit_merge.c): the rows of sts[i] (canon, hash,
- * seq, time of dbs[i], in seq order) interleaved by time, node, seq; at
- * most limit lines (0: all). */
 #define CTL_MAX_DBS 64 /* --audit-db given more than once: verify, export --merge */
-struct sqlite3_stmt;
-int ctl_audit_merge(const char *const *dbs, struct sqlite3_stmt **sts, size_t n,
-                    uint64_t limit);
-/* One exported line of the row st is on (canon, hash, ...): the canon with
- * ,"hash":HEX and, when db is not NULL, ,"audit_db":DB before its brace. */
-void ctl_audit_jsonl(struct sqlite3_stmt *st, const char *db);
+/* The filters of show and export. */
+typedef struct ctl_audit_filter {
+    const char *txid, *principal, *since, *until, *decision; /* times normalised */
+    uint64_t limit, from;                                    /* 0: none */
+    bool origin;  /* --txid also matches a record's origin_txid (merge) */
+} ctl_audit_filter;
+/* One audit database read by show and export (ctl_audit.c): its records
+ * in seq order that pass the filter, rows and blocks alike. */
+struct sqlite3;
+struct cg_arows;
+struct cg_audit_parsed;
+typedef struct ctl_audit_src {
+    struct sqlite3 *db;
+    struct cg_arows *it;
+    const ctl_audit_filter *f;
+    struct cg_audit_parsed *p; /* the current record, when parsed is set */
+    bool parsed;
+    uint64_t seq;              /* the current record's */
+    const char *canon;         /* NULL: the record cannot be read */
+    size_t canon_len;
+    const uint8_t *hash;       /* NULL: not stored whole */
+} ctl_audit_src;
+/* Opens db read-only; prints the error. CTL_OK or CTL_ERROR. */
+int ctl_audit_src_open(ctl_audit_src *s, const char *db, const ctl_audit_filter *f);
+/* 1: the next record passing the filter, 0: none left, CTL_ERROR: read
+ * error (printed). */
+int ctl_audit_src_next(ctl_audit_src *s, const char *db);
+void ctl_audit_src_close(ctl_audit_src *s);
+/* export --merge (ctl_audit_merge.c): the records of srcs[i] (of dbs[i])
+ * interleaved by time, node, seq; at most limit lines (0: all). */
+int ctl_audit_merge(const char *const *dbs, ctl_audit_src *srcs, size_t n, uint64_t limit);
+/* One exported line of s's current record: the canon with ,"hash":HEX
+ * and, when db is not NULL, ,"audit_db":DB before its brace. */
+void ctl_audit_jsonl(const ctl_audit_src *s, const char *db);
 int ctl_backup(ctl_ctx *ctx, const ctl_args *a);              /* ctl_backup.c */
 int ctl_restore(ctl_ctx *ctx, const ctl_args *a);
 

@@ -18,6 +18,7 @@
 #include "policy/ctl/ctl.h"
 #include "store/audit_canon.h"
 #include "store/audit_file.h"
+#include "store/audit_rows.h"
 #include "common/cg_error.h"
 #include "common/cg_util.h"
 
@@ -272,61 +273,87 @@ static void show_line(const cg_audit_parsed *p)
 
 enum out_mode { OUT_TEXT, OUT_JSON, OUT_JSONL };
 
-/* The filters of show and export. */
-typedef struct show_filter {
-    const char *txid, *principal, *since, *until, *decision; /* times normalised */
-    uint64_t limit, from;                                    /* 0: none */
-    bool origin;  /* --txid also matches a record's origin_txid (merge) */
-} show_filter;
-
-/* Opens db read-only and prepares the filtered rows (canon, hash, seq,
- * time) in seq order. Prints the error. */
-static int open_query(const char *db, const show_filter *f, sqlite3 **hr, sqlite3_stmt **st)
+/* Whether the parsed record passes the filter (the seq range is the
+ * reader's). */
+static bool passes(const ctl_audit_filter *f, const cg_audit_parsed *p)
 {
+    const cg_audit_rec *r = &p->rec;
+    if (f->txid && !(r->txid && strcmp(r->txid, f->txid) == 0) &&
+        !(f->origin && r->origin_txid && strcmp(r->origin_txid, f->txid) == 0))
+        return false;
+    if (f->principal && !(r->principal && strcmp(r->principal, f->principal) == 0))
+        return false;
+    if (f->decision && !(r->decision && strcmp(r->decision, f->decision) == 0))
+        return false;
+    if (f->since && strcmp(p->time, f->since) < 0)
+        return false;
+    return !f->until || strcmp(p->time, f->until) <= 0;
+}
+
+static bool filtering(const ctl_audit_filter *f)
+{
+    return f->txid || f->principal || f->decision || f->since || f->until;
+}
+
+int ctl_audit_src_open(ctl_audit_src *s, const char *db, const ctl_audit_filter *f)
+{
+    memset(s, 0, sizeof *s);
+    s->f = f;
     if (access(db, F_OK) < 0)
         return ctl_fail("%s: no such audit database", db);
-    sqlite3 *h = NULL;
-    if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        sqlite3_close(h);
+    if (sqlite3_open_v2(db, &s->db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        sqlite3_close(s->db);
+        s->db = NULL;
         return ctl_fail("%s: cannot open the audit database", db);
     }
-    sqlite3_busy_timeout(h, 5000);
-    /* origin_txid is the canon's last key when set: a node's record of a
-     * request another node started names that node's txid there */
-    if (sqlite3_prepare_v2(h,
-            "SELECT canon, hash, seq, time FROM records WHERE (?1 IS NULL OR txid = ?1"
-            " OR (?8 AND instr(canon, ',\"origin_txid\":' || json_quote(?1) || '}') > 0))"
-            " AND (?2 IS NULL OR principal = ?2) AND (?3 IS NULL OR time >= ?3)"
-            " AND (?4 IS NULL OR time <= ?4) AND (?5 IS NULL OR decision = ?5)"
-            " AND (?7 IS NULL OR seq >= ?7) ORDER BY seq LIMIT ?6", -1, st, NULL) != SQLITE_OK) {
-        int rc = ctl_fail("%s: not a cpmgate audit database (%s)", db, sqlite3_errmsg(h));
-        sqlite3_close(h);
+    sqlite3_busy_timeout(s->db, 5000);
+    s->p = malloc(sizeof *s->p);
+    if (!s->p) {
+        ctl_audit_src_close(s);
+        return ctl_fail("out of memory");
+    }
+    if (cg_arows_open(s->db, f->from ? f->from : 1, f->since, f->until, &s->it) < 0) {
+        int rc = ctl_fail("%s: not a cpmgate audit database (%s)", db, sqlite3_errmsg(s->db));
+        ctl_audit_src_close(s);
         return rc;
     }
-    if (f->txid) sqlite3_bind_text(*st, 1, f->txid, -1, SQLITE_STATIC);
-    if (f->principal) sqlite3_bind_text(*st, 2, f->principal, -1, SQLITE_STATIC);
-    if (f->since) sqlite3_bind_text(*st, 3, f->since, -1, SQLITE_STATIC);
-    if (f->until) sqlite3_bind_text(*st, 4, f->until, -1, SQLITE_STATIC);
-    if (f->decision) sqlite3_bind_text(*st, 5, f->decision, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(*st, 6, f->limit ? (sqlite3_int64)f->limit : -1);
-    if (f->from) sqlite3_bind_int64(*st, 7, (sqlite3_int64)f->from);
-    sqlite3_bind_int(*st, 8, f->origin);
-    *hr = h;
     return CTL_OK;
 }
 
-void ctl_audit_jsonl(sqlite3_stmt *st, const char *db)
+int ctl_audit_src_next(ctl_audit_src *s, const char *db)
+{
+    cg_arow row;
+    int rc;
+    while ((rc = cg_arows_next(s->it, &row)) == 1) {
+        s->seq = row.seq;
+        s->canon = row.canon && row.canon_len >= 2 ? row.canon : NULL;
+        s->canon_len = row.canon_len;
+        s->hash = row.hash;
+        s->parsed = s->canon && cg_audit_canon_parse(s->canon, s->canon_len, s->p) == 0;
+        if (!filtering(s->f) || (s->parsed && passes(s->f, s->p)))
+            return 1;
+    }
+    return rc == 0 ? 0 : ctl_fail("%s: read error", db);
+}
+
+void ctl_audit_src_close(ctl_audit_src *s)
+{
+    cg_arows_close(s->it);
+    sqlite3_close(s->db);
+    free(s->p);
+    memset(s, 0, sizeof *s);
+}
+
+void ctl_audit_jsonl(const ctl_audit_src *s, const char *db)
 {
     /* canon plus its hash: drop the key "hash" (and "audit_db") to get the
-     * hashed text. The canon goes out as stored, never re-encoded through
-     * the JSON writer: its bytes are what the chain hashed, and a SIEM
-     * checks the chain from exactly these bytes. */
-    const char *canon = (const char *)sqlite3_column_text(st, 0);
-    size_t len = (size_t)sqlite3_column_bytes(st, 0);
+     * hashed text. The canon goes out as the chain hashed it, never
+     * re-encoded through the JSON writer: a SIEM checks the chain from
+     * exactly these bytes. */
     char hex[2 * CG_AUDIT_HASH_LEN + 1] = "";
-    if (sqlite3_column_bytes(st, 1) == CG_AUDIT_HASH_LEN)
-        cg_hex_encode(sqlite3_column_blob(st, 1), CG_AUDIT_HASH_LEN, hex);
-    fwrite(canon, 1, len - 1, stdout);
+    if (s->hash)
+        cg_hex_encode(s->hash, CG_AUDIT_HASH_LEN, hex);
+    fwrite(s->canon, 1, s->canon_len - 1, stdout);
     printf(",\"hash\":\"%s\"", hex);
     if (db) {
         fputs(",\"audit_db\":", stdout);
@@ -350,7 +377,7 @@ int ctl_audit_show(ctl_ctx *ctx, const ctl_args *a)
     const char *from_seq = export ? ctl_opt(a, "--from-seq") : NULL;
     bool follow = export && ctl_flag(a, "--follow");
     bool merge = export && ctl_flag(a, "--merge");
-    show_filter f = { .txid = ctl_opt(a, "--txid"), .principal = ctl_opt(a, "--principal"),
+    ctl_audit_filter f = { .txid = ctl_opt(a, "--txid"), .principal = ctl_opt(a, "--principal"),
                       .decision = ctl_opt(a, "--decision"), .origin = merge };
     if (!db)
         return ctl_usage(a);
@@ -389,48 +416,38 @@ int ctl_audit_show(ctl_ctx *ctx, const ctl_args *a)
     if (merge) {
         if (from_seq)
             return ctl_fail("--from-seq counts in one database: not with --merge");
-        sqlite3 *hs[CTL_MAX_DBS] = { NULL };
-        sqlite3_stmt *sts[CTL_MAX_DBS] = { NULL };
+        ctl_audit_src srcs[CTL_MAX_DBS];
+        memset(srcs, 0, sizeof srcs);
         int rc = CTL_OK;
         for (size_t i = 0; i < ndb && rc == CTL_OK; i++)
-            rc = open_query(dbs[i], &f, &hs[i], &sts[i]);
+            rc = ctl_audit_src_open(&srcs[i], dbs[i], &f);
         if (rc == CTL_OK)
-            rc = ctl_audit_merge(dbs, sts, ndb, f.limit);
-        for (size_t i = 0; i < ndb; i++) {
-            sqlite3_finalize(sts[i]);
-            sqlite3_close(hs[i]);
-        }
+            rc = ctl_audit_merge(dbs, srcs, ndb, f.limit);
+        for (size_t i = 0; i < ndb; i++)
+            ctl_audit_src_close(&srcs[i]);
         return rc;
     }
-    sqlite3 *h;
-    sqlite3_stmt *st;
-    int rc = open_query(db, &f, &h, &st);
+    ctl_audit_src src;
+    int rc = ctl_audit_src_open(&src, db, &f);
     if (rc != CTL_OK)
         return rc;
     enum out_mode mode = export ? OUT_JSONL : ctx->json ? OUT_JSON : OUT_TEXT;
-    cg_audit_parsed *p = malloc(sizeof *p);
-    if (!p) {
-        sqlite3_finalize(st);
-        sqlite3_close(h);
-        return ctl_fail("out of memory");
-    }
     unsigned long long n = 0;
-    int step;
+    int step = 0;
     if (mode == OUT_JSON)
         fputs("[", stdout);
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *canon = (const char *)sqlite3_column_text(st, 0);
-        size_t len = (size_t)sqlite3_column_bytes(st, 0);
-        if (!canon || len < 2)
+    while ((!f.limit || n < f.limit) && (step = ctl_audit_src_next(&src, db)) == 1) {
+        if (!src.canon)
             continue;
         if (mode == OUT_JSONL) {
-            ctl_audit_jsonl(st, NULL);
+            ctl_audit_jsonl(&src, NULL);
         } else if (mode == OUT_JSON) {
-            /* records as stored (they are JSON), streamed: a log can be large */
+            /* records as the chain hashed them (they are JSON), streamed: a
+             * log can be large */
             printf("%s\n", n ? "," : "");
-            fwrite(canon, 1, len, stdout);
-        } else if (cg_audit_canon_parse(canon, len, p) == 0) {
-            show_line(p);
+            fwrite(src.canon, 1, src.canon_len, stdout);
+        } else if (src.parsed) {
+            show_line(src.p);
         } else {
             printf("(unreadable record: run audit verify)\n");
         }
@@ -438,12 +455,8 @@ int ctl_audit_show(ctl_ctx *ctx, const ctl_args *a)
     }
     if (mode == OUT_JSON)
         fputs(n ? "\n]\n" : "]\n", stdout);
-    free(p);
-    sqlite3_finalize(st);
-    sqlite3_close(h);
-    if (step != SQLITE_DONE)
-        return ctl_fail("%s: read error", db);
-    return CTL_OK;
+    ctl_audit_src_close(&src);
+    return step < 0 ? CTL_ERROR : CTL_OK;
 }
 
 /* ---- rotate ----------------------------------------------------------------- */

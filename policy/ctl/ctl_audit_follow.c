@@ -1,7 +1,7 @@
 /* ctl_audit_follow.c — `cpmgatectl audit export --follow`: the audit chain
  * as JSON lines while it grows, for a log shipper (Filebeat, Vector, a
- * Splunk forwarder) that should not read SQLite. Each line is the stored
- * canon plus "hash" and "prev_hash", so the receiver can recompute
+ * Splunk forwarder) that should not read SQLite. Each line is the
+ * canon the chain hashed plus "hash" and "prev_hash", so the receiver can recompute
  * hash = SHA-256(prev_hash || canon) and see that no line is missing or
  * out of order.
  *
@@ -26,6 +26,7 @@
 #include "policy/ctl/ctl.h"
 #include "store/audit_canon.h"
 #include "store/audit_file.h"
+#include "store/audit_rows.h"
 #include "common/cg_error.h"
 #include "common/cg_util.h"
 
@@ -106,43 +107,39 @@ static int find_file(const char *live, uint64_t seq, afile_info *fi, const char 
  * file of the chain may continue it (records printed, or a sealed file). */
 static int print_from(follow *f, afile_info *fi, bool *more, const char **error_r)
 {
-    sqlite3_stmt *st;
     *more = false;
     if (!f->prev[0] && f->next == fi->first_seq)
         cg_strlcpy(f->prev, fi->prev_hash, sizeof f->prev);
-    if (sqlite3_prepare_v2(fi->db, "SELECT seq, canon, hash FROM records WHERE seq >= ?1 - 1"
-                           " ORDER BY seq", -1, &st, NULL) != SQLITE_OK) {
+    cg_arows *it;
+    if (cg_arows_open(fi->db, f->next > 1 ? f->next - 1 : 1, NULL, NULL, &it) < 0) {
         *error_r = cg_say("cannot read: %s", sqlite3_errmsg(fi->db));
         return CG_E_DB;
     }
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)f->next);
+    cg_arow row;
     int step, rc = 0;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        uint64_t seq = (uint64_t)sqlite3_column_int64(st, 0);
-        const char *canon = (const char *)sqlite3_column_text(st, 1);
-        size_t len = (size_t)sqlite3_column_bytes(st, 1);
+    while ((step = cg_arows_next(it, &row)) == 1) {
         char hex[HEX_LEN] = "";
-        if (sqlite3_column_bytes(st, 2) == CG_AUDIT_HASH_LEN)
-            cg_hex_encode(sqlite3_column_blob(st, 2), CG_AUDIT_HASH_LEN, hex);
-        if (seq + 1 == f->next) { /* the record before: its hash is prev */
+        if (row.hash)
+            cg_hex_encode(row.hash, CG_AUDIT_HASH_LEN, hex);
+        if (row.seq + 1 == f->next) { /* the record before: its hash is prev */
             cg_strlcpy(f->prev, hex, sizeof f->prev);
             continue;
         }
-        if (seq != f->next || !canon || len < 2) {
+        if (row.seq != f->next || !row.canon || row.canon_len < 2) {
             *error_r = cg_say("record %llu missing or unreadable (at %llu): run audit verify",
-                              (unsigned long long)f->next, (unsigned long long)seq);
+                              (unsigned long long)f->next, (unsigned long long)row.seq);
             rc = CG_E_DB;
             break;
         }
-        fwrite(canon, 1, len - 1, stdout);
+        fwrite(row.canon, 1, row.canon_len - 1, stdout);
         printf(",\"hash\":\"%s\",\"prev_hash\":\"%s\"}\n", hex, f->prev);
         cg_strlcpy(f->prev, hex, sizeof f->prev);
-        f->next = seq + 1;
+        f->next = row.seq + 1;
         *more = true;
     }
-    sqlite3_finalize(st);
-    if (rc == 0 && step != SQLITE_DONE) {
-        *error_r = cg_say("cannot read: %s", sqlite3_errstr(step));
+    cg_arows_close(it);
+    if (rc == 0 && step < 0) {
+        *error_r = cg_say("cannot read: %s", sqlite3_errmsg(fi->db));
         rc = CG_E_DB;
     }
     return rc;
@@ -202,14 +199,11 @@ static int last_seq(const char *path, uint64_t *out, const char **error_r)
     if (rc < 0)
         return rc;
     *out = fi.first_seq - 1;
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(fi.db, "SELECT max(seq) FROM records", -1, &st, NULL) != SQLITE_OK) {
+    uint8_t hash[CG_AUDIT_HASH_LEN];
+    int found = cg_afile_last(fi.db, out, hash);
+    if (found < 0) {
         *error_r = cg_say("%s: cannot read: %s", path, sqlite3_errmsg(fi.db));
         rc = CG_E_DB;
-    } else {
-        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
-            *out = (uint64_t)sqlite3_column_int64(st, 0);
-        sqlite3_finalize(st);
     }
     sqlite3_close(fi.db);
     return rc;

@@ -145,19 +145,18 @@ static int verify_audit(const char *path, EVP_PKEY *key, cg_audit_verify_result 
         return ctl_fail("%s: audit chain broken at seq %llu: %s", path,
                         (unsigned long long)res->broken_seq, res->what);
     sqlite3 *h = NULL;
-    sqlite3_stmt *st = NULL;
     int rc = CTL_ERROR;
-    if (sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-        sqlite3_prepare_v2(h, "SELECT hash FROM records ORDER BY seq DESC LIMIT 1", -1, &st,
-                           NULL) == SQLITE_OK) {
-        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) == CG_AUDIT_HASH_LEN) {
-            cg_hex_encode(sqlite3_column_blob(st, 0), CG_AUDIT_HASH_LEN, head);
+    if (sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+        uint64_t seq;
+        uint8_t hash[CG_AUDIT_HASH_LEN];
+        int found = cg_afile_last(h, &seq, hash);
+        if (found == 1) {
+            cg_hex_encode(hash, CG_AUDIT_HASH_LEN, head);
             rc = CTL_OK;
-        } else if (cg_afile_meta_get(h, "prev_hash", head, HEX_LEN) == 0) {
+        } else if (found == 0 && cg_afile_meta_get(h, "prev_hash", head, HEX_LEN) == 0) {
             rc = CTL_OK;
         }
     }
-    sqlite3_finalize(st);
     sqlite3_close(h);
     return rc == CTL_OK ? rc : ctl_fail("%s: cannot read the chain head", path);
 }

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+import audit_blocks
+
 REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get('CPMGATE_BUILD', REPO / 'build')).resolve()
 CTL = BUILD / 'cpmgatectl'
@@ -114,30 +116,58 @@ def test_export_jsonl_matches_an_independent_recomputation(filled):
 
 
 TAMPER = [
-    ('field', "UPDATE records SET canon = replace(canon, '\"INBOX\"', '\"Trash\"') "
-              "WHERE seq = 5", None, 5, 'record 5 changed'),
-    ('delete', 'DELETE FROM records WHERE seq = 9', None, 9, 'record 9 removed'),
-    ('swap', 'UPDATE records SET seq = -1 WHERE seq = 20; UPDATE records SET seq = 20 '
-             'WHERE seq = 21; UPDATE records SET seq = 21 WHERE seq = -1', None, 20,
-     'reordered'),
-    ('truncate', 'DELETE FROM records WHERE seq > 230', None, 231, 'tail truncated'),
+    ('field', lambda db: audit_blocks.change(db, 5, resource='Trash'), None, 5,
+     'record 5 changed'),
+    ('delete', lambda db: audit_blocks.drop(db, 9), None, 9, 'record 9 removed'),
+    ('swap', lambda db: audit_blocks.swap(db, 20, 21), None, 20, 'reordered'),
+    ('truncate', lambda db: audit_blocks.truncate(db, 230), None, 231, 'tail truncated'),
+    ('stored-hash', lambda db: audit_blocks.set_hash(db, 40, bytes(32)), None, 40,
+     'record 40 changed: its hash does not follow'),
     ('forged-checkpoint', 'UPDATE checkpoints SET signature = randomblob(64) '
                           'WHERE seq = 200', 'key', 200, 'signature does not verify'),
 ]
 
 
-@pytest.mark.parametrize('name,sql,withkey,seq,what', TAMPER, ids=[t[0] for t in TAMPER])
-def test_verify_locates_tampering(filled, name, sql, withkey, seq, what):
+@pytest.mark.parametrize('name,edit,withkey,seq,what', TAMPER, ids=[t[0] for t in TAMPER])
+def test_verify_locates_tampering(filled, name, edit, withkey, seq, what):
     db, pub = filled
-    con = sqlite3.connect(db)
-    con.executescript(sql)
-    con.commit()
-    con.close()
+    if callable(edit):
+        edit(db)
+    else:
+        con = sqlite3.connect(db)
+        con.executescript(edit)
+        con.commit()
+        con.close()
     args = ['audit', 'verify', '--audit-db', db] + (['--key', pub] if withkey else [])
     p = ctl(*args, check=1)
     assert p.stdout.startswith('audit chain broken at seq %d: ' % seq), p.stdout
     assert what in p.stdout
     assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_records_are_stored_in_blocks_and_export_as_hashed(filled):
+    """The gateway's writer keeps records in the compact form, in blocks;
+    each decoded record is the exported line's content and its stored hash
+    the exported hash."""
+    db, _ = filled
+    with sqlite3.connect(db) as c:
+        assert c.execute('SELECT count(*) FROM records').fetchone()[0] == 0
+        assert c.execute('PRAGMA user_version').fetchone()[0] == 3
+    recs = audit_blocks.records(db)
+    assert [r['seq'] for r in recs] == list(range(1, 251))
+    lines = ctl('audit', 'export', '--audit-db', db, '--format', 'jsonl',
+                check=0).stdout.splitlines()
+    for rec, line in zip(recs, lines):
+        obj = json.loads(line)
+        assert obj['hash'] == rec['hash'].hex()
+        for k in audit_blocks.STRINGS:
+            v = rec[k]
+            if v is not None and any('\udc80' <= ch <= '\udcff' for ch in v):
+                v = v.encode(errors='surrogateescape').decode(errors='replace')
+            if k in obj or v is not None:
+                assert obj[k] == v, (rec['seq'], k)
+        assert obj['conn_id'] == (rec['conn_id'] or None)
+        assert obj['bytes_in'] == (None if rec['bytes_in'] < 0 else rec['bytes_in'])
 
 
 def test_verify_with_another_key_refuses_the_checkpoints(filled, tmp_path):

@@ -10,6 +10,7 @@ import socket
 
 import pytest
 
+import audit_blocks
 import cg
 
 
@@ -82,10 +83,7 @@ def test_verify_proves_each_chain_and_fails_if_any_is_broken(two_nodes):
     assert [(x['audit_db'], x['intact'], x['node']) for x in json.loads(j.stdout)] == \
         [(a.audit_db, True, 'gw-a'), (b.audit_db, True, 'gw-b')]
     # a record of b changed: b's line says where, the exit status is 1
-    import sqlite3
-    with sqlite3.connect(b.audit_db) as db:
-        db.execute("UPDATE records SET canon = replace(canon, '\"gw-b\"', '\"gw-a\"') "
-                   "WHERE seq = 2")
+    audit_blocks.change(b.audit_db, 2, node='gw-a')
     v = a.ctl('audit', 'verify', '--audit-db', a.audit_db, '--audit-db', b.audit_db,
               db=False)
     assert v.returncode == 1

@@ -14,6 +14,7 @@ import threading
 
 import pytest
 
+import audit_blocks
 import cg
 
 
@@ -76,8 +77,7 @@ def test_backup_while_serving_gives_copies_that_verify_and_open(gw, pki, tmp_pat
     assert v.returncode == 0, v.stdout + v.stderr
     res = json.loads(v.stdout)
     assert res['intact'] and res['last_seq'] == m['audit']['last_seq'] > 5
-    head = sqlite3.connect(tmp_path / 'bk' / 'audit.db').execute(
-        'SELECT hash FROM records ORDER BY seq DESC LIMIT 1').fetchone()[0]
+    head = audit_blocks.last_hash(tmp_path / 'bk' / 'audit.db')
     assert head.hex() == m['audit']['chain_head']
     # the policy copy opens and holds the policy
     p = gw.ctl('-d', tmp_path / 'bk' / 'policy.db', 'acl', 'list', db=False)
@@ -105,9 +105,11 @@ def test_restore_refuses_a_damaged_copy(gw, tmp_path):
     # too) is refused by the chain check
     m2 = _backup(gw, tmp_path / 'bk2')
     aud = tmp_path / 'bk2' / 'audit.db'
-    with sqlite3.connect(aud) as c:
-        c.execute("UPDATE records SET canon = replace(canon, 'alice', 'mallory') "
-                  "WHERE seq = (SELECT max(seq) FROM records WHERE canon LIKE '%alice%')")
+    rec = [r for r in audit_blocks.records(aud)
+           if any('alice' in (r[k] or '') for k in audit_blocks.STRINGS)][-1]
+    audit_blocks.change(aud, rec['seq'], **{k: rec[k].replace('alice', 'mallory')
+                                            for k in audit_blocks.STRINGS
+                                            if 'alice' in (rec[k] or '')})
     for f in m2['files']:
         if f['name'] == 'audit':
             f['sha256'] = hashlib.sha256(aud.read_bytes()).hexdigest()

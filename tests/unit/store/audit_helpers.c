@@ -133,6 +133,81 @@ void sql(const char *db, const char *stmt)
     sqlite3_close(h);
 }
 
+void write_file(const char *db, EVP_PKEY *key, unsigned n, unsigned every, int form)
+{
+    cg_afile *f = malloc(sizeof *f);
+    assert_non_null(f);
+    const char *err = NULL;
+    if (cg_afile_open(f, db, NULL, true, &err) < 0)
+        fail_msg("open %s: %s", db, err);
+    f->form = form;
+    assert_int_equal(cg_afile_register_key(f, key), 0);
+    int64_t usec = 1796205600000001LL;
+    for (unsigned k = 0; k < n;) {
+        assert_int_equal(cg_afile_begin(f), 0);
+        for (unsigned j = 0; j < every && k < n; j++, k++) {
+            cg_audit_rec r;
+            char txid[32];
+            sample(&r, k, txid, sizeof txid);
+            assert_int_equal(cg_afile_append(f, usec + k * 1000, &r), 0);
+        }
+        assert_int_equal(cg_afile_checkpoint(f, key, k == n, "2026-12-02T10:00:01.000000Z"), 0);
+        assert_int_equal(cg_afile_commit(f), 0);
+    }
+    cg_afile_close(f);
+    free(f);
+}
+
+void block_edit(const char *db, uint64_t seq, enum block_how how, const char *find,
+                const char *repl)
+{
+    sqlite3 *h;
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(h, "SELECT first_seq, last_seq, data FROM blocks "
+                                        "WHERE first_seq <= ?1 AND last_seq >= ?1", -1, &st,
+                                        NULL), SQLITE_OK);
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    uint64_t first = (uint64_t)sqlite3_column_int64(st, 0);
+    uint64_t last = (uint64_t)sqlite3_column_int64(st, 1);
+    size_t len = (size_t)sqlite3_column_bytes(st, 2);
+    uint8_t *in = malloc(len), *out = malloc(len);
+    assert_true(in && out);
+    memcpy(in, sqlite3_column_blob(st, 2), len);
+    sqlite3_finalize(st);
+    cg_audit_block_cur c = { in, in + len };
+    const uint8_t *rec, *hash;
+    size_t rlen, olen = 0;
+    for (uint64_t at = first; cg_audit_block_next(&c, &rec, &rlen, &hash) == 1; at++) {
+        uint8_t e[CG_AUDIT_ENTRY_MAX];
+        int k = cg_audit_block_put(e, sizeof e, rec, rlen, hash);
+        assert_true(k > 0);
+        if (at == seq && how == BLOCK_DROP)
+            continue;
+        if (at == seq && how == BLOCK_ZERO_HASH)
+            memset(e + k - CG_AUDIT_HASH_LEN, 0, CG_AUDIT_HASH_LEN);
+        if (at == seq && how == BLOCK_PATCH) {
+            uint8_t *p = memmem(e, (size_t)k - CG_AUDIT_HASH_LEN, find, strlen(find));
+            assert_non_null(p);
+            assert_int_equal(strlen(find), strlen(repl));
+            memcpy(p, repl, strlen(repl));
+        }
+        memcpy(out + olen, e, (size_t)k);
+        olen += (size_t)k;
+    }
+    assert_int_equal(sqlite3_prepare_v2(h, "UPDATE blocks SET last_seq = ?, data = ? "
+                                        "WHERE first_seq = ?", -1, &st, NULL), SQLITE_OK);
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)(how == BLOCK_DROP ? last - 1 : last));
+    sqlite3_bind_blob(st, 2, out, (int)olen, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)first);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    free(in);
+    free(out);
+}
+
 void copy_file(const char *from, const char *to)
 {
     FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");

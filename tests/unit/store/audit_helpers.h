@@ -13,6 +13,7 @@
 
 #include "store/audit.h"
 #include "store/audit_file.h"
+#include "tests/unit/store/audit_read.h"
 
 extern char tmpdir[256];
 
@@ -33,6 +34,17 @@ void wait_committed(uint64_t n);
 cg_audit_verify_result verify(const char *db, EVP_PKEY *key);
 void sql(const char *db, const char *stmt);
 void copy_file(const char *from, const char *to);
+/* n samples written straight through cg_afile in form (CG_AFILE_ROWS or
+ * _BLOCKS), one transaction and one signed checkpoint every 'every'
+ * records (the last one final): blocks of 'every' records. */
+void write_file(const char *db, EVP_PKEY *key, unsigned n, unsigned every, int form);
+/* Changes the stored entry of record seq inside its block: drops it (the
+ * block ends one seq earlier), zeroes its stored hash, or replaces the
+ * bytes find by repl (of the same length) in the record. */
+enum block_how { BLOCK_DROP, BLOCK_ZERO_HASH, BLOCK_PATCH };
+void block_edit(const char *db, uint64_t seq, enum block_how how, const char *find,
+                const char *repl);
+
 
 int audit_setup(void **state);
 int audit_teardown(void **state);

@@ -19,6 +19,7 @@
 #include "store/audit_canon.h"
 #include "common/cg_error.h"
 #include "store/policy_store.h"
+#include "tests/unit/store/audit_read.h"
 
 static char tmpdir[256], pdb[512], adb[512];
 
@@ -50,15 +51,13 @@ static void import(void)
 /* "operation resource principal" of each policy record, in order. */
 static int policy_records(char lines[][160], int max)
 {
-    sqlite3 *h;
-    assert_int_equal(sqlite3_open(adb, &h), SQLITE_OK);
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(h, "SELECT canon FROM records ORDER BY seq", -1, &st,
-                                        NULL), SQLITE_OK);
+    char **cs;
+    size_t ncs = canons(adb, &cs);
     cg_audit_parsed *p = malloc(sizeof *p);
     int n = 0;
-    while (sqlite3_step(st) == SQLITE_ROW && n < max) {
-        const char *c = (const char *)sqlite3_column_text(st, 0);
+    for (size_t i = 0; i < ncs && n < max; i++) {
+        const char *c = cs[i];
+        assert_non_null(c);
         assert_int_equal(cg_audit_canon_parse(c, strlen(c), p), 0);
         if (!p->rec.service || strcmp(p->rec.service, "policy") != 0)
             continue;
@@ -68,8 +67,7 @@ static int policy_records(char lines[][160], int max)
                  p->rec.principal ? "actor" : "none");
     }
     free(p);
-    sqlite3_finalize(st);
-    sqlite3_close(h);
+    canons_free(cs, ncs);
     return n;
 }
 

@@ -27,6 +27,7 @@
 #include "tests/unit/store/audit_helpers.h"
 
 #define T0 "2026-12-02T10:00:00.000001Z"
+#define T0_USEC 1796205600000001LL /* T0 */
 
 /* ---- canon ------------------------------------------------------------------ */
 
@@ -166,7 +167,7 @@ static void append_signed(cg_afile *f, EVP_PKEY *key, unsigned from, unsigned n)
         char txid[32];
         sample(&r, k, txid, sizeof txid);
         r.node = f->node[0] ? f->node : NULL;
-        assert_int_equal(cg_afile_append(f, T0, &r), 0);
+        assert_int_equal(cg_afile_append(f, T0_USEC, &r), 0);
     }
     assert_int_equal(cg_afile_register_key(f, key), 0);
     assert_int_equal(cg_afile_checkpoint(f, key, false, T0), 0);
@@ -182,10 +183,12 @@ static void write_v1_file(const char *db, EVP_PKEY *key, unsigned n)
     const char *err = NULL;
     if (cg_afile_open(f, db, NULL, true, &err) < 0)
         fail_msg("open: %s", err);
+    f->form = CG_AFILE_ROWS; /* as versions before blocks stored them */
     append_signed(f, key, 1, n);
     cg_afile_close(f);
     free(f);
-    sql(db, "ALTER TABLE checkpoints DROP COLUMN node; PRAGMA user_version = 1;");
+    sql(db, "DROP TABLE blocks; ALTER TABLE checkpoints DROP COLUMN node; "
+           "PRAGMA user_version = 1;");
 }
 
 static void test_v1_file_verifies_then_upgrades_in_place(void **state)
@@ -200,14 +203,15 @@ static void test_v1_file_verifies_then_upgrades_in_place(void **state)
     assert_int_equal(res.last_seq, 5);
     assert_int_equal(res.last_checkpoint_seq, 5);
     assert_int_equal(user_version(db), 1);
-    /* opened by the writer: version 2, the old records untouched, new ones
-     * with the node, the new checkpoint signing it */
+    /* opened by the writer: version 3, the old records untouched, new ones
+     * with the node (in a block after the rows), the new checkpoint
+     * signing it */
     cg_afile *f = malloc(sizeof *f);
     assert_non_null(f);
     const char *err = NULL;
     if (cg_afile_open(f, db, "gw-a", true, &err) < 0)
         fail_msg("open: %s", err);
-    assert_int_equal(user_version(db), 2);
+    assert_int_equal(user_version(db), 3);
     assert_int_equal(f->last_seq, 5);
     append_signed(f, k, 6, 3);
     cg_afile_close(f);
@@ -221,14 +225,20 @@ static void test_v1_file_verifies_then_upgrades_in_place(void **state)
     assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
     assert_int_equal(sqlite3_prepare_v2(h, "SELECT (SELECT node FROM checkpoints WHERE seq = 5),"
                                         " (SELECT node FROM checkpoints WHERE seq = 8),"
-                                        " (SELECT canon FROM records WHERE seq = 8)",
+                                        " (SELECT count(*) FROM records)",
                                         -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     assert_int_equal(sqlite3_column_type(st, 0), SQLITE_NULL);
     assert_string_equal((const char *)sqlite3_column_text(st, 1), "gw-a");
-    assert_non_null(strstr((const char *)sqlite3_column_text(st, 2), ",\"node\":\"gw-a\"}"));
+    assert_int_equal(sqlite3_column_int(st, 2), 5);
     sqlite3_finalize(st);
     sqlite3_close(h);
+    char **cs;
+    size_t ncs = canons(db, &cs);
+    assert_int_equal(ncs, 8);
+    assert_null(strstr(cs[4], "\"node\""));
+    assert_non_null(strstr(cs[7], ",\"node\":\"gw-a\"}"));
+    canons_free(cs, ncs);
     EVP_PKEY_free(k);
 }
 
@@ -254,6 +264,7 @@ static void test_changed_node_fails_verification(void **state)
     const char *err = NULL;
     if (cg_afile_open(f, db, "gw-a", true, &err) < 0)
         fail_msg("open: %s", err);
+    f->form = CG_AFILE_ROWS; /* as versions before blocks stored them */
     append_signed(f, k, 1, 10);
     cg_afile_close(f);
     free(f);
@@ -295,15 +306,19 @@ static void test_writer_stamps_its_node(void **state)
     sqlite3 *h;
     sqlite3_stmt *st;
     assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(h, "SELECT (SELECT count(*) FROM records WHERE canon"
-                                        " LIKE '%,\"node\":\"gw-b.example\"}'),"
-                                        " (SELECT count(*) FROM checkpoints WHERE node ="
-                                        " 'gw-b.example'), (SELECT count(*) FROM checkpoints)",
+    char **cs;
+    size_t ncs = canons(db, &cs);
+    int stamped = 0;
+    for (size_t i = 0; i < ncs; i++)
+        stamped += cs[i] && strstr(cs[i], ",\"node\":\"gw-b.example\"}") != NULL;
+    canons_free(cs, ncs);
+    assert_int_equal(stamped, 10);
+    assert_int_equal(sqlite3_prepare_v2(h, "SELECT (SELECT count(*) FROM checkpoints WHERE node"
+                                        " = 'gw-b.example'), (SELECT count(*) FROM checkpoints)",
                                         -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(st, 0), 10);
-    assert_int_equal(sqlite3_column_int(st, 1), sqlite3_column_int(st, 2));
-    assert_true(sqlite3_column_int(st, 2) >= 2);
+    assert_int_equal(sqlite3_column_int(st, 0), sqlite3_column_int(st, 1));
+    assert_true(sqlite3_column_int(st, 1) >= 2);
     sqlite3_finalize(st);
     sqlite3_close(h);
     EVP_PKEY_free(k);

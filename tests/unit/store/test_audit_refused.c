@@ -32,23 +32,21 @@
 /* Reasons of all records, summed "(xN)" counts (1 without a count). */
 static unsigned count_refusals(const char *db, unsigned *records)
 {
-    sqlite3 *h;
-    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_prepare_v2(h, "SELECT canon FROM records", -1, &st, NULL), SQLITE_OK);
+    char **cs;
+    size_t ncs = canons(db, &cs);
     unsigned total = 0;
     *records = 0;
     cg_audit_parsed *p = malloc(sizeof *p);
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        const char *c = (const char *)sqlite3_column_text(st, 0);
+    for (size_t i = 0; i < ncs; i++) {
+        const char *c = cs[i];
+        assert_non_null(c);
         assert_int_equal(cg_audit_canon_parse(c, strlen(c), p), 0);
         const char *x = p->rec.reason ? strstr(p->rec.reason, "(x") : NULL;
         total += x ? (unsigned)strtoul(x + 2, NULL, 10) : 1;
         (*records)++;
     }
     free(p);
-    sqlite3_finalize(st);
-    sqlite3_close(h);
+    canons_free(cs, ncs);
     return total;
 }
 
