@@ -3,6 +3,7 @@
  * signs checkpoints, fails closed when it cannot write, rotates on request
  * and flushes what the refusal limiter holds back; starting and stopping
  * it. The queue it empties is audit_queue.c. */
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,9 +68,9 @@ static int do_checkpoint(bool final)
     return rc;
 }
 
-/* One transaction: slots [head, head+n), the checkpoints that fall due,
+/* One transaction: the slots idx[0..n), the checkpoints that fall due,
  * the policy_log position. Nothing of it stays on failure. */
-static int commit_batch(uint64_t head, uint64_t n, bool final)
+static int commit_batch(const uint32_t *idx, size_t n, bool final)
 {
     const char *err = NULL;
     if (open_file(&err) < 0) {
@@ -81,8 +82,8 @@ static int commit_batch(uint64_t head, uint64_t n, bool final)
     uint64_t saved_since = cg_aq.since_ckpt, saved_ckpts = atomic_load(&cg_aq.st_checkpoints);
     int64_t max_policy = 0;
     int rc = cg_afile_begin(&cg_aq.file);
-    for (uint64_t i = 0; rc == 0 && i < n; i++) {
-        const slot *s = &cg_aq.slots[(head + i) % cg_aq.cfg.queue_capacity];
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const slot *s = &cg_aq.slots[idx[i]];
         cg_audit_rec r;
         cg_audit__slot_rec(s, &r);
         if (cg_aq.node[0])
@@ -148,7 +149,7 @@ static void rotate_now(void)
     const char *err = NULL;
     if (cg_aq.file_open) {
         /* Sign what is there so the seal needs no extra step. */
-        if (commit_batch(0, 0, true) < 0)
+        if (commit_batch(NULL, 0, true) < 0)
             cg_warn("audit: cannot sign before rotating; the seal will try again");
     }
     if (cg_aq.file_open) {
@@ -165,96 +166,68 @@ static void rotate_now(void)
 
 #define GATHER_MS 5
 
-static struct timespec deadline_in_ms(long ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += ms * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec += ts.tv_nsec / 1000000000L;
-        ts.tv_nsec %= 1000000000L;
-    }
-    return ts;
-}
+static uint32_t batch[BATCH_MAX]; /* writer only: the slots of one batch */
 
 static void *writer_main(void *arg)
 {
     uint64_t last_flush = cg_mono_ms(), stop_since = 0;
     bool flushed_at_stop = false;
-    pthread_mutex_lock(&cg_aq.mu);
     for (;;) {
-        while (cg_aq.tail == cg_aq.head && !cg_aq.stop && !atomic_load(&cg_aq.rotate) &&
-               !ckpt_time_due() && cg_mono_ms() - last_flush < 1000) {
-            struct timespec ts = deadline_in_ms(200);
-            pthread_cond_timedwait(&cg_aq.cv, &cg_aq.mu, &ts);
-        }
+        while (atomic_load(&cg_aq.depth) == 0 && !atomic_load(&cg_aq.stop) &&
+               !atomic_load(&cg_aq.rotate) && !ckpt_time_due() &&
+               cg_mono_ms() - last_flush < 1000)
+            cg_audit__wait(1, 200);
         /* Group commit: a batch that is not full gathers for a few more
-         * milliseconds (submit wakes the writer again when it fills), so a
+         * milliseconds (a producer wakes the writer when it fills), so a
          * busy gateway pays one transaction per batch, not per record. */
-        if (cg_aq.tail != cg_aq.head && cg_aq.tail - cg_aq.head < BATCH_MAX && !cg_aq.stop &&
-            !atomic_load(&cg_aq.rotate)) {
-            struct timespec ts = deadline_in_ms(GATHER_MS);
-            pthread_cond_timedwait(&cg_aq.cv, &cg_aq.mu, &ts);
-        }
-        uint64_t depth = cg_aq.tail - cg_aq.head;
-        bool stopping = cg_aq.stop;
-        if (stopping && depth == 0 && flushed_at_stop)
+        uint64_t depth = atomic_load(&cg_aq.depth);
+        if (depth > 0 && depth < BATCH_MAX && !atomic_load(&cg_aq.stop) &&
+            !atomic_load(&cg_aq.rotate))
+            cg_audit__wait(BATCH_MAX, GATHER_MS);
+        bool stopping = atomic_load(&cg_aq.stop);
+        size_t n = cg_audit__peek(batch, BATCH_MAX);
+        if (stopping && n == 0 && flushed_at_stop)
             break;
-        uint64_t n = depth < BATCH_MAX ? depth : BATCH_MAX;
-        uint64_t head = cg_aq.head;
-        pthread_mutex_unlock(&cg_aq.mu);
 
         if (cg_mono_ms() - last_flush >= 1000 || (stopping && !flushed_at_stop)) {
             cg_audit__refused_flush(stopping);
             last_flush = cg_mono_ms();
             if (stopping) {
                 flushed_at_stop = true;
-                pthread_mutex_lock(&cg_aq.mu);
                 continue; /* take what the flush queued */
             }
         }
         /* Nothing queued and no checkpoint due: no transaction at all. */
         bool work = n > 0 || ckpt_time_due();
-        int rc = work ? commit_batch(head, n, false) : 0;
-        pthread_mutex_lock(&cg_aq.mu);
+        int rc = work ? commit_batch(batch, n, false) : 0;
         if (rc == 0) {
-            cg_aq.head += n;
-            if (cg_aq.head == cg_aq.tail)
-                cg_aq.head = cg_aq.tail = 0; /* only slots up to the peak depth are ever touched */
-            if (work)
-                cg_aq.full_since_ms = 0;
-            atomic_store(&cg_aq.st_depth, cg_aq.tail - cg_aq.head);
+            cg_audit__consumed(batch, n);
             atomic_fetch_add(&cg_aq.st_committed, n);
-            pthread_mutex_unlock(&cg_aq.mu);
             if (work) {
+                atomic_store(&cg_aq.full_since_ms, 0);
                 set_failing(false);
                 atomic_store(&cg_aq.available, true);
             }
             if (atomic_exchange(&cg_aq.rotate, false))
                 rotate_now();
-            pthread_mutex_lock(&cg_aq.mu);
             continue;
         }
-        pthread_mutex_unlock(&cg_aq.mu);
         set_failing(true);
         if (stopping) {
             if (!stop_since)
                 stop_since = cg_mono_ms();
             if (cg_mono_ms() - stop_since >= STOP_RETRY_MS) {
-                pthread_mutex_lock(&cg_aq.mu);
                 cg_error("audit: giving up at stop: %llu records could not be committed",
-                         (unsigned long long)(cg_aq.tail - cg_aq.head));
+                         (unsigned long long)atomic_load(&cg_aq.depth));
                 break;
             }
         }
         /* Keep the batch (it stays in the queue) and retry. */
         struct timespec ts = { 0, RETRY_MS * 1000000L };
         nanosleep(&ts, NULL);
-        pthread_mutex_lock(&cg_aq.mu);
     }
-    pthread_mutex_unlock(&cg_aq.mu);
     /* The final checkpoint of a clean stop. */
-    if (commit_batch(0, 0, true) < 0)
+    if (commit_batch(NULL, 0, true) < 0)
         cg_error("audit: cannot write the final checkpoint");
     if (cg_aq.file_open)
         cg_afile_close(&cg_aq.file);
@@ -265,7 +238,7 @@ static void *writer_main(void *arg)
 int cg_audit_start(const cg_audit_config *cfg, const char **error_r)
 {
     static __thread char msg[1600];
-    if (cg_aq.started) {
+    if (atomic_load(&cg_aq.started)) {
         *error_r = "the audit writer is running already";
         return CG_E_INVAL;
     }
@@ -307,17 +280,15 @@ int cg_audit_start(const cg_audit_config *cfg, const char **error_r)
         *error_r = msg;
         goto fail;
     }
-    cg_aq.slots = calloc(cg_aq.cfg.queue_capacity, sizeof *cg_aq.slots);
-    if (!cg_aq.slots) {
-        *error_r = "out of memory for the audit queue";
-        rc = CG_E_NOMEM;
+    rc = cg_audit__queue_init(cg_aq.cfg.queue_capacity);
+    if (rc < 0) {
+        *error_r = rc == CG_E_NOMEM ? "out of memory for the audit queue"
+                                    : "audit queue capacity out of range";
         goto fail;
     }
-    cg_aq.head = cg_aq.tail = 0;
-    cg_aq.reserved = 0;
-    cg_aq.gen++; /* reservations of an earlier run are void */
-    cg_aq.full_since_ms = 0;
-    cg_aq.stop = false;
+    atomic_fetch_add(&cg_aq.gen, 1); /* reservations of an earlier run are void */
+    atomic_store(&cg_aq.full_since_ms, 0);
+    atomic_store(&cg_aq.stop, false);
     cg_aq.last_usec = 0;
     cg_aq.last_ckpt_ms = cg_mono_ms();
     atomic_store(&cg_aq.policy_submitted, cg_aq.file.policy_seq);
@@ -327,7 +298,6 @@ int cg_audit_start(const cg_audit_config *cfg, const char **error_r)
     atomic_store(&cg_aq.st_dropped, 0);
     atomic_store(&cg_aq.st_failures, 0);
     atomic_store(&cg_aq.st_checkpoints, 0);
-    atomic_store(&cg_aq.st_depth, 0);
     atomic_store(&cg_aq.failing, false);
     atomic_store(&cg_aq.rotate, false);
     atomic_store(&cg_aq.available, true);
@@ -336,9 +306,9 @@ int cg_audit_start(const cg_audit_config *cfg, const char **error_r)
         rc = CG_E_NOMEM;
         goto fail;
     }
-    cg_aq.started = true;
+    atomic_store(&cg_aq.started, true);
     if (pthread_create(&cg_aq.thread, NULL, writer_main, NULL) != 0) {
-        cg_aq.started = false;
+        atomic_store(&cg_aq.started, false);
         *error_r = "cannot start the audit writer thread";
         rc = CG_E_NOMEM;
         goto fail;
@@ -350,8 +320,7 @@ fail:
     if (cg_aq.file_open)
         cg_afile_close(&cg_aq.file);
     cg_aq.file_open = false;
-    free(cg_aq.slots);
-    cg_aq.slots = NULL;
+    cg_audit__queue_free();
     cg_afile_unlock(cg_aq.lock_fd);
     cg_aq.lock_fd = -1;
     EVP_PKEY_free(cg_aq.key);
@@ -362,24 +331,22 @@ fail:
 void cg_audit_stop(void)
 {
     pthread_mutex_lock(&cg_aq.mu);
-    if (!cg_aq.started) {
+    if (!atomic_load(&cg_aq.started)) {
         pthread_mutex_unlock(&cg_aq.mu);
         return;
     }
-    cg_aq.stop = true;
-    pthread_mutex_unlock(&cg_aq.mu);
-    pthread_cond_signal(&cg_aq.cv);
+    atomic_store(&cg_aq.stop, true);
+    cg_audit__wake();
     pthread_join(cg_aq.thread, NULL);
-    pthread_mutex_lock(&cg_aq.mu);
-    cg_aq.started = false;
+    /* no producer gets in from here; the queue goes once the last is out */
+    atomic_store(&cg_aq.started, false);
     atomic_store(&cg_aq.available, false);
-    free(cg_aq.slots);
-    cg_aq.slots = NULL;
-    cg_aq.head = cg_aq.tail = 0;
+    while (atomic_load(&cg_aq.users) > 0)
+        sched_yield();
+    cg_audit__queue_free();
     pthread_mutex_unlock(&cg_aq.mu);
     cg_afile_unlock(cg_aq.lock_fd);
     cg_aq.lock_fd = -1;
     EVP_PKEY_free(cg_aq.key);
     cg_aq.key = NULL;
 }
-

@@ -87,6 +87,7 @@ int cg_audit_submit(const cg_audit_rec *r) __attribute__((warn_unused_result));
  * before first use; gen 0 means none is held. */
 typedef struct cg_audit_resv {
     uint64_t gen;
+    uint32_t slot;
 } cg_audit_resv;
 
 /* Holds a free slot for a record still to come (one already held by rv

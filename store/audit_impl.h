@@ -6,6 +6,7 @@
 #define CG_AUDIT_IMPL_H
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -45,22 +46,43 @@ void cg_audit__slot_rec(const slot *s, cg_audit_rec *r);
 
 #define BATCH_MAX 1000
 
-/* The queue and the writer: one per process (defined in audit_queue.c). */
+/* One place of the ready ring: the slot published at position pos holds
+ * seq = pos + 1 once the slot is filled. */
+typedef struct ring_cell {
+    _Atomic uint64_t seq;
+    _Atomic uint32_t slot;
+} ring_cell;
+
+/* The queue and the writer: one per process (defined in audit_queue.c).
+ *
+ * No lock on the submit path. A producer takes a free slot from a
+ * lock-free stack (LIFO, so only as many slots as the queue was ever deep
+ * are touched), fills it, and publishes its index at the next position of
+ * the ready ring (one fetch-and-add); the writer alone reads the ring in
+ * order and gives the slots back after their commit. A slot is the whole
+ * bound: a held place (cg_audit_reserve) is a slot taken and not yet
+ * published, so the ring never holds more than queue_capacity entries. */
 typedef struct cg_audit_state {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
+    pthread_mutex_t mu;             /* start and stop only */
     pthread_t thread;
-    bool started, stop;
     cg_audit_config cfg;
     char db_path[4096];
     char node[CG_AUDIT_NODE_MAX + 1]; /* "" when none is configured */
     EVP_PKEY *key;
     int lock_fd;
     slot *slots;
-    uint64_t head, tail;            /* tail - head = depth; under mu */
-    uint64_t reserved;              /* slots promised to cg_audit_reserve; under mu */
-    uint64_t gen;                   /* this run of the writer (reservations); under mu */
-    uint64_t full_since_ms;         /* queue full since (0: not full) */
+    _Atomic uint32_t *free_next;    /* the free stack's links: slot index + 1, 0 ends */
+    _Atomic uint64_t free_top;      /* tag << 32 | (top slot index + 1); 0 in the low half: empty */
+    ring_cell *ring;
+    _Atomic uint64_t ring_tail;     /* next position to publish */
+    uint64_t ring_head;             /* writer only: next position to read */
+    _Atomic uint64_t depth;         /* published and not yet committed */
+    _Atomic uint64_t gen;           /* this run of the writer (reservations) */
+    _Atomic int users;              /* producers inside the queue (stop waits for 0) */
+    atomic_bool started, stop;
+    _Atomic uint32_t wake_seq;      /* the writer's futex word */
+    atomic_bool sleeping;           /* the writer waits on wake_seq */
+    _Atomic uint64_t full_since_ms; /* queue full since (0: not full) */
     bool commit_failing;            /* writer only, mirrored in failing */
     cg_afile file;                  /* writer only */
     bool file_open;
@@ -71,14 +93,28 @@ typedef struct cg_audit_state {
     bool log_pending, log_final;    /* writer only: a checkpoint to log */
     uint64_t log_seq;
     char log_hex[2 * CG_AUDIT_HASH_LEN + 1];
-    /* read without mu */
     atomic_bool available, failing, rotate;
     _Atomic int64_t policy_submitted;
     _Atomic uint64_t st_queued, st_committed, st_dropped, st_failures, st_checkpoints,
-        st_depth, st_last_commit_usec;
+        st_last_commit_usec;
     _Atomic uint64_t warn_ms;
 } cg_audit_state;
 extern cg_audit_state cg_aq;
+
+/* The queue's memory for capacity slots (writer start). 0 or CG_E_NOMEM. */
+int cg_audit__queue_init(size_t capacity) __attribute__((warn_unused_result));
+/* Writer stop, once no producer is inside: frees it. */
+void cg_audit__queue_free(void);
+/* Writer: the slot indices of up to max published records from the head
+ * of the ring, in order; how many. */
+size_t cg_audit__peek(uint32_t *idx, size_t max);
+/* Writer: the first n records peeked are committed; their slots are free. */
+void cg_audit__consumed(const uint32_t *idx, size_t n);
+/* Writer: sleeps until depth reaches want, stop or rotate is asked, a
+ * producer wakes it, or ms pass. */
+void cg_audit__wait(uint64_t want, long ms);
+/* Wakes the writer (stop, rotate). */
+void cg_audit__wake(void);
 
 /* cg_error, at most once a second, with the drop and failure counts. */
 void cg_audit__warn(const char *what);
