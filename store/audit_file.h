@@ -32,7 +32,7 @@ typedef struct cg_afile {
     sqlite3 *db;
     char path[4096];
     int form;                             /* CG_AFILE_BLOCKS or CG_AFILE_ROWS */
-    sqlite3_stmt *ins_rec, *ins_blk, *ins_ckpt, *set_meta;
+    sqlite3_stmt *ins_rec, *ins_blk, *ins_ckpt, *set_meta, *begin_st, *commit_st;
     /* the block being filled (stored at CG_AUDIT_BLOCK_RECORDS or _BYTES,
      * and at commit): entries, count, first seq, first and last time */
     uint8_t *blk;

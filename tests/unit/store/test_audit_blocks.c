@@ -169,6 +169,14 @@ static void test_writer_stores_blocks_that_verify(void **state)
     wait_committed(600);
     cg_audit_stop();
     assert_int_equal(count(db, "records"), 0);
+    sqlite3 *ph;
+    sqlite3_stmt *pst;
+    assert_int_equal(sqlite3_open(db, &ph), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(ph, "PRAGMA page_size", -1, &pst, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(pst), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(pst, 0), 16384); /* a new file's pages hold a block */
+    sqlite3_finalize(pst);
+    sqlite3_close(ph);
     /* at most CG_AUDIT_BLOCK_RECORDS a block: at least three */
     assert_true(count(db, "blocks") >= 3);
     cg_audit_verify_result res = verify(db, k);
