@@ -22,23 +22,25 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(REPO / 'tests' / 'integration'))
 import cg  # noqa: E402
-from bench_tls import cpu_seconds, rss_kib, write, free_port, Peer  # noqa: E402
+from bench_tls import (cpu_seconds, rss_kib, write, free_port, Peer,  # noqa: E402
+                       closest_pair, start_haproxy)
 
 USERS = {f'alice{i}': 'alicepw' for i in range(10)}
 MESSAGE = (b'From: bench@example.com\r\nTo: alice@example.com\r\n'
            b'Subject: bench\r\n\r\n' + b'x' * 2000 + b'\r\n')
 
 
-def dovecot_with_tls(root, pki):
+def dovecot_with_tls(root, pki, users=USERS):
     """The harness's Dovecot, plus an implicit-TLS listener for the direct
     run and limits raised for many sessions."""
-    dv = cg.Dovecot(root, users=USERS)
+    dv = cg.Dovecot(root, users=users)
     dv.tls_port = free_port()
     orig = dv.write_config
 
@@ -93,7 +95,7 @@ mail {{ server_name localhost; auth_http 127.0.0.1:{auth_port}/auth;
     return Peer('nginx-mail', ['nginx', '-c', conf, '-p', d], port, d)
 
 
-def start_gateway(d, build, pki, dv, workers, name='gw'):
+def start_gateway(d, build, pki, dv, workers, name='gw', users=USERS):
     gw = cg.Gateway(os.path.join(d, name), {
         'gateway': {'workers': str(workers)},
         'listener imaps': {'protocol': 'imap', 'tls': 'implicit',
@@ -102,7 +104,7 @@ def start_gateway(d, build, pki, dv, workers, name='gw'):
                            'max_conn_per_addr': '100000'},
         'upstream dovecot': dv.upstream(imap_login='passthrough'),
     }, build=build)
-    for user in USERS:
+    for user in users:
         gw.ctl_ok('principal', 'add', user)
         gw.ctl_ok('acl', 'allow', user, 'imap', '*', 'all')
     gw.start()
@@ -133,68 +135,161 @@ def idle(port, pid, n):
     return (after - before) / n
 
 
-def main():
+# ------------------------------------------------------------ imaptest --
+# imaptest's random workload: each of its clients logs in, and in a random
+# walk (its default probabilities) does LIST, STATUS, SELECT, FETCH, STORE,
+# EXPUNGE, APPEND and LOGOUT, then logs in again; all clients share the one
+# user's INBOX, so every command also sees the others' changes.
+ITEST_USER, ITEST_PASS = 'itest', 'itestpw'
+ITEST_USERS = {ITEST_USER: ITEST_PASS}
+# imaptest's lines of trouble (its i_error, i_fatal, i_panic)
+ITEST_ERROR = re.compile(r'^(Error|Fatal|Panic): ', re.M)
+
+
+def write_mbox(path, n=100):
+    """The corpus imaptest appends from: n plain messages of 0.3 to 12 KiB."""
+    with open(path, 'w') as f:
+        for i in range(n):
+            body = ''.join(f'line {j} of message {i}: ' + 'text ' * 10 + '\n'
+                           for j in range(4 + (i * 37) % 160))
+            f.write(f'From bench@example.com Thu Dec  3 12:00:00 2026\n'
+                    f'From: bench@example.com\nTo: {ITEST_USER}@example.com\n'
+                    f'Subject: corpus message {i}\nMessage-ID: <{i}@bench.example>\n'
+                    f'Date: Thu, 3 Dec 2026 12:00:00 +0000\n\n{body}\n')
+    return path
+
+
+def parse_imaptest(text):
+    """{command: count} from imaptest's closing Totals: (its table: a line
+    of command names, lines of probabilities, a line of counts)."""
+    tail = text.split('\nTotals:\n', 1)
+    if len(tail) != 2:
+        raise RuntimeError('imaptest printed no totals:\n' + text[-2000:])
+    lines = tail[1].splitlines()
+    names = lines[0].split()
+    for line in lines[1:]:
+        cells = line.split()
+        if len(cells) == len(names) and all(c.isdigit() for c in cells):
+            return dict(zip(names, map(int, cells)))
+    raise RuntimeError('imaptest totals without counts:\n' + tail[1][:2000])
+
+
+def run_imaptest(args, port, mbox, ca, secs):
+    """One imaptest run through the front end at port: commands, commands/s
+    and its error lines."""
+    env = dict(os.environ, SSL_CERT_FILE=ca)
+    out = subprocess.run([args.imaptest, 'host=127.0.0.1', f'port={port}',
+                          f'user={ITEST_USER}', f'pass={ITEST_PASS}', f'mbox={mbox}',
+                          f'clients={args.clients}', f'secs={secs}', 'ssl'],
+                         capture_output=True, text=True, env=env, timeout=secs + 120)
+    text = out.stdout + '\n' + out.stderr
+    counts = parse_imaptest(out.stdout)
+    cmds = sum(counts.values())
+    errors = [m.group(0) + text[m.end():].split('\n', 1)[0]
+              for m in ITEST_ERROR.finditer(text)]
+    if out.returncode != 0:
+        errors.append(f'imaptest exited with {out.returncode}')
+    return {'cmds': cmds, 'cmds_per_s': cmds / secs, 'counts': counts, 'errors': errors}
+
+
+def imaptest_suite(args, d, pki, dv):
+    """imaptest through cpmgate and through HAProxy relaying TLS to Dovecot's
+    plain port, rounds alternating (cpmgate first, then HAProxy first) until
+    each front end has two rounds within args.agree of each other."""
+    mbox = write_mbox(os.path.join(d, 'corpus.mbox'))
+    ca = os.path.join(pki, 'ca.pem')
+    gw = start_gateway(d, args.build, pki, dv, args.workers, users=ITEST_USERS)
+    ha = None
+    try:
+        ha = start_haproxy(d, pki, types.SimpleNamespace(port=dv.port), args.workers,
+                           False, client_ca=False)
+        fronts = {'cpmgate': (gw.port('imaps'), gw.pid), 'haproxy': (ha.port, ha.pid)}
+        for port, _ in fronts.values():
+            run_imaptest(args, port, mbox, ca, 2)  # warm-up
+        rounds = {n: [] for n in fronts}
+        order = list(fronts)
+        for r in range(args.max_rounds):
+            for name in (order if r % 2 == 0 else order[::-1]):
+                port, pid = fronts[name]
+                c0 = cpu_seconds(pid)
+                got = run_imaptest(args, port, mbox, ca, args.duration)
+                got['cpu_us_cmd'] = (cpu_seconds(pid) - c0) * 1e6 / max(1, got['cmds'])
+                rounds[name].append(got)
+            pairs = [closest_pair([g['cmds_per_s'] for g in rounds[n]]) for n in fronts]
+            if all(p and p[0] <= args.agree for p in pairs):
+                break
+    finally:
+        if ha:
+            ha.stop()
+        gw.stop()
+    report_imaptest(args, rounds)
+
+
+def report_imaptest(args, rounds):
+    # each front end's figure: the better round of its closest pair
+    best = {}
+    for n, got in rounds.items():
+        pair = closest_pair([g['cmds_per_s'] for g in got])
+        best[n] = got[pair[1] if pair else 0]
+    me, peer = best['cpmgate'], best['haproxy']
+    print(f'\nIMAP imaptest random: {args.clients} clients, {args.duration} s per run, '
+          f'TLS on the client side, {args.workers} workers/threads; '
+          f'{len(rounds["cpmgate"])} rounds (alternating), until two agree within '
+          f'{100 * args.agree:.0f}% (at most {args.max_rounds})')
+    print(f"{'metric':<12}{'cpmgate':>12}{'haproxy':>12}{'cpmgate/haproxy':>18}")
+    for k in ('cmds_per_s', 'cpu_us_cmd'):
+        print(f'{k:<12}{me[k]:>12.2f}{peer[k]:>12.2f}{me[k] / peer[k]:>17.2f}x')
+    for n, got in rounds.items():
+        print(f'{n} rounds: ' + ', '.join(f"{g['cmds_per_s']:.0f} cmd/s "
+                                          f"{g['cpu_us_cmd']:.1f} us/cmd" for g in got))
+        errors = [e for g in got for e in g['errors']]
+        print(f'{n} imaptest errors: {len(errors)}' +
+              ''.join(f'\n  {e}' for e in errors[:10]))
+    print('commands in the chosen cpmgate round: ' +
+          ' '.join(f'{k} {v}' for k, v in me['counts'].items()))
+    print(f"\n| IMAP imaptest random, {args.clients} clients: cpmgate vs HAProxy TCP-TLS = "
+          f"{me['cmds_per_s'] / peer['cmds_per_s']:.2f}x (aim >= 1.0x) |")
+    print(f"| CPU µs per IMAP command, front end: cpmgate vs HAProxy TCP-TLS = "
+          f"{me['cpu_us_cmd'] / peer['cpu_us_cmd']:.2f}x (lower is better) |")
+
+
+def load_suite(args, d, pki, dv):
+    """imap_load through each of args.peers: prints the table of ratios."""
     global LOAD
-    ap = argparse.ArgumentParser()
-    ap.add_argument('--build', default=os.environ.get('CPMGATE_BUILD', str(REPO / 'build-release')))
-    ap.add_argument('--sessions', type=int, default=20)
-    ap.add_argument('--cycles', type=int, default=50)
-    ap.add_argument('--messages', type=int, default=50)
-    ap.add_argument('--idle', type=int, default=2000)
-    ap.add_argument('--workers', type=int, default=2)
-    ap.add_argument('--peers', default='direct,cpmgate,nginx-mail')
-    ap.add_argument('--before-build', default=None,
-                    help='also run the gateway of another release build (peer '
-                         'cpmgate-before): before/after figures in the same run')
-    args = ap.parse_args()
-    args.build = os.path.abspath(args.build)
+    LOAD = Path(args.build) / 'tests' / 'bench' / 'imap_load'
     peers = args.peers.split(',')
     if args.before_build:
-        args.before_build = os.path.abspath(args.before_build)
         peers.append('cpmgate-before')
-    LOAD = Path(args.build) / 'tests' / 'bench' / 'imap_load'
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-    d = tempfile.mkdtemp(prefix='cpmgate-bench-imap-')
-    os.chmod(d, 0o755)
-    pki = os.path.join(d, 'pki')
-    subprocess.run([str(REPO / 'tests/pki/mkpki.sh'), pki], check=True, stderr=subprocess.DEVNULL)
-    dv = dovecot_with_tls(os.path.join(d, 'dovecot'), pki)
-    dv.start()
     results = {}
-    try:
-        populate(dv, args.messages)
-        cg.wait_port('127.0.0.1', dv.tls_port)
-        for name in peers:
-            if name == 'direct':
-                port, pid, stop = dv.tls_port, dv.proc.pid, lambda: None
-            elif name == 'cpmgate':
-                gw = start_gateway(d, args.build, pki, dv, args.workers)
-                port, pid, stop = gw.port('imaps'), gw.pid, gw.stop
-            elif name == 'cpmgate-before':
-                gw = start_gateway(d, args.before_build, pki, dv, args.workers, 'gw-before')
-                port, pid, stop = gw.port('imaps'), gw.pid, gw.stop
-            elif name == 'nginx-mail':
-                ng = start_nginx_mail(d, pki, dv)
-                port, pid, stop = ng.port, ng.pid, ng.stop
-            else:
-                raise SystemExit(f'unknown peer {name}')
-            try:
-                load(port, 2, 2, args.messages)  # warm-up
-                r = results[name] = {}
-                c0 = cpu_seconds(pid)
-                r['msgs_per_s'], r['p99_ms'] = load(port, args.sessions, args.cycles,
-                                                    args.messages)
-                # CPU of the peer's process tree per message fetched (for
-                # direct that is Dovecot's own; for the others the front end)
-                r['cpu_us_msg'] = ((cpu_seconds(pid) - c0) * 1e6 /
-                                   (args.sessions * args.cycles * args.messages))
-                r['idle_kib'] = idle(port, pid, args.idle)
-            finally:
-                stop()
-    finally:
-        dv.stop()
+    populate(dv, args.messages)
+    cg.wait_port('127.0.0.1', dv.tls_port)
+    for name in peers:
+        if name == 'direct':
+            port, pid, stop = dv.tls_port, dv.proc.pid, lambda: None
+        elif name == 'cpmgate':
+            gw = start_gateway(d, args.build, pki, dv, args.workers)
+            port, pid, stop = gw.port('imaps'), gw.pid, gw.stop
+        elif name == 'cpmgate-before':
+            gw = start_gateway(d, args.before_build, pki, dv, args.workers, 'gw-before')
+            port, pid, stop = gw.port('imaps'), gw.pid, gw.stop
+        elif name == 'nginx-mail':
+            ng = start_nginx_mail(d, pki, dv)
+            port, pid, stop = ng.port, ng.pid, ng.stop
+        else:
+            raise SystemExit(f'unknown peer {name}')
+        try:
+            load(port, 2, 2, args.messages)  # warm-up
+            r = results[name] = {}
+            c0 = cpu_seconds(pid)
+            r['msgs_per_s'], r['p99_ms'] = load(port, args.sessions, args.cycles,
+                                                args.messages)
+            # CPU of the peer's process tree per message fetched (for
+            # direct that is Dovecot's own; for the others the front end)
+            r['cpu_us_msg'] = ((cpu_seconds(pid) - c0) * 1e6 /
+                               (args.sessions * args.cycles * args.messages))
+            r['idle_kib'] = idle(port, pid, args.idle)
+        finally:
+            stop()
     print(f'\nIMAP: {args.sessions} sessions x {args.cycles} cycles of SELECT + FETCH '
           f'{args.messages} + IDLE; {args.idle} idle sessions')
     names = list(results)
@@ -206,6 +301,57 @@ def main():
             if n != 'cpmgate' and 'cpmgate' in results:
                 row += f"{results['cpmgate'][k] / results[n][k]:>13.2f}x"
         print(row)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--suite', choices=['load', 'imaptest'], default='load',
+                    help='load: imap_load through direct, cpmgate, nginx-mail; '
+                         'imaptest: imaptest\'s random workload through cpmgate '
+                         'and HAProxy\'s TCP-TLS relay')
+    ap.add_argument('--build', default=os.environ.get('CPMGATE_BUILD', str(REPO / 'build-release')))
+    ap.add_argument('--workers', type=int, default=2)
+    g = ap.add_argument_group('load suite')
+    g.add_argument('--sessions', type=int, default=20)
+    g.add_argument('--cycles', type=int, default=50)
+    g.add_argument('--messages', type=int, default=50)
+    g.add_argument('--idle', type=int, default=2000)
+    g.add_argument('--peers', default='direct,cpmgate,nginx-mail')
+    g.add_argument('--before-build', default=None,
+                   help='also run the gateway of another release build (peer '
+                        'cpmgate-before): before/after figures in the same run')
+    g = ap.add_argument_group('imaptest suite')
+    g.add_argument('--imaptest', default=os.environ.get('IMAPTEST'),
+                   help='the imaptest binary (default: $IMAPTEST)')
+    g.add_argument('--clients', type=int, default=10)
+    g.add_argument('--duration', type=int, default=10, help='seconds per imaptest run')
+    g.add_argument('--agree', type=float, default=0.05,
+                   help='rounds repeat until two agree within this fraction')
+    g.add_argument('--max-rounds', type=int, default=5)
+    args = ap.parse_args()
+    args.build = os.path.abspath(args.build)
+    if args.before_build:
+        args.before_build = os.path.abspath(args.before_build)
+    if args.suite == 'imaptest' and not (args.imaptest and os.access(args.imaptest, os.X_OK)):
+        raise SystemExit('the imaptest suite needs Dovecot\'s imaptest: --imaptest PATH '
+                         'or IMAPTEST=PATH')
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    d = tempfile.mkdtemp(prefix='cpmgate-bench-imap-')
+    os.chmod(d, 0o755)
+    pki = os.path.join(d, 'pki')
+    subprocess.run([str(REPO / 'tests/pki/mkpki.sh'), pki], check=True, stderr=subprocess.DEVNULL)
+    users = ITEST_USERS if args.suite == 'imaptest' else USERS
+    dv = dovecot_with_tls(os.path.join(d, 'dovecot'), pki, users)
+    dv.start()
+    try:
+        if args.suite == 'imaptest':
+            imaptest_suite(args, d, pki, dv)
+        else:
+            load_suite(args, d, pki, dv)
+    finally:
+        dv.stop()
     shutil.rmtree(d, ignore_errors=True)
 
 

@@ -216,12 +216,15 @@ principal_header = none
     return Peer(name, [os.path.join(build, "cpmgate"), "-c", conf], port, d)
 
 
-def start_haproxy(d, pki, backend, workers, http_mode):
+def start_haproxy(d, pki, backend, workers, http_mode, client_ca=True):
     port = free_port()
     combined = os.path.join(d, "server-combined.pem")
     with open(combined, "w") as f:
         f.write(open(f"{pki}/server.pem").read() + open(f"{pki}/server.key").read())
     mode = "http" if http_mode else "tcp"
+    # client_ca: ask for a client certificate (optional) as cpmgate's HTTP
+    # listener does; off where the gateway's listener asks for none
+    verify = f" ca-file {pki}/clients-ca.pem verify optional" if client_ca else ""
     extra = "option http-keep-alive\n  http-reuse always\n" if http_mode else ""
     conf = write(os.path.join(d, "haproxy.cfg"), f"""
 global
@@ -235,7 +238,7 @@ defaults
   timeout server 120s
   {extra}
 frontend f
-  bind 127.0.0.1:{port} ssl crt {combined} ca-file {pki}/clients-ca.pem verify optional
+  bind 127.0.0.1:{port} ssl crt {combined}{verify}
   default_backend b
 backend b
   server s1 127.0.0.1:{backend.port}
@@ -498,18 +501,25 @@ def settle(measure, key, args):
     got = []
     while True:
         got.append(measure())
-        vals = [g[key] for g in got]
-        best = None
-        for i in range(len(vals)):
-            for j in range(i + 1, len(vals)):
-                hi = max(vals[i], vals[j])
-                spread = abs(vals[i] - vals[j]) / hi if hi else 0.0
-                if best is None or spread < best[0]:
-                    best = (spread, i if vals[i] >= vals[j] else j)
+        best = closest_pair([g[key] for g in got])
         if best and (best[0] <= args.agree or len(got) >= args.max_rounds):
             return got[best[1]], len(got)
         if len(got) >= args.max_rounds:
             return got[0], len(got)
+
+
+def closest_pair(vals):
+    """(spread, index) of the two values closest to each other: their
+    difference as a fraction of the higher one, and the index of the higher;
+    None with fewer than two values."""
+    best = None
+    for i in range(len(vals)):
+        for j in range(i + 1, len(vals)):
+            hi = max(vals[i], vals[j])
+            spread = abs(vals[i] - vals[j]) / hi if hi else 0.0
+            if best is None or spread < best[0]:
+                best = (spread, i if vals[i] >= vals[j] else j)
+    return best
 
 
 if __name__ == "__main__":
