@@ -509,16 +509,16 @@ def settle(measure, key, args):
 
 
 def closest_pair(vals):
-    """(spread, index) of the two values closest to each other: their
-    difference as a fraction of the higher one, and the index of the higher;
-    None with fewer than two values."""
+    """(spread, higher, lower) of the two values closest to each other: their
+    difference as a fraction of the higher one, and the indexes of the
+    higher and the lower; None with fewer than two values."""
     best = None
     for i in range(len(vals)):
         for j in range(i + 1, len(vals)):
             hi = max(vals[i], vals[j])
             spread = abs(vals[i] - vals[j]) / hi if hi else 0.0
             if best is None or spread < best[0]:
-                best = (spread, i if vals[i] >= vals[j] else j)
+                best = (spread, i, j) if vals[i] >= vals[j] else (spread, j, i)
     return best
 
 
