@@ -45,7 +45,7 @@ REPO = HERE.parent.parent
 sys.path.insert(0, str(REPO / 'tests' / 'integration'))
 import cg  # noqa: E402
 from bench_tls import (cpu_seconds, rss_kib, write, free_port, Peer,  # noqa: E402
-                       closest_pair, start_haproxy)
+                       closest_pair, start_haproxy, threads)
 
 USERS = {f'alice{i}': 'alicepw' for i in range(10)}
 MESSAGE = (b'From: bench@example.com\r\nTo: alice@example.com\r\n'
@@ -210,18 +210,8 @@ def run_imaptest(args, port, mbox, ca, secs):
 def worker_cpu_seconds(pid):
     """utime+stime of the gateway's worker threads (named cg-worker); the
     rest of its CPU is the audit writer's and the main thread's."""
-    tick = os.sysconf('SC_CLK_TCK')
-    total = 0
-    for t in os.listdir(f'/proc/{pid}/task'):
-        try:
-            with open(f'/proc/{pid}/task/{t}/stat') as f:
-                st = f.read()
-        except OSError:
-            continue
-        if st[st.index('(') + 1:st.rindex(')')] == 'cg-worker':
-            fields = st.rsplit(')', 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / tick
+    return (sum(ticks for name, ticks in threads(pid).values() if name == 'cg-worker') /
+            os.sysconf('SC_CLK_TCK'))
 
 
 def tls_of(port):

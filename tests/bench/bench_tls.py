@@ -105,6 +105,21 @@ def cpu_seconds(pid):
     return total / tick
 
 
+def threads(pid):
+    """{thread id: (name, utime+stime in clock ticks)} of process pid."""
+    out = {}
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{t}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        comm = st[st.index("(") + 1:st.rindex(")")]
+        fields = st.rsplit(")", 1)[1].split()
+        out[int(t)] = (comm, int(fields[11]) + int(fields[12]))
+    return out
+
+
 def rss_kib(pid):
     total = 0
     for p in proc_tree(pid):
