@@ -195,7 +195,8 @@ def run_imaptest(args, port, mbox, ca, secs):
     env = dict(os.environ, SSL_CERT_FILE=ca)
     out = subprocess.run([args.imaptest, 'host=127.0.0.1', f'port={port}',
                           f'user={ITEST_USER}', f'pass={ITEST_PASS}', f'mbox={mbox}',
-                          f'clients={args.clients}', f'secs={secs}', 'ssl'],
+                          f'clients={args.clients}', f'secs={secs}', 'ssl',
+                          *args.imaptest_args.split()],
                          capture_output=True, text=True, env=env, timeout=secs + 120)
     text = out.stdout + '\n' + out.stderr
     counts = parse_imaptest(out.stdout)
@@ -377,6 +378,9 @@ def main():
     g.add_argument('--imaptest', default=os.environ.get('IMAPTEST'),
                    help='the imaptest binary (default: $IMAPTEST)')
     g.add_argument('--clients', type=int, default=10)
+    g.add_argument('--imaptest-args', default='',
+                   help='more imaptest arguments, e.g. no_pipelining (each command '
+                        'waits for the answer to the one before)')
     g.add_argument('--duration', type=int, default=10, help='seconds per imaptest run')
     g.add_argument('--agree', type=float, default=0.05,
                    help='rounds repeat until two agree within this fraction')
