@@ -262,6 +262,8 @@ def imaptest_suite(args, d, pki, dv):
             ha.stop()
         gw.stop()
     report_imaptest(args, rounds, tls)
+    if any(r['cpmgate']['errors'] for r in rounds):
+        raise SystemExit(f'imaptest reported errors through cpmgate (above; logs kept in {d})')
 
 
 def ratio(rnd, key):
