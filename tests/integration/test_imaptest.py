@@ -5,6 +5,8 @@ own imaptest process). Every test that passes directly must pass through the
 gateway, except those that need a capability the gateway removes on purpose
 (SPEC section 4): those are listed beside the capability allow-list in
 proxy/imap/filter.c, with the reason, and this module reads that list.
+Then its random workload (the IMAP benchmark's load) through the gateway,
+without an error.
 
 imaptest lives in the project's shared tools (../shared/tools/imaptest
 beside the repository); where that is absent the module is skipped."""
