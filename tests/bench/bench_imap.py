@@ -45,7 +45,7 @@ REPO = HERE.parent.parent
 sys.path.insert(0, str(REPO / 'tests' / 'integration'))
 import cg  # noqa: E402
 from bench_tls import (cpu_seconds, rss_kib, write, free_port, Peer,  # noqa: E402
-                       closest_pair, start_haproxy, threads)
+                       add_round_args, closest_pair, start_haproxy, threads)
 
 USERS = {f'alice{i}': 'alicepw' for i in range(10)}
 MESSAGE = (b'From: bench@example.com\r\nTo: alice@example.com\r\n'
@@ -384,9 +384,7 @@ def main():
                    help='more imaptest arguments, e.g. no_pipelining (each command '
                         'waits for the answer to the one before)')
     g.add_argument('--duration', type=int, default=10, help='seconds per imaptest run')
-    g.add_argument('--agree', type=float, default=0.05,
-                   help='rounds repeat until two agree within this fraction')
-    g.add_argument('--max-rounds', type=int, default=5)
+    add_round_args(g)
     args = ap.parse_args()
     args.build = os.path.abspath(args.build)
     if args.before_build:

@@ -372,9 +372,7 @@ def main():
                     help="also run the gateway of another build (peer cpmgate-before), "
                          "e.g. a release build of the commit before a change, for "
                          "before/after figures in the same run")
-    ap.add_argument("--agree", type=float, default=0.05,
-                    help="rounds repeat until two agree within this fraction")
-    ap.add_argument("--max-rounds", type=int, default=5)
+    add_round_args(ap)
     args = ap.parse_args()
     args.build = os.path.abspath(args.build)
     if args.before_build:
@@ -507,6 +505,14 @@ def issue_table(results):
         out.append("| audit on vs off at 1 KiB | (needs --noaudit-build) |" +
                    " |" * len(peers) + " >= 0.95x |")
     return "\n".join(out)
+
+
+def add_round_args(ap):
+    """--agree and --max-rounds: how settle() (and the IMAP bench's rounds)
+    decide that figures are stable."""
+    ap.add_argument("--agree", type=float, default=0.05,
+                    help="rounds repeat until two agree within this fraction")
+    ap.add_argument("--max-rounds", type=int, default=5)
 
 
 def settle(measure, key, args):
