@@ -105,6 +105,21 @@ def cpu_seconds(pid):
     return total / tick
 
 
+def threads(pid):
+    """{thread id: (name, utime+stime in clock ticks)} of process pid."""
+    out = {}
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{t}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        comm = st[st.index("(") + 1:st.rindex(")")]
+        fields = st.rsplit(")", 1)[1].split()
+        out[int(t)] = (comm, int(fields[11]) + int(fields[12]))
+    return out
+
+
 def rss_kib(pid):
     total = 0
     for p in proc_tree(pid):
@@ -216,12 +231,15 @@ principal_header = none
     return Peer(name, [os.path.join(build, "cpmgate"), "-c", conf], port, d)
 
 
-def start_haproxy(d, pki, backend, workers, http_mode):
+def start_haproxy(d, pki, backend, workers, http_mode, client_ca=True):
     port = free_port()
     combined = os.path.join(d, "server-combined.pem")
     with open(combined, "w") as f:
         f.write(open(f"{pki}/server.pem").read() + open(f"{pki}/server.key").read())
     mode = "http" if http_mode else "tcp"
+    # client_ca: ask for a client certificate (optional) as cpmgate's HTTP
+    # listener does; off where the gateway's listener asks for none
+    verify = f" ca-file {pki}/clients-ca.pem verify optional" if client_ca else ""
     extra = "option http-keep-alive\n  http-reuse always\n" if http_mode else ""
     conf = write(os.path.join(d, "haproxy.cfg"), f"""
 global
@@ -235,7 +253,7 @@ defaults
   timeout server 120s
   {extra}
 frontend f
-  bind 127.0.0.1:{port} ssl crt {combined} ca-file {pki}/clients-ca.pem verify optional
+  bind 127.0.0.1:{port} ssl crt {combined}{verify}
   default_backend b
 backend b
   server s1 127.0.0.1:{backend.port}
@@ -354,9 +372,7 @@ def main():
                     help="also run the gateway of another build (peer cpmgate-before), "
                          "e.g. a release build of the commit before a change, for "
                          "before/after figures in the same run")
-    ap.add_argument("--agree", type=float, default=0.05,
-                    help="rounds repeat until two agree within this fraction")
-    ap.add_argument("--max-rounds", type=int, default=5)
+    add_round_args(ap)
     args = ap.parse_args()
     args.build = os.path.abspath(args.build)
     if args.before_build:
@@ -491,6 +507,14 @@ def issue_table(results):
     return "\n".join(out)
 
 
+def add_round_args(ap):
+    """--agree and --max-rounds: how settle() (and the IMAP bench's rounds)
+    decide that figures are stable."""
+    ap.add_argument("--agree", type=float, default=0.05,
+                    help="rounds repeat until two agree within this fraction")
+    ap.add_argument("--max-rounds", type=int, default=5)
+
+
 def settle(measure, key, args):
     """Runs measure() (a dict of figures) until two rounds agree on key
     within args.agree, at most args.max_rounds times; returns the better
@@ -498,18 +522,25 @@ def settle(measure, key, args):
     got = []
     while True:
         got.append(measure())
-        vals = [g[key] for g in got]
-        best = None
-        for i in range(len(vals)):
-            for j in range(i + 1, len(vals)):
-                hi = max(vals[i], vals[j])
-                spread = abs(vals[i] - vals[j]) / hi if hi else 0.0
-                if best is None or spread < best[0]:
-                    best = (spread, i if vals[i] >= vals[j] else j)
+        best = closest_pair([g[key] for g in got])
         if best and (best[0] <= args.agree or len(got) >= args.max_rounds):
             return got[best[1]], len(got)
         if len(got) >= args.max_rounds:
             return got[0], len(got)
+
+
+def closest_pair(vals):
+    """(spread, higher, lower) of the two values closest to each other: their
+    difference as a fraction of the higher one, and the indexes of the
+    higher and the lower; None with fewer than two values."""
+    best = None
+    for i in range(len(vals)):
+        for j in range(i + 1, len(vals)):
+            hi = max(vals[i], vals[j])
+            spread = abs(vals[i] - vals[j]) / hi if hi else 0.0
+            if best is None or spread < best[0]:
+                best = (spread, i, j) if vals[i] >= vals[j] else (spread, j, i)
+    return best
 
 
 if __name__ == "__main__":

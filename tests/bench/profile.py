@@ -36,24 +36,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench_tls import (REPO, start_backend, start_cpmgate, wrk)  # noqa: E402
+from bench_tls import (REPO, start_backend, start_cpmgate, threads, wrk)  # noqa: E402
 
 COMPONENTS = ["TLS", "parsing", "ACL", "audit submit", "audit writer", "I/O", "gateway",
               "libuv/libc", "kernel"]
-
-
-def threads(pid):
-    out = {}
-    for t in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{t}/stat") as f:
-                st = f.read()
-        except OSError:
-            continue
-        comm = st[st.index("(") + 1:st.rindex(")")]
-        fields = st.rsplit(")", 1)[1].split()
-        out[int(t)] = (comm, int(fields[11]) + int(fields[12]))
-    return out
 
 
 def symbol_files(build):

@@ -5,6 +5,8 @@ own imaptest process). Every test that passes directly must pass through the
 gateway, except those that need a capability the gateway removes on purpose
 (SPEC section 4): those are listed beside the capability allow-list in
 proxy/imap/filter.c, with the reason, and this module reads that list.
+Then its random workload (the IMAP benchmark's load) through the gateway,
+without an error.
 
 imaptest lives in the project's shared tools (../shared/tools/imaptest
 beside the repository); where that is absent the module is skipped."""
@@ -25,6 +27,8 @@ PASSWORD = 'itestpw'
 # never share a mailbox: imaptest needs two users per run.
 DIRECT_USERS = ('itest', 'itest2')
 GATEWAY_USERS = ('gwtest', 'gwtest2')
+# The random workload's user (its INBOX is not the scripted tests' business)
+LOAD_USER = 'gwload'
 # Seconds per imaptest test (its own per-command timeout is 30 s).
 PER_TEST_TIMEOUT = 45
 
@@ -69,7 +73,7 @@ def imaptest_bin():
 def itest_dovecot(cg_root):
     """A Dovecot with the users imaptest needs (LOGIN allowed, `/` as the
     hierarchy separator: deploy/dovecot.conf.in as every test uses)."""
-    users = {u: PASSWORD for u in DIRECT_USERS + GATEWAY_USERS}
+    users = {u: PASSWORD for u in DIRECT_USERS + GATEWAY_USERS + (LOAD_USER,)}
     d = cg.Dovecot(cg_root / 'dovecot-imaptest', users=users).start()
     yield d
     d.stop()
@@ -85,7 +89,7 @@ def itest_gateway(module_gateway_factory, pki, itest_dovecot):
             login_failures_per_minute='1000'),
         'upstream dovecot': itest_dovecot.upstream(),
     })
-    for u in GATEWAY_USERS:
+    for u in GATEWAY_USERS + (LOAD_USER,):
         g.ctl_ok('principal', 'add', u)
         g.ctl_ok('acl', 'allow', u, 'imap', '*', 'all')
     return g.start()
@@ -151,3 +155,33 @@ def test_imaptest_passes_through_gateway_as_it_does_directly(
         if t in through:
             assert through[t] == 'SKIP', f'{t} (needs {cap}): {through[t]}\n{summary}'
     assert itest_gateway.alive(), summary
+
+
+@pytest.mark.cg_timeout(120)
+def test_imaptest_random_load_through_gateway_has_no_errors(
+        imaptest_bin, itest_gateway, pki, tmp_path):
+    """imaptest's random workload (the benchmark's load: several clients on
+    one INBOX, commands pipelined, LOGIN and LOGOUT over and over) through
+    the gateway: commands run, and imaptest reports no error (a wrong or
+    missing answer, an unexpected disconnect) and no gateway crash."""
+    mbox = tmp_path / 'corpus.mbox'
+    mbox.write_text(''.join(
+        f'From load@example.com Thu Dec  3 12:00:00 2026\nFrom: load@example.com\n'
+        f'Subject: message {i}\nMessage-ID: <{i}@load.example>\n\n'
+        + f'line of message {i}\n' * (3 + 40 * (i % 5)) + '\n' for i in range(20)))
+    host, port = itest_gateway.addr('imaps')
+    r = subprocess.run([imaptest_bin, f'host={host}', f'port={port}', f'user={LOAD_USER}',
+                        f'pass={PASSWORD}', f'mbox={mbox}', 'clients=5', 'secs=4', 'ssl'],
+                       env=dict(os.environ, SSL_CERT_FILE=str(pki.ca)),
+                       capture_output=True, text=True, timeout=90)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    totals = r.stdout.split('\nTotals:\n', 1)[-1].splitlines()
+    names = totals[0].split()
+    counts = next((dict(zip(names, map(int, line.split()))) for line in totals[1:]
+                   if len(line.split()) == len(names) and line.replace(' ', '').isdigit()),
+                  {})
+    assert counts.get('Logi', 0) > 5 and counts.get('Fetc', 0) > 5, out[-3000:]
+    errors = re.findall(r'^(?:Error|Fatal|Panic): .*$', out, re.M)
+    assert not errors, '\n'.join(errors[:20])
+    assert itest_gateway.alive()
