@@ -87,7 +87,6 @@ typedef struct cg_conn_info {
     int64_t principal_id;             /* the store id: what later steps look
                                        * up (cg_snapshot_principal_by_id) */
     char principal[CG_NAME_MAX + 1];  /* its name, for logs and audit */
-    char cert_subject[256];           /* for logs, "" when none */
     bool shutting_down;               /* SIGTERM: drain */
 } cg_conn_info;
 

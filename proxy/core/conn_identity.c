@@ -47,8 +47,7 @@ int cg_conn_identity_resolve(cg_conn_info *ci, cg_tls *tls, const char **why_r)
                 why = "unknown psk identity";
         } else if ((l->auth & CG_AUTH_CERT) &&
                    (nn = cg_tls_peer_cert(tls, fpr, namebuf, sizeof namebuf, names,
-                                          MAX_CERT_NAMES, ci->cert_subject,
-                                          sizeof ci->cert_subject)) >= 0) {
+                                          MAX_CERT_NAMES)) >= 0) {
             /* verified by OpenSSL against client_ca (and crl) already */
             method = CG_AUTH_CERT;
             p = cg_identity_by_cert(s, fpr, names, (size_t)nn);

@@ -678,7 +678,7 @@ static int add_name(const char *prefix, const unsigned char *data, int len, char
 }
 
 int cg_tls_peer_cert(cg_tls *t, uint8_t fpr[32], char *namebuf, size_t namecap,
-                     const char **names, size_t maxnames, char *subject, size_t subjcap)
+                     const char **names, size_t maxnames)
 {
     X509 *cert = SSL_get0_peer_certificate(t->ssl);
     unsigned int mdlen = 0;
@@ -720,9 +720,5 @@ int cg_tls_peer_cert(cg_tls *t, uint8_t fpr[32], char *namebuf, size_t namecap,
      * certificate with more names than fit identifies by fingerprint only */
     if (full)
         n = 0;
-    if (subject && subjcap) {
-        subject[0] = '\0';
-        X509_NAME_oneline(subj, subject, (int)subjcap);
-    }
     return (int)n;
 }

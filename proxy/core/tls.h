@@ -94,8 +94,7 @@ const char *cg_tls_psk_identity(const cg_tls *t);
  * they do not all fit), CG_E_NOTFOUND without a peer certificate, or
  * CG_E_CRYPTO when it cannot be hashed. */
 int cg_tls_peer_cert(cg_tls *t, uint8_t fpr[32], char *namebuf,
-                     size_t namecap, const char **names, size_t maxnames,
-                     char *subject, size_t subjcap)
+                     size_t namecap, const char **names, size_t maxnames)
     __attribute__((warn_unused_result));
 
 #endif

@@ -519,11 +519,8 @@ void sd_run(const cg_proto_ops *proto, const sd_variant *variants, size_t nvaria
         snprintf(c->info.tls_version, sizeof c->info.tls_version, "TLSv1.3");
         snprintf(c->info.tls_cipher, sizeof c->info.tls_cipher, "TLS_AES_128_GCM_SHA256");
     }
-    if (v->principal) {
+    if (v->principal)
         set_principal(c, v->principal, v->auth_method);
-        if (v->auth_method == CG_AUTH_CERT)
-            snprintf(c->info.cert_subject, sizeof c->info.cert_subject, "CN=%s", v->principal);
-    }
     c->var = v;
     c->proto = proto;
     c->read_client = true;
