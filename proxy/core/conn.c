@@ -209,8 +209,8 @@ static void fill_tls_info(cg_conn *c)
     const unsigned char *alpn = NULL;
     unsigned alen = 0;
     c->info.tls = true;
-    cg_strlcpy(c->info.tls_version, SSL_get_version(ssl), sizeof c->info.tls_version);
-    cg_strlcpy(c->info.tls_cipher, SSL_get_cipher_name(ssl), sizeof c->info.tls_cipher);
+    c->info.tls_version = SSL_get_version(ssl);
+    c->info.tls_cipher = SSL_get_cipher_name(ssl);
     const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     cg_strlcpy(c->info.sni, sni ? sni : "", sizeof c->info.sni);
     SSL_get0_alpn_selected(ssl, &alpn, &alen);

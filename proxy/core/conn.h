@@ -77,8 +77,9 @@ typedef struct cg_conn_info {
     char client[64];                  /* "addr:port" ("[v6]:port") */
     char client_addr[48];             /* "addr" */
     bool tls;                         /* client side encrypted now */
-    char tls_version[16];             /* "TLSv1.3" */
-    char tls_cipher[64];
+    /* OpenSSL's names, static strings (set when tls is) */
+    const char *tls_version;          /* "TLSv1.3" */
+    const char *tls_cipher;           /* "TLS_AES_256_GCM_SHA384" */
     char alpn[16];                    /* as negotiated, "" when none */
     char sni[256];                    /* TLS server name the client asked
                                        * for, "" when none */

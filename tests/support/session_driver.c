@@ -454,8 +454,8 @@ static void run_op(cg_conn *c, unsigned op, uint8_t arg, const uint8_t *d, size_
             c->state = C_OPEN;
             c->info.tls = true;
             c->tls_fresh = true;
-            snprintf(c->info.tls_version, sizeof c->info.tls_version, "TLSv1.3");
-            snprintf(c->info.tls_cipher, sizeof c->info.tls_cipher, "TLS_AES_128_GCM_SHA256");
+            c->info.tls_version = "TLSv1.3";
+            c->info.tls_cipher = "TLS_AES_128_GCM_SHA256";
             if ((arg & 1) && c->var->starttls_principal) {
                 set_principal(c, c->var->starttls_principal, CG_AUTH_CERT);
             }
@@ -516,8 +516,8 @@ void sd_run(const cg_proto_ops *proto, const sd_variant *variants, size_t nvaria
     snprintf(c->info.client_addr, sizeof c->info.client_addr, "192.0.2.7");
     c->info.tls = v->tls;
     if (v->tls) {
-        snprintf(c->info.tls_version, sizeof c->info.tls_version, "TLSv1.3");
-        snprintf(c->info.tls_cipher, sizeof c->info.tls_cipher, "TLS_AES_128_GCM_SHA256");
+        c->info.tls_version = "TLSv1.3";
+        c->info.tls_cipher = "TLS_AES_128_GCM_SHA256";
     }
     if (v->principal)
         set_principal(c, v->principal, v->auth_method);
