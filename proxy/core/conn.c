@@ -203,7 +203,9 @@ void cg_conn_update_reads(cg_conn *c)
         cg_stream_read(c->up, c->state == ST_OPEN && c->up_want && !c->up_bp);
 }
 
-static void fill_tls_info(cg_conn *c)
+/* 0, or CG_E_NOMEM when the server name cannot be kept (it must be: the
+ * HTTP gateway holds requests to it) */
+static int fill_tls_info(cg_conn *c)
 {
     SSL *ssl = cg_tls_ssl(cg_stream_tls(c->cli));
     const unsigned char *alpn = NULL;
@@ -211,13 +213,12 @@ static void fill_tls_info(cg_conn *c)
     c->info.tls = true;
     c->info.tls_version = SSL_get_version(ssl);
     c->info.tls_cipher = SSL_get_cipher_name(ssl);
-    const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-    cg_strlcpy(c->info.sni, sni ? sni : "", sizeof c->info.sni);
     SSL_get0_alpn_selected(ssl, &alpn, &alen);
     if (alen && alen < sizeof c->info.alpn) {
         memcpy(c->info.alpn, alpn, alen);
         c->info.alpn[alen] = '\0';
     }
+    return cg_conn_info_set(&c->info.sni, SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name));
 }
 
 void cg_conn_drained(cg_conn *c, const bool *bp)
@@ -247,11 +248,12 @@ static bool cli_on_handshake(void *owner)
 {
     cg_conn *c = owner;
     cg_conn_enter(c);
-    fill_tls_info(c);
+    int err = fill_tls_info(c);
     cg_metric_inc(CG_M_HS_OK);
     const char *why = NULL;
-    int err;
-    if (c->deferred_reason) {
+    if (err < 0) {
+        refuse(c, CG_E_UNAVAIL, "out of memory");
+    } else if (c->deferred_reason) {
         refuse(c, c->deferred_err, c->deferred_reason);
     } else if ((err = cg_conn_identity_resolve(&c->info, cg_stream_tls(c->cli), &why)) < 0) {
         refuse(c, err, why);
@@ -432,6 +434,7 @@ void cg_conn_accept(cg_worker *w, cg_runtime *rt, size_t li, cg_stream *s)
     c->info.config = rt->cfg;
     c->info.saml = rt->saml;
     c->info.listener = l;
+    cg_conn_info_clear(&c->info);
     _Static_assert(sizeof c->info.peer == sizeof peer, "peer is a sockaddr_storage");
     memcpy(&c->info.peer, &peer, sizeof c->info.peer);
     format_peer(c);
@@ -619,6 +622,7 @@ static void teardown(cg_conn *c)
      * stack (leave) */
     cg_runtime_release(c->rt);
     c->magic = 0;
+    cg_conn_info_clear(&c->info);
     free(c->session);
     free(c);
 }

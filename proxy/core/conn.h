@@ -81,17 +81,26 @@ typedef struct cg_conn_info {
     const char *tls_version;          /* "TLSv1.3" */
     const char *tls_cipher;           /* "TLS_AES_256_GCM_SHA384" */
     char alpn[16];                    /* as negotiated, "" when none */
-    char sni[256];                    /* TLS server name the client asked
+    const char *sni;                  /* TLS server name the client asked
                                        * for, "" when none */
     /* Connection-level identity (cert, psk or address), "" when none. */
     unsigned auth_method;             /* one CG_AUTH_* bit, 0 when none */
     int64_t principal_id;             /* the store id: what later steps look
                                        * up (cg_snapshot_principal_by_id) */
-    char principal[CG_NAME_MAX + 1];  /* its name, for logs and audit */
+    const char *principal;            /* its name, for logs and audit, ""
+                                       * when none */
     bool shutting_down;               /* SIGTERM: drain */
 } cg_conn_info;
 
 const cg_conn_info *cg_conn_info_of(const cg_conn *c);
+/* The strings of cg_conn_info (sni, principal) are the connection's own
+ * copies, sized to what they hold: set sets one (NULL or "": ""), 0 or
+ * CG_E_NOMEM (the field then reads ""); drop frees one, clear all of
+ * them, reading "" after (clear is also how a zeroed cg_conn_info is made
+ * ready). */
+int cg_conn_info_set(const char **field, const char *v) __attribute__((warn_unused_result));
+void cg_conn_info_drop(const char **field);
+void cg_conn_info_clear(cg_conn_info *ci);
 
 /* Starts an audit record with the connection's fields (id, listener,
  * client, TLS version and cipher, the connection-level principal and

@@ -30,7 +30,7 @@ int cg_conn_identity_resolve(cg_conn_info *ci, cg_tls *tls, const char **why_r)
         return CG_E_UNAVAIL;
     }
     ci->auth_method = 0;
-    ci->principal[0] = '\0';
+    cg_conn_info_drop(&ci->principal);
     ci->principal_id = 0;
     if (tls && cg_tls_established(tls)) {
         const char *psk = cg_tls_psk_identity(tls);
@@ -63,10 +63,14 @@ int cg_conn_identity_resolve(cg_conn_info *ci, cg_tls *tls, const char **why_r)
     if (p) {
         ci->auth_method = method;
         ci->principal_id = p->id;
-        cg_strlcpy(ci->principal, p->name, sizeof ci->principal);
         disabled = !p->enabled;
         if (disabled)
             why = "principal disabled";
+        if (cg_conn_info_set(&ci->principal, p->name) < 0) {
+            cg_snapshot_release(s);
+            *why_r = "out of memory";
+            return CG_E_UNAVAIL;
+        }
     }
     /* p points into the snapshot: only whether it was found counts below */
     cg_snapshot_release(s);

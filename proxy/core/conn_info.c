@@ -4,8 +4,39 @@
 #include "proxy/core/conn.h"
 #include "proxy/core/conn_internal.h"
 
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/cg_error.h"
 #include "store/audit.h"
 #include "proxy/core/config.h"
+
+static const char g_none[] = "";
+
+void cg_conn_info_drop(const char **field)
+{
+    if (*field && *field != g_none)
+        free((void *)*field);
+    *field = g_none;
+}
+
+int cg_conn_info_set(const char **field, const char *v)
+{
+    cg_conn_info_drop(field);
+    if (!v || !v[0])
+        return 0;
+    char *copy = strdup(v);
+    if (!copy)
+        return CG_E_NOMEM;
+    *field = copy;
+    return 0;
+}
+
+void cg_conn_info_clear(cg_conn_info *ci)
+{
+    cg_conn_info_drop(&ci->sni);
+    cg_conn_info_drop(&ci->principal);
+}
 
 void cg_conn_info_audit(const cg_conn_info *ci, cg_audit_rec *r)
 {

@@ -100,7 +100,8 @@ static void set_principal(cg_conn *c, const char *name, unsigned method)
     cg_snapshot *s = cg_snapshot_acquire();
     const cg_principal *p = s ? cg_snapshot_principal_by_name(s, name) : NULL;
     c->info.principal_id = p ? p->id : 0;
-    snprintf(c->info.principal, sizeof c->info.principal, "%s", name);
+    if (cg_conn_info_set(&c->info.principal, name) < 0)
+        abort();
     c->info.auth_method = method;
     if (s)
         cg_snapshot_release(s);
@@ -506,6 +507,7 @@ void sd_run(const cg_proto_ops *proto, const sd_variant *variants, size_t nvaria
     c->info.id = next_id++;
     snprintf(c->info.session_id, sizeof c->info.session_id, "%016llx",
              (unsigned long long)(0x5e55000000000000ull + c->info.id));
+    cg_conn_info_clear(&c->info);
     c->info.config = g_cfg_template;
     c->info.listener = v->listener;
     struct sockaddr_in *sin = (struct sockaddr_in *)&c->info.peer;
@@ -567,6 +569,7 @@ void sd_run(const cg_proto_ops *proto, const sd_variant *variants, size_t nvaria
     if (chk->end)
         chk->end();
     free(c->held);
+    cg_conn_info_clear(&c->info);
     free(c->session);
     free(c);
 }

@@ -50,6 +50,7 @@ static one *start(const cg_listener_cfg *l, const char *head, bool alice)
 {
     one *o = calloc(1, sizeof *o);
     assert_non_null(o);
+    cg_conn_info_clear(&o->ci);
     o->ci.listener = l;
     o->ci.tls = true;
     snprintf(o->ci.client_addr, sizeof o->ci.client_addr, "192.0.2.7");
@@ -60,7 +61,7 @@ static one *start(const cg_listener_cfg *l, const char *head, bool alice)
         assert_non_null(p);
         o->ci.principal_id = p->id;
         o->ci.auth_method = CG_AUTH_CERT;
-        snprintf(o->ci.principal, sizeof o->ci.principal, "alice");
+        assert_int_equal(cg_conn_info_set(&o->ci.principal, "alice"), 0);
         cg_snapshot_release(snap);
     }
     assert_int_equal(cg_http_parser_init(&o->s.req, true, 16384, 100, 8192), 0);
@@ -81,6 +82,7 @@ static void finish(one *o)
     cg_http_parser_free(&o->s.req);
     cg_http_parser_free(&o->s.resp);
     free(o->s.paths);
+    cg_conn_info_clear(&o->ci);
     free(o);
 }
 
