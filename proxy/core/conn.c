@@ -623,6 +623,7 @@ static void teardown(cg_conn *c)
     cg_runtime_release(c->rt);
     c->magic = 0;
     cg_conn_info_clear(&c->info);
+    free(c->up_why);
     free(c->session);
     free(c);
 }

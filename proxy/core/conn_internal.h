@@ -18,6 +18,8 @@ struct cg_tls;
  * half, proxy/core/conn_upstream.c the upstream half. */
 enum conn_state { ST_HANDSHAKE, ST_OPEN, ST_CLOSING, ST_DEAD };
 
+#define CG_UP_WHY_MAX 160
+
 struct cg_conn {
     uint32_t magic;
     enum conn_state state;
@@ -26,13 +28,12 @@ struct cg_conn {
     bool open_deferred;     /* lazy_open: on_open waits for the first byte */
     bool cli_want, up_want; /* the protocol's wish */
     bool cli_bp, up_bp;     /* stopped by backpressure */
-    bool up_connecting, up_pending, expecting, refused, have_local;
+    bool up_connecting, up_pending, expecting, refused;
     int up_pending_status;
     /* A refusal decided at accept on an implicit-TLS listener, given once
      * the handshake is done so the client reads it in its protocol */
     int deferred_err;
     const char *deferred_reason;
-    struct sockaddr_storage local; /* the listener's address, for PROXY v2 */
     const char *close_reason;
     cg_worker *w;
     cg_runtime *rt;
@@ -42,7 +43,8 @@ struct cg_conn {
     const cg_upstream_cfg *up_cfg; /* the upstream c->up belongs to */
     cg_route_cfg *route_held; /* a place taken on this route (freed at
                                * teardown) */
-    char up_why[160];       /* the last upstream failure, for the answer */
+    char *up_why;           /* the last upstream failure, for the answer:
+                             * CG_UP_WHY_MAX bytes made at the first one */
     cg_deadline dl;         /* in the worker's deadline heap */
     uint64_t t_hs, t_idle, t_proto, t_connect, t_response, t_linger;
     struct cg_conn *prev, *next;

@@ -5,14 +5,31 @@
  * a route (max_connections). */
 #include "proxy/core/conn_internal.h"
 
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "common/cg_error.h"
 #include "common/cg_log.h"
 #include "proxy/core/counters.h"
 #include "proxy/core/tls.h"
 #include "proxy/core/upstream.h"
+
+/* Records why the upstream failed, for the answer; returns the sentence
+ * (for the log). Its buffer is made at a connection's first failure: a
+ * connection that never had one holds none. */
+__attribute__((format(printf, 2, 3)))
+static const char *set_why(cg_conn *c, const char *fmt, ...)
+{
+    if (!c->up_why && !(c->up_why = malloc(CG_UP_WHY_MAX)))
+        return "out of memory";
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->up_why, CG_UP_WHY_MAX, fmt, ap);
+    va_end(ap);
+    return c->up_why;
+}
 
 static void fire_upstream_connected(cg_conn *c, int status)
 {
@@ -28,10 +45,9 @@ static void up_on_connect(void *owner, int status)
     c->t_connect = 0;
     if (status < 0) {
         cg_metric_inc(CG_M_BACKEND_ERRORS);
-        snprintf(c->up_why, sizeof c->up_why, "%s",
-                 status == CG_E_TLS ? cg_tls_error(cg_stream_tls(c->up)) : cg_strerror(status));
-        cg_warn("conn=%llu upstream %s: %s", (unsigned long long)c->info.id, c->up_cfg->name,
-                c->up_why);
+        const char *why = set_why(c, "%s", status == CG_E_TLS ? cg_tls_error(cg_stream_tls(c->up))
+                                                             : cg_strerror(status));
+        cg_warn("conn=%llu upstream %s: %s", (unsigned long long)c->info.id, c->up_cfg->name, why);
         cg_stream_close(c->up);
         c->up = NULL;
         fire_upstream_connected(c, status == CG_E_TLS ? CG_E_TLS : CG_E_UNAVAIL);
@@ -110,7 +126,7 @@ int cg_conn_write_upstream(cg_conn *c, const void *buf, size_t len)
 size_t cg_conn_upstream_queued(const cg_conn *c) { return c->up ? cg_stream_queued(c->up) : 0; }
 bool cg_conn_upstream_attached(const cg_conn *c) { return c->up != NULL; }
 
-const char *cg_conn_upstream_why(const cg_conn *c) { return c->up_why; }
+const char *cg_conn_upstream_why(const cg_conn *c) { return c->up_why ? c->up_why : ""; }
 
 /* A place on u's route for the connection's life; false past the route's
  * max_connections (all workers count together). */
@@ -146,11 +162,12 @@ int cg_conn_upstream_connect_to(cg_conn *c, const cg_upstream_cfg *u)
         return CG_E_INVAL;
     if (c->up && c->up_cfg != u)
         cg_conn_upstream_release(c, false); /* another upstream's */
-    c->up_why[0] = '\0';
+    if (c->up_why)
+        c->up_why[0] = '\0';
     if (!route_take(c, u)) {
-        snprintf(c->up_why, sizeof c->up_why, "route %s: max_connections (%u) reached",
-                 u->route->domain, u->route->max_connections);
-        cg_warn("conn=%llu upstream %s: %s", (unsigned long long)c->info.id, u->name, c->up_why);
+        const char *why = set_why(c, "route %s: max_connections (%u) reached", u->route->domain,
+                                  u->route->max_connections);
+        cg_warn("conn=%llu upstream %s: %s", (unsigned long long)c->info.id, u->name, why);
         c->up_pending = true;
         c->up_pending_status = CG_E_LIMIT;
         cg_conn_schedule(c);
@@ -164,23 +181,23 @@ int cg_conn_upstream_connect_to(cg_conn *c, const cg_upstream_cfg *u)
         }
         return 0;
     }
-    if (!c->have_local) {
-        /* once per connection, not per request */
-        int len = sizeof c->local;
-        if (uv_tcp_getsockname(cg_stream_tcp(c->cli), (struct sockaddr *)&c->local, &len) != 0)
-            return CG_E_IO; /* PROXY v2 would name no local address */
-        c->have_local = true;
-    }
+    /* the address the client reached, for a PROXY v2 header only: asked
+     * for at such an upstream's connect, not kept by every connection */
+    struct sockaddr_storage local = { .ss_family = AF_UNSPEC };
+    int len = sizeof local;
+    if (u->proxy_protocol &&
+        uv_tcp_getsockname(cg_stream_tcp(c->cli), (struct sockaddr *)&local, &len) != 0)
+        return CG_E_IO; /* PROXY v2 would name no local address */
     bool pooled = false;
     SSL_CTX *ctx = c->rt->uctx[cg_runtime_upstream_index(c->rt, u)];
     int r = cg_upstream_open(c->w, u, c->rt->generation, ctx,
                              (const struct sockaddr *)&c->info.peer,
-                             (const struct sockaddr *)&c->local, &up_cbs, c, &c->up, &pooled);
+                             (const struct sockaddr *)&local, &up_cbs, c, &c->up, &pooled);
     if (r >= 0)
         c->up_cfg = u;
     if (r < 0) {
         c->up = NULL;
-        snprintf(c->up_why, sizeof c->up_why, "%s", cg_strerror(r));
+        (void)set_why(c, "%s", cg_strerror(r));
         c->up_pending = true;
         c->up_pending_status = CG_E_UNAVAIL;
         cg_metric_inc(CG_M_BACKEND_ERRORS);
@@ -243,7 +260,7 @@ void cg_conn_upstream_due(cg_conn *c, uint64_t now)
         cg_stream_close(c->up);
         c->up = NULL;
         cg_metric_inc(CG_M_BACKEND_ERRORS);
-        snprintf(c->up_why, sizeof c->up_why, "connect timeout");
+        (void)set_why(c, "connect timeout");
         cg_warn("conn=%llu upstream %s: connect timeout", (unsigned long long)c->info.id,
                 c->up_cfg ? c->up_cfg->name : "-");
         fire_upstream_connected(c, CG_E_TIMEOUT);
