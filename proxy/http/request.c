@@ -19,6 +19,12 @@
 #include "proxy/http/parse.h"
 #include "store/audit.h"
 
+/* A keep-alive connection without a request for this long gives back its
+ * request buffers (the head parsers', the paths', the forwarded head's, the
+ * pipelining buffer's: about 50 KiB), made again by its next request. A
+ * busy connection keeps them: no allocation per request. */
+#define IDLE_RELEASE_MS 1000
+
 /* ---- pipelined bytes ------------------------------------------------------ */
 
 /* Keeps bytes that arrived while a request was in flight; false past
@@ -206,7 +212,7 @@ void cg_http_next_request(http_sess *s)
     memset(&s->r, 0, sizeof s->r);
     s->resp_started = s->resp_chunked = s->resp_close = false;
     s->state = S_HEAD;
-    cg_conn_set_timer(s->c, 0);
+    cg_conn_set_timer(s->c, IDLE_RELEASE_MS); /* http_timer: release_buffers */
     if (!s->in_process)
         cg_http_run_pending(s);
 }
@@ -375,10 +381,27 @@ static void http_client_eof(cg_conn *c)
     cg_conn_close(c, "client closed");
 }
 
+static bool http_idle(cg_conn *c);
+
+/* The buffers only a request uses (each is made again when NULL; the
+ * parsers keep their limits): between requests and at the close. */
+static void release_buffers(http_sess *s)
+{
+    cg_http_parser_free(&s->req);
+    cg_http_parser_free(&s->resp);
+    cg_buf_free(&s->pend);
+    free(s->paths);
+    free(s->out);
+    s->paths = NULL;
+    s->out = NULL;
+}
+
 static void http_timer(cg_conn *c)
 {
     http_sess *s = cg_conn_session(c);
-    if (s->state == S_HEAD && s->req.len > 0) {
+    if (http_idle(c)) {
+        release_buffers(s);
+    } else if (s->state == S_HEAD && s->req.len > 0) {
         cg_http_refuse(s, &(cg_http_refusal){ .status = 408,
                                               .detail = "request head not received in time",
                                               .close = true });
@@ -447,13 +470,7 @@ static void http_close(cg_conn *c)
         cg_http_audit(s, "connection closed before the answer");
     }
     cg_http_req_free(s);
-    cg_http_parser_free(&s->req);
-    cg_http_parser_free(&s->resp);
-    cg_buf_free(&s->pend);
-    free(s->out);
-    free(s->paths);
-    s->out = NULL;
-    s->paths = NULL;
+    release_buffers(s);
     s->ready = false;
 }
 

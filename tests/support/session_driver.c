@@ -558,6 +558,8 @@ void sd_run(const cg_proto_ops *proto, const sd_variant *variants, size_t nvaria
         }
         run_op(c, op, arg, d, n);
         run_loop(c);
+        if (chk->after)
+            chk->after((enum sd_op)op, c->session);
     }
     if (c->state != C_DEAD) {
         /* the end of the script: the client goes away */

@@ -64,6 +64,9 @@ typedef struct sd_checker {
     void (*to_client)(const uint8_t *buf, size_t len);
     void (*from_client)(const uint8_t *buf, size_t len); /* as delivered */
     void (*end)(void);
+    /* Optional: after each operation of the script has run (and what it
+     * set off), with the operation and the protocol's session. */
+    void (*after)(enum sd_op op, const void *session);
 } sd_checker;
 
 /* Once, from LLVMFuzzerInitialize: a policy database (principals alice

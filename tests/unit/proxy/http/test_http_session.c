@@ -15,6 +15,7 @@
 
 #include "proxy/core/conn.h"
 #include "proxy/http/http.h"
+#include "proxy/http/internal.h"
 #include "tests/support/session_driver.h"
 
 static cg_upstream_cfg up = {
@@ -183,6 +184,52 @@ static void test_refusal_keeps_the_connection_for_the_next_request(void **state)
     assert_null(strstr(backend(), "secret"));
 }
 
+/* Whether the session held request buffers after each operation. */
+static bool g_held[8];
+static size_t g_nheld;
+
+static void record_buffers(enum sd_op op, const void *session)
+{
+    const http_sess *hs = session;
+    (void)op;
+    if (g_nheld < sizeof g_held / sizeof g_held[0])
+        g_held[g_nheld++] = hs->req.buf || hs->req.hdrs || hs->paths || hs->out;
+}
+
+/* A keep-alive connection without a request for a while (its protocol
+ * timer) gives its request buffers back, and its next request is
+ * forwarded and answered as the first was. */
+static void test_idle_keep_alive_connection_gives_back_its_request_buffers(void **state)
+{
+    (void)state;
+    sd_script s;
+    sd_script_init(&s, V_ALICE);
+    sd_script_text(&s, SD_CLIENT, "GET /content/alice/a HTTP/1.1\r\nHost: gw.example\r\n\r\n");
+    sd_script_op(&s, SD_CONNECT_OK);
+    sd_script_text(&s, SD_BACKEND, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+    sd_script_op(&s, SD_TIMER);
+    sd_script_text(&s, SD_CLIENT, "GET /content/alice/b HTTP/1.1\r\nHost: gw.example\r\n\r\n");
+    sd_script_op(&s, SD_CONNECT_OK);
+    sd_script_text(&s, SD_BACKEND, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nworld");
+    assert_false(s.over);
+    sd_checker chk = sd_capture_checker;
+    chk.after = record_buffers;
+    g_nheld = 0;
+    sd_run(&cg_http_proto, variants, sizeof variants / sizeof variants[0], &chk, s.b, s.len);
+    cg_buf_add(&sd_captured.client, "", 0);
+    cg_buf_add(&sd_captured.backend, "", 0);
+
+    assert_int_equal(g_nheld, 7);
+    assert_true(g_held[2]);  /* answered, idle: still held (a busy connection keeps them) */
+    assert_false(g_held[3]); /* the idle timer passed: given back */
+    assert_true(g_held[4]);  /* the next request makes them again */
+    const char *c = client();
+    const char *second = strstr(c, "world");
+    assert_non_null(strstr(c, "hello"));
+    assert_non_null(second);
+    assert_non_null(strstr(backend(), "GET /content/alice/b HTTP/1.1\r\n"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -191,6 +238,7 @@ int main(void)
         cmocka_unit_test(test_unauthenticated_request_on_digest_gets_401_with_challenges),
         cmocka_unit_test(test_host_outside_server_names_gets_421),
         cmocka_unit_test(test_refusal_keeps_the_connection_for_the_next_request),
+        cmocka_unit_test(test_idle_keep_alive_connection_gives_back_its_request_buffers),
     };
     return cmocka_run_group_tests(tests, setup_all, NULL);
 }
