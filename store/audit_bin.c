@@ -138,6 +138,12 @@ int cg_audit_bin_decode(const uint8_t *in, size_t len, cg_audit_bin_rec *out)
     return p == end ? 0 : CG_E_PARSE;
 }
 
+uint64_t cg_audit_bin_seq(const uint8_t *rec, size_t len)
+{
+    uint64_t seq;
+    return get_var(&rec, rec + len, &seq) == 0 ? seq : 0;
+}
+
 /* ---- blocks ---------------------------------------------------------------- */
 
 int cg_audit_block_put(uint8_t *out, size_t cap, const uint8_t *rec, size_t len,

@@ -45,6 +45,10 @@ typedef struct cg_audit_bin_rec {
 int cg_audit_bin_decode(const uint8_t *in, size_t len, cg_audit_bin_rec *out)
     __attribute__((warn_unused_result));
 
+/* The seq written in an encoded record (its first varint), without
+ * decoding the rest: 0 when even that cannot be read. */
+uint64_t cg_audit_bin_seq(const uint8_t *rec, size_t len);
+
 /* Appends one entry (length, record, hash) at out; returns its length or
  * CG_E_LIMIT. */
 int cg_audit_block_put(uint8_t *out, size_t cap, const uint8_t *rec, size_t len,

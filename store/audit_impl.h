@@ -83,7 +83,6 @@ typedef struct cg_audit_state {
     _Atomic uint32_t wake_seq;      /* the writer's futex word */
     atomic_bool sleeping;           /* the writer waits on wake_seq */
     _Atomic uint64_t full_since_ms; /* queue full since (0: not full) */
-    bool commit_failing;            /* writer only, mirrored in failing */
     cg_afile file;                  /* writer only */
     bool file_open;
     int64_t last_usec;              /* writer only: time is monotonic */

@@ -136,14 +136,14 @@ static int next_entry(cg_arows *it, cg_arow *row)
             it->block_bad = true; /* one unreadable record stands for the rest */
             return 1;
         }
+        if (row->seq < it->from)
+            continue; /* the block starts before from: not decoded */
         row->hash = h;
         size_t clen;
         if (entry_canon(it, rec, len, &clen)) {
             row->canon = it->canon;
             row->canon_len = clen;
         }
-        if (row->seq < it->from)
-            continue; /* the block starts before from */
         return 1;
     }
 }
@@ -157,18 +157,6 @@ int cg_arows_next(cg_arows *it, cg_arow *row)
         it->in_blocks = true;
     }
     return next_entry(it, row);
-}
-
-/* The seq written in a stored record: its first varint (0: unreadable). */
-static uint64_t rec_seq(const uint8_t *rec, size_t len)
-{
-    uint64_t seq = 0;
-    for (unsigned i = 0, shift = 0; i < len && shift < 64; i++, shift += 7) {
-        seq |= (uint64_t)(rec[i] & 0x7f) << shift;
-        if (!(rec[i] & 0x80))
-            return seq;
-    }
-    return 0;
 }
 
 uint64_t cg_arows_peek_seq(cg_arows *it)
@@ -196,7 +184,7 @@ uint64_t cg_arows_peek_seq(cg_arows *it)
     const uint8_t *rec, *h;
     size_t len;
     if (c.p < c.end)
-        return cg_audit_block_next(&c, &rec, &len, &h) == 1 ? rec_seq(rec, len) : 0;
+        return cg_audit_block_next(&c, &rec, &len, &h) == 1 ? cg_audit_bin_seq(rec, len) : 0;
     /* the current block is done: the first record of the next one */
     sqlite3_stmt *st;
     uint64_t seq = 0;
@@ -209,7 +197,7 @@ uint64_t cg_arows_peek_seq(cg_arows *it)
         c.p = data;
         c.end = data ? data + sqlite3_column_bytes(st, 0) : NULL;
         if (data && cg_audit_block_next(&c, &rec, &len, &h) == 1)
-            seq = rec_seq(rec, len);
+            seq = cg_audit_bin_seq(rec, len);
     }
     sqlite3_finalize(st);
     return seq;

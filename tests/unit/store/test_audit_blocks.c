@@ -40,6 +40,8 @@ static void test_record_round_trips_with_nulls_and_negatives(void **state)
     assert_non_null(d);
     assert_int_equal(cg_audit_bin_decode(buf, (size_t)n, d), 0);
     assert_int_equal(d->seq, 77);
+    assert_int_equal(cg_audit_bin_seq(buf, (size_t)n), 77); /* read without decoding */
+    assert_int_equal(cg_audit_bin_seq(buf, 0), 0);
     assert_int_equal(d->usec, 1796205600123456LL);
     assert_int_equal(d->rec.conn_id, 1ULL << 40);
     assert_int_equal(d->rec.rule_id, -1);
