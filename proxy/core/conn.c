@@ -236,12 +236,11 @@ static void open_session(cg_conn *c)
     c->state = ST_OPEN;
     c->t_hs = 0;
     c->t_idle = cg_conn_now(c) + (uint64_t)c->info.listener->idle_timeout * 1000;
-    if (c->proto->lazy_open) {
-        c->open_deferred = true;
-        return;
-    }
+    /* on_open runs in session_ready: now, or at the first byte of a
+     * lazy_open protocol */
     c->open_deferred = true;
-    (void)session_ready(c);
+    if (!c->proto->lazy_open)
+        (void)session_ready(c);
 }
 
 static bool cli_on_handshake(void *owner)
