@@ -17,10 +17,7 @@ GET = b'GET /resume HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'
 def gw(gateway_factory, pki, nginx):
     g = gateway_factory({
         'gateway': {'workers': '2'},
-        'listener web': {
-            'protocol': 'http', 'tls': 'implicit',
-            'certificate': pki.server_cert, 'private_key': pki.server_key,
-            'client_ca': pki.client_ca, 'auth': 'cert', 'upstream': 'nginx'},
+        'listener web': cg.tls_listener(pki, 'http', 'nginx', auth='cert'),
         'listener pskweb': {
             'protocol': 'http', 'tls': 'implicit',
             'certificate': pki.server_cert, 'private_key': pki.server_key,

@@ -123,6 +123,20 @@ cg_audit_verify_result verify(const char *db, EVP_PKEY *key)
     return res;
 }
 
+int sql_int(const char *db, const char *query)
+{
+    sqlite3 *h;
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+    if (sqlite3_prepare_v2(h, query, -1, &st, NULL) != SQLITE_OK)
+        fail_msg("%s: %s", query, sqlite3_errmsg(h));
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return v;
+}
+
 void sql(const char *db, const char *stmt)
 {
     sqlite3 *h;

@@ -33,6 +33,8 @@ void submit_n(unsigned from, unsigned n);
 void wait_committed(uint64_t n);
 cg_audit_verify_result verify(const char *db, EVP_PKEY *key);
 void sql(const char *db, const char *stmt);
+/* The first column of the first row of query, as an int. */
+int sql_int(const char *db, const char *query);
 void copy_file(const char *from, const char *to);
 /* n samples written straight through cg_afile in form (CG_AFILE_ROWS or
  * _BLOCKS), one transaction and one signed checkpoint every 'every'

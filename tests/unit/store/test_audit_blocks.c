@@ -145,21 +145,6 @@ static void test_canon_is_the_same_however_tight_the_buffer(void **state)
                          CG_E_LIMIT);
 }
 
-static int count(const char *db, const char *table)
-{
-    sqlite3 *h;
-    sqlite3_stmt *st;
-    char q[64];
-    snprintf(q, sizeof q, "SELECT count(*) FROM %s", table);
-    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(h, q, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int n = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(h);
-    return n;
-}
-
 static void test_writer_stores_blocks_that_verify(void **state)
 {
     char db[512], kp[512];
@@ -170,17 +155,11 @@ static void test_writer_stores_blocks_that_verify(void **state)
     submit_n(0, 600);
     wait_committed(600);
     cg_audit_stop();
-    assert_int_equal(count(db, "records"), 0);
-    sqlite3 *ph;
-    sqlite3_stmt *pst;
-    assert_int_equal(sqlite3_open(db, &ph), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(ph, "PRAGMA page_size", -1, &pst, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(pst), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(pst, 0), 16384); /* a new file's pages hold a block */
-    sqlite3_finalize(pst);
-    sqlite3_close(ph);
+    assert_int_equal(sql_int(db, "SELECT count(*) FROM records"), 0);
+    /* a new file's pages hold a block */
+    assert_int_equal(sql_int(db, "PRAGMA page_size"), 16384);
     /* at most CG_AUDIT_BLOCK_RECORDS a block: at least three */
-    assert_true(count(db, "blocks") >= 3);
+    assert_true(sql_int(db, "SELECT count(*) FROM blocks") >= 3);
     cg_audit_verify_result res = verify(db, k);
     assert_true(res.intact);
     assert_int_equal(res.records, 600);
@@ -217,8 +196,8 @@ static void test_rows_go_on_in_blocks(void **state)
     EVP_PKEY *k = make_key("mixed.key", false);
     write_file(db, k, 12, 4, CG_AFILE_ROWS);
     write_file(db, k, 9, 3, CG_AFILE_BLOCKS);
-    assert_int_equal(count(db, "records"), 12);
-    assert_int_equal(count(db, "blocks"), 3);
+    assert_int_equal(sql_int(db, "SELECT count(*) FROM records"), 12);
+    assert_int_equal(sql_int(db, "SELECT count(*) FROM blocks"), 3);
     cg_audit_verify_result res = verify(db, k);
     assert_true(res.intact);
     assert_int_equal(res.records, 21);

@@ -145,19 +145,6 @@ static void test_checkpoint_message_signs_the_node(void **state)
 
 /* ---- files ------------------------------------------------------------------ */
 
-static int user_version(const char *db)
-{
-    sqlite3 *h;
-    sqlite3_stmt *st;
-    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(h, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int v = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(h);
-    return v;
-}
-
 /* Appends n samples from seq last+1 on with node set, and a checkpoint. */
 static void append_signed(cg_afile *f, EVP_PKEY *key, unsigned from, unsigned n)
 {
@@ -202,7 +189,7 @@ static void test_v1_file_verifies_then_upgrades_in_place(void **state)
     assert_true(res.intact);
     assert_int_equal(res.last_seq, 5);
     assert_int_equal(res.last_checkpoint_seq, 5);
-    assert_int_equal(user_version(db), 1);
+    assert_int_equal(sql_int(db, "PRAGMA user_version"), 1);
     /* opened by the writer: version 3, the old records untouched, new ones
      * with the node (in a block after the rows), the new checkpoint
      * signing it */
@@ -211,7 +198,7 @@ static void test_v1_file_verifies_then_upgrades_in_place(void **state)
     const char *err = NULL;
     if (cg_afile_open(f, db, "gw-a", true, &err) < 0)
         fail_msg("open: %s", err);
-    assert_int_equal(user_version(db), 3);
+    assert_int_equal(sql_int(db, "PRAGMA user_version"), 3);
     assert_int_equal(f->last_seq, 5);
     append_signed(f, k, 6, 3);
     cg_afile_close(f);
