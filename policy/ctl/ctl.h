@@ -107,6 +107,8 @@ typedef struct ctl_audit_src {
     struct cg_arows *it;
     const ctl_audit_filter *f;
     struct cg_audit_parsed *p; /* the current record, when parsed is set */
+    bool want_fields;          /* parse every record (text, merge); else only
+                                * when a filter needs its fields */
     bool parsed;
     uint64_t seq;              /* the current record's */
     const char *canon;         /* NULL: the record cannot be read */

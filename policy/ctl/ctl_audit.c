@@ -329,8 +329,10 @@ int ctl_audit_src_next(ctl_audit_src *s, const char *db)
         s->canon = row.canon && row.canon_len >= 2 ? row.canon : NULL;
         s->canon_len = row.canon_len;
         s->hash = row.hash;
-        s->parsed = s->canon && cg_audit_canon_parse(s->canon, s->canon_len, s->p) == 0;
-        if (!filtering(s->f) || (s->parsed && passes(s->f, s->p)))
+        bool filter = filtering(s->f);
+        s->parsed = (filter || s->want_fields) && s->canon &&
+                    cg_audit_canon_parse(s->canon, s->canon_len, s->p) == 0;
+        if (!filter || (s->parsed && passes(s->f, s->p)))
             return 1;
     }
     return rc == 0 ? 0 : ctl_fail("%s: read error", db);
@@ -419,8 +421,10 @@ int ctl_audit_show(ctl_ctx *ctx, const ctl_args *a)
         ctl_audit_src srcs[CTL_MAX_DBS];
         memset(srcs, 0, sizeof srcs);
         int rc = CTL_OK;
-        for (size_t i = 0; i < ndb && rc == CTL_OK; i++)
+        for (size_t i = 0; i < ndb && rc == CTL_OK; i++) {
             rc = ctl_audit_src_open(&srcs[i], dbs[i], &f);
+            srcs[i].want_fields = true; /* merged by time and node */
+        }
         if (rc == CTL_OK)
             rc = ctl_audit_merge(dbs, srcs, ndb, f.limit);
         for (size_t i = 0; i < ndb; i++)
@@ -432,6 +436,7 @@ int ctl_audit_show(ctl_ctx *ctx, const ctl_args *a)
     if (rc != CTL_OK)
         return rc;
     enum out_mode mode = export ? OUT_JSONL : ctx->json ? OUT_JSON : OUT_TEXT;
+    src.want_fields = mode == OUT_TEXT; /* JSON goes out as the canon is */
     unsigned long long n = 0;
     int step = 0;
     if (mode == OUT_JSON)
