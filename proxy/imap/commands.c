@@ -234,34 +234,42 @@ const char *cg_imap_tok_str(const imap_sess *s, size_t i, size_t *len)
     return cg_imapp_data(s->parser, t);
 }
 
+/* The name of the parser's command, upper case, with a UID prefix
+ * ("UID FETCH"); "" when it has none. */
+void cg_imap_peek_op(const cg_imapp *p, char op[CG_IMAP_OP_MAX])
+{
+    op[0] = '\0';
+    const cg_imapp_tok *t = cg_imapp_tok_at(p, 1);
+    if (!t || t->type != CG_IMAPP_ATOM)
+        return;
+    const char *d = cg_imapp_data(p, t);
+    size_t k = 0;
+    for (; d[k] && k < 15; k++)
+        op[k] = (char)((d[k] >= 'a' && d[k] <= 'z') ? d[k] - 32 : d[k]);
+    op[k] = '\0';
+    const cg_imapp_tok *u = cg_imapp_tok_at(p, 2);
+    if (!strcmp(op, "UID") && u && u->type == CG_IMAPP_ATOM) {
+        const char *e = cg_imapp_data(p, u);
+        size_t m = 4;
+        memcpy(op, "UID ", 4);
+        for (size_t j = 0; e[j] && m < CG_IMAP_OP_MAX - 1; j++)
+            op[m++] = (char)((e[j] >= 'a' && e[j] <= 'z') ? e[j] - 32 : e[j]);
+        op[m] = '\0';
+    }
+}
+
 /* Starts the command: its number, tag and name (with a UID prefix). */
 void cg_imap_begin_command(imap_sess *s)
 {
     const char *tag = cg_imapp_tag(s->parser);
     s->n++;
     snprintf(s->tag, sizeof s->tag, "%s", tag ? tag : "*");
-    s->op[0] = '\0';
-    const cg_imapp_tok *t = cg_imapp_tok_at(s->parser, 1);
-    if (t && t->type == CG_IMAPP_ATOM) {
-        const char *d = cg_imapp_data(s->parser, t);
-        size_t k = 0;
-        for (; d[k] && k < 15; k++)
-            s->op[k] = (char)((d[k] >= 'a' && d[k] <= 'z') ? d[k] - 32 : d[k]);
-        s->op[k] = '\0';
-        const cg_imapp_tok *u = cg_imapp_tok_at(s->parser, 2);
-        if (!strcmp(s->op, "UID") && u && u->type == CG_IMAPP_ATOM) {
-            const char *e = cg_imapp_data(s->parser, u);
-            size_t m = 4;
-            memcpy(s->op, "UID ", 4);
-            for (size_t j = 0; e[j] && m < sizeof s->op - 1; j++)
-                s->op[m++] = (char)((e[j] >= 'a' && e[j] <= 'z') ? e[j] - 32 : e[j]);
-            s->op[m] = '\0';
-        }
-    }
+    cg_imap_peek_op(s->parser, s->op);
     s->resource[0] = '\0';
     s->decision[0] = '\0';
     s->rule_id = 0;
-    s->bytes_in = 0;
+    s->bytes_in = s->line_bytes; /* its line and literals so far */
+    s->line_bytes = 0;
     s->bytes_out = 0;
     s->fwd_tok = 0;
 }

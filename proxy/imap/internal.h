@@ -38,6 +38,23 @@ enum kind { K_PLAIN, K_SELECT, K_DESELECT, K_LOGOUT, K_IDLE };
 enum istage { I_NONE, I_ID, I_LOGIN, I_LIST };
 enum auth_wait { AW_NONE, AW_PLAIN, AW_EXTERNAL };
 
+#define CG_IMAP_OP_MAX 32       /* a command's name, "UID FETCH" */
+#define PIPE_MAX 16             /* commands in flight together at most */
+#define UP_FLUSH (64 * 1024)    /* pipelined commands held for one write */
+
+/* A command forwarded while others may be in flight (pipeline.c): what
+ * its record needs when its tagged answer comes. It was judged on the
+ * selected mailbox, which no command in flight can change. */
+typedef struct imap_flight {
+    cg_audit_resv resv;         /* the place of its audit record */
+    uint64_t n;                 /* its txid SID.n */
+    int64_t rule_id;
+    int64_t bytes_in, bytes_out;
+    bool on_selected;           /* the selected mailbox is its resource */
+    char tag[64];
+    char op[CG_IMAP_OP_MAX];
+} imap_flight;
+
 typedef struct imap_sess {
     cg_imapp *parser;
     cg_imapp *rparser;          /* server mode: held LIST/STATUS lines */
@@ -52,11 +69,12 @@ typedef struct imap_sess {
     bool busy;
     uint64_t n;                 /* command counter: txid SID.n */
     char tag[64];
-    char op[32];
+    char op[CG_IMAP_OP_MAX];
     char resource[NAME_MAX_];
     char decision[8];
     int64_t rule_id;
     int64_t bytes_in, bytes_out;
+    int64_t line_bytes;         /* client bytes of the command being read */
     int kind;
     char pending_select[NAME_MAX_];
     bool pending_readonly;
@@ -65,6 +83,17 @@ typedef struct imap_sess {
                                  * streamed before all of it was sent */
     size_t fwd_tok;
     bool idle;
+    /* Commands in flight together (RFC 3501 5.5): only those the
+     * pipeline's rule lets through (pipeline.c), oldest first; any other
+     * event of the client's waits in `stalled` until none is left, so
+     * the gateway writes nothing of its own between backend answers and
+     * judges every later command on the state the earlier ones left. */
+    imap_flight *flights;       /* PIPE_MAX, made at the first */
+    unsigned nflight;
+    unsigned flight_rx;         /* the flight an answer's bytes count for */
+    bool has_stalled;
+    cg_imapp_event stalled;
+    cg_buf up;                  /* pipelined commands, one write a read */
     /* Two deadlines (cg_mono_ms; 0 = none) share the connection's one
      * protocol timer, armed for the earlier: each is set and cleared
      * only by its own owner, so ending a command line never cancels a
@@ -120,6 +149,8 @@ const char *cg_imap_method_name(unsigned m);
 void cg_imap_audit(cg_conn *c, imap_sess *s, const char *operation,
                    const char *resource, const char *decision, int64_t rule_id,
                    const char *result, const char *reason);
+/* The record of a flight answered (or ended) with result. */
+void cg_imap_audit_flight(cg_conn *c, imap_sess *s, imap_flight *f, const char *result);
 /* The one refusal path: the wire answer, the log line, the audit record.
  * result is NO or BAD; code may be NULL. The command is over. */
 void cg_imap_refuse(cg_conn *c, imap_sess *s, const char *result,
@@ -182,8 +213,10 @@ bool cg_imap_arg_mailbox(cg_conn *c, imap_sess *s, size_t i, char *name,
 /* rights on the selected mailbox, if there is one; refuses when denied. */
 bool cg_imap_need_selected(cg_conn *c, imap_sess *s, const imap_judge *j,
                            unsigned rights) __attribute__((warn_unused_result));
-/* The principal in the current snapshot; closes the session (BYE) when
- * it is gone or disabled. */
+/* The principal in the current snapshot; false (nothing held, nothing
+ * said) when it may no longer act. */
+bool cg_imap_judge_try(const imap_sess *s, imap_judge *j) __attribute__((warn_unused_result));
+/* The same; closes the session (BYE) when it is gone or disabled. */
 bool cg_imap_judge_acquire(cg_conn *c, imap_sess *s, imap_judge *j) __attribute__((warn_unused_result));
 
 /* ---- proxy/imap/commands.c: the command table ---------------------------- */
@@ -228,6 +261,8 @@ const cg_imap_cmd *cg_imap_cmd_find(const char *op);
 
 
 const char *cg_imap_tok_str(const imap_sess *s, size_t i, size_t *len);
+/* The name of the parser's command, upper case, with a UID prefix. */
+void cg_imap_peek_op(const cg_imapp *p, char op[CG_IMAP_OP_MAX]);
 /* Starts the command: its number, tag and name (with a UID prefix). */
 void cg_imap_begin_command(imap_sess *s);
 /* May this command be given before login? Refuses it when not. */
@@ -302,9 +337,27 @@ bool cg_imap_keep_mailbox_line(cg_conn *c, imap_sess *s, const uint8_t *d,
 
 void cg_imap_upstream_data(cg_conn *c, const uint8_t *buf, size_t len);
 
+/* ---- proxy/imap/pipeline.c: commands in flight together ----------------- */
+
+/* The parser's command forwarded as a flight, when the pipeline's rule
+ * lets it through now: false leaves everything as it was (the command
+ * then runs alone, once nothing is in flight). */
+bool cg_imap_pipe_take(cg_conn *c, imap_sess *s) __attribute__((warn_unused_result));
+/* A tagged answer: true when it ended a flight (its record written). */
+bool cg_imap_pipe_answer(cg_conn *c, imap_sess *s, const uint8_t *d, size_t n);
+/* The pipelined commands to the backend in one write; false when the
+ * session is closing. Called before any other write to the backend. */
+bool cg_imap_pipe_flush(cg_conn *c, imap_sess *s) __attribute__((warn_unused_result));
+/* The backend is gone: every flight's record, with result. */
+void cg_imap_pipe_end(cg_conn *c, imap_sess *s, const char *result);
+/* The session closes: flights' places given back, memory freed. */
+void cg_imap_pipe_free(imap_sess *s);
+
 /* ---- proxy/imap/session.c: the session's life --------------------------- */
 
 void cg_imap_arm_timer(cg_conn *c, const imap_sess *s);
 void cg_imap_process_input(cg_conn *c, imap_sess *s);
+/* The last flight is answered: the stalled event, then the input. */
+void cg_imap_pipe_drained(cg_conn *c, imap_sess *s);
 
 #endif

@@ -131,23 +131,39 @@ bool cg_imap_need_selected(cg_conn *c, imap_sess *s, const imap_judge *j,
     return true;
 }
 /* The principal as the current snapshot sees it, at every command (SPEC
- * 4: policy changes reach running sessions). */
-bool cg_imap_judge_acquire(cg_conn *c, imap_sess *s, imap_judge *j)
+ * 4: policy changes reach running sessions): NULL, or why it may no
+ * longer act (j holds nothing then). */
+static const char *judge_take(const imap_sess *s, imap_judge *j)
 {
     j->snap = cg_snapshot_acquire();
     j->p = j->snap ? cg_snapshot_principal_by_id(j->snap, s->principal_id) : NULL;
-    bool gone = !j->p || !j->p->enabled;
-    if (!gone && cg_imap_remote_still(j->snap, j->p, s))
+    const char *why = NULL;
+    if (!j->p || !j->p->enabled)
+        why = "principal disabled or removed";
+    else if (!cg_imap_remote_still(j->snap, j->p, s))
+        why = "peer no longer allows this session"; /* SPEC 7 */
+    if (why && j->snap)
+        cg_snapshot_release(j->snap);
+    if (why)
+        j->snap = NULL;
+    return why;
+}
+
+bool cg_imap_judge_try(const imap_sess *s, imap_judge *j)
+{
+    return judge_take(s, j) == NULL;
+}
+
+bool cg_imap_judge_acquire(cg_conn *c, imap_sess *s, imap_judge *j)
+{
+    const char *why = judge_take(s, j);
+    if (!why)
         return true;
-    /* SPEC 7: a peer removed or made stricter ends its sessions too */
-    const char *why = gone ? "principal disabled or removed" : "peer no longer allows this session";
+    /* a peer removed or made stricter ends its sessions too */
     imap_txid id;
     cg_imap_txid(c, s, &id);
     cg_imap_send(c, s, "* BYE [AUTHORIZATIONFAILED] %s (txid %s)", why, id.s);
     cg_imap_audit(c, s, s->op[0] ? s->op : "command", NULL, "deny", 0, "BYE", why);
-    if (j->snap)
-        cg_snapshot_release(j->snap);
-    j->snap = NULL;
     s->state = S_CLOSED;
     cg_conn_close(c, why);
     return false;

@@ -54,10 +54,15 @@ void cg_imap_send(cg_conn *c, imap_sess *s, const char *fmt, ...)
     cg_imap_to_client(c, s, line, (size_t)n + 2);
 }
 
-void cg_imap_txid(cg_conn *c, const imap_sess *s, imap_txid *id)
+static void txid_of(cg_conn *c, uint64_t n, imap_txid *id)
 {
     snprintf(id->s, sizeof id->s, "%s.%llu", cg_conn_info_of(c)->session_id,
-             (unsigned long long)s->n);
+             (unsigned long long)n);
+}
+
+void cg_imap_txid(cg_conn *c, const imap_sess *s, imap_txid *id)
+{
+    txid_of(c, s->n, id);
 }
 
 /* Safe for a resp-text: quotes and backslashes escaped, controls dropped. */
@@ -81,16 +86,24 @@ const char *cg_imap_method_name(unsigned m)
     return m ? cg_auth_method_name(m) : NULL;
 }
 
-void cg_imap_audit(cg_conn *c, imap_sess *s, const char *operation,
-                   const char *resource, const char *decision, int64_t rule_id,
-                   const char *result, const char *reason)
+/* What a record says of its command beyond the decision: its number,
+ * its audit place and its bytes (the command at hand's, or a flight's). */
+typedef struct imap_act {
+    uint64_t n;
+    cg_audit_resv *resv;
+    int64_t bytes_in, bytes_out;
+} imap_act;
+
+static void audit_as(cg_conn *c, const imap_sess *s, const imap_act *a,
+                     const char *operation, const char *resource, const char *decision,
+                     int64_t rule_id, const char *result, const char *reason)
 {
     const cg_conn_info *ci = cg_conn_info_of(c);
     imap_txid id;
-    cg_imap_txid(c, s, &id);
+    txid_of(c, a->n, &id);
     cg_audit_rec r;
     cg_conn_info_audit(ci, &r);
-    r.txid = s->n ? id.s : NULL;
+    r.txid = a->n ? id.s : NULL;
     r.principal = s->principal[0] ? s->principal : NULL;
     r.originator = s->originator[0] ? s->originator : NULL;
     /* before login the ID's transaction id is not yet anyone's */
@@ -102,14 +115,30 @@ void cg_imap_audit(cg_conn *c, imap_sess *s, const char *operation,
     r.decision = decision;
     r.rule_id = rule_id > 0 ? rule_id : -1;
     r.result = result;
-    r.bytes_in = s->bytes_in;
-    r.bytes_out = s->bytes_out;
+    r.bytes_in = a->bytes_in;
+    r.bytes_out = a->bytes_out;
     r.reason = reason;
     if (decision)
         cg_metrics_operation("imap", decision);
-    if (cg_audit_commit(&s->resv, &r) < 0)
+    if (cg_audit_commit(a->resv, &r) < 0)
         cg_warn("conn=%llu imap: audit record for %s not stored",
                 (unsigned long long)ci->id, id.s);
+}
+
+void cg_imap_audit(cg_conn *c, imap_sess *s, const char *operation,
+                   const char *resource, const char *decision, int64_t rule_id,
+                   const char *result, const char *reason)
+{
+    imap_act a = { .n = s->n, .resv = &s->resv, .bytes_in = s->bytes_in,
+                   .bytes_out = s->bytes_out };
+    audit_as(c, s, &a, operation, resource, decision, rule_id, result, reason);
+}
+
+void cg_imap_audit_flight(cg_conn *c, imap_sess *s, imap_flight *f, const char *result)
+{
+    imap_act a = { .n = f->n, .resv = &f->resv, .bytes_out = f->bytes_out };
+    audit_as(c, s, &a, f->op, f->on_selected ? s->selected : NULL, "allow", f->rule_id,
+             result, NULL);
 }
 
 /* No command in flight any more. */
@@ -232,6 +261,10 @@ void cg_imap_serialise(const imap_sess *s, size_t from, size_t to,
 
 bool cg_imap_write_backend(cg_conn *c, cg_buf *o)
 {
+    if (!cg_imap_pipe_flush(c, cg_conn_session(c))) {
+        cg_buf_free(o);
+        return false;
+    }
     bool ok = !o->failed && cg_conn_write_upstream(c, o->p, o->len) == 0;
     cg_buf_free(o);
     if (!ok)
@@ -281,7 +314,10 @@ void cg_imap_command_done(cg_conn *c, imap_sess *s, const char *result)
 }
 void cg_imap_to_client(cg_conn *c, imap_sess *s, const void *d, size_t n)
 {
-    s->bytes_out += (int64_t)n;
+    if (s->nflight)
+        s->flights[s->flight_rx].bytes_out += (int64_t)n;
+    else
+        s->bytes_out += (int64_t)n;
     if (cg_conn_write_client(c, d, n) < 0)
         cg_conn_abort(c, "client write failed");
 }

@@ -36,6 +36,8 @@ static void tagged_response(cg_conn *c, imap_sess *s, const uint8_t *d,
                             size_t n)
 {
     const cg_imaps_head *h = cg_imaps_head_of(s->scan);
+    if (s->nflight && cg_imap_pipe_answer(c, s, d, n))
+        return;
     cg_imap_pass_answer(c, s, d, n);
     if (s->streaming && strcmp(h->tag, s->tag) == 0) {
         /* An answer to the APPEND still streaming: Dovecot refuses a

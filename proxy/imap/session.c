@@ -1,9 +1,11 @@
 /* proxy/imap/session.c — the IMAP gateway's session (SPEC sections 2-5):
  * its life from on_open to on_close, the client's bytes (a bounded input
  * buffer, the parser's events, IDLE and SASL continuation lines), the
- * deadlines on the connection's one timer, and cg_imap_proto. Commands are
- * handled one at a time: pipelined input waits, so each decision sees the
- * state (selected mailbox) left by the command before it. Nothing the
+ * deadlines on the connection's one timer, and cg_imap_proto. Pipelined
+ * commands that leave the session's state as it was go out together
+ * (proxy/imap/pipeline.c); anything else waits for the commands in flight,
+ * so each decision sees the state (selected mailbox) left by the commands
+ * before it. Nothing the
  * client sends reaches the backend unparsed: commands are re-serialised
  * from their tokens (proxy/imap/out.c). The files of the gateway are
  * listed in proxy/imap/README.md. */
@@ -39,6 +41,17 @@ void cg_imap_arm_timer(cg_conn *c, const imap_sess *s)
 
 static void handle_event(cg_conn *c, imap_sess *s, const cg_imapp_event *ev)
 {
+    if (s->nflight && !s->streaming && !s->discarding &&
+        (ev->type == CG_IMAPP_EV_COMMAND || ev->type == CG_IMAPP_EV_LITERAL ||
+         ev->type == CG_IMAPP_EV_STREAM_START || ev->type == CG_IMAPP_EV_ERROR)) {
+        if (ev->type == CG_IMAPP_EV_COMMAND && cg_imap_pipe_take(c, s))
+            return;
+        /* until the flights are answered (its tokens, and the parser's
+         * error text, stay until the parser is fed again) */
+        s->stalled = *ev;
+        s->has_stalled = true;
+        return;
+    }
     switch (ev->type) {
     case CG_IMAPP_EV_COMMAND:
         if (s->discarding) {
@@ -62,9 +75,13 @@ static void handle_event(cg_conn *c, imap_sess *s, const cg_imapp_event *ev)
         if (s->streaming) {
             /* all of the APPEND is sent: an answer now is the answer */
             s->streaming = false;
+            s->bytes_in += s->line_bytes; /* the end of its line */
+            s->line_bytes = 0;
             cg_imap_forward(c, s, NULL, K_PLAIN);
             return;
         }
+        if (cg_imap_pipe_take(c, s))
+            return;
         cg_imap_begin_command(s);
         cg_imap_run_command(c, s);
         return;
@@ -83,6 +100,7 @@ static void handle_event(cg_conn *c, imap_sess *s, const cg_imapp_event *ev)
             }
             s->n--; /* counted once, when the command completes */
             s->op[0] = '\0';
+            s->line_bytes = s->bytes_in; /* and its bytes with it */
         }
         cg_imap_send(c, s, "+ OK");
         return;
@@ -178,17 +196,19 @@ void cg_imap_process_input(cg_conn *c, imap_sess *s)
             cg_imap_sasl_response(c, s, ext, tmp, len);
             continue;
         }
-        if (s->busy)
+        if (s->busy || s->has_stalled || s->nflight >= PIPE_MAX)
             break;
         cg_imapp_event ev;
         size_t used = cg_imapp_feed(s->parser, s->in + s->inoff,
                                     s->inlen - s->inoff, &ev);
         s->inoff += used;
         if (ev.type != CG_IMAPP_EV_STREAM_DATA)
-            s->bytes_in += (int64_t)used;
+            s->line_bytes += (int64_t)used;
         if (ev.type != CG_IMAPP_EV_NONE)
             handle_event(c, s, &ev);
     }
+    if (!cg_imap_pipe_flush(c, s))
+        return;
     if (s->inoff == s->inlen) {
         s->inoff = s->inlen = 0;
         if (s->incap > IN_KEEP) {
@@ -204,7 +224,8 @@ void cg_imap_process_input(cg_conn *c, imap_sess *s)
     }
     /* client_timeout: a deadline for a whole command line, not reset by
      * each byte (a client dripping bytes is cut) */
-    bool partial = s->state != S_CLOSED && !s->busy &&
+    bool waiting = s->busy || s->has_stalled || s->nflight >= PIPE_MAX;
+    bool partial = s->state != S_CLOSED && !waiting &&
                    (!cg_imapp_idle(s->parser) || s->inoff < s->inlen);
     if (partial && !s->cmd_deadline)
         s->cmd_deadline = cg_mono_ms() + (uint64_t)l->client_timeout * 1000;
@@ -213,6 +234,17 @@ void cg_imap_process_input(cg_conn *c, imap_sess *s)
     if (s->state != S_CLOSED)
         cg_imap_arm_timer(c, s);
     cg_conn_read_client(c, s->inlen < IN_MAX);
+}
+
+void cg_imap_pipe_drained(cg_conn *c, imap_sess *s)
+{
+    if (s->has_stalled && !s->nflight) {
+        cg_imapp_event ev = s->stalled;
+        s->has_stalled = false;
+        handle_event(c, s, &ev);
+    }
+    if (s->state != S_CLOSED)
+        cg_imap_process_input(c, s);
 }
 
 static void imap_client_data(cg_conn *c, const uint8_t *buf, size_t len)
@@ -243,6 +275,7 @@ static void imap_open(cg_conn *c)
     const cg_conn_info *ci = cg_conn_info_of(c);
     const cg_listener_cfg *l = ci->listener;
     cg_buf_init(&s->hold, HOLD_MAX + 1); /* content up to HOLD_MAX */
+    cg_buf_init(&s->up, OUT_MAX);
     s->delim = '/';
     s->route = l->route;
     s->state = S_CONNECTING;
@@ -319,6 +352,7 @@ static void imap_upstream_eof(cg_conn *c, int status)
                                                 : "backend connection lost");
         if (s->op[0])
             cg_imap_command_done(c, s, "BYE");
+        cg_imap_pipe_end(c, s, "BYE");
         s->state = S_CLOSED;
     }
     cg_conn_close(c, "backend closed");
@@ -381,6 +415,7 @@ static void imap_close(cg_conn *c)
 {
     imap_sess *s = cg_conn_session(c);
     cg_audit_release(&s->resv);
+    cg_imap_pipe_free(s);
     cg_imapp_free(s->parser);
     cg_imapp_free(s->rparser);
     cg_imaps_free(s->scan);

@@ -14,7 +14,13 @@
  *    master user only as the "mailbox*master" form;
  *  - no command names a mailbox the logged-in principal lacks the right
  *    for (a model of the policy session_driver.c writes);
- *  - no synchronising literal (the backend would wait for "+").
+ *  - no synchronising literal (the backend would wait for "+");
+ *  - no command goes out while a SELECT, EXAMINE, CLOSE or UNSELECT
+ *    is unanswered (nothing is pipelined past a change of the selected
+ *    mailbox), and a command on the selected mailbox (FETCH, STORE,
+ *    EXPUNGE, COPY, ...) goes out only with the principal's rights on the
+ *    mailbox the client was told is selected (the tagged answers it got,
+ *    scanned with the gateway's scanner).
  * Any violation is __builtin_trap(). */
 #include <stdbool.h>
 #include <stdint.h>
@@ -25,6 +31,7 @@
 #include "policy/acl.h"
 #include "proxy/imap/mutf7.h"
 #include "proxy/imap/parser.h"
+#include "proxy/imap/scan.h"
 #include "proxy/imap/imap.h"
 #include "tests/support/session_driver.h"
 
@@ -84,11 +91,24 @@ static struct {
     bool login_done;  /* cgi3 went out */
     bool utf8;        /* UTF8=ACCEPT was asked for: names may be UTF-8 */
     enum who who;
+    /* the selected mailbox as the client was told it */
+    cg_imaps *cs;     /* what the client gets, scanned */
+    bool cs_lost;     /* the scan failed: selection unknown from here */
+    bool has_sel, sel_known;
+    char sel[4096];
+    /* a SELECT/EXAMINE (pend_select) or CLOSE/UNSELECT sent, unanswered */
+    bool pend, pend_select, pend_known;
+    char pend_tag[64];
+    char pend_name[4096];
 } ck;
 
 static void ck_begin(void)
 {
+    cg_imaps_free(ck.cs);
     memset(&ck, 0, sizeof ck);
+    ck.cs = cg_imaps_new();
+    if (!ck.cs)
+        abort();
 }
 
 static void ck_backend_conn(unsigned conn)
@@ -133,20 +153,28 @@ static const char *tok(size_t i, size_t *len)
     return cg_imapp_data(ck.p, t);
 }
 
-static void check_mailbox(size_t i, unsigned right)
+/* Token i as the mailbox name the gateway judged; false when the model
+ * cannot tell. */
+static bool mailbox_name(size_t i, char *name, size_t cap)
 {
     size_t len;
     const char *raw = tok(i, &len);
     if (!raw || strlen(raw) != len)
-        return;
-    char name[4096];
+        return false;
     if (ck.utf8) {
-        if (memchr(raw, '&', len) || len >= sizeof name)
-            return; /* the two readings could differ */
+        if (memchr(raw, '&', len) || len >= cap)
+            return false; /* the two readings could differ */
         memcpy(name, raw, len + 1);
-    } else if (cg_mutf7_decode(raw, len, name, sizeof name) < 0) {
-        return;
+        return true;
     }
+    return cg_mutf7_decode(raw, len, name, cap) >= 0;
+}
+
+static void check_mailbox(size_t i, unsigned right)
+{
+    char name[4096];
+    if (!mailbox_name(i, name, sizeof name))
+        return;
     if (!allowed(ck.who, right, name))
         __builtin_trap(); /* a denied mailbox reached the backend */
 }
@@ -167,6 +195,84 @@ static void check_login(void)
         ck.who = W_BOB;
     else
         __builtin_trap(); /* not an enabled principal's mailbox */
+}
+
+/* The rights a command needs on the selected mailbox (the command table's
+ * "selected" column, written out again here). */
+static unsigned selected_rights(const char *cmd)
+{
+    static const struct {
+        const char *name;
+        unsigned rights;
+    } rows[] = {
+        { "FETCH", CG_RIGHT_READ },   { "SEARCH", CG_RIGHT_READ },
+        { "SORT", CG_RIGHT_READ },    { "THREAD", CG_RIGHT_READ },
+        { "COPY", CG_RIGHT_READ },    { "IDLE", CG_RIGHT_READ },
+        { "STORE", CG_RIGHT_WRITE },  { "EXPUNGE", CG_RIGHT_DELETE },
+        { "CLOSE", CG_RIGHT_DELETE }, { "MOVE", CG_RIGHT_READ | CG_RIGHT_DELETE },
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        if (!strcasecmp(cmd, rows[i].name))
+            return rows[i].rights;
+    return 0;
+}
+
+static void check_selected(const char *tag, const char *cmd, bool streaming)
+{
+    if (ck.cs_lost)
+        return;
+    if (ck.pend)
+        __builtin_trap(); /* pipelined past a change of the selected mailbox */
+    size_t len;
+    const char *name = cmd;
+    if (!strcasecmp(cmd, "UID") && !(name = tok(2, &len)))
+        return;
+    unsigned rights = selected_rights(name);
+    if (rights && ck.has_sel && ck.sel_known)
+        for (unsigned r = 1; r <= CG_RIGHT_DELETE; r <<= 1)
+            if ((rights & r) && !allowed(ck.who, r, ck.sel))
+                __builtin_trap(); /* a command the selected mailbox denies */
+    if (streaming || name != cmd || strlen(tag) >= sizeof ck.pend_tag)
+        return;
+    bool select = !strcasecmp(cmd, "SELECT") || !strcasecmp(cmd, "EXAMINE");
+    if (!select && strcasecmp(cmd, "CLOSE") && strcasecmp(cmd, "UNSELECT"))
+        return;
+    ck.pend = true;
+    ck.pend_select = select;
+    ck.pend_known = select && mailbox_name(2, ck.pend_name, sizeof ck.pend_name);
+    strcpy(ck.pend_tag, tag);
+}
+
+/* What the client is told: the tagged answer of a pending change of the
+ * selected mailbox applies it (RFC 3501 6.3.1: a failed SELECT leaves
+ * none selected). */
+static void ck_to_client(const uint8_t *buf, size_t len)
+{
+    while (len && !ck.cs_lost) {
+        cg_imaps_event ev;
+        size_t used = cg_imaps_feed(ck.cs, buf, len, &ev);
+        buf += used;
+        len -= used;
+        if (ev.type == CG_IMAPS_EV_ERROR) {
+            ck.cs_lost = true;
+            return;
+        }
+        if (ev.type == CG_IMAPS_EV_NONE)
+            return;
+        const cg_imaps_head *h = cg_imaps_head_of(ck.cs);
+        if (ev.type != CG_IMAPS_EV_HEAD || h->kind != CG_IMAPS_TAGGED || !ck.pend ||
+            strcmp(h->tag, ck.pend_tag) != 0)
+            continue;
+        bool ok = !strcmp(h->word, "OK");
+        if (ck.pend_select) {
+            ck.has_sel = ok;
+            ck.sel_known = ck.pend_known;
+            memcpy(ck.sel, ck.pend_name, sizeof ck.sel);
+        } else if (ok) {
+            ck.has_sel = false;
+        }
+        ck.pend = false;
+    }
 }
 
 static void check_command(bool streaming)
@@ -191,6 +297,7 @@ static void check_command(bool streaming)
     }
     if (!ck.login_done)
         __builtin_trap(); /* a client command before the login finished */
+    check_selected(tag, cmd, streaming);
     bool uid = !strcasecmp(cmd, "UID");
     size_t a = 2;
     if (uid) {
@@ -267,13 +374,16 @@ static void ck_to_backend(unsigned conn, const uint8_t *buf, size_t len)
 static void ck_end(void)
 {
     cg_imapp_free(ck.p);
+    cg_imaps_free(ck.cs);
     ck.p = NULL;
+    ck.cs = NULL;
 }
 
 static const sd_checker checker = {
     .begin = ck_begin,
     .backend_conn = ck_backend_conn,
     .to_backend = ck_to_backend,
+    .to_client = ck_to_client,
     .end = ck_end,
 };
 

@@ -314,6 +314,147 @@ static void test_shutdown_and_idle_answer_bye(void **state)
     assert_non_null(strstr(sd_captured.client.p, "\r\n* BYE Autologout; idle for too long\r\n"));
 }
 
+
+/* ---- pipelining: what went where, in order -------------------------------- */
+
+/* Every write of the gateway in one log, in order: "\x01B:" and the bytes
+ * toward the backend, "\x01C:" and the bytes toward the client. */
+static cg_buf g_log;
+
+static void log_begin(void)
+{
+    cg_buf_free(&g_log);
+    cg_buf_init(&g_log, 1 << 20);
+}
+
+static void log_backend(unsigned conn, const uint8_t *buf, size_t len)
+{
+    (void)conn;
+    cg_buf_add(&g_log, "\x01" "B:", 3);
+    cg_buf_add(&g_log, buf, len);
+}
+
+static void log_client(const uint8_t *buf, size_t len)
+{
+    cg_buf_add(&g_log, "\x01" "C:", 3);
+    cg_buf_add(&g_log, buf, len);
+}
+
+static void log_end(void)
+{
+    cg_buf_add(&g_log, "\x01", 1);
+}
+
+static const sd_checker log_checker = {
+    .begin = log_begin, .to_backend = log_backend, .to_client = log_client, .end = log_end,
+};
+
+static void run_logged(const sd_script *sc)
+{
+    assert_false(sc->over);
+    sd_run(&cg_imap_proto, variants, sizeof variants / sizeof variants[0], &log_checker,
+           sc->b, sc->len);
+    assert_false(g_log.failed);
+}
+
+/* Where text is in the log (the test fails when it is not there). */
+static size_t at(const char *text)
+{
+    const char *p = strstr(g_log.p, text);
+    if (!p)
+        fail_msg("not written: \"%s\"", text);
+    return (size_t)(p - g_log.p);
+}
+
+static void selected(sd_script *sc, const char *cmd, const char *answer)
+{
+    logged_in(sc, V_ALICE, "alice");
+    sd_script_text(sc, SD_CLIENT, cmd);
+    sd_script_text(sc, SD_BACKEND, answer);
+}
+
+/* Commands that leave the selected mailbox as it is go out together, in
+ * one write, before any answer; EXAMINE waits until every one before it
+ * is answered (in whatever order the backend answers), and the command
+ * after it is judged on the mailbox it selected. */
+static void test_pipelined_commands_go_out_together_until_one_changes_the_mailbox(void **state)
+{
+    sd_script sc;
+    selected(&sc, "a2 SELECT INBOX\r\n", "a2 OK [READ-WRITE] Select completed\r\n");
+    sd_script_text(&sc, SD_CLIENT,
+                   "a3 FETCH 1 FLAGS\r\na4 NOOP\r\na5 EXAMINE Archive\r\n"
+                   "a6 STORE 1 +FLAGS (\\Seen)\r\n");
+    sd_script_text(&sc, SD_BACKEND, "* 1 FETCH (FLAGS ())\r\na4 OK NOOP completed\r\n");
+    sd_script_text(&sc, SD_BACKEND, "a3 OK Fetch completed\r\n");
+    sd_script_text(&sc, SD_BACKEND, "a5 OK [READ-ONLY] Examine completed\r\n");
+    run_logged(&sc);
+    at("\x01" "B:a3 FETCH 1 FLAGS\r\na4 NOOP\r\n\x01");
+    assert_true(at("a4 OK NOOP completed") < at("a3 OK Fetch completed"));
+    assert_true(at("a3 OK Fetch completed") < at("B:a5 EXAMINE \"Archive\"\r\n"));
+    /* alice may only list and read Archive */
+    assert_true(at("a5 OK [READ-ONLY]") < at("C:a6 NO [NOPERM] write denied on \"Archive\""));
+    assert_null(strstr(g_log.p, "a6 STORE"));
+}
+
+/* While commands are in flight the gateway writes nothing of its own: a
+ * refusal, and the invitation to send a literal, wait for their answers. */
+static void test_pipelined_refusal_and_literal_wait_for_the_commands_in_flight(void **state)
+{
+    sd_script sc;
+    selected(&sc, "a2 SELECT INBOX\r\n", "a2 OK [READ-WRITE] Select completed\r\n");
+    sd_script_text(&sc, SD_CLIENT, "a3 FETCH 1 FLAGS\r\na4 GETACL INBOX\r\na5 SEARCH TEXT {3}\r\n");
+    sd_script_text(&sc, SD_BACKEND, "* 1 FETCH (FLAGS ())\r\n");
+    sd_script_text(&sc, SD_BACKEND, "a3 OK Fetch completed\r\n");
+    sd_script_text(&sc, SD_CLIENT, "abc\r\n");
+    sd_script_text(&sc, SD_BACKEND, "* SEARCH 1\r\na5 OK Search completed\r\n");
+    run_logged(&sc);
+    assert_true(at("a3 OK Fetch completed") < at("C:a4 BAD Unknown or unsupported command"));
+    assert_true(at("C:a4 BAD") < at("C:+ OK\r\n"));
+    assert_true(at("C:+ OK") < at("B:a5 SEARCH TEXT {3+}\r\nabc\r\n"));
+    at("a5 OK Search completed");
+    assert_null(strstr(g_log.p, "GETACL"));
+}
+
+/* A pipelined command the ACL refuses on the selected mailbox is refused
+ * in its turn and never sent; the ones after it still go out. */
+static void test_pipelined_command_denied_on_the_selected_mailbox_is_not_sent(void **state)
+{
+    sd_script sc;
+    selected(&sc, "a2 EXAMINE Archive\r\n", "a2 OK [READ-ONLY] Examine completed\r\n");
+    sd_script_text(&sc, SD_CLIENT,
+                   "a3 FETCH 1 FLAGS\r\na4 STORE 1 +FLAGS (\\Seen)\r\na5 NOOP\r\n");
+    sd_script_text(&sc, SD_BACKEND, "a3 OK Fetch completed\r\n");
+    sd_script_text(&sc, SD_BACKEND, "a5 OK NOOP completed\r\n");
+    run_logged(&sc);
+    at("\x01" "B:a3 FETCH 1 FLAGS\r\n\x01");
+    assert_true(at("a3 OK Fetch completed") < at("C:a4 NO [NOPERM] write denied on \"Archive\""));
+    assert_true(at("C:a4 NO [NOPERM]") < at("B:a5 NOOP\r\n"));
+    at("a5 OK NOOP completed");
+    assert_null(strstr(g_log.p, "a4 STORE"));
+}
+
+/* At most PIPE_MAX (16) commands are in flight: the 17th goes out when
+ * the first is answered. */
+static void test_at_most_sixteen_commands_are_in_flight(void **state)
+{
+    sd_script sc;
+    logged_in(&sc, V_ALICE, "alice");
+    char many[20 * 16] = "", line[32];
+    for (int i = 1; i <= 20; i++) {
+        snprintf(line, sizeof line, "n%d NOOP\r\n", i);
+        strcat(many, line);
+    }
+    sd_script_text(&sc, SD_CLIENT, many);
+    sd_script_text(&sc, SD_BACKEND, "n1 OK NOOP completed\r\n");
+    sd_script_text(&sc, SD_BACKEND, "n2 OK NOOP completed\r\n");
+    run_logged(&sc);
+    size_t first = at("B:n1 NOOP\r\n");
+    assert_true(at("n16 NOOP\r\n\x01") > first);
+    assert_true(at("B:n17 NOOP\r\n") > at("C:n1 OK NOOP completed"));
+    assert_true(at("B:n18 NOOP\r\n") > at("C:n2 OK NOOP completed"));
+    assert_null(strstr(g_log.p, "n19 NOOP"));
+}
+
 int main(void)
 {
     sd_init();
@@ -330,6 +471,10 @@ int main(void)
         cmocka_unit_test(test_capability_lines_offer_only_what_the_table_has),
         cmocka_unit_test(test_before_starttls_only_its_rows_are_answered),
         cmocka_unit_test(test_shutdown_and_idle_answer_bye),
+        cmocka_unit_test(test_pipelined_commands_go_out_together_until_one_changes_the_mailbox),
+        cmocka_unit_test(test_pipelined_refusal_and_literal_wait_for_the_commands_in_flight),
+        cmocka_unit_test(test_pipelined_command_denied_on_the_selected_mailbox_is_not_sent),
+        cmocka_unit_test(test_at_most_sixteen_commands_are_in_flight),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
