@@ -281,7 +281,7 @@ static void walk(vctx *v, uint64_t first, const uint8_t genesis[CG_AUDIT_HASH_LE
                    (unsigned long long)seq);
             break;
         }
-        if (!row.in_block &&
+        if (!row.block &&
             (!str_eq(row.time, p->time) || !str_eq(row.txid, p->rec.txid) ||
              !str_eq(row.principal, p->rec.principal) ||
              !str_eq(row.decision, p->rec.decision))) {
