@@ -147,13 +147,25 @@ void sql(const char *db, const char *stmt)
     sqlite3_close(h);
 }
 
-void write_file(const char *db, EVP_PKEY *key, unsigned n, unsigned every, int form)
+cg_afile *afile_open(const char *db, const char *node)
 {
     cg_afile *f = malloc(sizeof *f);
     assert_non_null(f);
     const char *err = NULL;
-    if (cg_afile_open(f, db, NULL, true, &err) < 0)
+    if (cg_afile_open(f, db, node, true, &err) < 0)
         fail_msg("open %s: %s", db, err);
+    return f;
+}
+
+void afile_close(cg_afile *f)
+{
+    cg_afile_close(f);
+    free(f);
+}
+
+void write_file(const char *db, EVP_PKEY *key, unsigned n, unsigned every, int form)
+{
+    cg_afile *f = afile_open(db, NULL);
     f->form = form;
     assert_int_equal(cg_afile_register_key(f, key), 0);
     int64_t usec = 1796205600000001LL;
@@ -168,8 +180,7 @@ void write_file(const char *db, EVP_PKEY *key, unsigned n, unsigned every, int f
         assert_int_equal(cg_afile_checkpoint(f, key, k == n, "2026-12-02T10:00:01.000000Z"), 0);
         assert_int_equal(cg_afile_commit(f), 0);
     }
-    cg_afile_close(f);
-    free(f);
+    afile_close(f);
 }
 
 void block_edit(const char *db, uint64_t seq, enum block_how how, const char *find,

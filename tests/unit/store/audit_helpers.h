@@ -36,6 +36,10 @@ void sql(const char *db, const char *stmt);
 /* The first column of the first row of query, as an int. */
 int sql_int(const char *db, const char *query);
 void copy_file(const char *from, const char *to);
+/* The file db opened (made when missing) straight through cg_afile, with
+ * node (NULL: none); afile_close closes and frees it. */
+cg_afile *afile_open(const char *db, const char *node);
+void afile_close(cg_afile *f);
 /* n samples written straight through cg_afile in form (CG_AFILE_ROWS or
  * _BLOCKS), one transaction and one signed checkpoint every 'every'
  * records (the last one final): blocks of 'every' records. */
