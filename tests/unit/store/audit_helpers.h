@@ -45,8 +45,9 @@ void afile_close(cg_afile *f);
  * records (the last one final): blocks of 'every' records. */
 void write_file(const char *db, EVP_PKEY *key, unsigned n, unsigned every, int form);
 /* Changes the stored entry of record seq inside its block: drops it (the
- * block ends one seq earlier), zeroes its stored hash, or replaces the
- * bytes find by repl (of the same length) in the record. */
+ * block ends one seq earlier, and last_time is its new last record's),
+ * zeroes its stored hash, or replaces the bytes find by repl (of the same
+ * length) in the record. */
 enum block_how { BLOCK_DROP, BLOCK_ZERO_HASH, BLOCK_PATCH };
 void block_edit(const char *db, uint64_t seq, enum block_how how, const char *find,
                 const char *repl);
