@@ -53,6 +53,10 @@ typedef struct vctx {
     cg_audit_parsed *parsed;
     char *canon2;
     bool unchecked_key;
+    /* the block being walked: its first record's seq and time, and the
+     * time of the record before */
+    uint64_t blk_seq;
+    char blk_time[CG_TIME_LEN], prev_time[CG_TIME_LEN];
 } vctx;
 
 static void broken(vctx *v, uint64_t seq, const char *fmt, ...)
@@ -203,6 +207,40 @@ static bool str_eq(const char *got, const char *want)
     return strcmp(got, want) == 0;
 }
 
+/* A record read from a block, once it is proved part of the chain: the
+ * records of a block are in time order (the writer's times never go
+ * back), and at its last one the block's columns must name its first and
+ * last record. That is what lets show skip a block by first_time and
+ * last_time, and export --from-seq by last_seq, without hiding a record.
+ * (first_seq is held at the block's first record, in walk.) */
+static bool block_ok(vctx *v, const cg_arow *row, uint64_t seq, const char *time)
+{
+    const cg_ablock *b = row->block;
+    if (row->block_first) {
+        v->blk_seq = seq;
+        cg_strlcpy(v->blk_time, time, sizeof v->blk_time);
+    } else if (strcmp(time, v->prev_time) < 0) {
+        broken(v, seq, "block %lld changed: record %llu is older than the record before it "
+               "(a block's records are in time order)", (long long)b->last_seq,
+               (unsigned long long)seq);
+        return false;
+    }
+    cg_strlcpy(v->prev_time, time, sizeof v->prev_time);
+    if (!row->block_last)
+        return true;
+    if (b->last_seq != (int64_t)seq)
+        broken(v, v->blk_seq, "block %lld changed: its last_seq column is not the seq of its "
+               "last record (%llu)", (long long)b->last_seq, (unsigned long long)seq);
+    else if (strcmp(b->first_time, v->blk_time) != 0)
+        broken(v, v->blk_seq, "block %lld changed: its first_time column (\"%s\") is not the "
+               "time of its first record (%s)", (long long)b->last_seq, b->first_time,
+               v->blk_time);
+    else if (strcmp(b->last_time, time) != 0)
+        broken(v, v->blk_seq, "block %lld changed: its last_time column (\"%s\") is not the "
+               "time of its last record (%s)", (long long)b->last_seq, b->last_time, time);
+    return v->res->intact;
+}
+
 static void walk(vctx *v, uint64_t first, const uint8_t genesis[CG_AUDIT_HASH_LEN])
 {
     cg_audit_verify_result *res = v->res;
@@ -222,12 +260,20 @@ static void walk(vctx *v, uint64_t first, const uint8_t genesis[CG_AUDIT_HASH_LE
         const char *canon = row.canon;
         size_t clen = row.canon_len;
         res->records++;
+        bool parsed = canon && cg_audit_canon_parse(canon, clen, v->parsed) == 0;
+        /* the record the chain expects, numbered otherwise by its block */
+        if (parsed && row.block_first && v->parsed->seq == expect && seq != expect) {
+            broken(v, expect, "block %lld changed: its first_seq column (%lld) is not the "
+                   "seq of its first record (%llu)", (long long)row.block->last_seq,
+                   (long long)row.block->first_seq, (unsigned long long)expect);
+            break;
+        }
         if (seq < expect) {
             broken(v, seq, "record %llu precedes the file's first seq %llu (inserted)",
                    (unsigned long long)seq, (unsigned long long)first);
             break;
         }
-        if (!canon || cg_audit_canon_parse(canon, clen, v->parsed) < 0) {
+        if (!parsed) {
             broken(v, seq, "record %llu changed: its content is not a valid record",
                    (unsigned long long)seq);
             break;
@@ -296,6 +342,8 @@ static void walk(vctx *v, uint64_t first, const uint8_t genesis[CG_AUDIT_HASH_LE
                    "and the previous record's hash", (unsigned long long)seq);
             break;
         }
+        if (row.block && !block_ok(v, &row, seq, p->time))
+            break;
         while (v->ci < v->nck && v->ck[v->ci].seq == seq) {
             check_ckpt(v, &v->ck[v->ci], h, p->rec.node);
             res->last_checkpoint_seq = seq;
