@@ -365,6 +365,23 @@ static void walk(vctx *v, uint64_t first, const uint8_t genesis[CG_AUDIT_HASH_LE
                (unsigned long long)res->last_seq);
 }
 
+/* A block without data gives no record to walk (and hides none), but it
+ * is no block the writer stores: the file was changed. */
+static void check_empty_blocks(vctx *v)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(v->db, "SELECT last_seq FROM blocks WHERE "
+                           "coalesce(length(data), 0) = 0 ORDER BY last_seq LIMIT 1", -1, &st,
+                           NULL) != SQLITE_OK)
+        return; /* a file of schema 2 or before: no blocks */
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        sqlite3_int64 last = sqlite3_column_int64(st, 0);
+        broken(v, last > 0 ? (uint64_t)last : v->res->first_seq, "block %lld changed: it "
+               "holds no records (inserted, or its data removed)", (long long)last);
+    }
+    sqlite3_finalize(st);
+}
+
 /* The sealed predecessor named in meta must end where this file begins. */
 static void check_link(vctx *v, const char *path, const char *prev_file, uint64_t first,
                        const uint8_t genesis[CG_AUDIT_HASH_LEN])
@@ -457,6 +474,8 @@ int cg_audit_verify_db(const char *path, EVP_PKEY *key, cg_audit_verify_result *
     if (prev_file[0])
         check_link(&v, path, prev_file, first, genesis);
     walk(&v, first, genesis);
+    if (res->intact)
+        check_empty_blocks(&v);
     if (res->intact && sealed && res->last_checkpoint_seq != res->last_seq)
         broken(&v, res->last_seq + 1, "tail truncated: the file is sealed but its last record "
                "(seq %llu) is not covered by its final checkpoint",

@@ -336,6 +336,18 @@ static void test_a_block_last_time_is_held_against_its_last_record(void **state)
     EVP_PKEY_free(base_key);
 }
 
+static void test_a_block_without_records_is_named(void **state)
+{
+    columns_file("c-empty.db");
+    expect_broken(tampered("c8.db", 0, 0, "INSERT INTO blocks VALUES (40, 31, "
+                           "'2026-12-02T10:00:01.000000Z', '2026-12-02T10:00:01.000000Z', "
+                           "x'')", true), 40, "block 40 changed: it holds no records");
+    /* one whose data was emptied: its records are missing from the chain */
+    expect_broken(tampered("c9.db", 0, 0, "UPDATE blocks SET data = '' WHERE last_seq = 20",
+                           false), 11, "records 11-20 removed");
+    EVP_PKEY_free(base_key);
+}
+
 /* first_time and last_time bound a block only if its records are in time
  * order (the writer's are): a chain written with a time going back inside
  * a block is refused, though each hash follows and the columns name its
@@ -381,6 +393,7 @@ int main(void)
         cmocka_unit_test(test_a_block_last_seq_is_held_against_its_last_record),
         cmocka_unit_test(test_a_block_first_time_is_held_against_its_first_record),
         cmocka_unit_test(test_a_block_last_time_is_held_against_its_last_record),
+        cmocka_unit_test(test_a_block_without_records_is_named),
         cmocka_unit_test(test_a_block_whose_times_go_back_is_refused),
     };
     return cmocka_run_group_tests(tests, audit_setup, audit_teardown);
