@@ -208,10 +208,11 @@ static bool str_eq(const char *got, const char *want)
 }
 
 /* A record read from a block, once it is proved part of the chain: the
- * records of a block are in time order (the writer's times never go
- * back), and at its last one the block's columns must name its first and
- * last record. That is what lets show skip a block by first_time and
- * last_time, and export --from-seq by last_seq, without hiding a record.
+ * records of a block are in time order (while it runs, the writer's
+ * times never go back, and a block never outlives a commit), and at its
+ * last one the block's columns must name its first and last record. That
+ * is what lets show skip a block by first_time and last_time, and export
+ * --from-seq by last_seq, without hiding a record.
  * (first_seq is held at the block's first record, in walk.) */
 static bool block_ok(vctx *v, const cg_arow *row, uint64_t seq, const char *time)
 {
