@@ -17,8 +17,10 @@ struct cg_arows {
     bool in_blocks;
     /* the current block: its entries, the place of the next one */
     cg_audit_block_cur cur;
+    cg_ablock blk;         /* its row's columns */
     uint64_t next_seq;
     bool block_bad;        /* its data broke off: one unreadable record, then the next block */
+    bool block_new;        /* no record of it given yet */
     uint64_t from;
     cg_audit_bin_rec bin;  /* the entry decoded */
     char canon[CG_AUDIT_CANON_MAX];
@@ -40,7 +42,8 @@ int cg_arows_open(sqlite3 *db, uint64_t from, const char *since, const char *unt
     }
     sqlite3_bind_int64(it->rows, 1, (sqlite3_int64)from);
     /* a file of schema 2 or before has no blocks: only rows */
-    if (sqlite3_prepare_v2(db, "SELECT first_seq, data FROM blocks WHERE last_seq >= ?1"
+    if (sqlite3_prepare_v2(db, "SELECT first_seq, data, last_seq, first_time, last_time "
+                           "FROM blocks WHERE last_seq >= ?1"
                            " AND (?2 IS NULL OR last_time >= ?2)"
                            " AND (?3 IS NULL OR first_time <= ?3) ORDER BY last_seq",
                            -1, &it->blocks, NULL) == SQLITE_OK) {
@@ -84,6 +87,19 @@ static int next_row(cg_arows *it, cg_arow *row)
     return 1;
 }
 
+/* A time column as stored: "" unless it is text that fits (a blob sorts
+ * after every text in SQL, so its bytes alone are not the column). */
+static void time_col(sqlite3_stmt *st, int i, char out[CG_TIME_LEN])
+{
+    out[0] = '\0';
+    if (sqlite3_column_type(st, i) != SQLITE_TEXT)
+        return;
+    const char *t = (const char *)sqlite3_column_text(st, i);
+    size_t n = (size_t)sqlite3_column_bytes(st, i);
+    if (t && n < CG_TIME_LEN && strlen(t) == n)
+        memcpy(out, t, n + 1);
+}
+
 /* Moves to the next block that has data; 0 when none is left. */
 static int next_block(cg_arows *it)
 {
@@ -100,6 +116,11 @@ static int next_block(cg_arows *it)
     it->cur.end = data ? data + len : NULL;
     it->next_seq = (uint64_t)sqlite3_column_int64(it->blocks, 0);
     it->block_bad = false;
+    it->block_new = true;
+    it->blk.first_seq = sqlite3_column_int64(it->blocks, 0);
+    it->blk.last_seq = sqlite3_column_int64(it->blocks, 2);
+    time_col(it->blocks, 3, it->blk.first_time);
+    time_col(it->blocks, 4, it->blk.last_time);
     return 1;
 }
 
@@ -130,7 +151,7 @@ static int next_entry(cg_arows *it, cg_arow *row)
             continue;
         }
         memset(row, 0, sizeof *row);
-        row->in_block = true;
+        row->block = &it->blk;
         row->seq = it->next_seq++;
         if (rc < 0) {
             it->block_bad = true; /* one unreadable record stands for the rest */
@@ -138,6 +159,9 @@ static int next_entry(cg_arows *it, cg_arow *row)
         }
         if (row->seq < it->from)
             continue; /* the block starts before from: not decoded */
+        row->block_first = it->block_new;
+        row->block_last = it->cur.p >= it->cur.end;
+        it->block_new = false;
         row->hash = h;
         size_t clen;
         if (entry_canon(it, rec, len, &clen)) {

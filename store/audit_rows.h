@@ -12,13 +12,26 @@
 #include <stdint.h>
 
 #include "store/audit_canon.h"
+#include "common/cg_util.h"
+
+/* The columns of a block's row as stored: readers skip blocks by them
+ * (last_seq against from, the times against since and until) and number
+ * a block's records from first_seq, so verify holds each against the
+ * records the block gives. A time column that is not text of at most
+ * CG_TIME_LEN - 1 bytes is kept as "" (it matches no record's time). */
+typedef struct cg_ablock {
+    int64_t last_seq, first_seq;
+    char first_time[CG_TIME_LEN], last_time[CG_TIME_LEN];
+} cg_ablock;
 
 typedef struct cg_arow {
     uint64_t seq;          /* its place: the row's seq, or its block's first seq + index */
     const char *canon;     /* NUL-terminated; NULL when the stored record cannot be read */
     size_t canon_len;
     const uint8_t *hash;   /* the stored hash; NULL when it is not 32 bytes */
-    bool in_block;
+    const cg_ablock *block; /* the block it is stored in; NULL for a row */
+    /* the first record given from its block; the last entry of its block */
+    bool block_first, block_last;
     /* rows: the search columns stored beside the canon (NULL in blocks,
      * which have none) */
     const char *time, *txid, *principal, *decision;

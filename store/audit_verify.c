@@ -53,6 +53,10 @@ typedef struct vctx {
     cg_audit_parsed *parsed;
     char *canon2;
     bool unchecked_key;
+    /* the block being walked: its first record's seq and time, and the
+     * time of the record before */
+    uint64_t blk_seq;
+    char blk_time[CG_TIME_LEN], prev_time[CG_TIME_LEN];
 } vctx;
 
 static void broken(vctx *v, uint64_t seq, const char *fmt, ...)
@@ -203,6 +207,41 @@ static bool str_eq(const char *got, const char *want)
     return strcmp(got, want) == 0;
 }
 
+/* A record read from a block, once it is proved part of the chain: the
+ * records of a block are in time order (while it runs, the writer's
+ * times never go back, and a block never outlives a commit), and at its
+ * last one the block's columns must name its first and last record. That
+ * is what lets show skip a block by first_time and last_time, and export
+ * --from-seq by last_seq, without hiding a record.
+ * (first_seq is held at the block's first record, in walk.) */
+static bool block_ok(vctx *v, const cg_arow *row, uint64_t seq, const char *time)
+{
+    const cg_ablock *b = row->block;
+    if (row->block_first) {
+        v->blk_seq = seq;
+        cg_strlcpy(v->blk_time, time, sizeof v->blk_time);
+    } else if (strcmp(time, v->prev_time) < 0) {
+        broken(v, seq, "block %lld changed: record %llu is older than the record before it "
+               "(a block's records are in time order)", (long long)b->last_seq,
+               (unsigned long long)seq);
+        return false;
+    }
+    cg_strlcpy(v->prev_time, time, sizeof v->prev_time);
+    if (!row->block_last)
+        return true;
+    if (b->last_seq != (int64_t)seq)
+        broken(v, v->blk_seq, "block %lld changed: its last_seq column is not the seq of its "
+               "last record (%llu)", (long long)b->last_seq, (unsigned long long)seq);
+    else if (strcmp(b->first_time, v->blk_time) != 0)
+        broken(v, v->blk_seq, "block %lld changed: its first_time column (\"%s\") is not the "
+               "time of its first record (%s)", (long long)b->last_seq, b->first_time,
+               v->blk_time);
+    else if (strcmp(b->last_time, time) != 0)
+        broken(v, v->blk_seq, "block %lld changed: its last_time column (\"%s\") is not the "
+               "time of its last record (%s)", (long long)b->last_seq, b->last_time, time);
+    return v->res->intact;
+}
+
 static void walk(vctx *v, uint64_t first, const uint8_t genesis[CG_AUDIT_HASH_LEN])
 {
     cg_audit_verify_result *res = v->res;
@@ -222,12 +261,20 @@ static void walk(vctx *v, uint64_t first, const uint8_t genesis[CG_AUDIT_HASH_LE
         const char *canon = row.canon;
         size_t clen = row.canon_len;
         res->records++;
+        bool parsed = canon && cg_audit_canon_parse(canon, clen, v->parsed) == 0;
+        /* the record the chain expects, numbered otherwise by its block */
+        if (parsed && row.block_first && v->parsed->seq == expect && seq != expect) {
+            broken(v, expect, "block %lld changed: its first_seq column (%lld) is not the "
+                   "seq of its first record (%llu)", (long long)row.block->last_seq,
+                   (long long)row.block->first_seq, (unsigned long long)expect);
+            break;
+        }
         if (seq < expect) {
             broken(v, seq, "record %llu precedes the file's first seq %llu (inserted)",
                    (unsigned long long)seq, (unsigned long long)first);
             break;
         }
-        if (!canon || cg_audit_canon_parse(canon, clen, v->parsed) < 0) {
+        if (!parsed) {
             broken(v, seq, "record %llu changed: its content is not a valid record",
                    (unsigned long long)seq);
             break;
@@ -281,7 +328,7 @@ static void walk(vctx *v, uint64_t first, const uint8_t genesis[CG_AUDIT_HASH_LE
                    (unsigned long long)seq);
             break;
         }
-        if (!row.in_block &&
+        if (!row.block &&
             (!str_eq(row.time, p->time) || !str_eq(row.txid, p->rec.txid) ||
              !str_eq(row.principal, p->rec.principal) ||
              !str_eq(row.decision, p->rec.decision))) {
@@ -296,6 +343,8 @@ static void walk(vctx *v, uint64_t first, const uint8_t genesis[CG_AUDIT_HASH_LE
                    "and the previous record's hash", (unsigned long long)seq);
             break;
         }
+        if (row.block && !block_ok(v, &row, seq, p->time))
+            break;
         while (v->ci < v->nck && v->ck[v->ci].seq == seq) {
             check_ckpt(v, &v->ck[v->ci], h, p->rec.node);
             res->last_checkpoint_seq = seq;
@@ -315,6 +364,23 @@ static void walk(vctx *v, uint64_t first, const uint8_t genesis[CG_AUDIT_HASH_LE
         broken(v, res->last_seq + 1, "tail truncated: checkpoint at seq %llu covers records "
                "beyond the last record (seq %llu)", (unsigned long long)v->ck[v->ci].seq,
                (unsigned long long)res->last_seq);
+}
+
+/* A block without data gives no record to walk (and hides none), but it
+ * is no block the writer stores: the file was changed. */
+static void check_empty_blocks(vctx *v)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(v->db, "SELECT last_seq FROM blocks WHERE "
+                           "coalesce(length(data), 0) = 0 ORDER BY last_seq LIMIT 1", -1, &st,
+                           NULL) != SQLITE_OK)
+        return; /* a file of schema 2 or before: no blocks */
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        sqlite3_int64 last = sqlite3_column_int64(st, 0);
+        broken(v, last > 0 ? (uint64_t)last : v->res->first_seq, "block %lld changed: it "
+               "holds no records (inserted, or its data removed)", (long long)last);
+    }
+    sqlite3_finalize(st);
 }
 
 /* The sealed predecessor named in meta must end where this file begins. */
@@ -409,6 +475,8 @@ int cg_audit_verify_db(const char *path, EVP_PKEY *key, cg_audit_verify_result *
     if (prev_file[0])
         check_link(&v, path, prev_file, first, genesis);
     walk(&v, first, genesis);
+    if (res->intact)
+        check_empty_blocks(&v);
     if (res->intact && sealed && res->last_checkpoint_seq != res->last_seq)
         broken(&v, res->last_seq + 1, "tail truncated: the file is sealed but its last record "
                "(seq %llu) is not covered by its final checkpoint",

@@ -8,6 +8,7 @@ description holds.
 A record: varints seq, usec, conn_id, zigzag rule_id, bytes_in, bytes_out,
 then twenty strings (varint 0 = null, else length + 1, then the bytes). A
 block's data: per record, varint length, the record, its 32-byte hash."""
+import datetime
 import sqlite3
 
 STRINGS = ['txid', 'request_id', 'listener', 'client', 'principal', 'method',
@@ -88,14 +89,23 @@ def read(db):
     return blocks
 
 
+def rfc3339(usec):
+    """A record's time as the canon and the block columns hold it."""
+    t = datetime.datetime(1970, 1, 1) + datetime.timedelta(microseconds=usec)
+    return t.strftime('%Y-%m-%dT%H:%M:%S.%fZ')
+
+
 def write(db, blocks):
-    """Stores blocks as given (each ends at first_seq + len - 1)."""
+    """Stores blocks as given, their columns in step with the entries, as a
+    careful editor would: each ends at first_seq + len - 1, and its times
+    are those of its first and last record (t0, t1 are not used)."""
     with sqlite3.connect(db) as c:
         c.execute('DELETE FROM blocks')
-        for first, t0, t1, entries in blocks:
+        for first, _, _, entries in blocks:
             if not entries:
                 continue
             data = b''.join(_put(len(r)) + r + h for r, h in entries)
+            t0, t1 = (rfc3339(decode(entries[k][0])['usec']) for k in (0, -1))
             c.execute('INSERT INTO blocks (last_seq, first_seq, first_time, last_time, data) '
                       'VALUES (?, ?, ?, ?, ?)', (first + len(entries) - 1, first, t0, t1, data))
 

@@ -145,6 +145,33 @@ def test_verify_locates_tampering(filled, name, edit, withkey, seq, what):
     assert len(p.stderr.strip().splitlines()) == 1
 
 
+# A block's columns, each changed alone in a block of two or more records:
+# the chain stays whole, but show --since/--until skip blocks by the times
+# and export --from-seq by last_seq, so verify holds each against the block's
+# records and names it.
+BLOCK_COLUMNS = [
+    ('first_seq', 'first_seq', 'first_seq + 1'),
+    ('last_seq', 'last_seq', 'first_seq'),
+    ('first_time', 'first_time', "'2999-01-01T00:00:00.000000Z'"),
+    ('first_time-blob', 'first_time', 'CAST(first_time AS BLOB)'),
+    ('last_time', 'last_time', "'2000-01-01T00:00:00.000000Z'"),
+]
+
+
+@pytest.mark.parametrize('name,column,value', BLOCK_COLUMNS, ids=[c[0] for c in BLOCK_COLUMNS])
+def test_verify_holds_block_columns_against_their_records(filled, name, column, value):
+    db, pub = filled
+    with sqlite3.connect(db) as con:
+        last, first = con.execute('SELECT last_seq, first_seq FROM blocks WHERE '
+                                  'last_seq > first_seq ORDER BY last_seq LIMIT 1').fetchone()
+        con.execute('UPDATE blocks SET %s = %s WHERE last_seq = ?' % (column, value), (last,))
+    named = first if column == 'last_seq' else last
+    p = ctl('audit', 'verify', '--audit-db', db, '--key', pub, check=1)
+    assert p.stdout.startswith('audit chain broken at seq %d: block %d changed: its %s column '
+                               % (first, named, column)), p.stdout
+    assert len(p.stderr.strip().splitlines()) == 1
+
+
 def test_records_are_stored_in_blocks_and_export_as_hashed(filled):
     """The gateway's writer keeps records in the compact form, in blocks;
     each decoded record is the exported line's content and its stored hash

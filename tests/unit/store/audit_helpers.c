@@ -147,13 +147,25 @@ void sql(const char *db, const char *stmt)
     sqlite3_close(h);
 }
 
-void write_file(const char *db, EVP_PKEY *key, unsigned n, unsigned every, int form)
+cg_afile *afile_open(const char *db, const char *node)
 {
     cg_afile *f = malloc(sizeof *f);
     assert_non_null(f);
     const char *err = NULL;
-    if (cg_afile_open(f, db, NULL, true, &err) < 0)
+    if (cg_afile_open(f, db, node, true, &err) < 0)
         fail_msg("open %s: %s", db, err);
+    return f;
+}
+
+void afile_close(cg_afile *f)
+{
+    cg_afile_close(f);
+    free(f);
+}
+
+void write_file(const char *db, EVP_PKEY *key, unsigned n, unsigned every, int form)
+{
+    cg_afile *f = afile_open(db, NULL);
     f->form = form;
     assert_int_equal(cg_afile_register_key(f, key), 0);
     int64_t usec = 1796205600000001LL;
@@ -168,8 +180,7 @@ void write_file(const char *db, EVP_PKEY *key, unsigned n, unsigned every, int f
         assert_int_equal(cg_afile_checkpoint(f, key, k == n, "2026-12-02T10:00:01.000000Z"), 0);
         assert_int_equal(cg_afile_commit(f), 0);
     }
-    cg_afile_close(f);
-    free(f);
+    afile_close(f);
 }
 
 void block_edit(const char *db, uint64_t seq, enum block_how how, const char *find,
@@ -193,12 +204,15 @@ void block_edit(const char *db, uint64_t seq, enum block_how how, const char *fi
     cg_audit_block_cur c = { in, in + len };
     const uint8_t *rec, *hash;
     size_t rlen, olen = 0;
+    cg_audit_bin_rec *kept = calloc(1, sizeof *kept); /* the last record kept */
+    assert_non_null(kept);
     for (uint64_t at = first; cg_audit_block_next(&c, &rec, &rlen, &hash) == 1; at++) {
         uint8_t e[CG_AUDIT_ENTRY_MAX];
         int k = cg_audit_block_put(e, sizeof e, rec, rlen, hash);
         assert_true(k > 0);
         if (at == seq && how == BLOCK_DROP)
             continue;
+        assert_int_equal(cg_audit_bin_decode(rec, rlen, kept), 0);
         if (at == seq && how == BLOCK_ZERO_HASH)
             memset(e + k - CG_AUDIT_HASH_LEN, 0, CG_AUDIT_HASH_LEN);
         if (at == seq && how == BLOCK_PATCH) {
@@ -210,16 +224,22 @@ void block_edit(const char *db, uint64_t seq, enum block_how how, const char *fi
         memcpy(out + olen, e, (size_t)k);
         olen += (size_t)k;
     }
-    assert_int_equal(sqlite3_prepare_v2(h, "UPDATE blocks SET last_seq = ?, data = ? "
-                                        "WHERE first_seq = ?", -1, &st, NULL), SQLITE_OK);
+    /* the columns kept in step, as a careful editor would */
+    char t1[CG_TIME_LEN];
+    cg_time_rfc3339(kept->usec, t1);
+    assert_int_equal(sqlite3_prepare_v2(h, "UPDATE blocks SET last_seq = ?, data = ?, "
+                                        "last_time = ? WHERE first_seq = ?", -1, &st, NULL),
+                     SQLITE_OK);
     sqlite3_bind_int64(st, 1, (sqlite3_int64)(how == BLOCK_DROP ? last - 1 : last));
     sqlite3_bind_blob(st, 2, out, (int)olen, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, (sqlite3_int64)first);
+    sqlite3_bind_text(st, 3, t1, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)first);
     assert_int_equal(sqlite3_step(st), SQLITE_DONE);
     sqlite3_finalize(st);
     sqlite3_close(h);
     free(in);
     free(out);
+    free(kept);
 }
 
 void copy_file(const char *from, const char *to)

@@ -36,13 +36,18 @@ void sql(const char *db, const char *stmt);
 /* The first column of the first row of query, as an int. */
 int sql_int(const char *db, const char *query);
 void copy_file(const char *from, const char *to);
+/* The file db opened (made when missing) straight through cg_afile, with
+ * node (NULL: none); afile_close closes and frees it. */
+cg_afile *afile_open(const char *db, const char *node);
+void afile_close(cg_afile *f);
 /* n samples written straight through cg_afile in form (CG_AFILE_ROWS or
  * _BLOCKS), one transaction and one signed checkpoint every 'every'
  * records (the last one final): blocks of 'every' records. */
 void write_file(const char *db, EVP_PKEY *key, unsigned n, unsigned every, int form);
 /* Changes the stored entry of record seq inside its block: drops it (the
- * block ends one seq earlier), zeroes its stored hash, or replaces the
- * bytes find by repl (of the same length) in the record. */
+ * block ends one seq earlier, and last_time is its new last record's),
+ * zeroes its stored hash, or replaces the bytes find by repl (of the same
+ * length) in the record. */
 enum block_how { BLOCK_DROP, BLOCK_ZERO_HASH, BLOCK_PATCH };
 void block_edit(const char *db, uint64_t seq, enum block_how how, const char *find,
                 const char *repl);

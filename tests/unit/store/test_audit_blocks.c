@@ -272,6 +272,114 @@ static void test_changes_to_blocks_are_named(void **state)
     EVP_PKEY_free(base_key);
 }
 
+/* Readers skip a block by its columns (show --since/--until by first_time
+ * and last_time, export --from-seq by last_seq) and number its records
+ * from first_seq: each column changed alone leaves the chain whole, and
+ * verify, even with the key that signed it, names the column. The file:
+ * blocks 1-10, 11-20, 21-30; record k written at T0 + (k - 1) ms. */
+static void columns_file(const char *name)
+{
+    path_in(base, sizeof base, name);
+    base_key = make_key("cols.key", false);
+    write_file(base, base_key, 30, 10, CG_AFILE_BLOCKS);
+    assert_true(verify(base, base_key).intact);
+}
+
+static void test_a_block_first_seq_is_held_against_its_first_record(void **state)
+{
+    columns_file("c-first-seq.db");
+    expect_broken(tampered("c1.db", 0, 0, "UPDATE blocks SET first_seq = 12 "
+                           "WHERE last_seq = 20", true), 11,
+                  "block 20 changed: its first_seq column (12) is not the seq of its first "
+                  "record (11)");
+    expect_broken(tampered("c2.db", 0, 0, "UPDATE blocks SET first_seq = 5 "
+                           "WHERE last_seq = 20", true), 11,
+                  "block 20 changed: its first_seq column (5)");
+    EVP_PKEY_free(base_key);
+}
+
+static void test_a_block_last_seq_is_held_against_its_last_record(void **state)
+{
+    columns_file("c-last-seq.db");
+    /* still ordered after the other blocks: only its column is wrong */
+    expect_broken(tampered("c3.db", 0, 0, "UPDATE blocks SET last_seq = 15 "
+                           "WHERE last_seq = 20", true), 11,
+                  "block 15 changed: its last_seq column is not the seq of its last "
+                  "record (20)");
+    expect_broken(tampered("c4.db", 0, 0, "UPDATE blocks SET last_seq = 25 "
+                           "WHERE last_seq = 20", true), 11,
+                  "block 25 changed: its last_seq column");
+    EVP_PKEY_free(base_key);
+}
+
+static void test_a_block_first_time_is_held_against_its_first_record(void **state)
+{
+    columns_file("c-first-time.db");
+    expect_broken(tampered("c5.db", 0, 0, "UPDATE blocks SET first_time = "
+                           "'2099-01-01T00:00:00.000000Z' WHERE last_seq = 20", true), 11,
+                  "block 20 changed: its first_time column (\"2099-01-01T00:00:00.000000Z\") "
+                  "is not the time of its first record (2026-12-02T10:00:00.010001Z)");
+    /* the same bytes as a blob: SQL sorts a blob after every text */
+    expect_broken(tampered("c6.db", 0, 0, "UPDATE blocks SET first_time = "
+                           "CAST(first_time AS BLOB) WHERE last_seq = 20", true), 11,
+                  "block 20 changed: its first_time column (\"\")");
+    EVP_PKEY_free(base_key);
+}
+
+static void test_a_block_last_time_is_held_against_its_last_record(void **state)
+{
+    columns_file("c-last-time.db");
+    expect_broken(tampered("c7.db", 0, 0, "UPDATE blocks SET last_time = "
+                           "'2000-01-01T00:00:00.000000Z' WHERE last_seq = 30", true), 21,
+                  "block 30 changed: its last_time column (\"2000-01-01T00:00:00.000000Z\") "
+                  "is not the time of its last record (2026-12-02T10:00:00.029001Z)");
+    EVP_PKEY_free(base_key);
+}
+
+static void test_a_block_without_records_is_named(void **state)
+{
+    columns_file("c-empty.db");
+    expect_broken(tampered("c8.db", 0, 0, "INSERT INTO blocks VALUES (40, 31, "
+                           "'2026-12-02T10:00:01.000000Z', '2026-12-02T10:00:01.000000Z', "
+                           "x'')", true), 40, "block 40 changed: it holds no records");
+    /* one whose data was emptied: its records are missing from the chain */
+    expect_broken(tampered("c9.db", 0, 0, "UPDATE blocks SET data = '' WHERE last_seq = 20",
+                           false), 11, "records 11-20 removed");
+    EVP_PKEY_free(base_key);
+}
+
+/* first_time and last_time bound a block only if its records are in time
+ * order (the writer's are): a chain written with a time going back inside
+ * a block is refused, though each hash follows and the columns name its
+ * first and last record. */
+static void test_a_block_whose_times_go_back_is_refused(void **state)
+{
+    char db[512];
+    path_in(db, sizeof db, "back.db");
+    EVP_PKEY *k = make_key("back.key", false);
+    cg_afile *f = afile_open(db, NULL);
+    assert_int_equal(cg_afile_register_key(f, k), 0);
+    const int64_t usec[] = { 1796205600000001LL, 1796205603000001LL, 1796205601000001LL,
+                             1796205602000001LL };
+    assert_int_equal(cg_afile_begin(f), 0);
+    for (unsigned i = 0; i < 4; i++) {
+        cg_audit_rec r;
+        char txid[32];
+        sample(&r, i, txid, sizeof txid);
+        assert_int_equal(cg_afile_append(f, usec[i], &r), 0);
+    }
+    assert_int_equal(cg_afile_checkpoint(f, k, true, "2026-12-02T10:00:05.000000Z"), 0);
+    assert_int_equal(cg_afile_commit(f), 0);
+    afile_close(f);
+    /* one block, first_time 10:00:00, last_time 10:00:02: --since 10:00:02.5
+     * would skip it, and record 2 (10:00:03) with it */
+    assert_int_equal(sql_int(db, "SELECT count(*) FROM blocks WHERE last_time = "
+                             "'2026-12-02T10:00:02.000001Z'"), 1);
+    expect_broken(verify(db, k), 3, "block 4 changed: record 3 is older than the record "
+                  "before it");
+    EVP_PKEY_free(k);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -281,6 +389,12 @@ int main(void)
         cmocka_unit_test(test_writer_stores_blocks_that_verify),
         cmocka_unit_test(test_rows_go_on_in_blocks),
         cmocka_unit_test(test_changes_to_blocks_are_named),
+        cmocka_unit_test(test_a_block_first_seq_is_held_against_its_first_record),
+        cmocka_unit_test(test_a_block_last_seq_is_held_against_its_last_record),
+        cmocka_unit_test(test_a_block_first_time_is_held_against_its_first_record),
+        cmocka_unit_test(test_a_block_last_time_is_held_against_its_last_record),
+        cmocka_unit_test(test_a_block_without_records_is_named),
+        cmocka_unit_test(test_a_block_whose_times_go_back_is_refused),
     };
     return cmocka_run_group_tests(tests, audit_setup, audit_teardown);
 }

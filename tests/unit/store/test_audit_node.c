@@ -165,15 +165,10 @@ static void append_signed(cg_afile *f, EVP_PKEY *key, unsigned from, unsigned n)
  * node, v1 checkpoints, schema version 1 (no checkpoints.node). */
 static void write_v1_file(const char *db, EVP_PKEY *key, unsigned n)
 {
-    cg_afile *f = malloc(sizeof *f);
-    assert_non_null(f);
-    const char *err = NULL;
-    if (cg_afile_open(f, db, NULL, true, &err) < 0)
-        fail_msg("open: %s", err);
+    cg_afile *f = afile_open(db, NULL);
     f->form = CG_AFILE_ROWS; /* as versions before blocks stored them */
     append_signed(f, key, 1, n);
-    cg_afile_close(f);
-    free(f);
+    afile_close(f);
     sql(db, "DROP TABLE blocks; ALTER TABLE checkpoints DROP COLUMN node; "
            "PRAGMA user_version = 1;");
 }
@@ -193,16 +188,11 @@ static void test_v1_file_verifies_then_upgrades_in_place(void **state)
     /* opened by the writer: version 3, the old records untouched, new ones
      * with the node (in a block after the rows), the new checkpoint
      * signing it */
-    cg_afile *f = malloc(sizeof *f);
-    assert_non_null(f);
-    const char *err = NULL;
-    if (cg_afile_open(f, db, "gw-a", true, &err) < 0)
-        fail_msg("open: %s", err);
+    cg_afile *f = afile_open(db, "gw-a");
     assert_int_equal(sql_int(db, "PRAGMA user_version"), 3);
     assert_int_equal(f->last_seq, 5);
     append_signed(f, k, 6, 3);
-    cg_afile_close(f);
-    free(f);
+    afile_close(f);
     res = verify(db, k);
     assert_true(res.intact);
     assert_int_equal(res.last_seq, 8);
@@ -246,15 +236,10 @@ static void test_changed_node_fails_verification(void **state)
     char db[512];
     path_in(db, sizeof db, "n.db");
     EVP_PKEY *k = make_key("n.key", false);
-    cg_afile *f = malloc(sizeof *f);
-    assert_non_null(f);
-    const char *err = NULL;
-    if (cg_afile_open(f, db, "gw-a", true, &err) < 0)
-        fail_msg("open: %s", err);
+    cg_afile *f = afile_open(db, "gw-a");
     f->form = CG_AFILE_ROWS; /* as versions before blocks stored them */
     append_signed(f, k, 1, 10);
-    cg_afile_close(f);
-    free(f);
+    afile_close(f);
     assert_true(verify(db, k).intact);
     /* the node of a record changed: its hash no longer follows */
     assert_int_equal(tampered(db, k, "UPDATE records SET canon = "
