@@ -136,7 +136,8 @@ void cg_imap_audit(cg_conn *c, imap_sess *s, const char *operation,
 
 void cg_imap_audit_flight(cg_conn *c, imap_sess *s, imap_flight *f, const char *result)
 {
-    imap_act a = { .n = f->n, .resv = &f->resv, .bytes_out = f->bytes_out };
+    imap_act a = { .n = f->n, .resv = &f->resv, .bytes_in = f->bytes_in,
+                   .bytes_out = f->bytes_out };
     audit_as(c, s, &a, f->op, f->on_selected ? s->selected : NULL, "allow", f->rule_id,
              result, NULL);
 }

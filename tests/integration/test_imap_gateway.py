@@ -685,6 +685,67 @@ def test_pipelined_commands_answer_in_order(gw, pki):
     s.close()
 
 
+def test_pipelined_commands_are_each_judged_and_audited(gw, pki, dovecot):
+    """Commands sent together go out together when they leave the selected
+    mailbox as it is; each is judged on the mailbox the commands before it
+    selected, and each gets its own record."""
+    import json
+    s = Raw.open(gw.addr('imaps'), tls_ctx(pki))
+    sid = re.search(rb'session ([0-9a-f]{16})', s.greeting).group(1).decode()
+    s.command('AUTHENTICATE EXTERNAL =')   # 1
+    s.expect('SELECT ReadOnly')            # 2: alice may not write there
+    cmds = [b'p3 FETCH 1 (FLAGS)', b'p4 STORE 1 +FLAGS (\\Flagged)', b'p5 NOOP',
+            b'p6 SEARCH ALL', b'p7 SELECT Work', b'p8 STORE 1 +FLAGS (\\Flagged)',
+            b'p9 FETCH 1 (FLAGS)']
+    s.send(b''.join(c + b'\r\n' for c in cmds))
+    answers, lines = {}, []
+    while len(answers) < len(cmds):
+        line = s.readline()
+        assert line, answers
+        lines.append(line)
+        if line[:1] == b'p':
+            answers[line.split()[0].decode()] = line
+    assert answers['p4'].startswith(b'p4 NO [NOPERM]'), answers['p4']
+    for tag in ('p3', 'p5', 'p6', 'p7', 'p8', 'p9'):
+        assert answers[tag].split()[1] == b'OK', answers[tag]
+    # the backend answers in its own order (it ran p6 before p5 here)
+    _, fetched = s.expect('FETCH 1 (FLAGS)')  # 10, in Work
+    assert b'\\Flagged' in lines_text(fetched).encode(), fetched
+    s.command('LOGOUT')
+    s.close()
+    d = dovecot.imap('alice')
+    d.select('ReadOnly', readonly=True)
+    _, data = d.fetch('1', '(FLAGS)')
+    d.logout()
+    assert b'\\Flagged' not in data[0], data  # the refused STORE never ran
+
+    def records():
+        r = gw.audit('export', '--format', 'jsonl')
+        if r.returncode != 0:
+            return None
+        recs = {}
+        for line in r.stdout.splitlines():
+            rec = json.loads(line)
+            if (rec.get('txid') or '').startswith(sid + '.'):
+                recs.setdefault(rec['txid'], []).append(rec)
+        return recs if len(recs) >= 11 else None
+    recs = cg.wait_until(records, timeout=20, interval=0.3,
+                         what='audit records of the session')
+    for n, cmd in enumerate(cmds, start=3):
+        [rec] = recs[f'{sid}.{n}']  # one record each
+        tag, op = cmd.decode().split()[0:2]
+        assert rec['operation'] == op, rec
+        assert rec['bytes_in'] == len(cmd) + 2, rec  # the command's own bytes
+        if tag == 'p4':
+            assert (rec['decision'], rec['result'], rec['resource']) == \
+                ('deny', 'NO', 'ReadOnly'), rec
+        else:
+            assert (rec['decision'], rec['result']) == ('allow', 'OK'), rec
+    assert recs[f'{sid}.3'][0]['resource'] == 'ReadOnly'
+    assert recs[f'{sid}.8'][0]['resource'] == 'Work'
+    assert recs[f'{sid}.3'][0]['bytes_out'] > 0
+
+
 def test_idle_passes_updates(gw, pki, dovecot):
     s = external(gw, pki)
     s.command('SELECT Trash')
