@@ -192,6 +192,42 @@ static lex_step lex_byte(cg_imaps *s, uint8_t c)
     return c == '\n' ? LEX_END : LEX_MORE;
 }
 
+/* From i, the first byte lex_byte would act on in the state s is in once
+ * the response is classified (len: none): in text only LF, in a quoted
+ * string a backslash, a quote or LF, elsewhere a quote, a brace or LF.
+ * The words after the third (or in resp-text) classify nothing. */
+static size_t skip_plain(const cg_imaps *s, const uint8_t *buf, size_t i, size_t len)
+{
+    if (s->lex == L_TEXT) {
+        const uint8_t *lf = memchr(buf + i, '\n', len - i);
+        return lf ? (size_t)(lf - buf) : len;
+    }
+    if (s->lex == L_NORMAL) {
+        while (i < len && buf[i] != '"' && buf[i] != '{' && buf[i] != '\n')
+            i++;
+    } else if (s->lex == L_QUOTED) {
+        while (i < len && buf[i] != '"' && buf[i] != '\\' && buf[i] != '\n')
+            i++;
+    }
+    return i;
+}
+
+/* The head ends (full, or at step r): classified, reported. */
+static size_t head_event(cg_imaps *s, cg_imaps_event *ev, lex_step r, size_t i)
+{
+    classify(s);
+    s->h.complete = r == LEX_END;
+    s->in_head = false;
+    if (r == LEX_END)
+        s->pending_end = true;
+    if (r == LEX_LITERAL && s->lit_left == 0)
+        s->lex = L_NORMAL;
+    ev->type = CG_IMAPS_EV_HEAD;
+    ev->data = s->head;
+    ev->len = s->headlen;
+    return i;
+}
+
 size_t cg_imaps_feed(cg_imaps *s, const uint8_t *buf, size_t len,
                      cg_imaps_event *ev)
 {
@@ -223,6 +259,22 @@ size_t cg_imaps_feed(cg_imaps *s, const uint8_t *buf, size_t len,
     }
     size_t i = 0;
     while (i < len) {
+        if (s->nwords >= 3 || s->lex == L_TEXT) {
+            /* the response is classified already: the bytes no state
+             * looks at pass in bulk (FETCH envelopes, resp-text) */
+            size_t j = skip_plain(s, buf, i, len);
+            if (s->in_head) {
+                if (j - i > HEAD_CAP - s->headlen)
+                    j = i + (HEAD_CAP - s->headlen);
+                memcpy(s->head + s->headlen, buf + i, j - i);
+                s->headlen += j - i;
+            }
+            i = j;
+            if (s->in_head && s->headlen == HEAD_CAP)
+                return head_event(s, ev, LEX_MORE, i);
+            if (i == len)
+                break;
+        }
         uint8_t c = buf[i++];
         s->started = true;
         lex_step r = lex_byte(s, c);
@@ -235,17 +287,7 @@ size_t cg_imaps_feed(cg_imaps *s, const uint8_t *buf, size_t len,
             s->head[s->headlen++] = c;
             if (r == LEX_MORE && s->headlen < HEAD_CAP)
                 continue;
-            classify(s);
-            s->h.complete = r == LEX_END;
-            s->in_head = false;
-            if (r == LEX_END)
-                s->pending_end = true;
-            if (r == LEX_LITERAL && s->lit_left == 0)
-                s->lex = L_NORMAL;
-            ev->type = CG_IMAPS_EV_HEAD;
-            ev->data = s->head;
-            ev->len = s->headlen;
-            return i;
+            return head_event(s, ev, r, i);
         }
         if (r == LEX_MORE)
             continue;

@@ -93,6 +93,11 @@ static const struct { const char *in, *want; } cases[] = {
     { "* 1 FETCH (X {0}\r\n)\r\n", "U::FETCH:1=21|" },
     { "* CAPABILITY IMAP4rev1 IDLE\n", "U::CAPABILITY=28|" },
     { "* 1 FETCH (X {999999999999999999999})\r\n", "ERR:literal size overflows|" },
+    /* past the words the scan goes in bulk: escaped quotes and braces
+     * inside quoted strings, then a real literal */
+    { "* 1 FETCH (ENVELOPE (\"a \\\"{3}\\\" b\" NIL) BODY[] {3}\r\nabc)\r\nb OK\r\n",
+      "U::FETCH:1=58|T:b:OK=6|" },
+    { "* LIST () \"\\\\\" \"x\\\\\\\"{2}\"\r\nc OK {4}\r\n", "U::LIST=27|T:c:OK=10|" },
 };
 
 static void test_table(void **state)
@@ -108,6 +113,24 @@ static void test_table(void **state)
                 fail_msg("case %zu step %zu:\n got: %s\nwant: %s", i, step, out,
                          cases[i].want);
         }
+    }
+}
+
+/* A first line longer than the scanner's head (1 KiB): the head is
+ * reported full, the rest of the line is scanned for the literal after
+ * it, whole and one byte at a time. */
+static void test_line_longer_than_the_head(void **state)
+{
+    char in[4096], want[128], out[1024];
+    char ys[1501];
+    memset(ys, 'y', 1500);
+    ys[1500] = '\0';
+    int n = snprintf(in, sizeof in, "* 1 FETCH (X \"%s {9}\" BODY[] {2}\r\nzz)\r\na OK\r\n", ys);
+    assert_true(n > 0 && (size_t)n < sizeof in);
+    snprintf(want, sizeof want, "U::FETCH:1=%d|T:a:OK=6|", n - 6);
+    for (size_t step = 0; step <= 1; step++) {
+        run(in, (size_t)n, step, out, sizeof out);
+        assert_string_equal(out, want);
     }
 }
 
@@ -143,6 +166,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table),
+        cmocka_unit_test(test_line_longer_than_the_head),
         cmocka_unit_test(test_large_literal_streams),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
