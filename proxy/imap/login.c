@@ -345,11 +345,9 @@ void cg_imap_login_response(cg_conn *c, imap_sess *s, const uint8_t *d,
         cg_imap_learn_caps(s, d, n);
         s->istage = I_LIST;
         cg_imap_send_backend(c, "cgi3 LIST \"\" \"\"");
-        return;
-    }
-    if (!strcmp(h->tag, "cgi3")) {
-        s->istage = I_NONE;
-        s->state = S_AUTH;
+        /* The client is answered now; its next command waits for the
+         * delimiter (busy until cgi3), which every mailbox name it
+         * names is judged with: one round trip less before it. */
         cg_imap_send(c, s, "%s OK [CAPABILITY %s] Logged in", s->tag,
                      s->caps_backend);
         cg_info("conn=%llu imap login principal=%s%s%s mailbox=%s method=%s",
@@ -357,6 +355,13 @@ void cg_imap_login_response(cg_conn *c, imap_sess *s, const uint8_t *d,
                 s->originator[0] ? " originator=" : "", s->originator,
                 s->mailbox_login, cg_imap_method_name(s->method));
         cg_imap_command_done(c, s, "OK");
+        s->busy = true;
+        return;
+    }
+    if (!strcmp(h->tag, "cgi3")) {
+        s->istage = I_NONE;
+        s->state = S_AUTH;
+        s->busy = false;
         cg_imap_process_input(c, s);
     }
 }

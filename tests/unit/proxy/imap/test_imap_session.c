@@ -433,6 +433,25 @@ static void test_pipelined_command_denied_on_the_selected_mailbox_is_not_sent(vo
     assert_null(strstr(g_log.p, "a4 STORE"));
 }
 
+/* The client's LOGIN is answered when the backend's is; a command sent
+ * before the gateway's own LIST "" "" is answered waits for it, and is
+ * read with the delimiter it gives ("inbox.Work" is below INBOX when the
+ * delimiter is ".", and goes out as "INBOX.Work"). */
+static void test_login_answered_before_the_delimiter_which_the_next_command_waits_for(void **state)
+{
+    sd_script sc;
+    sd_script_init(&sc, V_ALICE);
+    backend_greets(&sc);
+    sd_script_text(&sc, SD_CLIENT, "a1 LOGIN alice x\r\n");
+    sd_script_text(&sc, SD_BACKEND, "cgi1 OK ID completed\r\n");
+    sd_script_text(&sc, SD_BACKEND, "cgi2 OK [CAPABILITY " DOVECOT_CAPS "] Logged in\r\n");
+    sd_script_text(&sc, SD_CLIENT, "a2 SELECT inbox.Work\r\n");
+    sd_script_text(&sc, SD_BACKEND, "* LIST (\\Noselect) \".\" \"\"\r\ncgi3 OK List completed\r\n");
+    run_logged(&sc);
+    assert_true(at("B:cgi3 LIST") < at("C:a1 OK [CAPABILITY"));
+    assert_true(at("C:a1 OK [CAPABILITY") < at("B:a2 SELECT \"INBOX.Work\"\r\n"));
+}
+
 /* At most PIPE_MAX (16) commands are in flight: the 17th goes out when
  * the first is answered. */
 static void test_at_most_sixteen_commands_are_in_flight(void **state)
@@ -475,6 +494,7 @@ int main(void)
         cmocka_unit_test(test_pipelined_refusal_and_literal_wait_for_the_commands_in_flight),
         cmocka_unit_test(test_pipelined_command_denied_on_the_selected_mailbox_is_not_sent),
         cmocka_unit_test(test_at_most_sixteen_commands_are_in_flight),
+        cmocka_unit_test(test_login_answered_before_the_delimiter_which_the_next_command_waits_for),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
