@@ -224,12 +224,24 @@ static bool request_line_ok(const uint8_t *b, size_t n)
  * CRLF CRLF): every line ends in CRLF (no bare CR or LF, RFC 9112 2.2),
  * no NUL or other control byte, no obs-fold (5.2), header names are
  * tokens directly followed by ':' (no whitespace before the colon, 5.1). */
+/* The bytes that end a run of line text: CR, LF, and the ones refused
+ * in it (NUL, controls but HT, DEL). A table: one load and test a byte. */
+static const bool line_stop[256] = {
+    [0x00] = 1, [0x01] = 1, [0x02] = 1, [0x03] = 1, [0x04] = 1, [0x05] = 1, [0x06] = 1,
+    [0x07] = 1, [0x08] = 1, [0x0a] = 1, [0x0b] = 1, [0x0c] = 1, [0x0d] = 1, [0x0e] = 1,
+    [0x0f] = 1, [0x10] = 1, [0x11] = 1, [0x12] = 1, [0x13] = 1, [0x14] = 1, [0x15] = 1,
+    [0x16] = 1, [0x17] = 1, [0x18] = 1, [0x19] = 1, [0x1a] = 1, [0x1b] = 1, [0x1c] = 1,
+    [0x1d] = 1, [0x1e] = 1, [0x1f] = 1, [0x7f] = 1,
+};
+
 static bool raw_check(cg_http_parser *p, size_t n, const char **reason)
 {
     const uint8_t *b = p->buf;
     size_t line = 0;
     for (size_t i = 0; i < n;) {
         size_t e = i;
+        while (e < n && !line_stop[b[e]])
+            e++;
         while (e < n && b[e] != '\r' && b[e] != '\n') {
             if (b[e] == 0) {
                 *reason = "NUL in the message head";
