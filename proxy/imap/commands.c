@@ -343,9 +343,8 @@ static void auth_command(cg_conn *c, imap_sess *s, const imap_judge *j)
     judged m;
     if (!judge_row(c, s, j, cmd, &m))
         return;
-    if (cmd->kind == K_SELECT)
-        snprintf(s->pending_select, sizeof s->pending_select, "%s", m.name[0]);
-    else if (cmd->kind == K_LOGOUT)
+    /* a SELECT's mailbox stays in s->resource until its answer */
+    if (cmd->kind == K_LOGOUT)
         s->logout = true;
     else if (cmd->kind == K_IDLE)
         s->idle = true;

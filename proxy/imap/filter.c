@@ -5,6 +5,7 @@
 #include "proxy/imap/internal.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -119,7 +120,8 @@ void cg_imap_filter_caps(const char *in, size_t len, char *out, size_t cap,
 void cg_imap_our_caps(cg_conn *c, imap_sess *s, char *out, size_t cap)
 {
     const cg_conn_info *ci = cg_conn_info_of(c);
-    snprintf(out, cap, "%s", s->caps_backend[0] ? s->caps_backend : "IMAP4rev1");
+    snprintf(out, cap, "%s",
+             s->caps_backend && s->caps_backend[0] ? s->caps_backend : "IMAP4rev1");
     if (s->state >= S_AUTH)
         return;
     size_t o = strlen(out);
@@ -152,9 +154,15 @@ void cg_imap_learn_caps(imap_sess *s, const uint8_t *d, size_t n)
 {
     size_t cl;
     const char *caps = cap_code((const char *)d, n, &cl);
-    if (caps)
-        cg_imap_filter_caps(caps, cl, s->caps_backend, sizeof s->caps_backend,
-                            &s->literal_plus);
+    if (!caps)
+        return;
+    char kept[2048];
+    cg_imap_filter_caps(caps, cl, kept, sizeof kept, &s->literal_plus);
+    char *copy = strdup(kept);
+    if (!copy)
+        return; /* out of memory: the last list learnt stands */
+    free(s->caps_backend);
+    s->caps_backend = copy;
 }
 
 void cg_imap_pass_answer(cg_conn *c, imap_sess *s, const uint8_t *d, size_t n)

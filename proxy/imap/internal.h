@@ -76,7 +76,6 @@ typedef struct imap_sess {
     int64_t bytes_in, bytes_out;
     int64_t line_bytes;         /* client bytes of the command being read */
     int kind;
-    char pending_select[NAME_MAX_];
     bool pending_readonly;
     bool streaming, discarding;
     bool answered;              /* the backend answered the APPEND being
@@ -121,7 +120,9 @@ typedef struct imap_sess {
     char delim;
     bool utf8;
     bool literal_plus;
-    char caps_backend[2048];    /* filtered, without our own */
+    char *caps_backend;         /* filtered, without our own (NULL: none
+                                 * learnt); its own length, not a 2 KiB
+                                 * array in every session */
     bool logout;
     const cg_route_cfg *route;  /* the remote domain the session goes to
                                  * (its listener's route), or NULL */

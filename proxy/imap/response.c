@@ -58,7 +58,7 @@ static void tagged_response(cg_conn *c, imap_sess *s, const uint8_t *d,
         /* RFC 3501 6.3.1: a failed SELECT leaves no mailbox selected */
         s->has_selected = ok;
         if (ok)
-            snprintf(s->selected, sizeof s->selected, "%s", s->pending_select);
+            snprintf(s->selected, sizeof s->selected, "%s", s->resource);
     } else if (s->kind == K_DESELECT && ok) {
         s->has_selected = false;
     } else if (s->kind == K_IDLE) {

@@ -416,6 +416,8 @@ static void imap_close(cg_conn *c)
     imap_sess *s = cg_conn_session(c);
     cg_audit_release(&s->resv);
     cg_imap_pipe_free(s);
+    free(s->caps_backend);
+    s->caps_backend = NULL;
     cg_imapp_free(s->parser);
     cg_imapp_free(s->rparser);
     cg_imaps_free(s->scan);
