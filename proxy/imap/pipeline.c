@@ -7,7 +7,8 @@
  *   selected, closed or named (SELECT, CLOSE, STATUS, COPY, APPEND... run
  *   alone), no extension enabled, no IDLE, no LOGOUT, no login;
  * - it is allowed: the ACL grants its rights on the selected mailbox in
- *   the current snapshot, and its audit place is free.
+ *   the current snapshot, and its audit place is free;
+ * - its tag is not one in flight (its answer could not be told apart).
  *
  * Anything else the client sends (such a command, a refusal to come, a
  * literal to invite, a syntax error) waits until every flight is answered,
@@ -60,6 +61,12 @@ bool cg_imap_pipe_take(cg_conn *c, imap_sess *s)
     const cg_imap_cmd *cmd = cg_imap_cmd_find(op);
     if (!pipelinable(cmd))
         return false;
+    /* a tag already in flight (RFC 3501 2.2.1: each command has its own)
+     * would make its answer ambiguous: that command waits */
+    const char *tag = cg_imapp_tag(s->parser);
+    for (unsigned i = 0; tag && i < s->nflight; i++)
+        if (!strncmp(s->flights[i].tag, tag, sizeof s->flights[i].tag - 1))
+            return false;
     if (s->up.len > UP_FLUSH && !cg_imap_pipe_flush(c, s))
         return true; /* closing: nothing more is forwarded */
     if (!s->flights && !(s->flights = calloc(PIPE_MAX, sizeof *s->flights)))

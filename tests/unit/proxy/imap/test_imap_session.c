@@ -452,6 +452,21 @@ static void test_login_answered_before_the_delimiter_which_the_next_command_wait
     assert_true(at("C:a1 OK [CAPABILITY") < at("B:a2 SELECT \"INBOX.Work\"\r\n"));
 }
 
+/* A tag already in flight makes its command wait: the answers stay each
+ * its own command's. */
+static void test_a_tag_in_flight_makes_its_command_wait(void **state)
+{
+    sd_script sc;
+    selected(&sc, "a2 SELECT INBOX\r\n", "a2 OK [READ-WRITE] Select completed\r\n");
+    sd_script_text(&sc, SD_CLIENT, "x FETCH 1 FLAGS\r\nx STORE 1 +FLAGS (\\Seen)\r\n");
+    sd_script_text(&sc, SD_BACKEND, "x OK Fetch completed\r\n");
+    sd_script_text(&sc, SD_BACKEND, "x OK Store completed\r\n");
+    run_logged(&sc);
+    at("\x01" "B:x FETCH 1 FLAGS\r\n\x01");
+    assert_true(at("C:x OK Fetch completed") < at("B:x STORE 1 +FLAGS (\\Seen)\r\n"));
+    at("C:x OK Store completed");
+}
+
 /* At most PIPE_MAX (16) commands are in flight: the 17th goes out when
  * the first is answered. */
 static void test_at_most_sixteen_commands_are_in_flight(void **state)
@@ -494,6 +509,7 @@ int main(void)
         cmocka_unit_test(test_pipelined_refusal_and_literal_wait_for_the_commands_in_flight),
         cmocka_unit_test(test_pipelined_command_denied_on_the_selected_mailbox_is_not_sent),
         cmocka_unit_test(test_at_most_sixteen_commands_are_in_flight),
+        cmocka_unit_test(test_a_tag_in_flight_makes_its_command_wait),
         cmocka_unit_test(test_login_answered_before_the_delimiter_which_the_next_command_waits_for),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
