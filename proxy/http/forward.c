@@ -18,10 +18,10 @@ int cg_http_forward_head(http_sess *s, const cg_conn_info *ci, const char *dest_
                          const char *if_rewritten)
 {
     const cg_upstream_cfg *u = ci->listener->upstream;
-    http_req *r = &s->r;
-    if (!s->out)
-        s->out = malloc(OUT_HEAD_MAX);
-    if (!s->out)
+    http_req *r = &s->ex->r;
+    if (!s->ex->out)
+        s->ex->out = malloc(OUT_HEAD_MAX);
+    if (!s->ex->out)
         return CG_E_NOMEM;
     /* a remote gateway authenticates this one and takes the originator;
      * a principal header means nothing to it */
@@ -33,14 +33,14 @@ int cg_http_forward_head(http_sess *s, const cg_conn_info *ci, const char *dest_
         .principal = r->principal,
         .originator = r->route ? r->route_user : NULL, .txid = r->txid,
     };
-    return cg_http_build_request(&s->req, &f, s->out, OUT_HEAD_MAX, &s->out_len);
+    return cg_http_build_request(&s->ex->req, &f, s->ex->out, OUT_HEAD_MAX, &s->ex->out_len);
 }
 
 int cg_http_start_forwarding(http_sess *s)
 {
     s->state = S_CONNECTING;
-    s->retried = false;
-    s->up_bytes = false;
+    s->ex->retried = false;
+    s->ex->up_bytes = false;
     /* the client stays readable: what it pipelines meanwhile is kept (up
      * to PEND_PAUSE, then reading stops), which spares two epoll_ctl
      * calls per request on a keep-alive connection */
@@ -49,7 +49,7 @@ int cg_http_start_forwarding(http_sess *s)
 
 int cg_http_connect_backend(http_sess *s)
 {
-    const cg_upstream_cfg *u = s->r.route ? s->r.route->http
+    const cg_upstream_cfg *u = s->ex->r.route ? s->ex->r.route->http
                                           : cg_conn_info_of(s->c)->listener->upstream;
     return cg_conn_upstream_connect_to(s->c, u);
 }
@@ -67,7 +67,7 @@ void cg_http_body_fail(http_sess *s, int status, const char *detail)
  * filter may not answer, are the gateway's own error. */
 static void filter_refused(http_sess *s, cg_http_gate_verdict g)
 {
-    const cg_http_body_verdict *v = &s->r.verdict;
+    const cg_http_body_verdict *v = &s->ex->r.verdict;
     cg_http_body_fail(s, g == CG_HTTP_GATE_REFUSE ? v->status : 500,
                       v->detail ? v->detail : "content refused");
 }
@@ -78,8 +78,8 @@ static void filter_refused(http_sess *s, cg_http_gate_verdict g)
  * (cg_http_upstream_eof), so the bytes are dropped and that is said once. */
 static void to_backend(http_sess *s, const void *buf, size_t len)
 {
-    if (cg_conn_write_upstream(s->c, buf, len) < 0 && !s->r.body_dropped) {
-        s->r.body_dropped = true;
+    if (cg_conn_write_upstream(s->c, buf, len) < 0 && !s->ex->r.body_dropped) {
+        s->ex->r.body_dropped = true;
         cg_debug("conn=%llu request body dropped: the backend connection is gone",
                  (unsigned long long)cg_conn_info_of(s->c)->id);
     }
@@ -89,7 +89,7 @@ static void to_backend(http_sess *s, const void *buf, size_t len)
 void cg_http_req_body(void *ctx, const uint8_t *buf, size_t len)
 {
     http_sess *s = ctx;
-    http_req *r = &s->r;
+    http_req *r = &s->ex->r;
     cg_conn *c = s->c;
     if (s->state != S_BODY || len == 0)
         return;
@@ -108,7 +108,7 @@ void cg_http_req_body(void *ctx, const uint8_t *buf, size_t len)
     }
     if (r->local)
         return;
-    if (s->req.head.framing == CG_HTTP_BODY_CHUNKED) {
+    if (s->ex->req.head.framing == CG_HTTP_BODY_CHUNKED) {
         char sz[24];
         int n = snprintf(sz, sizeof sz, "%zx\r\n", len);
         to_backend(s, sz, (size_t)n);
@@ -128,7 +128,7 @@ void cg_http_req_body(void *ctx, const uint8_t *buf, size_t len)
 
 void cg_http_req_body_done(http_sess *s)
 {
-    http_req *r = &s->r;
+    http_req *r = &s->ex->r;
     cg_conn *c = s->c;
     if (r->local) {
         cg_http_local_end(s);
@@ -142,7 +142,7 @@ void cg_http_req_body_done(http_sess *s)
             return;
         }
     }
-    if (s->req.head.framing == CG_HTTP_BODY_CHUNKED)
+    if (s->ex->req.head.framing == CG_HTTP_BODY_CHUNKED)
         to_backend(s, "0\r\n\r\n", 5);
     else if (r->hold_last)
         to_backend(s, &r->held, 1);
@@ -150,7 +150,7 @@ void cg_http_req_body_done(http_sess *s)
     cg_conn_set_timer(c, 0);
     if (s->state == S_BODY) {
         s->state = S_WAIT_RESP;
-        if (!s->up_bytes)
+        if (!s->ex->up_bytes)
             cg_conn_upstream_expect(c, true);
     }
 }
@@ -165,29 +165,29 @@ void cg_http_connected(cg_conn *c, int status)
          * and a full route besides; the log and audit name why */
         const char *why = status == CG_E_TIMEOUT ? "backend connect timeout"
                           : status == CG_E_LIMIT ? "too many connections to the remote gateway"
-                          : status == CG_E_TLS && s->r.route ? "remote gateway not trusted"
+                          : status == CG_E_TLS && s->ex->r.route ? "remote gateway not trusted"
                                                              : "backend unavailable";
         const char *detail = cg_conn_upstream_why(c);
         cg_http_refuse(s, &(cg_http_refusal){ .status = status == CG_E_LIMIT ? 503 : 502,
                                               .detail = why,
-                                              .reason = s->r.route && detail[0] ? detail : NULL,
+                                              .reason = s->ex->r.route && detail[0] ? detail : NULL,
                                               .extra = status == CG_E_LIMIT ? CG_HTTP_RETRY_AFTER
                                                                             : NULL,
-                                              .close = s->r.has_body });
+                                              .close = s->ex->r.has_body });
         return;
     }
-    cg_http_parser_reset(&s->resp);
-    s->resp.on_body = cg_http_resp_body;
-    s->resp.ctx = s;
-    s->resp.no_body = s->r.head_method;
-    if (cg_conn_write_upstream(c, s->out, s->out_len) < 0) {
+    cg_http_parser_reset(&s->ex->resp);
+    s->ex->resp.on_body = cg_http_resp_body;
+    s->ex->resp.ctx = s;
+    s->ex->resp.no_body = s->ex->r.head_method;
+    if (cg_conn_write_upstream(c, s->ex->out, s->ex->out_len) < 0) {
         /* connected, yet the head cannot go: as unavailable as a refusal */
         cg_http_body_fail(s, 502, "backend unavailable");
         return;
     }
-    if (s->r.expect_continue && !s->retried)
+    if (s->ex->r.expect_continue && !s->ex->retried)
         cg_http_write_client(s, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-    if (s->r.has_body && !s->r.body_done) {
+    if (s->ex->r.has_body && !s->ex->r.body_done) {
         s->state = S_BODY;
         cg_conn_set_timer(c, (uint64_t)cg_conn_info_of(c)->listener->client_timeout * 1000);
         cg_http_run_pending(s);

@@ -81,9 +81,9 @@ static void local_answer(http_sess *s, cg_http_gate_verdict g, int status);
 /* The request ends before its job: the job finishes alone and is freed. */
 void cg_http_gate_detach(http_sess *s)
 {
-    if (s->gate) {
-        s->gate->s = NULL;
-        s->gate = NULL;
+    if (s->ex->gate) {
+        s->ex->gate->s = NULL;
+        s->ex->gate = NULL;
     }
 }
 
@@ -92,7 +92,7 @@ static void gate_done(uv_work_t *w, int status)
     gate_wait *gw = w->data;
     http_sess *s = gw->s;
     if (s) {
-        s->gate = NULL;
+        s->ex->gate = NULL;
         cg_http_gate_answer a = { .detail = "content check could not run" };
         cg_http_gate_verdict g = CG_HTTP_GATE_REFUSE;
         if (status == 0)
@@ -105,8 +105,8 @@ static void gate_done(uv_work_t *w, int status)
             a.detail = "content check asked to wait twice";
         }
         if (gw->local) { /* a local filter's on_end (no view, no forwarding) */
-            if (!s->r.verdict.detail)
-                s->r.verdict.detail = a.detail;
+            if (!s->ex->r.verdict.detail)
+                s->ex->r.verdict.detail = a.detail;
             local_answer(s, g, a.status);
         } else {
             /* the request resumes at the gate's answer; the snapshot and
@@ -149,7 +149,7 @@ int cg_http_gate_wait_start(http_sess *s, const cg_http_request_view *v, void *j
         gate_wait_free(gw);
         return CG_E_UNAVAIL;
     }
-    s->gate = gw;
+    s->ex->gate = gw;
     s->state = S_GATE;
     return 0;
 }
@@ -159,7 +159,7 @@ int cg_http_gate_wait_start(http_sess *s, const cg_http_request_view *v, void *j
  * verdict's detail is the answer. The backend never sees it. */
 void cg_http_local_end(http_sess *s)
 {
-    http_req *r = &s->r;
+    http_req *r = &s->ex->r;
     r->body_done = true;
     cg_http_gate_verdict g = CG_HTTP_GATE_PASS;
     if (r->filter && r->filter->on_end)
@@ -177,7 +177,7 @@ void cg_http_local_end(http_sess *s)
  * give (LOCAL, WAIT without a job) is the gateway's own error. */
 static void local_answer(http_sess *s, cg_http_gate_verdict g, int status)
 {
-    http_req *r = &s->r;
+    http_req *r = &s->ex->r;
     int st = g == CG_HTTP_GATE_PASS ? 200 : g == CG_HTTP_GATE_REFUSE ? status : 500;
     if (st >= 400)
         r->decision = "error";
@@ -189,7 +189,7 @@ static void local_answer(http_sess *s, cg_http_gate_verdict g, int status)
 
 void cg_http_start_local(http_sess *s)
 {
-    http_req *r = &s->r;
+    http_req *r = &s->ex->r;
     r->local = true;
     if (!r->has_body) {
         cg_http_local_end(s);

@@ -154,12 +154,16 @@ typedef struct http_paths {
     char dest_canon[3 * CG_HTTP_PATH_MAX + 1];  /* Destination, canonical */
 } http_paths;
 
-typedef struct http_sess {
-    bool ready;
-    cg_conn *c;
-    int state;
+/* What requests use and an idle connection does not hold: the head
+ * parsers, the request's state, the pipelined bytes behind it and the
+ * buffers. Made at the first byte of a request on a connection that holds
+ * none (request.c), kept while requests follow each other (keep-alive,
+ * pipelining: no allocation per request), given back with its buffers
+ * when the connection has been idle for a while and at the close. A
+ * request waiting on anything (the gate's job, the backend, its body)
+ * keeps it: the connection is not idle then. */
+typedef struct http_exch {
     cg_http_parser req, resp;
-    uint64_t nreq;
     cg_audit_resv resv;   /* the place of this request's audit record (SPEC 5) */
     struct gate_wait *gate; /* S_GATE: the gate's job on the thread pool */
     http_req r;
@@ -167,11 +171,20 @@ typedef struct http_sess {
     char *out;            /* the rewritten request head (kept for a retry) */
     size_t out_len;
     bool retried, up_bytes, resp_started, resp_chunked, resp_close;
-    bool in_process;      /* process() is walking a buffer: no re-entry */
-    bool client_eof;      /* the client half-closed: answer what it sent */
     cg_buf xml;           /* buffered multistatus (at most
                            * CG_HTTP_MULTISTATUS_MAX; failed past it) */
-    struct http_paths *paths; /* made at the first request */
+    struct http_paths *paths; /* made at the first request that needs them */
+} http_exch;
+
+/* The connection's session: what lasts from request to request. */
+typedef struct http_sess {
+    bool ready;
+    cg_conn *c;
+    int state;
+    uint64_t nreq;
+    http_exch *ex;        /* NULL: no request since the last idle release */
+    bool in_process;      /* process() is walking a buffer: no re-entry */
+    bool client_eof;      /* the client half-closed: answer what it sent */
     bool peer_counted;    /* a peer's session counted for this connection */
 } http_sess;
 
@@ -225,7 +238,7 @@ typedef struct cg_http_stage_ctx {
     const cg_principal *who;      /* the principal judged, of snap */
     unsigned src, dst;            /* rights on the target, on the Destination */
     bool subtree;
-    const char *dest_canon;       /* the Destination, canonical, in s->paths */
+    const char *dest_canon;       /* the Destination, canonical, in s->ex->paths */
     char *if_out;                 /* the rewritten If (malloc'd); the caller
                                    * frees it unless handed on (then NULL) */
     cg_http_request_view view;    /* what the gate and the body filter see */

@@ -33,7 +33,7 @@ static void count(http_sess *s, const cg_snapshot *snap, const cg_principal *p,
 
 cg_http_step cg_http_stage_originator(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no)
 {
-    http_req *r = &s->r;
+    http_req *r = &s->ex->r;
     const cg_principal *p = x->who;
     const cg_conn_info *ci = x->ci;
     /* its certificate: the connection's own identity, by certificate */
@@ -44,7 +44,7 @@ cg_http_step cg_http_stage_originator(http_sess *s, cg_http_stage_ctx *x, cg_htt
         return refuse(no, 403, cg_peer_verdict_text(v));
     }
     size_t n = 0;
-    const cg_http_header *h = cg_http_header_get(&s->req, "cpm-originator", &n);
+    const cg_http_header *h = cg_http_header_get(&s->ex->req, "cpm-originator", &n);
     if (h && !p->is_server) {
         /* a user principal speaks only for itself: the field is dropped */
         cg_info("conn=%llu txid=%s CPM-Originator from %s ignored", (unsigned long long)ci->id,
@@ -61,7 +61,7 @@ cg_http_step cg_http_stage_originator(http_sess *s, cg_http_stage_ctx *x, cg_htt
         return refuse(no, 400, "more than one CPM-Originator");
     }
     const cg_peer *peer;
-    v = cg_peer_originator(x->snap, p, by_cert, cg_http_str(&s->req, h->value), h->value.len,
+    v = cg_peer_originator(x->snap, p, by_cert, cg_http_str(&s->ex->req, h->value), h->value.len,
                            r->originator, &peer);
     if (v != CG_PEER_OK) {
         count(s, x->snap, p, NULL, true);
@@ -69,9 +69,9 @@ cg_http_step cg_http_stage_originator(http_sess *s, cg_http_stage_ctx *x, cg_htt
         return refuse(no, 403, cg_peer_verdict_text(v));
     }
     count(s, x->snap, p, peer, false);
-    const cg_http_header *t = cg_http_header_get(&s->req, "cpm-transaction-id", &n);
-    if (t && n == 1 && cg_remote_txid(cg_http_str(&s->req, t->value), t->value.len)) {
-        memcpy(r->origin_txid, cg_http_str(&s->req, t->value), t->value.len);
+    const cg_http_header *t = cg_http_header_get(&s->ex->req, "cpm-transaction-id", &n);
+    if (t && n == 1 && cg_remote_txid(cg_http_str(&s->ex->req, t->value), t->value.len)) {
+        memcpy(r->origin_txid, cg_http_str(&s->ex->req, t->value), t->value.len);
         r->origin_txid[t->value.len] = '\0';
     }
     return CG_HTTP_NEXT;

@@ -19,10 +19,11 @@
 #include "proxy/http/parse.h"
 #include "store/audit.h"
 
-/* A keep-alive connection without a request for this long gives back its
- * request buffers (the head parsers', the paths', the forwarded head's, the
- * pipelining buffer's: about 50 KiB), made again by its next request. A
- * busy connection keeps them: no allocation per request. */
+/* A keep-alive connection without a request for this long gives back what
+ * its requests used (http_exch: the head parsers and their buffers, the
+ * request's state, the paths, the forwarded head, the pipelining buffer:
+ * about 50 KiB), made again by its next request. A busy connection keeps
+ * it: no allocation per request. */
 #define IDLE_RELEASE_MS 1000
 
 /* ---- pipelined bytes ------------------------------------------------------ */
@@ -31,8 +32,8 @@
  * PENDING_MAX (or without memory). */
 static bool pend_append(http_sess *s, const uint8_t *buf, size_t len)
 {
-    cg_buf_add(&s->pend, buf, len);
-    return !s->pend.failed;
+    cg_buf_add(&s->ex->pend, buf, len);
+    return !s->ex->pend.failed;
 }
 
 /* ---- audit and the one error path ----------------------------------------- */
@@ -40,7 +41,7 @@ static bool pend_append(http_sess *s, const uint8_t *buf, size_t len)
 void cg_http_audit(http_sess *s, const char *reason)
 {
     const cg_conn_info *ci = cg_conn_info_of(s->c);
-    http_req *r = &s->r;
+    http_req *r = &s->ex->r;
     char result[8];
     snprintf(result, sizeof result, "%d", r->status);
     cg_audit_rec a;
@@ -65,7 +66,7 @@ void cg_http_audit(http_sess *s, const char *reason)
     a.reason = reason;
     if (r->decision)
         cg_metrics_operation("http", r->decision);
-    if (cg_audit_commit(&s->resv, &a) < 0)
+    if (cg_audit_commit(&s->ex->resv, &a) < 0)
         cg_warn("conn=%llu txid=%s audit record not stored", (unsigned long long)ci->id,
                 r->txid);
 }
@@ -73,14 +74,14 @@ void cg_http_audit(http_sess *s, const char *reason)
 
 void cg_http_req_free(http_sess *s)
 {
-    http_req *r = &s->r;
-    cg_audit_release(&s->resv); /* a place no record took */
+    http_req *r = &s->ex->r;
+    cg_audit_release(&s->ex->resv); /* a place no record took */
     cg_http_gate_detach(s);
     if (r->filter && r->filter->free)
         r->filter->free(r->fctx);
     r->filter = NULL;
-    cg_buf_free(&s->xml);
-    cg_buf_init(&s->xml, CG_HTTP_MULTISTATUS_MAX + 1);
+    cg_buf_free(&s->ex->xml);
+    cg_buf_init(&s->ex->xml, CG_HTTP_MULTISTATUS_MAX + 1);
 }
 
 
@@ -135,7 +136,7 @@ void cg_http_refuse(http_sess *s, const cg_http_refusal *no)
     bool close_after = no->close;
     cg_conn *c = s->c;
     const cg_conn_info *ci = cg_conn_info_of(c);
-    http_req *r = &s->r;
+    http_req *r = &s->ex->r;
     /* allow and deny are the ACL's words; an answer the ACL did not decide
      * (authentication, syntax, limits, the audit store, the backend) is an
      * error, and its reason says which */
@@ -146,7 +147,7 @@ void cg_http_refuse(http_sess *s, const cg_http_refusal *no)
            "conn=%llu client=%s txid=%s %s %s -> %d: %s", (unsigned long long)ci->id,
             ci->client, r->txid, r->method[0] ? r->method : "-",
             r->path && r->path[0] ? r->path : "-", status, reason);
-    if (s->resp_started) {
+    if (s->ex->resp_started) {
         /* part of an answer is out: nothing honest can follow it */
         cg_http_audit(s, reason);
         cg_http_req_free(s);
@@ -187,13 +188,13 @@ static void finish_if_eof(http_sess *s)
 
 void cg_http_run_pending(http_sess *s)
 {
-    while (s->pend.len && (s->state == S_HEAD || s->state == S_BODY)) {
+    while (s->ex->pend.len && (s->state == S_HEAD || s->state == S_BODY)) {
         size_t used = 0;
         int before = s->state;
-        process(s, (const uint8_t *)s->pend.p, s->pend.len, &used);
+        process(s, (const uint8_t *)s->ex->pend.p, s->ex->pend.len, &used);
         if (s->state == S_CLOSING)
             return;
-        cg_buf_consume(&s->pend, used);
+        cg_buf_consume(&s->ex->pend, used);
         if (used == 0 && s->state == before)
             break;
     }
@@ -204,15 +205,16 @@ void cg_http_run_pending(http_sess *s)
 
 void cg_http_next_request(http_sess *s)
 {
-    cg_http_parser_reset(&s->req);
-    if (s->resp.initialized)
-        cg_http_parser_reset(&s->resp);
-    s->req.on_body = cg_http_req_body;
-    s->req.ctx = s;
-    memset(&s->r, 0, sizeof s->r);
-    s->resp_started = s->resp_chunked = s->resp_close = false;
+    http_exch *e = s->ex;
+    cg_http_parser_reset(&e->req);
+    if (e->resp.initialized)
+        cg_http_parser_reset(&e->resp);
+    e->req.on_body = cg_http_req_body;
+    e->req.ctx = s;
+    memset(&e->r, 0, sizeof e->r);
+    e->resp_started = e->resp_chunked = e->resp_close = false;
     s->state = S_HEAD;
-    cg_conn_set_timer(s->c, IDLE_RELEASE_MS); /* http_timer: release_buffers */
+    cg_conn_set_timer(s->c, IDLE_RELEASE_MS); /* http_timer: exch_free */
     if (!s->in_process)
         cg_http_run_pending(s);
 }
@@ -242,20 +244,21 @@ static void process_inner(http_sess *s, const uint8_t *buf, size_t len, size_t *
         size_t used = 0;
         const char *why = NULL;
         if (s->state == S_HEAD) {
-            if (!s->r.txid[0]) {
+            if (!s->ex->r.txid[0]) {
                 /* client_timeout: a deadline for the whole head, not
                  * reset by each byte (slowloris) */
                 cg_conn_set_timer(s->c, (uint64_t)ci->listener->client_timeout * 1000);
                 s->nreq++;
-                snprintf(s->r.txid, sizeof s->r.txid, "%s.%" PRIu64, ci->session_id, s->nreq);
+                snprintf(s->ex->r.txid, sizeof s->ex->r.txid, "%s.%" PRIu64, ci->session_id,
+                         s->nreq);
             }
-            cg_http_feed r = cg_http_feed_head(&s->req, buf + off, len - off, &used, &why);
+            cg_http_feed r = cg_http_feed_head(&s->ex->req, buf + off, len - off, &used, &why);
             off += used;
             if (r == CG_HTTP_MORE)
                 continue;
             cg_conn_set_timer(s->c, 0);
             if (r == CG_HTTP_REFUSED) {
-                int st = s->req.refused_status;
+                int st = s->ex->req.refused_status;
                 char allow[256];
                 snprintf(allow, sizeof allow, "Allow: %s\r\n", cg_http_allow);
                 cg_http_refuse(s, &(cg_http_refusal){ .status = st,
@@ -272,14 +275,14 @@ static void process_inner(http_sess *s, const uint8_t *buf, size_t len, size_t *
             }
         } else if (s->state == S_BODY) {
             cg_conn_set_timer(s->c, (uint64_t)ci->listener->client_timeout * 1000);
-            cg_http_feed r = cg_http_feed_body(&s->req, buf + off, len - off, &used, &why);
+            cg_http_feed r = cg_http_feed_body(&s->ex->req, buf + off, len - off, &used, &why);
             off += used;
             if (s->state == S_CLOSING) {
                 *consumed = len;
                 return;
             }
             if (r == CG_HTTP_REFUSED) {
-                cg_http_body_fail(s, s->req.refused_status, why ? why : "malformed body");
+                cg_http_body_fail(s, s->ex->req.refused_status, why ? why : "malformed body");
                 *consumed = len;
                 return;
             }
@@ -307,21 +310,50 @@ void cg_http_write_client(http_sess *s, const void *buf, size_t len)
 
 /* ---- connection callbacks ------------------------------------------------- */
 
+/* What requests use (http_exch), made at the first byte of a request on a
+ * connection that holds none; the parsers keep the listener's limits and
+ * make their buffers at their first bytes. CG_E_NOMEM. */
+static int exch_make(http_sess *s)
+{
+    const cg_listener_cfg *l = cg_conn_info_of(s->c)->listener;
+    http_exch *e = calloc(1, sizeof *e);
+    if (!e)
+        return CG_E_NOMEM;
+    /* a bound of n bytes is a cg_buf of n + 1 (its NUL) */
+    cg_buf_init(&e->pend, PENDING_MAX + 1);
+    cg_buf_init(&e->xml, CG_HTTP_MULTISTATUS_MAX + 1);
+    if (cg_http_parser_init(&e->req, true, l->max_header_bytes, l->max_headers, l->max_line) < 0) {
+        free(e);
+        return CG_E_NOMEM;
+    }
+    e->req.on_body = cg_http_req_body;
+    e->req.ctx = s;
+    s->ex = e;
+    return 0;
+}
+
+/* Gives back what requests used (made again by the next one): between
+ * requests once idle, and at the close after cg_http_req_free. */
+static void exch_free(http_sess *s)
+{
+    http_exch *e = s->ex;
+    if (!e)
+        return;
+    cg_http_parser_free(&e->req);
+    cg_http_parser_free(&e->resp);
+    cg_buf_free(&e->pend);
+    cg_buf_free(&e->xml);
+    free(e->paths);
+    free(e->out);
+    free(e);
+    s->ex = NULL;
+}
+
 static void http_open(cg_conn *c)
 {
     http_sess *s = cg_conn_session(c);
-    const cg_listener_cfg *l = cg_conn_info_of(c)->listener;
     s->c = c;
-    /* a bound of n bytes is a cg_buf of n + 1 (its NUL) */
-    cg_buf_init(&s->pend, PENDING_MAX + 1);
-    cg_buf_init(&s->xml, CG_HTTP_MULTISTATUS_MAX + 1);
-    if (cg_http_parser_init(&s->req, true, l->max_header_bytes, l->max_headers, l->max_line) < 0) {
-        cg_conn_abort(c, "out of memory");
-        return;
-    }
     s->ready = true;
-    s->req.on_body = cg_http_req_body;
-    s->req.ctx = s;
     s->state = S_HEAD;
 }
 
@@ -330,14 +362,19 @@ static void http_client_data(cg_conn *c, const uint8_t *buf, size_t len)
     http_sess *s = cg_conn_session(c);
     if (!s->ready || s->state == S_CLOSING)
         return;
-    if (s->pend.len || (s->state != S_HEAD && s->state != S_BODY)) {
+    if (!s->ex && exch_make(s) < 0) {
+        s->state = S_CLOSING;
+        cg_conn_abort(c, "out of memory");
+        return;
+    }
+    if (s->ex->pend.len || (s->state != S_HEAD && s->state != S_BODY)) {
         if (!pend_append(s, buf, len)) {
             s->state = S_CLOSING;
             cg_conn_close(c, "too many pipelined bytes");
             return;
         }
         if (s->state != S_HEAD && s->state != S_BODY) {
-            if (s->pend.len >= PEND_PAUSE)
+            if (s->ex->pend.len >= PEND_PAUSE)
                 cg_conn_read_client(c, false);
             return;
         }
@@ -352,7 +389,7 @@ static void http_client_data(cg_conn *c, const uint8_t *buf, size_t len)
             cg_conn_close(c, "too many pipelined bytes");
             return;
         }
-        if (s->pend.len >= PEND_PAUSE || s->state == S_HEAD || s->state == S_BODY)
+        if (s->ex->pend.len >= PEND_PAUSE || s->state == S_HEAD || s->state == S_BODY)
             cg_conn_read_client(c, false);
     }
 }
@@ -364,7 +401,7 @@ static void http_client_eof(cg_conn *c)
         return;
     s->client_eof = true;
     if ((s->state == S_WAIT_RESP || s->state == S_CONNECTING || s->state == S_GATE) &&
-        s->r.body_done) {
+        s->ex->r.body_done) {
         /* a client may half-close after its requests: the answers (also
          * to those still pending) go out, then the connection closes */
         return;
@@ -372,8 +409,8 @@ static void http_client_eof(cg_conn *c)
     if (s->state == S_BODY || s->state == S_CONNECTING || s->state == S_GATE) {
         s->state = S_CLOSING;
         cg_conn_upstream_release(c, false);
-        s->r.status = 400;
-        s->r.decision = s->r.decision ? s->r.decision : "error";
+        s->ex->r.status = 400;
+        s->ex->r.decision = s->ex->r.decision ? s->ex->r.decision : "error";
         cg_http_audit(s, "client closed before the end of the request");
         cg_http_req_free(s);
     }
@@ -383,25 +420,14 @@ static void http_client_eof(cg_conn *c)
 
 static bool http_idle(cg_conn *c);
 
-/* The buffers only a request uses (each is made again when NULL; the
- * parsers keep their limits): between requests and at the close. */
-static void release_buffers(http_sess *s)
-{
-    cg_http_parser_free(&s->req);
-    cg_http_parser_free(&s->resp);
-    cg_buf_free(&s->pend);
-    free(s->paths);
-    free(s->out);
-    s->paths = NULL;
-    s->out = NULL;
-}
-
 static void http_timer(cg_conn *c)
 {
     http_sess *s = cg_conn_session(c);
     if (http_idle(c)) {
-        release_buffers(s);
-    } else if (s->state == S_HEAD && s->req.len > 0) {
+        exch_free(s);
+    } else if (!s->ex) {
+        return;
+    } else if (s->state == S_HEAD && s->ex->req.len > 0) {
         cg_http_refuse(s, &(cg_http_refusal){ .status = 408,
                                               .detail = "request head not received in time",
                                               .close = true });
@@ -432,15 +458,15 @@ static void http_refuse(cg_conn *c, int err, const char *reason)
                      unavailable ? CG_HTTP_RETRY_AFTER : NULL, NULL, false, &close_after);
         return;
     }
-    if (s->resp_started || s->state == S_CLOSING)
-        return;
     /* between requests (idle, shutting down) nothing is owed; during one,
      * a 503 tells the client it may retry elsewhere */
-    if (s->state == S_HEAD && s->req.len == 0)
+    if (!s->ex || s->ex->resp_started || s->state == S_CLOSING)
+        return;
+    if (s->state == S_HEAD && s->ex->req.len == 0)
         return;
     /* the core closes the connection after this: the one error path
      * answers, logs and audits this request */
-    s->r.keep_alive = false;
+    s->ex->r.keep_alive = false;
     cg_http_refuse(s, &(cg_http_refusal){ .status = unavailable ? 503 : 403,
                                           .detail = reason,
                                           .extra = unavailable ? CG_HTTP_RETRY_AFTER : NULL,
@@ -452,26 +478,29 @@ static void http_drain(cg_conn *c)
     cg_conn_touch(c);
 }
 
-/* Between requests: no head begun, nothing pipelined, nothing running. */
+/* Between requests: no head begun, nothing pipelined, nothing running
+ * (also when nothing of a request is held: none since the idle release). */
 static bool http_idle(cg_conn *c)
 {
     const http_sess *s = cg_conn_session(c);
-    return s->ready && s->state == S_HEAD && s->req.len == 0 && s->pend.len == 0 &&
-           !s->in_process;
+    return s->ready && s->state == S_HEAD && !s->in_process &&
+           (!s->ex || (s->ex->req.len == 0 && s->ex->pend.len == 0));
 }
 
 static void http_close(cg_conn *c)
 {
     http_sess *s = cg_conn_session(c);
+    s->ready = false;
+    if (!s->ex)
+        return; /* no request since the last idle release: nothing held */
     if (s->state == S_BODY || s->state == S_WAIT_RESP || s->state == S_CONNECTING ||
         s->state == S_GATE) {
-        if (s->r.status == 0)
-            s->r.status = 499;
+        if (s->ex->r.status == 0)
+            s->ex->r.status = 499;
         cg_http_audit(s, "connection closed before the answer");
     }
     cg_http_req_free(s);
-    release_buffers(s);
-    s->ready = false;
+    exch_free(s);
 }
 
 const cg_proto_ops cg_http_proto = {

@@ -27,7 +27,7 @@
  * rewritten Location was written. */
 static bool location_rewrite(http_sess *s, cg_buf *o, const char *v, size_t n)
 {
-    const cg_http_head *rq = &s->req.head;
+    const cg_http_head *rq = &s->ex->req.head;
     if (!rq->host.len)
         return false;
     size_t skip = n > 7 && strncasecmp(v, "http://", 7) == 0    ? 7
@@ -41,16 +41,16 @@ static bool location_rewrite(http_sess *s, cg_buf *o, const char *v, size_t n)
     /* the backend names the host it was sent, with its own port */
     const char *ln, *fn;
     size_t lnl, fnl;
-    const char *fwd = s->r.fwd_host;
+    const char *fwd = s->ex->r.fwd_host;
     if (!cg_host_name(v + skip, e - skip, &ln, &lnl) ||
         !cg_host_name(fwd, strlen(fwd), &fn, &fnl) || !cg_http_same_host(ln, lnl, fn, fnl))
         return false;
-    const char *host = cg_http_str(&s->req, rq->host);
+    const char *host = cg_http_str(&s->ex->req, rq->host);
     size_t hl = rq->host.len;
     cg_buf_str(o, cg_conn_info_of(s->c)->tls ? "Location: https://" : "Location: http://");
     cg_buf_add(o, host, hl);
-    if (s->r.route && e < n && v[e] == '/') /* a remote environment's path */
-        cg_buf_add(o, s->r.route->http_prefix, s->r.route->http_prefix_len - 1);
+    if (s->ex->r.route && e < n && v[e] == '/') /* a remote environment's path */
+        cg_buf_add(o, s->ex->r.route->http_prefix, s->ex->r.route->http_prefix_len - 1);
     cg_buf_add(o, v + e, n - e);
     cg_buf_str(o, "\r\n");
     return true;
@@ -60,11 +60,11 @@ static bool location_rewrite(http_sess *s, cg_buf *o, const char *v, size_t n)
  * fields, our framing, X-Transaction-Id. */
 static void send_response_head(http_sess *s, bool have_length, uint64_t length)
 {
-    cg_http_parser *p = &s->resp;
-    http_req *r = &s->r;
-    /* the request head in s->out is no longer needed (an answer came, so
+    cg_http_parser *p = &s->ex->resp;
+    http_req *r = &s->ex->r;
+    /* the request head in s->ex->out is no longer needed (an answer came, so
      * no retry): the buffer is reused, no allocation per response */
-    char *buf = s->out;
+    char *buf = s->ex->out;
     cg_buf o;
     cg_buf_init_fixed(&o, buf, OUT_HEAD_MAX);
     char line[64];
@@ -89,33 +89,33 @@ static void send_response_head(http_sess *s, bool have_length, uint64_t length)
             continue;
         cg_http_put_field(&o, p, h);
     }
-    s->resp_chunked = false;
+    s->ex->resp_chunked = false;
     if (!no_body) {
         if (have_length) {
             snprintf(line, sizeof line, "Content-Length: %" PRIu64 "\r\n", length);
             cg_buf_str(&o, line);
-        } else if (s->req.head.minor >= 1) {
+        } else if (s->ex->req.head.minor >= 1) {
             cg_buf_str(&o, "Transfer-Encoding: chunked\r\n");
-            s->resp_chunked = true;
+            s->ex->resp_chunked = true;
         } else {
-            s->resp_close = true; /* HTTP/1.0 client: delimited by close */
+            s->ex->resp_close = true; /* HTTP/1.0 client: delimited by close */
         }
     }
     if (!r->keep_alive || (r->has_body && !r->body_done))
-        s->resp_close = true;
-    if (s->resp_close)
+        s->ex->resp_close = true;
+    if (s->ex->resp_close)
         cg_buf_str(&o, "Connection: close\r\n");
     cg_buf_str(&o, "X-Transaction-Id: ");
     cg_buf_str(&o, r->txid);
     cg_buf_str(&o, "\r\n\r\n");
-    s->out_len = 0;
+    s->ex->out_len = 0;
     if (o.failed) {
         cg_http_refuse(s, &(cg_http_refusal){ .status = 502,
                                               .detail = "backend response head too large",
                                               .close = true });
         return;
     }
-    s->resp_started = true;
+    s->ex->resp_started = true;
     r->status = st;
     cg_http_write_client(s, buf, o.len);
 }
@@ -152,12 +152,12 @@ void cg_http_resp_body(void *ctx, const uint8_t *buf, size_t len)
     http_sess *s = ctx;
     if (len == 0 || s->state == S_CLOSING)
         return;
-    if (s->r.filter_multistatus && !s->resp_started) {
-        cg_buf_add(&s->xml, buf, len); /* past the bound: failed, answered 502 */
+    if (s->ex->r.filter_multistatus && !s->ex->resp_started) {
+        cg_buf_add(&s->ex->xml, buf, len); /* past the bound: failed, answered 502 */
         return;
     }
-    s->r.bytes_out += len;
-    if (s->resp_chunked) {
+    s->ex->r.bytes_out += len;
+    if (s->ex->resp_chunked) {
         char sz[24];
         int n = snprintf(sz, sizeof sz, "%zx\r\n", len);
         cg_http_write_client(s, sz, (size_t)n);
@@ -170,20 +170,20 @@ void cg_http_resp_body(void *ctx, const uint8_t *buf, size_t len)
 
 static void filtered_multistatus(http_sess *s)
 {
-    if (s->xml.failed) {
+    if (s->ex->xml.failed) {
         cg_http_refuse(s, &(cg_http_refusal){ .status = 502,
                                               .detail = "multistatus answer too large to filter" });
         return;
     }
     cg_snapshot *snap = cg_snapshot_acquire();
-    const cg_principal *p = snap ? cg_snapshot_principal_by_id(snap, s->r.principal_id) : NULL;
+    const cg_principal *p = snap ? cg_snapshot_principal_by_id(snap, s->ex->r.principal_id) : NULL;
     char *out = NULL;
     size_t ol = 0, removed = 0;
-    const cg_route_cfg *rt = s->r.route;
-    keep_ctx k = {snap, p, s->r.originator[0] ? s->r.originator : NULL, rt};
-    const cg_http_head *h = &s->req.head;
-    int rc = p ? cg_http_dav_filter(s->xml.p ? s->xml.p : "", s->xml.len,
-                                    cg_http_str(&s->req, h->host), h->host.len,
+    const cg_route_cfg *rt = s->ex->r.route;
+    keep_ctx k = {snap, p, s->ex->r.originator[0] ? s->ex->r.originator : NULL, rt};
+    const cg_http_head *h = &s->ex->req.head;
+    int rc = p ? cg_http_dav_filter(s->ex->xml.p ? s->ex->xml.p : "", s->ex->xml.len,
+                                    cg_http_str(&s->ex->req, h->host), h->host.len,
                                     cg_conn_info_of(s->c)->tls, keep_href, &k,
                                     rt ? rt->http_prefix : NULL, rt ? rt->http_prefix_len - 1 : 0,
                                     &out, &ol, &removed)
@@ -198,7 +198,7 @@ static void filtered_multistatus(http_sess *s)
     send_response_head(s, true, ol);
     if (s->state != S_CLOSING) {
         cg_http_write_client(s, out, ol);
-        s->r.bytes_out += ol;
+        s->ex->r.bytes_out += ol;
     }
     free(out);
 }
@@ -206,17 +206,17 @@ static void filtered_multistatus(http_sess *s)
 static void response_done(http_sess *s, bool upstream_reusable)
 {
     cg_conn *c = s->c;
-    http_req *r = &s->r;
-    if (r->filter_multistatus && !s->resp_started) {
+    http_req *r = &s->ex->r;
+    if (r->filter_multistatus && !s->ex->resp_started) {
         filtered_multistatus(s);
         if (s->state == S_CLOSING)
             return;
     }
-    if (s->resp_chunked)
+    if (s->ex->resp_chunked)
         cg_http_write_client(s, "0\r\n\r\n", 5);
     if (r->filter && r->filter->on_response)
         r->filter->on_response(r->fctx, r->status);
-    bool reusable = upstream_reusable && s->resp.head.keep_alive && r->body_done;
+    bool reusable = upstream_reusable && s->ex->resp.head.keep_alive && r->body_done;
     if (cg_conn_upstream_attached(c))
         cg_conn_upstream_release(c, reusable);
     cg_debug("conn=%llu txid=%s %s %s -> %d principal=%s",
@@ -224,7 +224,7 @@ static void response_done(http_sess *s, bool upstream_reusable)
              r->path ? r->path : "-", r->status, r->principal[0] ? r->principal : "-");
     cg_http_audit(s, NULL);
     cg_http_req_free(s);
-    if (s->resp_close || !r->body_done) {
+    if (s->ex->resp_close || !r->body_done) {
         s->state = S_CLOSING;
         cg_conn_close(c, "response complete");
         return;
@@ -234,7 +234,7 @@ static void response_done(http_sess *s, bool upstream_reusable)
 
 static void on_response_head(http_sess *s)
 {
-    cg_http_parser *p = &s->resp;
+    cg_http_parser *p = &s->ex->resp;
     if (p->head.status >= 100 && p->head.status < 200) {
         /* interim answers (100, 102, 103) are not relayed: the gateway
          * answered Expect itself */
@@ -245,16 +245,16 @@ static void on_response_head(http_sess *s)
         p->ctx = s;
         return;
     }
-    if (s->r.filter_multistatus && p->head.status != 207)
-        s->r.filter_multistatus = false;
-    if (!s->r.filter_multistatus) {
+    if (s->ex->r.filter_multistatus && p->head.status != 207)
+        s->ex->r.filter_multistatus = false;
+    if (!s->ex->r.filter_multistatus) {
         bool have = p->head.framing == CG_HTTP_BODY_LENGTH ||
-                    (p->head.framing == CG_HTTP_BODY_NONE && !s->r.head_method &&
+                    (p->head.framing == CG_HTTP_BODY_NONE && !s->ex->r.head_method &&
                      p->head.status != 204 && p->head.status != 304);
         send_response_head(s, have, p->head.framing == CG_HTTP_BODY_LENGTH
                                         ? p->head.content_length : 0);
     } else {
-        s->r.status = p->head.status;
+        s->ex->r.status = p->head.status;
     }
 }
 
@@ -266,15 +266,15 @@ void cg_http_upstream_data(cg_conn *c, const uint8_t *buf, size_t len)
         cg_conn_upstream_release(c, false);
         return;
     }
-    s->up_bytes = true;
+    s->ex->up_bytes = true;
     /* a long answer is activity: the idle timer is for idle connections */
     cg_conn_touch(c);
     size_t off = 0;
     while (off < len && s->state != S_CLOSING) {
         size_t used = 0;
         const char *why = NULL;
-        if (!s->resp.head_done) {
-            cg_http_feed r = cg_http_feed_head(&s->resp, buf + off, len - off, &used, &why);
+        if (!s->ex->resp.head_done) {
+            cg_http_feed r = cg_http_feed_head(&s->ex->resp, buf + off, len - off, &used, &why);
             off += used;
             if (r == CG_HTTP_MORE)
                 return;
@@ -288,15 +288,15 @@ void cg_http_upstream_data(cg_conn *c, const uint8_t *buf, size_t len)
             on_response_head(s);
             if (s->state == S_CLOSING)
                 return;
-            if (!s->resp.head_done)
+            if (!s->ex->resp.head_done)
                 continue; /* an interim answer was dropped */
-            if (s->resp.complete) {
+            if (s->ex->resp.complete) {
                 response_done(s, off == len);
                 return;
             }
             continue;
         }
-        cg_http_feed r = cg_http_feed_body(&s->resp, buf + off, len - off, &used, &why);
+        cg_http_feed r = cg_http_feed_body(&s->ex->resp, buf + off, len - off, &used, &why);
         off += used;
         if (s->state == S_CLOSING)
             return;
@@ -323,12 +323,12 @@ void cg_http_upstream_eof(cg_conn *c, int status)
         cg_conn_upstream_release(c, false);
         cg_http_refuse(s, &(cg_http_refusal){ .status = 504,
                                               .detail = "backend response timeout",
-                                              .close = !s->r.body_done });
+                                              .close = !s->ex->r.body_done });
         return;
     }
-    if (s->resp.head_done) {
+    if (s->ex->resp.head_done) {
         const char *why;
-        if (cg_http_finish(&s->resp, &why) == CG_HTTP_DONE) {
+        if (cg_http_finish(&s->ex->resp, &why) == CG_HTTP_DONE) {
             response_done(s, false);
             return;
         }
@@ -340,16 +340,16 @@ void cg_http_upstream_eof(cg_conn *c, int status)
     /* A pooled connection the backend had already closed: send the
      * request once more on a fresh one, when no body byte is lost and the
      * method is idempotent (RFC 9110 9.2.2, RFC 9112 9.3.1). */
-    const char *m = s->r.method;
+    const char *m = s->ex->r.method;
     bool idempotent = !strcmp(m, "GET") || !strcmp(m, "HEAD") || !strcmp(m, "OPTIONS") ||
                       !strcmp(m, "DELETE") || !strcmp(m, "PROPFIND");
-    if (!s->up_bytes && !s->retried && !s->r.has_body && s->out_len && idempotent) {
-        s->retried = true;
+    if (!s->ex->up_bytes && !s->ex->retried && !s->ex->r.has_body && s->ex->out_len && idempotent) {
+        s->ex->retried = true;
         s->state = S_CONNECTING;
         if (cg_http_connect_backend(s) == 0)
             return;
     }
     cg_http_refuse(s, &(cg_http_refusal){ .status = 502,
                                           .detail = "backend closed the connection",
-                                          .close = !s->r.body_done });
+                                          .close = !s->ex->r.body_done });
 }

@@ -36,10 +36,10 @@ static const char *remote_path(const cg_route_cfg *r, const char *canon)
  * onward: 508, as a loop that would otherwise go on. */
 cg_http_step cg_http_stage_route(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no)
 {
-    http_req *r = &s->r;
+    http_req *r = &s->ex->r;
     const cg_config *cfg = x->ci->config;
     r->route = NULL;
-    if (!cfg || !cfg->nroutes || s->req.head.form == CG_HTTP_ASTERISK)
+    if (!cfg || !cfg->nroutes || s->ex->req.head.form == CG_HTTP_ASTERISK)
         return CG_HTTP_NEXT;
     r->route = cg_config_route_of_path(cfg, r->path);
     if (!r->route)
@@ -68,7 +68,7 @@ cg_http_step cg_http_stage_route(http_sess *s, cg_http_stage_ctx *x, cg_http_ref
 cg_http_step cg_http_stage_route_destination(http_sess *s, cg_http_stage_ctx *x,
                                              cg_http_refusal *no)
 {
-    http_req *r = &s->r;
+    http_req *r = &s->ex->r;
     if (!x->dest_canon || !x->ci->config || !x->ci->config->nroutes)
         return CG_HTTP_NEXT;
     const cg_route_cfg *dr = cg_config_route_of_path(x->ci->config, r->dest);
@@ -84,7 +84,7 @@ cg_http_step cg_http_stage_route_destination(http_sess *s, cg_http_stage_ctx *x,
  * (the text only gets shorter). */
 cg_http_step cg_http_stage_route_if(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no)
 {
-    const cg_route_cfg *rt = s->r.route;
+    const cg_route_cfg *rt = s->ex->r.route;
     if (!rt || !x->if_out)
         return CG_HTTP_NEXT;
     char *in = x->if_out, *out = x->if_out;

@@ -43,36 +43,36 @@ static const char *hdr_lookup(const void *hctx, const char *name, size_t *len)
 
 static void sanitize_request_id(http_sess *s)
 {
-    const cg_http_header *h = cg_http_header_get(&s->req, "x-request-id", NULL);
+    const cg_http_header *h = cg_http_header_get(&s->ex->req, "x-request-id", NULL);
     size_t o = 0;
     if (h) {
-        const char *v = cg_http_str(&s->req, h->value);
-        for (size_t i = 0; i < h->value.len && o + 1 < sizeof s->r.request_id; i++)
+        const char *v = cg_http_str(&s->ex->req, h->value);
+        for (size_t i = 0; i < h->value.len && o + 1 < sizeof s->ex->r.request_id; i++)
             if (v[i] > 0x20 && v[i] < 0x7F)
-                s->r.request_id[o++] = v[i];
+                s->ex->r.request_id[o++] = v[i];
     }
-    s->r.request_id[o] = '\0';
+    s->ex->r.request_id[o] = '\0';
 }
 
 /* The buffers a request needs beyond its head, made at the first request
- * (an idle or never-used connection holds only its head buffer), and the
- * facts of the head every later answer names. */
+ * after the connection's idle release (an idle or never-used connection
+ * holds none), and the facts of the head every later answer names. */
 cg_http_step cg_http_stage_request(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no)
 {
     (void)x;
-    http_req *r = &s->r;
-    const cg_http_head *h = &s->req.head;
-    if (!s->paths && !(s->paths = malloc(sizeof *s->paths)))
+    http_req *r = &s->ex->r;
+    const cg_http_head *h = &s->ex->req.head;
+    if (!s->ex->paths && !(s->ex->paths = malloc(sizeof *s->ex->paths)))
         return refuse(no, 503, "out of memory", true);
-    if (!s->resp.initialized) {
-        if (cg_http_parser_init(&s->resp, false, 32768, 200, 32768) < 0)
+    if (!s->ex->resp.initialized) {
+        if (cg_http_parser_init(&s->ex->resp, false, 32768, 200, 32768) < 0)
             return refuse(no, 503, "out of memory", true);
-        s->resp.on_body = cg_http_resp_body;
-        s->resp.ctx = s;
+        s->ex->resp.on_body = cg_http_resp_body;
+        s->ex->resp.ctx = s;
     }
     size_t ml = h->method_name.len < sizeof r->method - 1 ? h->method_name.len
                                                           : sizeof r->method - 1;
-    memcpy(r->method, cg_http_str(&s->req, h->method_name), ml);
+    memcpy(r->method, cg_http_str(&s->ex->req, h->method_name), ml);
     r->method[ml] = '\0';
     r->head_method = h->method == HTTP_HEAD;
     /* draining (SIGTERM): this answer is the connection's last */
@@ -88,9 +88,9 @@ cg_http_step cg_http_stage_request(http_sess *s, cg_http_stage_ctx *x, cg_http_r
 cg_http_step cg_http_stage_target(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no)
 {
     (void)x;
-    http_req *r = &s->r;
-    const cg_http_head *h = &s->req.head;
-    http_paths *ps = s->paths;
+    http_req *r = &s->ex->r;
+    const cg_http_head *h = &s->ex->req.head;
+    http_paths *ps = s->ex->paths;
     char *dec = ps->path, *can = ps->canon;
     r->path = dec;
     r->canon = can;
@@ -100,7 +100,7 @@ cg_http_step cg_http_stage_target(http_sess *s, cg_http_stage_ctx *x, cg_http_re
         memcpy(can, "*", 2);
         return CG_HTTP_NEXT;
     }
-    const char *target = cg_http_str(&s->req, h->path);
+    const char *target = cg_http_str(&s->ex->req, h->path);
     const char *why = "malformed request target";
     size_t pl = 0, dl, cl;
     if (cg_http_target_split(target, h->path.len, &pl, &r->query, &r->query_len) < 0 ||
@@ -116,7 +116,7 @@ cg_http_step cg_http_stage_target(http_sess *s, cg_http_stage_ctx *x, cg_http_re
 cg_http_step cg_http_stage_tls(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no)
 {
     const cg_listener_cfg *l = x->ci->listener;
-    const http_req *r = &s->r;
+    const http_req *r = &s->ex->r;
     if (l->tls != CG_TLS_NONE)
         return CG_HTTP_NEXT;
     if (l->insecure == CG_INSECURE_REDIRECT && l->redirect_to) {
@@ -124,7 +124,7 @@ cg_http_step cg_http_stage_tls(http_sess *s, cg_http_stage_ctx *x, cg_http_refus
         while (rl > 0 && l->redirect_to[rl - 1] == '/')
             rl--;
         snprintf(x->text, sizeof x->text, "Location: %.*s%s%s%.*s\r\n", (int)rl,
-                 l->redirect_to, s->req.head.form == CG_HTTP_ASTERISK ? "/" : r->canon,
+                 l->redirect_to, s->ex->req.head.form == CG_HTTP_ASTERISK ? "/" : r->canon,
                  r->query ? "?" : "", (int)r->query_len, r->query ? r->query : "");
         refuse(no, 308, "TLS required", false);
         no->extra = x->text;
@@ -139,7 +139,7 @@ cg_http_step cg_http_stage_tls(http_sess *s, cg_http_stage_ctx *x, cg_http_refus
 cg_http_step cg_http_stage_audit(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no)
 {
     (void)x;
-    if (cg_audit_reserve(&s->resv) == 0)
+    if (cg_audit_reserve(&s->ex->resv) == 0)
         return CG_HTTP_NEXT;
     refuse(no, 503, "audit log unavailable", true);
     no->extra = CG_HTTP_RETRY_AFTER;
@@ -156,8 +156,8 @@ cg_http_step cg_http_stage_host(http_sess *s, cg_http_stage_ctx *x, cg_http_refu
 {
     const cg_conn_info *ci = x->ci;
     const cg_listener_cfg *l = ci->listener;
-    const cg_http_head *h = &s->req.head;
-    http_req *r = &s->r;
+    const cg_http_head *h = &s->ex->req.head;
+    http_req *r = &s->ex->r;
     const char *list = l->server_names ? l->server_names : "*";
     bool every = strcmp(list, "*") == 0;
     const cg_http_span names[2] = {h->host, h->form == CG_HTTP_ABSOLUTE ? h->authority
@@ -169,7 +169,7 @@ cg_http_step cg_http_stage_host(http_sess *s, cg_http_stage_ctx *x, cg_http_refu
         size_t nl;
         if (!names[i].len)
             continue;
-        if (!cg_host_name(cg_http_str(&s->req, names[i]), names[i].len, &n, &nl))
+        if (!cg_host_name(cg_http_str(&s->ex->req, names[i]), names[i].len, &n, &nl))
             return refuse(no, 400, "malformed Host", false);
         if (!every && !cg_http_name_served(list, n, nl, &n, &nl))
             return refuse(no, 421, "this listener does not serve that host", false);
@@ -211,9 +211,9 @@ cg_http_step cg_http_stage_policy(http_sess *s, cg_http_stage_ctx *x, cg_http_re
 cg_http_step cg_http_stage_authenticate(http_sess *s, cg_http_stage_ctx *x,
                                         cg_http_refusal *no)
 {
-    http_req *r = &s->r;
+    http_req *r = &s->ex->r;
     cg_http_auth au;
-    cg_http_authenticate(x->ci, &s->req, r->method, x->snap, &au);
+    cg_http_authenticate(x->ci, &s->ex->req, r->method, x->snap, &au);
     cg_strlcpy(r->principal, au.principal, sizeof r->principal);
     r->auth_method = au.method;
     if (au.status == 401) {
@@ -237,8 +237,8 @@ cg_http_step cg_http_stage_authenticate(http_sess *s, cg_http_stage_ctx *x,
 /* The rights the method needs (SPEC 4); a method outside the table is 405. */
 cg_http_step cg_http_stage_method(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no)
 {
-    const cg_http_head *h = &s->req.head;
-    if (!cg_http_method_rights(s->r.method, &x->src, &x->dst, &x->subtree)) {
+    const cg_http_head *h = &s->ex->req.head;
+    if (!cg_http_method_rights(s->ex->r.method, &x->src, &x->dst, &x->subtree)) {
         snprintf(x->text, sizeof x->text, "Allow: %s\r\n", cg_http_allow);
         refuse(no, 405, "method not allowed", false);
         no->extra = x->text;
@@ -254,12 +254,12 @@ cg_http_step cg_http_stage_method(http_sess *s, cg_http_stage_ctx *x, cg_http_re
 cg_http_step cg_http_stage_expect(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no)
 {
     (void)x;
-    const cg_http_header *ex = cg_http_header_get(&s->req, "expect", NULL);
+    const cg_http_header *ex = cg_http_header_get(&s->ex->req, "expect", NULL);
     if (!ex)
         return CG_HTTP_NEXT;
-    if (!cg_http_span_eq(&s->req, ex->value, "100-continue"))
+    if (!cg_http_span_eq(&s->ex->req, ex->value, "100-continue"))
         return refuse(no, 417, "unsupported expectation", true);
-    s->r.expect_continue = s->r.has_body;
+    s->ex->r.expect_continue = s->ex->r.has_body;
     return CG_HTTP_NEXT;
 }
 
@@ -267,11 +267,11 @@ cg_http_step cg_http_stage_expect(http_sess *s, cg_http_stage_ctx *x, cg_http_re
 cg_http_step cg_http_stage_depth(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no)
 {
     (void)x;
-    if (s->req.head.method != HTTP_PROPFIND)
+    if (s->ex->req.head.method != HTTP_PROPFIND)
         return CG_HTTP_NEXT;
-    const cg_http_header *dh = cg_http_header_get(&s->req, "depth", NULL);
-    bool d0 = dh && cg_http_span_eq(&s->req, dh->value, "0");
-    bool d1 = dh && cg_http_span_eq(&s->req, dh->value, "1");
+    const cg_http_header *dh = cg_http_header_get(&s->ex->req, "depth", NULL);
+    bool d0 = dh && cg_http_span_eq(&s->ex->req, dh->value, "0");
+    bool d1 = dh && cg_http_span_eq(&s->ex->req, dh->value, "1");
     if (!d0 && !d1) {
         /* RFC 4918 9.1: no Depth means infinity */
         refuse(no, 403, "PROPFIND with Depth: infinity", false);
@@ -280,7 +280,7 @@ cg_http_step cg_http_stage_depth(http_sess *s, cg_http_stage_ctx *x, cg_http_ref
         return CG_HTTP_REFUSE;
     }
     /* a remote environment's answer always: its hrefs become local paths */
-    s->r.filter_multistatus = d1 || s->r.route;
+    s->ex->r.filter_multistatus = d1 || s->ex->r.route;
     return CG_HTTP_NEXT;
 }
 
@@ -289,7 +289,7 @@ cg_http_step cg_http_stage_depth(http_sess *s, cg_http_stage_ctx *x, cg_http_ref
 static cg_http_step judge(http_sess *s, cg_http_stage_ctx *x, unsigned rights,
                           const char *path, bool subtree, cg_http_refusal *no)
 {
-    http_req *r = &s->r;
+    http_req *r = &s->ex->r;
     const struct cg_acl *acl = cg_snapshot_acl(x->snap);
     const char *originator = r->originator[0] ? r->originator : NULL;
     for (unsigned bit = 1; bit <= CG_RIGHT_DELETE; bit <<= 1) {
@@ -330,9 +330,9 @@ static cg_http_step judge(http_sess *s, cg_http_stage_ctx *x, unsigned rights,
 /* The ACL on the request path (an asterisk-form OPTIONS names none). */
 cg_http_step cg_http_stage_acl(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no)
 {
-    if (!x->src || s->req.head.form == CG_HTTP_ASTERISK)
+    if (!x->src || s->ex->req.head.form == CG_HTTP_ASTERISK)
         return CG_HTTP_NEXT;
-    return judge(s, x, x->src, s->r.path, x->subtree, no);
+    return judge(s, x, x->src, s->ex->r.path, x->subtree, no);
 }
 
 /* A header URL that is not a path of this gateway: another server's is
@@ -353,33 +353,33 @@ cg_http_step cg_http_stage_destination(http_sess *s, cg_http_stage_ctx *x,
 {
     if (!x->dst)
         return CG_HTTP_NEXT;
-    const cg_http_head *h = &s->req.head;
-    const cg_http_header *dh = cg_http_header_get(&s->req, "destination", NULL);
+    const cg_http_head *h = &s->ex->req.head;
+    const cg_http_header *dh = cg_http_header_get(&s->ex->req, "destination", NULL);
     if (!dh)
         return refuse(no, 400, "Destination header missing", false);
     /* RFC 9110 15.5.15 (414) is for the target; a header gets 400 */
     size_t vl = dh->value.len, cl;
     if (vl > CG_HTTP_PATH_MAX)
         return refuse(no, 400, "Destination too long", false);
-    http_paths *ps = s->paths;
+    http_paths *ps = s->ex->paths;
     static const char *const words[] = {"Destination names another server",
                                         "Destination too long", "malformed Destination"};
     cg_http_dav_url v = cg_http_dav_url_canon(
-        cg_http_str(&s->req, dh->value), vl, h->host.len ? cg_http_str(&s->req, h->host) : "",
+        cg_http_str(&s->ex->req, dh->value), vl, h->host.len ? cg_http_str(&s->ex->req, h->host) : "",
         h->host.len, x->ci->tls, ps->dest, sizeof ps->dest, ps->dest_canon,
         sizeof ps->dest_canon, &cl);
     if (v != CG_HTTP_DAV_URL_OURS)
         return url_refusal(v, words, no);
     x->dest_canon = ps->dest_canon;
-    s->r.dest = ps->dest;
+    s->ex->r.dest = ps->dest;
     return judge(s, x, x->dst, ps->dest, true, no);
 }
 
 /* If (RFC 4918 10.4): its resource tags made canonical paths too. */
 cg_http_step cg_http_stage_if(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no)
 {
-    const cg_http_head *h = &s->req.head;
-    const cg_http_header *ih = cg_http_header_get(&s->req, "if", NULL);
+    const cg_http_head *h = &s->ex->req.head;
+    const cg_http_header *ih = cg_http_header_get(&s->ex->req, "if", NULL);
     if (!ih)
         return CG_HTTP_NEXT;
     /* one allocation of if_cap bytes, told if_cap: every tag's canonical
@@ -390,8 +390,8 @@ cg_http_step cg_http_stage_if(http_sess *s, cg_http_stage_ctx *x, cg_http_refusa
     static const char *const words[] = {"If header names another server",
                                         "If header resource tag too long",
                                         "malformed If header"};
-    cg_http_dav_url v = cg_http_dav_rewrite_if(cg_http_str(&s->req, ih->value), ih->value.len,
-                                               h->host.len ? cg_http_str(&s->req, h->host) : "",
+    cg_http_dav_url v = cg_http_dav_rewrite_if(cg_http_str(&s->ex->req, ih->value), ih->value.len,
+                                               h->host.len ? cg_http_str(&s->ex->req, h->host) : "",
                                                h->host.len, x->ci->tls, x->if_out, if_cap, &ol);
     return v == CG_HTTP_DAV_URL_OURS ? CG_HTTP_NEXT : url_refusal(v, words, no);
 }
@@ -401,10 +401,10 @@ cg_http_step cg_http_stage_if(http_sess *s, cg_http_stage_ctx *x, cg_http_refusa
 cg_http_step cg_http_stage_body_limit(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no)
 {
     const cg_listener_cfg *l = x->ci->listener;
-    const cg_http_head *h = &s->req.head;
+    const cg_http_head *h = &s->ex->req.head;
     if (l->max_body && h->framing == CG_HTTP_BODY_LENGTH && h->content_length > l->max_body)
         return refuse(no, 413, "request body too large", true);
-    s->r.decision = "allow";
+    s->ex->r.decision = "allow";
     return CG_HTTP_NEXT;
 }
 
@@ -413,14 +413,14 @@ cg_http_step cg_http_stage_body_limit(http_sess *s, cg_http_stage_ctx *x, cg_htt
  * answer, gate.c). */
 cg_http_step cg_http_stage_gate(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no)
 {
-    http_req *r = &s->r;
-    const cg_http_head *h = &s->req.head;
+    http_req *r = &s->ex->r;
+    const cg_http_head *h = &s->ex->req.head;
     x->view = (cg_http_request_view){
         .method = r->method, .path = r->path, .principal = r->principal, .who = x->who,
         .txid = r->txid,
         .content_length = h->framing == CG_HTTP_BODY_LENGTH ? h->content_length
                           : h->framing == CG_HTTP_BODY_NONE ? 0 : UINT64_MAX,
-        .snap = x->snap, .dest = r->dest, .header = hdr_lookup, .hctx = &s->req,
+        .snap = x->snap, .dest = r->dest, .header = hdr_lookup, .hctx = &s->ex->req,
     };
     x->gate = cg_http_gate_ask(&x->view, &x->answer);
     if (x->gate != CG_HTTP_GATE_WAIT)
@@ -438,7 +438,7 @@ cg_http_step cg_http_stage_gate(http_sess *s, cg_http_stage_ctx *x, cg_http_refu
 cg_http_step cg_http_stage_gate_answer(http_sess *s, cg_http_stage_ctx *x,
                                        cg_http_refusal *no)
 {
-    http_req *r = &s->r;
+    http_req *r = &s->ex->r;
     const cg_http_gate_answer *a = &x->answer;
     switch (x->gate) {
     case CG_HTTP_GATE_PASS:
@@ -462,9 +462,9 @@ cg_http_step cg_http_stage_gate_answer(http_sess *s, cg_http_stage_ctx *x,
 /* The body filter chosen, the head rewritten, the backend connected. */
 cg_http_step cg_http_stage_forward(http_sess *s, cg_http_stage_ctx *x, cg_http_refusal *no)
 {
-    http_req *r = &s->r;
+    http_req *r = &s->ex->r;
     if (cg_http_filter_select(&x->view, &r->filter, &r->fctx))
-        r->hold_last = r->filter && r->has_body && s->req.head.framing == CG_HTTP_BODY_LENGTH;
+        r->hold_last = r->filter && r->has_body && s->ex->req.head.framing == CG_HTTP_BODY_LENGTH;
     int rc = cg_http_forward_head(s, x->ci, x->dest_canon, x->if_out);
     if (rc == CG_E_NOMEM)
         return refuse(no, 503, "out of memory", true);

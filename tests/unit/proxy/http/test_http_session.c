@@ -184,31 +184,43 @@ static void test_refusal_keeps_the_connection_for_the_next_request(void **state)
     assert_null(strstr(backend(), "secret"));
 }
 
-/* Whether the session held request buffers after each operation. */
-static bool g_held[8];
+/* What the session held after each operation: its request state
+ * (http_exch, with the request buffers), and which one. */
+static bool g_held[16];
+static const void *g_ex[16];
 static size_t g_nheld;
 
 static void record_buffers(enum sd_op op, const void *session)
 {
     const http_sess *hs = session;
     (void)op;
-    if (g_nheld < sizeof g_held / sizeof g_held[0])
-        g_held[g_nheld++] = hs->req.buf || hs->req.hdrs || hs->paths || hs->out;
+    if (g_nheld < sizeof g_held / sizeof g_held[0]) {
+        g_ex[g_nheld] = hs->ex;
+        g_held[g_nheld++] = hs->ex != NULL;
+    }
 }
 
-/* A keep-alive connection without a request for a while (its protocol
- * timer) gives its request buffers back, and its next request is
- * forwarded and answered as the first was. */
+/* A connection holds no request state before its first request; a
+ * keep-alive request right after another uses the same; without a
+ * request for a while (its protocol timer) the connection gives it back
+ * with the request buffers, and its next request is forwarded and
+ * answered as the first was. */
 static void test_idle_keep_alive_connection_gives_back_its_request_buffers(void **state)
 {
     (void)state;
+    /* what lasts between requests only: the request state is apart */
+    assert_true(sizeof(http_sess) <= 64);
     sd_script s;
     sd_script_init(&s, V_ALICE);
+    sd_script_op(&s, SD_DRAIN);
     sd_script_text(&s, SD_CLIENT, "GET /content/alice/a HTTP/1.1\r\nHost: gw.example\r\n\r\n");
     sd_script_op(&s, SD_CONNECT_OK);
     sd_script_text(&s, SD_BACKEND, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
-    sd_script_op(&s, SD_TIMER);
     sd_script_text(&s, SD_CLIENT, "GET /content/alice/b HTTP/1.1\r\nHost: gw.example\r\n\r\n");
+    sd_script_op(&s, SD_CONNECT_OK);
+    sd_script_text(&s, SD_BACKEND, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nthere");
+    sd_script_op(&s, SD_TIMER);
+    sd_script_text(&s, SD_CLIENT, "GET /content/alice/c HTTP/1.1\r\nHost: gw.example\r\n\r\n");
     sd_script_op(&s, SD_CONNECT_OK);
     sd_script_text(&s, SD_BACKEND, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nworld");
     assert_false(s.over);
@@ -219,15 +231,24 @@ static void test_idle_keep_alive_connection_gives_back_its_request_buffers(void 
     cg_buf_add(&sd_captured.client, "", 0);
     cg_buf_add(&sd_captured.backend, "", 0);
 
-    assert_int_equal(g_nheld, 7);
-    assert_true(g_held[2]);  /* answered, idle: still held (a busy connection keeps them) */
-    assert_false(g_held[3]); /* the idle timer passed: given back */
-    assert_true(g_held[4]);  /* the next request makes them again */
+    assert_int_equal(g_nheld, 11);
+    assert_false(g_held[0]); /* open, no request yet: no request state */
+    assert_true(g_held[1]);  /* the first byte of a request makes it */
+    assert_true(g_held[3]);  /* answered, idle: still held (a busy connection keeps it) */
+    assert_ptr_equal(g_ex[4], g_ex[3]); /* the next request uses it again */
+    assert_ptr_equal(g_ex[6], g_ex[3]);
+    assert_false(g_held[7]); /* the idle timer passed: given back */
+    assert_true(g_held[8]);  /* the next request makes it again */
+    assert_true(g_held[10]);
     const char *c = client();
-    const char *second = strstr(c, "world");
-    assert_non_null(strstr(c, "hello"));
+    const char *first = strstr(c, "hello"), *second = strstr(c, "there");
+    const char *third = strstr(c, "world");
+    assert_non_null(first);
     assert_non_null(second);
+    assert_non_null(third);
+    assert_true(first < second && second < third);
     assert_non_null(strstr(backend(), "GET /content/alice/b HTTP/1.1\r\n"));
+    assert_non_null(strstr(backend(), "GET /content/alice/c HTTP/1.1\r\n"));
 }
 
 int main(void)

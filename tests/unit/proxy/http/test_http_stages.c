@@ -28,10 +28,11 @@ static cg_listener_cfg listener = {
     .max_body = 1 << 20,
 };
 
-/* One request: its session (no connection), the connection's facts and
- * the stages' shared context. */
+/* One request: its session (no connection) and what the request uses,
+ * the connection's facts and the stages' shared context. */
 typedef struct one {
     http_sess s;
+    http_exch ex;
     cg_conn_info ci;
     cg_http_stage_ctx x;
     cg_http_refusal no;
@@ -64,12 +65,13 @@ static one *start(const cg_listener_cfg *l, const char *head, bool alice)
         assert_int_equal(cg_conn_info_set(&o->ci.principal, "alice"), 0);
         cg_snapshot_release(snap);
     }
-    assert_int_equal(cg_http_parser_init(&o->s.req, true, 16384, 100, 8192), 0);
+    o->s.ex = &o->ex;
+    assert_int_equal(cg_http_parser_init(&o->ex.req, true, 16384, 100, 8192), 0);
     size_t used = 0;
     const char *why = NULL;
-    assert_int_equal(cg_http_feed_head(&o->s.req, (const uint8_t *)head, strlen(head), &used,
+    assert_int_equal(cg_http_feed_head(&o->ex.req, (const uint8_t *)head, strlen(head), &used,
                                        &why), CG_HTTP_DONE);
-    snprintf(o->s.r.txid, sizeof o->s.r.txid, "t.1");
+    snprintf(o->ex.r.txid, sizeof o->ex.r.txid, "t.1");
     cg_http_stage_ctx_init(&o->x, &o->ci);
     return o;
 }
@@ -79,9 +81,9 @@ static void finish(one *o)
     free(o->x.if_out);
     if (o->x.snap)
         cg_snapshot_release(o->x.snap);
-    cg_http_parser_free(&o->s.req);
-    cg_http_parser_free(&o->s.resp);
-    free(o->s.paths);
+    cg_http_parser_free(&o->ex.req);
+    cg_http_parser_free(&o->ex.resp);
+    free(o->ex.paths);
     cg_conn_info_clear(&o->ci);
     free(o);
 }
@@ -115,7 +117,7 @@ static void test_target_stage_refuses_a_bad_path_with_400(void **state)
     assert_int_equal(cg_http_stage_target(&o->s, &o->x, &o->no), CG_HTTP_REFUSE);
     assert_int_equal(o->no.status, 400);
     assert_false(o->no.close);
-    assert_string_equal(o->s.r.path, ""); /* the answer names no resource */
+    assert_string_equal(o->ex.r.path, ""); /* the answer names no resource */
     finish(o);
 
     /* a good one is normalised for the ACL and the backend */
@@ -123,9 +125,9 @@ static void test_target_stage_refuses_a_bad_path_with_400(void **state)
               true);
     assert_int_equal(cg_http_stage_request(&o->s, &o->x, &o->no), CG_HTTP_NEXT);
     assert_int_equal(cg_http_stage_target(&o->s, &o->x, &o->no), CG_HTTP_NEXT);
-    assert_string_equal(o->s.r.path, "/content/alice/y z");
-    assert_string_equal(o->s.r.canon, "/content/alice/y%20z");
-    assert_int_equal(o->s.r.query_len, 3);
+    assert_string_equal(o->ex.r.path, "/content/alice/y z");
+    assert_string_equal(o->ex.r.canon, "/content/alice/y%20z");
+    assert_int_equal(o->ex.r.query_len, 3);
     finish(o);
 }
 
@@ -156,14 +158,14 @@ static void test_method_rights_refuse_a_write_alice_lacks_with_403(void **state)
     assert_int_equal(cg_http_stage_acl(&o->s, &o->x, &o->no), CG_HTTP_REFUSE);
     assert_int_equal(o->no.status, 403);
     assert_string_equal(o->no.detail, "write denied on \"/content/pub/x\"");
-    assert_string_equal(o->s.r.decision, "deny");
-    assert_string_equal(o->s.r.principal, "alice");
+    assert_string_equal(o->ex.r.decision, "deny");
+    assert_string_equal(o->ex.r.principal, "alice");
     finish(o);
 
     /* reading there is hers */
     o = start(&listener, "GET /content/pub/x HTTP/1.1\r\nHost: gw\r\n\r\n", true);
     assert_int_equal(run_to(o, cg_http_stage_body_limit), CG_HTTP_NEXT);
-    assert_string_equal(o->s.r.decision, "allow");
+    assert_string_equal(o->ex.r.decision, "allow");
     finish(o);
 }
 
@@ -201,7 +203,7 @@ static void test_destination_stage_rewrites_destination(void **state)
                    true);
     assert_int_equal(run_to(o, cg_http_stage_destination), CG_HTTP_NEXT);
     assert_string_equal(o->x.dest_canon, "/content/alice/b%20c/d");
-    assert_string_equal(o->s.r.dest, "/content/alice/b c/d");
+    assert_string_equal(o->ex.r.dest, "/content/alice/b c/d");
     finish(o);
 
     o = start(&listener,
@@ -254,7 +256,7 @@ static void test_depth_stage_refuses_infinity_with_a_precondition_body(void **st
     o = start(&listener, "PROPFIND /content/alice/ HTTP/1.1\r\nHost: gw\r\nDepth: 1\r\n\r\n",
               true);
     assert_int_equal(run_to(o, cg_http_stage_depth), CG_HTTP_NEXT);
-    assert_true(o->s.r.filter_multistatus);
+    assert_true(o->ex.r.filter_multistatus);
     finish(o);
 }
 
@@ -285,7 +287,7 @@ static void test_host_stage_refuses_a_name_not_served_with_421(void **state)
     /* a served name: the backend gets it without the client's port */
     o = start(&l, "GET /content/alice/x HTTP/1.1\r\nHost: A.Files.Example:8443\r\n\r\n", true);
     assert_int_equal(run_to(o, cg_http_stage_host), CG_HTTP_NEXT);
-    assert_string_equal(o->s.r.fwd_host, "a.files.example");
+    assert_string_equal(o->ex.r.fwd_host, "a.files.example");
     finish(o);
 }
 
@@ -313,7 +315,7 @@ static void test_body_limit_stage_refuses_a_declared_body_past_max_body(void **s
     assert_int_equal(run_to(o, cg_http_stage_body_limit), CG_HTTP_REFUSE);
     assert_int_equal(o->no.status, 413);
     assert_true(o->no.close);
-    assert_null(o->s.r.decision); /* not the ACL's: the answer path says "error" */
+    assert_null(o->ex.r.decision); /* not the ACL's: the answer path says "error" */
     finish(o);
 }
 
@@ -358,7 +360,7 @@ static void test_gate_stages_go_on_or_refuse_as_the_gate_answers(void **state)
     gate_status = 0;
     gate_detail = NULL;
     assert_int_equal(gate_put(&o), CG_HTTP_NEXT);
-    assert_string_equal(o->s.r.decision, "allow");
+    assert_string_equal(o->ex.r.decision, "allow");
     finish(o);
 
     /* REFUSE: the gate's status and sentence are the answer */
@@ -369,7 +371,7 @@ static void test_gate_stages_go_on_or_refuse_as_the_gate_answers(void **state)
     assert_int_equal(o->no.status, 422);
     assert_string_equal(o->no.detail, "manifest refused: no item");
     assert_false(o->no.close);
-    assert_string_equal(o->s.r.decision, "error");
+    assert_string_equal(o->ex.r.decision, "error");
     finish(o);
 
     /* a refusal without a sentence says "refused" */
@@ -434,23 +436,23 @@ static void test_route_stage_sends_a_prefixed_path_to_the_remote_gateway(void **
     (void)state;
     one *o = start_routed("GET /content/alice/b/shared/a%20b HTTP/1.1\r\nHost: gw\r\n\r\n");
     assert_int_equal(run_to(o, cg_http_stage_body_limit), CG_HTTP_NEXT);
-    assert_ptr_equal(o->s.r.route, &route_b);
-    assert_string_equal(o->s.r.fwd_canon, "/shared/a%20b");
-    assert_string_equal(o->s.r.route_user, "alice@a.example");
-    assert_string_equal(o->s.r.fwd_host, "gw.b.example");
+    assert_ptr_equal(o->ex.r.route, &route_b);
+    assert_string_equal(o->ex.r.fwd_canon, "/shared/a%20b");
+    assert_string_equal(o->ex.r.route_user, "alice@a.example");
+    assert_string_equal(o->ex.r.fwd_host, "gw.b.example");
     /* the local ACL judged the full local path */
-    assert_string_equal(o->s.r.path, "/content/alice/b/shared/a b");
+    assert_string_equal(o->ex.r.path, "/content/alice/b/shared/a b");
     finish(o);
 
     /* the prefix without its slash is the remote root; beside it, local */
     o = start_routed("PROPFIND /content/alice/b HTTP/1.1\r\nHost: gw\r\nDepth: 0\r\n\r\n");
     assert_int_equal(run_to(o, cg_http_stage_body_limit), CG_HTTP_NEXT);
-    assert_string_equal(o->s.r.fwd_canon, "/");
-    assert_true(o->s.r.filter_multistatus); /* hrefs made local */
+    assert_string_equal(o->ex.r.fwd_canon, "/");
+    assert_true(o->ex.r.filter_multistatus); /* hrefs made local */
     finish(o);
     o = start_routed("GET /content/alice/bx HTTP/1.1\r\nHost: gw\r\n\r\n");
     assert_int_equal(run_to(o, cg_http_stage_body_limit), CG_HTTP_NEXT);
-    assert_null(o->s.r.route);
+    assert_null(o->ex.r.route);
     finish(o);
 }
 
@@ -461,10 +463,10 @@ static void test_route_stage_refuses_a_request_that_has_an_originator(void **sta
      * originator stage honoured its CPM-Originator) */
     one *o = start_routed("GET /content/alice/b/x HTTP/1.1\r\nHost: gw\r\n\r\n");
     assert_int_equal(run_to(o, cg_http_stage_authenticate), CG_HTTP_NEXT);
-    snprintf(o->s.r.originator, sizeof o->s.r.originator, "mallory@c.example");
+    snprintf(o->ex.r.originator, sizeof o->ex.r.originator, "mallory@c.example");
     assert_int_equal(cg_http_stage_route(&o->s, &o->x, &o->no), CG_HTTP_REFUSE);
     assert_int_equal(o->no.status, 508);
-    assert_string_equal(o->s.r.decision, "deny");
+    assert_string_equal(o->ex.r.decision, "deny");
     finish(o);
 }
 
@@ -511,13 +513,13 @@ static void test_routed_head_carries_originator_and_transaction_id(void **state)
                           "CPM-Transaction-Id: forged\r\n\r\n");
     assert_int_equal(run_to(o, cg_http_stage_body_limit), CG_HTTP_NEXT);
     assert_int_equal(cg_http_forward_head(&o->s, &o->ci, NULL, NULL), 0);
-    const char *h = o->s.out;
+    const char *h = o->ex.out;
     assert_non_null(strstr(h, "GET /x HTTP/1.1\r\nHost: gw.b.example\r\n"));
     assert_non_null(strstr(h, "\r\nCPM-Originator: alice@a.example\r\n"));
     assert_non_null(strstr(h, "\r\nCPM-Transaction-Id: t.1\r\n"));
     assert_null(strstr(h, "forged"));
     assert_null(strstr(h, "X-Remote-User"));
-    free(o->s.out);
+    free(o->ex.out);
     finish(o);
 }
 
