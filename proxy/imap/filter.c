@@ -116,12 +116,16 @@ void cg_imap_filter_caps(const char *in, size_t len, char *out, size_t cap,
     }
 }
 
+const char *cg_imap_backend_caps(const imap_sess *s)
+{
+    return s->caps_backend && s->caps_backend[0] ? s->caps_backend : "IMAP4rev1";
+}
+
 /* Our capability list for the client now. */
 void cg_imap_our_caps(cg_conn *c, imap_sess *s, char *out, size_t cap)
 {
     const cg_conn_info *ci = cg_conn_info_of(c);
-    snprintf(out, cap, "%s",
-             s->caps_backend && s->caps_backend[0] ? s->caps_backend : "IMAP4rev1");
+    snprintf(out, cap, "%s", cg_imap_backend_caps(s));
     if (s->state >= S_AUTH)
         return;
     size_t o = strlen(out);

@@ -211,6 +211,11 @@ bool cg_imap_need(cg_conn *c, imap_sess *s, const imap_judge *j, unsigned right,
 /* The mailbox argument i, decoded; refuses when absent or invalid. */
 bool cg_imap_arg_mailbox(cg_conn *c, imap_sess *s, size_t i, char *name,
                          char *wire) __attribute__((warn_unused_result));
+/* The rights on the selected mailbox, without a word on the wire: 0 when
+ * each is granted or none is selected (*rule: the last grant's rule),
+ * else the first right denied (*rule: the rule that denied it). */
+unsigned cg_imap_selected_denied(const imap_judge *j, const imap_sess *s, unsigned rights,
+                                 int64_t *rule) __attribute__((warn_unused_result));
 /* rights on the selected mailbox, if there is one; refuses when denied. */
 bool cg_imap_need_selected(cg_conn *c, imap_sess *s, const imap_judge *j,
                            unsigned rights) __attribute__((warn_unused_result));
@@ -322,6 +327,9 @@ void cg_imap_filter_answer(cg_conn *c, imap_sess *s, int answer, const uint8_t *
 
 void cg_imap_filter_caps(const char *in, size_t len, char *out, size_t cap,
                          bool *literal_plus);
+/* The backend's capability list as learnt (filtered), or "IMAP4rev1"
+ * when none was. */
+const char *cg_imap_backend_caps(const imap_sess *s);
 void cg_imap_our_caps(cg_conn *c, imap_sess *s, char *out, size_t cap);
 /* The backend's capabilities from a [CAPABILITY] code in d (its greeting,
  * its answer to the gateway's LOGIN), filtered, kept for the client. */

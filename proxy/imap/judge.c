@@ -75,6 +75,17 @@ cg_decision cg_imap_decide(const imap_judge *j, const imap_sess *s, unsigned rig
                             full, len, s->delim);
 }
 
+/* The ACL's refusal of right on name (by rule): the wire answer, the log
+ * line, the audit record. */
+static void refuse_denied(cg_conn *c, imap_sess *s, unsigned right, const char *name,
+                          int64_t rule)
+{
+    char shown[NAME_MAX_ + 64];
+    cg_imap_text_name(name, shown, sizeof shown);
+    cg_imap_refuse(c, s, "NO", "NOPERM", name, rule, "%s denied on \"%s\"",
+                   cg_right_name(right), shown);
+}
+
 /* Judges one right on one name; refuses on the wire when denied. */
 bool cg_imap_need(cg_conn *c, imap_sess *s, const imap_judge *j, unsigned right,
                   const char *name, bool subtree)
@@ -90,10 +101,7 @@ bool cg_imap_need(cg_conn *c, imap_sess *s, const imap_judge *j, unsigned right,
                                      s->originator[0] ? s->originator : NULL, CG_SVC_IMAP,
                                      right, full, len, s->delim, &rule);
     if (!ok) {
-        char shown[NAME_MAX_ + 64];
-        cg_imap_text_name(name, shown, sizeof shown);
-        cg_imap_refuse(c, s, "NO", "NOPERM", name, rule, "%s denied on \"%s\"",
-                       cg_right_name(right), shown);
+        refuse_denied(c, s, right, name, rule);
         return false;
     }
     s->rule_id = rule;
@@ -119,15 +127,36 @@ bool cg_imap_arg_mailbox(cg_conn *c, imap_sess *s, size_t i, char *name,
     return true;
 }
 
+unsigned cg_imap_selected_denied(const imap_judge *j, const imap_sess *s, unsigned rights,
+                                 int64_t *rule)
+{
+    *rule = 0;
+    if (!s->has_selected)
+        return 0; /* the backend answers "No mailbox selected" */
+    for (unsigned r = 1; r <= CG_RIGHT_DELETE; r <<= 1) {
+        if (!(rights & r))
+            continue;
+        cg_decision d = cg_imap_decide(j, s, r, s->selected);
+        *rule = d.rule_id;
+        if (!d.allow)
+            return r;
+    }
+    return 0;
+}
+
 bool cg_imap_need_selected(cg_conn *c, imap_sess *s, const imap_judge *j,
                            unsigned rights)
 {
     if (!s->has_selected)
-        return true; /* the backend answers "No mailbox selected" */
+        return true;
     snprintf(s->resource, sizeof s->resource, "%s", s->selected);
-    for (unsigned r = 1; r <= CG_RIGHT_DELETE; r <<= 1)
-        if ((rights & r) && !cg_imap_need(c, s, j, r, s->selected, false))
-            return false;
+    int64_t rule;
+    unsigned denied = cg_imap_selected_denied(j, s, rights, &rule);
+    if (denied) {
+        refuse_denied(c, s, denied, s->selected, rule);
+        return false;
+    }
+    s->rule_id = rule;
     return true;
 }
 /* The principal as the current snapshot sees it, at every command (SPEC

@@ -349,7 +349,7 @@ void cg_imap_login_response(cg_conn *c, imap_sess *s, const uint8_t *d,
          * delimiter (busy until cgi3), which every mailbox name it
          * names is judged with: one round trip less before it. */
         cg_imap_send(c, s, "%s OK [CAPABILITY %s] Logged in", s->tag,
-                     s->caps_backend ? s->caps_backend : "IMAP4rev1");
+                     cg_imap_backend_caps(s));
         cg_info("conn=%llu imap login principal=%s%s%s mailbox=%s method=%s",
                 (unsigned long long)cg_conn_info_of(c)->id, s->principal,
                 s->originator[0] ? " originator=" : "", s->originator,

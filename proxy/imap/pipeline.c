@@ -32,26 +32,6 @@ static bool pipelinable(const cg_imap_cmd *cmd)
            !cmd->mbox[0].right;
 }
 
-/* The rights of cmd on the selected mailbox, judged as
- * cg_imap_need_selected does, but without a word on the wire: false when
- * one is denied (the command then runs alone and is refused there). */
-static bool allowed(const imap_sess *s, const imap_judge *j, const cg_imap_cmd *cmd,
-                    int64_t *rule)
-{
-    *rule = 0;
-    if (!cmd->selected || !s->has_selected)
-        return true;
-    for (unsigned r = 1; r <= CG_RIGHT_DELETE; r <<= 1) {
-        if (!(cmd->selected & r))
-            continue;
-        cg_decision d = cg_imap_decide(j, s, r, s->selected);
-        if (!d.allow)
-            return false;
-        *rule = d.rule_id;
-    }
-    return true;
-}
-
 bool cg_imap_pipe_take(cg_conn *c, imap_sess *s)
 {
     if (s->state != S_AUTH || s->busy || s->nflight >= PIPE_MAX)
@@ -80,7 +60,8 @@ bool cg_imap_pipe_take(cg_conn *c, imap_sess *s)
         cg_audit_release(&f->resv);
         return false; /* alone, the session ends */
     }
-    bool ok = allowed(s, &j, cmd, &rule);
+    /* denied: alone, it is refused there */
+    bool ok = !cg_imap_selected_denied(&j, s, cmd->selected, &rule);
     cg_snapshot_release(j.snap);
     if (!ok) {
         cg_audit_release(&f->resv);
@@ -98,10 +79,8 @@ bool cg_imap_pipe_take(cg_conn *c, imap_sess *s)
     cg_buf_add(&s->up, "\r\n", 2);
     s->nflight++;
     s->op[0] = '\0'; /* the command at hand is a flight now */
-    if (s->up.failed) {
+    if (s->up.failed)
         cg_imap_bye(c, s, "pipelined commands too long", "too much pipelined input");
-        return true;
-    }
     return true;
 }
 

@@ -41,11 +41,12 @@ void cg_imap_arm_timer(cg_conn *c, const imap_sess *s)
 
 static void handle_event(cg_conn *c, imap_sess *s, const cg_imapp_event *ev)
 {
-    if (s->nflight && !s->streaming && !s->discarding &&
+    bool between = !s->streaming && !s->discarding; /* not inside an APPEND */
+    if (between && ev->type == CG_IMAPP_EV_COMMAND && cg_imap_pipe_take(c, s))
+        return;
+    if (between && s->nflight &&
         (ev->type == CG_IMAPP_EV_COMMAND || ev->type == CG_IMAPP_EV_LITERAL ||
          ev->type == CG_IMAPP_EV_STREAM_START || ev->type == CG_IMAPP_EV_ERROR)) {
-        if (ev->type == CG_IMAPP_EV_COMMAND && cg_imap_pipe_take(c, s))
-            return;
         /* until the flights are answered (its tokens, and the parser's
          * error text, stay until the parser is fed again) */
         s->stalled = *ev;
@@ -80,8 +81,6 @@ static void handle_event(cg_conn *c, imap_sess *s, const cg_imapp_event *ev)
             cg_imap_forward(c, s, NULL, K_PLAIN);
             return;
         }
-        if (cg_imap_pipe_take(c, s))
-            return;
         cg_imap_begin_command(s);
         cg_imap_run_command(c, s);
         return;
@@ -145,6 +144,13 @@ static void handle_event(cg_conn *c, imap_sess *s, const cg_imapp_event *ev)
     }
 }
 
+/* The parser is not fed: a command runs alone, an event waits for the
+ * flights, or as many are in flight as may be. */
+static bool input_waits(const imap_sess *s)
+{
+    return s->busy || s->has_stalled || s->nflight >= PIPE_MAX;
+}
+
 /* One line from the input buffer (IDLE's DONE, a SASL response). */
 static bool take_line(imap_sess *s, const char **line, size_t *len)
 {
@@ -196,7 +202,7 @@ void cg_imap_process_input(cg_conn *c, imap_sess *s)
             cg_imap_sasl_response(c, s, ext, tmp, len);
             continue;
         }
-        if (s->busy || s->has_stalled || s->nflight >= PIPE_MAX)
+        if (input_waits(s))
             break;
         cg_imapp_event ev;
         size_t used = cg_imapp_feed(s->parser, s->in + s->inoff,
@@ -224,8 +230,7 @@ void cg_imap_process_input(cg_conn *c, imap_sess *s)
     }
     /* client_timeout: a deadline for a whole command line, not reset by
      * each byte (a client dripping bytes is cut) */
-    bool waiting = s->busy || s->has_stalled || s->nflight >= PIPE_MAX;
-    bool partial = s->state != S_CLOSED && !waiting &&
+    bool partial = s->state != S_CLOSED && !input_waits(s) &&
                    (!cg_imapp_idle(s->parser) || s->inoff < s->inlen);
     if (partial && !s->cmd_deadline)
         s->cmd_deadline = cg_mono_ms() + (uint64_t)l->client_timeout * 1000;

@@ -8,6 +8,7 @@ message, IDLE, and a backend that goes away mid-session."""
 
 import base64
 import imaplib
+import json
 import re
 import socket
 import ssl
@@ -93,6 +94,23 @@ def external(gw, pki, name='alice'):
     tagged, _ = s.command('AUTHENTICATE EXTERNAL =')
     assert tagged.split()[1] == b'OK', tagged
     return s
+
+
+def session_records(gw, sid, txids):
+    """The audit records of session sid by txid, each a list in the log's
+    order, once records of at least txids commands are stored."""
+    def records():
+        r = gw.audit('export', '--format', 'jsonl')
+        if r.returncode != 0:
+            return None
+        recs = {}
+        for line in r.stdout.splitlines():
+            rec = json.loads(line)
+            if (rec.get('txid') or '').startswith(sid + '.'):
+                recs.setdefault(rec['txid'], []).append(rec)
+        return recs if len(recs) >= txids else None
+    return cg.wait_until(records, timeout=20, interval=0.3,
+                         what='audit records of the session')
 
 
 def lines_text(lines):
@@ -689,7 +707,6 @@ def test_pipelined_commands_are_each_judged_and_audited(gw, pki, dovecot):
     """Commands sent together go out together when they leave the selected
     mailbox as it is; each is judged on the mailbox the commands before it
     selected, and each gets its own record."""
-    import json
     s = Raw.open(gw.addr('imaps'), tls_ctx(pki))
     sid = re.search(rb'session ([0-9a-f]{16})', s.greeting).group(1).decode()
     s.command('AUTHENTICATE EXTERNAL =')   # 1
@@ -718,19 +735,7 @@ def test_pipelined_commands_are_each_judged_and_audited(gw, pki, dovecot):
     _, data = d.fetch('1', '(FLAGS)')
     d.logout()
     assert b'\\Flagged' not in data[0], data  # the refused STORE never ran
-
-    def records():
-        r = gw.audit('export', '--format', 'jsonl')
-        if r.returncode != 0:
-            return None
-        recs = {}
-        for line in r.stdout.splitlines():
-            rec = json.loads(line)
-            if (rec.get('txid') or '').startswith(sid + '.'):
-                recs.setdefault(rec['txid'], []).append(rec)
-        return recs if len(recs) >= 11 else None
-    recs = cg.wait_until(records, timeout=20, interval=0.3,
-                         what='audit records of the session')
+    recs = session_records(gw, sid, 11)
     for n, cmd in enumerate(cmds, start=3):
         [rec] = recs[f'{sid}.{n}']  # one record each
         tag, op = cmd.decode().split()[0:2]
@@ -893,7 +898,6 @@ def test_backend_disconnect_mid_session_gives_bye_unavailable(
 # ------------------------------------------------------------------ audit --
 
 def test_each_command_is_audited_with_txid_and_decision(gw, pki):
-    import json
     s = Raw.open(gw.addr('imaps'), tls_ctx(pki))
     sid = re.search(rb'session ([0-9a-f]{16})', s.greeting).group(1).decode()
     s.command('AUTHENTICATE EXTERNAL =')   # 1
@@ -902,19 +906,7 @@ def test_each_command_is_audited_with_txid_and_decision(gw, pki):
     s.command('SELECT')                    # 4: syntax, not the ACL
     s.command('LOGOUT')                    # 5
     s.close()
-
-    def records():
-        r = gw.audit('export', '--format', 'jsonl')
-        if r.returncode != 0:
-            return None
-        recs = {}
-        for line in r.stdout.splitlines():
-            rec = json.loads(line)
-            if (rec.get('txid') or '').startswith(sid + '.'):
-                recs[rec['txid']] = rec
-        return recs if len(recs) >= 5 else None
-    recs = cg.wait_until(records, timeout=20, interval=0.3,
-                         what='audit records of the session')
+    recs = {txid: rs[-1] for txid, rs in session_records(gw, sid, 5).items()}
     auth = recs[f'{sid}.1']
     assert auth['operation'] == 'AUTHENTICATE' and auth['result'] == 'OK'
     assert auth['principal'] == 'alice' and auth['method'] == 'cert'
